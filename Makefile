@@ -1,0 +1,57 @@
+# mcp-warden — every target installs what it needs on a fresh machine.
+# Node 24 comes from the pinned npm package `node` (node_modules/.bin/node), put first on PATH.
+SHELL := /bin/bash
+export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.cache/bin:$(PATH)
+STAMP := node_modules/.install-stamp
+
+.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools clean crds
+
+all: build
+
+$(STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+build: install
+	tsc -p tsconfig.build.json
+	@chmod +x dist/cmd/mcp-warden.js
+
+crds: build
+	node dist/cmd/gen-crds.js
+
+lint: install
+	biome check .
+	tsc -p tsconfig.json --noEmit
+
+format: install
+	biome format --write .
+
+# Real kube-apiserver, kubectl, etcd and helm, built from the Go module proxy, cached in .cache/bin.
+k8s-tools:
+	bash hack/build-k8s-tools.sh
+
+test: build k8s-tools
+	bash hack/run-tests.sh
+
+test-unit: build
+	npm run -s test:unit
+
+test-integration: build
+	npm run -s test:integration
+
+test-e2e: build k8s-tools
+	npm run -s test:e2e
+
+demo: build
+	node dist/examples/demo.js
+
+conformance: build
+	bash hack/conformance.sh
+
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf dist coverage

@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * The `mcp-warden` command: one binary, several entrypoints. Each command lives in its own file
+ * under `cmd/` and exports `run(argv): Promise<number>` (the exit code).
+ */
+import { errorMessage, isWardenError } from '../pkg/errors.js';
+
+interface CommandModule {
+  run(argv: string[]): Promise<number>;
+}
+
+interface CommandEntry {
+  summary: string;
+  usage: string;
+  load?: () => Promise<CommandModule>;
+}
+
+const commands: Record<string, CommandEntry> = {
+  gateway: {
+    summary: 'Run the data path as a plain process, policies read from files',
+    usage: 'gateway --upstream URL --policy PATH [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9090] [--recordings DIR] [--mcp-path /mcp]',
+    load: () => import('./gateway.js'),
+  },
+  sidecar: {
+    summary: 'Run the data path in a pod, policies read from the Kubernetes API (injected by the webhook)',
+    usage: 'sidecar [--upstream URL] [--listen :8443] [--admin-listen :9090]',
+    load: () => import('./sidecar.js'),
+  },
+  webhook: {
+    summary: 'Run the admission webhook: inject sidecars, validate MCPPolicy, manage serving TLS',
+    usage: 'webhook [--listen :8443] [--admin-listen :9090] [--namespace NS]',
+    load: () => import('./webhook.js'),
+  },
+  policy: {
+    summary: 'Check policies: `policy lint PATH`, `policy test PATH --identity claims.json --call call.json [--explain]`',
+    usage: 'policy lint PATH | policy test PATH --identity FILE --call FILE [--explain]',
+    load: () => import('./policy.js'),
+  },
+  recordings: {
+    summary: 'Session recordings: `verify FILE|DIR`, `replay FILE`, `export DIR [--since] [--principal] [--tool]`',
+    usage: 'recordings verify FILE|DIR | recordings replay FILE | recordings export DIR [--since T] [--principal P] [--tool T]',
+    load: () => import('./recordings.js'),
+  },
+  approvals: {
+    summary: 'Review held calls: `list`, `approve NAME`, `deny NAME` (not yet available: approvals are planned)',
+    usage: 'approvals list | approvals approve NAME [--reason R] | approvals deny NAME [--reason R]',
+  },
+  dev: {
+    summary: 'Local development: `dev issuer` (an Entra-shaped OIDC issuer), `dev token` (print a token)',
+    usage: 'dev issuer [--listen 127.0.0.1:8400] | dev token [--issuer URL] [--oid ID] [--groups a,b] [--roles r] [--aud A] [--app-only]',
+    load: () => import('./dev.js'),
+  },
+};
+
+export function helpText(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+  return [
+    'mcp-warden: least-privilege access control for MCP servers',
+    '',
+    'Usage: mcp-warden <command> [options]',
+    '',
+    'Commands:',
+    ...lines,
+    '',
+    'Run `mcp-warden <command> --help` for the options of one command.',
+  ].join('\n');
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${helpText()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version') {
+    process.stdout.write('0.1.0\n');
+    return 0;
+  }
+  const entry = commands[name];
+  if (entry === undefined) {
+    process.stderr.write(`mcp-warden: unknown command "${name}"\n\n${helpText()}\n`);
+    return 2;
+  }
+  if (rest.length === 0 || rest[0] === '--help' || rest[0] === '-h') {
+    process.stdout.write(`Usage: mcp-warden ${entry.usage}\n`);
+    if (rest.length > 0 || entry.load === undefined) return rest.length > 0 ? 0 : 2;
+  }
+  if (entry.load === undefined) {
+    process.stderr.write(`mcp-warden ${name}: not available in this version.\n`);
+    return 2;
+  }
+  const mod = await entry.load();
+  return mod.run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    const code = isWardenError(err) ? ` [${err.code}]` : '';
+    process.stderr.write(`mcp-warden: ${errorMessage(err)}${code}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,53 @@
+/**
+ * Who is calling. Built from a verified token by `pkg/identity`; consumed by the policy engine
+ * (subjects, CEL `identity`) and the recorder (principal). Never holds the raw token.
+ */
+export interface Identity {
+  /** Stable principal id: `<tid>/<oid>` for Entra, `system:serviceaccount:<ns>:<name>` for
+   * Kubernetes service accounts, `<iss>#<sub>` otherwise. Sessions are bound to it. */
+  principal: string;
+  issuer: string;
+  subject: string;
+  tenantId?: string;
+  objectId?: string;
+  /** upn / preferred_username / unique_name / email, when the token has one. */
+  user?: string;
+  /** azp (v2) or appid (v1): the client application. */
+  appId?: string;
+  /** App-only token (`idtyp=app`, or no `scp` and no user claims). */
+  appOnly: boolean;
+  groups: string[];
+  roles: string[];
+  scopes: string[];
+  wids: string[];
+  serviceAccount?: { namespace: string; name: string; uid?: string };
+  /** Verified audience the token was accepted for. */
+  audience: string;
+  /** Token expiry (seconds since epoch). */
+  expiresAt: number;
+  /** The verified claims, for CEL `identity.claims`. Tokens never appear here. */
+  claims: Readonly<Record<string, unknown>>;
+}
+
+/** One trusted issuer from `MCPPolicy.spec.identity.issuers[]`, resolved. */
+export interface TrustedIssuer {
+  /** Exact `iss` value expected (for Kubernetes: the API server's issuer). */
+  issuer: string;
+  audiences: string[];
+  jwksUri?: string;
+  discoveryUrl?: string;
+  /** For multi-tenant Entra templates (`{tenantid}` in issuer): tenants accepted. */
+  allowedTenants?: string[];
+  groupsOverage?: 'graph' | 'deny';
+  /** This entry is the Kubernetes service-account issuer. */
+  kubernetes?: boolean;
+}
+
+/** Verifies bearer tokens. Implementations cache discovery documents and JWKS. */
+export interface Authenticator {
+  /**
+   * Verify `token` against `trusted` and return the caller's identity.
+   * Throws `WardenError` with an `ERR_AUTH_*` code on any failure (fail closed).
+   */
+  authenticate(token: string, trusted: readonly TrustedIssuer[]): Promise<Identity>;
+}

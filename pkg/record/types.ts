@@ -1,0 +1,52 @@
+/**
+ * The recording stage's interface, as the proxy pipeline calls it. `pkg/record` implements it.
+ * Payloads given to a recorder are already masked.
+ */
+export interface RecordingHeader {
+  session: string;
+  principal: string;
+  /** Pod name in-cluster, host name for the gateway. */
+  pod: string;
+  namespace?: string;
+  transport: string;
+  protocolVersion?: string;
+  policies: Array<{ name: string; generation: number }>;
+}
+
+export type RecordEvent =
+  | { type: 'message'; direction: 'client-to-server' | 'server-to-client'; message: unknown }
+  | {
+      type: 'decision';
+      method: string;
+      tool?: string;
+      decision: 'allow' | 'deny' | 'approve';
+      enforced: 'allow' | 'deny' | 'approve';
+      policy: string;
+      rule?: string;
+      reason: string;
+      requestId?: string | number | null;
+    }
+  | { type: 'mask'; method: string; detectors: Record<string, number> };
+
+export interface SessionRecorder {
+  /** Append one event. Never throws: failures count in `recording_errors_total`. */
+  record(event: RecordEvent): void;
+  close(reason?: 'ended' | 'expired' | 'shutdown'): Promise<RecordingSummary | undefined>;
+}
+
+export interface RecordingSummary {
+  session: string;
+  principal: string;
+  pod: string;
+  startTime: string;
+  endTime: string;
+  messages: number;
+  denied: number;
+  location: string;
+  sha256: string;
+}
+
+export interface Recorder {
+  open(header: RecordingHeader): SessionRecorder;
+  close(): Promise<void>;
+}
