@@ -1,0 +1,286 @@
+/**
+ * `make bench`: the same MCP workload against the upstream directly, behind nginx, and behind
+ * mcp-warden with full enforcement; writes bench/results/<date>-<host>.md and prints it.
+ *
+ * Servers (upstream + the proxy under test) are pinned to CPU 0, the load generator and the
+ * micro-benchmarks to CPU 1 (when the machine has two cores and `taskset` works), so the system
+ * under test gets one core — like a pod whose app and sidecar share its CPU.
+ *
+ * Environment knobs (all optional):
+ *   BENCH_DURATION=10       seconds recorded per run (after BENCH_WARMUP=2 unrecorded seconds)
+ *   BENCH_CONNECTIONS=16    closed-loop workers at saturation
+ *   BENCH_SCENARIOS=small,large,list,sse    BENCH_MODES=direct,nginx,warden
+ *   BENCH_PROFILE=1         run the gateway under `node --cpu-prof` and summarise the top frames
+ *   BENCH_SKIP=mask,webhook skip a micro-benchmark
+ * Not a test: nothing here fails on timing; it exits non-zero only if the bench itself broke.
+ */
+
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cpus, freemem, hostname, loadavg, release, tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { LoadResult, Scenario } from './load.js';
+import { Scenarios } from './load.js';
+import { writeNginxConfig } from './nginx.js';
+import {
+  canPin,
+  delay,
+  firstLine,
+  freePort,
+  rssKiB,
+  run,
+  sampleRss,
+  start,
+  stop,
+  stopAllSync,
+  waitHttp,
+} from './proc.js';
+import { type BenchReport, type MachineInfo, renderReport } from './report.js';
+import { type Mode, Modes, type Target } from './target.js';
+
+const root = resolve(fileURLToPath(import.meta.url), '../../..');
+const distBench = join(root, 'dist/bench');
+const node = process.execPath;
+
+const SERVER_CPU = '0';
+const LOAD_CPU = cpus().length >= 2 ? '1' : '0';
+
+/** Moderate fixed rates (req/s), capped at half the slowest mode's saturated throughput. */
+const defaultRates: Record<Scenario, number> = { small: 200, large: 100, list: 100, sse: 20 };
+
+function envList<T extends string>(name: string, all: readonly T[]): T[] {
+  const v = process.env[name];
+  if (v === undefined || v === '') return [...all];
+  const picked = v.split(',').map((s) => s.trim()) as T[];
+  for (const p of picked)
+    if (!all.includes(p)) throw new Error(`${name}: unknown value ${p} (one of ${all.join(', ')})`);
+  return picked;
+}
+
+function envNum(name: string, dflt: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new Error(`${name} must be a positive number`);
+  return n;
+}
+
+function machine(): MachineInfo {
+  const nginx = spawnSync('nginx', ['-v'], { encoding: 'utf8' });
+  return {
+    host: hostname(),
+    cpuModel: cpus()[0]?.model ?? 'unknown',
+    cores: cpus().length,
+    memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    freeMemoryGiB: Math.round((freemem() / 2 ** 30) * 10) / 10,
+    node: process.version,
+    kernel: release(),
+    nginx: (nginx.stderr || nginx.stdout || 'not installed').trim(),
+    loadavgBefore: loadavg().map((l) => Math.round(l * 100) / 100),
+    pinned: canPin && cpus().length >= 2,
+  };
+}
+
+async function startNginx(upstreamUrl: string, work: string): Promise<Target> {
+  const prefix = join(work, 'nginx');
+  await mkdir(prefix, { recursive: true });
+  const port = await freePort();
+  const conf = await writeNginxConfig(prefix, port, Number(new URL(upstreamUrl).port));
+  const s = start('nginx', ['-p', prefix, '-c', conf], { cpus: SERVER_CPU });
+  const url = `http://127.0.0.1:${port}/mcp`;
+  await waitHttp(`http://127.0.0.1:${port}/healthz-not-proxied`, s);
+  return {
+    mode: 'nginx',
+    url,
+    headers: [],
+    pid: s.pid,
+    describe: 'nginx, 1 worker, keepalive upstream, proxy_buffering off',
+    stop: () => stop(s),
+  };
+}
+
+async function load(
+  target: Target,
+  scenario: Scenario,
+  mode: 'saturate' | 'rate',
+  o: { duration: number; warmup: number; connections: number; rate?: number },
+): Promise<LoadResult> {
+  const args = [
+    join(distBench, 'load.js'),
+    '--url',
+    target.url,
+    '--scenario',
+    scenario,
+    '--mode',
+    mode,
+    '--duration',
+    String(o.duration),
+    '--warmup',
+    String(o.warmup),
+    '--connections',
+    String(o.connections),
+  ];
+  if (o.rate !== undefined) args.push('--rate', String(o.rate));
+  for (const h of target.headers) args.push('--header', h);
+  const out = await run(node, args, LOAD_CPU);
+  return JSON.parse(out.trim()) as LoadResult;
+}
+
+async function microBench(script: string, args: string[] = []): Promise<Record<string, unknown>> {
+  const out = await run(node, [join(distBench, script), ...args], LOAD_CPU, 900_000);
+  return JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
+}
+
+async function main(): Promise<number> {
+  const duration = envNum('BENCH_DURATION', 10);
+  const warmup = envNum('BENCH_WARMUP', 2);
+  const connections = envNum('BENCH_CONNECTIONS', 16);
+  const scenarios = envList('BENCH_SCENARIOS', Scenarios);
+  const modes = envList<Mode>('BENCH_MODES', Modes);
+  const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
+  const profile = process.env.BENCH_PROFILE === '1';
+
+  const info = machine();
+  const work = await mkdtemp(join(tmpdir(), 'mcp-warden-bench-'));
+  const log = (m: string) => process.stderr.write(`bench: ${m}\n`);
+  log(
+    `work dir ${work}; servers on CPU ${SERVER_CPU}, load on CPU ${LOAD_CPU}${info.pinned ? '' : ' (pinning unavailable)'}`,
+  );
+
+  const upstream = start(node, [join(distBench, 'upstream.js'), '--port', '0'], { cpus: SERVER_CPU });
+  const upInfo = JSON.parse(await firstLine(upstream)) as {
+    url: string;
+    stateful: boolean;
+    jsonResponse: boolean;
+    events: number;
+  };
+
+  const targets: Target[] = [];
+  const report: BenchReport = {
+    date: new Date().toISOString(),
+    machine: info,
+    settings: { duration, warmup, connections, serverCpu: SERVER_CPU, loadCpu: LOAD_CPU, upstream: upInfo },
+    targets: [],
+    saturate: [],
+    rate: [],
+    notes: [],
+  };
+  try {
+    for (const mode of modes) {
+      if (mode === 'direct')
+        targets.push({
+          mode,
+          url: upInfo.url,
+          headers: [],
+          describe: 'SDK server, no proxy',
+          stop: async () => {},
+        });
+      if (mode === 'nginx') targets.push(await startNginx(upInfo.url, work));
+      if (mode === 'warden') {
+        const { startWarden } = await import('./warden.js');
+        const w = await startWarden({ upstreamUrl: upInfo.url, work, cpus: SERVER_CPU, profile, log });
+        targets.push(w.target);
+        report.warden = w.details;
+      }
+    }
+    report.targets = targets.map((t) => ({ mode: t.mode, describe: t.describe }));
+
+    const warden = targets.find((t) => t.mode === 'warden');
+    if (warden?.pid !== undefined) {
+      await delay(1000);
+      report.rssIdleKiB = (await rssKiB(warden.pid))?.rss;
+    }
+    const sampler = warden?.pid !== undefined ? sampleRss(warden.pid) : undefined;
+
+    for (const scenario of scenarios) {
+      for (const t of targets) {
+        log(`saturate ${scenario} via ${t.mode}`);
+        report.saturate.push({
+          target: t.mode,
+          result: await load(t, scenario, 'saturate', { duration, warmup, connections }),
+        });
+      }
+      const slowest = Math.min(
+        ...report.saturate.filter((r) => r.result.scenario === scenario).map((r) => r.result.rps),
+      );
+      const rate = Math.max(1, Math.min(defaultRates[scenario], Math.floor(slowest / 2)));
+      for (const t of targets) {
+        log(`rate ${rate}/s ${scenario} via ${t.mode}`);
+        report.rate.push({
+          target: t.mode,
+          result: await load(t, scenario, 'rate', { duration, warmup, connections, rate }),
+        });
+      }
+    }
+    if (sampler !== undefined) report.rssLoadPeakKiB = await sampler.stop();
+    if (warden?.pid !== undefined) {
+      await delay(2000);
+      report.rssAfterKiB = (await rssKiB(warden.pid))?.rss;
+    }
+  } finally {
+    for (const t of targets)
+      await t.stop().catch((err: unknown) => log(`stopping ${t.mode}: ${String(err)}`));
+    await stop(upstream);
+  }
+  if (report.warden?.profileDir !== undefined) {
+    const { summariseProfiles } = await import('./profile.js');
+    report.profile = await summariseProfiles(report.warden.profileDir, 25);
+  }
+
+  if (!skip.has('mask')) {
+    log('masker micro-benchmark');
+    try {
+      report.mask = await microBench('mask-bench.js');
+    } catch (err) {
+      report.notes.push(
+        `masker micro-benchmark failed: ${err instanceof Error ? err.message.slice(0, 500) : String(err)}`,
+      );
+    }
+  }
+  if (!skip.has('webhook')) {
+    if (existsSync(join(distBench, 'webhook-bench.js'))) {
+      log('admission webhook latency (real kube-apiserver)');
+      try {
+        report.webhook = await microBench('webhook-bench.js');
+      } catch (err) {
+        report.notes.push(
+          `webhook benchmark failed: ${err instanceof Error ? err.message.slice(0, 500) : String(err)}`,
+        );
+      }
+    } else {
+      report.notes.push('admission-webhook latency: pending (no webhook benchmark built)');
+    }
+  }
+
+  report.machine.loadavgAfter = loadavg().map((l) => Math.round(l * 100) / 100);
+  const md = renderReport(report);
+  const dir = join(root, 'bench/results');
+  await mkdir(join(dir, 'raw'), { recursive: true });
+  const day = report.date.slice(0, 10);
+  const file = join(dir, `${day}-${info.host}.md`);
+  await writeFile(file, md);
+  await writeFile(
+    join(dir, 'raw', `${report.date.replace(/[:.]/g, '-')}-${info.host}.json`),
+    `${JSON.stringify(report, null, 2)}\n`,
+  );
+  process.stdout.write(`${md}\nWritten to ${file}\n`);
+  await rm(work, { recursive: true, force: true });
+  return 0;
+}
+
+process.on('SIGINT', () => {
+  stopAllSync();
+  process.exit(130);
+});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (err: unknown) => {
+    stopAllSync();
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,102 @@
+/**
+ * mcp-warden with full enforcement for the bench: a dev issuer (in the orchestrator process) signs
+ * an Entra-shaped token; `mcp-warden gateway` runs as its own process (pinned with the upstream)
+ * with the 50-rule policy, every masking detector and recording to a temp directory.
+ */
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startDevIssuer } from '../pkg/identity/dev-issuer.js';
+import { BENCH_AUDIENCE, BENCH_GROUP, BENCH_OID, benchPolicy } from './policy.js';
+import { freePort, start, stop, waitHttp } from './proc.js';
+import type { WardenDetails } from './report.js';
+import type { Target } from './target.js';
+
+const root = resolve(fileURLToPath(import.meta.url), '../../..');
+
+export interface WardenOptions {
+  upstreamUrl: string;
+  work: string;
+  cpus: string;
+  /** Run the gateway under `node --cpu-prof`; profiles land in bench/results/raw/. */
+  profile: boolean;
+  log: (m: string) => void;
+}
+
+export async function startWarden(o: WardenOptions): Promise<{ target: Target; details: WardenDetails }> {
+  const dev = await startDevIssuer({ host: '127.0.0.1', port: 0 });
+  const token = await dev.issueToken({
+    oid: BENCH_OID,
+    audience: BENCH_AUDIENCE,
+    groups: [BENCH_GROUP],
+    roles: ['MCP.Read'],
+    scopes: ['mcp.access'],
+    upn: 'bench@example.com',
+    expiresInSec: 3600,
+  });
+  const policy = benchPolicy(dev.v2Issuer);
+  const policyPath = join(o.work, 'policy.yaml');
+  const { stringify } = await import('yaml');
+  await writeFile(policyPath, stringify(policy.doc));
+  const recordings = join(o.work, 'recordings');
+  await mkdir(recordings, { recursive: true });
+
+  const port = await freePort();
+  const adminPort = await freePort();
+  const nodeArgs: string[] = [];
+  let profileDir: string | undefined;
+  if (o.profile) {
+    profileDir = join(root, 'bench/results/raw', `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+    await mkdir(profileDir, { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
+  }
+  const gateway = start(
+    process.execPath,
+    [
+      ...nodeArgs,
+      join(root, 'dist/cmd/mcp-warden.js'),
+      'gateway',
+      '--upstream',
+      o.upstreamUrl,
+      '--policy',
+      policyPath,
+      '--listen',
+      `127.0.0.1:${port}`,
+      '--admin-listen',
+      `127.0.0.1:${adminPort}`,
+      '--recordings',
+      recordings,
+    ],
+    { cpus: o.cpus, env: { ...process.env, LOG_LEVEL: 'warn' } },
+  );
+  try {
+    await waitHttp(`http://127.0.0.1:${adminPort}/readyz`, gateway, 30_000, true);
+  } catch (err) {
+    await stop(gateway);
+    await dev.close();
+    throw err;
+  }
+  o.log(`mcp-warden gateway pid ${gateway.pid} on 127.0.0.1:${port}`);
+  const details: WardenDetails = {
+    describe: `mcp-warden gateway: bearer token from the dev issuer (RS256, JWKS cached), ${policy.rules}-rule policy, masking (${policy.detectors.length} detectors + 2 patterns + 2 JSON paths), recording to a temp dir${o.profile ? ', under node --cpu-prof' : ''}`,
+    policyRules: policy.rules,
+    detectors: policy.detectors,
+    recordingDir: recordings,
+    ...(profileDir === undefined ? {} : { profileDir }),
+  };
+  const target: Target = {
+    mode: 'warden',
+    url: `http://127.0.0.1:${port}/mcp`,
+    headers: [`authorization: Bearer ${token}`],
+    pid: gateway.pid,
+    describe: details.describe,
+    stop: async () => {
+      await stop(gateway, 15_000);
+      details.recordingFiles = (await readdir(recordings, { recursive: true })).filter((f) =>
+        String(f).endsWith('.jsonl'),
+      ).length;
+      await dev.close();
+    },
+  };
+  return { target, details };
+}
