@@ -1,0 +1,241 @@
+import { randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { Identity } from '../identity/types.js';
+import { createLogger, type Logger } from '../log.js';
+import type { Masker } from '../mask/types.js';
+import { DEFAULT_MAX_BODY_BYTES } from '../mcp/body.js';
+import type { Metrics } from '../metrics/catalogue.js';
+import type { PolicyEngine } from '../policy/decision.js';
+import type { SessionRecorder } from '../record/types.js';
+import type { ProxyOptions } from './options.js';
+import type { Session, TransportKind } from './session.js';
+import { Upstream } from './upstream.js';
+
+/** Methods every MCP peer needs to talk at all: never subject to rules (lists are filtered instead). */
+export const LIFECYCLE_METHODS: ReadonlySet<string> = new Set([
+  'initialize',
+  'ping',
+  'server/discover',
+  'subscriptions/listen',
+]);
+
+export const LIST_METHODS: ReadonlySet<string> = new Set([
+  'tools/list',
+  'resources/list',
+  'resources/templates/list',
+  'prompts/list',
+]);
+
+/** Method names used as metric labels; anything else is `other`. */
+const METHOD_LABELS: ReadonlySet<string> = new Set([
+  'initialize',
+  'ping',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+  'sampling/createMessage',
+  'elicitation/create',
+  'roots/list',
+  'server/discover',
+  'subscriptions/listen',
+  'tasks/get',
+  'tasks/list',
+  'tasks/cancel',
+  'tasks/result',
+  'GET',
+  'DELETE',
+  'batch',
+]);
+
+const MAX_KNOWN_TOOLS = 1000;
+
+export function methodLabel(method: string): string {
+  return METHOD_LABELS.has(method) ? method : 'other';
+}
+
+/**
+ * State shared by the pipeline stages of one proxy: options, the upstream, the session table,
+ * metrics, events and per-engine caches. Stages are plain functions over it.
+ */
+export class ProxyCore {
+  readonly options: ProxyOptions;
+  readonly upstream: Upstream;
+  readonly sessions = new Map<string, Session>();
+  readonly events = new EventEmitter();
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  readonly mcpPath: string;
+  readonly legacy: { sse: string; message: string } | undefined;
+  readonly upstreamSsePath: string | undefined;
+  readonly maxBody: number;
+  readonly maxUpstreamBody: number;
+  readonly pod: string;
+  /** Tool names learnt from upstream tools/list results (bounded metric labels). */
+  readonly knownTools = new Set<string>();
+  /** Latest annotations per tool, across sessions (used before a session listed its tools). */
+  readonly toolAnnotations = new Map<string, Record<string, unknown>>();
+  publicUrl: string | undefined;
+  readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();
+  #warnedNoMasker = false;
+
+  constructor(options: ProxyOptions) {
+    this.options = options;
+    this.upstream = new Upstream(options.upstream, { headersTimeoutMs: options.upstreamTimeoutMs ?? 30_000 });
+    this.logger = options.logger ?? createLogger('proxy');
+    this.metrics = options.metrics;
+    this.mcpPath = options.mcpPath ?? '/mcp';
+    this.legacy =
+      options.legacySsePaths === false
+        ? undefined
+        : (options.legacySsePaths ?? { sse: '/sse', message: '/message' });
+    this.upstreamSsePath = this.legacy
+      ? options.upstreamSse !== undefined
+        ? new URL(options.upstreamSse).pathname + new URL(options.upstreamSse).search
+        : this.legacy.sse
+      : undefined;
+    this.maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+    this.maxUpstreamBody = options.maxUpstreamBodyBytes ?? 32 * 1024 * 1024;
+    this.pod = options.podName || hostname();
+    this.publicUrl = options.publicUrl;
+    this.events.on('error', () => undefined);
+  }
+
+  engine(): PolicyEngine | undefined {
+    return this.options.policySource.current();
+  }
+
+  /** The masker for this engine's rules (built once per engine); undefined when nothing to mask. */
+  maskerFor(engine: PolicyEngine): Masker | undefined {
+    const cached = this.#maskers.get(engine);
+    if (cached !== undefined) return cached ?? undefined;
+    const rules = engine.maskingRules();
+    let masker: Masker | null = null;
+    if (rules.length > 0) {
+      const factory = this.options.maskerFactory;
+      if (factory) {
+        const m = factory(rules);
+        masker = m.empty ? null : m;
+      } else if (!this.#warnedNoMasker) {
+        this.#warnedNoMasker = true;
+        this.logger.error(
+          { event: 'masker-missing' },
+          'policies define masking rules but no masker is configured',
+        );
+      }
+    }
+    this.#maskers.set(engine, masker);
+    return masker ?? undefined;
+  }
+
+  learnTool(name: string, annotations: Record<string, unknown> | undefined): void {
+    if (this.knownTools.size < MAX_KNOWN_TOOLS) this.knownTools.add(name);
+    if (annotations) {
+      if (this.toolAnnotations.size >= MAX_KNOWN_TOOLS && !this.toolAnnotations.has(name)) return;
+      this.toolAnnotations.set(name, annotations);
+    }
+  }
+
+  toolLabel(tool: string | undefined): string {
+    if (tool === undefined || tool === '') return 'none';
+    return this.knownTools.has(tool) && tool.length <= 128 ? tool : 'other';
+  }
+
+  openRecorder(
+    engine: PolicyEngine,
+    id: string,
+    identity: Identity,
+    transport: TransportKind,
+    protocolVersion: string | undefined,
+  ): SessionRecorder | undefined {
+    const recorder = this.options.recorder;
+    if (!recorder || !engine.recording().enabled) return undefined;
+    try {
+      return recorder.open({
+        session: id,
+        principal: identity.principal,
+        pod: this.pod,
+        ...(this.options.namespace !== undefined ? { namespace: this.options.namespace } : {}),
+        transport,
+        ...(protocolVersion !== undefined ? { protocolVersion } : {}),
+        policies: engine.policies(),
+      });
+    } catch (err) {
+      this.metrics.recordingErrors.inc();
+      this.logger.error(
+        { event: 'recording-open-failed', err: (err as Error).message },
+        'could not open a recording',
+      );
+      return undefined;
+    }
+  }
+
+  createSession(
+    id: string,
+    identity: Identity,
+    engine: PolicyEngine,
+    transport: TransportKind,
+    protocolVersion: string | undefined,
+  ): Session {
+    const session: Session = {
+      id,
+      principal: identity.principal,
+      identity,
+      transport,
+      protocolVersion,
+      recorder: this.openRecorder(engine, id, identity, transport, protocolVersion),
+      pending: new Map(),
+      toolAnnotations: new Map(),
+      lastSeen: Date.now(),
+      closed: false,
+    };
+    this.sessions.set(id, session);
+    this.metrics.sessionsActive.inc();
+    this.events.emit('session-open', { session: id, principal: identity.principal });
+    this.logger.info(
+      { event: 'session-open', session: id, principal: identity.principal, transport },
+      'session opened',
+    );
+    return session;
+  }
+
+  closeSession(session: Session, reason: 'ended' | 'expired' | 'shutdown'): Promise<void> {
+    if (session.closed) return Promise.resolve();
+    session.closed = true;
+    this.sessions.delete(session.id);
+    this.metrics.sessionsActive.dec();
+    this.events.emit('session-close', { session: session.id, principal: session.principal });
+    this.logger.info({ event: 'session-close', session: session.id, reason }, 'session closed');
+    if (session.clientSse && !session.clientSse.writableEnded) session.clientSse.end();
+    return this.closeRecorder(session.recorder, reason);
+  }
+
+  async closeRecorder(
+    rec: SessionRecorder | undefined,
+    reason: 'ended' | 'expired' | 'shutdown',
+  ): Promise<void> {
+    if (!rec) return;
+    try {
+      const summary = await rec.close(reason);
+      if (summary) this.events.emit('recording', summary);
+    } catch (err) {
+      this.metrics.recordingErrors.inc();
+      this.logger.error(
+        { event: 'recording-close-failed', err: (err as Error).message },
+        'could not close a recording',
+      );
+    }
+  }
+
+  newId(): string {
+    return randomUUID();
+  }
+}

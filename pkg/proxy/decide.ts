@@ -1,0 +1,195 @@
+import type { Identity } from '../identity/types.js';
+import {
+  errorResponse,
+  type JsonRpcNotification,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  RpcCodes,
+} from '../mcp/jsonrpc.js';
+import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
+import type { SessionRecorder } from '../record/types.js';
+import { LIFECYCLE_METHODS, LIST_METHODS, methodLabel, type ProxyCore } from './core.js';
+import type { RequestInfo, Session } from './session.js';
+
+/**
+ * The decide stage: build the policy's view of one call (CallContext), ask the engine, and report
+ * the decision (metrics, events, recording). Lifecycle methods (initialize, ping, discovery) are
+ * not subject to rules; list methods are allowed and their results filtered instead.
+ */
+
+function asObject(v: unknown): Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+}
+
+/** What the proxy remembers about a request (method, tool / resource name, list kind). */
+export function requestInfo(msg: JsonRpcRequest | JsonRpcNotification): RequestInfo {
+  const method = msg.method;
+  const params = asObject(msg.params);
+  const info: RequestInfo = { method };
+  if (method === 'tools/call' && typeof params['name'] === 'string') info.tool = params['name'];
+  else if (method === 'prompts/get' && typeof params['name'] === 'string') info.tool = params['name'];
+  else if (
+    (method === 'resources/read' || method === 'resources/subscribe') &&
+    typeof params['uri'] === 'string'
+  ) {
+    info.resource = params['uri'];
+  }
+  if (LIST_METHODS.has(method)) info.list = method as ListMethod;
+  return info;
+}
+
+export function callContext(
+  msg: JsonRpcRequest,
+  identity: Identity,
+  direction: Direction,
+  toolAnnotations: Record<string, unknown> | undefined,
+): CallContext {
+  const params = asObject(msg.params);
+  const ctx: CallContext = { method: msg.method, args: params, identity, direction };
+  switch (msg.method) {
+    case 'tools/call':
+      if (typeof params['name'] === 'string') ctx.tool = params['name'];
+      ctx.args = asObject(params['arguments']);
+      if (toolAnnotations) ctx.toolAnnotations = toolAnnotations;
+      break;
+    case 'prompts/get':
+      if (typeof params['name'] === 'string') ctx.prompt = params['name'];
+      ctx.args = asObject(params['arguments']);
+      break;
+    case 'resources/read':
+    case 'resources/subscribe':
+    case 'resources/unsubscribe':
+      if (typeof params['uri'] === 'string') ctx.resource = params['uri'];
+      break;
+    default:
+      break;
+  }
+  return ctx;
+}
+
+/** True when a client→server request is decided by rules (not lifecycle, not a list). */
+export function isDecided(method: string, direction: Direction): boolean {
+  if (method === 'ping') return false;
+  if (direction === 'server-to-client') return true;
+  return !LIFECYCLE_METHODS.has(method) && !LIST_METHODS.has(method);
+}
+
+export interface DecideInput {
+  engine: PolicyEngine;
+  identity: Identity;
+  session: Session | undefined;
+  recorder: SessionRecorder | undefined;
+}
+
+/**
+ * Decide one request. Returns the error response to send instead of forwarding, or undefined
+ * when the request may pass (allowed, audit mode, lifecycle or list).
+ */
+export function decideRequest(
+  core: ProxyCore,
+  input: DecideInput,
+  msg: JsonRpcRequest,
+  direction: Direction,
+): JsonRpcResponse | undefined {
+  if (!isDecided(msg.method, direction)) return undefined;
+  let annotations: Record<string, unknown> | undefined;
+  if (msg.method === 'tools/call') {
+    const name = asObject(msg.params)['name'];
+    if (typeof name === 'string') {
+      annotations = input.session?.toolAnnotations.get(name) ?? core.toolAnnotations.get(name);
+    }
+  }
+  const ctx = callContext(msg, input.identity, direction, annotations);
+  let decision: Decision;
+  try {
+    decision = input.engine.decide(ctx);
+  } catch (err) {
+    // An engine failure must never let a call through.
+    core.logger.error(
+      { event: 'decide-failed', method: msg.method, err: (err as Error).message },
+      'policy engine failed',
+    );
+    decision = {
+      action: 'deny',
+      enforced: 'deny',
+      policy: '',
+      reason: 'policy evaluation failed; the call is refused (fail closed)',
+      mode: 'enforce',
+    };
+  }
+  report(core, input, msg, ctx.tool ?? ctx.prompt, decision, direction);
+  if (decision.enforced === 'allow') return undefined;
+  return denialResponse(msg.id, decision);
+}
+
+/** The JSON-RPC error a blocked call gets (`-31403`, data names policy, rule and reason). */
+export function denialResponse(id: JsonRpcRequest['id'], decision: Decision): JsonRpcResponse {
+  const approval = decision.enforced === 'approve';
+  const reason = approval ? 'approval required' : decision.reason;
+  const data: Record<string, unknown> = { policy: decision.policy, reason };
+  if (decision.rule !== undefined) data['rule'] = decision.rule;
+  if (approval)
+    data['approval'] = { status: 'unavailable', detail: 'approvals are not yet supported by this gateway' };
+  const where = decision.policy
+    ? ` (policy ${decision.policy}${decision.rule ? `, rule ${decision.rule}` : ''})`
+    : '';
+  return errorResponse(id, RpcCodes.denied, `Forbidden by policy${where}: ${reason}`, data);
+}
+
+function report(
+  core: ProxyCore,
+  input: DecideInput,
+  msg: JsonRpcRequest,
+  tool: string | undefined,
+  decision: Decision,
+  direction: Direction,
+): void {
+  const m = core.metrics;
+  const audit = decision.action !== decision.enforced;
+  const label = audit ? `audit-${decision.action}` : decision.enforced;
+  m.requests.inc({ policy: decision.policy, method: methodLabel(msg.method), decision: label });
+  if (decision.enforced !== 'allow') {
+    m.blocked.inc({
+      policy: decision.policy,
+      rule: decision.rule ?? 'default-deny',
+      tool: core.toolLabel(tool),
+      reason: decision.enforced === 'approve' ? 'approval-required' : decision.rule ? 'rule' : 'no-rule',
+    });
+  }
+  const event: Record<string, unknown> = {
+    decision,
+    method: msg.method,
+    principal: input.identity.principal,
+    direction,
+  };
+  if (tool !== undefined) event['tool'] = tool;
+  if (input.session) event['session'] = input.session.id;
+  core.events.emit('decision', event);
+  input.recorder?.record({
+    type: 'decision',
+    method: msg.method,
+    ...(tool !== undefined ? { tool } : {}),
+    decision: decision.action,
+    enforced: decision.enforced,
+    policy: decision.policy,
+    ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
+    reason: decision.reason,
+    requestId: msg.id,
+  });
+  if (decision.enforced !== 'allow' || audit) {
+    core.logger.info(
+      {
+        event: 'decision',
+        method: msg.method,
+        tool: core.toolLabel(tool),
+        action: decision.action,
+        enforced: decision.enforced,
+        policy: decision.policy,
+        rule: decision.rule,
+        direction,
+        session: input.session?.id,
+      },
+      audit ? 'audit: would have blocked' : 'blocked',
+    );
+  }
+}

@@ -1,0 +1,39 @@
+import type { ServerResponse } from 'node:http';
+import { errorResponse, type JsonRpcId } from '../mcp/jsonrpc.js';
+
+/** Send a JSON body with an explicit length (no chunking for small answers). */
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers?: Record<string, string>,
+): void {
+  if (res.headersSent) {
+    res.end();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.statusCode = status;
+  res.setHeader('content-type', 'application/json');
+  res.setHeader('content-length', Buffer.byteLength(text));
+  if (headers) for (const k in headers) res.setHeader(k, headers[k]!);
+  res.end(text);
+}
+
+/** Send a JSON-RPC error as the whole HTTP answer. */
+export function sendRpcError(
+  res: ServerResponse,
+  status: number,
+  id: JsonRpcId | null,
+  code: number,
+  message: string,
+  data?: unknown,
+  headers?: Record<string, string>,
+): void {
+  sendJson(res, status, errorResponse(id, code, message, data), headers);
+}
+
+/** Header value as a single string (first of repeated headers). */
+export function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

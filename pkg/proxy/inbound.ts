@@ -1,0 +1,218 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isWardenError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import { decodeUtf8, readBody } from '../mcp/body.js';
+import {
+  errorResponse,
+  idKey,
+  type JsonRpcId,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  type ParsedItem,
+  parseJsonRpc,
+  parseJsonText,
+  RpcCodes,
+} from '../mcp/jsonrpc.js';
+import {
+  decodeMcpHeaderValue,
+  envelopeVersion,
+  isStatelessVersion,
+  MCP_NAME_SOURCE,
+} from '../mcp/version.js';
+import type { PolicyEngine } from '../policy/decision.js';
+import type { SessionRecorder } from '../record/types.js';
+import type { ProxyCore } from './core.js';
+import { decideRequest, requestInfo } from './decide.js';
+import { header, sendRpcError } from './http.js';
+import { record } from './outbound.js';
+import { type RequestInfo, rememberPending, type Session } from './session.js';
+
+/**
+ * The parse and decide stages for a client POST: read the body under the size limit, strict
+ * UTF-8, JSON, JSON-RPC validation, `Mcp-Method`/`Mcp-Name` header agreement, then one policy
+ * decision per request. Produces what to forward and what the proxy answers itself.
+ */
+export interface InboundResult {
+  batch: boolean;
+  /** Messages to forward (requests allowed, notifications, responses). */
+  forward: ParsedItem['message'][];
+  /** True when every received message is forwarded unchanged (the original bytes can be sent). */
+  unchanged: boolean;
+  /** Answers for refused requests. */
+  refused: JsonRpcResponse[];
+  /** Ids of forwarded requests. */
+  requestIds: JsonRpcId[];
+  /** Forwarded messages include at least one request. */
+  hasRequest: boolean;
+  initialize: boolean;
+  raw: Buffer;
+  firstMethod: string;
+}
+
+/** Read and validate the body. Answers the client and returns undefined when it is bad. */
+export async function readMessages(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  allowBatch: boolean,
+): Promise<{ raw: Buffer; batch: boolean; items: ParsedItem[] } | undefined> {
+  let raw: Buffer;
+  let text: string;
+  try {
+    raw = await readBody(req, core.maxBody);
+    text = decodeUtf8(raw);
+  } catch (err) {
+    if (isWardenError(err, 'ERR_BODY_TOO_LARGE')) {
+      sendRpcError(res, 413, null, RpcCodes.invalidRequest, err.message, {
+        code: err.code,
+        limit: core.maxBody,
+      });
+    } else if (isWardenError(err, 'ERR_BAD_UTF8')) {
+      sendRpcError(res, 400, null, RpcCodes.parseError, err.message, { code: err.code });
+    } else {
+      const message = isWardenError(err) ? err.message : 'Could not read the request body';
+      sendRpcError(res, 400, null, RpcCodes.invalidRequest, message, { code: 'ERR_BAD_REQUEST' });
+    }
+    return undefined;
+  }
+  const ct = header(req.headers['content-type']);
+  if (ct === undefined || !/^application\/json\s*(;|$)/i.test(ct)) {
+    sendRpcError(
+      res,
+      415,
+      null,
+      RpcCodes.invalidRequest,
+      'Unsupported Media Type: Content-Type must be application/json',
+      {
+        code: 'ERR_BAD_REQUEST',
+      },
+    );
+    return undefined;
+  }
+  const json = parseJsonText(text);
+  if (!json.ok) {
+    sendRpcError(res, 400, null, RpcCodes.parseError, json.message, { code: 'ERR_BAD_JSON' });
+    return undefined;
+  }
+  const parsed = parseJsonRpc(json.value, { allowBatch });
+  if (!parsed.ok) {
+    sendRpcError(res, 400, parsed.id, parsed.code, parsed.message, { code: 'ERR_BAD_REQUEST' });
+    return undefined;
+  }
+  return { raw, batch: parsed.batch, items: parsed.items };
+}
+
+/**
+ * 2026-07-28 (SEP-2243): `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` must agree with the
+ * body, or a hop that routes on headers could be fooled. Returns why they do not, or undefined.
+ */
+export function headerMismatch(req: IncomingMessage, items: ParsedItem[]): string | undefined {
+  const hMethod = header(req.headers['mcp-method']);
+  const hName = header(req.headers['mcp-name']);
+  const hVersion = header(req.headers['mcp-protocol-version']);
+  if (items.length !== 1) {
+    if (hMethod !== undefined || hName !== undefined)
+      return 'Mcp-Method/Mcp-Name headers are not allowed on a batch';
+    return undefined;
+  }
+  const item = items[0]!;
+  if (item.kind === 'response') {
+    if (hMethod !== undefined || hName !== undefined)
+      return 'Mcp-Method/Mcp-Name headers are not allowed on a response';
+    return undefined;
+  }
+  const msg = item.message as JsonRpcRequest;
+  const env = item.kind === 'request' ? envelopeVersion(msg) : undefined;
+  const modern = isStatelessVersion(env) || isStatelessVersion(hVersion);
+  if (modern && item.kind === 'request') {
+    if (env === undefined)
+      return `request is missing the _meta protocol version envelope required by ${hVersion}`;
+    if (hVersion !== env)
+      return `MCP-Protocol-Version header (${hVersion ?? 'absent'}) does not match the body's _meta version (${env})`;
+    if (hMethod === undefined) return 'Mcp-Method header is required by protocol version ' + env;
+  }
+  if (hMethod !== undefined && hMethod !== msg.method) {
+    return `Mcp-Method header "${hMethod.slice(0, 64)}" does not match the body's method "${msg.method.slice(0, 64)}"`;
+  }
+  const field = MCP_NAME_SOURCE[msg.method];
+  const params = msg.params as Record<string, unknown> | undefined;
+  const bodyName = field !== undefined && params && !Array.isArray(params) ? params[field] : undefined;
+  if (hName !== undefined) {
+    const decoded = decodeMcpHeaderValue(hName);
+    if (decoded === undefined) return 'Mcp-Name header is not a valid value';
+    if (typeof bodyName !== 'string' || decoded !== bodyName)
+      return `Mcp-Name header does not match the body's ${field ?? 'name'}`;
+  } else if (modern && item.kind === 'request' && typeof bodyName === 'string') {
+    return `Mcp-Name header is required for ${msg.method}`;
+  }
+  return undefined;
+}
+
+export interface DecideContext {
+  engine: PolicyEngine;
+  identity: Identity;
+  session: Session | undefined;
+  recorder: SessionRecorder | undefined;
+  pending: Map<string, RequestInfo>;
+}
+
+/** Decide every element on its own; refused requests never reach the upstream. */
+export function decideAll(
+  core: ProxyCore,
+  ctx: DecideContext,
+  batch: boolean,
+  items: ParsedItem[],
+  raw: Buffer,
+): InboundResult {
+  const forward: ParsedItem['message'][] = [];
+  const refused: JsonRpcResponse[] = [];
+  const requestIds: JsonRpcId[] = [];
+  let initialize = false;
+  let hasRequest = false;
+  const masker = ctx.recorder ? core.maskerFor(ctx.engine) : undefined;
+  for (const item of items) {
+    const msg = item.message;
+    if (ctx.recorder) {
+      // Recordings hold masked payloads only, in both directions.
+      record(
+        ctx,
+        'client-to-server',
+        masker
+          ? masker.maskMessage(msg, { method: (msg as { method?: string }).method ?? 'response' }).value
+          : msg,
+      );
+    }
+    if (item.kind === 'request') {
+      const req = msg as JsonRpcRequest;
+      const denied = decideRequest(core, ctx, req, 'client-to-server');
+      if (denied) {
+        refused.push(denied);
+        record(ctx, 'server-to-client', denied);
+        continue;
+      }
+      if (req.method === 'initialize') initialize = true;
+      hasRequest = true;
+      requestIds.push(req.id);
+      rememberPending(ctx.pending, idKey(req.id), requestInfo(req));
+    }
+    forward.push(msg);
+  }
+  const first = items[0]!.message as { method?: string };
+  return {
+    batch,
+    forward,
+    unchanged: refused.length === 0,
+    refused,
+    requestIds,
+    hasRequest,
+    initialize,
+    raw,
+    firstMethod: batch ? 'batch' : (first.method ?? 'response'),
+  };
+}
+
+export function refuse(res: ServerResponse, status: number, id: JsonRpcId | null, message: string): void {
+  sendRpcError(res, status, id, RpcCodes.invalidRequest, message, { code: 'ERR_BAD_REQUEST' });
+}
+
+export { errorResponse };

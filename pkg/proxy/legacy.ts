@@ -1,0 +1,195 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorMessage } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import type { JsonRpcResponse } from '../mcp/jsonrpc.js';
+import { serializeSseEvent } from '../mcp/sse.js';
+import type { PolicyEngine } from '../policy/decision.js';
+import { methodLabel, type ProxyCore } from './core.js';
+import { sendRpcError } from './http.js';
+import { decideAll, readMessages } from './inbound.js';
+import type { OutboundContext } from './outbound.js';
+import { relaySse } from './relay.js';
+import type { Session } from './session.js';
+import { upstreamFailed } from './streamable.js';
+import { readUpstreamBody, type UpstreamResponse, upstreamHeaders } from './upstream.js';
+
+/**
+ * Legacy HTTP+SSE (2024-11-05): `GET /sse` opens the server stream, whose first `endpoint` event
+ * names where to POST. The proxy rewrites that event to its own `/message?sessionId=<id>` (an id
+ * it mints and binds to the caller), and answers refused requests on the client's stream.
+ */
+export async function handleLegacySse(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  identity: Identity,
+  engine: PolicyEngine,
+): Promise<void> {
+  const abort = new AbortController();
+  const onClientClose = (): void => abort.abort();
+  res.on('close', onClientClose);
+  let up: UpstreamResponse;
+  try {
+    const headers = upstreamHeaders(req.headers);
+    headers['accept'] = 'text/event-stream';
+    up = await core.upstream.request('GET', core.upstreamSsePath!, headers, undefined, abort.signal);
+  } catch (err) {
+    res.off('close', onClientClose);
+    if (!abort.signal.aborted) upstreamFailed(core, res, err, null);
+    return;
+  }
+  res.off('close', onClientClose);
+  const ct = up.headers['content-type'];
+  if (up.status !== 200 || typeof ct !== 'string' || !ct.startsWith('text/event-stream')) {
+    await readUpstreamBody(up.body, 64 * 1024).catch(() => undefined);
+    sendRpcError(
+      res,
+      up.status === 200 ? 502 : up.status,
+      null,
+      -32002,
+      `Upstream error: the legacy SSE endpoint answered HTTP ${up.status}`,
+      {
+        code: 'ERR_UPSTREAM',
+      },
+    );
+    return;
+  }
+  const session = core.createSession(core.newId(), identity, engine, 'legacy-sse', '2024-11-05');
+  session.clientSse = res;
+  const messagePath = `${basePath(core)}${core.legacy!.message}?sessionId=${encodeURIComponent(session.id)}`;
+  const sseUrl = new URL(core.upstreamSsePath!, core.upstream.url);
+  const ctx: OutboundContext = {
+    engine,
+    identity,
+    session,
+    recorder: session.recorder,
+    pending: session.pending,
+    answerUpstream: (response) => postUpstream(core, session, response),
+  };
+  res.statusCode = 200;
+  res.setHeader('content-type', 'text/event-stream');
+  res.setHeader('cache-control', 'no-cache');
+  res.setHeader('x-accel-buffering', 'no');
+  res.flushHeaders();
+  await relaySse(core, ctx, up, res, {
+    onEndpoint: (data) => {
+      let target: URL;
+      try {
+        target = new URL(data.trim(), sseUrl);
+      } catch {
+        core.logger.warn({ event: 'legacy-bad-endpoint' }, 'upstream endpoint event is not a URL');
+        return undefined;
+      }
+      if (!core.upstream.sameOrigin(target)) {
+        core.logger.warn(
+          { event: 'legacy-foreign-endpoint' },
+          'upstream endpoint event points at another origin; ignored',
+        );
+        return undefined;
+      }
+      session.upstreamMessagePath = target.pathname + target.search;
+      return messagePath;
+    },
+  });
+  await core.closeSession(session, 'ended');
+}
+
+function basePath(core: ProxyCore): string {
+  if (!core.publicUrl) return '';
+  try {
+    return new URL(core.publicUrl).pathname.replace(/\/+$/, '');
+  } catch {
+    return '';
+  }
+}
+
+/** POST a message to the upstream's per-session message endpoint (fire and forget). */
+function postUpstream(core: ProxyCore, session: Session, response: JsonRpcResponse): void {
+  if (!session.upstreamMessagePath) return;
+  core.upstream
+    .request(
+      'POST',
+      session.upstreamMessagePath,
+      { 'content-type': 'application/json' },
+      JSON.stringify(response),
+    )
+    .then((r) => r.body.text())
+    .catch((err: unknown) =>
+      core.logger.warn(
+        { event: 'upstream-answer-failed', err: errorMessage(err) },
+        'could not answer a blocked server request',
+      ),
+    );
+}
+
+export async function handleLegacyMessage(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  identity: Identity,
+  engine: PolicyEngine,
+  started: bigint,
+): Promise<void> {
+  const q = (req.url ?? '').indexOf('?');
+  const sid = q === -1 ? null : new URLSearchParams((req.url ?? '').slice(q + 1)).get('sessionId');
+  const session = sid === null ? undefined : core.sessions.get(sid);
+  if (
+    session?.transport !== 'legacy-sse' ||
+    session.principal !== identity.principal ||
+    !session.upstreamMessagePath
+  ) {
+    req.resume();
+    sendRpcError(res, 404, null, -32001, 'Session not found: open the event stream (GET /sse) first', {
+      code: 'ERR_SESSION_UNKNOWN',
+    });
+    return;
+  }
+  session.identity = identity;
+  session.lastSeen = Date.now();
+  const got = await readMessages(core, req, res, true);
+  if (!got) return;
+  const decided = decideAll(
+    core,
+    { engine, identity, session, recorder: session.recorder, pending: session.pending },
+    got.batch,
+    got.items,
+    got.raw,
+  );
+  if (decided.refused.length > 0 && session.clientSse && !session.clientSse.writableEnded) {
+    const data = JSON.stringify(decided.batch && decided.forward.length === 0 ? decided.refused : undefined);
+    if (decided.batch && decided.forward.length === 0)
+      session.clientSse.write(serializeSseEvent({ event: 'message', data }));
+    else
+      for (const r of decided.refused)
+        session.clientSse.write(serializeSseEvent({ event: 'message', data: JSON.stringify(r) }));
+  }
+  if (decided.forward.length === 0) {
+    res.statusCode = 202;
+    res.end('Accepted');
+    return;
+  }
+  const body = decided.unchanged
+    ? got.raw
+    : JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  let up: UpstreamResponse;
+  try {
+    up = await core.upstream.request(
+      'POST',
+      session.upstreamMessagePath,
+      { 'content-type': 'application/json' },
+      body,
+    );
+  } catch (err) {
+    upstreamFailed(core, res, err, null);
+    return;
+  }
+  const text = await up.body.text().catch(() => '');
+  res.statusCode = up.status;
+  if (up.status >= 400) {
+    sendRpcError(res, up.status, null, -32002, `Upstream error: HTTP ${up.status}`, { code: 'ERR_UPSTREAM' });
+  } else res.end(text.length <= 64 ? text : 'Accepted');
+  core.metrics.requestDuration.observe(
+    { method: methodLabel(decided.firstMethod) },
+    Number(process.hrtime.bigint() - started) / 1e9,
+  );
+}

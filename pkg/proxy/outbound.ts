@@ -1,0 +1,184 @@
+import type { Identity } from '../identity/types.js';
+import type { MaskScope } from '../mask/types.js';
+import {
+  classifyMessage,
+  errorResponse,
+  idKey,
+  type JsonRpcId,
+  type JsonRpcMessage,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  RpcCodes,
+} from '../mcp/jsonrpc.js';
+import type { ListMethod, PolicyEngine } from '../policy/decision.js';
+import type { SessionRecorder } from '../record/types.js';
+import type { ProxyCore } from './core.js';
+import { decideRequest } from './decide.js';
+import type { RequestInfo, Session } from './session.js';
+
+/**
+ * The server → client stages for one message: match a response to its request, learn tool
+ * annotations and filter list results, decide server-initiated requests, mask, record.
+ */
+export interface OutboundContext {
+  engine: PolicyEngine;
+  identity: Identity;
+  session: Session | undefined;
+  recorder: SessionRecorder | undefined;
+  /** Requests forwarded by this exchange or session, by id key. */
+  pending: Map<string, RequestInfo>;
+  /** Answer a blocked server→client request upstream (so the server does not hang). */
+  answerUpstream: (response: JsonRpcResponse) => void;
+}
+
+const LIST_FIELDS: Record<ListMethod, string> = {
+  'tools/list': 'tools',
+  'resources/list': 'resources',
+  'resources/templates/list': 'resourceTemplates',
+  'prompts/list': 'prompts',
+};
+
+function asObject(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
+
+/** Guess the list kind of a result whose request the proxy does not know (lost after a restart). */
+function inferList(result: Record<string, unknown>): ListMethod | undefined {
+  if (Array.isArray(result['tools'])) return 'tools/list';
+  if (Array.isArray(result['resourceTemplates'])) return 'resources/templates/list';
+  if (Array.isArray(result['resources'])) return 'resources/list';
+  if (Array.isArray(result['prompts'])) return 'prompts/list';
+  return undefined;
+}
+
+/**
+ * Process one message from the upstream. Returns the message to deliver to the client (maybe a
+ * new object), or undefined when it must not be delivered.
+ */
+export function processServerMessage(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  value: unknown,
+): JsonRpcMessage | undefined {
+  const c = classifyMessage(value);
+  if (!c.ok) {
+    core.logger.warn(
+      { event: 'upstream-invalid-message', reason: c.reason },
+      'dropped an invalid message from the upstream',
+    );
+    return undefined;
+  }
+  let msg = c.message;
+  let scope: MaskScope;
+  if (c.kind === 'response') {
+    const res = msg as JsonRpcResponse;
+    const key = idKey(res.id);
+    const info = ctx.pending.get(key);
+    if (info) ctx.pending.delete(key);
+    const result = asObject(res.result);
+    const list = info?.list ?? (result && !info ? inferList(result) : undefined);
+    if (result && list) msg = { ...res, result: filterList(core, ctx, list, result) };
+    scope = { method: info?.method ?? 'unknown' };
+    if (info?.tool !== undefined) scope.tool = info.tool;
+    if (info?.resource !== undefined) scope.resource = info.resource;
+  } else if (c.kind === 'request') {
+    const req = msg as JsonRpcRequest;
+    const input = {
+      engine: ctx.engine,
+      identity: ctx.identity,
+      session: ctx.session,
+      recorder: ctx.recorder,
+    };
+    const denied = decideRequest(core, input, req, 'server-to-client');
+    if (denied) {
+      record(ctx, 'server-to-client', req);
+      ctx.answerUpstream(denied);
+      return undefined;
+    }
+    scope = { method: req.method };
+  } else {
+    scope = { method: (msg as { method: string }).method };
+  }
+  if (ctx.session) scope.session = ctx.session.id;
+  const masker = core.maskerFor(ctx.engine);
+  if (masker) {
+    const r = masker.maskMessage(msg, scope);
+    if (r.hits.length > 0) {
+      msg = r.value;
+      countHits(core, ctx, scope.method, r.hits);
+    }
+  }
+  record(ctx, 'server-to-client', msg);
+  return msg;
+}
+
+function countHits(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  method: string,
+  hits: Array<{ policy: string; detector: string }>,
+): void {
+  const detectors: Record<string, number> = {};
+  for (const h of hits) {
+    core.metrics.maskedValues.inc({ policy: h.policy, detector: h.detector });
+    detectors[h.detector] = (detectors[h.detector] ?? 0) + 1;
+  }
+  core.events.emit('mask', { hits, method });
+  ctx.recorder?.record({ type: 'mask', method, detectors });
+}
+
+function filterList(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  list: ListMethod,
+  result: Record<string, unknown>,
+): Record<string, unknown> {
+  const field = LIST_FIELDS[list];
+  const items = result[field];
+  if (!Array.isArray(items)) return result;
+  if (list === 'tools/list') {
+    for (const t of items) {
+      const tool = asObject(t);
+      if (!tool || typeof tool['name'] !== 'string') continue;
+      const ann = asObject(tool['annotations']);
+      core.learnTool(tool['name'], ann);
+      if (ctx.session && ann) ctx.session.toolAnnotations.set(tool['name'], ann);
+    }
+  }
+  let kept: unknown[];
+  try {
+    kept = ctx.engine.filterList(list, items, ctx.identity);
+  } catch (err) {
+    core.logger.error(
+      { event: 'filter-failed', method: list, err: (err as Error).message },
+      'list filtering failed',
+    );
+    kept = [];
+  }
+  return { ...result, [field]: kept };
+}
+
+/** Record a message (payload per the policies' recording settings). */
+export function record(
+  ctx: { recorder: SessionRecorder | undefined; engine: PolicyEngine },
+  direction: 'client-to-server' | 'server-to-client',
+  message: unknown,
+): void {
+  const rec = ctx.recorder;
+  if (!rec) return;
+  if (ctx.engine.recording().payloads === 'none') {
+    const m = asObject(message) ?? {};
+    const stripped: Record<string, unknown> = { jsonrpc: '2.0' };
+    if ('id' in m) stripped['id'] = m['id'];
+    if ('method' in m) stripped['method'] = m['method'];
+    if ('error' in m) stripped['error'] = m['error'];
+    rec.record({ type: 'message', direction, message: stripped });
+  } else rec.record({ type: 'message', direction, message });
+}
+
+/** The error a client gets for a request whose response the upstream never delivered. */
+export function lostResponse(id: JsonRpcId, why: string): JsonRpcResponse {
+  return errorResponse(id, RpcCodes.upstreamError, `Upstream error: ${why}`, { code: 'ERR_UPSTREAM' });
+}

@@ -1,0 +1,186 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { errorMessage } from '../errors.js';
+import { RpcCodes } from '../mcp/jsonrpc.js';
+import { authenticate, baseUrl } from './auth.js';
+import { ProxyCore } from './core.js';
+import { header, sendJson, sendRpcError } from './http.js';
+import { handleLegacyMessage, handleLegacySse } from './legacy.js';
+import type { ProxyOptions, WardenProxy } from './options.js';
+import { handleDelete, handleGet, handlePost } from './streamable.js';
+
+const METADATA_PATH = '/.well-known/oauth-protected-resource';
+
+/**
+ * The mcp-warden data path as an HTTP handler: authenticate → parse → decide → forward → mask →
+ * record → report, for streamable HTTP, stateless 2026-07-28 and legacy HTTP+SSE.
+ *
+ * @example
+ * const proxy = createProxy({ upstream: 'http://127.0.0.1:3000/mcp', policySource, authenticator, metrics, podName: 'local' });
+ * const { url } = await proxy.listen('127.0.0.1', 8080);
+ */
+export function createProxy(options: ProxyOptions): WardenProxy {
+  const core = new ProxyCore(options);
+  const allowedHosts = options.allowedHosts
+    ? new Set(options.allowedHosts.map((h) => h.toLowerCase()))
+    : undefined;
+  const allowedOrigins = options.allowedOrigins ? new Set(options.allowedOrigins) : undefined;
+  const metadataPaths = new Set([METADATA_PATH, `${METADATA_PATH}${core.mcpPath}`]);
+  let server: Server | undefined;
+  let closing = false;
+
+  const sweep = setInterval(() => {
+    const idle = options.sessionIdleMs ?? 30 * 60_000;
+    const now = Date.now();
+    for (const s of core.sessions.values()) {
+      if (s.transport !== 'legacy-sse' && now - s.lastSeen > idle) void core.closeSession(s, 'expired');
+    }
+  }, 60_000);
+  sweep.unref();
+
+  function hostAllowed(req: IncomingMessage): boolean {
+    if (!allowedHosts) return true;
+    const host = header(req.headers.host)?.toLowerCase();
+    if (host === undefined) return false;
+    if (allowedHosts.has(host)) return true;
+    const bare = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
+    return allowedHosts.has(bare);
+  }
+
+  function originAllowed(req: IncomingMessage): boolean {
+    const origin = header(req.headers.origin);
+    if (origin === undefined || !allowedOrigins) return true;
+    return allowedOrigins.has(origin);
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q === -1 ? url : url.slice(0, q);
+    if (!hostAllowed(req)) {
+      sendRpcError(res, 403, null, RpcCodes.invalidRequest, 'Forbidden: Host header not allowed', {
+        code: 'ERR_BAD_REQUEST',
+      });
+      return;
+    }
+    if (!originAllowed(req)) {
+      sendRpcError(res, 403, null, RpcCodes.invalidRequest, 'Forbidden: Origin not allowed', {
+        code: 'ERR_BAD_REQUEST',
+      });
+      return;
+    }
+    if (metadataPaths.has(path)) {
+      if (req.method !== 'GET') {
+        sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'GET' });
+        return;
+      }
+      const engine = core.engine();
+      const issuers = engine ? engine.trustedIssuers() : [];
+      sendJson(res, 200, {
+        resource: `${baseUrl(core, req)}${core.mcpPath}`,
+        authorization_servers: [...new Set(issuers.map((i) => i.issuer))],
+        bearer_methods_supported: ['header'],
+        resource_name: 'mcp-warden',
+      });
+      return;
+    }
+    const isMcp = path === core.mcpPath;
+    const isLegacySse = core.legacy !== undefined && path === core.legacy.sse;
+    const isLegacyMessage = core.legacy !== undefined && path === core.legacy.message;
+    if (!isMcp && !isLegacySse && !isLegacyMessage) {
+      sendJson(res, 404, { error: 'not_found', message: `Not found: only ${core.mcpPath} is served here` });
+      return;
+    }
+    const method = req.method ?? 'GET';
+    const allowed = isMcp ? ['GET', 'POST', 'DELETE'] : isLegacySse ? ['GET'] : ['POST'];
+    if (!allowed.includes(method)) {
+      sendRpcError(
+        res,
+        405,
+        null,
+        RpcCodes.invalidRequest,
+        `Method not allowed: use ${allowed.join(', ')}`,
+        { code: 'ERR_BAD_REQUEST' },
+        { allow: allowed.join(', ') },
+      );
+      return;
+    }
+    const engine = core.engine();
+    if (!engine) {
+      // No valid policy: refuse everything (fail closed).
+      sendRpcError(
+        res,
+        503,
+        null,
+        RpcCodes.policyUnavailable,
+        'Service unavailable: no valid policy is loaded; every call is refused',
+        {
+          code: 'ERR_POLICY_UNAVAILABLE',
+        },
+        { 'retry-after': '5' },
+      );
+      return;
+    }
+    const identity = await authenticate(core, engine, req, res);
+    if (!identity) return;
+    if (isLegacySse) return handleLegacySse(core, req, res, identity, engine);
+    if (isLegacyMessage) return handleLegacyMessage(core, req, res, identity, engine, started);
+    if (method === 'POST') return handlePost(core, req, res, identity, engine, started);
+    if (method === 'GET') return handleGet(core, req, res, identity, engine, started);
+    return handleDelete(core, req, res, identity, started);
+  }
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    if (closing) {
+      sendRpcError(res, 503, null, RpcCodes.internalError, 'Service unavailable: shutting down', {
+        code: 'ERR_WARDEN',
+      });
+      return;
+    }
+    route(req, res).catch((err: unknown) => {
+      core.logger.error({ event: 'handler-failed', err: errorMessage(err) }, 'request handling failed');
+      if (!res.headersSent) {
+        sendRpcError(res, 500, null, RpcCodes.internalError, 'Internal error in mcp-warden', {
+          code: 'ERR_WARDEN',
+        });
+      } else if (!res.writableEnded) res.end();
+    });
+  };
+
+  return {
+    handler,
+    events: core.events,
+    async listen(host: string, port: number) {
+      server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 }, handler);
+      server.on('clientError', (err, socket) => {
+        if (socket.writable)
+          socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        else socket.destroy(err);
+      });
+      await new Promise<void>((resolve, reject) => {
+        server!.once('error', reject);
+        server!.listen(port, host, () => {
+          server!.off('error', reject);
+          resolve();
+        });
+      });
+      const addr = server.address() as AddressInfo;
+      const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+      const url = `http://${h}:${addr.port}`;
+      if (!core.publicUrl) core.publicUrl = url;
+      return { host: addr.address, port: addr.port, url };
+    },
+    async close() {
+      closing = true;
+      clearInterval(sweep);
+      const closed = server
+        ? new Promise<void>((resolve) => server!.close(() => resolve()))
+        : Promise.resolve();
+      await Promise.all([...core.sessions.values()].map((s) => core.closeSession(s, 'shutdown')));
+      server?.closeAllConnections();
+      await closed;
+      await core.upstream.destroy();
+    },
+  };
+}

@@ -1,0 +1,53 @@
+import type { ServerResponse } from 'node:http';
+import type { Identity } from '../identity/types.js';
+import type { JsonRpcId } from '../mcp/jsonrpc.js';
+import type { ListMethod } from '../policy/decision.js';
+import type { SessionRecorder } from '../record/types.js';
+
+/** What the proxy remembers about a forwarded request until its response passes back. */
+export interface RequestInfo {
+  method: string;
+  tool?: string;
+  resource?: string;
+  list?: ListMethod;
+}
+
+export type TransportKind = 'streamable-http' | 'legacy-sse' | 'stateless-http';
+
+/**
+ * One MCP session as the proxy sees it, bound to the principal that opened it. The session id
+ * the client holds is the upstream's `Mcp-Session-Id` (streamable HTTP) or an id minted by the
+ * proxy (legacy SSE); either way, a request presenting it from another principal is refused
+ * before anything reaches the upstream.
+ */
+export interface Session {
+  id: string;
+  principal: string;
+  identity: Identity;
+  transport: TransportKind;
+  protocolVersion: string | undefined;
+  recorder: SessionRecorder | undefined;
+  /** Requests forwarded and not answered yet (for SSE resumption and legacy SSE). */
+  pending: Map<string, RequestInfo>;
+  /** Tool annotations learnt from this session's `tools/list` results. */
+  toolAnnotations: Map<string, Record<string, unknown>>;
+  lastSeen: number;
+  /** Legacy SSE: the upstream's message endpoint (path + query) for this session. */
+  upstreamMessagePath?: string;
+  /** Legacy SSE: the client's event stream, where answers to its POSTs are written. */
+  clientSse?: ServerResponse;
+  closed: boolean;
+}
+
+/** Cap on remembered pending requests per session (oldest forgotten first). */
+export const MAX_PENDING = 4096;
+
+export function rememberPending(map: Map<string, RequestInfo>, key: string, info: RequestInfo): void {
+  if (map.size >= MAX_PENDING) {
+    const oldest = map.keys().next().value;
+    if (oldest !== undefined) map.delete(oldest);
+  }
+  map.set(key, info);
+}
+
+export type { JsonRpcId };

@@ -1,0 +1,469 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorMessage, isWardenError } from '../errors.js';
+import type { Identity } from '../identity/types.js';
+import { idKey, type JsonRpcId, type JsonRpcResponse, RpcCodes } from '../mcp/jsonrpc.js';
+import { allowsBatches, isStatelessVersion } from '../mcp/version.js';
+import type { PolicyEngine } from '../policy/decision.js';
+import type { SessionRecorder } from '../record/types.js';
+import { methodLabel, type ProxyCore } from './core.js';
+import { header, sendJson, sendRpcError } from './http.js';
+import { decideAll, headerMismatch, readMessages, refuse } from './inbound.js';
+import { lostResponse, type OutboundContext, processServerMessage } from './outbound.js';
+import { relaySse } from './relay.js';
+import type { RequestInfo, Session } from './session.js';
+import {
+  FORWARD_RESPONSE_HEADERS,
+  readUpstreamBody,
+  type UpstreamResponse,
+  upstreamHeaders,
+} from './upstream.js';
+
+/**
+ * Streamable HTTP (2025-03-26, 2025-06-18, 2025-11-25) and the stateless 2026-07-28 transport:
+ * POST (JSON or SSE answers), GET (server stream, `Last-Event-ID` resumption), DELETE.
+ */
+
+/** Look up the session a request names; answers 404 (and returns false) when it is unknown or
+ * belongs to another principal — the two are indistinguishable on purpose. */
+export function resolveSession(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  identity: Identity,
+): { ok: true; session: Session | undefined } | { ok: false } {
+  const sid = header(req.headers['mcp-session-id']);
+  if (sid === undefined) return { ok: true, session: undefined };
+  const session = core.sessions.get(sid);
+  if (session?.transport !== 'streamable-http' || session.principal !== identity.principal) {
+    if (session && session.principal !== identity.principal) {
+      core.logger.warn(
+        { event: 'session-principal-mismatch', session: sid },
+        'session presented by another principal',
+      );
+    }
+    sendRpcError(res, 404, null, -32001, 'Session not found: start a new session with initialize', {
+      code: 'ERR_SESSION_UNKNOWN',
+    });
+    return { ok: false };
+  }
+  session.lastSeen = Date.now();
+  session.identity = identity;
+  return { ok: true, session };
+}
+
+function upstreamPath(core: ProxyCore): string {
+  return core.upstream.url.pathname + core.upstream.url.search;
+}
+
+function copyResponseHeaders(up: UpstreamResponse, res: ServerResponse): void {
+  for (const name of FORWARD_RESPONSE_HEADERS) {
+    const v = up.headers[name];
+    if (typeof v === 'string') res.setHeader(name, v);
+  }
+}
+
+function isSse(up: UpstreamResponse): boolean {
+  const ct = up.headers['content-type'];
+  return typeof ct === 'string' && ct.toLowerCase().startsWith('text/event-stream');
+}
+
+function isJson(up: UpstreamResponse): boolean {
+  const ct = up.headers['content-type'];
+  return typeof ct === 'string' && ct.toLowerCase().startsWith('application/json');
+}
+
+/** A function that POSTs the proxy's answer to a blocked server→client request upstream. */
+function upstreamAnswerer(core: ProxyCore, sessionId: string | undefined, version: string | undefined) {
+  return (response: JsonRpcResponse): void => {
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
+    if (sessionId) headers['mcp-session-id'] = sessionId;
+    if (version) headers['mcp-protocol-version'] = version;
+    core.upstream
+      .request('POST', upstreamPath(core), headers, JSON.stringify(response))
+      .then((r) => r.body.text())
+      .catch((err: unknown) =>
+        core.logger.warn(
+          { event: 'upstream-answer-failed', err: errorMessage(err) },
+          'could not answer a blocked server request',
+        ),
+      );
+  };
+}
+
+function observe(core: ProxyCore, method: string, started: bigint, upstreamNs: bigint): void {
+  const total = process.hrtime.bigint() - started;
+  core.metrics.requestDuration.observe({ method: methodLabel(method) }, Number(total) / 1e9);
+  const own = total - upstreamNs;
+  core.metrics.overhead.observe(Number(own > 0n ? own : 0n) / 1e9);
+}
+
+export async function handlePost(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  identity: Identity,
+  engine: PolicyEngine,
+  started: bigint,
+): Promise<void> {
+  const s = resolveSession(core, req, res, identity);
+  if (!s.ok) {
+    req.resume();
+    return;
+  }
+  let session = s.session;
+  const hVersion = header(req.headers['mcp-protocol-version']);
+  if (session && hVersion !== undefined) session.protocolVersion = hVersion;
+  const version = hVersion ?? session?.protocolVersion;
+  const got = await readMessages(core, req, res, allowsBatches(version) && !isStatelessVersion(version));
+  if (!got) return;
+  const mismatch = headerMismatch(req, got.items);
+  if (mismatch) {
+    const only = got.items.length === 1 ? (got.items[0]!.message as { id?: JsonRpcId }) : undefined;
+    refuse(res, 400, only?.id ?? null, `Bad Request: ${mismatch}`);
+    return;
+  }
+  // Stateless exchanges (no session) get their own recording, closed with the exchange.
+  let recorder: SessionRecorder | undefined = session?.recorder;
+  let ownRecorder = false;
+  if (!session && !got.items.some((i) => (i.message as { method?: string }).method === 'initialize')) {
+    recorder = core.openRecorder(engine, core.newId(), identity, 'stateless-http', version);
+    ownRecorder = recorder !== undefined;
+  }
+  const pending: Map<string, RequestInfo> = session ? session.pending : new Map();
+  const decided = decideAll(
+    core,
+    { engine, identity, session, recorder, pending },
+    got.batch,
+    got.items,
+    got.raw,
+  );
+  const finish = (): void => {
+    if (ownRecorder) void core.closeRecorder(recorder, 'ended');
+  };
+  if (decided.forward.length === 0) {
+    // Everything was refused: the upstream never hears of it.
+    sendJson(res, 200, decided.batch ? decided.refused : decided.refused[0]);
+    observe(core, decided.firstMethod, started, 0n);
+    finish();
+    return;
+  }
+  const headers = upstreamHeaders(req.headers);
+  if (headers['accept'] === undefined) headers['accept'] = 'application/json, text/event-stream';
+  const body = decided.unchanged
+    ? got.raw
+    : JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  if (!decided.unchanged) headers['content-type'] = 'application/json';
+  const abort = new AbortController();
+  const onClientClose = (): void => {
+    if (!res.writableFinished) abort.abort();
+  };
+  res.on('close', onClientClose);
+  const sentAt = process.hrtime.bigint();
+  let up: UpstreamResponse;
+  try {
+    up = await core.upstream.request('POST', upstreamPath(core), headers, body, abort.signal);
+  } catch (err) {
+    res.off('close', onClientClose);
+    for (const id of decided.requestIds) pending.delete(idKey(id));
+    upstreamFailed(core, res, err, decided.batch ? null : (decided.requestIds[0] ?? null));
+    finish();
+    return;
+  }
+  const upstreamNs = process.hrtime.bigint() - sentAt;
+  // A new session: bind the upstream's session id to the principal that initialized it.
+  const newSid = up.headers['mcp-session-id'];
+  if (decided.initialize && typeof newSid === 'string' && up.status >= 200 && up.status < 300) {
+    const existing = core.sessions.get(newSid);
+    if (existing && existing.principal !== identity.principal) {
+      // Never hand one principal's session to another, even if the upstream reuses an id.
+      up.body.destroy();
+      res.off('close', onClientClose);
+      sendRpcError(
+        res,
+        502,
+        null,
+        RpcCodes.upstreamError,
+        'Upstream error: the upstream reused a session id',
+        {
+          code: 'ERR_UPSTREAM',
+        },
+      );
+      finish();
+      return;
+    }
+    if (!existing) {
+      session = core.createSession(newSid, identity, engine, 'streamable-http', version);
+      for (const [k, v] of pending) session.pending.set(k, v);
+      recorder = session.recorder;
+      for (const item of got.items) recordInto(recorder, engine, item.message);
+    }
+  }
+  const outCtx: OutboundContext = {
+    engine,
+    identity,
+    session,
+    recorder,
+    pending: session ? session.pending : pending,
+    answerUpstream: upstreamAnswerer(core, session?.id, version),
+  };
+  try {
+    await deliver(core, outCtx, up, res, decided.refused, decided.requestIds, decided.batch);
+  } finally {
+    res.off('close', onClientClose);
+    observe(core, decided.firstMethod, started, upstreamNs);
+    finish();
+  }
+  if (up.status === 404 && session) void core.closeSession(session, 'ended');
+}
+
+function recordInto(recorder: SessionRecorder | undefined, engine: PolicyEngine, message: unknown): void {
+  if (!recorder) return;
+  if (engine.recording().payloads === 'none') {
+    const m = message as Record<string, unknown>;
+    recorder.record({
+      type: 'message',
+      direction: 'client-to-server',
+      message: { jsonrpc: '2.0', id: m['id'], method: m['method'] },
+    });
+  } else recorder.record({ type: 'message', direction: 'client-to-server', message });
+}
+
+/** Send the upstream's answer to the client: 202 passes, JSON is processed whole, SSE streamed. */
+async function deliver(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  up: UpstreamResponse,
+  res: ServerResponse,
+  refused: JsonRpcResponse[],
+  requestIds: JsonRpcId[],
+  batch: boolean,
+): Promise<void> {
+  if (up.status >= 200 && up.status < 300 && isSse(up)) {
+    copyResponseHeaders(up, res);
+    res.statusCode = 200;
+    res.setHeader('content-type', 'text/event-stream');
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('x-accel-buffering', 'no');
+    res.flushHeaders();
+    await relaySse(core, ctx, up, res, { prelude: refused, ownIds: requestIds });
+    return;
+  }
+  if (
+    up.status === 202 ||
+    up.status === 204 ||
+    (up.status >= 200 && up.status < 300 && requestIds.length === 0)
+  ) {
+    await up.body.text().catch(() => '');
+    if (refused.length > 0) {
+      copyResponseHeaders(up, res);
+      sendJson(res, 200, batch ? refused : refused[0]);
+    } else {
+      copyResponseHeaders(up, res);
+      res.statusCode = 202;
+      res.removeHeader('content-type');
+      res.end();
+    }
+    return;
+  }
+  let raw: Buffer;
+  try {
+    raw = await readUpstreamBody(up.body, core.maxUpstreamBody);
+  } catch (err) {
+    upstreamFailed(core, res, err, batch ? null : (requestIds[0] ?? null));
+    return;
+  }
+  if (up.status < 200 || up.status >= 300) {
+    // Upstream refused (400 bad session, 404 expired session, 405, 5xx): pass its answer on,
+    // but only as JSON we understand.
+    copyResponseHeaders(up, res);
+    const text = raw.toString('utf8');
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      body = {
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${up.status}` },
+      };
+    }
+    for (const id of requestIds) ctx.pending.delete(idKey(id));
+    sendJson(res, up.status, body);
+    return;
+  }
+  if (!isJson(up)) {
+    for (const id of requestIds) ctx.pending.delete(idKey(id));
+    sendRpcError(
+      res,
+      502,
+      batch ? null : (requestIds[0] ?? null),
+      RpcCodes.upstreamError,
+      `Upstream error: unexpected content type "${String(up.headers['content-type'])}"`,
+      { code: 'ERR_UPSTREAM' },
+    );
+    return;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+  } catch {
+    for (const id of requestIds) ctx.pending.delete(idKey(id));
+    sendRpcError(
+      res,
+      502,
+      batch ? null : (requestIds[0] ?? null),
+      RpcCodes.upstreamError,
+      'Upstream error: the upstream answered with invalid JSON',
+      { code: 'ERR_UPSTREAM' },
+    );
+    return;
+  }
+  const out: unknown[] = [];
+  const values = Array.isArray(value) ? value : [value];
+  for (const v of values) {
+    const m = processServerMessage(core, ctx, v);
+    if (m) out.push(m);
+  }
+  for (const id of requestIds) {
+    const key = idKey(id);
+    if (ctx.pending.has(key)) {
+      ctx.pending.delete(key);
+      out.push(lostResponse(id, 'the upstream did not answer this request'));
+    }
+  }
+  out.push(...refused);
+  copyResponseHeaders(up, res);
+  sendJson(res, 200, batch || out.length !== 1 ? out : out[0]);
+}
+
+export function upstreamFailed(
+  core: ProxyCore,
+  res: ServerResponse,
+  err: unknown,
+  id: JsonRpcId | null,
+): void {
+  const message = isWardenError(err) ? err.message : `Upstream MCP server failed: ${errorMessage(err)}`;
+  const timeout = isWardenError(err) && err.details?.['timeout'] === true;
+  core.logger.warn({ event: 'upstream-failed', err: message }, 'upstream request failed');
+  core.events.emit('upstream-error', { message });
+  sendRpcError(res, timeout ? 504 : 502, id, RpcCodes.upstreamError, `Upstream error: ${message}`, {
+    code: 'ERR_UPSTREAM',
+  });
+}
+
+export async function handleGet(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  identity: Identity,
+  engine: PolicyEngine,
+  started: bigint,
+): Promise<void> {
+  const s = resolveSession(core, req, res, identity);
+  if (!s.ok) return;
+  const session = s.session;
+  const headers = upstreamHeaders(req.headers);
+  headers['accept'] = 'text/event-stream';
+  const abort = new AbortController();
+  const onClientClose = (): void => abort.abort();
+  res.on('close', onClientClose);
+  let up: UpstreamResponse;
+  try {
+    up = await core.upstream.request('GET', upstreamPath(core), headers, undefined, abort.signal);
+  } catch (err) {
+    res.off('close', onClientClose);
+    if (!abort.signal.aborted) upstreamFailed(core, res, err, null);
+    return;
+  }
+  res.off('close', onClientClose);
+  const version = header(req.headers['mcp-protocol-version']) ?? session?.protocolVersion;
+  const ctx: OutboundContext = {
+    engine,
+    identity,
+    session,
+    recorder: session?.recorder,
+    pending: session ? session.pending : new Map(),
+    answerUpstream: upstreamAnswerer(core, session?.id, version),
+  };
+  await deliverStream(core, ctx, up, res);
+  observe(core, 'GET', started, 0n);
+}
+
+async function deliverStream(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  up: UpstreamResponse,
+  res: ServerResponse,
+): Promise<void> {
+  if (up.status === 200 && isSse(up)) {
+    copyResponseHeaders(up, res);
+    res.statusCode = 200;
+    res.setHeader('content-type', 'text/event-stream');
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('x-accel-buffering', 'no');
+    res.flushHeaders();
+    await relaySse(core, ctx, up, res);
+    return;
+  }
+  // 405 (no server stream), 400, 404...: pass the status on with a JSON body.
+  let text = '';
+  try {
+    text = (await readUpstreamBody(up.body, 64 * 1024)).toString('utf8');
+  } catch {
+    text = '';
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = {
+      jsonrpc: '2.0',
+      id: null,
+      error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${up.status}` },
+    };
+  }
+  const allow = up.headers['allow'];
+  sendJson(res, up.status === 200 ? 502 : up.status, body, typeof allow === 'string' ? { allow } : undefined);
+}
+
+export async function handleDelete(
+  core: ProxyCore,
+  req: IncomingMessage,
+  res: ServerResponse,
+  identity: Identity,
+  started: bigint,
+): Promise<void> {
+  const s = resolveSession(core, req, res, identity);
+  if (!s.ok) return;
+  if (!s.session) {
+    sendRpcError(
+      res,
+      400,
+      null,
+      RpcCodes.invalidRequest,
+      'Bad Request: DELETE needs an Mcp-Session-Id header',
+      {
+        code: 'ERR_BAD_REQUEST',
+      },
+    );
+    return;
+  }
+  const session = s.session;
+  let up: UpstreamResponse;
+  try {
+    up = await core.upstream.request('DELETE', upstreamPath(core), upstreamHeaders(req.headers), undefined);
+  } catch (err) {
+    upstreamFailed(core, res, err, null);
+    return;
+  }
+  const text = await up.body.text().catch(() => '');
+  if (up.status >= 200 && up.status < 300) await core.closeSession(session, 'ended');
+  res.statusCode = up.status;
+  copyResponseHeaders(up, res);
+  if (text.length > 0 && isJson(up)) res.end(text);
+  else res.end();
+  observe(core, 'DELETE', started, 0n);
+}
