@@ -67,7 +67,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
       '--recordings',
       recordings,
     ],
-    { cpus: o.cpus, env: { ...process.env, LOG_LEVEL: 'warn' } },
+    { cpus: o.cpus, env: { ...process.env, MCP_WARDEN_LOG_LEVEL: 'warn' } },
   );
   try {
     await waitHttp(`http://127.0.0.1:${adminPort}/readyz`, gateway, 30_000, true);
