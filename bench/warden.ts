@@ -3,6 +3,7 @@
  * an Entra-shaped token; `mcp-warden gateway` runs as its own process (pinned with the upstream)
  * with the 50-rule policy, every masking detector and recording to a temp directory.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,12 +51,16 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
     await mkdir(profileDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
   }
+  // The real `mcp-warden gateway` when it is built; else the same library pipeline (bench fallback).
+  const real = existsSync(join(root, 'dist/cmd/gateway.js'));
+  const entry = real
+    ? [join(root, 'dist/cmd/mcp-warden.js'), 'gateway']
+    : [join(root, 'dist/bench/inproc-gateway.js')];
   const gateway = start(
     process.execPath,
     [
       ...nodeArgs,
-      join(root, 'dist/cmd/mcp-warden.js'),
-      'gateway',
+      ...entry,
       '--upstream',
       o.upstreamUrl,
       '--policy',
@@ -78,7 +83,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
   }
   o.log(`mcp-warden gateway pid ${gateway.pid} on 127.0.0.1:${port}`);
   const details: WardenDetails = {
-    describe: `mcp-warden gateway: bearer token from the dev issuer (RS256, JWKS cached), ${policy.rules}-rule policy, masking (${policy.detectors.length} detectors + 2 patterns + 2 JSON paths), recording to a temp dir${o.profile ? ', under node --cpu-prof' : ''}`,
+    describe: `${real ? 'mcp-warden gateway' : 'bench/inproc-gateway.ts (cmd/gateway.ts not built: same library pipeline)'}: bearer token from the dev issuer (RS256, JWKS cached), ${policy.rules}-rule policy, masking (${policy.detectors.length} detectors + 2 patterns + 2 JSON paths), recording to a temp dir${o.profile ? ', under node --cpu-prof' : ''}`,
     policyRules: policy.rules,
     detectors: policy.detectors,
     recordingDir: recordings,
