@@ -3,7 +3,8 @@
 #
 #   1. starts our own conformance upstream (test/conformance/server.ts) on loopback;
 #   2. runs the pinned @modelcontextprotocol/conformance server suite against it directly, per
-#      spec version;
+#      spec version (0.1.16 for 2025-06-18 and 2025-11-25; 0.2.0-alpha.12, installed as
+#      mcp-conformance-2026, for 2026-07-28 against test/conformance/server-2026.ts);
 #   3. starts the dev issuer, `mcp-warden gateway` (the built CLI) with test/conformance/policy.yaml,
 #      masking that matches nothing and recording on, and a forwarder that adds a bearer token
 #      (the suite's client sends none); runs the same suite through the forwarder;
@@ -19,14 +20,16 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 export PATH="$ROOT/node_modules/.bin:$PATH"
 
-CONFORMANCE_PIN=0.1.16
-SPEC_VERSIONS=(2025-06-18 2025-11-25)
+CONFORMANCE_PIN=0.1.16               # suite for the 2025 revisions
+CONFORMANCE_2026_PIN=0.2.0-alpha.12  # the only release with 2026-07-28 server scenarios
+SPEC_VERSIONS=(2025-06-18 2025-11-25 2026-07-28)
 SUITE_TIMEOUT=${CONFORMANCE_SUITE_TIMEOUT:-300}   # seconds per suite run
 READY_TIMEOUT=${CONFORMANCE_READY_TIMEOUT:-30}    # seconds for a process to start listening
 AUDIENCE=api://mcp-warden-conformance
 GROUP=c0a1f0e5-0000-4000-8000-00000000c0f0        # the test identity's group (object id)
 CLI=(node "$ROOT/dist/cmd/mcp-warden.js")
-SUITE=(node "$ROOT/node_modules/@modelcontextprotocol/conformance/dist/index.js")
+SUITE_2025=(node "$ROOT/node_modules/@modelcontextprotocol/conformance/dist/index.js")
+SUITE_2026=(node "$ROOT/node_modules/mcp-conformance-2026/dist/index.js")
 
 RESULTS=$ROOT/.cache/results
 WORK=$ROOT/.cache/conformance
@@ -96,18 +99,24 @@ if [ "$node_major" != 24 ]; then
   log "needs Node 24 from node_modules/.bin (got $(node --version)); run 'make install'"
   exit 1
 fi
-installed=$(node -p 'require("./node_modules/@modelcontextprotocol/conformance/package.json").version' 2>/dev/null || echo none)
-if [ "$installed" != "$CONFORMANCE_PIN" ]; then
-  log "@modelcontextprotocol/conformance $CONFORMANCE_PIN is pinned, found $installed; run 'make install'"
-  exit 1
-fi
-"${SUITE[@]}" list --server >"$WORK/scenarios.txt" || { log "cannot list the suite's scenarios"; exit 1; }
+check_pin() {
+  local dir=$1 want=$2 got
+  got=$(node -p 'require(process.argv[1]).version' "$ROOT/node_modules/$dir/package.json" 2>/dev/null || echo none)
+  [ "$got" = "$want" ] && return 0
+  log "node_modules/$dir: $want is pinned, found $got; run 'make install'"
+  return 1
+}
+check_pin @modelcontextprotocol/conformance "$CONFORMANCE_PIN" || exit 1
+check_pin mcp-conformance-2026 "$CONFORMANCE_2026_PIN" || exit 1
+"${SUITE_2025[@]}" list --server >"$WORK/scenarios-2025.txt" || { log "cannot list the suite's scenarios"; exit 1; }
+"${SUITE_2026[@]}" list --server >"$WORK/scenarios-2026.txt" || { log "cannot list the suite's scenarios"; exit 1; }
 
 # run_suite NAME URL VERSION: one full server-suite run (pending scenarios included).
 run_suite() {
-  local name=$1 url=$2 version=$3
+  local name=$1 url=$2 version=$3 suite
+  if [ "$version" = 2026-07-28 ]; then suite=("${SUITE_2026[@]}"); else suite=("${SUITE_2025[@]}"); fi
   log "suite $version -> $name ($url)"
-  (cd "$WORK" && timeout "$SUITE_TIMEOUT" "${SUITE[@]}" server --url "$url" --suite all \
+  (cd "$WORK" && timeout "$SUITE_TIMEOUT" "${suite[@]}" server --url "$url" --suite all \
     --spec-version "$version" -o "$WORK/runs/$name-$version") >"$WORK/logs/suite-$name-$version.log" 2>&1
   local rc=$?
   [ "$rc" -eq 124 ] && log "suite $version via $name timed out after ${SUITE_TIMEOUT}s"
@@ -115,15 +124,23 @@ run_suite() {
   return 0
 }
 
-# --- 1. upstream ------------------------------------------------------------------------------
+# upstream_for VERSION: the upstream serving that revision (2026-07-28 has its own, on SDK v2).
+upstream_for() { if [ "$1" = 2026-07-28 ]; then echo "$UPSTREAM_2026"; else echo "$UPSTREAM"; fi; }
+
+# --- 1. upstreams -----------------------------------------------------------------------------
 node test/conformance/server.ts --port 0 --ready-file "$WORK/upstream.url" >"$WORK/logs/upstream.log" 2>&1 &
 pids+=($!)
 wait_ready "$WORK/upstream.url" "$!" upstream || exit 1
 UPSTREAM=$(cat "$WORK/upstream.url")
-log "upstream at $UPSTREAM"
+node test/conformance/server-2026.ts --port 0 --ready-file "$WORK/upstream-2026.url" \
+  >"$WORK/logs/upstream-2026.log" 2>&1 &
+pids+=($!)
+wait_ready "$WORK/upstream-2026.url" "$!" upstream-2026 || exit 1
+UPSTREAM_2026=$(cat "$WORK/upstream-2026.url")
+log "upstreams at $UPSTREAM (2025 revisions) and $UPSTREAM_2026 (2026-07-28)"
 
 # --- 2. direct runs ---------------------------------------------------------------------------
-for v in "${SPEC_VERSIONS[@]}"; do run_suite direct "$UPSTREAM" "$v"; done
+for v in "${SPEC_VERSIONS[@]}"; do run_suite direct "$(upstream_for "$v")" "$v"; done
 
 # --- 3. through the gateway -------------------------------------------------------------------
 gateway_ok=0
@@ -158,50 +175,67 @@ else
       });
       fs.writeFileSync(process.argv[2], text);' test/conformance/policy.yaml "$WORK/policy.yaml" || gateway_ok=0
   fi
-  if [ "$gateway_ok" = 1 ]; then
+  # start_gateway NAME UPSTREAM: `mcp-warden gateway` in front of UPSTREAM, a forwarder in front
+  # of it; sets FORWARDER_<NAME> (URL) and GATEWAY_PID_<NAME>. Recordings go to recordings/NAME.
+  start_gateway() {
+    local name=$1 upstream=$2 gw_port admin_port pid
     gw_port=$(free_port)
     admin_port=$(free_port)
-    "${CLI[@]}" gateway --upstream "$UPSTREAM" --policy "$WORK/policy.yaml" \
+    mkdir -p "$WORK/recordings/$name"
+    "${CLI[@]}" gateway --upstream "$upstream" --policy "$WORK/policy.yaml" \
       --listen "127.0.0.1:$gw_port" --admin-listen "127.0.0.1:$admin_port" \
-      --recordings "$WORK/recordings" \
+      --recordings "$WORK/recordings/$name" \
       --allowed-hosts "localhost,127.0.0.1,[::1]" \
-      >"$WORK/logs/gateway.log" 2>&1 &
-    pids+=($!)
-    gateway_pid=$!
-    wait_http "http://127.0.0.1:$admin_port/readyz" "$gateway_pid" gateway || gateway_ok=0
-  fi
-  if [ "$gateway_ok" = 1 ]; then
+      >"$WORK/logs/gateway-$name.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    printf -v "GATEWAY_PID_$name" '%s' "$pid"
+    wait_http "http://127.0.0.1:$admin_port/readyz" "$pid" "gateway-$name" || return 1
     node test/conformance/forwarder.ts --target "http://127.0.0.1:$gw_port" --token-file "$WORK/token" \
-      --ready-file "$WORK/forwarder.url" >"$WORK/logs/forwarder.log" 2>&1 &
+      --ready-file "$WORK/forwarder-$name.url" >"$WORK/logs/forwarder-$name.log" 2>&1 &
     pids+=($!)
-    wait_ready "$WORK/forwarder.url" "$!" forwarder || gateway_ok=0
+    wait_ready "$WORK/forwarder-$name.url" "$!" "forwarder-$name" || return 1
+    printf -v "FORWARDER_$name" '%s' "$(cat "$WORK/forwarder-$name.url")"
+    log "gateway $name at http://127.0.0.1:$gw_port -> $upstream (forwarder $(cat "$WORK/forwarder-$name.url"))"
+  }
+  if [ "$gateway_ok" = 1 ]; then
+    start_gateway v2025 "$UPSTREAM" && start_gateway v2026 "$UPSTREAM_2026" || gateway_ok=0
   fi
   if [ "$gateway_ok" = 1 ]; then
-    FORWARDER=$(cat "$WORK/forwarder.url")
-    log "gateway at http://127.0.0.1:$gw_port (forwarder $FORWARDER)"
-    for v in "${SPEC_VERSIONS[@]}"; do run_suite gateway "$FORWARDER/mcp" "$v"; done
-    # Stop the gateway so it closes and flushes its recordings, then check them.
-    stop_pid "$gateway_pid"
+    for v in "${SPEC_VERSIONS[@]}"; do
+      if [ "$v" = 2026-07-28 ]; then run_suite gateway "$FORWARDER_v2026/mcp" "$v"
+      else run_suite gateway "$FORWARDER_v2025/mcp" "$v"; fi
+    done
+    # Stop the gateways so they close and flush their recordings, then check them.
+    stop_pid "$GATEWAY_PID_v2025"
+    stop_pid "$GATEWAY_PID_v2026"
     log "recordings verify"
-    if "${CLI[@]}" recordings verify "$WORK/recordings" >"$WORK/logs/recordings-verify.log" 2>&1; then
-      tail -n 3 "$WORK/logs/recordings-verify.log" | sed 's/^/  /'
-      ran=$(cd "$WORK/runs" && ls -d gateway-*/server-* 2>/dev/null | sed -E 's#^gateway-[^/]+/server-##; s#-[0-9]{4}-[0-9]{2}-[0-9]{2}T.*$##' | sort -u | paste -sd, -)
-      node test/conformance/recordings-check.ts --dir "$WORK/recordings" --scenarios "$ran" \
-        >"$WORK/logs/recordings-check.log" 2>&1 && recordings_ok=1
-      cat "$WORK/logs/recordings-check.log"
-    else
-      log "recordings verify failed:"
-      tail -n 20 "$WORK/logs/recordings-verify.log"
-    fi
+    verified=1
+    for name in v2025 v2026; do
+      if "${CLI[@]}" recordings verify "$WORK/recordings/$name" >"$WORK/logs/recordings-verify-$name.log" 2>&1; then
+        tail -n 2 "$WORK/logs/recordings-verify-$name.log" | sed "s/^/  $name: /"
+      else
+        verified=0
+        log "recordings verify $name failed:"
+        tail -n 20 "$WORK/logs/recordings-verify-$name.log"
+      fi
+    done
+    ran=$(cd "$WORK/runs" && ls -d gateway-*/server-* 2>/dev/null | sed -E 's#^gateway-[^/]+/server-##; s#-[0-9]{4}-[0-9]{2}-[0-9]{2}T.*$##' | sort -u | paste -sd, -)
+    node test/conformance/recordings-check.ts --dir "$WORK/recordings" --scenarios "$ran" \
+      >"$WORK/logs/recordings-check.log" 2>&1 && [ "$verified" = 1 ] && recordings_ok=1
+    cat "$WORK/logs/recordings-check.log"
   else
     log "the gateway run could not start (logs in $WORK/logs)"
   fi
 fi
 
 # --- 4. report --------------------------------------------------------------------------------
-versions_csv=$(IFS=,; echo "${SPEC_VERSIONS[*]}")
-node test/conformance/report.ts --results "$WORK/runs" --versions "$versions_csv" \
-  --scenarios "$WORK/scenarios.txt" --out "$OUT"
+listings=()
+for v in "${SPEC_VERSIONS[@]}"; do
+  if [ "$v" = 2026-07-28 ]; then listings+=(--listing "$v=$WORK/scenarios-2026.txt")
+  else listings+=(--listing "$v=$WORK/scenarios-2025.txt"); fi
+done
+node test/conformance/report.ts --results "$WORK/runs" "${listings[@]}" --out "$OUT"
 report_rc=$?
 read -r passed failed <"$OUT"
 # The recordings count as one more check: verified and complete, or failed.

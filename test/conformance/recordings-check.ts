@@ -77,6 +77,29 @@ export const EXPECTED: Record<string, Expectation> = {
   // Only the accepted (loopback Host/Origin) initialize reaches a session and its recording.
   'dns-rebinding-protection': (calls) =>
     calls.some((c) => c.method === 'initialize' && c.clientName === 'conformance-dns-rebinding-test'),
+  // 2026-07-28 (suite 0.2.0-alpha): stateless requests, multi-round-trip input_required results.
+  'server-stateless': all(has('server/discover'), has('tools/call', 'test_missing_capability')),
+  caching: all(has('prompts/list'), has('resources/templates/list'), has('resources/read')),
+  'http-header-validation': has('tools/list'),
+  'http-custom-header-server-validation': has('tools/call', 'test_custom_header'),
+  'sep-2164-resource-not-found': has('resources/read', 'test://nonexistent-resource-for-conformance-testing'),
+  'input-required-result-basic-elicitation': has('tools/call', 'test_input_required_result_elicitation'),
+  'input-required-result-basic-sampling': has('tools/call', 'test_input_required_result_sampling'),
+  'input-required-result-basic-list-roots': has('tools/call', 'test_input_required_result_list_roots'),
+  'input-required-result-request-state': has('tools/call', 'test_input_required_result_request_state'),
+  'input-required-result-multiple-input-requests': has(
+    'tools/call',
+    'test_input_required_result_multiple_inputs',
+  ),
+  'input-required-result-multi-round': has('tools/call', 'test_input_required_result_multi_round'),
+  'input-required-result-missing-input-response': has('tools/call', 'test_input_required_result_elicitation'),
+  'input-required-result-non-tool-request': has('prompts/get', 'test_input_required_result_prompt'),
+  'input-required-result-result-type': has('tools/call', 'test_input_required_result_elicitation'),
+  'input-required-result-unsupported-methods': all(has('tools/list'), has('prompts/list')),
+  'input-required-result-tampered-state': has('tools/call', 'test_input_required_result_tampered_state'),
+  'input-required-result-capability-check': has('tools/call', 'test_input_required_result_capabilities'),
+  'input-required-result-ignore-extra-params': has('tools/call', 'test_input_required_result_elicitation'),
+  'input-required-result-validate-input': has('tools/call', 'test_input_required_result_elicitation'),
 };
 
 function callOf(msg: Record<string, unknown>): SeenCall | undefined {

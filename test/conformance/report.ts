@@ -2,12 +2,13 @@
  * Compares conformance runs: direct (suite → upstream) against gateway (suite → forwarder →
  * `mcp-warden gateway` → upstream), per spec version and per scenario, check by check.
  *
- * Run: `node test/conformance/report.ts --results DIR --versions 2025-06-18,2025-11-25
- *        --scenarios FILE --out FILE`
+ * Run: `node test/conformance/report.ts --results DIR --listing 2025-06-18=FILE
+ *        [--listing 2026-07-28=FILE2 ...] --out FILE`
  *
  * DIR holds `direct-<version>/` and `gateway-<version>/`, each the `--output-dir` of one suite
- * run (one `server-<scenario>-<timestamp>/checks.json` per scenario). FILE (`--scenarios`) is
- * the output of `conformance list --server`: the scenarios each version must have run.
+ * run (one `server-<scenario>-<timestamp>/checks.json` per scenario). Each `--listing` names a
+ * spec version and the output of `conformance list --server` of the suite release that ran it:
+ * the scenarios that version must have run.
  *
  * Prints the two summaries side by side and every difference, writes `P F` to `--out` (checks
  * passed and failed, summed over both runs; each difference and each scenario missing from a
@@ -145,24 +146,32 @@ function main(): number {
   const { values } = parseArgs({
     options: {
       results: { type: 'string' },
-      versions: { type: 'string' },
-      scenarios: { type: 'string' },
+      listing: { type: 'string', multiple: true },
       out: { type: 'string' },
     },
   });
-  if (!values.results || !values.versions || !values.scenarios || !values.out) {
+  const listings: Array<{ version: string; file: string }> = [];
+  for (const arg of values.listing ?? []) {
+    const eq = arg.indexOf('=');
+    if (eq > 0) listings.push({ version: arg.slice(0, eq), file: arg.slice(eq + 1) });
+  }
+  if (
+    !values.results ||
+    !values.out ||
+    listings.length === 0 ||
+    listings.length !== (values.listing ?? []).length
+  ) {
     process.stderr.write(
-      'usage: report.ts --results DIR --versions V1,V2 --scenarios LIST_FILE --out FILE\n',
+      'usage: report.ts --results DIR --listing VERSION=LIST_FILE [--listing ...] --out FILE\n',
     );
     return 2;
   }
-  const listing = readFileSync(values.scenarios, 'utf8');
   let passed = 0;
   let failed = 0;
   const differences: string[] = [];
   const output: string[] = ['', '=== MCP conformance: direct vs through mcp-warden gateway ==='];
-  for (const version of values.versions.split(',').filter(Boolean)) {
-    const expected = scenariosFor(listing, version);
+  for (const { version, file } of listings) {
+    const expected = scenariosFor(readFileSync(file, 'utf8'), version);
     if (expected.length === 0) {
       output.push(`spec ${version}: the suite lists no server scenario for this version`);
       failed += 1;

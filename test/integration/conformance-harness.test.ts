@@ -10,6 +10,7 @@ import { startForwarder } from '../conformance/forwarder.js';
 import { callsInLine, EXPECTED } from '../conformance/recordings-check.js';
 import { compare, scenariosFor } from '../conformance/report.js';
 import { startConformanceServer } from '../conformance/server.js';
+import { startConformanceServer2026 } from '../conformance/server-2026.js';
 
 const initialize = JSON.stringify({
   jsonrpc: '2.0',
@@ -72,6 +73,21 @@ describe('conformance upstream', () => {
   it('answers malformed JSON with 400 and does not crash', async () => {
     expect(await post(upstream.url, { ...mcpHeaders, host: '127.0.0.1' }, '{"jsonrpc":')).toBe(400);
     expect(await post(upstream.url, { ...mcpHeaders, host: '127.0.0.1' }, initialize)).toBe(200);
+  });
+});
+
+describe('conformance upstream for 2026-07-28', () => {
+  it('rejects a rebound Host, and refuses 2025-era initialize (this endpoint is 2026-07-28 only)', async () => {
+    const upstream = await startConformanceServer2026(0);
+    try {
+      const port = new URL(upstream.url).port;
+      expect(await post(upstream.url, { ...mcpHeaders, host: 'evil.example.com' }, initialize)).toBe(403);
+      const status = await post(upstream.url, { ...mcpHeaders, host: `127.0.0.1:${port}` }, initialize);
+      expect(status).toBeGreaterThanOrEqual(400);
+      expect(status).toBeLessThan(500);
+    } finally {
+      await upstream.close();
+    }
   });
 });
 
