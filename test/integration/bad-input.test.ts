@@ -1,0 +1,398 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { exportJWK, exportSPKI, generateKeyPair, importJWK, SignJWT } from 'jose';
+import { startDevIssuer } from '../../pkg/identity/dev-issuer.js';
+import { createAuthenticator } from '../../pkg/identity/index.js';
+import { createMetrics } from '../../pkg/metrics/catalogue.js';
+import { createProxy } from '../../pkg/proxy/index.js';
+import { AUDIENCE, type Harness, startHarness } from './helpers/harness.js';
+import { testEngine, testSource } from './helpers/test-policy.js';
+
+/**
+ * Bad input over raw HTTP: each gets a clear error, the process stays up, and nothing reaches
+ * the upstream (the upstream counts every request it receives).
+ */
+let h: Harness;
+let source: ReturnType<typeof testSource>;
+let good: string;
+
+beforeAll(async () => {
+  h = await startHarness(
+    (trusted) => {
+      source = testSource(
+        testEngine({
+          name: 'p',
+          issuers: trusted,
+          rules: [{ name: 'all', methods: ['tools/call'], action: 'allow' }],
+        }),
+      );
+      return source;
+    },
+    { maxBodyBytes: 64 * 1024 },
+  );
+  good = await h.token();
+});
+afterAll(() => h?.close());
+
+const initBody = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+};
+
+/** `token: null` sends no Authorization header. */
+function post(body: string | Uint8Array, headers: Record<string, string> = {}, token: string | null = good) {
+  return fetch(h.mcpUrl, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      ...(token !== null ? { authorization: `Bearer ${token}` } : {}),
+      ...headers,
+    },
+    body,
+  });
+}
+
+async function expectNothingForwarded(run: () => Promise<Response>): Promise<Response> {
+  const before = h.upstream.stats.requests;
+  const res = await run();
+  expect(h.upstream.stats.requests).toBe(before);
+  return res;
+}
+
+async function rpcError(
+  res: Response,
+): Promise<{ code: number; message: string; data?: Record<string, unknown> }> {
+  const body = (await res.json()) as {
+    error: { code: number; message: string; data?: Record<string, unknown> };
+  };
+  return body.error;
+}
+
+describe('malformed requests', () => {
+  test('malformed JSON → 400, -32700', async () => {
+    const res = await expectNothingForwarded(() => post('{"jsonrpc":"2.0",'));
+    expect(res.status).toBe(400);
+    const e = await rpcError(res);
+    expect(e.code).toBe(-32700);
+    expect(e.message).toMatch(/not valid JSON/);
+  });
+
+  test('invalid UTF-8 → 400, -32700', async () => {
+    const bytes = Buffer.concat([
+      Buffer.from('{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"'),
+      Buffer.from([0xff, 0xfe]),
+      Buffer.from('"}}'),
+    ]);
+    const res = await expectNothingForwarded(() => post(bytes));
+    expect(res.status).toBe(400);
+    expect(await rpcError(res)).toMatchObject({
+      code: -32700,
+      message: 'Parse error: the body is not valid UTF-8',
+    });
+  });
+
+  test.each([
+    [{ id: 1, method: 'ping' }, '"jsonrpc" must be exactly "2.0"'],
+    [{ jsonrpc: '2.0', id: 1 }, 'exactly one of "result" and "error"'],
+    [{ jsonrpc: '2.0', id: null, method: 'tools/call' }, 'null is not allowed'],
+    [{ jsonrpc: '2.0', id: { a: 1 }, method: 'tools/call' }, '"id" must be a string or an integer'],
+    [{ jsonrpc: '2.0', id: 1, method: 42 }, '"method" must be a non-empty string'],
+    [{ jsonrpc: '2.0', id: 1, method: 'tools/call', params: 'x' }, '"params" must be an object or an array'],
+    [42, 'must be a JSON object'],
+  ])('JSON-RPC rules: %j → 400, -32600', async (body, reason) => {
+    const res = await expectNothingForwarded(() => post(JSON.stringify(body)));
+    expect(res.status).toBe(400);
+    const e = await rpcError(res);
+    expect(e.code).toBe(-32600);
+    expect(e.message).toContain(reason);
+  });
+
+  test('batches are refused on 2025-06-18', async () => {
+    const res = await expectNothingForwarded(() =>
+      post(JSON.stringify([initBody]), { 'mcp-protocol-version': '2025-06-18' }),
+    );
+    expect(res.status).toBe(400);
+    expect((await rpcError(res)).message).toContain(
+      'batches are only allowed with protocol version 2025-03-26',
+    );
+  });
+
+  test('body over the limit → 413 with a JSON-RPC error', async () => {
+    const big = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'ping',
+      params: { pad: 'x'.repeat(70 * 1024) },
+    });
+    const res = await expectNothingForwarded(() => post(big));
+    expect(res.status).toBe(413);
+    const e = await rpcError(res);
+    expect(e.data).toMatchObject({ code: 'ERR_BODY_TOO_LARGE', limit: 64 * 1024 });
+  });
+
+  test('wrong content type → 415', async () => {
+    const res = await expectNothingForwarded(() =>
+      post(JSON.stringify(initBody), { 'content-type': 'text/plain' }),
+    );
+    expect(res.status).toBe(415);
+  });
+
+  test('Mcp-Method header disagreeing with the body → 400', async () => {
+    const res = await expectNothingForwarded(() =>
+      post(JSON.stringify(initBody), { 'mcp-method': 'tools/list' }),
+    );
+    expect(res.status).toBe(400);
+    expect((await rpcError(res)).message).toContain('Mcp-Method header "tools/list" does not match');
+  });
+
+  test('unknown session id → 404', async () => {
+    const res = await expectNothingForwarded(() =>
+      post(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }), { 'mcp-session-id': 'nope' }),
+    );
+    expect(res.status).toBe(404);
+    expect((await rpcError(res)).data).toEqual({ code: 'ERR_SESSION_UNKNOWN' });
+  });
+
+  test('non-MCP paths → 404 JSON, even with a valid token', async () => {
+    const res = await expectNothingForwarded(() =>
+      fetch(`${h.url}/admin`, { headers: { authorization: `Bearer ${good}` } }),
+    );
+    expect(res.status).toBe(404);
+    expect(await res.json()).toMatchObject({ error: 'not_found' });
+  });
+
+  test('PUT on the MCP path → 405', async () => {
+    const res = await expectNothingForwarded(() =>
+      fetch(h.mcpUrl, { method: 'PUT', headers: { authorization: `Bearer ${good}` } }),
+    );
+    expect(res.status).toBe(405);
+  });
+});
+
+describe('refused tokens → 401 with WWW-Authenticate, nothing forwarded', () => {
+  async function expect401(
+    token: string | null,
+    codeRe: RegExp,
+    header?: Record<string, string>,
+  ): Promise<void> {
+    const res = await expectNothingForwarded(() => post(JSON.stringify(initBody), header ?? {}, token));
+    expect(res.status).toBe(401);
+    const www = res.headers.get('www-authenticate') ?? '';
+    expect(www).toContain(`Bearer resource_metadata="${h.url}/.well-known/oauth-protected-resource/mcp"`);
+    const e = await rpcError(res);
+    expect(e.code).toBe(-31401);
+    expect(String(e.data?.['code'])).toMatch(codeRe);
+  }
+
+  test('missing token', () => expect401(null, /ERR_AUTH_MISSING/));
+  test('not a bearer token', () =>
+    expect401(null, /ERR_AUTH_INVALID/, { authorization: 'Basic dXNlcjpwYXNz' }));
+  test('expired', async () => {
+    const t = await h.issuer.issueToken({ audience: AUDIENCE, expiresInSec: -600 });
+    await expect401(t, /ERR_AUTH_EXPIRED/);
+  });
+  test('forged (payload changed, signature kept)', async () => {
+    const [hd, pl, sig] = good.split('.');
+    const claims = JSON.parse(Buffer.from(pl!, 'base64url').toString()) as Record<string, unknown>;
+    claims['groups'] = ['admins'];
+    await expect401(`${hd}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}.${sig}`, /ERR_AUTH_/);
+  });
+  test('alg:none', async () => {
+    const [, pl] = good.split('.');
+    const header = Buffer.from(JSON.stringify({ alg: 'none', typ: 'JWT' })).toString('base64url');
+    await expect401(`${header}.${pl}.`, /ERR_AUTH_/);
+  });
+  test('HS256 signed with the issuer public key', async () => {
+    const jwks = (await (await fetch(h.issuer.jwksUri)).json()) as { keys: Array<Record<string, unknown>> };
+    const pub = await importJWK(jwks.keys[0]!, 'RS256');
+    const pem = await exportSPKI(pub as CryptoKey);
+    const claims = JSON.parse(Buffer.from(good.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    const t = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'HS256', kid: String(jwks.keys[0]!['kid']) })
+      .sign(new TextEncoder().encode(pem));
+    await expect401(t, /ERR_AUTH_/);
+  });
+  test('wrong audience', async () => {
+    await expect401(await h.issuer.issueToken({ audience: 'api://other' }), /ERR_AUTH_AUDIENCE/);
+  });
+  test('wrong issuer', async () => {
+    const other = await startDevIssuer({ tenantId: 'other-tenant' });
+    try {
+      await expect401(await other.issueToken({ audience: AUDIENCE }), /ERR_AUTH_ISSUER/);
+    } finally {
+      await other.close();
+    }
+  });
+  test('unknown kid', async () => {
+    const { privateKey } = await generateKeyPair('RS256', { extractable: true });
+    const jwk = await exportJWK(privateKey);
+    const claims = JSON.parse(Buffer.from(good.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    const t = await new SignJWT(claims)
+      .setProtectedHeader({ alg: 'RS256', kid: 'not-a-known-kid' })
+      .sign(await importJWK(jwk, 'RS256'));
+    await expect401(t, /ERR_AUTH_KEY_UNKNOWN|ERR_AUTH_INVALID/);
+  });
+
+  test('RFC 9728 metadata is served without a token', async () => {
+    for (const path of [
+      '/.well-known/oauth-protected-resource',
+      '/.well-known/oauth-protected-resource/mcp',
+    ]) {
+      const res = await fetch(`${h.url}${path}`);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({
+        resource: `${h.url}/mcp`,
+        authorization_servers: [h.issuer.v2Issuer],
+        bearer_methods_supported: ['header'],
+      });
+    }
+  });
+
+  test('auth failures are counted by reason', async () => {
+    const text = await h.metrics.registry.metrics();
+    expect(text).toMatch(/mcp_warden_auth_failures_total\{reason="missing"\} [1-9]/);
+    expect(text).toMatch(/mcp_warden_auth_failures_total\{reason="expired"\} [1-9]/);
+  });
+});
+
+describe('fail closed and upstream trouble', () => {
+  test('no valid policy → 503 and nothing forwarded', async () => {
+    const engine = source.current();
+    source.set(undefined);
+    try {
+      const res = await expectNothingForwarded(() => post(JSON.stringify(initBody)));
+      expect(res.status).toBe(503);
+      expect(await rpcError(res)).toMatchObject({ code: -31503, data: { code: 'ERR_POLICY_UNAVAILABLE' } });
+    } finally {
+      source.set(engine);
+    }
+  });
+
+  test('session opened by one principal is refused to another (404), the upstream never sees it', async () => {
+    const init = await post(JSON.stringify(initBody));
+    expect(init.status).toBe(200);
+    const sid = init.headers.get('mcp-session-id')!;
+    expect(sid).toBeTruthy();
+    await init.text();
+    const mallory = await h.token({ oid: 'mallory' });
+    const res = await expectNothingForwarded(() =>
+      post(
+        JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/list' }),
+        { 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' },
+        mallory,
+      ),
+    );
+    expect(res.status).toBe(404);
+    expect((await rpcError(res)).data).toEqual({ code: 'ERR_SESSION_UNKNOWN' });
+    // The rightful owner still uses it.
+    const ok = await post(JSON.stringify({ jsonrpc: '2.0', id: 6, method: 'tools/list' }), {
+      'mcp-session-id': sid,
+      'mcp-protocol-version': '2025-06-18',
+    });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain('get_weather');
+    const del = await fetch(h.mcpUrl, {
+      method: 'DELETE',
+      headers: { authorization: `Bearer ${mallory}`, 'mcp-session-id': sid },
+    });
+    expect(del.status).toBe(404);
+  });
+
+  test('upstream unreachable → 502 JSON-RPC error, the proxy keeps serving', async () => {
+    const dead = createServer();
+    await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+    const port = (dead.address() as AddressInfo).port;
+    await new Promise<void>((r) => dead.close(() => r()));
+    const proxy = createProxy({
+      upstream: `http://127.0.0.1:${port}/mcp`,
+      policySource: source,
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      podName: 't',
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await fetch(`${url}/mcp`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            authorization: `Bearer ${good}`,
+          },
+          body: JSON.stringify(initBody),
+        });
+        expect(res.status).toBe(502);
+        const e = await rpcError(res);
+        expect(e).toMatchObject({ code: -32002, data: { code: 'ERR_UPSTREAM' } });
+        expect(e.message).toContain('refused the connection');
+      }
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test('truncated SSE from the upstream: the pending request gets an error, nothing hangs', async () => {
+    const broken: Server = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(200, { 'content-type': 'text/event-stream' });
+        res.write(
+          ': hello\n\nid: 1\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}\n\n',
+        );
+        res.end('id: 2\ndata: {"jsonrpc":"2.0","id":1,"res');
+      });
+    });
+    await new Promise<void>((r) => broken.listen(0, '127.0.0.1', r));
+    const proxy = createProxy({
+      upstream: `http://127.0.0.1:${(broken.address() as AddressInfo).port}/mcp`,
+      policySource: source,
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      podName: 't',
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    try {
+      const res = await fetch(`${url}/mcp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          authorization: `Bearer ${good}`,
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'tools/call',
+          params: { name: 'x', arguments: {} },
+        }),
+      });
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text).toContain(': hello');
+      expect(text).toContain('notifications/message');
+      expect(text).toContain('"id":1');
+      expect(text).toContain('truncated');
+      expect(text).not.toContain('"res');
+    } finally {
+      await proxy.close();
+      broken.closeAllConnections();
+      await new Promise<void>((r) => broken.close(() => r()));
+    }
+  });
+
+  test('the proxy is still healthy after all of the above', async () => {
+    const res = await post(JSON.stringify(initBody));
+    expect(res.status).toBe(200);
+    await res.text();
+  });
+});
