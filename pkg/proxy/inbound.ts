@@ -105,8 +105,22 @@ export async function readMessages(
 /**
  * 2026-07-28 (SEP-2243): `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` must agree with the
  * body, or a hop that routes on headers could be fooled. Returns why they do not, or undefined.
+ * The codes are the ones a 2026-07-28 server answers with: `-32602` for a modern request without
+ * its `_meta` envelope, `-32020` (HeaderMismatch) for headers that disagree with the body.
  */
-export function headerMismatch(req: IncomingMessage, items: ParsedItem[]): string | undefined {
+export function headerMismatch(
+  req: IncomingMessage,
+  items: ParsedItem[],
+): { code: number; message: string } | undefined {
+  const mismatch = headerMismatchReason(req, items);
+  if (mismatch === undefined) return undefined;
+  return typeof mismatch === 'string' ? { code: RpcCodes.headerMismatch, message: mismatch } : mismatch;
+}
+
+function headerMismatchReason(
+  req: IncomingMessage,
+  items: ParsedItem[],
+): string | { code: number; message: string } | undefined {
   const hMethod = header(req.headers['mcp-method']);
   const hName = header(req.headers['mcp-name']);
   const hVersion = header(req.headers['mcp-protocol-version']);
@@ -126,7 +140,10 @@ export function headerMismatch(req: IncomingMessage, items: ParsedItem[]): strin
   const modern = isStatelessVersion(env) || isStatelessVersion(hVersion);
   if (modern && item.kind === 'request') {
     if (env === undefined)
-      return `request is missing the _meta protocol version envelope required by ${hVersion}`;
+      return {
+        code: RpcCodes.invalidParams,
+        message: `request is missing the _meta protocol version envelope required by ${hVersion}`,
+      };
     if (hVersion !== env)
       return `MCP-Protocol-Version header (${hVersion ?? 'absent'}) does not match the body's _meta version (${env})`;
     if (hMethod === undefined) return 'Mcp-Method header is required by protocol version ' + env;
@@ -211,8 +228,14 @@ export function decideAll(
   };
 }
 
-export function refuse(res: ServerResponse, status: number, id: JsonRpcId | null, message: string): void {
-  sendRpcError(res, status, id, RpcCodes.invalidRequest, message, { code: 'ERR_BAD_REQUEST' });
+export function refuse(
+  res: ServerResponse,
+  status: number,
+  id: JsonRpcId | null,
+  message: string,
+  code: number = RpcCodes.invalidRequest,
+): void {
+  sendRpcError(res, status, id, code, message, { code: 'ERR_BAD_REQUEST' });
 }
 
 export { errorResponse };

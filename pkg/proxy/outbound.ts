@@ -72,6 +72,11 @@ export function processServerMessage(
   }
   let msg = c.message;
   let scope: MaskScope;
+  // Long-lived streams see policy changes: each message is decided by the engine current now.
+  // With no valid policy at all, server requests are refused and lists come back empty.
+  const current = core.engine();
+  if (current !== undefined && current !== ctx.engine) ctx.engine = current;
+  const engineLost = current === undefined;
   if (c.kind === 'response') {
     const res = msg as JsonRpcResponse;
     const key = idKey(res.id);
@@ -79,7 +84,7 @@ export function processServerMessage(
     if (info) ctx.pending.delete(key);
     const result = asObject(res.result);
     const list = info?.list ?? (result && !info ? inferList(result) : undefined);
-    if (result && list) msg = { ...res, result: filterList(core, ctx, list, result) };
+    if (result && list) msg = { ...res, result: filterList(core, ctx, list, result, engineLost) };
     scope = { method: info?.method ?? 'unknown' };
     if (info?.tool !== undefined) scope.tool = info.tool;
     if (info?.resource !== undefined) scope.resource = info.resource;
@@ -91,7 +96,9 @@ export function processServerMessage(
       session: ctx.session,
       recorder: ctx.recorder,
     };
-    const denied = decideRequest(core, input, req, 'server-to-client');
+    const denied = engineLost
+      ? errorResponse(req.id, RpcCodes.policyUnavailable, 'no valid policy is loaded; refused (fail closed)')
+      : decideRequest(core, input, req, 'server-to-client');
     if (denied) {
       record(ctx, 'server-to-client', req);
       ctx.answerUpstream(denied);
@@ -134,6 +141,7 @@ function filterList(
   ctx: OutboundContext,
   list: ListMethod,
   result: Record<string, unknown>,
+  engineLost: boolean,
 ): Record<string, unknown> {
   const field = LIST_FIELDS[list];
   const items = result[field];
@@ -148,6 +156,7 @@ function filterList(
     }
   }
   let kept: unknown[];
+  if (engineLost) return { ...result, [field]: [] };
   try {
     kept = ctx.engine.filterList(list, items, ctx.identity);
   } catch (err) {

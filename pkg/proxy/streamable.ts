@@ -122,7 +122,7 @@ export async function handlePost(
   const mismatch = headerMismatch(req, got.items);
   if (mismatch) {
     const only = got.items.length === 1 ? (got.items[0]!.message as { id?: JsonRpcId }) : undefined;
-    refuse(res, 400, only?.id ?? null, `Bad Request: ${mismatch}`);
+    refuse(res, 400, only?.id ?? null, `Bad Request: ${mismatch.message}`, mismatch.code);
     return;
   }
   // Stateless exchanges (no session) get their own recording, closed with the exchange.

@@ -208,7 +208,7 @@ describe('refused tokens → 401 with WWW-Authenticate, nothing forwarded', () =
   test('HS256 signed with the issuer public key', async () => {
     const jwks = (await (await fetch(h.issuer.jwksUri)).json()) as { keys: Array<Record<string, unknown>> };
     const pub = await importJWK(jwks.keys[0]!, 'RS256');
-    const pem = await exportSPKI(pub as CryptoKey);
+    const pem = await exportSPKI(pub as Parameters<typeof exportSPKI>[0]);
     const claims = JSON.parse(Buffer.from(good.split('.')[1]!, 'base64url').toString()) as Record<
       string,
       unknown

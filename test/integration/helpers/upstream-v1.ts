@@ -1,11 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { InMemoryEventStore } from '@modelcontextprotocol/sdk/examples/shared/inMemoryEventStore.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 
 /**
@@ -30,6 +29,31 @@ export interface Upstream {
   /** Results of sampling/elicitation attempts made by tools (for blocked server requests). */
   serverRequestOutcomes: string[];
   close(): Promise<void>;
+}
+
+/**
+ * An event store with ordered ids (`<stream>_<seq>`). The SDK's example store orders events of the
+ * same millisecond randomly, which loses events on replay.
+ */
+export class OrderedEventStore {
+  #seq = 0;
+  readonly #events: Array<{ id: string; stream: string; seq: number; message: JSONRPCMessage }> = [];
+  async storeEvent(streamId: string, message: JSONRPCMessage): Promise<string> {
+    const seq = ++this.#seq;
+    const id = `${streamId}_${seq}`;
+    this.#events.push({ id, stream: streamId, seq, message });
+    return id;
+  }
+  async replayEventsAfter(
+    lastEventId: string,
+    { send }: { send: (eventId: string, message: JSONRPCMessage) => Promise<void> },
+  ): Promise<string> {
+    const last = this.#events.find((e) => e.id === lastEventId);
+    if (!last) return '';
+    for (const e of this.#events)
+      if (e.stream === last.stream && e.seq > last.seq) await send(e.id, e.message);
+    return last.stream;
+  }
 }
 
 export function buildServer(outcomes: string[]): McpServer {
@@ -136,7 +160,7 @@ export async function startUpstream(): Promise<Upstream> {
   const outcomes: string[] = [];
   const streamable = new Map<string, StreamableHTTPServerTransport>();
   const legacy = new Map<string, SSEServerTransport>();
-  const eventStore = new InMemoryEventStore();
+  const eventStore = new OrderedEventStore();
   const server: Server = createServer((req, res) => {
     void (async () => {
       stats.requests++;
