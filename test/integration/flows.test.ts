@@ -119,7 +119,7 @@ describe('2025-03-26 batches: every element decided on its own', () => {
         data: { policy: 'flows', rule: 'no-delete', reason: 'deleting is not allowed' },
       },
     });
-    const tools = (byId.get(12)?.['result'] as { tools: Array<{ name: string }> }).tools.map((t) => t.name);
+    const tools = (byId.get(12)!['result'] as { tools: Array<{ name: string }> }).tools.map((t) => t.name);
     expect(tools.sort()).toEqual(['ask_llm', 'get_weather', 'slow_steps']);
     // The upstream got the smaller batch only.
     expect(h.upstream.stats.methods.slice(before)).toEqual(['tools/call', 'tools/list']);
