@@ -260,6 +260,8 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
         connected = false;
         contact();
       } catch (err) {
+        // The grace period counts from the moment an open watch broke, not from its last event.
+        if (connected) contact();
         connected = false;
         if (closed) return;
         // 410 Gone (inside the stream or on the request) and any other failure: relist.

@@ -20,20 +20,21 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, type WriteStream } from 'node:fs';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KubeConfig } from '@kubernetes/client-node';
 import forge from 'node-forge';
-import { createKubeClient, type KubeClient } from '../../pkg/kube/client.js';
+import { createKubeClient, type KubeClient, type KubeObject } from '../../pkg/kube/client.js';
 
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 export const TOOLS_DIR = join(REPO_ROOT, '.cache', 'bin');
-export const CRDS_DIR = join(REPO_ROOT, 'crds');
+/** The CRDs applied by default (`MCP_WARDEN_E2E_CRDS` overrides, e.g. to try a freshly generated set). */
+export const CRDS_DIR = process.env['MCP_WARDEN_E2E_CRDS'] || join(REPO_ROOT, 'crds');
 
 /** A principal the tests act as: a kubeconfig file for kubectl plus ready clients. */
 export interface ClusterUser {
@@ -132,6 +133,126 @@ export function requireTools(withHelm = false): {
     );
   }
   return tools;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for tests
+
+const LOADER = `export async function resolve(specifier, context, next) {
+  try {
+    return await next(specifier, context);
+  } catch (err) {
+    if (err?.code === 'ERR_MODULE_NOT_FOUND' && /^\\.{1,2}\\//.test(specifier) && specifier.endsWith('.js')) {
+      return next(specifier.slice(0, -3) + '.ts', context);
+    }
+    throw err;
+  }
+}
+`;
+
+/**
+ * Node flags that run this repo's TypeScript sources directly as a child process (type stripping,
+ * `.js` specifiers resolved to the `.ts` files), so e2e tests exercise the code under test rather
+ * than a possibly stale `dist/`. Usage: spawn(process.execPath, [...await tsNodeArgs(dir), 'cmd/mcp-warden.ts', ...]).
+ */
+export async function tsNodeArgs(dir: string): Promise<string[]> {
+  const loader = join(dir, 'ts-loader.mjs');
+  const register = join(dir, 'ts-register.mjs');
+  if (!existsSync(register)) {
+    await writeFile(loader, LOADER);
+    await writeFile(
+      register,
+      `import { register } from 'node:module';\nregister(${JSON.stringify(`file://${loader}`)});\n`,
+    );
+  }
+  return ['--experimental-transform-types', '--no-warnings', '--import', register];
+}
+
+/**
+ * Watch one object until `predicate` holds (resolves with it) or `timeoutMs` passes (rejects with
+ * the last state seen). Event-driven: no polling.
+ */
+export async function waitForObject<T extends KubeObject>(
+  client: KubeClient,
+  collectionPath: string,
+  name: string,
+  predicate: (obj: T) => boolean,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  let last: T | undefined;
+  try {
+    for (;;) {
+      const list = await client.request<{ metadata: { resourceVersion: string }; items: T[] }>(
+        'GET',
+        collectionPath,
+        {
+          query: { fieldSelector: `metadata.name=${name}` },
+        },
+      );
+      last = list.items[0];
+      if (last !== undefined && predicate(last)) return last;
+      let found: T | undefined;
+      await client
+        .watch(
+          collectionPath,
+          {
+            query: {
+              fieldSelector: `metadata.name=${name}`,
+              resourceVersion: list.metadata.resourceVersion,
+              timeoutSeconds: Math.ceil(timeoutMs / 1000),
+            },
+            signal: abort.signal,
+          },
+          (event) => {
+            if (event.type === 'ADDED' || event.type === 'MODIFIED') {
+              last = event.object as T;
+              if (found === undefined && predicate(last)) {
+                found = last;
+                abort.abort();
+              }
+            }
+          },
+        )
+        .catch((err: unknown) => {
+          if (!abort.signal.aborted) throw err;
+        });
+      if (found !== undefined) return found;
+      if (abort.signal.aborted)
+        throw new Error(
+          `${collectionPath}/${name}: condition not met within ${timeoutMs} ms; last seen:\n${JSON.stringify(last, null, 1)?.slice(0, 4000)}`,
+        );
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `helm template` of one template file of charts/mcp-warden in a throwaway chart (values given). */
+export async function helmTemplate(
+  template: string,
+  values: string,
+  workDir: string,
+): Promise<KubectlResult> {
+  const chart = join(workDir, `chart-${randomBytes(4).toString('hex')}`);
+  await mkdir(join(chart, 'templates'), { recursive: true });
+  await writeFile(join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: mcp-warden\nversion: 0.1.0\n');
+  await copyFile(template, join(chart, 'templates', basename(template)));
+  await writeFile(join(chart, 'values.yaml'), values);
+  const child = spawn(requireTools(true).helm, ['template', 'rel', chart], {
+    env: { PATH: process.env['PATH'] ?? '', HOME: workDir },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c;
+  });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+  });
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code: code ?? -1, stdout, stderr };
 }
 
 // ---------------------------------------------------------------------------------------------

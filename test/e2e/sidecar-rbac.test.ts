@@ -1,9 +1,7 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Cluster, REPO_ROOT, requireTools, startCluster } from './harness.js';
+import { type Cluster, helmTemplate, REPO_ROOT, startCluster } from './harness.js';
 
 /**
  * The sidecar's Role from charts/mcp-warden/templates/rbac-sidecar.yaml, rendered by the real helm
@@ -15,27 +13,7 @@ let workDir: string;
 
 const TEMPLATE = join(REPO_ROOT, 'charts', 'mcp-warden', 'templates', 'rbac-sidecar.yaml');
 
-async function helmTemplate(values: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  // Render the template on its own (a throwaway chart around it), so this test depends only on it.
-  const chart = join(workDir, `chart-${Math.random().toString(36).slice(2, 8)}`);
-  await mkdir(join(chart, 'templates'), { recursive: true });
-  await writeFile(join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: mcp-warden\nversion: 0.1.0\n');
-  await copyFile(TEMPLATE, join(chart, 'templates', 'rbac-sidecar.yaml'));
-  await writeFile(join(chart, 'values.yaml'), values);
-  const child = spawn(requireTools(true).helm, ['template', 'rel', chart], {
-    env: { PATH: process.env['PATH'] ?? '', HOME: workDir },
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => {
-    stdout += c;
-  });
-  child.stderr.setEncoding('utf8').on('data', (c: string) => {
-    stderr += c;
-  });
-  const [code] = (await once(child, 'close')) as [number];
-  return { code, stdout, stderr };
-}
+const render = (values: string) => helmTemplate(TEMPLATE, values, workDir);
 
 interface Attributes {
   verb: string;
@@ -113,7 +91,7 @@ beforeAll(async () => {
   ] as const) {
     await cluster.createServiceAccount(ns, sa);
   }
-  const r = await helmTemplate(
+  const r = await render(
     'sidecarRBAC:\n  namespaces:\n    - name: agents\n      serviceAccounts: [github-mcp]\n    - name: tools\n      allServiceAccounts: true\n',
   );
   if (r.code !== 0) throw new Error(`helm template failed: ${r.stderr}`);
@@ -193,7 +171,7 @@ describe('sidecar RBAC (charts/mcp-warden/templates/rbac-sidecar.yaml) on the re
   });
 
   test('bad values fail the render with a message naming the field', async () => {
-    const r = await helmTemplate('sidecarRBAC:\n  namespaces:\n    - name: agents\n');
+    const r = await render('sidecarRBAC:\n  namespaces:\n    - name: agents\n');
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain(
       'sidecarRBAC.namespaces[agents]: set serviceAccounts or allServiceAccounts: true',

@@ -1,0 +1,317 @@
+/**
+ * `mcp-warden sidecar`: the data path inside an MCP server pod, injected by the webhook. Policies
+ * come from the `MCPPolicy` objects that select the pod (watched through the API server), status
+ * goes back to `MCPPolicy.status` (one entry per pod), metrics and probes on the admin port.
+ *
+ * Configuration (flags win over env). The env names are the ones webhook/injector.ts sets:
+ *   MCP_WARDEN_POD_NAME, MCP_WARDEN_POD_NAMESPACE, MCP_WARDEN_POD_UID
+ *                                   downward API (metadata.name/namespace/uid); name and namespace required
+ *   MCP_WARDEN_SERVICE_ACCOUNT      downward API (spec.serviceAccountName), logged only
+ *   MCP_WARDEN_UPSTREAM             --upstream URL   the app's MCP endpoint, e.g. http://127.0.0.1:8080/mcp
+ *   MCP_WARDEN_TRANSPORT            --transport      streamable-http (default) | sse (legacy HTTP+SSE upstream)
+ *   MCP_WARDEN_MCP_PATH             --mcp-path       path served by the proxy (default: the upstream URL's path)
+ *   MCP_WARDEN_LISTEN               --listen         host:port or :port (default 0.0.0.0:15080)
+ *   MCP_WARDEN_ADMIN_LISTEN         --admin-listen   /metrics /healthz /readyz (default 0.0.0.0:15090)
+ *   MCP_WARDEN_RECORDINGS_DIR       --recordings     recordings volume (default: none → recording off)
+ *   MCP_WARDEN_POD_LABELS           the pod's labels as a JSON object, or
+ *   MCP_WARDEN_POD_LABELS_FILE      a downward-API `metadata.labels` file (default
+ *                                   /var/run/secrets/kubernetes.io/serviceaccount/labels when present).
+ *                                   Without labels the sidecar cannot evaluate podSelector: it refuses to start.
+ *   MCP_WARDEN_POLICY_GRACE_SECONDS --policy-grace   serve the last policies this long while the API server
+ *                                   is unreachable, then refuse every call (default 30)
+ *   MCP_WARDEN_STATUS_INTERVAL_SECONDS --status-interval  least time between two status writes per policy (default 5)
+ *   KUBECONFIG                      --kubeconfig     else the in-cluster service account
+ *
+ * SIGTERM/SIGINT: stop accepting, write the last status, close recordings, exit 0.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { ErrorCodes, errorMessage, isWardenError, WardenError } from '../pkg/errors.js';
+import { createAuthenticator } from '../pkg/identity/index.js';
+import {
+  createKubeClient,
+  createKubePolicySource,
+  createStatusReporter,
+  loadKubeConfig,
+} from '../pkg/kube/index.js';
+import { createServiceAccountIssuer, withServiceAccountIssuer } from '../pkg/kube/sa-issuer.js';
+import { createLogger } from '../pkg/log.js';
+import { createMetrics } from '../pkg/metrics/catalogue.js';
+import { compilePolicies, KubernetesDefaultIssuer, type PolicyDocument } from '../pkg/policy/index.js';
+import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
+import { createRecorder } from '../pkg/record/index.js';
+
+const DEFAULT_LABELS_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/labels';
+
+export interface SidecarConfig {
+  podName: string;
+  namespace: string;
+  podUid: string | undefined;
+  serviceAccount: string | undefined;
+  upstream: string;
+  transport: 'streamable-http' | 'sse';
+  mcpPath: string;
+  listen: { host: string; port: number };
+  adminListen: { host: string; port: number };
+  recordingsDir: string | undefined;
+  podLabels: Record<string, string>;
+  graceMs: number;
+  statusIntervalMs: number;
+  kubeconfig: string | undefined;
+}
+
+function configError(message: string): WardenError {
+  return new WardenError(ErrorCodes.config, message);
+}
+
+/** `host:port`, `:port` or `[v6]:port`. */
+export function parseListen(value: string, what: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535)
+    throw configError(`${what}: "${value}" is not host:port (e.g. 0.0.0.0:15080 or :15080)`);
+  return { host: m[1] ?? (m[2] === '' || m[2] === undefined ? '0.0.0.0' : m[2]), port };
+}
+
+/** The downward-API `metadata.labels` file format: one `key="value"` per line (Go %q quoting). */
+export function parseLabelsFile(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '') continue;
+    const eq = line.indexOf('=');
+    const key = eq > 0 ? line.slice(0, eq) : '';
+    const quoted = line.slice(eq + 1);
+    if (key === '' || !quoted.startsWith('"') || !quoted.endsWith('"') || quoted.length < 2) {
+      throw configError(`pod labels file: cannot parse line "${line.slice(0, 100)}" (expected key="value")`);
+    }
+    try {
+      labels[key] = JSON.parse(quoted) as string;
+    } catch {
+      throw configError(`pod labels file: cannot parse the value of "${key}"`);
+    }
+  }
+  return labels;
+}
+
+function readLabels(env: NodeJS.ProcessEnv): Record<string, string> {
+  const json = env['MCP_WARDEN_POD_LABELS'];
+  if (json !== undefined && json !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(json);
+    } catch {
+      throw configError('MCP_WARDEN_POD_LABELS must be a JSON object of string labels');
+    }
+    if (
+      typeof parsed !== 'object' ||
+      parsed === null ||
+      Array.isArray(parsed) ||
+      Object.values(parsed).some((v) => typeof v !== 'string')
+    ) {
+      throw configError('MCP_WARDEN_POD_LABELS must be a JSON object of string labels');
+    }
+    return parsed as Record<string, string>;
+  }
+  const file = env['MCP_WARDEN_POD_LABELS_FILE'] || DEFAULT_LABELS_FILE;
+  if (!existsSync(file)) {
+    throw configError(
+      `the pod's labels are unknown, so no MCPPolicy podSelector can be evaluated: mount the downward-API labels at ${file} or set MCP_WARDEN_POD_LABELS (refusing to start: fail closed)`,
+    );
+  }
+  return parseLabelsFile(readFileSync(file, 'utf8'));
+}
+
+function seconds(value: string | undefined, what: string, fallback: number): number {
+  if (value === undefined || value === '') return fallback * 1000;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0)
+    throw configError(`${what}: "${value}" is not a positive number of seconds`);
+  return n * 1000;
+}
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConfig {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        upstream: { type: 'string' },
+        transport: { type: 'string' },
+        'mcp-path': { type: 'string' },
+        listen: { type: 'string' },
+        'admin-listen': { type: 'string' },
+        recordings: { type: 'string' },
+        'policy-grace': { type: 'string' },
+        'status-interval': { type: 'string' },
+        kubeconfig: { type: 'string' },
+      },
+    }) as { values: Record<string, string | undefined> });
+  } catch (err) {
+    throw configError(`sidecar: ${errorMessage(err)}`);
+  }
+  const podName = env['MCP_WARDEN_POD_NAME'];
+  const namespace = env['MCP_WARDEN_POD_NAMESPACE'];
+  if (!podName) throw configError('MCP_WARDEN_POD_NAME is not set (downward API metadata.name)');
+  if (!namespace) throw configError('MCP_WARDEN_POD_NAMESPACE is not set (downward API metadata.namespace)');
+  const upstream = values['upstream'] ?? env['MCP_WARDEN_UPSTREAM'];
+  if (!upstream)
+    throw configError(
+      '--upstream (or MCP_WARDEN_UPSTREAM) is required: the URL of the MCP server in the pod',
+    );
+  let upstreamUrl: URL;
+  try {
+    upstreamUrl = new URL(upstream);
+  } catch {
+    throw configError(`--upstream: "${upstream}" is not a URL`);
+  }
+  if (upstreamUrl.protocol !== 'http:' && upstreamUrl.protocol !== 'https:')
+    throw configError(`--upstream: "${upstream}" must be http(s)`);
+  const transport = values['transport'] ?? env['MCP_WARDEN_TRANSPORT'] ?? 'streamable-http';
+  if (transport !== 'streamable-http' && transport !== 'sse')
+    throw configError(`--transport: "${transport}" is not streamable-http or sse`);
+  const mcpPath = values['mcp-path'] ?? env['MCP_WARDEN_MCP_PATH'] ?? (upstreamUrl.pathname || '/mcp');
+  if (!mcpPath.startsWith('/')) throw configError(`--mcp-path: "${mcpPath}" must start with /`);
+  return {
+    podName,
+    namespace,
+    podUid: env['MCP_WARDEN_POD_UID'] || undefined,
+    serviceAccount: env['MCP_WARDEN_SERVICE_ACCOUNT'] || undefined,
+    upstream,
+    transport,
+    mcpPath,
+    listen: parseListen(values['listen'] ?? env['MCP_WARDEN_LISTEN'] ?? '0.0.0.0:15080', '--listen'),
+    adminListen: parseListen(
+      values['admin-listen'] ?? env['MCP_WARDEN_ADMIN_LISTEN'] ?? '0.0.0.0:15090',
+      '--admin-listen',
+    ),
+    recordingsDir: values['recordings'] ?? (env['MCP_WARDEN_RECORDINGS_DIR'] || undefined),
+    podLabels: readLabels(env),
+    graceMs: seconds(values['policy-grace'] ?? env['MCP_WARDEN_POLICY_GRACE_SECONDS'], '--policy-grace', 30),
+    statusIntervalMs: seconds(
+      values['status-interval'] ?? env['MCP_WARDEN_STATUS_INTERVAL_SECONDS'],
+      '--status-interval',
+      5,
+    ),
+    kubeconfig: values['kubeconfig'] ?? (env['KUBECONFIG'] || undefined),
+  };
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let config: SidecarConfig;
+  try {
+    config = parseConfig(argv, process.env);
+  } catch (err) {
+    if (!isWardenError(err)) throw err;
+    process.stderr.write(`mcp-warden sidecar: ${err.message} [${err.code}]\n`);
+    return 2;
+  }
+  const logger = createLogger('sidecar');
+  const client = createKubeClient(
+    loadKubeConfig(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig }),
+  );
+  const metrics = createMetrics();
+
+  const kubeSource = createKubePolicySource({
+    client,
+    namespace: config.namespace,
+    podLabels: config.podLabels,
+    compile: (docs, options) => compilePolicies(docs as unknown as PolicyDocument[], options),
+    gracePeriodMs: config.graceMs,
+    logger,
+  });
+  const saIssuer = createServiceAccountIssuer({ client, logger });
+  const source = withServiceAccountIssuer(kubeSource, saIssuer, KubernetesDefaultIssuer);
+  const reporter = createStatusReporter({
+    client,
+    namespace: config.namespace,
+    podName: config.podName,
+    policies: () => kubeSource.selected(),
+    compileError: () => kubeSource.compileError(),
+    intervalMs: config.statusIntervalMs,
+    logger,
+  });
+  const stopObjects = kubeSource.onObjects(() => reporter.policiesChanged());
+  const recorder =
+    config.recordingsDir === undefined
+      ? undefined
+      : createRecorder({ directory: config.recordingsDir, metrics, logger });
+
+  const proxy = createProxy({
+    upstream: config.upstream,
+    mcpPath: config.transport === 'sse' ? '/mcp' : config.mcpPath,
+    ...(config.transport === 'sse'
+      ? { legacySsePaths: { sse: config.mcpPath, message: '/message' }, upstreamSse: config.upstream }
+      : {}),
+    policySource: source,
+    authenticator: createAuthenticator({ metrics, allowInsecureLoopback: false }),
+    metrics,
+    ...(recorder ? { recorder } : {}),
+    podName: config.podName,
+    namespace: config.namespace,
+    logger,
+  });
+  const detach = reporter.attach(proxy.events);
+
+  let admin: { url: string; close: () => Promise<void> } | undefined;
+  try {
+    admin = await startAdminServer({
+      ...config.adminListen,
+      metrics,
+      ready: () => source.current() !== undefined,
+    });
+    const bound = await proxy.listen(config.listen.host, config.listen.port);
+    logger.info(
+      {
+        listen: bound.url,
+        admin: admin.url,
+        upstream: config.upstream,
+        pod: config.podName,
+        namespace: config.namespace,
+        serviceAccount: config.serviceAccount,
+        labels: Object.keys(config.podLabels).length,
+      },
+      'sidecar started',
+    );
+  } catch (err) {
+    logger.error({ err: errorMessage(err) }, 'sidecar failed to start');
+    detach();
+    stopObjects();
+    saIssuer.close();
+    await Promise.allSettled([
+      proxy.close(),
+      admin?.close(),
+      reporter.close(),
+      source.close(),
+      recorder?.close(),
+    ]);
+    throw err;
+  }
+
+  const signal = await new Promise<string>((resolve) => {
+    const on = (s: string): void => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      resolve(s);
+    };
+    const onTerm = (): void => on('SIGTERM');
+    const onInt = (): void => on('SIGINT');
+    process.once('SIGTERM', onTerm);
+    process.once('SIGINT', onInt);
+  });
+  logger.info({ signal }, 'sidecar stopping');
+  await proxy.close();
+  detach();
+  stopObjects();
+  saIssuer.close();
+  // The last counts reach the status before the pod goes away.
+  const results = await Promise.allSettled([reporter.close(), recorder?.close(), admin.close()]);
+  await source.close();
+  for (const r of results)
+    if (r.status === 'rejected') logger.warn({ err: errorMessage(r.reason) }, 'shutdown step failed');
+  logger.info('sidecar stopped');
+  logger.flush();
+  return 0;
+}

@@ -1,0 +1,139 @@
+import { errorMessage } from '../errors.js';
+import type { TrustedIssuer } from '../identity/types.js';
+import type { Logger } from '../log.js';
+import type { ListMethod, PolicyEngine, PolicySource } from '../policy/decision.js';
+import type { KubeClient } from './client.js';
+
+/**
+ * The cluster's service-account token issuer, read from the API server with the sidecar's own
+ * credentials (`/.well-known/openid-configuration`, `/openid/v1/jwks`; every service account may
+ * read them through the default `system:service-account-issuer-discovery` binding). Policies that
+ * trust `kubernetes: {audiences}` then verify pod tokens against these keys, with no network path
+ * of their own to the API server and no extra CA configuration.
+ *
+ * @example
+ * const issuer = createServiceAccountIssuer({ client });
+ * const source = withServiceAccountIssuer(kubeSource, issuer, KubernetesDefaultIssuer);
+ */
+export interface ServiceAccountIssuer {
+  /** The advertised `issuer`, once read. */
+  issuer(): string | undefined;
+  /** The current verification keys, once read. */
+  jwks(): { keys: Array<Record<string, unknown>> } | undefined;
+  /** Resolves after the first successful read (never rejects). */
+  readonly ready: Promise<void>;
+  /** Read again now (also done every `refreshMs`). */
+  refresh(): Promise<void>;
+  close(): void;
+}
+
+export function createServiceAccountIssuer(options: {
+  client: KubeClient;
+  /** Re-read the keys this often (key rotation). Default 60 s; failures retry after 5 s. */
+  refreshMs?: number;
+  logger?: Logger;
+  onError?: (err: Error) => void;
+}): ServiceAccountIssuer {
+  const { client, logger } = options;
+  const refreshMs = options.refreshMs ?? 60_000;
+  let issuer: string | undefined;
+  let keys: { keys: Array<Record<string, unknown>> } | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+  let markReady: () => void = () => undefined;
+  const ready = new Promise<void>((resolve) => {
+    markReady = resolve;
+  });
+
+  const schedule = (ms: number): void => {
+    if (closed) return;
+    timer = setTimeout(() => void refresh(), ms);
+    timer.unref();
+  };
+
+  async function refresh(): Promise<void> {
+    if (timer !== undefined) clearTimeout(timer);
+    try {
+      const doc = await client.request<{ issuer?: unknown; jwks_uri?: unknown }>(
+        'GET',
+        '/.well-known/openid-configuration',
+      );
+      if (typeof doc?.issuer !== 'string' || doc.issuer === '')
+        throw new Error('the discovery document has no issuer');
+      const jwks = await client.request<{ keys?: unknown }>('GET', '/openid/v1/jwks');
+      if (!Array.isArray(jwks?.keys)) throw new Error('the JWKS has no keys');
+      issuer = doc.issuer;
+      keys = { keys: jwks.keys as Array<Record<string, unknown>> };
+      markReady();
+      schedule(refreshMs);
+    } catch (err) {
+      logger?.warn(
+        { err: errorMessage(err) },
+        'cannot read the service-account issuer; Kubernetes tokens are refused until it is',
+      );
+      options.onError?.(err instanceof Error ? err : new Error(String(err)));
+      schedule(Math.min(5000, refreshMs));
+    }
+  }
+
+  void refresh();
+  return {
+    issuer: () => issuer,
+    jwks: () => keys,
+    ready,
+    refresh,
+    close() {
+      closed = true;
+      if (timer !== undefined) clearTimeout(timer);
+    },
+  };
+}
+
+/** The engine with its `kubernetes` issuers resolved to the cluster's issuer and keys. */
+function resolveEngine(engine: PolicyEngine, sa: ServiceAccountIssuer, defaultIssuer: string): PolicyEngine {
+  return {
+    decide: (ctx) => engine.decide(ctx),
+    filterList: (method: ListMethod, items, identity) => engine.filterList(method, items, identity),
+    maskingRules: () => engine.maskingRules(),
+    recording: () => engine.recording(),
+    policies: () => engine.policies(),
+    trustedIssuers(): TrustedIssuer[] {
+      const issuer = sa.issuer();
+      const jwks = sa.jwks();
+      return engine.trustedIssuers().map((entry) => {
+        if (entry.kubernetes !== true || issuer === undefined) return entry;
+        const iss = entry.issuer === defaultIssuer || entry.issuer === '' ? issuer : entry.issuer;
+        // Keys are only known for this cluster's own issuer.
+        return iss === issuer && jwks !== undefined
+          ? { ...entry, issuer: iss, jwks }
+          : { ...entry, issuer: iss };
+      });
+    },
+  };
+}
+
+/**
+ * Wrap a PolicySource so every engine it hands out trusts this cluster's service-account issuer
+ * for `kubernetes:` entries (replacing the placeholder `defaultIssuer`), with inline keys.
+ */
+export function withServiceAccountIssuer(
+  source: PolicySource,
+  sa: ServiceAccountIssuer,
+  defaultIssuer: string,
+): PolicySource {
+  const wrapped = new WeakMap<PolicyEngine, PolicyEngine>();
+  const wrap = (engine: PolicyEngine | undefined): PolicyEngine | undefined => {
+    if (engine === undefined) return undefined;
+    let w = wrapped.get(engine);
+    if (w === undefined) {
+      w = resolveEngine(engine, sa, defaultIssuer);
+      wrapped.set(engine, w);
+    }
+    return w;
+  };
+  return {
+    current: () => wrap(source.current()),
+    onChange: (listener) => source.onChange((engine) => listener(wrap(engine))),
+    close: () => source.close(),
+  };
+}

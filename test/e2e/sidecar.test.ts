@@ -1,0 +1,311 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { PolicyObject } from '../../pkg/kube/policy-source.js';
+import { policiesPath } from '../../pkg/kube/resources.js';
+import { startUpstream, type Upstream } from '../integration/helpers/upstream-v1.js';
+import { type Cluster, helmTemplate, REPO_ROOT, startCluster, tsNodeArgs, waitForObject } from './harness.js';
+
+/**
+ * `mcp-warden sidecar` as a local process, configured as the injector configures it (args, the
+ * downward-API env, a labels file, a real TokenRequest token bound to a real Pod), in front of a
+ * real MCP server (SDK v1), against a real kube-apiserver with the chart's sidecar Role.
+ */
+const NS = 'agents';
+const POD = 'github-mcp-0';
+let cluster: Cluster;
+let upstream: Upstream;
+let workDir: string;
+let sidecar: ChildProcess;
+let sidecarLog = '';
+let mcpUrl: string;
+let adminUrl: string;
+let plannerToken: string;
+let intruderToken: string;
+
+function policyDoc(rules: unknown[]): string {
+  return JSON.stringify({
+    apiVersion: 'mcpwarden.io/v1alpha1',
+    kind: 'MCPPolicy',
+    metadata: { name: 'github-tools', namespace: NS },
+    spec: {
+      podSelector: { matchLabels: { app: 'github-mcp' } },
+      identity: { issuers: [{ kubernetes: { audiences: ['github-mcp'] } }] },
+      rules,
+      recording: { enabled: true, payloads: 'masked' },
+    },
+  });
+}
+
+const readRule = {
+  name: 'planner-reads',
+  subjects: [{ serviceAccount: 'agents/planner' }],
+  match: { tools: ['get_*'] },
+  action: 'allow',
+};
+const deleteRule = {
+  name: 'planner-deletes',
+  subjects: [{ serviceAccount: 'agents/planner' }],
+  match: { tools: ['delete_*'] },
+  action: 'allow',
+};
+
+async function kubectlOk(args: string[], input?: string): Promise<string> {
+  const r = await cluster.kubectl(args, input === undefined ? {} : { input });
+  if (r.code !== 0) throw new Error(`kubectl ${args.join(' ')} failed: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** Resolves with the first pino line whose msg matches (the sidecar logs JSON to stderr). */
+function logLine(child: ChildProcess, msg: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const onData = (chunk: Buffer): void => {
+      buffered += chunk.toString('utf8');
+      let nl = buffered.indexOf('\n');
+      while (nl >= 0) {
+        const line = buffered.slice(0, nl);
+        buffered = buffered.slice(nl + 1);
+        try {
+          const parsed = JSON.parse(line) as Record<string, unknown>;
+          if (parsed['msg'] === msg) {
+            child.stderr?.off('data', onData);
+            child.off('exit', onExit);
+            resolve(parsed);
+            return;
+          }
+        } catch {
+          // not a log line
+        }
+        nl = buffered.indexOf('\n');
+      }
+    };
+    const onExit = (code: number | null): void =>
+      reject(new Error(`sidecar exited (${code}) before "${msg}":\n${sidecarLog.slice(-3000)}`));
+    child.stderr?.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+async function mcpClient(token: string | undefined): Promise<Client> {
+  const client = new Client({ name: 'e2e-agent', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
+    requestInit: token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } },
+  });
+  await client.connect(transport);
+  return client;
+}
+
+async function callError(
+  client: Client,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<{ code?: number; message: string } | undefined> {
+  try {
+    await client.callTool({ name, arguments: args });
+    return undefined;
+  } catch (err) {
+    return err as { code?: number; message: string };
+  }
+}
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'mcp-warden-sidecar-e2e-'));
+  cluster = await startCluster();
+  const crd = await cluster.kubectl(['get', 'crd', 'mcppolicies.mcpwarden.io', '-o', 'name']);
+  if (crd.code !== 0)
+    throw new Error(`the MCPPolicy CRD is not in crds/ (generate it: make crds): ${crd.stderr}`);
+  await cluster.createNamespace(NS);
+  for (const sa of ['github-mcp', 'planner', 'intruder']) await cluster.createServiceAccount(NS, sa);
+  // The chart's sidecar Role, bound to the MCP pod's service account.
+  const rbac = await helmTemplate(
+    join(REPO_ROOT, 'charts', 'mcp-warden', 'templates', 'rbac-sidecar.yaml'),
+    `sidecarRBAC:\n  namespaces:\n    - name: ${NS}\n      serviceAccounts: [github-mcp]\n`,
+    workDir,
+  );
+  if (rbac.code !== 0) throw new Error(rbac.stderr);
+  await kubectlOk(['apply', '-f', '-'], rbac.stdout);
+  await kubectlOk(['apply', '-f', '-'], policyDoc([readRule]));
+
+  // The MCP pod (no kubelet: it stays Pending), so the sidecar's token is bound to a real pod.
+  const pod = JSON.parse(
+    await kubectlOk(
+      ['create', '-o', 'json', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: POD, namespace: NS, labels: { app: 'github-mcp', 'mcpwarden.io/inject': 'true' } },
+        spec: {
+          serviceAccountName: 'github-mcp',
+          containers: [
+            {
+              name: 'app',
+              image: 'example.invalid/github-mcp:1',
+              ports: [{ name: 'mcp', containerPort: 8080 }],
+            },
+          ],
+        },
+      }),
+    ),
+  ) as { metadata: { uid: string; labels: Record<string, string> } };
+  const sidecarUser = await cluster.serviceAccountUser(NS, 'github-mcp', {
+    boundPod: { name: POD, uid: pod.metadata.uid },
+  });
+  plannerToken = await cluster.serviceAccountToken(NS, 'planner', { audiences: ['github-mcp'] });
+  intruderToken = await cluster.serviceAccountToken(NS, 'intruder', { audiences: ['github-mcp'] });
+
+  upstream = await startUpstream();
+  // What the kubelet's downward API would write for metadata.labels.
+  const labelsFile = join(workDir, 'labels');
+  await writeFile(
+    labelsFile,
+    Object.entries(pod.metadata.labels)
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join('\n'),
+  );
+  const recordings = join(workDir, 'recordings');
+  await mkdir(recordings);
+  sidecar = spawn(
+    process.execPath,
+    [
+      ...(await tsNodeArgs(workDir)),
+      join(REPO_ROOT, 'cmd', 'mcp-warden.ts'),
+      'sidecar',
+      '--upstream',
+      upstream.mcpUrl,
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+    ],
+    {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: {
+        PATH: process.env['PATH'] ?? '',
+        HOME: workDir,
+        MCP_WARDEN_LOG_LEVEL: 'info',
+        MCP_WARDEN_POD_NAME: POD,
+        MCP_WARDEN_POD_NAMESPACE: NS,
+        MCP_WARDEN_POD_UID: pod.metadata.uid,
+        MCP_WARDEN_SERVICE_ACCOUNT: 'github-mcp',
+        MCP_WARDEN_TRANSPORT: 'streamable-http',
+        MCP_WARDEN_RECORDINGS_DIR: recordings,
+        MCP_WARDEN_POD_LABELS_FILE: labelsFile,
+        MCP_WARDEN_STATUS_INTERVAL_SECONDS: '1',
+        KUBECONFIG: sidecarUser.kubeconfigPath,
+      },
+    },
+  );
+  sidecar.stderr?.on('data', (c: Buffer) => {
+    sidecarLog = (sidecarLog + c.toString('utf8')).slice(-20000);
+  });
+  const loaded = logLine(sidecar, 'policies loaded');
+  const started = await logLine(sidecar, 'sidecar started');
+  mcpUrl = `${String(started['listen']).replace(/\/$/, '')}/mcp`;
+  adminUrl = String(started['admin']).replace(/\/$/, '');
+  await loaded;
+}, 180_000);
+
+afterAll(async () => {
+  if (sidecar && sidecar.exitCode === null) {
+    sidecar.kill('SIGKILL');
+    await once(sidecar, 'exit');
+  }
+  await upstream?.close();
+  await cluster?.stop();
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+describe('mcp-warden sidecar in front of a real MCP server, policies from a real API server', () => {
+  test('is ready once the policy loaded; refuses callers without a token', async () => {
+    const ready = await fetch(`${adminUrl}/readyz`);
+    expect(ready.status).toBe(200);
+    const res = await fetch(mcpUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toMatch(/^Bearer resource_metadata="/);
+  });
+
+  test('allows and denies calls per MCPPolicy, with real service-account tokens', async () => {
+    const client = await mcpClient(plannerToken);
+    try {
+      const ok = await client.callTool({ name: 'get_weather', arguments: { city: 'Oslo' } });
+      expect(ok.content).toEqual([{ type: 'text', text: 'sunny in Oslo' }]);
+      const denied = await callError(client, 'delete_repo', { name: 'warden' });
+      expect(denied?.code).toBe(-31403);
+      const listed = await client.listTools();
+      expect(listed.tools.map((t) => t.name)).toEqual(['get_weather']);
+    } finally {
+      await client.close();
+    }
+    const intruder = await mcpClient(intruderToken);
+    try {
+      expect((await callError(intruder, 'get_weather', { city: 'Oslo' }))?.code).toBe(-31403);
+    } finally {
+      await intruder.close();
+    }
+    expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(1);
+  });
+
+  test('kubectl get mcpp -o yaml shows the pod entry with its counts', async () => {
+    const obj = await waitForObject<PolicyObject>(
+      cluster.admin.client,
+      policiesPath(NS),
+      'github-tools',
+      (o) => {
+        const pods = (o.status?.['pods'] as Array<Record<string, number | string>> | undefined) ?? [];
+        const mine = pods.find((p) => p['name'] === POD);
+        return mine !== undefined && Number(mine['allowed']) >= 1 && Number(mine['denied']) >= 2;
+      },
+    );
+    expect(obj.status?.['observedGeneration']).toBe(obj.metadata.generation);
+    const yaml = await kubectlOk(['get', 'mcpp', 'github-tools', '-n', NS, '-o', 'yaml']);
+    expect(yaml).toContain(`name: ${POD}`);
+    expect(yaml).toMatch(/allowed: 1\b/);
+    expect(yaml).toMatch(/denied: 2\b/);
+    expect(yaml).toMatch(/type: Accepted/);
+  });
+
+  test('editing the policy changes decisions within seconds, without dropping the session', async () => {
+    const client = await mcpClient(plannerToken);
+    try {
+      expect((await callError(client, 'delete_repo', { name: 'warden' }))?.code).toBe(-31403);
+      const started = Date.now();
+      await kubectlOk(['apply', '-f', '-'], policyDoc([readRule, deleteRule]));
+      const generation = Number(
+        JSON.parse(await kubectlOk(['get', 'mcpp', 'github-tools', '-n', NS, '-o', 'json'])).metadata
+          .generation,
+      );
+      // The sidecar reports the generation it enforces: wait for that, not for a clock.
+      await waitForObject<PolicyObject>(cluster.admin.client, policiesPath(NS), 'github-tools', (o) =>
+        ((o.status?.['pods'] as Array<Record<string, unknown>> | undefined) ?? []).some(
+          (p) => p['name'] === POD && p['generation'] === generation,
+        ),
+      );
+      const ok = await client.callTool({ name: 'delete_repo', arguments: { name: 'warden' } });
+      expect(ok.content).toEqual([{ type: 'text', text: 'deleted warden' }]);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test('SIGTERM: writes the last status and exits 0', async () => {
+    const exited = once(sidecar, 'exit');
+    sidecar.kill('SIGTERM');
+    const [code] = (await exited) as [number | null];
+    expect(code).toBe(0);
+    expect(sidecarLog).toContain('sidecar stopped');
+    expect(sidecarLog).not.toMatch(new RegExp(plannerToken.slice(-20)));
+    const files = await readdir(join(workDir, 'recordings'));
+    expect(files.length).toBeGreaterThan(0);
+  });
+});
