@@ -57,10 +57,16 @@ export interface PolicyEngine {
   filterList(method: ListMethod, items: readonly unknown[], identity: Identity): unknown[];
   /** Issuers trusted by any applicable policy (deduplicated). */
   trustedIssuers(): TrustedIssuer[];
-  /** The union of masking rules, each tagged with its policy. */
+  /**
+   * The union of masking rules, each tagged with its policy (`namespace/name` or `name`). The
+   * engine of pkg/policy returns `MaskingRule` objects (see `CompiledPolicyEngine`).
+   */
   maskingRules(): Array<{ policy: string; rule: unknown }>;
-  /** Recording settings (union: enabled if any policy enables it; `full` payloads only if all say so). */
-  recording(): { enabled: boolean; payloads: 'masked' | 'none' };
+  /**
+   * Recording settings (union): enabled if any policy enables it; payloads `masked` if any enabling
+   * policy records masked payloads, `none` only if all of them say none; sinks: every sink named.
+   */
+  recording(): { enabled: boolean; payloads: 'masked' | 'none'; sinks?: Array<'volume' | 'stdout'> };
   /** Names and generations, for recordings and status. */
   policies(): Array<{ name: string; generation: number }>;
 }

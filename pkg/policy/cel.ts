@@ -1,0 +1,208 @@
+import { Environment } from '@marcbachmann/cel-js';
+import { RE2JS } from 're2js';
+
+/**
+ * CEL for `match.when` (and for the `x-kubernetes-validations` rules the ajv validator checks).
+ *
+ * Variables of `when`: `method`, `tool`, `resource`, `prompt` (strings, `''` when absent), `args`
+ * (the call arguments), `identity` {principal, user, groups, roles, scopes, appId, appOnly,
+ * tenantId, claims}.
+ *
+ * `string.matches(re)` follows the CEL spec and uses RE2 syntax (through re2js: linear time, no
+ * backreferences or lookarounds, `(?i)` flags work). cel-js implements `matches` with JavaScript
+ * RegExp (backtracking, no `(?i)`), so every `matches` call is redirected to an RE2 function after
+ * parsing.
+ */
+
+const RE2_FN = 'mcpwardenRe2Matches';
+const limits = {
+  maxAstNodes: 2000,
+  maxDepth: 64,
+  maxListElements: 256,
+  maxMapEntries: 256,
+  maxCallArguments: 16,
+};
+
+const re2Cache = new Map<string, RE2JS>();
+const RE2_CACHE_MAX = 512;
+
+/** Compile (and cache) an RE2 pattern. Throws with a message naming the pattern. */
+export function compileRe2(pattern: string): RE2JS {
+  let re = re2Cache.get(pattern);
+  if (re === undefined) {
+    try {
+      re = RE2JS.compile(pattern);
+    } catch (err) {
+      throw new Error(re2Message(pattern, err));
+    }
+    if (re2Cache.size >= RE2_CACHE_MAX) re2Cache.clear();
+    re2Cache.set(pattern, re);
+  }
+  return re;
+}
+
+function re2Message(pattern: string, err: unknown): string {
+  const detail = (err instanceof Error ? err.message : String(err)).replace(/^error parsing regexp: /, '');
+  const hint = /\\[1-9]|\(\?[=!<]/.test(pattern) ? ' (RE2 has no backreferences or lookarounds)' : '';
+  return `regex ${JSON.stringify(pattern)} is not valid RE2 syntax: ${detail}${hint}`;
+}
+
+/** Why `pattern` is not a valid RE2 regex, or undefined. */
+export function re2Error(pattern: string): string | undefined {
+  try {
+    compileRe2(pattern);
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
+
+function re2Matches(text: string, pattern: string): boolean {
+  return compileRe2(pattern).test(text);
+}
+
+function withRe2(env: Environment): Environment {
+  env.registerFunction({
+    name: RE2_FN,
+    receiverType: 'string',
+    returnType: 'bool',
+    params: [{ name: 're', type: 'string' }],
+    handler: re2Matches,
+  });
+  env.registerFunction(`${RE2_FN}(string, string): bool`, re2Matches);
+  return env;
+}
+
+/** The evaluation environment: `identity` and `args` are maps (no per-call conversion). */
+const whenEnv = withRe2(
+  new Environment({ unlistedVariablesAreDyn: false, homogeneousAggregateLiterals: false, limits })
+    .registerVariable('method', 'string')
+    .registerVariable('tool', 'string')
+    .registerVariable('resource', 'string')
+    .registerVariable('prompt', 'string')
+    .registerVariable('args', 'map')
+    .registerVariable('identity', 'map'),
+);
+
+/** The checking environment: `identity` has a schema, so `identity.gropus` is caught at lint time. */
+const whenCheckEnv = withRe2(
+  new Environment({ unlistedVariablesAreDyn: false, homogeneousAggregateLiterals: false, limits })
+    .registerVariable('method', 'string')
+    .registerVariable('tool', 'string')
+    .registerVariable('resource', 'string')
+    .registerVariable('prompt', 'string')
+    .registerVariable('args', 'map')
+    .registerVariable({
+      name: 'identity',
+      schema: {
+        principal: 'string',
+        user: 'string',
+        groups: 'list<string>',
+        roles: 'list<string>',
+        scopes: 'list<string>',
+        appId: 'string',
+        appOnly: 'bool',
+        tenantId: 'string',
+        claims: 'map',
+      },
+    }),
+);
+
+/** For `x-kubernetes-validations`: `self` is the object the rule is attached to. */
+const selfEnv = withRe2(
+  new Environment({
+    unlistedVariablesAreDyn: false,
+    homogeneousAggregateLiterals: false,
+    limits,
+  }).registerVariable('self', 'dyn'),
+);
+
+interface AstNode {
+  op: string;
+  args: unknown;
+}
+
+function isNode(v: unknown): v is AstNode {
+  return typeof v === 'object' && v !== null && typeof (v as AstNode).op === 'string';
+}
+
+/**
+ * Redirect `matches` to RE2 and collect the literal patterns (checked at lint time).
+ * `call` nodes are `[name, args[]]`, `rcall` nodes `[name, receiver, args[]]`.
+ */
+function rewriteMatches(node: unknown, literals: string[]): void {
+  if (Array.isArray(node)) {
+    for (const n of node) rewriteMatches(n, literals);
+    return;
+  }
+  if (!isNode(node)) return;
+  const args = node.args;
+  if ((node.op === 'call' || node.op === 'rcall') && Array.isArray(args) && args[0] === 'matches') {
+    args[0] = RE2_FN;
+    const fnArgs: unknown = node.op === 'rcall' ? args[2] : args[1];
+    const pattern = Array.isArray(fnArgs) ? fnArgs[fnArgs.length - 1] : undefined;
+    if (isNode(pattern) && pattern.op === 'value' && typeof pattern.args === 'string')
+      literals.push(pattern.args);
+  }
+  if (Array.isArray(args)) for (const a of args) rewriteMatches(a, literals);
+  else if (isNode(args)) rewriteMatches(args, literals);
+}
+
+type Program = ((activation: Record<string, unknown>) => unknown) & {
+  ast: unknown;
+  check(): { valid: boolean; type?: string; error?: Error };
+};
+
+export interface CelProgram {
+  readonly source: string;
+  /** Evaluate; throws on evaluation errors (missing keys, type mismatches, bad regex). */
+  evaluate(activation: Record<string, unknown>): unknown;
+}
+
+function firstLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.split('\n')[0]!.trim();
+}
+
+function compile(
+  env: Environment,
+  checkEnv: Environment,
+  source: string,
+): { program?: CelProgram; issues: string[] } {
+  const issues: string[] = [];
+  let parsed: Program;
+  try {
+    parsed = env.parse(source) as unknown as Program;
+  } catch (err) {
+    return { issues: [`CEL does not parse: ${firstLine(err)}`] };
+  }
+  const literals: string[] = [];
+  rewriteMatches(parsed.ast, literals);
+  for (const lit of literals) {
+    const e = re2Error(lit);
+    if (e !== undefined) issues.push(e);
+  }
+  // Type-check with the stricter environment (same source, same rewrite).
+  try {
+    const strict = checkEnv.parse(source) as unknown as Program;
+    rewriteMatches(strict.ast, []);
+    const result = strict.check();
+    if (!result.valid) issues.push(`CEL type error: ${firstLine(result.error)}`);
+    else if (result.type !== 'bool' && result.type !== 'dyn')
+      issues.push(`must evaluate to a bool, not ${result.type}`);
+  } catch (err) {
+    issues.push(`CEL type error: ${firstLine(err)}`);
+  }
+  if (issues.length > 0) return { issues };
+  return { program: { source, evaluate: (activation) => parsed(activation) }, issues };
+}
+
+/** Compile a `match.when` expression. Returns the program or the reasons it is invalid. */
+export function compileWhen(source: string): { program?: CelProgram; issues: string[] } {
+  return compile(whenEnv, whenCheckEnv, source);
+}
+
+/** Compile an `x-kubernetes-validations` rule (variable `self`). */
+export function compileSelfRule(source: string): { program?: CelProgram; issues: string[] } {
+  return compile(selfEnv, selfEnv, source);
+}

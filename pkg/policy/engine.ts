@@ -1,0 +1,570 @@
+import type { Identity, TrustedIssuer } from '../identity/types.js';
+import { type CelProgram, compileWhen } from './cel.js';
+import {
+  type Action,
+  type ApprovalSettings,
+  type CallContext,
+  type Decision,
+  Directions,
+  type ListMethod,
+  type PolicyEngine,
+} from './decision.js';
+import { compileGlobs } from './glob.js';
+import { DefaultMethods, methodClass, methodTarget, type TargetKind } from './methods.js';
+import type { MaskingRule, PolicyDocument, PolicyRule, ToolAnnotations } from './schema.js';
+import { compileSubjects, type IdentityView, identityView, type SubjectMatcher } from './subjects.js';
+
+/**
+ * The compiled policy engine: `decide` runs on every message, so everything that can be computed
+ * ahead (globs, CEL programs, subject sets, the decisions a rule produces) is computed here.
+ *
+ * Semantics (independent of rule and policy order):
+ * - A rule applies when one of its subjects matches the caller and its match holds.
+ * - Among applicable rules any deny wins, then approve, then allow; none → deny (default deny).
+ * - Several policies combine the same way (their rules are pooled).
+ * - `enforced` is the decision of the enforce-mode policies alone (allow when only audit policies
+ *   select the pod). `action` is the decision of all policies together. When `action` is stricter
+ *   than `enforced`, the decision names the audit policy and rule that would have blocked the call
+ *   (`mode: 'audit'`); otherwise it names the enforcing rule (`mode: 'enforce'`).
+ * - Ties between rules of the same action are broken by policy name, then rule name.
+ */
+
+const rankOf: Record<Action, number> = { allow: 1, approve: 2, deny: 3 };
+
+/** Why a rule did (not) apply, for `explain`. */
+export const MatchOutcome = {
+  matched: 0,
+  subjects: 1,
+  method: 2,
+  target: 3,
+  annotations: 4,
+  whenFalse: 5,
+  whenError: 6,
+} as const;
+type Outcome = (typeof MatchOutcome)[keyof typeof MatchOutcome];
+
+interface CompiledRule {
+  readonly policy: string;
+  readonly audit: boolean;
+  readonly name: string;
+  readonly action: Action;
+  readonly rank: number;
+  /** Position in (policy, rule name) order: the tie-breaker. */
+  ord: number;
+  readonly subjects: SubjectMatcher;
+  readonly methods: ((m: string) => boolean) | undefined;
+  readonly tools: ((s: string) => boolean) | undefined;
+  readonly resources: ((s: string) => boolean) | undefined;
+  readonly prompts: ((s: string) => boolean) | undefined;
+  readonly hasTargets: boolean;
+  readonly annotations: ReadonlyArray<readonly [keyof ToolAnnotations, boolean]> | undefined;
+  readonly when: CelProgram | undefined;
+  /** `when` refers to `args`, so it cannot be known when filtering a list. */
+  readonly whenUsesArgs: boolean;
+  readonly reason: string;
+  readonly approval: ApprovalSettings | undefined;
+  /** The decision this rule produces when it decides alone (precomputed: no allocation per call). */
+  decision: Decision;
+}
+
+export interface ExplainedRule {
+  policy: string;
+  mode: 'enforce' | 'audit';
+  rule: string;
+  action: Action;
+  matched: boolean;
+  /** Why the rule applied or not. */
+  detail: string;
+}
+
+export interface Explanation {
+  decision: Decision;
+  /** How the method is handled: decided, filtered (list methods) or always allowed (protocol). */
+  methodClass: 'protocol' | 'list' | 'decided';
+  rules: ExplainedRule[];
+}
+
+/** A PolicyEngine that can also explain itself (`mcp-warden policy test --explain`). */
+export interface CompiledPolicyEngine extends PolicyEngine {
+  explain(ctx: CallContext): Explanation;
+  maskingRules(): Array<{ policy: string; rule: MaskingRule }>;
+  recording(): { enabled: boolean; payloads: 'masked' | 'none'; sinks: Array<'volume' | 'stdout'> };
+}
+
+const freeze = Object.freeze;
+
+const PROTOCOL_ALLOW: Decision = freeze({
+  action: 'allow',
+  enforced: 'allow',
+  policy: '',
+  reason: 'protocol method: always allowed',
+  mode: 'enforce',
+});
+const LIST_ALLOW: Decision = freeze({
+  action: 'allow',
+  enforced: 'allow',
+  policy: '',
+  reason: 'list method: allowed, the result is filtered to what the caller may use',
+  mode: 'enforce',
+});
+
+/** MCP defaults for absent hints (2025-06-18 schema), given the hints that are present. */
+function annotationValue(ann: Record<string, unknown>, key: keyof ToolAnnotations): unknown {
+  const v = ann[key];
+  if (v !== undefined) return v;
+  switch (key) {
+    case 'readOnlyHint':
+      return false;
+    case 'destructiveHint':
+      return ann['readOnlyHint'] !== true;
+    case 'idempotentHint':
+      return false;
+    case 'openWorldHint':
+      return true;
+    default:
+      return undefined;
+  }
+}
+
+function usesArgs(source: string): boolean {
+  return /\bargs\b/.test(source.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""'));
+}
+
+function policyKey(doc: PolicyDocument): string {
+  return doc.metadata.namespace ? `${doc.metadata.namespace}/${doc.metadata.name}` : doc.metadata.name;
+}
+
+function defaultReason(rule: PolicyRule, policy: string): string {
+  switch (rule.action) {
+    case 'deny':
+      return `denied by rule "${rule.name}" of policy "${policy}"`;
+    case 'approve':
+      return 'approval required';
+    default:
+      return `allowed by rule "${rule.name}" of policy "${policy}"`;
+  }
+}
+
+function compileRule(rule: PolicyRule, policy: string, audit: boolean): CompiledRule {
+  const match = rule.match ?? {};
+  let when: CelProgram | undefined;
+  if (match.when !== undefined) {
+    const compiled = compileWhen(match.when);
+    if (compiled.program === undefined) throw new Error(`rule ${rule.name}: ${compiled.issues.join('; ')}`);
+    when = compiled.program;
+  }
+  const approval: ApprovalSettings | undefined =
+    rule.approval === undefined
+      ? undefined
+      : freeze({
+          approvers: rule.approval.approvers.map((a) => freeze({ ...a }) as Record<string, string>),
+          timeout: rule.approval.timeout ?? '5m',
+          mode: rule.approval.mode ?? 'hold',
+        });
+  const reason = rule.reason ?? defaultReason(rule, policy);
+  const annotations =
+    match.toolAnnotations === undefined
+      ? undefined
+      : (Object.entries(match.toolAnnotations).filter(([, v]) => typeof v === 'boolean') as Array<
+          [keyof ToolAnnotations, boolean]
+        >);
+  const compiled: CompiledRule = {
+    policy,
+    audit,
+    name: rule.name,
+    action: rule.action,
+    rank: rankOf[rule.action],
+    ord: 0,
+    subjects: compileSubjects(rule.subjects),
+    methods: match.methods === undefined ? undefined : compileGlobs(match.methods, 'flat'),
+    tools: match.tools === undefined ? undefined : compileGlobs(match.tools, 'flat'),
+    resources: match.resources === undefined ? undefined : compileGlobs(match.resources, 'path'),
+    prompts: match.prompts === undefined ? undefined : compileGlobs(match.prompts, 'flat'),
+    hasTargets: match.tools !== undefined || match.resources !== undefined || match.prompts !== undefined,
+    annotations,
+    when,
+    whenUsesArgs: when !== undefined && usesArgs(when.source),
+    reason,
+    approval,
+    decision: PROTOCOL_ALLOW,
+  };
+  const base = { action: rule.action, policy, rule: rule.name, reason, ...(approval ? { approval } : {}) };
+  compiled.decision = freeze(
+    audit
+      ? { ...base, enforced: 'allow' as const, mode: 'audit' as const }
+      : { ...base, enforced: rule.action, mode: 'enforce' as const },
+  );
+  return compiled;
+}
+
+/** How `when` is treated: evaluated, or (list filtering) unknown because it reads the arguments. */
+const WhenMode = { evaluate: 0, listing: 1 } as const;
+type WhenModeT = (typeof WhenMode)[keyof typeof WhenMode];
+
+interface Scratch {
+  activation: Record<string, unknown> | undefined;
+  error: string | undefined;
+}
+
+function targetOf(ctx: CallContext, kind: TargetKind): string | undefined {
+  return kind === 'tool'
+    ? ctx.tool
+    : kind === 'resource'
+      ? ctx.resource
+      : kind === 'prompt'
+        ? ctx.prompt
+        : undefined;
+}
+
+function activationFor(ctx: CallContext, view: IdentityView): Record<string, unknown> {
+  return {
+    method: ctx.method,
+    tool: ctx.tool ?? '',
+    resource: ctx.resource ?? '',
+    prompt: ctx.prompt ?? '',
+    args: ctx.args ?? {},
+    identity: view.cel,
+  };
+}
+
+function matchRule(
+  r: CompiledRule,
+  ctx: CallContext,
+  view: IdentityView,
+  scratch: Scratch,
+  whenMode: WhenModeT,
+): Outcome {
+  if (!r.subjects(ctx.identity, view)) return MatchOutcome.subjects;
+  const kind = methodTarget(ctx.method);
+  if (r.methods !== undefined) {
+    if (!r.methods(ctx.method)) return MatchOutcome.method;
+  } else if (r.hasTargets) {
+    // Default methods: those carrying a target kind the rule names (see DefaultMethods).
+    if (kind === undefined) return MatchOutcome.method;
+  }
+  if (r.hasTargets) {
+    const glob =
+      kind === 'tool'
+        ? r.tools
+        : kind === 'resource'
+          ? r.resources
+          : kind === 'prompt'
+            ? r.prompts
+            : undefined;
+    const target = targetOf(ctx, kind);
+    if (glob === undefined || target === undefined || !glob(target)) return MatchOutcome.target;
+  }
+  if (r.annotations !== undefined) {
+    const ann = ctx.toolAnnotations;
+    if (kind !== 'tool' || ann === undefined) return MatchOutcome.annotations;
+    for (let i = 0; i < r.annotations.length; i++) {
+      const [key, want] = r.annotations[i]!;
+      if (annotationValue(ann, key) !== want) return MatchOutcome.annotations;
+    }
+  }
+  if (r.when !== undefined) {
+    if (whenMode === WhenMode.listing && r.whenUsesArgs) {
+      // Arguments are unknown at list time: a tool stays listed if some call could be allowed.
+      return r.action === 'deny' ? MatchOutcome.whenFalse : MatchOutcome.matched;
+    }
+    scratch.activation ??= activationFor(ctx, view);
+    let result: unknown;
+    try {
+      result = r.when.evaluate(scratch.activation);
+    } catch (err) {
+      scratch.error = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+      return MatchOutcome.whenError;
+    }
+    if (result !== true) {
+      if (typeof result !== 'boolean') {
+        scratch.error = `when evaluated to ${typeof result}, not a bool`;
+        return MatchOutcome.whenError;
+      }
+      return MatchOutcome.whenFalse;
+    }
+  }
+  return MatchOutcome.matched;
+}
+
+/** An error in `when` fails closed: deny and approve rules apply, allow rules do not. */
+function applies(r: CompiledRule, outcome: Outcome): boolean {
+  return outcome === MatchOutcome.matched || (outcome === MatchOutcome.whenError && r.action !== 'allow');
+}
+
+function describeOutcome(r: CompiledRule, outcome: Outcome, ctx: CallContext, scratch: Scratch): string {
+  switch (outcome) {
+    case MatchOutcome.matched:
+      return r.when === undefined ? 'subjects and match apply' : 'subjects and match apply; when is true';
+    case MatchOutcome.subjects:
+      return 'no subject matches the caller';
+    case MatchOutcome.method:
+      return r.methods === undefined
+        ? `${ctx.method} carries no ${[r.tools && 'tool', r.resources && 'resource', r.prompts && 'prompt'].filter(Boolean).join('/')} (default methods: ${[
+            ...(r.tools ? DefaultMethods.tool : []),
+            ...(r.resources ? DefaultMethods.resource : []),
+            ...(r.prompts ? DefaultMethods.prompt : []),
+          ].join(', ')})`
+        : `method ${ctx.method} is not in match.methods`;
+    case MatchOutcome.target: {
+      const kind = methodTarget(ctx.method);
+      const target = targetOf(ctx, kind);
+      return kind === undefined
+        ? `${ctx.method} has no tool, resource or prompt to match`
+        : `${kind} ${JSON.stringify(target ?? '')} does not match match.${kind}s`;
+    }
+    case MatchOutcome.annotations:
+      return ctx.toolAnnotations === undefined
+        ? 'tool annotations are unknown (the tool was not in a tools/list), so toolAnnotations cannot match'
+        : 'tool annotations differ from match.toolAnnotations';
+    case MatchOutcome.whenFalse:
+      return 'when is false';
+    default:
+      return r.action === 'allow'
+        ? `when failed (${scratch.error}): an allow rule does not apply`
+        : `when failed (${scratch.error}): a ${r.action} rule applies anyway (fail closed)`;
+  }
+}
+
+class Engine implements CompiledPolicyEngine {
+  /** Rules sorted by (rank desc, ord asc): the first applicable one decides. */
+  readonly #rules: CompiledRule[];
+  /** Rules in declaration order, for explain. */
+  readonly #declared: CompiledRule[];
+  readonly #hasEnforce: boolean;
+  readonly #docs: PolicyDocument[];
+  readonly #keys: string[];
+  readonly #auditDecisions = new Map<string, Decision>();
+
+  constructor(docs: PolicyDocument[]) {
+    this.#docs = docs;
+    this.#keys = docs.map(policyKey);
+    this.#declared = [];
+    docs.forEach((doc, i) => {
+      const audit = doc.spec.mode === 'audit';
+      for (const rule of doc.spec.rules) this.#declared.push(compileRule(rule, this.#keys[i]!, audit));
+    });
+    const byName = [...this.#declared].sort((a, b) =>
+      a.policy === b.policy ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.policy < b.policy ? -1 : 1,
+    );
+    byName.forEach((r, i) => {
+      r.ord = i;
+    });
+    this.#rules = byName.sort((a, b) => b.rank - a.rank || a.ord - b.ord);
+    this.#hasEnforce = docs.some((d) => d.spec.mode !== 'audit');
+  }
+
+  decide(ctx: CallContext): Decision {
+    const cls = methodClass(ctx.method);
+    if (cls === 'protocol') return PROTOCOL_ALLOW;
+    if (cls === 'list') return LIST_ALLOW;
+    return this.#decide(ctx, WhenMode.evaluate);
+  }
+
+  #decide(ctx: CallContext, whenMode: WhenModeT): Decision {
+    if (this.#docs.length === 0)
+      return this.#defaultDeny(ctx, 'no MCPPolicy applies here, so every call is denied');
+    const view = identityView(ctx.identity);
+    const scratch: Scratch = { activation: undefined, error: undefined };
+    const rules = this.#rules;
+    let all: CompiledRule | undefined;
+    let enf: CompiledRule | undefined;
+    for (let i = 0; i < rules.length; i++) {
+      const r = rules[i]!;
+      if (all !== undefined && r.audit) continue; // only the enforce winner is still missing
+      if (!applies(r, matchRule(r, ctx, view, scratch, whenMode))) continue;
+      all ??= r;
+      if (!r.audit) {
+        enf = r;
+        break;
+      }
+      if (!this.#hasEnforce) break;
+    }
+    if (!this.#hasEnforce) {
+      // Only audit policies: report what they decide, let everything through.
+      if (all !== undefined) return all.decision;
+      const d = this.#defaultDeny(ctx);
+      return freeze({ ...d, enforced: 'allow', mode: 'audit' });
+    }
+    if (enf === undefined) return this.#defaultDeny(ctx);
+    if (all === undefined || all === enf || all.rank <= enf.rank) return enf.decision;
+    return this.#auditOver(all, enf);
+  }
+
+  /** An audit rule stricter than what is enforced: report it, enforce the enforce-mode winner. */
+  #auditOver(audit: CompiledRule, enf: CompiledRule): Decision {
+    const key = `${audit.ord}:${enf.ord}`;
+    let d = this.#auditDecisions.get(key);
+    if (d === undefined) {
+      const approval = enf.action === 'approve' ? enf.approval : audit.approval;
+      d = freeze({
+        action: audit.action,
+        enforced: enf.action,
+        policy: audit.policy,
+        rule: audit.name,
+        reason: audit.reason,
+        mode: 'audit' as const,
+        ...(approval ? { approval } : {}),
+      });
+      this.#auditDecisions.set(key, d);
+    }
+    return d;
+  }
+
+  #defaultDeny(ctx: CallContext, reason?: string): Decision {
+    const kind = methodTarget(ctx.method);
+    const target = targetOf(ctx, kind);
+    const what = target === undefined ? ctx.method : `${ctx.method} of ${kind} ${JSON.stringify(target)}`;
+    return freeze({
+      action: 'deny',
+      enforced: 'deny',
+      policy: '',
+      reason: reason ?? `no rule allows ${what} for this caller (default deny)`,
+      mode: 'enforce',
+    });
+  }
+
+  filterList(method: ListMethod, items: readonly unknown[], identity: Identity): unknown[] {
+    const out: unknown[] = [];
+    for (const item of items) {
+      if (typeof item !== 'object' || item === null) continue;
+      const rec = item as Record<string, unknown>;
+      let ctx: CallContext;
+      switch (method) {
+        case 'tools/list': {
+          if (typeof rec['name'] !== 'string') continue;
+          const ann = rec['annotations'];
+          ctx = {
+            method: 'tools/call',
+            tool: rec['name'],
+            args: {},
+            identity,
+            toolAnnotations: typeof ann === 'object' && ann !== null ? (ann as Record<string, unknown>) : {},
+            direction: Directions.clientToServer,
+          };
+          break;
+        }
+        case 'resources/list':
+          if (typeof rec['uri'] !== 'string') continue;
+          ctx = {
+            method: 'resources/read',
+            resource: rec['uri'],
+            args: {},
+            identity,
+            direction: Directions.clientToServer,
+          };
+          break;
+        case 'resources/templates/list':
+          if (typeof rec['uriTemplate'] !== 'string') continue;
+          ctx = {
+            method: 'resources/read',
+            resource: rec['uriTemplate'],
+            args: {},
+            identity,
+            direction: Directions.clientToServer,
+          };
+          break;
+        case 'prompts/list':
+          if (typeof rec['name'] !== 'string') continue;
+          ctx = {
+            method: 'prompts/get',
+            prompt: rec['name'],
+            args: {},
+            identity,
+            direction: Directions.clientToServer,
+          };
+          break;
+        default:
+          return [];
+      }
+      if (this.#decide(ctx, WhenMode.listing).enforced !== 'deny') out.push(item);
+    }
+    return out;
+  }
+
+  explain(ctx: CallContext): Explanation {
+    const cls = methodClass(ctx.method);
+    const decision = this.decide(ctx);
+    if (cls !== 'decided') return { decision, methodClass: cls, rules: [] };
+    const view = identityView(ctx.identity);
+    const rules = this.#declared.map((r) => {
+      const scratch: Scratch = { activation: undefined, error: undefined };
+      const outcome = matchRule(r, ctx, view, scratch, WhenMode.evaluate);
+      return {
+        policy: r.policy,
+        mode: r.audit ? ('audit' as const) : ('enforce' as const),
+        rule: r.name,
+        action: r.action,
+        matched: applies(r, outcome),
+        detail: describeOutcome(r, outcome, ctx, scratch),
+      };
+    });
+    return { decision, methodClass: cls, rules };
+  }
+
+  trustedIssuers(): TrustedIssuer[] {
+    const byIssuer = new Map<string, TrustedIssuer>();
+    for (const doc of this.#docs) {
+      for (const iss of doc.spec.identity?.issuers ?? []) {
+        const entry: TrustedIssuer =
+          iss.kubernetes !== undefined
+            ? {
+                issuer: iss.kubernetes.issuer ?? KubernetesDefaultIssuer,
+                audiences: [...iss.kubernetes.audiences],
+                kubernetes: true,
+              }
+            : {
+                issuer: iss.issuer ?? '',
+                audiences: [...(iss.audiences ?? [])],
+                ...(iss.jwksUri ? { jwksUri: iss.jwksUri } : {}),
+                ...(iss.discoveryUrl ? { discoveryUrl: iss.discoveryUrl } : {}),
+                ...(iss.allowedTenants ? { allowedTenants: [...iss.allowedTenants] } : {}),
+                groupsOverage: iss.groupsOverage ?? 'deny',
+              };
+        const prev = byIssuer.get(entry.issuer);
+        if (prev === undefined) {
+          byIssuer.set(entry.issuer, entry);
+          continue;
+        }
+        prev.audiences = [...new Set([...prev.audiences, ...entry.audiences])];
+        if (entry.allowedTenants)
+          prev.allowedTenants = [...new Set([...(prev.allowedTenants ?? []), ...entry.allowedTenants])];
+        if (entry.groupsOverage === 'deny') prev.groupsOverage = 'deny';
+        prev.jwksUri ??= entry.jwksUri;
+        prev.discoveryUrl ??= entry.discoveryUrl;
+      }
+    }
+    return [...byIssuer.values()];
+  }
+
+  maskingRules(): Array<{ policy: string; rule: MaskingRule }> {
+    return this.#docs.flatMap((doc, i) =>
+      (doc.spec.masking ?? []).map((rule) => ({ policy: this.#keys[i]!, rule })),
+    );
+  }
+
+  recording(): { enabled: boolean; payloads: 'masked' | 'none'; sinks: Array<'volume' | 'stdout'> } {
+    const enabled = this.#docs.filter((d) => d.spec.recording?.enabled === true);
+    if (enabled.length === 0) return { enabled: false, payloads: 'none', sinks: [] };
+    const payloads = enabled.some((d) => (d.spec.recording?.payloads ?? 'masked') === 'masked')
+      ? 'masked'
+      : 'none';
+    const sinks = [...new Set(enabled.map((d) => d.spec.recording?.sink ?? 'volume'))].sort();
+    return { enabled: true, payloads, sinks };
+  }
+
+  policies(): Array<{ name: string; generation: number }> {
+    return this.#docs.map((d, i) => ({ name: this.#keys[i]!, generation: d.metadata.generation ?? 0 }));
+  }
+}
+
+/**
+ * The issuer assumed for `kubernetes: {audiences}` entries without `issuer`: the default
+ * service-account issuer of kubeadm-style clusters. The sidecar may replace it with the issuer the
+ * API server advertises (`/.well-known/openid-configuration`).
+ */
+export const KubernetesDefaultIssuer = 'https://kubernetes.default.svc.cluster.local';
+
+/** Build the engine from documents that already passed validation. */
+export function createEngine(docs: PolicyDocument[]): CompiledPolicyEngine {
+  return new Engine(docs);
+}

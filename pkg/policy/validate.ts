@@ -1,0 +1,410 @@
+import type { TSchema } from '@sinclair/typebox';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { compileRe2, compileSelfRule, compileWhen, re2Error } from './cel.js';
+import { durationError } from './duration.js';
+import { globError } from './glob.js';
+import { methodClass } from './methods.js';
+import { type CelRule, MCPApprovalSchema, MCPPolicySchema, type PolicyDocument } from './schema.js';
+
+/**
+ * Validation of `MCPPolicy` documents: the schema (ajv, every error at once, including the CEL
+ * `x-kubernetes-validations` rules and list-map key uniqueness the API server checks), then what
+ * no schema can say: CEL `when` compiles and type-checks, RE2 patterns compile, globs, durations,
+ * issuer URLs and JSON paths are valid.
+ *
+ * @example
+ * validatePolicy(doc); // [{ path: 'spec.rules[1].match.when', message: 'CEL does not parse: ...' }]
+ */
+export interface ValidationIssue {
+  /** Field path, e.g. `spec.rules[1].match.when` (`''` for the document itself). */
+  path: string;
+  message: string;
+}
+
+// ajv-formats is CommonJS with a default export.
+const addFormats = addFormatsModule as unknown as (ajv: Ajv, formats?: string[]) => Ajv;
+
+interface CxtLike {
+  instancePath: string;
+}
+type KeywordFn = ((data: unknown, cxt?: CxtLike) => boolean) & { errors?: Partial<ErrorObject>[] };
+
+function createAjv(): Ajv {
+  const ajv = new Ajv({
+    allErrors: true,
+    verbose: true,
+    strict: true,
+    strictTypes: false,
+    useDefaults: false,
+  });
+  addFormats(ajv, ['date-time', 'int64']);
+  ajv.addKeyword({ keyword: 'x-kubernetes-preserve-unknown-fields', schemaType: 'boolean' });
+  ajv.addKeyword({ keyword: 'x-kubernetes-list-type', schemaType: 'string' });
+  ajv.addKeyword({ keyword: 'x-kubernetes-int-or-string', schemaType: 'boolean' });
+  // List-map keys must be unique, exactly as the API server enforces for x-kubernetes-list-type: map.
+  ajv.addKeyword({
+    keyword: 'x-kubernetes-list-map-keys',
+    schemaType: 'array',
+    errors: true,
+    compile(keys: string[]) {
+      const fn: KeywordFn = (data, cxt) => {
+        fn.errors = [];
+        if (!Array.isArray(data)) return true;
+        const seen = new Map<string, number>();
+        data.forEach((item, i) => {
+          if (typeof item !== 'object' || item === null) return;
+          const values = keys.map((k) => (item as Record<string, unknown>)[k]);
+          if (values.some((v) => v === undefined)) return;
+          const key = JSON.stringify(values);
+          const first = seen.get(key);
+          if (first === undefined) seen.set(key, i);
+          else {
+            fn.errors!.push({
+              instancePath: `${cxt?.instancePath ?? ''}/${i}/${keys[0]}`,
+              keyword: 'x-kubernetes-list-map-keys',
+              message: `duplicate ${keys.join('+')} ${values.map((v) => JSON.stringify(v)).join('+')}: already used by item [${first}]; must be unique`,
+              params: {},
+            });
+          }
+        });
+        return fn.errors.length === 0;
+      };
+      return fn;
+    },
+  });
+  // The CEL rules the API server evaluates, evaluated here by cel-js. Transition rules (oldSelf)
+  // only make sense on updates in the API server and are skipped.
+  ajv.addKeyword({
+    keyword: 'x-kubernetes-validations',
+    schemaType: 'array',
+    errors: true,
+    compile(rules: CelRule[]) {
+      const programs = rules
+        .filter((r) => !/\boldSelf\b/.test(r.rule))
+        .map((r) => {
+          const { program, issues } = compileSelfRule(r.rule);
+          if (program === undefined)
+            throw new Error(`schema CEL rule ${r.rule} does not compile: ${issues.join('; ')}`);
+          return { rule: r, program };
+        });
+      const fn: KeywordFn = (data, cxt) => {
+        fn.errors = [];
+        if (typeof data !== 'object' || data === null) return true;
+        for (const { rule, program } of programs) {
+          let ok: unknown;
+          try {
+            ok = program.evaluate({ self: data });
+          } catch {
+            ok = false; // the API server refuses an object whose rule cannot be evaluated; so do we
+          }
+          if (ok !== true) {
+            const field = (rule.fieldPath ?? '').replace(/^\./, '/').replaceAll('.', '/');
+            fn.errors.push({
+              instancePath: `${cxt?.instancePath ?? ''}${field}`,
+              keyword: 'x-kubernetes-validations',
+              message: rule.message,
+              params: { rule: rule.rule },
+            });
+          }
+        }
+        return fn.errors.length === 0;
+      };
+      return fn;
+    },
+  });
+  return ajv;
+}
+
+let ajvInstance: Ajv | undefined;
+const validators = new Map<TSchema, ValidateFunction>();
+
+function validatorFor(schema: TSchema): ValidateFunction {
+  let v = validators.get(schema);
+  if (v === undefined) {
+    ajvInstance ??= createAjv();
+    v = ajvInstance.compile(schema);
+    validators.set(schema, v);
+  }
+  return v;
+}
+
+/** `/spec/rules/1/match/when` → `spec.rules[1].match.when`. */
+export function toFieldPath(pointer: string): string {
+  let out = '';
+  for (const raw of pointer.split('/').slice(1)) {
+    const seg = raw.replaceAll('~1', '/').replaceAll('~0', '~');
+    if (/^[0-9]+$/.test(seg)) out += `[${seg}]`;
+    else if (/^[A-Za-z_$][\w$-]*$/.test(seg)) out += out === '' ? seg : `.${seg}`;
+    else out += `[${JSON.stringify(seg)}]`;
+  }
+  return out;
+}
+
+function join(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+function describe(value: unknown): string {
+  const json = JSON.stringify(value);
+  if (json === undefined) return String(value);
+  return json.length > 60 ? `${json.slice(0, 57)}...` : json;
+}
+
+function resolve(doc: unknown, pointer: string): unknown {
+  let cur = doc;
+  for (const raw of pointer.split('/').slice(1)) {
+    if (typeof cur !== 'object' || cur === null) return undefined;
+    cur = (cur as Record<string, unknown>)[raw.replaceAll('~1', '/').replaceAll('~0', '~')];
+  }
+  return cur;
+}
+
+function ajvIssue(doc: unknown, e: ErrorObject): ValidationIssue | undefined {
+  const path = toFieldPath(e.instancePath);
+  const value = resolve(doc, e.instancePath);
+  const p = e.params as Record<string, unknown>;
+  const schema = e.parentSchema as Record<string, unknown> | undefined;
+  switch (e.keyword) {
+    case 'required':
+      return { path: join(path, String(p['missingProperty'])), message: 'is required' };
+    case 'additionalProperties': {
+      const known = Object.keys((schema?.['properties'] as object | undefined) ?? {});
+      return {
+        path: join(path, String(p['additionalProperty'])),
+        message: `is not a known field${known.length > 0 ? `; expected one of: ${known.join(', ')}` : ''}`,
+      };
+    }
+    case 'enum':
+      return {
+        path,
+        message: `must be one of ${(p['allowedValues'] as unknown[]).map((v) => describe(v)).join(', ')} (got ${describe(value)})`,
+      };
+    case 'type':
+      return {
+        path,
+        message: `must be ${/^[aeiou]/.test(String(p['type'])) ? 'an' : 'a'} ${String(p['type'])} (got ${describe(value)})`,
+      };
+    case 'pattern':
+      return {
+        path,
+        message: `${describe(value)} does not have the expected form (${String(schema?.['description'] ?? p['pattern'])})`,
+      };
+    case 'minItems':
+      return { path, message: `must have at least ${String(p['limit'])} item${p['limit'] === 1 ? '' : 's'}` };
+    case 'maxItems':
+      return { path, message: `must have at most ${String(p['limit'])} items` };
+    case 'minLength':
+      return {
+        path,
+        message: p['limit'] === 1 ? 'must not be empty' : `must be at least ${String(p['limit'])} characters`,
+      };
+    case 'maxLength':
+      return { path, message: `must be at most ${String(p['limit'])} characters` };
+    case 'maxProperties':
+      return { path, message: `must have at most ${String(p['limit'])} entries` };
+    case 'format':
+      return { path, message: `must be a ${String(p['format'])} (got ${describe(value)})` };
+    case 'minimum':
+      return { path, message: `must be at least ${String(p['limit'])}` };
+    case 'x-kubernetes-validations':
+    case 'x-kubernetes-list-map-keys':
+      return { path, message: e.message ?? 'is invalid' };
+    default:
+      return { path, message: e.message ?? 'is invalid' };
+  }
+}
+
+function schemaIssues(schema: TSchema, doc: unknown): ValidationIssue[] {
+  const validate = validatorFor(schema);
+  if (validate(doc)) return [];
+  const out: ValidationIssue[] = [];
+  const seen = new Set<string>();
+  for (const e of validate.errors ?? []) {
+    const issue = ajvIssue(doc, e);
+    if (issue === undefined) continue;
+    const key = `${issue.path}\0${issue.message}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push(issue);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Semantic checks
+
+const jsonPathRe =
+  /^\$(?:\.\.?(?:[A-Za-z_$][\w$-]*|\*)|\[(?:[0-9]+|\*|'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\])+$/;
+
+/** Why `path` is not a JSON path the masker understands, or undefined. */
+export function jsonPathError(path: string): string | undefined {
+  if (path === '$')
+    return '"$" would mask the whole message: name a field below it, e.g. $.structuredContent.ssn';
+  if (!jsonPathRe.test(path)) {
+    return `${describe(path)} is not a JSON path: start with $ and use .name, ['name'], [0], [*], .* or ..name`;
+  }
+  return undefined;
+}
+
+const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]', '::1']);
+
+/** Why `url` may not be used as an issuer / JWKS / discovery URL, or undefined. */
+export function issuerUrlError(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url.replaceAll('{tenantid}', '00000000-0000-0000-0000-000000000000'));
+  } catch {
+    return `${describe(url)} is not a URL`;
+  }
+  if (u.protocol === 'https:') return undefined;
+  if (u.protocol === 'http:' && loopbackHosts.has(u.hostname)) return undefined;
+  if (u.protocol === 'http:')
+    return `${describe(url)} uses http:// on a non-loopback host: use https:// (http is only for local use on 127.0.0.1)`;
+  return `${describe(url)} must be an https:// URL`;
+}
+
+const placeholderRe = /\{([^{}]*)\}/g;
+
+function asArray(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+function asObject(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
+
+function globIssues(out: ValidationIssue[], base: string, list: unknown, mode: 'flat' | 'path'): void {
+  asArray(list).forEach((g, i) => {
+    if (typeof g !== 'string') return;
+    const e = globError(g, mode);
+    if (e !== undefined) out.push({ path: `${base}[${i}]`, message: `glob ${describe(g)} ${e}` });
+  });
+}
+
+function semanticIssues(doc: unknown): ValidationIssue[] {
+  const out: ValidationIssue[] = [];
+  const spec = asObject(asObject(doc)?.['spec']);
+  if (spec === undefined) return out;
+
+  asArray(spec['rules']).forEach((r, i) => {
+    const rule = asObject(r);
+    if (rule === undefined) return;
+    const base = `spec.rules[${i}]`;
+    const match = asObject(rule['match']);
+    if (match !== undefined) {
+      asArray(match['methods']).forEach((m, j) => {
+        if (typeof m !== 'string') return;
+        const e = globError(m, 'flat');
+        if (e !== undefined)
+          out.push({ path: `${base}.match.methods[${j}]`, message: `glob ${describe(m)} ${e}` });
+        else if (!/[*?\\]/.test(m)) {
+          const cls = methodClass(m);
+          if (cls === 'protocol') {
+            out.push({
+              path: `${base}.match.methods[${j}]`,
+              message: `${m} is never decided: the protocol needs it, so it is always allowed`,
+            });
+          } else if (cls === 'list') {
+            out.push({
+              path: `${base}.match.methods[${j}]`,
+              message: `${m} is not decided but filtered: rules on the matching call (e.g. tools/call) decide which items are listed`,
+            });
+          }
+        }
+      });
+      globIssues(out, `${base}.match.tools`, match['tools'], 'flat');
+      globIssues(out, `${base}.match.prompts`, match['prompts'], 'flat');
+      globIssues(out, `${base}.match.resources`, match['resources'], 'path');
+      if (typeof match['when'] === 'string') {
+        for (const message of compileWhen(match['when']).issues)
+          out.push({ path: `${base}.match.when`, message });
+      }
+    }
+    const approval = asObject(rule['approval']);
+    if (approval !== undefined && typeof approval['timeout'] === 'string') {
+      const e = durationError(approval['timeout']);
+      if (e !== undefined) out.push({ path: `${base}.approval.timeout`, message: e });
+    }
+  });
+
+  asArray(asObject(spec['identity'])?.['issuers']).forEach((x, i) => {
+    const iss = asObject(x);
+    if (iss === undefined) return;
+    for (const key of ['issuer', 'jwksUri', 'discoveryUrl'] as const) {
+      if (typeof iss[key] !== 'string') continue;
+      const e = issuerUrlError(iss[key]);
+      if (e !== undefined) out.push({ path: `spec.identity.issuers[${i}].${key}`, message: e });
+    }
+    const k8s = asObject(iss['kubernetes']);
+    if (k8s !== undefined && typeof k8s['issuer'] === 'string') {
+      const e = issuerUrlError(k8s['issuer']);
+      if (e !== undefined) out.push({ path: `spec.identity.issuers[${i}].kubernetes.issuer`, message: e });
+    }
+  });
+
+  asArray(spec['masking']).forEach((x, i) => {
+    const m = asObject(x);
+    if (m === undefined) return;
+    const base = `spec.masking[${i}]`;
+    asArray(m['patterns']).forEach((p, j) => {
+      const regex = asObject(p)?.['regex'];
+      if (typeof regex !== 'string') return;
+      const e = re2Error(regex);
+      if (e !== undefined) out.push({ path: `${base}.patterns[${j}].regex`, message: e });
+      else if (re2EmptyMatch(regex)) {
+        out.push({
+          path: `${base}.patterns[${j}].regex`,
+          message: `regex ${describe(regex)} matches the empty string`,
+        });
+      }
+    });
+    asArray(m['fields']).forEach((f, j) => {
+      if (typeof f !== 'string') return;
+      const e = jsonPathError(f);
+      if (e !== undefined) out.push({ path: `${base}.fields[${j}]`, message: e });
+    });
+    globIssues(out, `${base}.tools`, m['tools'], 'flat');
+    globIssues(out, `${base}.resources`, m['resources'], 'path');
+    if (typeof m['replacement'] === 'string') {
+      for (const [, name] of m['replacement'].matchAll(placeholderRe)) {
+        if (name === 'name') continue;
+        if (name === 'hash' && m['hash'] === true) continue;
+        out.push({
+          path: `${base}.replacement`,
+          message:
+            name === 'hash'
+              ? '{hash} needs hash: true'
+              : `unknown placeholder {${name}}: use {name}${m['hash'] === true ? ' or {hash}' : ''}`,
+        });
+      }
+    }
+  });
+  return out;
+}
+
+/** A pattern that matches "" would mask at every position. */
+function re2EmptyMatch(regex: string): boolean {
+  try {
+    return compileRe2(regex).test('');
+  } catch {
+    return false;
+  }
+}
+
+/** Validate an MCPPolicy document (schema + semantics). Empty array means valid. */
+export function validatePolicy(doc: unknown): ValidationIssue[] {
+  const issues = schemaIssues(MCPPolicySchema, doc);
+  return [...issues, ...semanticIssues(doc)];
+}
+
+/** Validate an MCPApproval object (schema, including its CEL rules). */
+export function validateApproval(doc: unknown): ValidationIssue[] {
+  return schemaIssues(MCPApprovalSchema, doc);
+}
+
+/** Type guard over `validatePolicy`. */
+export function isPolicyDocument(doc: unknown): doc is PolicyDocument {
+  return validatePolicy(doc).length === 0;
+}
