@@ -51,6 +51,8 @@ export const RpcCodes = {
   methodNotFound: -32601,
   invalidParams: -32602,
   internalError: -32603,
+  /** 2026-07-28 (SEP-2243): `Mcp-Method` / `Mcp-Name` / `MCP-Protocol-Version` disagree with the body. */
+  headerMismatch: -32020,
   /** The upstream MCP server could not be reached or answered with garbage. */
   upstreamError: -32002,
   unauthorized: -31401,
