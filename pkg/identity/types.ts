@@ -41,6 +41,17 @@ export interface TrustedIssuer {
   groupsOverage?: 'graph' | 'deny';
   /** This entry is the Kubernetes service-account issuer. */
   kubernetes?: boolean;
+  /** Verification keys given inline instead of fetched (e.g. the API server's `/openid/v1/jwks`,
+   * read by the Kubernetes adapter with its own credentials). Takes precedence over `jwksUri`. */
+  jwks?: { keys: Array<Record<string, unknown>> };
+}
+
+/**
+ * Resolves the groups of a principal whose token overflowed its `groups` claim (Entra groups
+ * overage), e.g. through Microsoft Graph `getMemberObjects`. Throws WardenError on failure.
+ */
+export interface GraphResolver {
+  memberObjects(subject: { tenantId: string; objectId: string; appOnly: boolean }): Promise<string[]>;
 }
 
 /** Verifies bearer tokens. Implementations cache discovery documents and JWKS. */

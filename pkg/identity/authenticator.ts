@@ -1,0 +1,333 @@
+import {
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  type JWSHeaderParameters,
+  type JWTPayload,
+  jwtVerify,
+} from 'jose';
+import { type ErrorCode, WardenError } from '../errors.js';
+import type { Metrics } from '../metrics/catalogue.js';
+import { hasGroupsOverage, toIdentity } from './claims.js';
+import {
+  discoveryUrlFor,
+  fillTenant,
+  graphAudiences,
+  type ResolvedIssuer,
+  resolveIssuer,
+} from './issuers.js';
+import { type KeyGetter, KeyStore } from './keys.js';
+import { checkFetchUrl, clip } from './lib/url.js';
+import type { Authenticator, GraphResolver, Identity, TrustedIssuer } from './types.js';
+
+/** Options of `createAuthenticator`; every one has a safe default. */
+export interface AuthenticatorOptions {
+  /** Timeout of every discovery/JWKS fetch (default 5000 ms). Failures fail closed. */
+  fetchTimeoutMs?: number;
+  /** Allow `http://` issuers and JWKS on loopback hosts (default true). Never allowed elsewhere. */
+  allowInsecureLoopback?: boolean;
+  /** Clock skew tolerated on `exp`/`nbf` (default 60 s). */
+  clockToleranceSec?: number;
+  /** Resolves Entra groups overage for issuers with `groupsOverage: graph`. */
+  graph?: GraphResolver;
+  /** When given, every failure counts in `auth_failures_total{reason}`. */
+  metrics?: Metrics;
+  /** How long discovery documents and JWKS are cached (default 10 min). */
+  cacheTtlMs?: number;
+  /** Least time between two refetches of a JWKS triggered by unknown `kid`s (default 30 s). */
+  cooldownMs?: number;
+}
+
+/** The only signature algorithms accepted: asymmetric, as issued by Entra ID and Kubernetes. */
+export const acceptedAlgorithms = ['RS256', 'ES256', 'PS256'] as const;
+
+/**
+ * Verify bearer JWTs against the issuers that the applicable policies trust.
+ *
+ * @example
+ * const auth = createAuthenticator({ metrics });
+ * const who = await auth.authenticate(token, [{ issuer: 'https://login.microsoftonline.com/<tid>/v2.0', audiences: ['api://github-mcp'] }]);
+ * who.principal; // '<tid>/<oid>'
+ */
+export function createAuthenticator(options: AuthenticatorOptions = {}): Authenticator {
+  const fetchTimeoutMs = positive(options.fetchTimeoutMs, 5000, 'fetchTimeoutMs');
+  const clockToleranceSec = nonNegative(options.clockToleranceSec, 60, 'clockToleranceSec');
+  const allowInsecureLoopback = options.allowInsecureLoopback ?? true;
+  const keys = new KeyStore({
+    fetchTimeoutMs,
+    allowInsecureLoopback,
+    cacheTtlMs: positive(options.cacheTtlMs, 10 * 60_000, 'cacheTtlMs'),
+    cooldownMs: nonNegative(options.cooldownMs, 30_000, 'cooldownMs'),
+  });
+
+  async function keyGetter(resolved: ResolvedIssuer): Promise<KeyGetter> {
+    const entry = resolved.entries[0]!;
+    if (entry.jwks !== undefined)
+      return KeyStore.inline(entry.jwks as Parameters<typeof KeyStore.inline>[0], resolved.issuer);
+    const issuerUrl = checkFetchUrl(resolved.issuer, allowInsecureLoopback);
+    if ('problem' in issuerUrl) {
+      throw new WardenError(
+        'ERR_AUTH_ISSUER',
+        `trusted issuer ${resolved.issuer} is refused: ${issuerUrl.problem}`,
+      );
+    }
+    if (entry.jwksUri !== undefined) {
+      const jwksUri = fillTenant(entry.jwksUri, resolved.tenantId);
+      const checked = checkFetchUrl(jwksUri, allowInsecureLoopback);
+      if ('problem' in checked)
+        throw new WardenError(
+          'ERR_AUTH_ISSUER',
+          `the jwksUri of issuer ${resolved.issuer} is refused: ${checked.problem}`,
+        );
+      return keys.getter(jwksUri, resolved.issuer);
+    }
+    const discoveryUrl = discoveryUrlFor(entry, resolved.issuer, resolved.tenantId);
+    const checked = checkFetchUrl(discoveryUrl, allowInsecureLoopback);
+    if ('problem' in checked)
+      throw new WardenError(
+        'ERR_AUTH_ISSUER',
+        `the discovery URL of issuer ${resolved.issuer} is refused: ${checked.problem}`,
+      );
+    const jwksUri = await keys.jwksUriFromDiscovery(discoveryUrl, resolved.issuer, resolved.tenantId);
+    return keys.getter(jwksUri, resolved.issuer);
+  }
+
+  async function verify(token: string, trusted: readonly TrustedIssuer[]): Promise<Identity> {
+    if (typeof token !== 'string' || token.trim() === '') {
+      throw new WardenError(
+        'ERR_AUTH_MISSING',
+        'no bearer token: send "Authorization: Bearer <token>" with a token from a trusted issuer',
+      );
+    }
+    if (trusted.length === 0) {
+      throw new WardenError(
+        'ERR_AUTH_ISSUER',
+        'no issuer is trusted here: add spec.identity.issuers to a policy that selects this server',
+      );
+    }
+    const { header, claims } = decode(token);
+    const iss = claims.iss;
+    if (typeof iss !== 'string' || iss === '')
+      throw new WardenError('ERR_AUTH_INVALID', 'the token has no "iss" claim');
+    const tokenAud =
+      typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : [];
+    const graphAud = tokenAud.find((a) => graphAudiences.has(a));
+    if (graphAud !== undefined) {
+      throw new WardenError(
+        'ERR_AUTH_AUDIENCE',
+        `the token is for Microsoft Graph (aud ${graphAud}), not for this server; request a token for this server's audience (scope "<audience>/.default")`,
+      );
+    }
+    const resolved = resolveIssuer(iss, claims['tid'], trusted);
+    if (resolved === undefined) {
+      const names = [...new Set(trusted.map((t) => t.issuer))].slice(0, 5).join(', ');
+      throw new WardenError(
+        'ERR_AUTH_ISSUER',
+        `the token's issuer ${clip(iss)} is not trusted here (trusted: ${names}); get a token from a trusted issuer`,
+      );
+    }
+    if ('problem' in resolved) throw new WardenError('ERR_AUTH_ISSUER', `${resolved.problem}`);
+    const audiences = [...new Set(resolved.entries.flatMap((e) => e.audiences))];
+    if (audiences.length === 0) {
+      throw new WardenError(
+        'ERR_AUTH_AUDIENCE',
+        `issuer ${resolved.issuer} is trusted with no audiences; add audiences to it in the policy`,
+      );
+    }
+    const getKey = await keyGetter(resolved);
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, getKey, {
+        issuer: resolved.issuer,
+        audience: audiences,
+        algorithms: [...acceptedAlgorithms],
+        clockTolerance: clockToleranceSec,
+        requiredClaims: ['exp'],
+      }));
+    } catch (err) {
+      throw joseError(err, header, claims, resolved.issuer, audiences);
+    }
+    const audience = tokenAud.find((a) => audiences.includes(a))!;
+    const applicable = resolved.entries.filter((e) => e.audiences.includes(audience));
+    const kubernetes = applicable.some((e) => e.kubernetes === true);
+    const identity = toIdentity({ claims: payload, issuer: resolved.issuer, audience, kubernetes });
+    if (!kubernetes && hasGroupsOverage(payload)) {
+      identity.groups = await overageGroups(identity, applicable, resolved.issuer);
+    }
+    return identity;
+  }
+
+  async function overageGroups(
+    identity: Identity,
+    applicable: TrustedIssuer[],
+    issuer: string,
+  ): Promise<string[]> {
+    const useGraph = applicable.some((e) => e.groupsOverage === 'graph');
+    if (!useGraph) {
+      throw new WardenError(
+        'ERR_AUTH_FORBIDDEN',
+        `the caller is in too many groups for the token to list them (Entra groups overage) and issuer ${issuer} is set to groupsOverage: deny; ` +
+          'set groupsOverage: graph (the sidecar then asks Microsoft Graph) or use app roles instead of groups',
+      );
+    }
+    if (options.graph === undefined || identity.tenantId === undefined || identity.objectId === undefined) {
+      throw new WardenError(
+        'ERR_AUTH_FORBIDDEN',
+        `groups overage for issuer ${issuer} needs Microsoft Graph, but no Graph credential is configured; ` +
+          'give the sidecar a workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE)',
+      );
+    }
+    try {
+      return await options.graph.memberObjects({
+        tenantId: identity.tenantId,
+        objectId: identity.objectId,
+        appOnly: identity.appOnly,
+      });
+    } catch (err) {
+      if (err instanceof WardenError) throw err;
+      throw new WardenError(
+        'ERR_AUTH_ISSUER_UNAVAILABLE',
+        "groups overage: Microsoft Graph could not be asked for the caller's groups",
+        { cause: err },
+      );
+    }
+  }
+
+  return {
+    async authenticate(token, trusted) {
+      try {
+        return await verify(token, trusted);
+      } catch (err) {
+        const failure =
+          err instanceof WardenError && err.code.startsWith('ERR_AUTH_')
+            ? err
+            : new WardenError('ERR_AUTH_INVALID', 'the token could not be verified', { cause: err });
+        options.metrics?.authFailures.inc({ reason: failureReason(failure.code) });
+        throw failure;
+      }
+    },
+  };
+}
+
+/** `ERR_AUTH_KEY_UNKNOWN` → `key_unknown`: the `reason` label of `auth_failures_total`. */
+export function failureReason(code: ErrorCode): string {
+  return code.replace(/^ERR_AUTH_/, '').toLowerCase();
+}
+
+function decode(token: string): { header: JWSHeaderParameters; claims: JWTPayload } {
+  if (token.split('.').length !== 3) {
+    throw new WardenError(
+      'ERR_AUTH_INVALID',
+      'the bearer token is not a signed JWT (three base64url parts); send an access token',
+    );
+  }
+  let header: JWSHeaderParameters;
+  try {
+    header = decodeProtectedHeader(token) as JWSHeaderParameters;
+  } catch {
+    throw new WardenError(
+      'ERR_AUTH_INVALID',
+      'the bearer token header is not valid base64url JSON; send an access token',
+    );
+  }
+  const alg = header.alg;
+  if (typeof alg !== 'string' || !(acceptedAlgorithms as readonly string[]).includes(alg)) {
+    const what =
+      typeof alg === 'string' && alg.toLowerCase() === 'none'
+        ? 'an unsigned token (alg none)'
+        : `alg ${clip(alg ?? '(none)', 40)}`;
+    throw new WardenError(
+      'ERR_AUTH_ALGORITHM',
+      `${what} is not accepted; tokens must be signed with ${acceptedAlgorithms.join(', ')}`,
+    );
+  }
+  try {
+    return { header, claims: decodeJwt(token) };
+  } catch {
+    throw new WardenError(
+      'ERR_AUTH_INVALID',
+      'the bearer token payload is not valid JWT claims JSON; send an access token',
+    );
+  }
+}
+
+function joseError(
+  err: unknown,
+  header: JWSHeaderParameters,
+  claims: JWTPayload,
+  issuer: string,
+  audiences: string[],
+): WardenError {
+  if (err instanceof WardenError) return err;
+  if (err instanceof errors.JWTExpired) {
+    const when =
+      typeof claims.exp === 'number' ? new Date(claims.exp * 1000).toISOString() : 'an unknown time';
+    return new WardenError(
+      'ERR_AUTH_EXPIRED',
+      `the token expired at ${when}; get a new token from ${issuer}`,
+      { cause: err },
+    );
+  }
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    if (err.claim === 'aud') {
+      return new WardenError(
+        'ERR_AUTH_AUDIENCE',
+        `the token's audience ${clip(claims.aud)} is not accepted here; request a token for one of: ${audiences.join(', ')}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (err.claim === 'iss')
+      return new WardenError('ERR_AUTH_ISSUER', `the token's issuer is not ${issuer}`, { cause: err });
+    if (err.claim === 'nbf') {
+      const when = typeof claims.nbf === 'number' ? new Date(claims.nbf * 1000).toISOString() : 'later';
+      return new WardenError(
+        'ERR_AUTH_INVALID',
+        `the token is not valid before ${when}; check the clocks of client and issuer`,
+        { cause: err },
+      );
+    }
+    return new WardenError(
+      'ERR_AUTH_INVALID',
+      `the token's "${err.claim}" claim is ${err.reason === 'missing' ? 'missing' : 'invalid'}`,
+      { cause: err },
+    );
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) {
+    return new WardenError(
+      'ERR_AUTH_ALGORITHM',
+      `alg ${clip(header.alg ?? '', 40)} is not accepted; tokens must be signed with ${acceptedAlgorithms.join(', ')}`,
+      { cause: err },
+    );
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) {
+    return new WardenError(
+      'ERR_AUTH_INVALID',
+      `the token's signature does not verify with issuer ${issuer}'s key ${clip(header.kid ?? '(no kid)', 100)}: it was altered or not issued by that issuer`,
+      { cause: err },
+    );
+  }
+  return new WardenError(
+    'ERR_AUTH_INVALID',
+    `the token is malformed (${err instanceof Error ? err.message : 'unknown error'})`,
+    { cause: err },
+  );
+}
+
+function positive(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value <= 0)
+    throw new WardenError(
+      'ERR_CONFIG',
+      `createAuthenticator: ${name} must be a positive number, got ${value}`,
+    );
+  return value;
+}
+
+function nonNegative(value: number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (!Number.isFinite(value) || value < 0)
+    throw new WardenError('ERR_CONFIG', `createAuthenticator: ${name} must be zero or more, got ${value}`);
+  return value;
+}
