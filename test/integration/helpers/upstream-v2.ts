@@ -38,6 +38,10 @@ const queryArgs = fromJsonSchema({
   required: ['query'],
 });
 
+function text(t: string) {
+  return { content: [{ type: 'text' as const, text: t }] };
+}
+
 function buildServer(): McpServer {
   const server = new McpServer({ name: 'test-upstream-v2', version: '2.0.0' }, { capabilities: {} });
   server.registerTool(
@@ -54,11 +58,8 @@ function buildServer(): McpServer {
       content: [{ type: 'text' as const, text: `deleted ${args.name}` }],
     }),
   );
-  server.registerTool(
-    'run_query',
-    { description: 'SQL', inputSchema: queryArgs },
-    async (args: { query: string }) => ({ content: [{ type: 'text' as const, text: `ran: ${args.query}` }] }),
-  );
+  server.registerTool('run_query', { description: 'SQL', inputSchema: queryArgs }, (async (args: unknown) =>
+    text(`ran: ${(args as { query: string }).query}`)) as never);
   return server;
 }
 
