@@ -42,16 +42,28 @@ function text(t: string) {
   return { content: [{ type: 'text' as const, text: t }] };
 }
 
+type ToolConfig = {
+  description: string;
+  inputSchema: ReturnType<typeof fromJsonSchema>;
+  annotations?: Record<string, boolean>;
+};
+
+function reg(server: McpServer, name: string, config: ToolConfig, handler: unknown): void {
+  server.registerTool(name, config, handler as never);
+}
+
 function buildServer(): McpServer {
   const server = new McpServer({ name: 'test-upstream-v2', version: '2.0.0' }, { capabilities: {} });
-  server.registerTool(
+  reg(
+    server,
     'get_weather',
     { description: 'Weather', inputSchema: cityArgs, annotations: { readOnlyHint: true } },
     async (args: { city: string }) => ({
       content: [{ type: 'text' as const, text: `sunny in ${args.city}` }],
     }),
   );
-  server.registerTool(
+  reg(
+    server,
     'delete_repo',
     { description: 'Delete', inputSchema: nameArgs, annotations: { destructiveHint: true } },
     async (args: { name: string }) => ({
