@@ -765,8 +765,8 @@ export const ApprovalSpecSchema = Obj(
       Type.Unsafe<Record<string, unknown>>({
         type: 'object',
         'x-kubernetes-preserve-unknown-fields': true,
-        'x-kubernetes-validations': immutable,
-        description: 'The call arguments, masked by the policy masking rules.',
+        description:
+          'The call arguments, masked by the policy masking rules (immutable: enforced by the webhook, since the API server cannot bound the cost of comparing free-form objects).',
       }),
     ),
     argumentsDigest: Type.String({
