@@ -158,12 +158,18 @@ function main(): number {
   const recordings = files(values.dir);
   const calls: SeenCall[] = [];
   let lines = 0;
+  // The policy's masking rules match nothing in the fixtures: a mask event means the gateway
+  // changed a payload, which a transparent run must not do.
+  let maskEvents = 0;
   for (const file of recordings) {
     for (const text of readFileSync(file, 'utf8').split('\n')) {
       if (text.trim() === '') continue;
       lines += 1;
       try {
-        callsInLine(JSON.parse(text), calls);
+        const line: unknown = JSON.parse(text);
+        if (typeof line === 'object' && line !== null && (line as { type?: unknown }).type === 'mask')
+          maskEvents += 1;
+        callsInLine(line, calls);
       } catch {
         process.stderr.write(`recordings-check: ${file}: a line is not JSON\n`);
         return 1;
@@ -171,7 +177,7 @@ function main(): number {
     }
   }
   process.stdout.write(
-    `recordings: ${recordings.length} files, ${lines} lines, ${calls.length} JSON-RPC calls\n`,
+    `recordings: ${recordings.length} files, ${lines} lines, ${calls.length} JSON-RPC calls, ${maskEvents} mask events\n`,
   );
   let missing = 0;
   for (const scenario of values.scenarios.split(',').filter(Boolean)) {
@@ -185,7 +191,9 @@ function main(): number {
     process.stdout.write('  no recording was written\n');
     return 1;
   }
-  return missing > 0 ? 1 : 0;
+  if (maskEvents > 0)
+    process.stdout.write(`  MASKED    ${maskEvents} payloads were masked: the fixtures must match no rule\n`);
+  return missing > 0 || maskEvents > 0 ? 1 : 0;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
