@@ -1,0 +1,110 @@
+import type { MaskingRule } from '../policy/schema.js';
+import { detectorNames } from './detectors.js';
+import { createMasker } from './masker.js';
+import { negatives, positives, secretOf } from './samples.js';
+
+function maskText(detector: string, text: string): { text: string; hits: number } {
+  const masker = createMasker([{ policy: 'p', rule: { name: 'r', detectors: [detector] } as MaskingRule }]);
+  const { value, hits } = masker.maskMessage({ content: [{ type: 'text', text }] }, { method: 'tools/call' });
+  return { text: value.content[0]!.text, hits: hits.length };
+}
+
+describe('built-in detectors', () => {
+  it('has samples for every detector', () => {
+    expect(Object.keys(positives).sort()).toEqual([...detectorNames].sort());
+    expect(Object.keys(negatives).sort()).toEqual([...detectorNames].sort());
+  });
+
+  for (const detector of Object.keys(positives)) {
+    describe(detector, () => {
+      it.each(positives[detector]!)('masks %s inside prose', (sample) => {
+        const out = maskText(detector, `Here it is: ${sample} (end).`);
+        expect(out.text).not.toContain(secretOf(detector, sample));
+        expect(out.text).toContain(`[masked:${detector}]`);
+        expect(out.text.startsWith('Here it is: ')).toBe(true);
+        expect(out.text.endsWith(' (end).')).toBe(true);
+        expect(out.hits).toBe(1);
+      });
+      it.each(negatives[detector]!)('leaves the near-miss %s alone', (sample) => {
+        const out = maskText(detector, `value: ${sample} .`);
+        expect(out.text).toBe(`value: ${sample} .`);
+        expect(out.hits).toBe(0);
+      });
+    });
+  }
+
+  it('masks only the key of a connection string and the sig of a SAS URL', () => {
+    const key = positives['azure-storage-key']![0]!;
+    const conn = `DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=${key};EndpointSuffix=core.windows.net`;
+    expect(maskText('azure-storage-key', conn).text).toBe(
+      'DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=[masked:azure-storage-key];EndpointSuffix=core.windows.net',
+    );
+    const url =
+      'https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&sp=r&se=2026-12-01&sig=AbCdEfGhIjKlMnOp%3D';
+    expect(maskText('azure-sas-token', url).text).toBe(
+      'https://acct.blob.core.windows.net/c/b.txt?sv=2022-11-02&sp=r&se=2026-12-01&sig=[masked:azure-sas-token]',
+    );
+  });
+
+  it('masks an AWS secret access key assignment', () => {
+    const out = maskText(
+      'aws-access-key',
+      'aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n',
+    );
+    expect(out.text).toBe('aws_secret_access_key = [masked:aws-access-key]\n');
+  });
+
+  it('masks an IBAN followed by a capitalised word, keeping the word', () => {
+    expect(maskText('iban', 'DE89 3704 0044 0532 0130 00 AND MORE').text).toBe('[masked:iban] AND MORE');
+  });
+
+  it('masks an unterminated private key to the end of the text', () => {
+    const out = maskText(
+      'private-key',
+      'key:\n-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC',
+    );
+    expect(out.text).toBe('key:\n[masked:private-key]');
+  });
+
+  it('masks JSON-escaped quotes inside a password value whole', () => {
+    const out = maskText('password-assignment', '{"password": "ab\\"cd", "user": "x"}');
+    expect(out.text).toBe('{"password": "[masked:password-assignment]", "user": "x"}');
+  });
+
+  describe('stay linear on hostile 100 KB inputs', () => {
+    const n = 100_000;
+    const hostile: Array<[string, string]> = [
+      ['letters', 'a'.repeat(n)],
+      ['email local part', 'a.'.repeat(n / 2)],
+      ['email domain', `a@${'a.'.repeat(n / 2 - 1)}`],
+      ['many @', 'a@'.repeat(n / 2)],
+      ['digits', '1'.repeat(n)],
+      ['dashed digits', '123-'.repeat(n / 4)],
+      ['spaced digits', '1 '.repeat(n / 2)],
+      ['plus digits', '+1 '.repeat(n / 3)],
+      ['iban-ish', 'DE89 '.repeat(n / 5)],
+      ['base64', 'A'.repeat(n)],
+      ['base64 with ==', `${'A'.repeat(n)}==`],
+      ['eyJ', 'eyJ'.repeat(n / 3)],
+      ['jwt dots', `eyJ${'a.'.repeat(n / 2)}`],
+      ['BEGIN lines', '-----BEGIN PRIVATE KEY-----\n'.repeat(n / 28)],
+      ['AKIA', 'AKIA'.repeat(n / 4)],
+      ['AccountKey', 'AccountKey='.repeat(n / 11)],
+      ['sig=', '?sv=1&sig='.repeat(n / 10)],
+      ['ghp_', 'ghp_'.repeat(n / 4)],
+      ['xoxb-', 'xoxb-'.repeat(n / 5)],
+      ['password=', 'password='.repeat(n / 9)],
+      ['password:"', 'password: "\\'.repeat(n / 12)],
+      ['secret_', 'secret_'.repeat(n / 7)],
+      ['SSN', 'SSN '.repeat(n / 4)],
+    ];
+    const masker = createMasker([
+      { policy: 'p', rule: { name: 'all', detectors: [...detectorNames] } as MaskingRule },
+    ]);
+    it.each(hostile)('%s', (_name, text) => {
+      const start = performance.now();
+      masker.maskMessage({ text }, { method: 'tools/call' });
+      expect(performance.now() - start).toBeLessThan(250);
+    });
+  });
+});

@@ -1,0 +1,252 @@
+import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid } from './checks.js';
+
+/**
+ * The built-in detectors. Each is a small set of hand-checked regexes for V8's backtracking
+ * engine, written to stay linear: every variable-length run starts behind a guard
+ * (`(?<![class])`), so a run of N matching characters is entered once, not N times, and every
+ * repetition is either bounded or unambiguous (no nested quantifiers over the same characters).
+ * `detectors.test.ts` runs each on hostile 100 KB inputs to hold that promise.
+ *
+ * A regex may name a group `v` that is a suffix of the match: only that part is masked
+ * (`AccountKey=[masked:azure-storage-key]` keeps the key name readable).
+ */
+export interface Span {
+  start: number;
+  end: number;
+  /** Detector or pattern name. */
+  name: string;
+  /** Index of the rule that owns the finder (set by the masker). */
+  owner: number;
+}
+
+export interface Finder {
+  readonly name: string;
+  find(s: string, owner: number, out: Span[]): void;
+}
+
+interface RegexPart {
+  re: RegExp;
+  /** Cheap test that must pass before the regex runs (most strings fail it). */
+  quick?: (s: string) => boolean;
+  /** Turn a candidate match into the masked span's length (0 = not a finding). Default: whole match. */
+  check?: (match: string) => number;
+}
+
+function regexFinder(name: string, parts: RegexPart[]): Finder {
+  return {
+    name,
+    find(s, owner, out) {
+      for (const part of parts) {
+        if (part.quick !== undefined && !part.quick(s)) continue;
+        const re = part.re;
+        re.lastIndex = 0;
+        let m: RegExpExecArray | null = re.exec(s);
+        while (m !== null) {
+          const text = m[0];
+          if (text.length === 0) {
+            re.lastIndex++;
+          } else {
+            const v = m.groups?.['v'] ?? m.groups?.['v2'] ?? m.groups?.['v3'];
+            if (v !== undefined) {
+              const end = m.index + text.length;
+              if (v.length > 0) out.push({ start: end - v.length, end, name, owner });
+            } else {
+              const len = part.check === undefined ? text.length : part.check(text);
+              if (len > 0) out.push({ start: m.index, end: m.index + len, name, owner });
+            }
+          }
+          m = re.exec(s);
+        }
+      }
+    },
+  };
+}
+
+const hasDigit = (s: string): boolean => /\d/.test(s);
+
+const email = regexFinder('email', [
+  {
+    quick: (s) => s.includes('@'),
+    re: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])/g,
+  },
+]);
+
+const phone = regexFinder('phone', [
+  {
+    quick: (s) => s.includes('+'),
+    // +CC then 7–14 more digits, each optionally preceded by one separator or wrapped in (): one way to read any input.
+    re: /(?<![\w+])\+[1-9](?:[ .-]?\(?\d\)?){7,14}(?!\w)/g,
+    check: (m) => {
+      const n = digitCount(m);
+      return n >= 8 && n <= 15 ? m.length : 0;
+    },
+  },
+  {
+    quick: hasDigit,
+    // North American shapes with separators: (415) 555-2671, 415-555-2671, 415.555.2671.
+    re: /(?<![\w+\-.])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-])/g,
+  },
+]);
+
+const creditCard = regexFinder('credit-card', [
+  {
+    quick: hasDigit,
+    re: /(?<![\d.])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?!\d)/g,
+    check: (m) => (cardValid(m) ? m.length : 0),
+  },
+]);
+
+const iban = regexFinder('iban', [
+  {
+    quick: hasDigit,
+    re: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g,
+    check: ibanPrefixLength,
+  },
+]);
+
+const usSsn = regexFinder('us-ssn', [
+  {
+    quick: (s) => s.includes('-'),
+    re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
+  },
+  {
+    quick: (s) => /SSN|[Ss]ocial [Ss]ecurity/.test(s),
+    re: /(?:\bSSN|[Ss]ocial [Ss]ecurity(?: [Nn]umber| [Nn]o\.?)?)[ \t]*[:#]?[ \t]*(?<v>(?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})(?!\d)/g,
+  },
+]);
+
+const jwt = regexFinder('jwt', [
+  {
+    quick: (s) => s.includes('eyJ'),
+    re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*/g,
+    check: (m) => (jwtHeaderValid(m) ? m.length : 0),
+  },
+]);
+
+/** PEM private-key blocks, found with indexOf so a thousand unterminated BEGIN lines stay linear. */
+const beginRe = /-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
+const privateKey: Finder = {
+  name: 'private-key',
+  find(s, owner, out) {
+    if (!s.includes('-----BEGIN ')) return;
+    beginRe.lastIndex = 0;
+    let m = beginRe.exec(s);
+    while (m !== null) {
+      const start = m.index;
+      const endAt = s.indexOf('-----END ', start + m[0].length);
+      if (endAt === -1) {
+        // An unterminated key (cut off by the server): mask to the end rather than leak half a key.
+        out.push({ start, end: s.length, name: 'private-key', owner });
+        return;
+      }
+      const close = s.indexOf('-----', endAt + 9);
+      const end = close === -1 ? s.length : close + 5;
+      out.push({ start, end, name: 'private-key', owner });
+      beginRe.lastIndex = end;
+      m = beginRe.exec(s);
+    }
+  },
+};
+
+const awsAccessKey = regexFinder('aws-access-key', [
+  {
+    quick: (s) => /A[A-Z0-9]{3}[A-Z0-9]{16}/.test(s),
+    re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])/g,
+  },
+  {
+    quick: (s) => /secret_?access_?key/i.test(s),
+    re: /(?:aws_?)?secret_?access_?key["']?[ \t]*[:=][ \t]*["']?(?<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi,
+  },
+]);
+
+const azureStorageKey = regexFinder('azure-storage-key', [
+  {
+    quick: (s) => s.includes('AccountKey=') || s.includes('SharedAccessKey='),
+    re: /(?:AccountKey|SharedAccessKey)=(?<v>[A-Za-z0-9+/]{20,}={0,2})/g,
+  },
+  {
+    quick: (s) => s.length >= 88 && s.includes('=='),
+    // A bare 64-byte key: exactly 86 base64 characters and `==`, standing alone.
+    re: /(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])/g,
+  },
+]);
+
+const azureSasToken = regexFinder('azure-sas-token', [
+  {
+    quick: (s) => s.includes('sig=') && /[?&;](?:sv|se|sp|sr|spr|st|srt|ss)=/.test(s),
+    re: /(?<=[?&;=])sig=(?<v>[A-Za-z0-9%+/=_-]{10,})/g,
+  },
+]);
+
+const githubToken = regexFinder('github-token', [
+  {
+    quick: (s) => s.includes('gh') || s.includes('github_pat_'),
+    re: /(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/g,
+  },
+]);
+
+const slackToken = regexFinder('slack-token', [
+  {
+    quick: (s) => s.includes('xox'),
+    re: /(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}/g,
+  },
+]);
+
+const passwordKeyword =
+  '(?:[Pp]ass(?:word|wd|phrase)|PASS(?:WORD|WD|PHRASE)|[Pp]wd|PWD|[Ss]ecret|SECRET|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY)';
+const passwordAssignment = regexFinder('password-assignment', [
+  {
+    quick: (s) => /pass|pwd|secret|api.?key/i.test(s),
+    re: new RegExp(
+      `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?["']?[ \\t]*[:=][ \\t]*` +
+        `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
+      'g',
+    ),
+  },
+]);
+
+export const detectors: ReadonlyMap<string, Finder> = new Map(
+  [
+    email,
+    phone,
+    creditCard,
+    iban,
+    usSsn,
+    jwt,
+    privateKey,
+    awsAccessKey,
+    azureStorageKey,
+    azureSasToken,
+    githubToken,
+    slackToken,
+    passwordAssignment,
+  ].map((f) => [f.name, f]),
+);
+
+/** Built-in detector names, as policies spell them. */
+export const detectorNames: readonly string[] = [...detectors.keys()];
+
+const sensitiveWords = new Set(['password', 'passwd', 'passphrase', 'pwd', 'secret', 'apikey']);
+const keyCache = new Map<string, boolean>();
+
+/**
+ * Whether an object key names a secret (`password`, `db_password`, `clientSecret`, `api-key`):
+ * with `password-assignment` enabled, a string value under such a key is masked whole.
+ */
+export function isSensitiveKey(key: string): boolean {
+  const cached = keyCache.get(key);
+  if (cached !== undefined) return cached;
+  let result = false;
+  if (key.length <= 64) {
+    const words = key
+      .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+      .toLowerCase()
+      .split(/[^a-z0-9]+/);
+    for (let i = 0; i < words.length && !result; i++) {
+      const w = words[i]!;
+      if (sensitiveWords.has(w) || (w === 'api' && words[i + 1] === 'key')) result = true;
+    }
+  }
+  if (keyCache.size < 10_000) keyCache.set(key, result);
+  return result;
+}

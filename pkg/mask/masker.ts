@@ -1,0 +1,388 @@
+import { createHmac, randomBytes } from 'node:crypto';
+import { errorMessage, WardenError } from '../errors.js';
+import { compileGlobs } from '../policy/glob.js';
+import type { MaskingRule } from '../policy/schema.js';
+import { detectors, type Finder, isSensitiveKey, type Span } from './detectors.js';
+import { applyJsonPath, type CompiledPath, parseJsonPath } from './jsonpath.js';
+import { compilePattern } from './patterns.js';
+import type { Masker, MaskHit, MaskResult, MaskScope } from './types.js';
+
+export interface MaskerOptions {
+  /** Key for `hash: true` replacements. Default: 32 random bytes per process. */
+  hashKey?: Uint8Array;
+  /** Nesting deeper than this is replaced whole (fail closed). Default 256. */
+  maxDepth?: number;
+}
+
+interface CompiledRule {
+  policy: string;
+  name: string;
+  finders: Finder[];
+  sensitiveKeys: boolean;
+  fields: CompiledPath[];
+  tools: ((t: string) => boolean) | undefined;
+  resources: ((r: string) => boolean) | undefined;
+  template: string;
+  hash: boolean;
+}
+
+interface Plan {
+  /** Indexes into the rule list. */
+  active: number[];
+  finders: Array<{ finder: Finder; owner: number }>;
+  keyOwner: number;
+  fields: Array<{ path: CompiledPath; owner: number }>;
+}
+
+interface Walk {
+  plan: Plan;
+  session: string;
+  hits: MaskHit[] | undefined;
+  produced: Set<string> | undefined;
+  skip: Set<object> | undefined;
+  spans: Span[];
+}
+
+const noHits: MaskHit[] = [];
+Object.freeze(noHits);
+
+function invalid(policy: string, rule: string, why: string): never {
+  throw new WardenError('ERR_POLICY_INVALID', `policy ${policy}, masking rule ${rule}: ${why}`, {
+    details: { policy, rule },
+  });
+}
+
+function compileRule(policy: string, rule: MaskingRule): CompiledRule {
+  if (typeof rule !== 'object' || rule === null || typeof rule.name !== 'string' || rule.name === '') {
+    invalid(policy, '?', 'a masking rule needs a name');
+  }
+  const finders: Finder[] = [];
+  let sensitiveKeys = false;
+  for (const d of rule.detectors ?? []) {
+    const finder = detectors.get(d);
+    if (finder === undefined)
+      invalid(policy, rule.name, `unknown detector "${d}" (known: ${[...detectors.keys()].join(', ')})`);
+    if (!finders.includes(finder)) finders.push(finder);
+    if (d === 'password-assignment') sensitiveKeys = true;
+  }
+  for (const p of rule.patterns ?? []) {
+    try {
+      finders.push(compilePattern(p.name, p.regex));
+    } catch (err) {
+      invalid(policy, rule.name, errorMessage(err));
+    }
+  }
+  const fields: CompiledPath[] = [];
+  for (const f of rule.fields ?? []) {
+    try {
+      fields.push(parseJsonPath(f));
+    } catch (err) {
+      invalid(policy, rule.name, errorMessage(err));
+    }
+  }
+  let tools: CompiledRule['tools'];
+  let resources: CompiledRule['resources'];
+  try {
+    if (rule.tools !== undefined && rule.tools.length > 0) tools = compileGlobs(rule.tools, 'flat');
+    if (rule.resources !== undefined && rule.resources.length > 0)
+      resources = compileGlobs(rule.resources, 'path');
+  } catch (err) {
+    invalid(policy, rule.name, `bad glob: ${errorMessage(err)}`);
+  }
+  const hash = rule.hash === true;
+  const template = rule.replacement ?? (hash ? '[masked:{name}:{hash}]' : '[masked:{name}]');
+  if (template.includes('{hash}') && !hash)
+    invalid(policy, rule.name, 'replacement uses {hash} but hash is not true');
+  return { policy, name: rule.name, finders, sensitiveKeys, fields, tools, resources, template, hash };
+}
+
+function applies(rule: CompiledRule, scope: MaskScope): boolean {
+  if (rule.tools === undefined && rule.resources === undefined) return true;
+  if (rule.tools !== undefined && scope.tool !== undefined && rule.tools(scope.tool)) return true;
+  return rule.resources !== undefined && scope.resource !== undefined && rule.resources(scope.resource);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isJsonRpc(v: unknown): v is Record<string, unknown> {
+  return isObject(v) && v['jsonrpc'] === '2.0';
+}
+
+/**
+ * Build the masking stage from the union of the policies' masking rules. Throws
+ * ERR_POLICY_INVALID naming policy and rule for an unknown detector, a pattern RE2 rejects, a
+ * bad JSON path or glob.
+ *
+ * @example
+ * const masker = createMasker([{ policy: 'pii', rule: { name: 'pii', detectors: ['email'] } }]);
+ * masker.maskMessage({ content: [{ type: 'text', text: 'mail bob@example.com' }] }, { method: 'tools/call' });
+ * // → { value: { content: [{ type: 'text', text: 'mail [masked:email]' }] }, hits: [{ policy: 'pii', detector: 'email' }] }
+ */
+export function createMasker(
+  rules: ReadonlyArray<{ policy: string; rule: MaskingRule }>,
+  options: MaskerOptions = {},
+): Masker {
+  const compiled = rules.map((r) => compileRule(r.policy, r.rule));
+  const hashKey = options.hashKey ?? randomBytes(32);
+  const maxDepth = options.maxDepth ?? 256;
+  const plans = new Map<string, Plan>();
+  const empty = compiled.every((r) => r.finders.length === 0 && r.fields.length === 0 && !r.sensitiveKeys);
+
+  function planFor(scope: MaskScope): Plan {
+    const active: number[] = [];
+    for (let i = 0; i < compiled.length; i++) if (applies(compiled[i]!, scope)) active.push(i);
+    const key = active.join(',');
+    let plan = plans.get(key);
+    if (plan !== undefined) return plan;
+    plan = { active, finders: [], keyOwner: -1, fields: [] };
+    const seen = new Set<Finder>();
+    for (const i of active) {
+      const rule = compiled[i]!;
+      for (const finder of rule.finders) {
+        // Two policies enabling `email` run it once; the first owns the replacement.
+        if (seen.has(finder)) continue;
+        seen.add(finder);
+        plan.finders.push({ finder, owner: i });
+      }
+      if (rule.sensitiveKeys && plan.keyOwner === -1) plan.keyOwner = i;
+      for (const path of rule.fields) plan.fields.push({ path, owner: i });
+    }
+    if (plans.size < 1024) plans.set(key, plan);
+    return plan;
+  }
+
+  function token(w: Walk, owner: number, name: string, value: string, detector = name): string {
+    const rule = compiled[owner]!;
+    w.hits ??= [];
+    w.hits.push({ policy: rule.policy, detector });
+    let out = rule.template.replaceAll('{name}', name);
+    if (rule.hash) {
+      const digest = createHmac('sha256', hashKey)
+        .update(w.session)
+        .update('\u0000')
+        .update(value)
+        .digest('hex');
+      out = out.replaceAll('{hash}', digest.slice(0, 12));
+    }
+    w.produced ??= new Set();
+    w.produced.add(out);
+    return out;
+  }
+
+  function maskString(w: Walk, s: string): string {
+    if (w.produced?.has(s)) return s;
+    const spans = w.spans;
+    spans.length = 0;
+    for (const { finder, owner } of w.plan.finders) finder.find(s, owner, spans);
+    if (spans.length === 0) return s;
+    if (spans.length > 1) spans.sort((a, b) => a.start - b.start || b.end - a.end);
+    let out = '';
+    let cursor = 0;
+    let i = 0;
+    while (i < spans.length) {
+      const first = spans[i]!;
+      let end = first.end;
+      i++;
+      // Overlapping findings merge into one masked run: no tail of either leaks.
+      while (i < spans.length && spans[i]!.start < end) {
+        end = Math.max(end, spans[i]!.end);
+        i++;
+      }
+      out += s.slice(cursor, first.start) + token(w, first.owner, first.name, s.slice(first.start, end));
+      cursor = end;
+    }
+    spans.length = 0;
+    return out + s.slice(cursor);
+  }
+
+  /** A value a JSON path selected: strings become a token, numbers 0, booleans false; shape kept. */
+  function maskWhole(w: Walk, owner: number, value: unknown, depth: number): unknown {
+    const name = compiled[owner]!.name;
+    if (typeof value === 'string') return token(w, owner, name, value, 'field');
+    if (typeof value === 'number') {
+      token(w, owner, name, String(value), 'field');
+      return 0;
+    }
+    if (typeof value === 'boolean') {
+      token(w, owner, name, String(value), 'field');
+      return false;
+    }
+    if (typeof value !== 'object' || value === null || depth > maxDepth) return value;
+    if (Array.isArray(value)) return value.map((v) => maskWhole(w, owner, v, depth + 1));
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = maskWhole(w, owner, v, depth + 1);
+    return out;
+  }
+
+  function walk(w: Walk, value: unknown, depth: number): unknown {
+    if (typeof value === 'string') return maskString(w, value);
+    if (typeof value !== 'object' || value === null) return value;
+    if (depth > maxDepth) {
+      // Deeper than any real result: replaced whole rather than passed on unchecked.
+      return token(w, w.plan.active[0]!, 'depth-limit', '');
+    }
+    if (w.skip?.has(value)) return value;
+    if (Array.isArray(value)) {
+      let copy: unknown[] | undefined;
+      for (let i = 0; i < value.length; i++) {
+        const next = walk(w, value[i], depth + 1);
+        if (next !== value[i]) {
+          copy ??= value.slice();
+          copy[i] = next;
+        }
+      }
+      return copy ?? value;
+    }
+    const obj = value as Record<string, unknown>;
+    let copy: Record<string, unknown> | undefined;
+    const binary = obj['type'] === 'image' || obj['type'] === 'audio';
+    for (const key in obj) {
+      if (!Object.hasOwn(obj, key)) continue;
+      const v = obj[key];
+      // Base64 payloads (resource blobs, image/audio data) are not text: a detector hit there would corrupt them.
+      if (key === 'blob' || (binary && key === 'data')) continue;
+      let next: unknown;
+      if (
+        w.plan.keyOwner >= 0 &&
+        typeof v === 'string' &&
+        v.length > 0 &&
+        !w.produced?.has(v) &&
+        isSensitiveKey(key)
+      ) {
+        next = token(w, w.plan.keyOwner, 'password-assignment', v);
+      } else {
+        next = walk(w, v, depth + 1);
+      }
+      if (next !== v) {
+        copy ??= { ...obj };
+        copy[key] = next;
+      }
+    }
+    return copy ?? obj;
+  }
+
+  function maskPayload(w: Walk, payload: unknown): unknown {
+    const serialized = findSerializations(payload);
+    if (serialized !== undefined) {
+      w.skip = new Set(serialized.keys());
+    }
+    let out = payload;
+    for (const { path, owner } of w.plan.fields) {
+      out = applyJsonPath(out, path, (v) => maskWhole(w, owner, v, 0));
+    }
+    out = walk(w, out, 0);
+    w.skip = undefined;
+    if (
+      serialized !== undefined &&
+      isObject(out) &&
+      isObject(payload) &&
+      out['structuredContent'] !== payload['structuredContent']
+    ) {
+      out = rewriteSerializations(out, serialized);
+    }
+    return out;
+  }
+
+  function maskMessage<T>(message: T, scope: MaskScope): MaskResult<T> {
+    if (empty) return { value: message, hits: noHits };
+    const plan = planFor(scope);
+    if (plan.active.length === 0) return { value: message, hits: noHits };
+    const w: Walk = {
+      plan,
+      session: scope.session ?? '',
+      hits: undefined,
+      produced: undefined,
+      skip: undefined,
+      spans: [],
+    };
+    const one = (m: unknown): unknown => {
+      if (!isJsonRpc(m)) return maskPayload(w, m);
+      let copy: Record<string, unknown> | undefined;
+      for (const key of ['result', 'params', 'error'] as const) {
+        if (!Object.hasOwn(m, key)) continue;
+        const next = maskPayload(w, m[key]);
+        if (next !== m[key]) {
+          copy ??= { ...m };
+          copy[key] = next;
+        }
+      }
+      return copy ?? m;
+    };
+    const value =
+      Array.isArray(message) && message.length > 0 && message.every(isJsonRpc)
+        ? mapArray(message, one)
+        : one(message);
+    return { value: value as T, hits: w.hits ?? noHits };
+  }
+
+  return { empty, maskMessage };
+}
+
+function mapArray(arr: unknown[], fn: (v: unknown) => unknown): unknown[] {
+  let copy: unknown[] | undefined;
+  for (let i = 0; i < arr.length; i++) {
+    const next = fn(arr[i]);
+    if (next !== arr[i]) {
+      copy ??= arr.slice();
+      copy[i] = next;
+    }
+  }
+  return copy ?? arr;
+}
+
+/**
+ * In a tool result, the text blocks that are a JSON serialization of `structuredContent`
+ * (servers are asked to send both): item → indent. They are not masked on their own but
+ * re-serialized from the masked `structuredContent`, so both copies stay identical.
+ */
+function findSerializations(payload: unknown): Map<object, number> | undefined {
+  if (!isObject(payload)) return undefined;
+  const sc = payload['structuredContent'];
+  const content = payload['content'];
+  if (!isObject(sc) || !Array.isArray(content)) return undefined;
+  let found: Map<object, number> | undefined;
+  let compact: string | undefined;
+  let pretty: string | undefined;
+  for (const item of content) {
+    if (!isObject(item) || item['type'] !== 'text' || typeof item['text'] !== 'string') continue;
+    const text = item['text'];
+    const head = text.trimStart()[0];
+    if (head !== '{') continue;
+    compact ??= JSON.stringify(sc);
+    let indent = -1;
+    if (text === compact) indent = 0;
+    else {
+      pretty ??= JSON.stringify(sc, null, 2);
+      if (text === pretty) indent = 2;
+      else {
+        try {
+          if (JSON.stringify(JSON.parse(text)) === compact) indent = text.includes('\n') ? 2 : 0;
+        } catch {
+          indent = -1;
+        }
+      }
+    }
+    if (indent >= 0) {
+      found ??= new Map();
+      found.set(item, indent);
+    }
+  }
+  return found;
+}
+
+function rewriteSerializations(
+  out: Record<string, unknown>,
+  serialized: Map<object, number>,
+): Record<string, unknown> {
+  const content = out['content'];
+  if (!Array.isArray(content)) return out;
+  const sc = out['structuredContent'];
+  const next = content.map((item: unknown) => {
+    const indent = isObject(item) ? serialized.get(item) : undefined;
+    if (indent === undefined || !isObject(item)) return item;
+    return { ...item, text: indent === 0 ? JSON.stringify(sc) : JSON.stringify(sc, null, indent) };
+  });
+  return { ...out, content: next };
+}

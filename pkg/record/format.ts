@@ -1,0 +1,52 @@
+import { createHash } from 'node:crypto';
+
+/**
+ * The recording file format (version 1): JSON Lines, one object per line.
+ *
+ * - Line 1 is the `header`; then `message`, `decision`, `mask`, `dropped` lines; the last line is
+ *   `close` (the session ended) or `truncated` (appended at the next start when the process died
+ *   before closing).
+ * - Every line carries `seq` (its 1-based line number) and `prev`: the SHA-256 (hex) of the
+ *   previous line's bytes without the newline; the header's `prev` is {@link GENESIS}.
+ * - Every line ends with `"sha":"<hex>"}`: the SHA-256 of the line up to (not including) that
+ *   `,"sha":` suffix, so an edited line is named exactly, even the last one.
+ */
+export const FORMAT = 'mcp-warden-recording';
+export const FORMAT_VERSION = 1;
+/** `prev` of the header line: SHA-256 of the empty string. */
+export const GENESIS = createHash('sha256').update('').digest('hex');
+
+const SHA_SUFFIX_LEN = ',"sha":"'.length + 64 + '"}'.length;
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** Serialize one line object (without `sha`) and seal it with its own hash. No newline. */
+export function sealLine(obj: Record<string, unknown>): string {
+  const body = JSON.stringify(obj);
+  const open = body.slice(0, -1);
+  return `${open},"sha":"${sha256Hex(open)}"}`;
+}
+
+/** Check a line's own seal; returns false when any byte before the seal changed. */
+export function sealValid(line: string): boolean {
+  if (line.length < SHA_SUFFIX_LEN + 2 || !line.endsWith('"}')) return false;
+  const cut = line.length - SHA_SUFFIX_LEN;
+  if (line.slice(cut, cut + 8) !== ',"sha":"') return false;
+  return sha256Hex(line.slice(0, cut)) === line.slice(cut + 8, cut + 8 + 64);
+}
+
+export type LineType = 'header' | 'message' | 'decision' | 'mask' | 'dropped' | 'close' | 'truncated';
+
+/** A parsed recording line (the fields every type may carry; unknown fields are kept). */
+export interface RecordingLine {
+  seq: number;
+  prev: string;
+  type: LineType;
+  ts?: string;
+  session?: string;
+  [key: string]: unknown;
+}
+
+export const TERMINAL: ReadonlySet<string> = new Set(['close', 'truncated']);

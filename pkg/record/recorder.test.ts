@@ -1,0 +1,259 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { createMetrics } from '../metrics/catalogue.js';
+import { GENESIS, sha256Hex } from './format.js';
+import { createRecorder, statelessRecordingKey } from './recorder.js';
+import type { RecordingHeader } from './types.js';
+import { verifyRecording } from './verify.js';
+
+const header = (session: string): RecordingHeader => ({
+  session,
+  principal: 'tid-1/oid-1',
+  pod: 'gw-0',
+  namespace: 'agents',
+  transport: 'streamable-http',
+  protocolVersion: '2025-11-25',
+  policies: [{ name: 'pii', generation: 3 }],
+});
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'rec-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function lines(path: string): Array<Record<string, unknown>> {
+  return readFileSync(path, 'utf8')
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+describe('createRecorder', () => {
+  it('writes a chained header, events and a closing line, and summarises them', async () => {
+    const recorder = createRecorder({ directory: dir });
+    const s = recorder.open(header('sess-1'));
+    s.record({
+      type: 'message',
+      direction: 'client-to-server',
+      message: {
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'tools/call',
+        params: { name: 'get_customer', arguments: { id: 7 } },
+      },
+    });
+    s.record({
+      type: 'decision',
+      method: 'tools/call',
+      tool: 'get_customer',
+      decision: 'allow',
+      enforced: 'allow',
+      policy: 'pii',
+      rule: 'readers',
+      reason: 'ok',
+      requestId: 1,
+    });
+    s.record({
+      type: 'message',
+      direction: 'server-to-client',
+      message: { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: '[masked:email]' }] } },
+    });
+    s.record({ type: 'mask', method: 'tools/call', detectors: { email: 1 } });
+    s.record({
+      type: 'decision',
+      method: 'tools/call',
+      tool: 'drop_db',
+      decision: 'deny',
+      enforced: 'deny',
+      policy: 'pii',
+      reason: 'no rule',
+      requestId: 2,
+    });
+    const summary = await s.close();
+    expect(summary).toBeDefined();
+    const path = summary!.location;
+    expect(path.startsWith(dir)).toBe(true);
+    const text = readFileSync(path, 'utf8');
+    const raw = text.trimEnd().split('\n');
+    const parsed = lines(path);
+    expect(parsed.map((l) => l['type'])).toEqual([
+      'header',
+      'message',
+      'decision',
+      'message',
+      'mask',
+      'decision',
+      'close',
+    ]);
+    expect(parsed[0]).toMatchObject({
+      seq: 1,
+      prev: GENESIS,
+      format: 'mcp-warden-recording',
+      v: 1,
+      session: 'sess-1',
+      principal: 'tid-1/oid-1',
+      pod: 'gw-0',
+      namespace: 'agents',
+      transport: 'streamable-http',
+      protocolVersion: '2025-11-25',
+      policies: [{ name: 'pii', generation: 3 }],
+    });
+    for (let i = 1; i < raw.length; i++) {
+      expect(parsed[i]!['prev']).toBe(sha256Hex(raw[i - 1]!));
+      expect(parsed[i]!['seq']).toBe(i + 1);
+    }
+    // The response names the tool of the request it answers.
+    expect(parsed[3]).toMatchObject({ kind: 'response', method: 'tools/call', tool: 'get_customer', id: 1 });
+    expect(parsed[6]).toMatchObject({
+      type: 'close',
+      reason: 'ended',
+      counts: { messages: 2, decisions: 2, denied: 1, masked: 1 },
+    });
+    expect(summary).toMatchObject({
+      session: 'sess-1',
+      principal: 'tid-1/oid-1',
+      pod: 'gw-0',
+      messages: 2,
+      denied: 1,
+      sha256: sha256Hex(raw[6]!),
+    });
+    expect((await verifyRecording(path)).ok).toBe(true);
+    await recorder.close();
+  });
+
+  it('drops payloads with payloads: none but keeps method, id and direction', async () => {
+    const recorder = createRecorder({ directory: dir });
+    const s = recorder.open(header('sess-none'), { payloads: 'none' });
+    s.record({
+      type: 'message',
+      direction: 'client-to-server',
+      message: { jsonrpc: '2.0', id: 'a', method: 'resources/read', params: { uri: 'file:///x' } },
+    });
+    const summary = await s.close();
+    const parsed = lines(summary!.location);
+    expect(parsed[1]).toMatchObject({
+      type: 'message',
+      kind: 'request',
+      method: 'resources/read',
+      id: 'a',
+      resource: 'file:///x',
+    });
+    expect(parsed[1]).not.toHaveProperty('message');
+    await recorder.close();
+  });
+
+  it('flushes buffered lines within the flush interval, before close', async () => {
+    const recorder = createRecorder({ directory: dir, flushIntervalMs: 50 });
+    const s = recorder.open(header('sess-flush'));
+    s.record({
+      type: 'message',
+      direction: 'client-to-server',
+      message: { jsonrpc: '2.0', id: 1, method: 'ping' },
+    });
+    await recorder.flush();
+    const [file] = readdirSync(dir);
+    expect(lines(join(dir, file!)).map((l) => l['type'])).toEqual(['header', 'message']);
+    await recorder.close();
+    expect(lines(join(dir, file!)).at(-1)).toMatchObject({ type: 'close', reason: 'shutdown' });
+  });
+
+  it('writes the same chained lines to a stdout stream', async () => {
+    const chunks: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        chunks.push(String(chunk));
+        cb();
+      },
+    });
+    const recorder = createRecorder({ stdout: stream });
+    const s = recorder.open(header('sess-out'));
+    s.record({ type: 'mask', method: 'tools/call', detectors: { jwt: 2 } });
+    const summary = await s.close();
+    expect(summary!.location).toBe('stdout');
+    const out = chunks.join('').trimEnd().split('\n');
+    expect(out.map((l) => (JSON.parse(l) as { type: string }).type)).toEqual(['header', 'mask', 'close']);
+    expect(summary!.sha256).toBe(sha256Hex(out[2]!));
+    await recorder.close();
+  });
+
+  it('never throws into the data path: unserializable payloads count as errors', async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const recorder = createRecorder({ directory: dir, metrics });
+    const s = recorder.open(header('sess-err'));
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    expect(() => s.record({ type: 'message', direction: 'server-to-client', message: cyclic })).not.toThrow();
+    expect(() =>
+      s.record({ type: 'message', direction: 'server-to-client', message: { big: 10n } }),
+    ).not.toThrow();
+    const summary = await s.close();
+    expect((await metrics.recordingErrors.get()).values[0]!.value).toBe(2);
+    expect((await verifyRecording(summary!.location)).ok).toBe(true);
+    await recorder.close();
+  });
+
+  it('refuses a configuration without any sink', () => {
+    expect(() => createRecorder({})).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }));
+  });
+
+  it('keys stateless traffic per principal and UTC hour', () => {
+    expect(statelessRecordingKey('tid/oid', new Date('2026-11-30T04:41:09.123Z'))).toBe(
+      'stateless:tid/oid:2026-11-30T04',
+    );
+    expect(statelessRecordingKey('tid/oid', new Date('2026-11-30T05:00:00Z'))).not.toBe(
+      statelessRecordingKey('tid/oid', new Date('2026-11-30T04:59:59Z')),
+    );
+  });
+});
+
+describe('orphan recovery', () => {
+  it('closes a file left without a closing line with a chained truncated trailer', async () => {
+    const first = createRecorder({ directory: dir, flushIntervalMs: 10_000 });
+    const s = first.open(header('crashed'));
+    s.record({
+      type: 'message',
+      direction: 'client-to-server',
+      message: { jsonrpc: '2.0', id: 1, method: 'tools/list' },
+    });
+    await first.flush();
+    // The process "dies" here: the session is never closed.
+    const [file] = readdirSync(dir);
+    const path = join(dir, file!);
+    const before = await verifyRecording(path);
+    expect(before.ok).toBe(false);
+    expect(before.error!.line).toBe(3);
+
+    const second = createRecorder({ directory: dir });
+    expect(second.recovered).toEqual([path]);
+    const parsed = lines(path);
+    expect(parsed.at(-1)).toMatchObject({ type: 'truncated', seq: 3, session: 'crashed', droppedBytes: 0 });
+    const after = await verifyRecording(path);
+    expect(after).toMatchObject({ ok: true, status: 'truncated', lines: 3 });
+    // A third start leaves it alone.
+    const third = createRecorder({ directory: dir });
+    expect(third.recovered).toEqual([]);
+    await Promise.all([second.close(), third.close()]);
+  });
+
+  it('cuts a half-written last line before appending the trailer', async () => {
+    const first = createRecorder({ directory: dir, flushIntervalMs: 10_000 });
+    const s = first.open(header('half'));
+    s.record({
+      type: 'message',
+      direction: 'client-to-server',
+      message: { jsonrpc: '2.0', id: 1, method: 'ping' },
+    });
+    await first.flush();
+    const [file] = readdirSync(dir);
+    const path = join(dir, file!);
+    writeFileSync(path, '{"seq":3,"prev":"abc', { flag: 'a' });
+    const second = createRecorder({ directory: dir });
+    expect(second.recovered).toEqual([path]);
+    expect(lines(path).at(-1)).toMatchObject({ type: 'truncated', seq: 3, droppedBytes: 20 });
+    expect((await verifyRecording(path)).ok).toBe(true);
+    await second.close();
+  });
+});

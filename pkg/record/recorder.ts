@@ -1,0 +1,510 @@
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { type FileHandle, open as openFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { errorMessage, WardenError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import type { Metrics } from '../metrics/catalogue.js';
+import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sha256Hex, TERMINAL } from './format.js';
+import type { RecordEvent, Recorder, RecordingHeader, RecordingSummary, SessionRecorder } from './types.js';
+
+export interface RecorderOptions {
+  /** Directory sink: one file per session. */
+  directory?: string;
+  /** Stdout sink: `true` for process.stdout, or any writable stream. */
+  stdout?: boolean | NodeJS.WritableStream;
+  metrics?: Metrics;
+  /** Buffered lines reach the file at least this often. Default 1000 ms. */
+  flushIntervalMs?: number;
+  /** Directory retention: total size and file age (closed recordings only). */
+  retention?: { maxBytes?: number; maxAgeMs?: number };
+  /** Lines queued beyond this many bytes per session are dropped (and counted). Default 8 MiB. */
+  maxPendingBytes?: number;
+  logger?: Logger;
+}
+
+/** Per-session choices, from the policies' `recording` settings. */
+export interface OpenOptions {
+  /** `volume` (the directory), `stdout`, or `both`. Default: every configured sink. */
+  sink?: 'volume' | 'stdout' | 'both';
+  /** `none`: message lines keep method, id and direction but no payload. Default `masked`. */
+  payloads?: 'masked' | 'none';
+}
+
+export interface FileRecorder extends Recorder {
+  open(header: RecordingHeader, options?: OpenOptions): SessionRecorder;
+  /** Orphaned files closed with a `truncated` trailer when this recorder started. */
+  readonly recovered: readonly string[];
+  /** Write every buffered line now. */
+  flush(): Promise<void>;
+}
+
+/**
+ * The key under which stateless (2026-07-28) traffic is recorded: one recording per principal and
+ * UTC hour, used as the header's `session`.
+ *
+ * @example
+ * statelessRecordingKey('tid/oid', new Date('2026-11-30T04:41:00Z')); // 'stateless:tid/oid:2026-11-30T04'
+ */
+export function statelessRecordingKey(principal: string, at: Date = new Date()): string {
+  return `stateless:${principal}:${at.toISOString().slice(0, 13)}`;
+}
+
+function fileNameFor(session: string, start: Date): string {
+  const stamp = start
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  const safe = session.replace(/[^A-Za-z0-9._-]+/g, '_').slice(0, 64);
+  return `${stamp}-${safe}-${sha256Hex(session).slice(0, 8)}.jsonl`;
+}
+
+function messageFacts(message: unknown): Record<string, unknown> {
+  if (Array.isArray(message)) return { kind: 'batch', size: message.length };
+  if (typeof message !== 'object' || message === null) return { kind: 'unknown' };
+  const m = message as Record<string, unknown>;
+  const facts: Record<string, unknown> = {};
+  if (typeof m['method'] === 'string') {
+    facts['kind'] = 'id' in m ? 'request' : 'notification';
+    facts['method'] = m['method'];
+    const params = m['params'];
+    if (typeof params === 'object' && params !== null) {
+      const name = (params as Record<string, unknown>)['name'];
+      const uri = (params as Record<string, unknown>)['uri'];
+      if (m['method'] === 'tools/call' && typeof name === 'string') facts['tool'] = name;
+      if (m['method'] === 'prompts/get' && typeof name === 'string') facts['prompt'] = name;
+      if (typeof uri === 'string') facts['resource'] = uri;
+    }
+  } else {
+    facts['kind'] = 'error' in m ? 'error' : 'response';
+  }
+  if ('id' in m) facts['id'] = m['id'];
+  return facts;
+}
+
+class SessionWriter implements SessionRecorder {
+  private seq = 0;
+  private lastLine = '';
+  private lastHash = GENESIS;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private writing: Promise<void> | undefined;
+  private handle: Promise<FileHandle | undefined> | undefined;
+  private closed = false;
+  private dropped = 0;
+  private readonly inflight = new Map<string | number, { method: string; tool: unknown }>();
+  private readonly counts = { messages: 0, decisions: 0, denied: 0, masked: 0, dropped: 0 };
+  readonly startTime: Date;
+
+  constructor(
+    private readonly owner: RecorderImpl,
+    private readonly header: RecordingHeader,
+    readonly path: string | undefined,
+    private readonly stream: NodeJS.WritableStream | undefined,
+    private readonly payloads: 'masked' | 'none',
+  ) {
+    this.startTime = new Date();
+    if (path !== undefined) {
+      this.handle = openFile(path, 'a').catch((err: unknown) => {
+        owner.error(`cannot open recording file: ${errorMessage(err)}`);
+        return undefined;
+      });
+    }
+    this.append({
+      type: 'header',
+      format: FORMAT,
+      v: FORMAT_VERSION,
+      session: header.session,
+      principal: header.principal,
+      pod: header.pod,
+      host: hostname(),
+      namespace: header.namespace,
+      transport: header.transport,
+      protocolVersion: header.protocolVersion,
+      policies: header.policies,
+      startTime: this.startTime.toISOString(),
+    });
+  }
+
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  private append(fields: Record<string, unknown>): void {
+    // Serialize first: a payload that cannot be serialized must not leave a gap in the chain.
+    const line = sealLine({
+      seq: this.seq + 1,
+      prev: this.lastHash,
+      ts: new Date().toISOString(),
+      session: this.header.session,
+      ...fields,
+    });
+    this.seq++;
+    this.lastLine = line;
+    this.lastHash = sha256Hex(line);
+    if (this.stream !== undefined) {
+      try {
+        this.stream.write(`${line}\n`);
+      } catch (err) {
+        this.owner.error(`cannot write recording to stdout: ${errorMessage(err)}`);
+      }
+    }
+    if (this.path !== undefined) {
+      this.pending.push(`${line}\n`);
+      this.pendingBytes += line.length + 1;
+      if (this.pendingBytes >= 256 * 1024) void this.flush();
+    }
+  }
+
+  /** Responses name the tool of the request they answer (for replay and export filters). */
+  private correlate(facts: Record<string, unknown>): void {
+    const id = facts['id'];
+    if (typeof id !== 'string' && typeof id !== 'number') return;
+    if (facts['kind'] === 'request' && typeof facts['method'] === 'string') {
+      if (this.inflight.size >= 4096) this.inflight.clear();
+      this.inflight.set(id, { method: facts['method'], tool: facts['tool'] });
+    } else if (facts['kind'] === 'response' || facts['kind'] === 'error') {
+      const req = this.inflight.get(id);
+      if (req === undefined) return;
+      this.inflight.delete(id);
+      facts['method'] = req.method;
+      if (req.tool !== undefined) facts['tool'] = req.tool;
+    }
+  }
+
+  record(event: RecordEvent): void {
+    if (this.closed) return;
+    try {
+      if (this.path !== undefined && this.pendingBytes > this.owner.maxPendingBytes) {
+        // The disk is not keeping up: drop rather than grow without bound; the gap is recorded.
+        this.dropped++;
+        this.counts.dropped++;
+        this.owner.error('recording buffer full: event dropped');
+        return;
+      }
+      if (this.dropped > 0) {
+        this.append({ type: 'dropped', count: this.dropped });
+        this.dropped = 0;
+      }
+      switch (event.type) {
+        case 'message': {
+          this.counts.messages++;
+          const facts = messageFacts(event.message);
+          this.correlate(facts);
+          this.append({
+            type: 'message',
+            direction: event.direction,
+            ...facts,
+            ...(this.payloads === 'none' ? {} : { message: event.message }),
+          });
+          break;
+        }
+        case 'decision':
+          this.counts.decisions++;
+          if (event.enforced === 'deny') this.counts.denied++;
+          this.append({ ...event });
+          break;
+        case 'mask': {
+          for (const n of Object.values(event.detectors)) this.counts.masked += n;
+          this.append({ ...event });
+          break;
+        }
+        default:
+          this.owner.error(`unknown recording event type`);
+      }
+    } catch (err) {
+      // A payload JSON cannot serialize (cycle, BigInt): count it, never throw into the data path.
+      this.owner.error(`cannot record event: ${errorMessage(err)}`);
+    }
+  }
+
+  flush(): Promise<void> {
+    if (this.writing !== undefined)
+      return this.writing.then(() => (this.pending.length > 0 ? this.flush() : undefined));
+    if (this.pending.length === 0 || this.handle === undefined) return Promise.resolve();
+    const chunk = this.pending.join('');
+    const lines = this.pending.length;
+    this.pending = [];
+    this.pendingBytes = 0;
+    const handle = this.handle;
+    this.writing = (async () => {
+      const fh = await handle;
+      if (fh === undefined) {
+        this.owner.error(`recording lost ${lines} line(s): file not open`, lines);
+        return;
+      }
+      try {
+        await fh.write(chunk);
+      } catch (err) {
+        this.owner.error(`cannot write recording: ${errorMessage(err)}`, lines);
+      }
+    })().finally(() => {
+      this.writing = undefined;
+    });
+    return this.writing;
+  }
+
+  async close(reason: 'ended' | 'expired' | 'shutdown' = 'ended'): Promise<RecordingSummary | undefined> {
+    if (this.closed) return undefined;
+    try {
+      if (this.dropped > 0) this.append({ type: 'dropped', count: this.dropped });
+      const endTime = new Date();
+      this.append({
+        type: 'close',
+        reason,
+        endTime: endTime.toISOString(),
+        counts: { ...this.counts, lines: this.seq + 1 },
+      });
+      this.closed = true;
+      await this.flush();
+      const fh = await this.handle;
+      await fh?.close();
+      this.owner.sessionClosed(this);
+      return {
+        session: this.header.session,
+        principal: this.header.principal,
+        pod: this.header.pod,
+        startTime: this.startTime.toISOString(),
+        endTime: endTime.toISOString(),
+        messages: this.counts.messages,
+        denied: this.counts.denied,
+        location: this.path ?? 'stdout',
+        sha256: sha256Hex(this.lastLine),
+      };
+    } catch (err) {
+      this.closed = true;
+      this.owner.sessionClosed(this);
+      this.owner.error(`cannot close recording: ${errorMessage(err)}`);
+      return undefined;
+    }
+  }
+}
+
+class RecorderImpl implements FileRecorder {
+  readonly recovered: string[] = [];
+  readonly maxPendingBytes: number;
+  private readonly sessions = new Set<SessionWriter>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly stream: NodeJS.WritableStream | undefined;
+  private readonly logger: Logger;
+  private lastRetention = 0;
+  private closed = false;
+
+  constructor(private readonly options: RecorderOptions) {
+    this.logger = options.logger ?? createLogger('record');
+    this.maxPendingBytes = options.maxPendingBytes ?? 8 * 1024 * 1024;
+    this.stream =
+      options.stdout === true ? process.stdout : options.stdout === false ? undefined : options.stdout;
+    if (options.directory !== undefined) {
+      try {
+        mkdirSync(options.directory, { recursive: true });
+      } catch (err) {
+        throw new WardenError(
+          'ERR_CONFIG',
+          `recordings directory ${options.directory}: ${errorMessage(err)}`,
+          { cause: err },
+        );
+      }
+      this.recoverOrphans(options.directory);
+      this.applyRetention();
+    }
+    const interval = options.flushIntervalMs ?? 1000;
+    this.timer = setInterval(() => {
+      void this.flush();
+      if (Date.now() - this.lastRetention > 60_000) this.applyRetention();
+    }, interval);
+    this.timer.unref();
+  }
+
+  error(message: string, count = 1): void {
+    this.options.metrics?.recordingErrors.inc(count);
+    this.logger.warn({ event: 'recording-error' }, message);
+  }
+
+  open(header: RecordingHeader, options: OpenOptions = {}): SessionRecorder {
+    const sink = options.sink ?? 'both';
+    const dir = this.options.directory;
+    let toFile = sink !== 'stdout' && dir !== undefined;
+    let toStream = sink !== 'volume' && this.stream !== undefined;
+    if (!toFile && !toStream) {
+      // The policy asked for a sink this process has not configured: use the one it has.
+      toFile = dir !== undefined;
+      toStream = !toFile;
+    }
+    let path: string | undefined;
+    if (toFile && dir !== undefined) {
+      const base = fileNameFor(header.session, new Date());
+      path = join(dir, base);
+      for (let n = 2; existsSync(path) || this.isOpen(path); n++)
+        path = join(dir, base.replace(/\.jsonl$/, `-${n}.jsonl`));
+    }
+    const writer = new SessionWriter(
+      this,
+      header,
+      path,
+      toStream ? this.stream : undefined,
+      options.payloads ?? 'masked',
+    );
+    this.sessions.add(writer);
+    return writer;
+  }
+
+  private isOpen(path: string): boolean {
+    for (const s of this.sessions) if (s.path === path) return true;
+    return false;
+  }
+
+  sessionClosed(writer: SessionWriter): void {
+    this.sessions.delete(writer);
+    if (Date.now() - this.lastRetention > 10_000) this.applyRetention();
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.sessions].map((s) => s.flush()));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    await Promise.all([...this.sessions].map((s) => s.close('shutdown')));
+  }
+
+  /** Close files a previous process left open (no `close` line) with a chained `truncated` trailer. */
+  private recoverOrphans(dir: string): void {
+    let names: string[];
+    try {
+      names = readdirSync(dir).filter((n) => n.endsWith('.jsonl'));
+    } catch (err) {
+      this.error(`cannot list recordings directory: ${errorMessage(err)}`);
+      return;
+    }
+    for (const name of names) {
+      const path = join(dir, name);
+      try {
+        if (recoverFile(path)) this.recovered.push(path);
+      } catch (err) {
+        this.error(`cannot recover ${name}: ${errorMessage(err)}`);
+      }
+    }
+  }
+
+  /** Delete closed recordings older than maxAgeMs, then the oldest until under maxBytes. */
+  applyRetention(): void {
+    this.lastRetention = Date.now();
+    const dir = this.options.directory;
+    const { maxBytes, maxAgeMs } = this.options.retention ?? {};
+    if (dir === undefined || (maxBytes === undefined && maxAgeMs === undefined)) return;
+    try {
+      const files = readdirSync(dir)
+        .filter((n) => n.endsWith('.jsonl'))
+        .map((n) => join(dir, n))
+        .filter((p) => !this.isOpen(p))
+        .map((p) => ({ p, st: statSync(p) }))
+        .sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
+      const now = Date.now();
+      let total = files.reduce((sum, f) => sum + f.st.size, 0);
+      for (const s of this.sessions)
+        if (s.path !== undefined && existsSync(s.path)) total += statSync(s.path).size;
+      for (const f of files) {
+        const old = maxAgeMs !== undefined && now - f.st.mtimeMs > maxAgeMs;
+        const over = maxBytes !== undefined && total > maxBytes;
+        if (!old && !over) continue;
+        unlinkSync(f.p);
+        total -= f.st.size;
+      }
+    } catch (err) {
+      this.error(`retention: ${errorMessage(err)}`);
+    }
+  }
+}
+
+/** The last complete line of a file, and how many bytes of a partial line follow it. */
+function lastLineOf(fd: number): { line: string; cut: number } | undefined {
+  const size = fstatSync(fd).size;
+  if (size === 0) return undefined;
+  let buf = Buffer.alloc(0);
+  let pos = size;
+  for (;;) {
+    // `buf` holds bytes [pos, size).
+    const nl = buf.lastIndexOf(0x0a);
+    if (nl !== -1) {
+      const before = nl > 0 ? buf.lastIndexOf(0x0a, nl - 1) : -1;
+      if (before !== -1 || pos === 0)
+        return { line: buf.subarray(before + 1, nl).toString('utf8'), cut: buf.length - nl - 1 };
+    } else if (pos === 0) {
+      return { line: '', cut: size };
+    }
+    const len = Math.min(64 * 1024, pos);
+    pos -= len;
+    const part = Buffer.alloc(len);
+    readSync(fd, part, 0, len, pos);
+    buf = Buffer.concat([part, buf]);
+  }
+}
+
+/** Append a `truncated` trailer to an unclosed recording; true when the file was changed. */
+export function recoverFile(path: string): boolean {
+  const fd = openSync(path, 'r+');
+  try {
+    const last = lastLineOf(fd);
+    if (last === undefined) return false;
+    const size = fstatSync(fd).size;
+    if (last.line === '') {
+      // Not even a complete header: nothing to chain to.
+      ftruncateSync(fd, 0);
+      return true;
+    }
+    const parsed = JSON.parse(last.line) as { seq?: unknown; type?: unknown; session?: unknown };
+    if (typeof parsed.type === 'string' && TERMINAL.has(parsed.type) && last.cut === 0) return false;
+    if (typeof parsed.type === 'string' && TERMINAL.has(parsed.type)) {
+      ftruncateSync(fd, size - last.cut);
+      return true;
+    }
+    if (last.cut > 0) ftruncateSync(fd, size - last.cut);
+    const seq = typeof parsed.seq === 'number' ? parsed.seq + 1 : 0;
+    const trailer = sealLine({
+      seq,
+      prev: sha256Hex(last.line),
+      ts: new Date().toISOString(),
+      session: parsed.session,
+      type: 'truncated',
+      reason: 'the recording process ended without closing this session',
+      droppedBytes: last.cut,
+    });
+    writeSync(fd, `${trailer}\n`, size - last.cut);
+    return true;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The recording stage. Files are written append-only with bounded buffering (flushed at least
+ * every `flushIntervalMs`); at start, files a crashed process left unclosed get a `truncated`
+ * trailer. Failures never throw into the data path: they count in `recording_errors_total`.
+ *
+ * @example
+ * const recorder = createRecorder({ directory: '/var/lib/mcp-warden/recordings' });
+ * const s = recorder.open({ session: 'abc', principal: 'tid/oid', pod: 'gw', transport: 'streamable-http', policies: [] });
+ * s.record({ type: 'message', direction: 'client-to-server', message: { jsonrpc: '2.0', id: 1, method: 'tools/list' } });
+ * const summary = await s.close(); // { location: '/var/lib/.../20261130T044100Z-abc-....jsonl', sha256: '…', ... }
+ */
+export function createRecorder(options: RecorderOptions): FileRecorder {
+  if (options.directory === undefined && (options.stdout === undefined || options.stdout === false)) {
+    throw new WardenError('ERR_CONFIG', 'a recorder needs a directory (--recordings DIR) or stdout');
+  }
+  return new RecorderImpl(options);
+}
