@@ -4,6 +4,7 @@
  */
 
 export { compileRe2, re2Error } from './cel.js';
+export { callContextFromRequest } from './call.js';
 export { type CompileOptions, compilePolicies, formatIssues } from './compile.js';
 export type {
   Action,
