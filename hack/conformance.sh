@@ -4,7 +4,8 @@
 #   1. starts our own conformance upstream (test/conformance/server.ts) on loopback;
 #   2. runs the pinned @modelcontextprotocol/conformance server suite against it directly, per
 #      spec version (0.1.16 for 2025-06-18 and 2025-11-25; 0.2.0-alpha.12, installed as
-#      mcp-conformance-2026, for 2026-07-28 against test/conformance/server-2026.ts);
+#      mcp-conformance-2026, for 2025-03-26 and for 2026-07-28 against
+#      test/conformance/server-2026.ts);
 #   3. starts the dev issuer, `mcp-warden gateway` (the built CLI) with test/conformance/policy.yaml,
 #      masking that matches nothing and recording on, and a forwarder that adds a bearer token
 #      (the suite's client sends none); runs the same suite through the forwarder;
@@ -21,8 +22,8 @@ ROOT=$PWD
 export PATH="$ROOT/node_modules/.bin:$PATH"
 
 CONFORMANCE_PIN=0.1.16               # suite for the 2025 revisions
-CONFORMANCE_2026_PIN=0.2.0-alpha.12  # the only release with 2026-07-28 server scenarios
-SPEC_VERSIONS=(2025-06-18 2025-11-25 2026-07-28)
+CONFORMANCE_2026_PIN=0.2.0-alpha.12  # the only release with 2026-07-28 (and 2025-03-26) server scenarios
+SPEC_VERSIONS=(2025-03-26 2025-06-18 2025-11-25 2026-07-28)
 SUITE_TIMEOUT=${CONFORMANCE_SUITE_TIMEOUT:-300}   # seconds per suite run
 READY_TIMEOUT=${CONFORMANCE_READY_TIMEOUT:-30}    # seconds for a process to start listening
 AUDIENCE=api://mcp-warden-conformance
@@ -111,10 +112,13 @@ check_pin mcp-conformance-2026 "$CONFORMANCE_2026_PIN" || exit 1
 "${SUITE_2025[@]}" list --server >"$WORK/scenarios-2025.txt" || { log "cannot list the suite's scenarios"; exit 1; }
 "${SUITE_2026[@]}" list --server >"$WORK/scenarios-2026.txt" || { log "cannot list the suite's scenarios"; exit 1; }
 
+# uses_alpha VERSION: 0.1.16 has no server scenarios for 2025-03-26 and 2026-07-28.
+uses_alpha() { [ "$1" = 2026-07-28 ] || [ "$1" = 2025-03-26 ]; }
+
 # run_suite NAME URL VERSION: one full server-suite run (pending scenarios included).
 run_suite() {
   local name=$1 url=$2 version=$3 suite
-  if [ "$version" = 2026-07-28 ]; then suite=("${SUITE_2026[@]}"); else suite=("${SUITE_2025[@]}"); fi
+  if uses_alpha "$version"; then suite=("${SUITE_2026[@]}"); else suite=("${SUITE_2025[@]}"); fi
   log "suite $version -> $name ($url)"
   (cd "$WORK" && timeout "$SUITE_TIMEOUT" "${suite[@]}" server --url "$url" --suite all \
     --spec-version "$version" -o "$WORK/runs/$name-$version") >"$WORK/logs/suite-$name-$version.log" 2>&1
@@ -232,7 +236,7 @@ fi
 # --- 4. report --------------------------------------------------------------------------------
 listings=()
 for v in "${SPEC_VERSIONS[@]}"; do
-  if [ "$v" = 2026-07-28 ]; then listings+=(--listing "$v=$WORK/scenarios-2026.txt")
+  if uses_alpha "$v"; then listings+=(--listing "$v=$WORK/scenarios-2026.txt")
   else listings+=(--listing "$v=$WORK/scenarios-2025.txt"); fi
 done
 node test/conformance/report.ts --results "$WORK/runs" "${listings[@]}" --out "$OUT"

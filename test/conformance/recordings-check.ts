@@ -77,6 +77,8 @@ export const EXPECTED: Record<string, Expectation> = {
   // Only the accepted (loopback Host/Origin) initialize reaches a session and its recording.
   'dns-rebinding-protection': (calls) =>
     calls.some((c) => c.method === 'initialize' && c.clientName === 'conformance-dns-rebinding-test'),
+  // 2025-03-26 (suite 0.2.0-alpha): initialize, a call on the session, DELETE ends it.
+  'server-session-lifecycle': has('initialize'),
   // 2026-07-28 (suite 0.2.0-alpha): stateless requests, multi-round-trip input_required results.
   'server-stateless': all(has('server/discover'), has('tools/call', 'test_missing_capability')),
   caching: all(has('prompts/list'), has('resources/templates/list'), has('resources/read')),
