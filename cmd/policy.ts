@@ -250,13 +250,9 @@ async function test(argv: string[]): Promise<number> {
     const explanation = engine.explain(ctx);
     const d = explanation.decision;
     let filtered: string[] | undefined;
-    if (
-      (ListMethods as readonly string[]).includes(method) &&
-      tools !== undefined &&
-      method === 'tools/list'
-    ) {
+    if (method === 'tools/list' && tools !== undefined) {
       filtered = engine
-        .filterList(method as ListMethod, tools, identity)
+        .filterList('tools/list', tools, identity)
         .map((t) => String((t as Record<string, unknown>)['name']));
     }
     if (parsed.json) {
