@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { base64url, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { isWardenError, type WardenError } from '../errors.js';
@@ -105,6 +106,140 @@ describe('refused tokens', () => {
     const [, payload] = ok.split('.');
     const none = `${base64url.encode(JSON.stringify({ alg: 'none', typ: 'JWT' }))}.${payload}.`;
     expect((await failure(auth.authenticate(none, v2))).code).toBe('ERR_AUTH_ALGORITHM');
+  });
+
+  it('refuses a token that is not valid yet, but tolerates small clock skew', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const auth = createAuthenticator();
+    const later = await dev.issueToken({ audience: aud, extraClaims: { nbf: now + 3600 } });
+    const err = await failure(auth.authenticate(later, v2));
+    expect(err.code).toBe('ERR_AUTH_INVALID');
+    expect(err.message).toMatch(/not valid before/);
+    const skewed = await dev.issueToken({ audience: aud, extraClaims: { nbf: now + 30 } });
+    expect((await auth.authenticate(skewed, v2)).principal).toContain(dev.tenantId);
+    const justExpired = await dev.issueToken({ audience: aud, expiresInSec: -30 });
+    expect((await auth.authenticate(justExpired, v2)).principal).toContain(dev.tenantId);
+    const strict = createAuthenticator({ clockToleranceSec: 0 });
+    expect((await failure(strict.authenticate(justExpired, v2))).code).toBe('ERR_AUTH_EXPIRED');
+  });
+
+  it("refuses a signature made with another key under the issuer's kid", async () => {
+    const { privateKey } = await generateKeyPair('RS256');
+    const forged = await new SignJWT({ aud, tid: dev.tenantId, oid: 'x', scp: 'all' })
+      .setProtectedHeader({ alg: 'RS256', kid: dev.keyIds()[0]! })
+      .setIssuer(dev.v2Issuer)
+      .setExpirationTime('1h')
+      .sign(privateKey);
+    const err = await failure(createAuthenticator().authenticate(forged, v2));
+    expect(err.code).toBe('ERR_AUTH_INVALID');
+    expect(err.message).toMatch(/signature/);
+    expect(err.message).not.toContain(forged);
+  });
+
+  it("refuses HS256 signed with the issuer's public key as the HMAC secret", async () => {
+    const pub = dev.state().keys[0]!.privateJwk;
+    const pem = createPublicKey({ key: { kty: 'RSA', n: pub.n!, e: pub.e! }, format: 'jwk' }).export({
+      type: 'spki',
+      format: 'pem',
+    });
+    for (const secret of [
+      new TextEncoder().encode(String(pem)),
+      new TextEncoder().encode(JSON.stringify({ kty: 'RSA', n: pub.n, e: pub.e })),
+    ]) {
+      const token = await new SignJWT({ aud, tid: dev.tenantId, oid: 'x', scp: 'all' })
+        .setProtectedHeader({ alg: 'HS256', kid: dev.keyIds()[0]! })
+        .setIssuer(dev.v2Issuer)
+        .setExpirationTime('1h')
+        .sign(secret);
+      const err = await failure(createAuthenticator().authenticate(token, v2));
+      expect(err.code).toBe('ERR_AUTH_ALGORITHM');
+      expect(err.message).toMatch(/HS256 is not accepted/);
+    }
+  });
+
+  it('refuses Microsoft Graph tokens even from a trusted issuer', async () => {
+    for (const graphAud of ['https://graph.microsoft.com', '00000003-0000-0000-c000-000000000000']) {
+      const token = await dev.issueToken({ audience: graphAud });
+      const trusted = [{ issuer: dev.v2Issuer, audiences: [aud, graphAud] }];
+      const err = await failure(createAuthenticator().authenticate(token, trusted));
+      expect(err.code).toBe('ERR_AUTH_AUDIENCE');
+      expect(err.message).toMatch(/Microsoft Graph/);
+    }
+  });
+
+  it('refuses http:// issuers and JWKS that are not on loopback, before fetching anything', async () => {
+    const { privateKey } = await generateKeyPair('RS256');
+    const sign = (issuer: string) =>
+      new SignJWT({ aud, sub: 's' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'k' })
+        .setIssuer(issuer)
+        .setExpirationTime('1h')
+        .sign(privateKey);
+    const auth = createAuthenticator({ fetchTimeoutMs: 100 });
+    const remote = 'http://10.20.30.40/t/v2.0';
+    let err = await failure(auth.authenticate(await sign(remote), [{ issuer: remote, audiences: [aud] }]));
+    expect(err.code).toBe('ERR_AUTH_ISSUER');
+    expect(err.message).toMatch(/only allowed on loopback/);
+    const https = 'https://issuer.example.com';
+    err = await failure(
+      auth.authenticate(await sign(https), [
+        { issuer: https, audiences: [aud], jwksUri: 'http://issuer.example.com/keys' },
+      ]),
+    );
+    expect(err.code).toBe('ERR_AUTH_ISSUER');
+    expect(err.message).toMatch(/jwksUri .* refused.*only allowed on loopback/);
+    // Loopback http can be switched off entirely.
+    const token = await dev.issueToken({ audience: aud });
+    err = await failure(createAuthenticator({ allowInsecureLoopback: false }).authenticate(token, v2));
+    expect(err.code).toBe('ERR_AUTH_ISSUER');
+    expect(err.message).toMatch(/allowInsecureLoopback/);
+  });
+
+  it('matches multi-tenant {tenantid} templates against allowedTenants and the tid claim', async () => {
+    const template = `${dev.url}/{tenantid}/v2.0`;
+    const auth = createAuthenticator();
+    const token = await dev.issueToken({ audience: aud });
+    const who = await auth.authenticate(token, [
+      { issuer: template, audiences: [aud], allowedTenants: [dev.tenantId] },
+    ]);
+    expect(who.issuer).toBe(dev.v2Issuer);
+    expect(who.tenantId).toBe(dev.tenantId);
+    let err = await failure(
+      auth.authenticate(token, [{ issuer: template, audiences: [aud], allowedTenants: ['contoso'] }]),
+    );
+    expect(err.code).toBe('ERR_AUTH_ISSUER');
+    expect(err.message).toMatch(/allowedTenants/);
+    err = await failure(auth.authenticate(token, [{ issuer: template, audiences: [aud] }]));
+    expect(err.code).toBe('ERR_AUTH_ISSUER');
+    // A token whose tid differs from the tenant in its iss cannot borrow another tenant's issuer.
+    const mixed = await dev.issueToken({ audience: aud, extraClaims: { tid: 'other-tenant' } });
+    err = await failure(
+      auth.authenticate(mixed, [
+        { issuer: template, audiences: [aud], allowedTenants: [dev.tenantId, 'other-tenant'] },
+      ]),
+    );
+    expect(err.code).toBe('ERR_AUTH_ISSUER');
+    expect(err.message).toMatch(/tid is other-tenant/);
+  });
+
+  it('refuses garbage, JWE-shaped and unsigned-looking input with ERR_AUTH_INVALID', async () => {
+    const auth = createAuthenticator();
+    for (const bad of ['abc', 'a.b.c.d.e', 'not.a.jwt', `${base64url.encode('{"alg":"RS256"}')}.!!!.sig`]) {
+      const err = await failure(auth.authenticate(bad, v2));
+      expect(err.code).toBe('ERR_AUTH_INVALID');
+    }
+  });
+
+  it('refuses when no issuer is trusted, and names the untrusted issuer', async () => {
+    const token = await dev.issueToken({ audience: aud });
+    expect((await failure(createAuthenticator().authenticate(token, []))).code).toBe('ERR_AUTH_ISSUER');
+    const err = await failure(
+      createAuthenticator().authenticate(token, [
+        { issuer: 'https://login.microsoftonline.com/x/v2.0', audiences: [aud] },
+      ]),
+    );
+    expect(err.code).toBe('ERR_AUTH_ISSUER');
+    expect(err.message).toContain(dev.v2Issuer);
   });
 
   it('fails closed when the issuer does not answer', async () => {

@@ -36,6 +36,8 @@ export interface AuthenticatorOptions {
   cacheTtlMs?: number;
   /** Least time between two refetches of a JWKS triggered by unknown `kid`s (default 30 s). */
   cooldownMs?: number;
+  /** Testing seam: the clock of the discovery/JWKS caches (token times use the real clock). */
+  now?: () => number;
 }
 
 /** The only signature algorithms accepted: asymmetric, as issued by Entra ID and Kubernetes. */
@@ -58,6 +60,7 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
     allowInsecureLoopback,
     cacheTtlMs: positive(options.cacheTtlMs, 10 * 60_000, 'cacheTtlMs'),
     cooldownMs: nonNegative(options.cooldownMs, 30_000, 'cooldownMs'),
+    ...(options.now === undefined ? {} : { now: options.now }),
   });
 
   async function keyGetter(resolved: ResolvedIssuer): Promise<KeyGetter> {

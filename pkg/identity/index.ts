@@ -8,5 +8,19 @@ export {
   createAuthenticator,
   failureReason,
 } from './authenticator.js';
-export { isLoopbackHost } from './lib/url.js';
+export { createGraphResolver, createGraphResolverFromEnv, type GraphResolverOptions } from './graph.js';
+export { discoveryUrlFor, graphAudiences } from './issuers.js';
+export { checkFetchUrl, isLoopbackHost } from './lib/url.js';
+export {
+  type AuthChallenge,
+  authChallenge,
+  type ProtectedResourceMetadata,
+  protectedResourceMetadata,
+  wwwAuthenticateHeader,
+} from './metadata.js';
 export type { Authenticator, GraphResolver, Identity, TrustedIssuer } from './types.js';
+export {
+  createWorkloadIdentityCredential,
+  type TokenCredential,
+  type WorkloadIdentityOptions,
+} from './workload-identity.js';
