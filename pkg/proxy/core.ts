@@ -3,10 +3,12 @@ import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import type { Identity } from '../identity/types.js';
 import { createLogger, type Logger } from '../log.js';
+import { createMasker } from '../mask/index.js';
 import type { Masker } from '../mask/types.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../mcp/body.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import type { PolicyEngine } from '../policy/decision.js';
+import type { MaskingRule } from '../policy/schema.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyOptions } from './options.js';
 import type { Session, TransportKind } from './session.js';
@@ -85,7 +87,8 @@ export class ProxyCore {
   readonly toolAnnotations = new Map<string, Record<string, unknown>>();
   publicUrl: string | undefined;
   readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();
-  #warnedNoMasker = false;
+  /** Stateless (2026-07-28) recordings: one per principal and UTC hour. */
+  readonly #stateless = new Map<string, SessionRecorder>();
 
   constructor(options: ProxyOptions) {
     this.options = options;
@@ -120,17 +123,12 @@ export class ProxyCore {
     const rules = engine.maskingRules();
     let masker: Masker | null = null;
     if (rules.length > 0) {
-      const factory = this.options.maskerFactory;
-      if (factory) {
-        const m = factory(rules);
-        masker = m.empty ? null : m;
-      } else if (!this.#warnedNoMasker) {
-        this.#warnedNoMasker = true;
-        this.logger.error(
-          { event: 'masker-missing' },
-          'policies define masking rules but no masker is configured',
-        );
-      }
+      const factory =
+        this.options.maskerFactory ??
+        ((r: Array<{ policy: string; rule: unknown }>) =>
+          createMasker(r as Array<{ policy: string; rule: MaskingRule }>));
+      const m = factory(rules);
+      masker = m.empty ? null : m;
     }
     this.#maskers.set(engine, masker);
     return masker ?? undefined;
@@ -233,6 +231,38 @@ export class ProxyCore {
         'could not close a recording',
       );
     }
+  }
+
+  /**
+   * The recording for stateless traffic of this principal in the current UTC hour (the key the
+   * recorder documents as `statelessRecordingKey`). Earlier hours are closed by `sweepStateless`.
+   */
+  statelessRecorder(
+    engine: PolicyEngine,
+    identity: Identity,
+    version: string | undefined,
+  ): SessionRecorder | undefined {
+    if (!this.options.recorder || !engine.recording().enabled) return undefined;
+    const key = `stateless:${identity.principal}:${new Date().toISOString().slice(0, 13)}`;
+    let rec = this.#stateless.get(key);
+    if (!rec) {
+      rec = this.openRecorder(engine, key, identity, 'stateless-http', version);
+      if (rec) this.#stateless.set(key, rec);
+    }
+    return rec;
+  }
+
+  /** Close stateless recordings of past hours (all of them with `all`). */
+  async sweepStateless(all = false): Promise<void> {
+    const hour = new Date().toISOString().slice(0, 13);
+    const closing: Array<Promise<void>> = [];
+    for (const [key, rec] of this.#stateless) {
+      if (all || !key.endsWith(`:${hour}`)) {
+        this.#stateless.delete(key);
+        closing.push(this.closeRecorder(rec, all ? 'shutdown' : 'ended'));
+      }
+    }
+    await Promise.all(closing);
   }
 
   newId(): string {

@@ -35,6 +35,7 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     for (const s of core.sessions.values()) {
       if (s.transport !== 'legacy-sse' && now - s.lastSeen > idle) void core.closeSession(s, 'expired');
     }
+    void core.sweepStateless();
   }, 60_000);
   sweep.unref();
 
@@ -93,16 +94,25 @@ export function createProxy(options: ProxyOptions): WardenProxy {
       return;
     }
     const method = req.method ?? 'GET';
-    const allowed = isMcp ? ['GET', 'POST', 'DELETE'] : isLegacySse ? ['GET'] : ['POST'];
-    if (!allowed.includes(method)) {
+    // The legacy SSE path may equal the MCP path (a legacy-only upstream): route by method.
+    const kind: 'legacy-sse' | 'legacy-message' | 'mcp' | undefined =
+      isLegacySse && method === 'GET'
+        ? 'legacy-sse'
+        : isLegacyMessage && method === 'POST'
+          ? 'legacy-message'
+          : isMcp && (method === 'GET' || method === 'POST' || method === 'DELETE')
+            ? 'mcp'
+            : undefined;
+    if (kind === undefined) {
+      const allowed = isMcp ? 'GET, POST, DELETE' : isLegacySse ? 'GET' : 'POST';
       sendRpcError(
         res,
         405,
         null,
         RpcCodes.invalidRequest,
-        `Method not allowed: use ${allowed.join(', ')}`,
+        `Method not allowed: use ${allowed}`,
         { code: 'ERR_BAD_REQUEST' },
-        { allow: allowed.join(', ') },
+        { allow: allowed },
       );
       return;
     }
@@ -124,8 +134,8 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     }
     const identity = await authenticate(core, engine, req, res);
     if (!identity) return;
-    if (isLegacySse) return handleLegacySse(core, req, res, identity, engine);
-    if (isLegacyMessage) return handleLegacyMessage(core, req, res, identity, engine, started);
+    if (kind === 'legacy-sse') return handleLegacySse(core, req, res, identity, engine);
+    if (kind === 'legacy-message') return handleLegacyMessage(core, req, res, identity, engine, started);
     if (method === 'POST') return handlePost(core, req, res, identity, engine, started);
     if (method === 'GET') return handleGet(core, req, res, identity, engine, started);
     return handleDelete(core, req, res, identity, started);
@@ -178,6 +188,7 @@ export function createProxy(options: ProxyOptions): WardenProxy {
         ? new Promise<void>((resolve) => server!.close(() => resolve()))
         : Promise.resolve();
       await Promise.all([...core.sessions.values()].map((s) => core.closeSession(s, 'shutdown')));
+      await core.sweepStateless(true);
       server?.closeAllConnections();
       await closed;
       await core.upstream.destroy();

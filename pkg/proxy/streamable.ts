@@ -125,12 +125,10 @@ export async function handlePost(
     refuse(res, 400, only?.id ?? null, `Bad Request: ${mismatch.message}`, mismatch.code);
     return;
   }
-  // Stateless exchanges (no session) get their own recording, closed with the exchange.
+  // Exchanges without a session are recorded per principal and UTC hour.
   let recorder: SessionRecorder | undefined = session?.recorder;
-  let ownRecorder = false;
   if (!session && !got.items.some((i) => (i.message as { method?: string }).method === 'initialize')) {
-    recorder = core.openRecorder(engine, core.newId(), identity, 'stateless-http', version);
-    ownRecorder = recorder !== undefined;
+    recorder = core.statelessRecorder(engine, identity, version);
   }
   const pending: Map<string, RequestInfo> = session ? session.pending : new Map();
   const decided = decideAll(
@@ -140,14 +138,10 @@ export async function handlePost(
     got.items,
     got.raw,
   );
-  const finish = (): void => {
-    if (ownRecorder) void core.closeRecorder(recorder, 'ended');
-  };
   if (decided.forward.length === 0) {
     // Everything was refused: the upstream never hears of it.
     sendJson(res, 200, decided.batch ? decided.refused : decided.refused[0]);
     observe(core, decided.firstMethod, started, 0n);
-    finish();
     return;
   }
   const headers = upstreamHeaders(req.headers);
@@ -169,7 +163,6 @@ export async function handlePost(
     res.off('close', onClientClose);
     for (const id of decided.requestIds) pending.delete(idKey(id));
     upstreamFailed(core, res, err, decided.batch ? null : (decided.requestIds[0] ?? null));
-    finish();
     return;
   }
   const upstreamNs = process.hrtime.bigint() - sentAt;
@@ -191,7 +184,6 @@ export async function handlePost(
           code: 'ERR_UPSTREAM',
         },
       );
-      finish();
       return;
     }
     if (!existing) {
@@ -214,7 +206,6 @@ export async function handlePost(
   } finally {
     res.off('close', onClientClose);
     observe(core, decided.firstMethod, started, upstreamNs);
-    finish();
   }
   if (up.status === 404 && session) void core.closeSession(session, 'ended');
 }

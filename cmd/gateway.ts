@@ -1,0 +1,192 @@
+/**
+ * `mcp-warden gateway`: the data path as a plain process, policies read from a file or directory
+ * (watched: a valid change applies to the next message; an invalid one is refused loudly and the
+ * last good policy stays).
+ *
+ * @example
+ * mcp-warden gateway --upstream http://127.0.0.1:3000/mcp --policy examples/policy.yaml
+ */
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { errorMessage, isWardenError, WardenError } from '../pkg/errors.js';
+import { createAuthenticator } from '../pkg/identity/index.js';
+import { createLogger } from '../pkg/log.js';
+import { parseSize } from '../pkg/mcp/body.js';
+import { createMetrics } from '../pkg/metrics/catalogue.js';
+import { createFilePolicySource } from '../pkg/policy/index.js';
+import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
+import { createRecorder } from '../pkg/record/index.js';
+
+export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [options]
+
+  --upstream URL          upstream MCP endpoint, e.g. http://127.0.0.1:3000/mcp (required)
+  --policy PATH           MCPPolicy YAML file (several documents allowed) or a directory (required)
+  --listen HOST:PORT      where clients connect (default 127.0.0.1:8080)
+  --admin-listen HOST:PORT  /metrics, /healthz, /readyz (default 127.0.0.1:9090)
+  --recordings DIR        write session recordings here
+  --mcp-path PATH         MCP endpoint path served (default /mcp)
+  --max-body SIZE         largest request body, e.g. 4MiB (default 4MiB)
+  --public-url URL        base URL clients use (for OAuth protected-resource metadata)
+  --allowed-hosts LIST    comma-separated Host values accepted (DNS-rebinding protection)
+  --allowed-origins LIST  comma-separated Origin values accepted
+  --no-legacy-sse         do not serve the legacy HTTP+SSE transport (/sse, /message)
+`;
+
+/** Parse `host:port`, `[v6]:port` or `:port`. */
+export function parseListen(text: string, flag: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[3]) : Number.NaN;
+  if (!m || port > 65535) throw new WardenError('ERR_CONFIG', `${flag}: expected HOST:PORT, got "${text}"`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function list(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  const items = v
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  return items.length > 0 ? items : undefined;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        upstream: { type: 'string' },
+        policy: { type: 'string' },
+        listen: { type: 'string', default: '127.0.0.1:8080' },
+        'admin-listen': { type: 'string', default: '127.0.0.1:9090' },
+        recordings: { type: 'string' },
+        'mcp-path': { type: 'string', default: '/mcp' },
+        'max-body': { type: 'string', default: '4MiB' },
+        'public-url': { type: 'string' },
+        'allowed-hosts': { type: 'string' },
+        'allowed-origins': { type: 'string' },
+        'no-legacy-sse': { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    process.stderr.write(`mcp-warden gateway: ${errorMessage(err)}\n\n${usage}`);
+    return 2;
+  }
+  if (values['help']) {
+    process.stdout.write(usage);
+    return 0;
+  }
+  const upstream = values['upstream'] as string | undefined;
+  const policyPath = values['policy'] as string | undefined;
+  if (!upstream || !policyPath) {
+    process.stderr.write(`mcp-warden gateway: --upstream and --policy are required\n\n${usage}`);
+    return 2;
+  }
+  const logger = createLogger('gateway');
+  let listen: { host: string; port: number };
+  let adminListen: { host: string; port: number };
+  let maxBody: number;
+  try {
+    listen = parseListen(values['listen'] as string, '--listen');
+    adminListen = parseListen(values['admin-listen'] as string, '--admin-listen');
+    maxBody = parseSize(values['max-body'] as string);
+    const mcpPath = values['mcp-path'] as string;
+    if (!mcpPath.startsWith('/'))
+      throw new WardenError('ERR_CONFIG', `--mcp-path must start with "/": "${mcpPath}"`);
+  } catch (err) {
+    process.stderr.write(`mcp-warden gateway: ${errorMessage(err)}\n`);
+    return 2;
+  }
+
+  let source: Awaited<ReturnType<typeof createFilePolicySource>>;
+  try {
+    source = await createFilePolicySource(policyPath, {
+      logger,
+      onError: (err) =>
+        logger.error(
+          { event: 'policy-rejected', err: errorMessage(err) },
+          'policy change rejected; the last good policy stays in force',
+        ),
+    });
+  } catch (err) {
+    // File, field and reason are in the message (ERR_POLICY_INVALID).
+    const code = isWardenError(err) ? ` [${err.code}]` : '';
+    process.stderr.write(`mcp-warden gateway: invalid policy: ${errorMessage(err)}${code}\n`);
+    return 1;
+  }
+
+  const metrics = createMetrics();
+  const recordingsDir = values['recordings'] as string | undefined;
+  const recorder =
+    recordingsDir === undefined ? undefined : createRecorder({ directory: recordingsDir, metrics, logger });
+  const allowedHosts = list(values['allowed-hosts'] as string | undefined);
+  const allowedOrigins = list(values['allowed-origins'] as string | undefined);
+  const publicUrl = values['public-url'] as string | undefined;
+  let proxy: ReturnType<typeof createProxy>;
+  try {
+    proxy = createProxy({
+      upstream,
+      mcpPath: values['mcp-path'] as string,
+      ...(values['no-legacy-sse'] ? { legacySsePaths: false as const } : {}),
+      policySource: source,
+      authenticator: createAuthenticator({ metrics, allowInsecureLoopback: true }),
+      metrics,
+      ...(recorder ? { recorder } : {}),
+      podName: hostname(),
+      maxBodyBytes: maxBody,
+      ...(publicUrl ? { publicUrl } : {}),
+      ...(allowedHosts ? { allowedHosts } : {}),
+      ...(allowedOrigins ? { allowedOrigins } : {}),
+      logger,
+    });
+  } catch (err) {
+    process.stderr.write(`mcp-warden gateway: ${errorMessage(err)}\n`);
+    await Promise.allSettled([source.close(), recorder?.close()]);
+    return 2;
+  }
+
+  let admin: { url: string; close: () => Promise<void> } | undefined;
+  try {
+    admin = await startAdminServer({ ...adminListen, metrics, ready: () => source.current() !== undefined });
+    const bound = await proxy.listen(listen.host, listen.port);
+    logger.info(
+      {
+        event: 'started',
+        listen: bound.url,
+        mcp: `${bound.url}${values['mcp-path'] as string}`,
+        admin: admin.url,
+        upstream,
+        policies: source.current()?.policies(),
+      },
+      'gateway started',
+    );
+  } catch (err) {
+    logger.error({ event: 'start-failed', err: errorMessage(err) }, 'gateway failed to start');
+    process.stderr.write(`mcp-warden gateway: ${errorMessage(err)}\n`);
+    await Promise.allSettled([proxy.close(), admin?.close(), source.close(), recorder?.close()]);
+    return 1;
+  }
+
+  const signal = await new Promise<string>((resolve) => {
+    const on = (s: string): void => {
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      resolve(s);
+    };
+    const onTerm = (): void => on('SIGTERM');
+    const onInt = (): void => on('SIGINT');
+    process.once('SIGTERM', onTerm);
+    process.once('SIGINT', onInt);
+  });
+  logger.info({ event: 'stopping', signal }, 'gateway stopping');
+  // Sessions end first (their recordings close with them), then the recorder flushes.
+  await proxy.close();
+  const results = await Promise.allSettled([recorder?.close(), admin.close(), source.close()]);
+  for (const r of results)
+    if (r.status === 'rejected') logger.warn({ err: errorMessage(r.reason) }, 'shutdown step failed');
+  logger.info({ event: 'stopped' }, 'gateway stopped');
+  logger.flush();
+  return 0;
+}
