@@ -1,0 +1,387 @@
+import type { MaskingRule } from '../policy/schema.js';
+import { createMasker } from './masker.js';
+import { compilePattern, v8LinearFallbackActive } from './patterns.js';
+
+const rule = (r: Partial<MaskingRule> & { name?: string }): MaskingRule =>
+  ({ name: 'r', ...r }) as MaskingRule;
+const scope = { method: 'tools/call', tool: 'get_customer', session: 's1' };
+
+describe('createMasker', () => {
+  it('is empty without rules and returns the very same object', () => {
+    const masker = createMasker([]);
+    expect(masker.empty).toBe(true);
+    const msg = { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'bob@example.com' }] } };
+    const out = masker.maskMessage(msg, scope);
+    expect(out.value).toBe(msg);
+    expect(out.hits).toEqual([]);
+  });
+
+  it('allocates nothing when nothing matched: same references all the way down', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email', 'credit-card'] }) }]);
+    const msg = {
+      jsonrpc: '2.0',
+      id: 1,
+      result: {
+        content: [{ type: 'text', text: 'nothing to see, order 42' }],
+        structuredContent: { a: [1, 2, { b: 'c' }] },
+      },
+    };
+    const out = masker.maskMessage(msg, scope);
+    expect(out.value).toBe(msg);
+    expect(out.hits).toHaveLength(0);
+  });
+
+  it('masks a JSON-RPC response result, notification and server request params, and error data; leaves the envelope', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'] }) }]);
+    const response = {
+      jsonrpc: '2.0',
+      id: 'x',
+      result: { contents: [{ uri: 'file:///a', text: 'to bob@example.com' }] },
+    };
+    expect(masker.maskMessage(response, { method: 'resources/read' }).value).toEqual({
+      jsonrpc: '2.0',
+      id: 'x',
+      result: { contents: [{ uri: 'file:///a', text: 'to [masked:email]' }] },
+    });
+    const note = {
+      jsonrpc: '2.0',
+      method: 'notifications/message',
+      params: { level: 'info', data: { user: 'bob@example.com' } },
+    };
+    expect(masker.maskMessage(note, { method: 'notifications/message' }).value.params.data.user).toBe(
+      '[masked:email]',
+    );
+    const sampling = {
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'sampling/createMessage',
+      params: { messages: [{ role: 'user', content: { type: 'text', text: 'mail bob@example.com' } }] },
+    };
+    expect(
+      masker.maskMessage(sampling, { method: 'sampling/createMessage' }).value.params.messages[0]!.content
+        .text,
+    ).toBe('mail [masked:email]');
+    const error = { jsonrpc: '2.0', id: 4, error: { code: -32000, message: 'no user bob@example.com' } };
+    expect(masker.maskMessage(error, { method: 'tools/call' }).value.error.message).toBe(
+      'no user [masked:email]',
+    );
+    expect(response.result.contents[0]!.text).toBe('to bob@example.com');
+  });
+
+  it('masks each message of a batch', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'] }) }]);
+    const batch = [
+      { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'a@example.com' }] } },
+      { jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'none' }] } },
+    ];
+    const out = masker.maskMessage(batch, scope);
+    expect(out.value[0]!.result.content[0]!.text).toBe('[masked:email]');
+    expect(out.value[1]).toBe(batch[1]);
+    expect(out.hits).toEqual([{ policy: 'p', detector: 'email' }]);
+  });
+
+  it('masks values under secret-named keys with password-assignment', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['password-assignment'] }) }]);
+    const out = masker.maskMessage(
+      {
+        structuredContent: {
+          user: 'x',
+          dbPassword: 'hunter2',
+          client_secret: 'abc',
+          secretary: 'Bob',
+          count: 3,
+        },
+      },
+      scope,
+    );
+    expect(out.value.structuredContent).toEqual({
+      user: 'x',
+      dbPassword: '[masked:password-assignment]',
+      client_secret: '[masked:password-assignment]',
+      secretary: 'Bob',
+      count: 3,
+    });
+  });
+
+  it('leaves base64 blobs and image data alone', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['azure-storage-key'] }) }]);
+    const key = `${'A'.repeat(86)}==`;
+    const msg = {
+      contents: [{ uri: 'file:///k', blob: key }],
+      content: [{ type: 'image', data: key, mimeType: 'image/png' }],
+    };
+    expect(masker.maskMessage(msg, scope).value).toBe(msg);
+  });
+
+  describe('JSON paths', () => {
+    it('masks selected values whole, keeping types: strings → token, numbers → 0, booleans → false', () => {
+      const masker = createMasker([
+        {
+          policy: 'p',
+          rule: rule({
+            name: 'cust',
+            fields: [
+              '$.structuredContent.customer.ssn',
+              '$.structuredContent.customer.balance',
+              '$.structuredContent.customer.vip',
+              '$.structuredContent.customer.address',
+            ],
+          }),
+        },
+      ]);
+      const out = masker.maskMessage(
+        {
+          structuredContent: {
+            customer: {
+              name: 'Ann',
+              ssn: 'abc',
+              balance: 12.5,
+              vip: true,
+              address: { street: 'Main', no: 3 },
+            },
+          },
+        },
+        scope,
+      );
+      expect(out.value.structuredContent.customer).toEqual({
+        name: 'Ann',
+        ssn: '[masked:cust]',
+        balance: 0,
+        vip: false,
+        address: { street: '[masked:cust]', no: 0 },
+      });
+      expect(out.hits).toEqual([
+        { policy: 'p', detector: 'field' },
+        { policy: 'p', detector: 'field' },
+        { policy: 'p', detector: 'field' },
+        { policy: 'p', detector: 'field' },
+        { policy: 'p', detector: 'field' },
+      ]);
+    });
+
+    it('supports wildcards, indexes, quoted keys and recursive descent', () => {
+      const masker = createMasker([
+        {
+          policy: 'p',
+          rule: rule({ name: 'f', fields: ['$.content[*].text', "$.items[1]['odd key']", '$..pin'] }),
+        },
+      ]);
+      const out = masker.maskMessage(
+        {
+          content: [
+            { type: 'text', text: 'a' },
+            { type: 'text', text: 'b' },
+          ],
+          items: [{ 'odd key': 'x' }, { 'odd key': 'y' }],
+          deep: { deeper: [{ pin: '1234' }] },
+        },
+        scope,
+      );
+      expect(out.value).toEqual({
+        content: [
+          { type: 'text', text: '[masked:f]' },
+          { type: 'text', text: '[masked:f]' },
+        ],
+        items: [{ 'odd key': 'x' }, { 'odd key': '[masked:f]' }],
+        deep: { deeper: [{ pin: '[masked:f]' }] },
+      });
+    });
+
+    it('rejects a malformed path naming policy and rule', () => {
+      expect(() =>
+        createMasker([{ policy: 'p', rule: rule({ name: 'bad', fields: ['customer.ssn'] }) }]),
+      ).toThrow(/policy p, masking rule bad: masking field "customer.ssn": a JSON path must start with \$/);
+      expect(() =>
+        createMasker([{ policy: 'p', rule: rule({ name: 'bad', fields: ['$.a[?(@.x)]'] }) }]),
+      ).toThrow(expect.objectContaining({ code: 'ERR_POLICY_INVALID' }));
+    });
+  });
+
+  describe('structuredContent and its text copy', () => {
+    for (const indent of [0, 2]) {
+      it(`re-serializes a text block that is the JSON of structuredContent (indent ${indent})`, () => {
+        const masker = createMasker([
+          {
+            policy: 'p',
+            rule: rule({ name: 'pii', detectors: ['email'], fields: ['$.structuredContent.ssn'] }),
+          },
+        ]);
+        const sc = { email: 'bob@example.com', ssn: '123-45-6789', n: 1 };
+        const text = indent === 0 ? JSON.stringify(sc) : JSON.stringify(sc, null, indent);
+        const out = masker.maskMessage(
+          {
+            content: [
+              { type: 'text', text },
+              { type: 'text', text: 'also bob@example.com' },
+            ],
+            structuredContent: sc,
+          },
+          scope,
+        );
+        const masked = { email: '[masked:email]', ssn: '[masked:pii]', n: 1 };
+        expect(out.value.structuredContent).toEqual(masked);
+        expect(out.value.content[0]!.text).toBe(
+          indent === 0 ? JSON.stringify(masked) : JSON.stringify(masked, null, indent),
+        );
+        expect(out.value.content[1]!.text).toBe('also [masked:email]');
+        // The copy is not counted twice.
+        expect(out.hits).toHaveLength(3);
+      });
+    }
+  });
+
+  describe('scoping', () => {
+    const masker = createMasker([
+      { policy: 'p', rule: rule({ name: 'crm', detectors: ['email'], tools: ['get_*'] }) },
+      { policy: 'q', rule: rule({ name: 'files', detectors: ['phone'], resources: ['file:///secret/**'] }) },
+    ]);
+    const msg = { content: [{ type: 'text', text: 'bob@example.com +1 415 555 2671' }] };
+    it('applies tool-scoped rules to matching tools only', () => {
+      expect(
+        masker.maskMessage(msg, { method: 'tools/call', tool: 'get_customer' }).value.content[0]!.text,
+      ).toBe('[masked:email] +1 415 555 2671');
+      expect(masker.maskMessage(msg, { method: 'tools/call', tool: 'list_customers' }).value).toBe(msg);
+    });
+    it('applies resource-scoped rules to matching URIs only', () => {
+      expect(
+        masker.maskMessage(msg, { method: 'resources/read', resource: 'file:///secret/a/b.txt' }).value
+          .content[0]!.text,
+      ).toBe('bob@example.com [masked:phone]');
+      expect(
+        masker.maskMessage(msg, { method: 'resources/read', resource: 'file:///public/a.txt' }).value,
+      ).toBe(msg);
+    });
+  });
+
+  describe('keyed hash', () => {
+    const key = new Uint8Array(32).fill(7);
+    const masker = createMasker(
+      [{ policy: 'p', rule: rule({ name: 'h', detectors: ['email'], hash: true }) }],
+      { hashKey: key },
+    );
+    const text = (s: string, session: string): string =>
+      masker.maskMessage({ content: [{ type: 'text', text: s }] }, { method: 'tools/call', session }).value
+        .content[0]!.text;
+    it('gives the same token for the same value within a session', () => {
+      const a = text('bob@example.com', 's1');
+      expect(a).toMatch(/^\[masked:email:[0-9a-f]{12}\]$/);
+      expect(text('from bob@example.com', 's1')).toBe(`from ${a}`);
+      expect(text('alice@example.com', 's1')).not.toBe(a);
+    });
+    it('differs across sessions and across keys', () => {
+      expect(text('bob@example.com', 's2')).not.toBe(text('bob@example.com', 's1'));
+      const other = createMasker(
+        [{ policy: 'p', rule: rule({ name: 'h', detectors: ['email'], hash: true }) }],
+        { hashKey: new Uint8Array(32) },
+      );
+      expect(other.maskMessage({ t: 'bob@example.com' }, { method: 'x', session: 's1' }).value.t).not.toBe(
+        text('bob@example.com', 's1'),
+      );
+    });
+    it('uses a custom template', () => {
+      const m = createMasker(
+        [
+          {
+            policy: 'p',
+            rule: rule({ name: 'h', detectors: ['email'], hash: true, replacement: '<{name}#{hash}>' }),
+          },
+        ],
+        { hashKey: key },
+      );
+      expect(m.maskMessage({ t: 'bob@example.com' }, { method: 'x', session: 's1' }).value.t).toMatch(
+        /^<email#[0-9a-f]{12}>$/,
+      );
+      expect(() =>
+        createMasker([{ policy: 'p', rule: rule({ detectors: ['email'], replacement: '{hash}' }) }]),
+      ).toThrow(/hash is not true/);
+    });
+  });
+
+  describe('user patterns', () => {
+    it('masks an RE2 pattern, named in the token and the hit', () => {
+      const masker = createMasker([
+        { policy: 'p', rule: rule({ patterns: [{ name: 'ticket', regex: 'TCK-[0-9]{6}' }] }) },
+      ]);
+      const out = masker.maskMessage({ t: 'see TCK-123456 and TCK-12' }, scope);
+      expect(out.value.t).toBe('see [masked:ticket] and TCK-12');
+      expect(out.hits).toEqual([{ policy: 'p', detector: 'ticket' }]);
+    });
+
+    it('rejects what RE2 cannot compile (backreferences, lookarounds), naming the pattern', () => {
+      expect(() =>
+        createMasker([
+          { policy: 'p', rule: rule({ name: 'r', patterns: [{ name: 'dup', regex: '(a)\\1' }] }) },
+        ]),
+      ).toThrow(/masking pattern "dup": regex is not valid RE2 syntax/);
+      expect(() =>
+        createMasker([{ policy: 'p', rule: rule({ patterns: [{ name: 'la', regex: 'a(?=b)' }] }) }]),
+      ).toThrow(expect.objectContaining({ code: 'ERR_POLICY_INVALID' }));
+      expect(() => createMasker([{ policy: 'p', rule: rule({ detectors: ['nope' as 'email'] }) }])).toThrow(
+        /unknown detector "nope"/,
+      );
+    });
+
+    it('runs RE2-only syntax on re2js with RE2 semantics', () => {
+      const p = compilePattern('alpha', '[[:digit:]]{3}-\\pL+');
+      expect(p.engine).toBe('re2js');
+      const spans: Array<{ start: number; end: number }> = [];
+      p.find('x 123-Ünïcode y', 0, spans as never);
+      expect(spans).toMatchObject([{ start: 2, end: 13 }]);
+      const ci = createMasker([
+        { policy: 'p', rule: rule({ patterns: [{ name: 'code', regex: '(?i)secret-[a-z]+' }] }) },
+      ]);
+      expect(ci.maskMessage({ t: 'SECRET-ABC' }, scope).value.t).toBe('[masked:code]');
+    });
+
+    for (const engine of ['v8', 're2js'] as const) {
+      it(`keeps the catastrophic (a+)+$ linear on 100 KB (${engine})`, () => {
+        if (engine === 'v8') expect(v8LinearFallbackActive()).toBe(true);
+        const p = compilePattern('evil', '(a+)+$', { engine });
+        expect(p.engine).toBe(engine);
+        const input = `${'a'.repeat(100_000)}!`;
+        const start = performance.now();
+        const spans: never[] = [];
+        p.find(input, 0, spans);
+        expect(performance.now() - start).toBeLessThan(500);
+        expect(spans).toHaveLength(0);
+        // And it still matches what it should.
+        p.find('xaaa', 0, spans);
+        expect(spans).toMatchObject([{ start: 1, end: 4 }]);
+      });
+    }
+
+    it('keeps (x+x+)+y and nested alternations linear inside a masker', () => {
+      const masker = createMasker([
+        {
+          policy: 'p',
+          rule: rule({
+            patterns: [
+              { name: 'x', regex: '(x+x+)+y' },
+              { name: 'alt', regex: '(a|aa)+b' },
+            ],
+          }),
+        },
+      ]);
+      const start = performance.now();
+      masker.maskMessage({ a: 'x'.repeat(100_000), b: 'a'.repeat(100_000) }, scope);
+      expect(performance.now() - start).toBeLessThan(1000);
+    });
+  });
+
+  it('replaces nesting deeper than maxDepth instead of passing it on unchecked', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'] }) }], { maxDepth: 10 });
+    let deep: unknown = 'bob@example.com';
+    for (let i = 0; i < 20; i++) deep = [deep];
+    const out = JSON.stringify(masker.maskMessage({ deep }, scope).value);
+    expect(out).not.toContain('bob@example.com');
+    expect(out).toContain('[masked:depth-limit]');
+  });
+
+  it('merges overlapping findings so no tail leaks', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['password-assignment', 'jwt'] }) }]);
+    const jwt = `${Buffer.from('{"alg":"HS256"}').toString('base64url')}.${Buffer.from('{"a":1}').toString('base64url')}.sigsigsig`;
+    const out = masker.maskMessage({ t: `password=${jwt} ok` }, scope);
+    expect(out.value.t).not.toContain('sigsigsig');
+    expect(out.value.t).toMatch(/^password=\[masked:[a-z-]+\] ok$/);
+  });
+});
