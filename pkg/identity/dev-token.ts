@@ -42,7 +42,7 @@ export interface DevIssuerState {
 }
 
 export const devDefaults = {
-  tenantId: '72f988bf-0000-4000-8000-00000000d3e5',
+  tenantId: '00000000-0000-0000-0000-000000000001',
   userOid: '11111111-1111-4111-8111-111111111111',
   clientId: '22222222-2222-4222-8222-222222222222',
   domain: 'contoso.example',

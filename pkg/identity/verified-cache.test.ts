@@ -1,0 +1,54 @@
+import { isWardenError } from '../errors.js';
+import { createAuthenticator } from './authenticator.js';
+import { type DevIssuer, startDevIssuer } from './dev-issuer.js';
+import type { TrustedIssuer } from './types.js';
+
+// The verified-token cache (added for the data path's hot path, see docs/performance.md): a hit
+// must behave exactly like a fresh verification for the same token and the same trusted issuers.
+const aud = 'api://github-mcp';
+let dev: DevIssuer;
+let trusted: TrustedIssuer[];
+
+beforeAll(async () => {
+  dev = await startDevIssuer();
+  trusted = [{ issuer: dev.v2Issuer, audiences: [aud] }];
+});
+afterAll(() => dev.close());
+
+it('answers a repeated token with the same identity, and a caller mutating it does not affect the next', async () => {
+  const auth = createAuthenticator();
+  const token = await dev.issueToken({ audience: aud, oid: 'aaaaaaaa-0000-4000-8000-0000000000c1', groups: ['g1'] });
+  const first = await auth.authenticate(token, trusted);
+  first.groups.push('injected');
+  const second = await auth.authenticate(token, trusted);
+  expect(second.principal).toBe(`${dev.tenantId}/aaaaaaaa-0000-4000-8000-0000000000c1`);
+  expect(second.groups).toEqual(['g1']);
+  const fresh = await createAuthenticator({ verifiedCacheMs: 0 }).authenticate(token, trusted);
+  expect({ ...second, claims: undefined }).toEqual({ ...fresh, claims: undefined });
+});
+
+it('never reuses a verification made against other trusted issuers', async () => {
+  const auth = createAuthenticator();
+  const token = await dev.issueToken({ audience: aud, oid: 'aaaaaaaa-0000-4000-8000-0000000000c2' });
+  await auth.authenticate(token, trusted);
+  const otherAudience: TrustedIssuer[] = [{ issuer: dev.v2Issuer, audiences: ['api://another-server'] }];
+  const err = await auth.authenticate(token, otherAudience).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(isWardenError(err, 'ERR_AUTH_AUDIENCE')).toBe(true);
+});
+
+it('keeps tokens apart: two callers get their own identities', async () => {
+  const auth = createAuthenticator();
+  const a = await dev.issueToken({ audience: aud, oid: 'aaaaaaaa-0000-4000-8000-0000000000a1' });
+  const b = await dev.issueToken({ audience: aud, oid: 'aaaaaaaa-0000-4000-8000-0000000000b1' });
+  await auth.authenticate(a, trusted);
+  await auth.authenticate(b, trusted);
+  expect((await auth.authenticate(a, trusted)).objectId).toBe('aaaaaaaa-0000-4000-8000-0000000000a1');
+  expect((await auth.authenticate(b, trusted)).objectId).toBe('aaaaaaaa-0000-4000-8000-0000000000b1');
+});
+
+it('refuses a negative verifiedCacheMs', () => {
+  expect(() => createAuthenticator({ verifiedCacheMs: -1 })).toThrow(/verifiedCacheMs/);
+});
