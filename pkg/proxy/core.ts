@@ -86,6 +86,8 @@ export class ProxyCore {
   /** Latest annotations per tool, across sessions (used before a session listed its tools). */
   readonly toolAnnotations = new Map<string, Record<string, unknown>>();
   publicUrl: string | undefined;
+  /** Last time the proxy listed tools itself for stateless traffic (ms). */
+  annotationsFetchedAt = 0;
   readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();
   /** Stateless (2026-07-28) recordings: one per principal and UTC hour. */
   readonly #stateless = new Map<string, SessionRecorder>();

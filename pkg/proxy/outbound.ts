@@ -106,7 +106,13 @@ export function processServerMessage(
     }
     scope = { method: req.method };
   } else {
-    scope = { method: (msg as { method: string }).method };
+    const method = (msg as { method: string }).method;
+    if (method === 'notifications/tools/list_changed' && ctx.session) {
+      // Annotations may have changed: list again before the next unknown tool is called.
+      ctx.session.annotationsFetched = false;
+      ctx.session.toolAnnotations.clear();
+    }
+    scope = { method };
   }
   if (ctx.session) scope.session = ctx.session.id;
   const masker = core.maskerFor(ctx.engine);

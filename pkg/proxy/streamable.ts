@@ -5,6 +5,7 @@ import { idKey, type JsonRpcId, type JsonRpcResponse, RpcCodes } from '../mcp/js
 import { allowsBatches, isStatelessVersion } from '../mcp/version.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
+import { ensureToolAnnotations } from './annotations.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { header, sendJson, sendRpcError } from './http.js';
 import { decideAll, headerMismatch, readMessages, refuse } from './inbound.js';
@@ -125,6 +126,7 @@ export async function handlePost(
     refuse(res, 400, only?.id ?? null, `Bad Request: ${mismatch.message}`, mismatch.code);
     return;
   }
+  await ensureToolAnnotations(core, session, got.items, req.headers, version);
   // Exchanges without a session are recorded per principal and UTC hour.
   let recorder: SessionRecorder | undefined = session?.recorder;
   if (!session && !got.items.some((i) => (i.message as { method?: string }).method === 'initialize')) {

@@ -1,0 +1,143 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import { errorMessage } from '../errors.js';
+import type { JsonRpcRequest, ParsedItem } from '../mcp/jsonrpc.js';
+import { SseParser } from '../mcp/sse.js';
+import { envelopeVersion, isStatelessVersion } from '../mcp/version.js';
+import type { ProxyCore } from './core.js';
+import type { Session } from './session.js';
+import { readUpstreamBody } from './upstream.js';
+
+/**
+ * Tool annotations (`readOnlyHint`, `destructiveHint`, ...) come from the upstream's `tools/list`.
+ * When a `tools/call` names a tool the proxy has not seen listed yet (the client called before
+ * listing), the proxy asks the upstream itself, once per session (stateless: at most once a
+ * minute), so rules matching `toolAnnotations` see the declared annotations. If that fails the
+ * annotations stay unknown: rules that match on annotations then do not apply (an allow rule
+ * does not allow; a deny rule with other matches still denies).
+ */
+const STATELESS_REFRESH_MS = 60_000;
+const MAX_PAGES = 10;
+let counter = 0;
+
+export async function ensureToolAnnotations(
+  core: ProxyCore,
+  session: Session | undefined,
+  items: ParsedItem[],
+  headers: IncomingHttpHeaders,
+  version: string | undefined,
+): Promise<void> {
+  let call: JsonRpcRequest | undefined;
+  for (const item of items) {
+    if (item.kind !== 'request') continue;
+    const req = item.message as JsonRpcRequest;
+    if (req.method !== 'tools/call') continue;
+    const name = (req.params as Record<string, unknown> | undefined)?.['name'];
+    if (typeof name !== 'string' || core.knownTools.has(name)) continue;
+    call = req;
+    break;
+  }
+  if (!call) return;
+  if (session) {
+    if (session.annotationsFetched) return;
+    session.annotationsFetched = true;
+  } else {
+    const now = Date.now();
+    if (now - core.annotationsFetchedAt < STATELESS_REFRESH_MS) return;
+    core.annotationsFetchedAt = now;
+  }
+  try {
+    await fetchTools(core, session, call, headers, version);
+  } catch (err) {
+    core.logger.warn(
+      { event: 'annotations-fetch-failed', err: errorMessage(err) },
+      'could not list upstream tools',
+    );
+  }
+}
+
+async function fetchTools(
+  core: ProxyCore,
+  session: Session | undefined,
+  trigger: JsonRpcRequest,
+  incoming: IncomingHttpHeaders,
+  version: string | undefined,
+): Promise<void> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+  };
+  if (session) headers['mcp-session-id'] = session.id;
+  if (version) headers['mcp-protocol-version'] = version;
+  const params: Record<string, unknown> = {};
+  const env = envelopeVersion(trigger);
+  if (isStatelessVersion(env)) {
+    // 2026-07-28: every request carries its own envelope; reuse the caller's.
+    params['_meta'] = (trigger.params as Record<string, unknown>)['_meta'];
+    headers['mcp-method'] = 'tools/list';
+  }
+  const ua = incoming['user-agent'];
+  if (typeof ua === 'string') headers['user-agent'] = ua;
+  const path = core.upstream.url.pathname + core.upstream.url.search;
+  let cursor: string | undefined;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const id = `mcp-warden-annotations-${++counter}`;
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      id,
+      method: 'tools/list',
+      params: cursor === undefined ? params : { ...params, cursor },
+    });
+    const up = await core.upstream.request('POST', path, headers, body, AbortSignal.timeout(5000));
+    const raw = (await readUpstreamBody(up.body, core.maxUpstreamBody)).toString('utf8');
+    if (up.status !== 200) throw new Error(`tools/list answered HTTP ${up.status}`);
+    const result = findResult(raw, id, String(up.headers['content-type'] ?? ''));
+    if (!result) throw new Error('tools/list gave no result');
+    const tools = result['tools'];
+    if (Array.isArray(tools)) {
+      for (const t of tools) {
+        if (typeof t !== 'object' || t === null) continue;
+        const tool = t as Record<string, unknown>;
+        if (typeof tool['name'] !== 'string') continue;
+        const ann = tool['annotations'];
+        const annotations =
+          typeof ann === 'object' && ann !== null && !Array.isArray(ann)
+            ? (ann as Record<string, unknown>)
+            : undefined;
+        core.learnTool(tool['name'], annotations);
+        if (session && annotations) session.toolAnnotations.set(tool['name'], annotations);
+      }
+    }
+    cursor = typeof result['nextCursor'] === 'string' ? result['nextCursor'] : undefined;
+    if (cursor === undefined) return;
+  }
+}
+
+function findResult(raw: string, id: string, contentType: string): Record<string, unknown> | undefined {
+  const candidates: unknown[] = [];
+  if (contentType.startsWith('text/event-stream')) {
+    const p = new SseParser();
+    for (const item of p.push(`${raw}\n\n`)) {
+      if (item.type === 'event' && item.data) {
+        try {
+          candidates.push(JSON.parse(item.data));
+        } catch {
+          /* not ours */
+        }
+      }
+    }
+  } else {
+    try {
+      const v = JSON.parse(raw) as unknown;
+      candidates.push(...(Array.isArray(v) ? v : [v]));
+    } catch {
+      return undefined;
+    }
+  }
+  for (const c of candidates) {
+    const m = c as Record<string, unknown>;
+    if (m && m['id'] === id && typeof m['result'] === 'object' && m['result'] !== null) {
+      return m['result'] as Record<string, unknown>;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,247 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { McpError } from '@modelcontextprotocol/sdk/types.js';
+import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
+import { verifyRecording } from '../../pkg/record/index.js';
+import { exited, spawnCli, waitForOutput } from './helpers/cli.js';
+import { connectStreamable } from './helpers/harness.js';
+import { startUpstream, type Upstream } from './helpers/upstream-v1.js';
+
+/**
+ * `mcp-warden gateway` as a real process, with a real policy file (the real policy engine: CEL,
+ * globs, annotations, audit mode), a real upstream and SDK client, the dev issuer for tokens.
+ */
+const AUD = 'api://gateway-test';
+const READERS = '11111111-1111-1111-1111-111111111111';
+let dir: string;
+let issuer: DevIssuer;
+let upstream: Upstream;
+
+function policyYaml(extraRule = ''): string {
+  return `apiVersion: mcpwarden.io/v1alpha1
+kind: MCPPolicy
+metadata: {name: tools}
+spec:
+  podSelector: {}
+  mode: enforce
+  identity:
+    issuers:
+      - issuer: ${issuer.v2Issuer}
+        audiences: [${AUD}]
+  rules:${extraRule}
+    - name: read-only
+      subjects: [{group: ${READERS}}]
+      match:
+        tools: ["*"]
+        toolAnnotations: {readOnlyHint: true}
+      action: allow
+    - name: queries
+      subjects: [{group: ${READERS}}]
+      match: {tools: [run_query, contact]}
+      action: allow
+    - name: no-drop
+      subjects: [{any: true}]
+      match:
+        tools: [run_query]
+        when: 'args.query.matches("(?i)\\\\bdrop\\\\s+table\\\\b")'
+      action: deny
+      reason: DROP TABLE is not allowed
+    - name: no-delete
+      subjects: [{any: true}]
+      match: {tools: [delete_repo]}
+      action: deny
+      reason: deleting repositories is not allowed
+  recording: {enabled: true}
+---
+apiVersion: mcpwarden.io/v1alpha1
+kind: MCPPolicy
+metadata: {name: trial}
+spec:
+  podSelector: {}
+  mode: audit
+  identity:
+    issuers:
+      - issuer: ${issuer.v2Issuer}
+        audiences: [${AUD}]
+  rules:
+    - name: trial-no-contact
+      subjects: [{any: true}]
+      match: {tools: [contact]}
+      action: deny
+      reason: trialling a block on contact
+`;
+}
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'warden-gw-'));
+  issuer = await startDevIssuer();
+  upstream = await startUpstream();
+});
+afterAll(async () => {
+  await upstream?.close();
+  await issuer?.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('an invalid policy is refused at start with file, field and reason (exit 1)', async () => {
+  const bad = join(dir, 'bad.yaml');
+  await writeFile(bad, policyYaml().replace('action: allow', 'action: permit'));
+  const child = await spawnCli(dir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    bad,
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+  ]);
+  expect(await exited(child)).toBe(1);
+  expect(child.output()).toContain('bad.yaml');
+  expect(child.output()).toMatch(/spec\.rules\[0\]\.action/);
+});
+
+test('bad flags exit 2 with usage', async () => {
+  const child = await spawnCli(dir, ['gateway', '--upstream', upstream.mcpUrl]);
+  expect(await exited(child)).toBe(2);
+  expect(child.output()).toContain('--upstream and --policy are required');
+});
+
+describe('a running gateway', () => {
+  let gw: Awaited<ReturnType<typeof spawnCli>>;
+  let mcpUrl: string;
+  let adminUrl: string;
+  let client: Client;
+  const policyFile = () => join(dir, 'policy.yaml');
+  const recordings = () => join(dir, 'recordings');
+
+  beforeAll(async () => {
+    await writeFile(policyFile(), policyYaml());
+    gw = await spawnCli(dir, [
+      'gateway',
+      '--upstream',
+      upstream.mcpUrl,
+      '--policy',
+      policyFile(),
+      '--listen',
+      '127.0.0.1:0',
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--recordings',
+      recordings(),
+      '--allowed-hosts',
+      'localhost,127.0.0.1,[::1]',
+    ]);
+    const m = await waitForOutput(gw, /"mcp":"(http:\/\/[^"]+)","admin":"(http:\/\/[^"]+)"/);
+    mcpUrl = m[1]!;
+    adminUrl = m[2]!;
+    const token = await issuer.issueToken({ audience: AUD, oid: 'reader-1', groups: [READERS] });
+    client = await connectStreamable(mcpUrl, token, { version: '2025-06-18' });
+  });
+  afterAll(async () => {
+    await client?.close().catch(() => undefined);
+    if (gw && gw.exitCode === null) {
+      gw.kill('SIGKILL');
+      await exited(gw);
+    }
+  });
+
+  test('ready', async () => {
+    expect((await fetch(`${adminUrl}/readyz`)).status).toBe(200);
+    expect((await fetch(`${adminUrl}/healthz`)).status).toBe(200);
+  });
+
+  test('a call before any tools/list still sees the declared annotations (readOnlyHint rule allows)', async () => {
+    const r = await client.callTool({ name: 'get_weather', arguments: { city: 'Bern' } });
+    expect(r.content).toEqual([{ type: 'text', text: 'sunny in Bern' }]);
+  });
+
+  test('denied call with the policy reason', async () => {
+    const e = (await client
+      .callTool({ name: 'delete_repo', arguments: { name: 'x' } })
+      .catch((x: unknown) => x)) as McpError;
+    expect(e.code).toBe(-31403);
+    expect(e.data).toMatchObject({
+      policy: 'tools',
+      rule: 'no-delete',
+      reason: 'deleting repositories is not allowed',
+    });
+  });
+
+  test('CEL argument condition', async () => {
+    const e = (await client
+      .callTool({ name: 'run_query', arguments: { query: 'drop  TABLE users' } })
+      .catch((x: unknown) => x)) as McpError;
+    expect(e.code).toBe(-31403);
+    expect(e.data).toMatchObject({ rule: 'no-drop' });
+    const ok = await client.callTool({ name: 'run_query', arguments: { query: 'select * from users' } });
+    expect(ok.isError).toBeFalsy();
+  });
+
+  test('filtered tools/list', async () => {
+    const r = await client.listTools();
+    expect(r.tools.map((t) => t.name).sort()).toEqual(['contact', 'get_weather', 'run_query']);
+  });
+
+  test('audit-mode policy: decided, reported, let through', async () => {
+    const r = await client.callTool({ name: 'contact', arguments: {} });
+    expect(r.isError).toBeFalsy();
+    const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(
+      /mcp_warden_requests_total\{policy="trial",method="tools\/call",decision="audit-deny"\} 1/,
+    );
+    expect(metrics).toMatch(
+      /mcp_warden_blocked_total\{policy="tools",rule="no-delete",tool="delete_repo",reason="rule"\} 1/,
+    );
+    expect(metrics).toMatch(/mcp_warden_sessions_active 1/);
+  });
+
+  test('editing the policy file applies to the next message without dropping the session', async () => {
+    const applied = gw.output().split('policy change applied').length;
+    await writeFile(
+      policyFile(),
+      policyYaml(`
+    - name: weather-closed
+      subjects: [{any: true}]
+      match: {tools: [get_weather]}
+      action: deny
+      reason: weather is closed today`),
+    );
+    await waitForOutput(gw, new RegExp(`(policy change applied[\\s\\S]*){${applied}}`));
+    const e = (await client
+      .callTool({ name: 'get_weather', arguments: { city: 'Bern' } })
+      .catch((x: unknown) => x)) as McpError;
+    expect(e.code).toBe(-31403);
+    expect(e.data).toMatchObject({ rule: 'weather-closed', reason: 'weather is closed today' });
+    const still = await client.callTool({ name: 'run_query', arguments: { query: 'select 2' } });
+    expect(still.content).toEqual([{ type: 'text', text: 'ran: select 2' }]);
+  });
+
+  test('an invalid edit is refused loudly and the last good policy stays', async () => {
+    await writeFile(
+      policyFile(),
+      'apiVersion: mcpwarden.io/v1alpha1\nkind: MCPPolicy\nmetadata: {name: tools}\nspec: {rules: [{name: x, action: nope}]}\n',
+    );
+    await waitForOutput(gw, /policy change rejected|rejected/);
+    const e = (await client
+      .callTool({ name: 'get_weather', arguments: { city: 'Bern' } })
+      .catch((x: unknown) => x)) as McpError;
+    expect(e.data).toMatchObject({ rule: 'weather-closed' });
+    expect((await fetch(`${adminUrl}/readyz`)).status).toBe(200);
+  });
+
+  test('SIGTERM: graceful exit 0, recordings closed and verifiable', async () => {
+    gw.kill('SIGTERM');
+    expect(await exited(gw)).toBe(0);
+    const files = (await readdir(recordings())).filter((f) => f.endsWith('.jsonl'));
+    expect(files.length).toBeGreaterThan(0);
+    for (const f of files) {
+      const v = await verifyRecording(join(recordings(), f));
+      expect(v).toMatchObject({ ok: true, status: 'closed' });
+    }
+    expect(upstream.stats.authorizationSeen).toBe(0);
+  });
+});
