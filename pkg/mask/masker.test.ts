@@ -49,7 +49,7 @@ describe('createMasker', () => {
       params: { level: 'info', data: { user: 'bob@example.com' } },
     };
     expect(masker.maskMessage(note, { method: 'notifications/message' }).value.params.data.user).toBe(
-      '[masked:email]',
+      'masked-email@masked.invalid',
     );
     const sampling = {
       jsonrpc: '2.0',
@@ -71,11 +71,11 @@ describe('createMasker', () => {
   it('masks each message of a batch', () => {
     const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'] }) }]);
     const batch = [
-      { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'a@example.com' }] } },
+      { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'to a@example.com' }] } },
       { jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'none' }] } },
     ];
     const out = masker.maskMessage(batch, scope);
-    expect(out.value[0]!.result.content[0]!.text).toBe('[masked:email]');
+    expect(out.value[0]!.result.content[0]!.text).toBe('to [masked:email]');
     expect(out.value[1]).toBe(batch[1]);
     expect(out.hits).toEqual([{ policy: 'p', detector: 'email' }]);
   });
@@ -218,7 +218,7 @@ describe('createMasker', () => {
           },
           scope,
         );
-        const masked = { email: '[masked:email]', ssn: '[masked:pii]', n: 1 };
+        const masked = { email: 'masked-email@masked.invalid', ssn: '[masked:pii]', n: 1 };
         expect(out.value.structuredContent).toEqual(masked);
         expect(out.value.content[0]!.text).toBe(
           indent === 0 ? JSON.stringify(masked) : JSON.stringify(masked, null, indent),
@@ -263,20 +263,26 @@ describe('createMasker', () => {
       masker.maskMessage({ content: [{ type: 'text', text: s }] }, { method: 'tools/call', session }).value
         .content[0]!.text;
     it('gives the same token for the same value within a session', () => {
-      const a = text('bob@example.com', 's1');
-      expect(a).toMatch(/^\[masked:email:[0-9a-f]{12}\]$/);
-      expect(text('from bob@example.com', 's1')).toBe(`from ${a}`);
-      expect(text('alice@example.com', 's1')).not.toBe(a);
+      const a = text('to bob@example.com', 's1');
+      expect(a).toMatch(/^to \[masked:email:[0-9a-f]{12}\]$/);
+      expect(text('from bob@example.com', 's1')).toBe(`from ${a.slice(3)}`);
+      expect(text('to alice@example.com', 's1')).not.toBe(a);
     });
     it('differs across sessions and across keys', () => {
-      expect(text('bob@example.com', 's2')).not.toBe(text('bob@example.com', 's1'));
+      expect(text('to bob@example.com', 's2')).not.toBe(text('to bob@example.com', 's1'));
       const other = createMasker(
         [{ policy: 'p', rule: rule({ name: 'h', detectors: ['email'], hash: true }) }],
-        { hashKey: new Uint8Array(32) },
+        {
+          hashKey: new Uint8Array(32),
+        },
       );
-      expect(other.maskMessage({ t: 'bob@example.com' }, { method: 'x', session: 's1' }).value.t).not.toBe(
-        text('bob@example.com', 's1'),
-      );
+      const t = (v: string) => other.maskMessage({ t: v }, { method: 'x', session: 's1' }).value.t;
+      expect(t('to bob@example.com')).not.toBe(text('to bob@example.com', 's1'));
+    });
+    it('keeps a whole-value email an email address, correlatable by its hash', () => {
+      const a = text('bob@example.com', 's1');
+      expect(a).toMatch(/^masked-[0-9a-f]{12}@masked\.invalid$/);
+      expect(a.slice(7, 19)).toBe(text('see bob@example.com', 's1').slice(18, 30));
     });
     it('uses a custom template', () => {
       const m = createMasker(

@@ -23,6 +23,8 @@ interface CompiledRule {
   tools: ((t: string) => boolean) | undefined;
   resources: ((r: string) => boolean) | undefined;
   template: string;
+  /** No custom replacement: whole-value emails get an email-shaped token. */
+  defaultTemplate: boolean;
   hash: boolean;
 }
 
@@ -93,7 +95,18 @@ function compileRule(policy: string, rule: MaskingRule): CompiledRule {
   const template = rule.replacement ?? (hash ? '[masked:{name}:{hash}]' : '[masked:{name}]');
   if (template.includes('{hash}') && !hash)
     invalid(policy, rule.name, 'replacement uses {hash} but hash is not true');
-  return { policy, name: rule.name, finders, sensitiveKeys, fields, tools, resources, template, hash };
+  return {
+    policy,
+    name: rule.name,
+    finders,
+    sensitiveKeys,
+    fields,
+    tools,
+    resources,
+    template,
+    defaultTemplate: rule.replacement === undefined,
+    hash,
+  };
 }
 
 function applies(rule: CompiledRule, scope: MaskScope): boolean {
@@ -153,18 +166,33 @@ export function createMasker(
     return plan;
   }
 
-  function token(w: Walk, owner: number, name: string, value: string, detector = name): string {
+  function token(
+    w: Walk,
+    owner: number,
+    name: string,
+    value: string,
+    detector = name,
+    whole = false,
+  ): string {
     const rule = compiled[owner]!;
     w.hits ??= [];
     w.hits.push({ policy: rule.policy, detector });
-    let out = rule.template.replaceAll('{name}', name);
-    if (rule.hash) {
-      const digest = createHmac('sha256', hashKey)
-        .update(w.session)
-        .update('\u0000')
-        .update(value)
-        .digest('hex');
-      out = out.replaceAll('{hash}', digest.slice(0, 12));
+    const digest = rule.hash
+      ? createHmac('sha256', hashKey)
+          .update(w.session)
+          .update('\u0000')
+          .update(value)
+          .digest('hex')
+          .slice(0, 12)
+      : '';
+    let out: string;
+    if (whole && name === 'email' && rule.defaultTemplate) {
+      // A string that is one email address stays a valid address, so `format: email` in a tool's
+      // outputSchema still validates ('.invalid' is reserved: it can never be delivered).
+      out = rule.hash ? `masked-${digest}@masked.invalid` : 'masked-email@masked.invalid';
+    } else {
+      out = rule.template.replaceAll('{name}', name);
+      if (rule.hash) out = out.replaceAll('{hash}', digest);
     }
     w.produced ??= new Set();
     w.produced.add(out);
@@ -190,7 +218,10 @@ export function createMasker(
         end = Math.max(end, spans[i]!.end);
         i++;
       }
-      out += s.slice(cursor, first.start) + token(w, first.owner, first.name, s.slice(first.start, end));
+      const whole = first.start === 0 && end === s.length;
+      out +=
+        s.slice(cursor, first.start) +
+        token(w, first.owner, first.name, s.slice(first.start, end), first.name, whole);
       cursor = end;
     }
     spans.length = 0;
