@@ -3,8 +3,8 @@
  * list filtering and explanations, and the file-backed policy source of the gateway.
  */
 
-export { compileRe2, re2Error } from './cel.js';
 export { callContextFromRequest } from './call.js';
+export { compileRe2, re2Error } from './cel.js';
 export { type CompileOptions, compilePolicies, formatIssues } from './compile.js';
 export type {
   Action,

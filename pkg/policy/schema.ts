@@ -284,17 +284,21 @@ export const ApprovalSchema = Obj(
       maxItems: 32,
       description: 'Who may approve or deny. The requester and the MCP pod service account never can.',
     }),
-    timeout: Type.String({
-      pattern: DurationPattern,
-      maxLength: 32,
-      default: '5m',
-      description: 'How long a held call waits for a verdict (e.g. 90s, 5m, 1h; at most 168h). Default 5m.',
-    }),
-    mode: StrEnum(ApprovalModes, {
-      default: 'hold',
-      description:
-        'hold: keep the client request open until the verdict or the timeout. ticket: answer at once with the approval name; the same caller repeating the same call after approval runs it once.',
-    }),
+    timeout: Type.Optional(
+      Type.String({
+        pattern: DurationPattern,
+        maxLength: 32,
+        default: '5m',
+        description: 'How long a held call waits for a verdict (e.g. 90s, 5m, 1h; at most 168h). Default 5m.',
+      }),
+    ),
+    mode: Type.Optional(
+      StrEnum(ApprovalModes, {
+        default: 'hold',
+        description:
+          'hold: keep the client request open until the verdict or the timeout. ticket: answer at once with the approval name; the same caller repeating the same call after approval runs it once.',
+      }),
+    ),
   },
   { description: 'Approval settings, required when (and only when) action is approve.' },
 );
@@ -526,7 +530,9 @@ export const MaskingRuleSchema = Obj(
 
 export const RecordingSchema = Obj(
   {
-    enabled: Type.Boolean({ default: false, description: 'Record every session (hash-chained JSON Lines).' }),
+    enabled: Type.Optional(
+      Type.Boolean({ default: false, description: 'Record every session (hash-chained JSON Lines).' }),
+    ),
     payloads: Type.Optional(
       StrEnum(['masked', 'none'] as const, {
         default: 'masked',

@@ -30,7 +30,8 @@ interface CxtLike {
 }
 type KeywordFn = ((data: unknown, cxt?: CxtLike) => boolean) & { errors?: Partial<ErrorObject>[] };
 
-function createAjv(): Ajv {
+/** An ajv instance that understands the x-kubernetes-* keywords (CEL rules through cel-js). */
+export function createAjv(): Ajv {
   const ajv = new Ajv({
     allErrors: true,
     verbose: true,

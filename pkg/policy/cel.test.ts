@@ -1,0 +1,89 @@
+import { compileRe2, compileSelfRule, compileWhen, re2Error } from './cel.js';
+
+const identity = {
+  principal: 't/o',
+  user: 'alice@example.com',
+  groups: ['readers'],
+  roles: ['MCP.Read'],
+  scopes: ['mcp.access'],
+  appId: 'app',
+  appOnly: false,
+  tenantId: 't',
+  claims: { tid: 't', level: 3 },
+};
+const run = (source: string, args: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) => {
+  const { program, issues } = compileWhen(source);
+  if (program === undefined) throw new Error(issues.join('; '));
+  return program.evaluate({
+    method: 'tools/call',
+    tool: 'run_query',
+    resource: '',
+    prompt: '',
+    args,
+    identity,
+    ...extra,
+  });
+};
+
+describe('when expressions', () => {
+  test('variables: method, tool, args, identity', () => {
+    expect(run('method == "tools/call" && tool == "run_query"')).toBe(true);
+    expect(run('args.limit > 10', { limit: 11 })).toBe(true);
+    expect(run('args.tags.exists(t, t == "prod")', { tags: ['dev', 'prod'] })).toBe(true);
+    expect(run('args.nested.deep.x == "y"', { nested: { deep: { x: 'y' } } })).toBe(true);
+    expect(run('"readers" in identity.groups && identity.claims.level >= 3 && !identity.appOnly')).toBe(true);
+    expect(run('has(args.dryRun) && args.dryRun', { dryRun: true })).toBe(true);
+    expect(run('has(args.dryRun)')).toBe(false);
+  });
+
+  test('matches() uses RE2: (?i) flags work, partial match as in the CEL spec', () => {
+    expect(run('args.q.matches("(?i)drop\\\\s+table")', { q: 'please DROP  Table x' })).toBe(true);
+    expect(run('args.q.matches("^select")', { q: 'delete' })).toBe(false);
+    expect(run('matches(args.q, "a+b")', { q: 'xaab' })).toBe(true);
+  });
+
+  test('a regex built at run time that RE2 refuses is an evaluation error', () => {
+    expect(() => run('args.q.matches(args.re)', { q: 'aa', re: '(a)\\1' })).toThrow(/not valid RE2/);
+  });
+
+  test('missing keys and type mismatches are evaluation errors', () => {
+    expect(() => run('args.missing == 1')).toThrow();
+    expect(() => run('args.q.startsWith("a")', { q: 5 })).toThrow();
+  });
+
+  test('compile issues: parse errors, unknown variables and identity fields, non-bool results, bad regex literals', () => {
+    expect(compileWhen('args.x ==').issues[0]).toMatch(/^CEL does not parse/);
+    expect(compileWhen('foo == 1').issues[0]).toMatch(/CEL type error: Unknown variable: foo/);
+    expect(compileWhen('identity.gropus.size() > 0').issues[0]).toMatch(/gropus/);
+    expect(compileWhen('args.x + 1 == 2').issues).toEqual([]);
+    expect(compileWhen('1 + 2').issues).toEqual(['must evaluate to a bool, not int']);
+    expect(compileWhen('tool').issues).toEqual(['must evaluate to a bool, not string']);
+    const lookaround = compileWhen('args.q.matches("(?=x)y")').issues;
+    expect(lookaround).toHaveLength(1);
+    expect(lookaround[0]).toMatch(
+      /regex "\(\?=x\)y" is not valid RE2 syntax.*no backreferences or lookarounds/,
+    );
+    expect(compileWhen('args.q.matches("(a)\\\\1")').issues[0]).toMatch(/backreferences/);
+  });
+});
+
+describe('RE2', () => {
+  test('re2Error names the pattern; valid patterns compile and are cached', () => {
+    expect(re2Error('TCK-[0-9]{6}')).toBeUndefined();
+    expect(re2Error('[')).toMatch(/regex "\[" is not valid RE2 syntax: missing closing \]/);
+    expect(compileRe2('a+')).toBe(compileRe2('a+'));
+  });
+
+  test('linear time on a classic catastrophic pattern', () => {
+    const start = performance.now();
+    expect(compileRe2('(a+)+$').test(`${'a'.repeat(100_000)}!`)).toBe(false);
+    expect(performance.now() - start).toBeLessThan(2000);
+  });
+});
+
+test('self rules (x-kubernetes-validations)', () => {
+  const { program } = compileSelfRule('[has(self.a), has(self.b)].filter(x, x).size() == 1');
+  expect(program?.evaluate({ self: { a: 1 } })).toBe(true);
+  expect(program?.evaluate({ self: { a: 1, b: 2 } })).toBe(false);
+  expect(program?.evaluate({ self: {} })).toBe(false);
+});

@@ -1,0 +1,753 @@
+import { isWardenError } from '../errors.js';
+import { compilePolicies } from './compile.js';
+import type { Action, CallContext, Decision } from './decision.js';
+import type { PolicyDocument, PolicyRule } from './schema.js';
+import { identity, policy, toolCall } from './testing.js';
+
+const alice = identity({ groups: ['readers'] });
+const bob = identity({
+  principal: 'tenant-1/user-2',
+  objectId: 'user-2',
+  user: 'bob@example.com',
+  groups: ['operators'],
+});
+const nobody = identity({
+  principal: 'tenant-1/user-3',
+  objectId: 'user-3',
+  user: 'eve@example.com',
+  groups: [],
+});
+
+function rule(name: string, action: Action, extra: Partial<PolicyRule> = {}): PolicyRule {
+  return {
+    name,
+    subjects: [{ any: true }],
+    action,
+    ...(action === 'approve'
+      ? { approval: { approvers: [{ group: 'reviewers' }], timeout: '2m', mode: 'hold' } }
+      : {}),
+    ...extra,
+  };
+}
+
+describe('decision table within one policy', () => {
+  const cases: Array<{ rules: Action[]; want: Action }> = [
+    { rules: [], want: 'deny' },
+    { rules: ['allow'], want: 'allow' },
+    { rules: ['approve'], want: 'approve' },
+    { rules: ['deny'], want: 'deny' },
+    { rules: ['allow', 'approve'], want: 'approve' },
+    { rules: ['allow', 'deny'], want: 'deny' },
+    { rules: ['approve', 'deny'], want: 'deny' },
+    { rules: ['allow', 'approve', 'deny'], want: 'deny' },
+    { rules: ['allow', 'allow'], want: 'allow' },
+  ];
+  test.each(cases)('applicable rules $rules decide $want', ({ rules, want }) => {
+    const doc = policy(
+      'p',
+      rules.map((a, i) => rule(`r${i}-${a}`, a, { match: { tools: ['t'] } })),
+    );
+    const d = compilePolicies([doc]).decide(toolCall('t', alice));
+    expect(d.action).toBe(want);
+    expect(d.enforced).toBe(want);
+    if (rules.length === 0) {
+      expect(d.rule).toBeUndefined();
+      expect(d.policy).toBe('');
+      expect(d.reason).toMatch(/no rule allows tools\/call of tool "t".*default deny/);
+    } else {
+      expect(d.rule).toMatch(new RegExp(`-${want}$`));
+      expect(d.policy).toBe('p');
+    }
+  });
+
+  test('rules that do not apply are ignored: a deny for another tool does not block', () => {
+    const doc = policy('p', [
+      rule('allow-t', 'allow', { match: { tools: ['t'] } }),
+      rule('deny-u', 'deny', { match: { tools: ['u'] } }),
+    ]);
+    const engine = compilePolicies([doc]);
+    expect(engine.decide(toolCall('t', alice)).action).toBe('allow');
+    expect(engine.decide(toolCall('u', alice)).rule).toBe('deny-u');
+    expect(engine.decide(toolCall('v', alice)).rule).toBeUndefined();
+  });
+
+  test('deny reasons: the rule reason, or a default naming rule and policy', () => {
+    const doc = policy('p', [
+      rule('with-reason', 'deny', { match: { tools: ['a'] }, reason: 'not today' }),
+      rule('without', 'deny', { match: { tools: ['b'] } }),
+      rule('needs-ok', 'approve', { match: { tools: ['c'] } }),
+    ]);
+    const engine = compilePolicies([doc]);
+    expect(engine.decide(toolCall('a', alice)).reason).toBe('not today');
+    expect(engine.decide(toolCall('b', alice)).reason).toBe('denied by rule "without" of policy "p"');
+    const approve = engine.decide(toolCall('c', alice));
+    expect(approve.reason).toBe('approval required');
+    expect(approve.approval).toEqual({ approvers: [{ group: 'reviewers' }], timeout: '2m', mode: 'hold' });
+  });
+
+  test('approval defaults: timeout 5m, mode hold', () => {
+    const doc = policy('p', [
+      {
+        name: 'a',
+        subjects: [{ any: true }],
+        action: 'approve',
+        approval: { approvers: [{ user: 'rita' }] },
+      },
+    ]);
+    expect(compilePolicies([doc]).decide(toolCall('x', alice)).approval).toEqual({
+      approvers: [{ user: 'rita' }],
+      timeout: '5m',
+      mode: 'hold',
+    });
+  });
+
+  test('no policy at all denies every decided call', () => {
+    const d = compilePolicies([]).decide(toolCall('t', alice));
+    expect(d.enforced).toBe('deny');
+    expect(d.reason).toMatch(/no MCPPolicy applies/);
+  });
+});
+
+describe('subjects', () => {
+  const doc = policy('p', [
+    rule('g', 'allow', { subjects: [{ group: 'readers' }], match: { tools: ['g'] } }),
+    rule('r', 'allow', { subjects: [{ role: 'MCP.Read' }], match: { tools: ['r'] } }),
+    rule('u-principal', 'allow', { subjects: [{ user: 'tenant-1/user-2' }], match: { tools: ['u1'] } }),
+    rule('u-oid', 'allow', { subjects: [{ user: 'user-2' }], match: { tools: ['u2'] } }),
+    rule('u-name', 'allow', { subjects: [{ user: 'BOB@example.com' }], match: { tools: ['u3'] } }),
+    rule('app', 'allow', { subjects: [{ app: 'app-9' }], match: { tools: ['app'] } }),
+    rule('sa', 'allow', { subjects: [{ serviceAccount: 'agents/runner' }], match: { tools: ['sa'] } }),
+    rule('sa-long', 'allow', {
+      subjects: [{ serviceAccount: 'system:serviceaccount:agents:runner' }],
+      match: { tools: ['sa2'] },
+    }),
+    rule('several', 'allow', {
+      subjects: [{ group: 'nope' }, { role: 'MCP.Write' }],
+      match: { tools: ['several'] },
+    }),
+  ]);
+  const engine = compilePolicies([doc]);
+  const allowed = (tool: string, who = alice) => engine.decide(toolCall(tool, who)).action === 'allow';
+
+  test('group, role', () => {
+    expect(allowed('g')).toBe(true);
+    expect(allowed('g', bob)).toBe(false);
+    expect(allowed('r', identity({ roles: ['MCP.Read'] }))).toBe(true);
+    expect(allowed('r', identity({ roles: ['MCP.Read.All'] }))).toBe(false);
+  });
+
+  test('user: principal, object id, or case-insensitive user name', () => {
+    expect(allowed('u1', bob)).toBe(true);
+    expect(allowed('u2', bob)).toBe(true);
+    expect(allowed('u3', bob)).toBe(true);
+    expect(allowed('u1', alice)).toBe(false);
+    expect(allowed('u3', identity({ user: undefined }))).toBe(false);
+  });
+
+  test('app: the client application id', () => {
+    expect(allowed('app', identity({ appId: 'app-9' }))).toBe(true);
+    expect(allowed('app', identity({ appId: 'app-1' }))).toBe(false);
+    expect(allowed('app', identity({ appId: undefined }))).toBe(false);
+  });
+
+  test('serviceAccount: both spellings, from the identity or its principal', () => {
+    const sa = identity({
+      principal: 'system:serviceaccount:agents:runner',
+      serviceAccount: { namespace: 'agents', name: 'runner' },
+    });
+    const saPrincipalOnly = identity({ principal: 'system:serviceaccount:agents:runner' });
+    const other = identity({
+      principal: 'system:serviceaccount:agents:other',
+      serviceAccount: { namespace: 'agents', name: 'other' },
+    });
+    expect(allowed('sa', sa)).toBe(true);
+    expect(allowed('sa2', sa)).toBe(true);
+    expect(allowed('sa', saPrincipalOnly)).toBe(true);
+    expect(allowed('sa', other)).toBe(false);
+    // An Entra principal shaped like ns/name is not a service account.
+    expect(allowed('sa', identity({ principal: 'agents/runner' }))).toBe(false);
+  });
+
+  test('any of several subjects', () => {
+    expect(allowed('several', identity({ roles: ['MCP.Write'] }))).toBe(true);
+    expect(allowed('several', nobody)).toBe(false);
+  });
+});
+
+describe('match: methods, targets and defaults', () => {
+  const engine = compilePolicies([
+    policy('p', [
+      rule('tools', 'allow', { match: { tools: ['get_*'] } }),
+      rule('res', 'allow', { match: { resources: ['file:///docs/**'] } }),
+      rule('prompts', 'allow', { match: { prompts: ['summar?'] } }),
+      rule('sampling', 'allow', { match: { methods: ['sampling/createMessage'] } }),
+      rule('explicit', 'allow', { match: { methods: ['resources/read'], tools: ['*'] } }),
+    ]),
+  ]);
+  const ctx = (method: string, extra: Partial<CallContext> = {}): CallContext => ({
+    method,
+    args: {},
+    identity: alice,
+    direction: 'client-to-server',
+    ...extra,
+  });
+
+  test('tools default to tools/call, resources to read/subscribe/unsubscribe, prompts to prompts/get', () => {
+    expect(engine.decide(ctx('tools/call', { tool: 'get_weather' })).rule).toBe('tools');
+    expect(engine.decide(ctx('tools/call', { tool: 'set_weather' })).action).toBe('deny');
+    for (const m of ['resources/read', 'resources/subscribe', 'resources/unsubscribe']) {
+      expect(engine.decide(ctx(m, { resource: 'file:///docs/a/b.md' })).rule).toBe('res');
+    }
+    expect(engine.decide(ctx('resources/read', { resource: 'file:///etc/passwd' })).action).toBe('deny');
+    expect(engine.decide(ctx('prompts/get', { prompt: 'summary' })).rule).toBe('prompts');
+    expect(engine.decide(ctx('prompts/get', { prompt: 'summaries' })).action).toBe('deny');
+  });
+
+  test('a rule naming targets never matches a call without one (completion, sampling, a tools/call without name)', () => {
+    expect(engine.decide(ctx('completion/complete')).action).toBe('deny');
+    expect(engine.decide(ctx('tools/call')).action).toBe('deny');
+    // explicit methods + tools: resources/read carries no tool, so `explicit` does not apply
+    expect(engine.decide(ctx('resources/read', { resource: 'file:///x' })).action).toBe('deny');
+  });
+
+  test('methods without targets match by method, in both directions', () => {
+    expect(engine.decide(ctx('sampling/createMessage', { direction: 'server-to-client' })).rule).toBe(
+      'sampling',
+    );
+    expect(engine.decide(ctx('elicitation/create', { direction: 'server-to-client' })).action).toBe('deny');
+  });
+
+  test('an empty match covers every decided method', () => {
+    const all = compilePolicies([policy('p', [rule('everything', 'allow')])]);
+    for (const m of [
+      'tools/call',
+      'completion/complete',
+      'logging/setLevel',
+      'sampling/createMessage',
+      'x/future',
+    ]) {
+      expect(all.decide(ctx(m, { tool: 'z' })).rule).toBe('everything');
+    }
+  });
+
+  test('protocol methods are always allowed and list methods are allowed (then filtered), even with no rule', () => {
+    const none = compilePolicies([policy('p', [rule('deny-all', 'deny')])]);
+    for (const m of [
+      'initialize',
+      'ping',
+      'notifications/initialized',
+      'notifications/cancelled',
+      'notifications/progress',
+    ]) {
+      const d = none.decide(ctx(m));
+      expect(d.enforced).toBe('allow');
+      expect(d.reason).toMatch(/protocol/);
+    }
+    for (const m of ['tools/list', 'resources/list', 'resources/templates/list', 'prompts/list']) {
+      expect(none.decide(ctx(m)).reason).toMatch(/filtered/);
+    }
+  });
+
+  test('method globs', () => {
+    const g = compilePolicies([
+      policy('p', [rule('res-any', 'allow', { match: { methods: ['resources/*'] } })]),
+    ]);
+    expect(g.decide(ctx('resources/read', { resource: 'x' })).action).toBe('allow');
+    expect(g.decide(ctx('tools/call', { tool: 'x' })).action).toBe('deny');
+  });
+});
+
+describe('toolAnnotations', () => {
+  const engine = compilePolicies([
+    policy('p', [
+      rule('ro', 'allow', { match: { tools: ['*'], toolAnnotations: { readOnlyHint: true } } }),
+      rule('no-destructive', 'deny', { match: { tools: ['*'], toolAnnotations: { destructiveHint: true } } }),
+    ]),
+  ]);
+  const d = (ann?: Record<string, unknown>) => engine.decide(toolCall('t', alice, {}, ann));
+
+  test('a required annotation must be declared', () => {
+    expect(d({ readOnlyHint: true }).rule).toBe('ro');
+    expect(d({ readOnlyHint: false, destructiveHint: false }).action).toBe('deny');
+    expect(d({ readOnlyHint: 'true' }).action).toBe('deny'); // not the boolean true
+  });
+
+  test('unknown annotations (tool never listed) match no annotation rule', () => {
+    const x = d(undefined);
+    expect(x.action).toBe('deny');
+    expect(x.rule).toBeUndefined(); // default deny: the destructive rule did not match either
+  });
+
+  test('absent hints take the MCP defaults: destructive unless read-only', () => {
+    expect(d({}).rule).toBe('no-destructive');
+    expect(d({ title: 'x' }).rule).toBe('no-destructive');
+    expect(d({ readOnlyHint: true, destructiveHint: true }).rule).toBe('no-destructive');
+  });
+
+  test('annotation rules never match non-tool calls', () => {
+    const r = engine.decide({
+      method: 'prompts/get',
+      prompt: 'p',
+      args: {},
+      identity: alice,
+      direction: 'client-to-server',
+      toolAnnotations: { readOnlyHint: true },
+    });
+    expect(r.rule).toBeUndefined();
+  });
+});
+
+describe('CEL when', () => {
+  const engine = compilePolicies([
+    policy('p', [
+      rule('run', 'allow', { subjects: [{ group: 'operators' }], match: { tools: ['run_query'] } }),
+      rule('no-drop', 'deny', {
+        match: { tools: ['run_query'], when: 'args.query.matches("(?i)\\\\bdrop\\\\s+table\\\\b")' },
+        reason: 'no DROP TABLE',
+      }),
+      rule('small', 'allow', {
+        match: { tools: ['limit'], when: 'args.n <= 10 && "readers" in identity.groups' },
+      }),
+      rule('level', 'approve', { match: { tools: ['app'], when: 'identity.claims.level > 3' } }),
+      rule('claims', 'allow', {
+        match: {
+          tools: ['claims'],
+          when: 'identity.claims.tid == identity.tenantId && method == "tools/call" && tool == "claims"',
+        },
+      }),
+    ]),
+  ]);
+
+  test('argument conditions with RE2 syntax ((?i) works)', () => {
+    expect(engine.decide(toolCall('run_query', bob, { query: 'select * from t' })).action).toBe('allow');
+    const d = engine.decide(toolCall('run_query', bob, { query: 'x; DROP   Table users' }));
+    expect(d).toMatchObject({ action: 'deny', rule: 'no-drop', reason: 'no DROP TABLE' });
+    expect(engine.decide(toolCall('run_query', bob, { query: 'dropped tables' })).action).toBe('allow');
+  });
+
+  test('a deny rule whose when errors applies (fail closed)', () => {
+    expect(engine.decide(toolCall('run_query', bob, {})).rule).toBe('no-drop');
+    expect(engine.decide(toolCall('run_query', bob, { query: 42 })).rule).toBe('no-drop');
+  });
+
+  test('an allow rule whose when errors does not apply', () => {
+    expect(engine.decide(toolCall('limit', alice, { n: 5 })).action).toBe('allow');
+    expect(engine.decide(toolCall('limit', alice, { n: 50 })).action).toBe('deny');
+    const missing = engine.decide(toolCall('limit', alice, {}));
+    expect(missing.action).toBe('deny');
+    expect(missing.rule).toBeUndefined();
+    expect(engine.decide(toolCall('limit', alice, { n: 'five' })).action).toBe('deny');
+  });
+
+  test('an approve rule whose when errors applies too (it only restricts)', () => {
+    expect(engine.decide(toolCall('app', identity({ claims: { level: 5 } }))).action).toBe('approve');
+    expect(engine.decide(toolCall('app', identity({ claims: { level: 1 } }))).action).toBe('deny');
+    expect(engine.decide(toolCall('app', identity({ claims: {} }))).rule).toBe('level');
+  });
+
+  test('identity and call variables', () => {
+    expect(engine.decide(toolCall('claims', alice)).action).toBe('allow');
+    expect(engine.decide(toolCall('claims', identity({ claims: { tid: 'other' } }))).action).toBe('deny');
+  });
+
+  test('pathological input stays fast (RE2 is linear)', () => {
+    const e = compilePolicies([
+      policy('p', [
+        rule('re', 'deny', { match: { tools: ['x'], when: 'args.s.matches("(a+)+$")' } }),
+        rule('ok', 'allow', { match: { tools: ['x'] } }),
+      ]),
+    ]);
+    const start = performance.now();
+    const d = e.decide(toolCall('x', alice, { s: `${'a'.repeat(50_000)}!` }));
+    expect(performance.now() - start).toBeLessThan(1000);
+    expect(d.action).toBe('allow');
+  });
+});
+
+describe('across policies and audit mode', () => {
+  const allowAll = policy('a-enforce', [rule('allow-all', 'allow')]);
+  const denyT = policy('b-enforce', [rule('deny-t', 'deny', { match: { tools: ['t'] } })]);
+  const auditDenyT = policy(
+    'c-audit',
+    [rule('audit-deny-t', 'deny', { match: { tools: ['t'] }, reason: 'would deny' })],
+    { mode: 'audit' },
+  );
+  const auditApproveT = policy('d-audit', [rule('audit-approve-t', 'approve', { match: { tools: ['t'] } })], {
+    mode: 'audit',
+  });
+
+  test('rules of several policies pool: a deny in one beats an allow in another', () => {
+    const d = compilePolicies([allowAll, denyT]).decide(toolCall('t', alice));
+    expect(d).toMatchObject({
+      action: 'deny',
+      enforced: 'deny',
+      policy: 'b-enforce',
+      rule: 'deny-t',
+      mode: 'enforce',
+    });
+    expect(compilePolicies([allowAll, denyT]).decide(toolCall('u', alice)).action).toBe('allow');
+  });
+
+  test('audit deny over an enforced allow: reported, not enforced', () => {
+    const d = compilePolicies([allowAll, auditDenyT]).decide(toolCall('t', alice));
+    expect(d).toMatchObject({
+      action: 'deny',
+      enforced: 'allow',
+      policy: 'c-audit',
+      rule: 'audit-deny-t',
+      mode: 'audit',
+      reason: 'would deny',
+    });
+  });
+
+  test('audit policy alone: decide and report, let everything through (even the default deny)', () => {
+    const engine = compilePolicies([auditDenyT]);
+    expect(engine.decide(toolCall('t', alice))).toMatchObject({
+      action: 'deny',
+      enforced: 'allow',
+      mode: 'audit',
+    });
+    const other = engine.decide(toolCall('u', alice));
+    expect(other).toMatchObject({ action: 'deny', enforced: 'allow', mode: 'audit' });
+    expect(other.rule).toBeUndefined();
+  });
+
+  test('enforced deny beats an audit deny: the enforcing rule is reported', () => {
+    const d = compilePolicies([denyT, auditDenyT]).decide(toolCall('t', alice));
+    expect(d).toMatchObject({ action: 'deny', enforced: 'deny', policy: 'b-enforce', mode: 'enforce' });
+  });
+
+  test('enforce default deny stays enforced even when only an audit rule matched', () => {
+    const d = compilePolicies([denyT, auditDenyT]).decide(toolCall('u', alice));
+    expect(d).toMatchObject({ action: 'deny', enforced: 'deny', mode: 'enforce' });
+    expect(d.rule).toBeUndefined();
+  });
+
+  test('audit approve over enforced allow reports approve, enforces allow', () => {
+    const d = compilePolicies([allowAll, auditApproveT]).decide(toolCall('t', alice));
+    expect(d).toMatchObject({ action: 'approve', enforced: 'allow', mode: 'audit', rule: 'audit-approve-t' });
+  });
+
+  test('audit deny over an enforced approve keeps the enforced approval settings', () => {
+    const approveT = policy('e-enforce', [rule('approve-t', 'approve', { match: { tools: ['t'] } })]);
+    const d = compilePolicies([approveT, auditDenyT]).decide(toolCall('t', alice));
+    expect(d).toMatchObject({ action: 'deny', enforced: 'approve', mode: 'audit', policy: 'c-audit' });
+    expect(d.approval).toEqual({ approvers: [{ group: 'reviewers' }], timeout: '2m', mode: 'hold' });
+  });
+
+  test('podLabels select policies by podSelector', () => {
+    const only = policy('only-web', [rule('deny-all', 'deny')], {
+      podSelector: { matchLabels: { app: 'web' } },
+    });
+    expect(
+      compilePolicies([allowAll, only], { podLabels: { app: 'web' } }).decide(toolCall('t', alice)).action,
+    ).toBe('deny');
+    expect(
+      compilePolicies([allowAll, only], { podLabels: { app: 'db' } }).decide(toolCall('t', alice)).action,
+    ).toBe('allow');
+    expect(compilePolicies([allowAll, only], { podLabels: { app: 'db' } }).policies()).toEqual([
+      { name: 'a-enforce', generation: 0 },
+    ]);
+  });
+
+  test('policy names include the namespace when there is one', () => {
+    const p = policy('x', [rule('deny', 'deny')], {}, { namespace: 'agents', generation: 7 });
+    const engine = compilePolicies([p]);
+    expect(engine.decide(toolCall('t', alice)).policy).toBe('agents/x');
+    expect(engine.policies()).toEqual([{ name: 'agents/x', generation: 7 }]);
+  });
+});
+
+/** Deterministic pseudo-random numbers (xorshift) so a failure reproduces. */
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 0x1_0000_0000;
+  };
+}
+
+function shuffle<T>(items: readonly T[], rand: () => number): T[] {
+  const a = [...items];
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j]!, a[i]!];
+  }
+  return a;
+}
+
+describe('order independence (property test)', () => {
+  const actions: Action[] = ['allow', 'deny', 'approve'];
+  const tools = ['a', 'b', 'c'];
+  const groups = ['readers', 'operators'];
+
+  function randomRule(rand: () => number, i: number): PolicyRule {
+    const action = actions[Math.floor(rand() * 3)]!;
+    const subject = rand() < 0.3 ? { any: true as const } : { group: groups[Math.floor(rand() * 2)]! };
+    const match: PolicyRule['match'] = rand() < 0.2 ? {} : { tools: [tools[Math.floor(rand() * 3)]!] };
+    if (rand() < 0.25) match.when = rand() < 0.5 ? 'args.n > 5' : 'args.missing == 1';
+    return rule(`r${i}`, action, { subjects: [subject], match });
+  }
+
+  /** The reference: the contract's semantics written as plainly as possible. */
+  function reference(docs: PolicyDocument[], ctx: CallContext): { action: Action; enforced: Action } {
+    const rank = { allow: 1, approve: 2, deny: 3 } as const;
+    const applicable = (d: PolicyDocument) =>
+      d.spec.rules.filter((r) => {
+        const subj = r.subjects.some(
+          (s) => s.any === true || (s.group !== undefined && ctx.identity.groups.includes(s.group)),
+        );
+        if (!subj) return false;
+        if (r.match?.tools && !r.match.tools.includes(ctx.tool!)) return false;
+        if (r.match?.when === 'args.n > 5') return (ctx.args['n'] as number) > 5;
+        if (r.match?.when === 'args.missing == 1') return r.action !== 'allow'; // evaluation error
+        return true;
+      });
+    const combine = (ds: PolicyDocument[]): Action => {
+      const rs = ds.flatMap(applicable);
+      if (rs.length === 0) return 'deny';
+      return rs.reduce<Action>((best, r) => (rank[r.action] > rank[best] ? r.action : best), 'allow');
+    };
+    const enforce = docs.filter((d) => d.spec.mode !== 'audit');
+    const all = combine(docs);
+    const enforced = enforce.length === 0 ? 'allow' : combine(enforce);
+    // The reported action is the stricter of the two views (audit never loosens what is enforced).
+    return { action: rank[all] > rank[enforced] ? all : enforced, enforced };
+  }
+
+  test('300 random policy sets: every permutation of rules and policies decides the same, as the reference says', () => {
+    const rand = rng(20261130);
+    for (let round = 0; round < 300; round++) {
+      const docs: PolicyDocument[] = [];
+      const nDocs = 1 + Math.floor(rand() * 3);
+      for (let d = 0; d < nDocs; d++) {
+        const rules = Array.from({ length: 1 + Math.floor(rand() * 5) }, (_, i) => randomRule(rand, i));
+        docs.push(policy(`p${d}`, rules, { mode: rand() < 0.3 ? 'audit' : 'enforce' }));
+      }
+      const who = rand() < 0.5 ? alice : bob;
+      const ctx = toolCall(tools[Math.floor(rand() * 3)]!, who, { n: Math.floor(rand() * 10) });
+      const expected = compilePolicies(docs).decide(ctx);
+      expect({ action: expected.action, enforced: expected.enforced }).toEqual(reference(docs, ctx));
+      for (let p = 0; p < 4; p++) {
+        const permuted = shuffle(docs, rand).map((d) => ({
+          ...d,
+          spec: { ...d.spec, rules: shuffle(d.spec.rules, rand) },
+        }));
+        const got: Decision = compilePolicies(permuted).decide(ctx);
+        expect(got).toEqual(expected);
+      }
+    }
+  });
+});
+
+describe('list filtering', () => {
+  const engine = compilePolicies([
+    policy('p', [
+      rule('ro', 'allow', {
+        subjects: [{ group: 'readers' }, { group: 'operators' }],
+        match: { tools: ['*'], toolAnnotations: { readOnlyHint: true } },
+      }),
+      rule('ops', 'allow', { subjects: [{ group: 'operators' }], match: { tools: ['run_query'] } }),
+      rule('no-drop', 'deny', { match: { tools: ['run_query'], when: 'args.query.contains("drop")' } }),
+      rule('no-delete', 'deny', { match: { tools: ['delete_repo'] } }),
+      rule('approve-email', 'approve', {
+        subjects: [{ group: 'readers' }],
+        match: { tools: ['send_email'] },
+      }),
+      rule('app-only-hidden', 'deny', { match: { tools: ['get_weather'], when: 'identity.appOnly' } }),
+      rule('docs', 'allow', { match: { resources: ['file:///docs/*'] } }),
+      rule('tpl', 'allow', { match: { resources: ['db://tables/*'] } }),
+      rule('prompts', 'allow', { match: { prompts: ['summar*'] } }),
+    ]),
+  ]);
+  const tools = [
+    { name: 'get_weather', annotations: { readOnlyHint: true } },
+    { name: 'search_docs', annotations: { readOnlyHint: true } },
+    { name: 'run_query' },
+    { name: 'delete_repo', annotations: { destructiveHint: true } },
+    { name: 'send_email' },
+    { notAName: true },
+    'garbage',
+  ];
+  const names = (items: unknown[]) =>
+    items.map(
+      (t) =>
+        (t as { name?: string; uri?: string; uriTemplate?: string }).name ??
+        (t as { uri?: string }).uri ??
+        (t as { uriTemplate?: string }).uriTemplate,
+    );
+
+  test('tools: kept when a call could be allowed or approved; argument conditions are unknown at list time', () => {
+    expect(names(engine.filterList('tools/list', tools, alice))).toEqual([
+      'get_weather',
+      'search_docs',
+      'send_email',
+    ]);
+    expect(names(engine.filterList('tools/list', tools, bob))).toEqual([
+      'get_weather',
+      'search_docs',
+      'run_query',
+    ]);
+    expect(names(engine.filterList('tools/list', tools, nobody))).toEqual([]);
+  });
+
+  test('conditions on identity only are evaluated at list time', () => {
+    const app = identity({ appOnly: true, groups: ['readers'] });
+    expect(names(engine.filterList('tools/list', tools, app))).toEqual(['search_docs', 'send_email']);
+  });
+
+  test('the listed annotations are what toolAnnotations rules see', () => {
+    const sneaky = [{ name: 'get_weather', annotations: { readOnlyHint: false } }];
+    expect(engine.filterList('tools/list', sneaky, alice)).toEqual([]);
+  });
+
+  test('resources by URI, templates by uriTemplate, prompts by name; items are returned unchanged', () => {
+    const resources = [
+      { uri: 'file:///docs/a.md', name: 'a' },
+      { uri: 'file:///docs/sub/b.md' },
+      { uri: 'file:///etc/passwd' },
+    ];
+    expect(engine.filterList('resources/list', resources, alice)).toEqual([resources[0]]);
+    const templates = [{ uriTemplate: 'db://tables/{table}' }, { uriTemplate: 'db://admin/{x}' }];
+    expect(engine.filterList('resources/templates/list', templates, alice)).toEqual([templates[0]]);
+    const prompts = [{ name: 'summarize' }, { name: 'delete_all' }];
+    expect(engine.filterList('prompts/list', prompts, alice)).toEqual([prompts[0]]);
+  });
+
+  test('audit-only policies hide nothing', () => {
+    const audit = compilePolicies([policy('a', [rule('deny-all', 'deny')], { mode: 'audit' })]);
+    expect(audit.filterList('tools/list', tools.slice(0, 5), alice)).toHaveLength(5);
+  });
+});
+
+describe('explain', () => {
+  test('lists every rule with whether and why it applied', () => {
+    const engine = compilePolicies([
+      policy('p', [
+        rule('ro', 'allow', {
+          subjects: [{ group: 'readers' }],
+          match: { tools: ['*'], toolAnnotations: { readOnlyHint: true } },
+        }),
+        rule('ops', 'allow', { subjects: [{ group: 'operators' }], match: { tools: ['run_query'] } }),
+        rule('no-drop', 'deny', { match: { tools: ['run_query'], when: 'args.query.contains("drop")' } }),
+        rule('sampling', 'allow', { match: { methods: ['sampling/createMessage'] } }),
+      ]),
+    ]);
+    const x = engine.explain(toolCall('run_query', bob, {}));
+    expect(x.decision.rule).toBe('no-drop');
+    expect(x.methodClass).toBe('decided');
+    const byRule = Object.fromEntries(x.rules.map((r) => [r.rule, r]));
+    expect(byRule['ro']).toMatchObject({ matched: false, detail: 'no subject matches the caller' });
+    expect(byRule['ops']).toMatchObject({ matched: true });
+    expect(byRule['no-drop']?.matched).toBe(true);
+    expect(byRule['no-drop']?.detail).toMatch(
+      /when failed \(.*\): a deny rule applies anyway \(fail closed\)/,
+    );
+    expect(byRule['sampling']).toMatchObject({
+      matched: false,
+      detail: 'method tools/call is not in match.methods',
+    });
+    expect(engine.explain({ ...toolCall('x', bob), method: 'ping' })).toMatchObject({
+      methodClass: 'protocol',
+      rules: [],
+    });
+  });
+});
+
+describe('issuers, masking, recording', () => {
+  test('trusted issuers are deduplicated and merged across policies', () => {
+    const iss = 'https://login.microsoftonline.com/t/v2.0';
+    const engine = compilePolicies([
+      policy('a', [], {
+        identity: {
+          issuers: [
+            { issuer: iss, audiences: ['api://x'], groupsOverage: 'graph' },
+            { kubernetes: { audiences: ['mcp'] } },
+          ],
+        },
+      }),
+      policy('b', [], {
+        identity: {
+          issuers: [
+            { issuer: iss, audiences: ['api://y'], groupsOverage: 'deny', jwksUri: 'https://k/keys' },
+          ],
+        },
+      }),
+    ]);
+    expect(engine.trustedIssuers()).toEqual([
+      { issuer: iss, audiences: ['api://x', 'api://y'], groupsOverage: 'deny', jwksUri: 'https://k/keys' },
+      { issuer: 'https://kubernetes.default.svc.cluster.local', audiences: ['mcp'], kubernetes: true },
+    ]);
+  });
+
+  test('masking rules are the union, tagged with their policy; recording is enabled if any policy enables it', () => {
+    const engine = compilePolicies([
+      policy('a', [], {
+        masking: [{ name: 'pii', detectors: ['email'] }],
+        recording: { enabled: true, payloads: 'none' },
+      }),
+      policy('b', [], {
+        masking: [{ name: 'keys', patterns: [{ name: 'ticket', regex: 'TCK-[0-9]{6}' }] }],
+        recording: { enabled: true, sink: 'stdout' },
+      }),
+      policy('c', [], { recording: { enabled: false } }),
+    ]);
+    expect(engine.maskingRules()).toEqual([
+      { policy: 'a', rule: { name: 'pii', detectors: ['email'] } },
+      { policy: 'b', rule: { name: 'keys', patterns: [{ name: 'ticket', regex: 'TCK-[0-9]{6}' }] } },
+    ]);
+    expect(engine.recording()).toEqual({ enabled: true, payloads: 'masked', sinks: ['stdout', 'volume'] });
+    expect(compilePolicies([policy('c', [])]).recording()).toEqual({
+      enabled: false,
+      payloads: 'none',
+      sinks: [],
+    });
+  });
+});
+
+describe('compile errors', () => {
+  test('an invalid document throws ERR_POLICY_INVALID naming policy, field and reason', () => {
+    const bad = policy('broken', [rule('r', 'allow', { match: { when: 'args.x ==' } })]);
+    let caught: unknown;
+    try {
+      compilePolicies([bad]);
+    } catch (err) {
+      caught = err;
+    }
+    expect(isWardenError(caught, 'ERR_POLICY_INVALID')).toBe(true);
+    expect((caught as Error).message).toMatch(
+      /policy broken: spec\.rules\[0\]\.match\.when: CEL does not parse/,
+    );
+  });
+});
+
+describe('hot path', () => {
+  test('decisions for the same rule are the same frozen object (no allocation per call)', () => {
+    const engine = compilePolicies([policy('p', [rule('ro', 'allow', { match: { tools: ['get_*'] } })])]);
+    const a = engine.decide(toolCall('get_a', alice));
+    const b = engine.decide(toolCall('get_b', bob));
+    expect(a).toBe(b);
+    expect(Object.isFrozen(a)).toBe(true);
+  });
+
+  test('30k decisions with globs, subjects and a CEL condition average under 100 µs each', () => {
+    const engine = compilePolicies([
+      policy('p', [
+        rule('ro', 'allow', { subjects: [{ group: 'readers' }], match: { tools: ['get_*', 'search_*'] } }),
+        rule('no-drop', 'deny', { match: { tools: ['run_query'], when: 'args.query.contains("drop")' } }),
+        rule('ops', 'allow', { subjects: [{ group: 'operators' }], match: { tools: ['run_query'] } }),
+      ]),
+    ]);
+    const calls = [
+      toolCall('get_weather', alice),
+      toolCall('run_query', bob, { query: 'select' }),
+      toolCall('delete', alice),
+    ];
+    const start = performance.now();
+    for (let i = 0; i < 30_000; i++) engine.decide(calls[i % 3]!);
+    const perCallUs = ((performance.now() - start) * 1000) / 30_000;
+    expect(perCallUs).toBeLessThan(100);
+  });
+});
