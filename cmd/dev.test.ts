@@ -8,7 +8,11 @@ import { parseListen, run } from './dev.js';
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
-  return { out, err, io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: (t: string) => err.push(t) } } };
+  return {
+    out,
+    err,
+    io: { stdout: { write: (t: string) => out.push(t) }, stderr: { write: (t: string) => err.push(t) } },
+  };
 }
 
 /** Start `dev issuer` in-process; resolves once it listens and has written its state. */
@@ -19,7 +23,11 @@ async function startIssuerCommand(args: string[]) {
   const started = new Promise<{ dev: DevIssuer; stateFile: string }>((r) => {
     ready = r;
   });
-  const exit = run(['issuer', ...args], { ...c.io, signal: stop.signal, onReady: (dev, stateFile) => ready({ dev, stateFile }) });
+  const exit = run(['issuer', ...args], {
+    ...c.io,
+    signal: stop.signal,
+    onReady: (dev, stateFile) => ready({ dev, stateFile }),
+  });
   const failedEarly = exit.then((code) => {
     throw new Error(`dev issuer exited ${code}: ${c.err.join('')}`);
   });
@@ -35,14 +43,38 @@ afterEach(() => rm(dir, { recursive: true, force: true }));
 describe('mcp-warden dev', () => {
   it('dev token, as a separate step, signs tokens the running dev issuer verifies (v2 user and v1 app-only)', async () => {
     const stateFile = join(dir, 'state.json');
-    const issuer = await startIssuerCommand(['--listen', '127.0.0.1:0', '--tenant', 'tenant-cli', '--state', stateFile]);
+    const issuer = await startIssuerCommand([
+      '--listen',
+      '127.0.0.1:0',
+      '--tenant',
+      'tenant-cli',
+      '--state',
+      stateFile,
+    ]);
     try {
       expect(issuer.output.out.join('')).toContain(`v2 issuer   ${issuer.dev.url}/tenant-cli/v2.0`);
       expect((await stat(stateFile)).mode & 0o777).toBe(0o600);
 
       const user = capture();
       expect(
-        await run(['token', '--issuer-state', stateFile, '--aud', 'api://cli', '--oid', 'o-1', '--groups', 'g1, g2', '--roles', 'MCP.Read', '--scopes', 'a,b'], user.io),
+        await run(
+          [
+            'token',
+            '--issuer-state',
+            stateFile,
+            '--aud',
+            'api://cli',
+            '--oid',
+            'o-1',
+            '--groups',
+            'g1, g2',
+            '--roles',
+            'MCP.Read',
+            '--scopes',
+            'a,b',
+          ],
+          user.io,
+        ),
       ).toBe(0);
       const token = user.out.join('').trim();
       expect(token.split('.')).toHaveLength(3);
@@ -55,8 +87,25 @@ describe('mcp-warden dev', () => {
       expect(who.appOnly).toBe(false);
 
       const app = capture();
-      expect(await run(['token', '--issuer-state', stateFile, '--aud', 'api://cli', '--app-only', '--v1', '--expires', '120'], app.io)).toBe(0);
-      const appWho = await auth.authenticate(app.out.join('').trim(), [{ issuer: issuer.dev.v1Issuer, audiences: ['api://cli'] }]);
+      expect(
+        await run(
+          [
+            'token',
+            '--issuer-state',
+            stateFile,
+            '--aud',
+            'api://cli',
+            '--app-only',
+            '--v1',
+            '--expires',
+            '120',
+          ],
+          app.io,
+        ),
+      ).toBe(0);
+      const appWho = await auth.authenticate(app.out.join('').trim(), [
+        { issuer: issuer.dev.v1Issuer, audiences: ['api://cli'] },
+      ]);
       expect(appWho.appOnly).toBe(true);
       expect(appWho.claims['ver']).toBe('1.0');
       expect(appWho.expiresAt - Math.floor(Date.now() / 1000)).toBeLessThanOrEqual(120);

@@ -31,7 +31,10 @@ export interface DevIo {
   onReady?: (issuer: DevIssuer, stateFile: string) => void;
 }
 
-export async function run(argv: string[], io: DevIo = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function run(
+  argv: string[],
+  io: DevIo = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const [sub, ...rest] = argv;
   try {
     if (sub === 'issuer') return await issuer(rest, io);
@@ -43,7 +46,11 @@ export async function run(argv: string[], io: DevIo = { stdout: process.stdout, 
     io.stderr.write(`mcp-warden dev: unknown subcommand "${sub ?? ''}"\n\n${usage}\n`);
     return 2;
   } catch (err) {
-    if (err instanceof WardenError || (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+    if (
+      err instanceof WardenError ||
+      (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' ||
+      (err as { code?: unknown }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE'
+    ) {
       io.stderr.write(`mcp-warden dev ${sub}: ${(err as Error).message}\n`);
       return 2;
     }
@@ -55,7 +62,8 @@ export async function run(argv: string[], io: DevIo = { stdout: process.stdout, 
 export function parseListen(value: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value);
   const port = Number(m?.[3]);
-  if (m === null || port > 65535) throw new WardenError('ERR_CONFIG', `--listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:8400`);
+  if (m === null || port > 65535)
+    throw new WardenError('ERR_CONFIG', `--listen ${value}: expected HOST:PORT, e.g. 127.0.0.1:8400`);
   return { host: m[1] ?? (m[2] || '127.0.0.1'), port };
 }
 
@@ -131,7 +139,12 @@ function stopped(signal: AbortSignal | undefined): Promise<void> {
 }
 
 const list = (value: string | undefined) =>
-  value === undefined ? undefined : value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  value === undefined
+    ? undefined
+    : value
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== '');
 
 async function token(args: string[], io: DevIo): Promise<number> {
   const { values } = parseArgs({
@@ -159,10 +172,14 @@ async function token(args: string[], io: DevIo): Promise<number> {
   const stateFile = values['issuer-state'];
   const state = await readDevState(stateFile);
   if (state === undefined) {
-    throw new WardenError('ERR_CONFIG', `no dev issuer state at ${stateFile}: start \`mcp-warden dev issuer\` first (or pass --issuer-state FILE)`);
+    throw new WardenError(
+      'ERR_CONFIG',
+      `no dev issuer state at ${stateFile}: start \`mcp-warden dev issuer\` first (or pass --issuer-state FILE)`,
+    );
   }
   const expires = Number(values.expires);
-  if (!Number.isInteger(expires) || expires <= 0) throw new WardenError('ERR_CONFIG', `--expires ${values.expires}: expected a positive number of seconds`);
+  if (!Number.isInteger(expires) || expires <= 0)
+    throw new WardenError('ERR_CONFIG', `--expires ${values.expires}: expected a positive number of seconds`);
   const groups = list(values.groups);
   const roles = list(values.roles);
   const scopes = list(values.scopes);

@@ -47,7 +47,7 @@ const commands: Record<string, CommandEntry> = {
   },
   dev: {
     summary: 'Local development: `dev issuer` (an Entra-shaped OIDC issuer), `dev token` (print a token)',
-    usage: 'dev issuer [--listen 127.0.0.1:8400] | dev token [--issuer URL] [--oid ID] [--groups a,b] [--roles r] [--aud A] [--app-only]',
+    usage: 'dev issuer [--listen 127.0.0.1:8400] [--tenant ID] [--state FILE] | dev token [--issuer-state FILE] [--aud A] [--oid ID] [--groups a,b] [--roles r] [--scopes s] [--app-only] [--v1] [--expires 3600]',
     load: () => import('./dev.js'),
   },
 };
