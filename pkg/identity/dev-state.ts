@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { WardenError, errorMessage } from '../errors.js';
+import { errorMessage, WardenError } from '../errors.js';
 import type { DevIssuerState } from './dev-token.js';
 
 /**
@@ -32,7 +32,10 @@ export async function readDevState(path: string): Promise<DevIssuerState | undef
   try {
     doc = JSON.parse(text);
   } catch {
-    throw new WardenError('ERR_CONFIG', `the dev issuer state ${path} is not JSON; delete it and restart \`mcp-warden dev issuer\``);
+    throw new WardenError(
+      'ERR_CONFIG',
+      `the dev issuer state ${path} is not JSON; delete it and restart \`mcp-warden dev issuer\``,
+    );
   }
   const s = doc as Partial<DevIssuerState> & { version?: unknown };
   const ok =
@@ -43,7 +46,17 @@ export async function readDevState(path: string): Promise<DevIssuerState | undef
     typeof s.v1Issuer === 'string' &&
     Array.isArray(s.keys) &&
     s.keys.length > 0 &&
-    s.keys.every((k) => typeof k?.kid === 'string' && typeof k.privateJwk === 'object' && k.privateJwk !== null && typeof k.privateJwk.d === 'string');
-  if (!ok) throw new WardenError('ERR_CONFIG', `the dev issuer state ${path} is not valid; delete it and restart \`mcp-warden dev issuer\``);
+    s.keys.every(
+      (k) =>
+        typeof k?.kid === 'string' &&
+        typeof k.privateJwk === 'object' &&
+        k.privateJwk !== null &&
+        typeof k.privateJwk.d === 'string',
+    );
+  if (!ok)
+    throw new WardenError(
+      'ERR_CONFIG',
+      `the dev issuer state ${path} is not valid; delete it and restart \`mcp-warden dev issuer\``,
+    );
   return { url: s.url!, tenantId: s.tenantId!, v2Issuer: s.v2Issuer!, v1Issuer: s.v1Issuer!, keys: s.keys! };
 }

@@ -45,7 +45,14 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'warden-overage-'));
   tokenFile = join(dir, 'azure-identity-token');
   // The projected service-account token the kubelet would write: audience api://AzureADTokenExchange.
-  await writeFile(tokenFile, await dev.issueToken({ audience: 'api://AzureADTokenExchange', appOnly: true, clientId: sidecarClientId }));
+  await writeFile(
+    tokenFile,
+    await dev.issueToken({
+      audience: 'api://AzureADTokenExchange',
+      appOnly: true,
+      clientId: sidecarClientId,
+    }),
+  );
   resolver = createGraphResolverFromEnv(
     {
       AZURE_CLIENT_ID: sidecarClientId,
@@ -70,7 +77,11 @@ const trusted = (groupsOverage?: 'graph' | 'deny'): TrustedIssuer[] => [
 describe('groups overage', () => {
   it('resolves groups through Microsoft Graph with the workload identity credential, cached per principal', async () => {
     const auth = createAuthenticator({ graph: resolver });
-    const token = await dev.issueToken({ audience: aud, oid: userOid, extraClaims: overageClaims(dev.tenantId, userOid) });
+    const token = await dev.issueToken({
+      audience: aud,
+      oid: userOid,
+      extraClaims: overageClaims(dev.tenantId, userOid),
+    });
     const who = await auth.authenticate(token, trusted('graph'));
     expect(who.groups).toEqual(['group-a', 'group-b', 'role-x']);
     expect(graph.calls).toEqual([{ kind: 'users', objectId: userOid, securityEnabledOnly: false }]);
@@ -82,17 +93,30 @@ describe('groups overage', () => {
 
   it('asks servicePrincipals/getMemberObjects for app-only tokens', async () => {
     const auth = createAuthenticator({ graph: resolver });
-    const token = await dev.issueToken({ audience: aud, oid: appOid, appOnly: true, extraClaims: overageClaims(dev.tenantId, appOid) });
+    const token = await dev.issueToken({
+      audience: aud,
+      oid: appOid,
+      appOnly: true,
+      extraClaims: overageClaims(dev.tenantId, appOid),
+    });
     const who = await auth.authenticate(token, trusted('graph'));
     expect(who.appOnly).toBe(true);
     expect(who.groups).toEqual(['group-apps']);
-    expect(graph.calls.at(-1)).toEqual({ kind: 'servicePrincipals', objectId: appOid, securityEnabledOnly: false });
+    expect(graph.calls.at(-1)).toEqual({
+      kind: 'servicePrincipals',
+      objectId: appOid,
+      securityEnabledOnly: false,
+    });
   });
 
   it('denies with ERR_AUTH_FORBIDDEN when the issuer says groupsOverage: deny (and by default)', async () => {
     const metrics = createMetrics({ defaultMetrics: false });
     const auth = createAuthenticator({ graph: resolver, metrics });
-    const token = await dev.issueToken({ audience: aud, oid: userOid, extraClaims: overageClaims(dev.tenantId, userOid) });
+    const token = await dev.issueToken({
+      audience: aud,
+      oid: userOid,
+      extraClaims: overageClaims(dev.tenantId, userOid),
+    });
     const before = graph.calls.length;
     for (const mode of ['deny', undefined] as const) {
       const err = await failure(auth.authenticate(token, trusted(mode)));
@@ -100,16 +124,26 @@ describe('groups overage', () => {
       expect(err.message).toMatch(/groups overage.*groupsOverage: deny.*groupsOverage: graph/);
     }
     expect(graph.calls.length).toBe(before);
-    expect(await metrics.registry.getSingleMetricAsString('mcp_warden_auth_failures_total')).toContain('reason="forbidden"} 2');
+    expect(await metrics.registry.getSingleMetricAsString('mcp_warden_auth_failures_total')).toContain(
+      'reason="forbidden"} 2',
+    );
   });
 
   it('fails closed when Graph fails, when the principal is unknown, and when no Graph credential exists', async () => {
-    const token = await dev.issueToken({ audience: aud, oid: 'dddddddd-0000-4000-8000-00000000000d', extraClaims: overageClaims(dev.tenantId, 'd') });
+    const token = await dev.issueToken({
+      audience: aud,
+      oid: 'dddddddd-0000-4000-8000-00000000000d',
+      extraClaims: overageClaims(dev.tenantId, 'd'),
+    });
     let err = await failure(createAuthenticator({ graph: resolver }).authenticate(token, trusted('graph')));
     expect(err.code).toBe('ERR_AUTH_ISSUER_UNAVAILABLE');
     expect(err.message).toMatch(/getMemberObjects.*HTTP 404/);
 
-    const other = await dev.issueToken({ audience: aud, oid: appOid, extraClaims: overageClaims(dev.tenantId, appOid) });
+    const other = await dev.issueToken({
+      audience: aud,
+      oid: appOid,
+      extraClaims: overageClaims(dev.tenantId, appOid),
+    });
     graph.failWith = 503;
     try {
       err = await failure(createAuthenticator({ graph: resolver }).authenticate(other, trusted('graph')));
@@ -128,10 +162,20 @@ describe('groups overage', () => {
     const badFile = join(dir, 'bad-token');
     await writeFile(badFile, 'not-a-jwt');
     const bad = createGraphResolverFromEnv(
-      { AZURE_CLIENT_ID: 'x', AZURE_TENANT_ID: dev.tenantId, AZURE_FEDERATED_TOKEN_FILE: badFile, AZURE_AUTHORITY_HOST: dev.url, MCP_WARDEN_GRAPH_URL: graph.url },
+      {
+        AZURE_CLIENT_ID: 'x',
+        AZURE_TENANT_ID: dev.tenantId,
+        AZURE_FEDERATED_TOKEN_FILE: badFile,
+        AZURE_AUTHORITY_HOST: dev.url,
+        MCP_WARDEN_GRAPH_URL: graph.url,
+      },
       { allowInsecureLoopback: true },
     )!;
-    const token = await dev.issueToken({ audience: aud, oid: userOid, extraClaims: overageClaims(dev.tenantId, userOid) });
+    const token = await dev.issueToken({
+      audience: aud,
+      oid: userOid,
+      extraClaims: overageClaims(dev.tenantId, userOid),
+    });
     const err = await failure(createAuthenticator({ graph: bad }).authenticate(token, trusted('graph')));
     expect(err.code).toBe('ERR_AUTH_ISSUER_UNAVAILABLE');
     expect(err.message).toMatch(/workload identity token.*HTTP 401/);
@@ -141,10 +185,18 @@ describe('groups overage', () => {
   it('is not configured without the workload identity environment, and refuses http Graph off loopback', async () => {
     expect(createGraphResolverFromEnv({})).toBeUndefined();
     const remote = createGraphResolverFromEnv(
-      { AZURE_CLIENT_ID: sidecarClientId, AZURE_TENANT_ID: dev.tenantId, AZURE_FEDERATED_TOKEN_FILE: tokenFile, AZURE_AUTHORITY_HOST: dev.url, MCP_WARDEN_GRAPH_URL: 'http://10.9.8.7' },
+      {
+        AZURE_CLIENT_ID: sidecarClientId,
+        AZURE_TENANT_ID: dev.tenantId,
+        AZURE_FEDERATED_TOKEN_FILE: tokenFile,
+        AZURE_AUTHORITY_HOST: dev.url,
+        MCP_WARDEN_GRAPH_URL: 'http://10.9.8.7',
+      },
       { allowInsecureLoopback: true },
     )!;
-    const err = await failure(remote.memberObjects({ tenantId: dev.tenantId, objectId: userOid, appOnly: false }));
+    const err = await failure(
+      remote.memberObjects({ tenantId: dev.tenantId, objectId: userOid, appOnly: false }),
+    );
     expect(err.code).toBe('ERR_AUTH_ISSUER_UNAVAILABLE');
     expect(err.message).toMatch(/only allowed on loopback/);
   });
