@@ -117,7 +117,7 @@ export class KeyStore {
 
   /** A key getter over keys given inline (for example the Kubernetes API server's JWKS). */
   static inline(jwks: JSONWebKeySet, issuer: string): KeyGetter {
-    const local = createLocalJWKSet(jwks);
+    const local = createLocalJWKSet(usableKeys(jwks.keys));
     return async (header, token) => {
       try {
         return await local(header, token);
@@ -139,21 +139,22 @@ export class KeyStore {
         const keys = (doc as { keys?: unknown } | null)?.keys;
         if (!Array.isArray(keys))
           throw new WardenError('ERR_AUTH_ISSUER_UNAVAILABLE', `the JWKS at ${jwksUri} has no "keys" array`);
-        // Only public, asymmetric signature keys: an "oct" key in a JWKS would enable HMAC forgery.
-        const usable = keys.filter(
-          (k): k is Record<string, unknown> =>
-            typeof k === 'object' &&
-            k !== null &&
-            ((k as { kty?: unknown }).kty === 'RSA' || (k as { kty?: unknown }).kty === 'EC') &&
-            (k as { d?: unknown }).d === undefined &&
-            ((k as { use?: unknown }).use === undefined || (k as { use?: unknown }).use === 'sig'),
-        );
-        const jwks = { keys: usable } as JSONWebKeySet;
+        const jwks = usableKeys(keys);
         return { jwks, local: createLocalJWKSet(jwks) };
       },
       { refresh },
     );
   }
+}
+
+/** Only public, asymmetric signature keys: an "oct" key in a JWKS would enable HMAC forgery. */
+function usableKeys(keys: readonly unknown[]): JSONWebKeySet {
+  const usable = keys.filter((k): k is Record<string, unknown> => {
+    if (typeof k !== 'object' || k === null) return false;
+    const { kty, d, use } = k as { kty?: unknown; d?: unknown; use?: unknown };
+    return (kty === 'RSA' || kty === 'EC') && d === undefined && (use === undefined || use === 'sig');
+  });
+  return { keys: usable } as JSONWebKeySet;
 }
 
 function keyError(
