@@ -53,6 +53,9 @@ spec:
       match: {tools: [delete_repo]}
       action: deny
       reason: deleting repositories is not allowed
+  masking:
+    - name: pii
+      detectors: [email]
   recording: {enabled: true}
 ---
 apiVersion: mcpwarden.io/v1alpha1
@@ -186,9 +189,12 @@ describe('a running gateway', () => {
     expect(r.tools.map((t) => t.name).sort()).toEqual(['contact', 'get_weather', 'run_query']);
   });
 
-  test('audit-mode policy: decided, reported, let through', async () => {
+  test('audit-mode policy: decided, reported, let through (and the result masked)', async () => {
     const r = await client.callTool({ name: 'contact', arguments: {} });
     expect(r.isError).toBeFalsy();
+    const text = JSON.stringify(r.content);
+    expect(text).not.toContain('alice@example.com');
+    expect(text).toContain('write to ');
     const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
     expect(metrics).toMatch(
       /mcp_warden_requests_total\{policy="trial",method="tools\/call",decision="audit-deny"\} 1/,
@@ -197,6 +203,7 @@ describe('a running gateway', () => {
       /mcp_warden_blocked_total\{policy="tools",rule="no-delete",tool="delete_repo",reason="rule"\} 1/,
     );
     expect(metrics).toMatch(/mcp_warden_sessions_active 1/);
+    expect(metrics).toMatch(/mcp_warden_masked_values_total\{policy="tools",detector="email"\} 1/);
   });
 
   test('editing the policy file applies to the next message without dropping the session', async () => {

@@ -10,26 +10,40 @@ import { testEngine, testSource } from './helpers/test-policy.js';
  */
 let h: Harness;
 let client: Client;
+let source: ReturnType<typeof testSource>;
+
+function engine(mode: 'enforce' | 'audit' = 'enforce') {
+  return testEngine({
+    name: 'legacy',
+    mode,
+    issuers: h.trusted,
+    rules: [
+      { name: 'read', methods: ['tools/call'], tools: ['get_*', 'ask_llm', 'run_query'], action: 'allow' },
+      {
+        name: 'no-delete',
+        methods: ['tools/call'],
+        tools: ['delete_*'],
+        action: 'deny',
+        reason: 'no deletes',
+      },
+      {
+        name: 'no-drop',
+        methods: ['tools/call'],
+        tools: ['run_query'],
+        when: (c) => /drop\s+table/i.test(String(c.args['query'])),
+        action: 'deny',
+        reason: 'destructive SQL',
+      },
+    ],
+  });
+}
 
 beforeAll(async () => {
-  h = await startHarness((trusted) =>
-    testSource(
-      testEngine({
-        name: 'legacy',
-        issuers: trusted,
-        rules: [
-          { name: 'read', methods: ['tools/call'], tools: ['get_*', 'ask_llm'], action: 'allow' },
-          {
-            name: 'no-delete',
-            methods: ['tools/call'],
-            tools: ['delete_*'],
-            action: 'deny',
-            reason: 'no deletes',
-          },
-        ],
-      }),
-    ),
-  );
+  h = await startHarness(() => {
+    source = testSource(undefined);
+    return source;
+  });
+  source.set(engine());
   client = await connectLegacy(h.url, await h.token());
 });
 afterAll(async () => {
@@ -71,7 +85,27 @@ test('denied call gets -31403 on the event stream; the upstream never sees it', 
 
 test('tools/list is filtered', async () => {
   const r = await client.listTools();
-  expect(r.tools.map((t) => t.name).sort()).toEqual(['ask_llm', 'get_weather']);
+  expect(r.tools.map((t) => t.name).sort()).toEqual(['ask_llm', 'get_weather', 'run_query']);
+});
+
+test('argument condition', async () => {
+  const e = (await client
+    .callTool({ name: 'run_query', arguments: { query: 'DROP TABLE t' } })
+    .catch((x: unknown) => x)) as McpError;
+  expect(e.code).toBe(-31403);
+  expect(e.data).toMatchObject({ rule: 'no-drop' });
+  const ok = await client.callTool({ name: 'run_query', arguments: { query: 'select 1' } });
+  expect(ok.content).toEqual([{ type: 'text', text: 'ran: select 1' }]);
+});
+
+test('audit mode forwards what the rules deny', async () => {
+  source.set(engine('audit'));
+  try {
+    const r = await client.callTool({ name: 'delete_repo', arguments: { name: 'tmp' } });
+    expect(r.content).toEqual([{ type: 'text', text: 'deleted tmp' }]);
+  } finally {
+    source.set(engine());
+  }
 });
 
 test('blocked sampling request answered upstream, client never asked, no hang', async () => {

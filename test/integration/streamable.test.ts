@@ -11,39 +11,42 @@ const versions = ['2025-03-26', '2025-06-18', '2025-11-25'] as const;
 describe.each(versions)('streamable HTTP %s through the proxy', (version) => {
   let h: Harness;
   let client: Client;
+  let source: ReturnType<typeof testSource>;
+  const engine = (trusted: Harness['trusted'], mode: 'enforce' | 'audit') =>
+    testEngine({
+      name: 'tools',
+      mode,
+      issuers: trusted,
+      rules: [
+        {
+          name: 'readers-read',
+          groups: ['readers'],
+          methods: ['tools/call'],
+          tools: ['get_*', 'run_query', 'contact'],
+          action: 'allow',
+        },
+        {
+          name: 'no-delete',
+          methods: ['tools/call'],
+          tools: ['delete_*'],
+          action: 'deny',
+          reason: 'deleting is not allowed',
+        },
+        {
+          name: 'no-drop',
+          methods: ['tools/call'],
+          tools: ['run_query'],
+          when: (ctx) => /drop\s+table/i.test(String(ctx.args['query'])),
+          action: 'deny',
+          reason: 'destructive SQL',
+        },
+      ],
+    });
   beforeAll(async () => {
-    h = await startHarness((trusted) =>
-      testSource(
-        testEngine({
-          name: 'tools',
-          issuers: trusted,
-          rules: [
-            {
-              name: 'readers-read',
-              groups: ['readers'],
-              methods: ['tools/call'],
-              tools: ['get_*', 'run_query', 'contact'],
-              action: 'allow',
-            },
-            {
-              name: 'no-delete',
-              methods: ['tools/call'],
-              tools: ['delete_*'],
-              action: 'deny',
-              reason: 'deleting is not allowed',
-            },
-            {
-              name: 'no-drop',
-              methods: ['tools/call'],
-              tools: ['run_query'],
-              when: (ctx) => /drop\s+table/i.test(String(ctx.args['query'])),
-              action: 'deny',
-              reason: 'destructive SQL',
-            },
-          ],
-        }),
-      ),
-    );
+    h = await startHarness((trusted) => {
+      source = testSource(engine(trusted, 'enforce'));
+      return source;
+    });
     client = await connectStreamable(h.mcpUrl, await h.token(), { version });
   });
   afterAll(async () => {
@@ -87,6 +90,16 @@ describe.each(versions)('streamable HTTP %s through the proxy', (version) => {
     expect((err.data as { rule: string }).rule).toBe('no-drop');
   });
 
+  test('audit mode: the denied call is forwarded', async () => {
+    source.set(engine(h.trusted, 'audit'));
+    try {
+      const r = await client.callTool({ name: 'delete_repo', arguments: { name: 'scratch' } });
+      expect(r.content).toEqual([{ type: 'text', text: 'deleted scratch' }]);
+    } finally {
+      source.set(engine(h.trusted, 'enforce'));
+    }
+  });
+
   test('the caller token and cookies never reach the upstream', () => {
     expect(h.upstream.stats.requests).toBeGreaterThan(0);
     expect(h.upstream.stats.authorizationSeen).toBe(0);
@@ -94,8 +107,8 @@ describe.each(versions)('streamable HTTP %s through the proxy', (version) => {
   });
 
   test('metrics count decisions, tool labels bounded to tools the upstream listed', async () => {
-    // The first delete_repo call came before any tools/list: its tool label folded into `other`.
-    await client.callTool({ name: 'delete_repo', arguments: { name: 'y' } }).catch(() => undefined);
+    // A tool the upstream never listed folds into `other` (clients cannot invent label values).
+    await client.callTool({ name: 'delete_invented_thing', arguments: {} }).catch(() => undefined);
     const text = await h.metrics.registry.metrics();
     expect(text).toMatch(
       /mcp_warden_requests_total\{policy="tools",method="tools\/call",decision="deny"\} [1-9]/,
