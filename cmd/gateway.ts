@@ -131,7 +131,8 @@ export async function run(argv: string[]): Promise<number> {
       mcpPath: values['mcp-path'] as string,
       ...(values['no-legacy-sse'] ? { legacySsePaths: false as const } : {}),
       policySource: source,
-      authenticator: createAuthenticator({ metrics, allowInsecureLoopback: true }),
+      // No `metrics` here: the proxy's auth stage counts auth_failures_total (also for missing headers).
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
       metrics,
       ...(recorder ? { recorder } : {}),
       podName: hostname(),
