@@ -1,0 +1,179 @@
+import { applyPatch } from './jsonpatch.js';
+import type { AdmissionRequest, UserInfo } from './review.js';
+import { admitPolicy, CREATED_BY_ANNOTATION, mutateApproval, validateApproval } from './validators.js';
+
+const podSa = 'system:serviceaccount:agents:github-mcp';
+
+function approval(decision?: Record<string, unknown>, extra: Record<string, unknown> = {}) {
+  return {
+    apiVersion: 'mcpwarden.io/v1alpha1',
+    kind: 'MCPApproval',
+    metadata: { name: 'a1', namespace: 'agents', annotations: { [CREATED_BY_ANNOTATION]: podSa } },
+    spec: {
+      policy: 'github-tools',
+      rule: 'deletes-need-approval',
+      pod: { name: 'github-mcp-0', serviceAccount: 'github-mcp' },
+      requester: { principal: 'tenant-1/oid-requester', oid: 'oid-requester' },
+      method: 'tools/call',
+      tool: 'delete_repo',
+      argumentsDigest: 'abc',
+      approvers: [{ group: 'mcp-reviewers' }, { user: 'carol' }, { serviceAccount: 'ops/approver-bot' }],
+      ...extra,
+      ...(decision === undefined ? {} : { decision }),
+    },
+  };
+}
+
+function update(
+  user: UserInfo,
+  decision: Record<string, unknown> | undefined,
+  old = approval(),
+): AdmissionRequest {
+  return {
+    uid: 'u1',
+    operation: 'UPDATE',
+    namespace: 'agents',
+    userInfo: user,
+    oldObject: old,
+    object: approval(decision),
+  };
+}
+
+/** Runs the mutating then the validating step, as the API server does. */
+function admit(req: AdmissionRequest) {
+  const mutated = mutateApproval(req, () => new Date('2026-01-01T00:00:00Z'));
+  const object = applyPatch(req.object, mutated.patch ?? []);
+  return { verdict: validateApproval({ ...req, object }), object: object as ReturnType<typeof approval> };
+}
+
+const rita: UserInfo = { username: 'rita', groups: ['mcp-reviewers', 'system:authenticated'] };
+
+test('a reviewer in an approver group decides; decidedBy is stamped from userInfo', () => {
+  const { verdict, object } = admit(update(rita, { verdict: 'Approved', reason: 'ok' }));
+  expect(verdict.allowed).toBe(true);
+  expect(object.spec.decision).toEqual({
+    verdict: 'Approved',
+    reason: 'ok',
+    decidedBy: 'rita',
+    decidedAt: '2026-01-01T00:00:00Z',
+  });
+});
+
+test('a forged decidedBy is overwritten by the mutating step, and refused if the mutation is skipped', () => {
+  const req = update(rita, { verdict: 'Approved', decidedBy: 'carol' });
+  expect(admit(req).object.spec.decision?.['decidedBy']).toBe('rita');
+  const unmutated = validateApproval(req);
+  expect(unmutated.allowed).toBe(false);
+  expect(unmutated.message).toMatch(/decidedBy/);
+});
+
+test('users and service accounts named as approvers may decide; others may not', () => {
+  expect(admit(update({ username: 'carol' }, { verdict: 'Denied' })).verdict.allowed).toBe(true);
+  expect(
+    admit(update({ username: 'system:serviceaccount:ops:approver-bot' }, { verdict: 'Denied' })).verdict
+      .allowed,
+  ).toBe(true);
+  const mallory = admit(update({ username: 'mallory', groups: ['devs'] }, { verdict: 'Approved' })).verdict;
+  expect(mallory.allowed).toBe(false);
+  expect(mallory.message).toMatch(/not among the approvers/);
+});
+
+test('the requester cannot approve their own call, even as an approver', () => {
+  for (const username of ['oid-requester', 'oidc:oid-requester', 'https://issuer.example/#oid-requester']) {
+    const r = admit(update({ username, groups: ['mcp-reviewers'] }, { verdict: 'Approved' })).verdict;
+    expect(r.allowed).toBe(false);
+    expect(r.message).toMatch(/requester/);
+  }
+});
+
+test("the MCP pod's service account cannot decide, even if listed as an approver", () => {
+  const old = approval(undefined, { approvers: [{ serviceAccount: 'github-mcp' }] });
+  const req: AdmissionRequest = { ...update({ username: podSa }, { verdict: 'Approved' }, old) };
+  req.object = approval({ verdict: 'Approved' }, { approvers: [{ serviceAccount: 'github-mcp' }] });
+  const r = admit(req).verdict;
+  expect(r.allowed).toBe(false);
+  expect(r.message).toMatch(/service account/);
+});
+
+test('the creator of the approval cannot decide it', () => {
+  const old = approval(undefined, { pod: { name: 'p' } });
+  old.metadata.annotations[CREATED_BY_ANNOTATION] = 'system:serviceaccount:agents:other';
+  const req = update(
+    { username: 'system:serviceaccount:agents:other', groups: ['mcp-reviewers'] },
+    { verdict: 'Approved' },
+    old,
+  );
+  req.object = { ...approval({ verdict: 'Approved' }, { pod: { name: 'p' } }), metadata: old.metadata };
+  const r = admit(req).verdict;
+  expect(r.allowed).toBe(false);
+  expect(r.message).toMatch(/created this approval/);
+});
+
+test('a decision is immutable once set, and the rest of the spec never changes', () => {
+  const decided = approval({ verdict: 'Approved', decidedBy: 'rita', decidedAt: '2026-01-01T00:00:00Z' });
+  const flip = update({ username: 'carol' }, { verdict: 'Denied' }, decided);
+  const r = admit(flip).verdict;
+  expect(r.allowed).toBe(false);
+  expect(r.message).toMatch(/immutable/);
+  const tamper: AdmissionRequest = {
+    ...update(rita, undefined),
+    object: approval(undefined, { tool: 'other' }),
+  };
+  expect(validateApproval(tamper).message).toMatch(/only spec.decision may change/);
+  const sameAgain = update({ username: 'carol' }, decided.spec.decision, decided);
+  expect(admit(sameAgain).verdict.allowed).toBe(true);
+});
+
+test('an approval is created without a decision; the creator is stamped and cannot be changed later', () => {
+  const create: AdmissionRequest = {
+    uid: 'c',
+    operation: 'CREATE',
+    namespace: 'agents',
+    userInfo: { username: podSa },
+    object: { ...approval(), metadata: { name: 'a1' } },
+  };
+  const { verdict, object } = admit(create);
+  expect(verdict.allowed).toBe(true);
+  expect(
+    (object as { metadata: { annotations: Record<string, string> } }).metadata.annotations[
+      CREATED_BY_ANNOTATION
+    ],
+  ).toBe(podSa);
+  const preDecided = admit({ ...create, object: approval({ verdict: 'Approved' }) }).verdict;
+  expect(preDecided.allowed).toBe(false);
+  const changed = approval();
+  changed.metadata.annotations[CREATED_BY_ANNOTATION] = 'someone-else';
+  expect(validateApproval({ ...update(rita, undefined), object: changed }).message).toMatch(/immutable/);
+});
+
+test('verdict must be Approved or Denied', () => {
+  const r = admit(update(rita, { verdict: 'Maybe' })).verdict;
+  expect(r.allowed).toBe(false);
+  expect(r.causes?.[0]?.field).toBe('spec.decision.verdict');
+});
+
+test('MCPPolicy: every issue becomes a field cause and the message names the fields', () => {
+  const req: AdmissionRequest = { uid: 'p', operation: 'CREATE', object: { metadata: { name: 'bad' } } };
+  const r = admitPolicy(req, () => [
+    { path: 'spec.rules[0].when', message: 'CEL does not compile: unexpected token' },
+    { path: 'spec.masking[0].patterns[0].regex', message: 'not valid RE2' },
+  ]);
+  expect(r.allowed).toBe(false);
+  expect(r.code).toBe(422);
+  expect(r.message).toBe(
+    'MCPPolicy bad is invalid: spec.rules[0].when: CEL does not compile: unexpected token; spec.masking[0].patterns[0].regex: not valid RE2',
+  );
+  expect(r.causes?.map((c) => c.field)).toEqual(['spec.rules[0].when', 'spec.masking[0].patterns[0].regex']);
+  expect(admitPolicy(req, () => []).allowed).toBe(true);
+  expect(admitPolicy({ ...req, operation: 'DELETE' }, () => [{ path: 'x', message: 'y' }]).allowed).toBe(
+    true,
+  );
+});
+
+test('MCPPolicy: a validator that throws refuses (fail closed)', () => {
+  const r = admitPolicy({ uid: 'p', operation: 'UPDATE', object: {} }, () => {
+    throw new Error('boom');
+  });
+  expect(r.allowed).toBe(false);
+  expect(r.code).toBe(500);
+});
