@@ -345,6 +345,19 @@ describe('CEL when', () => {
     expect(engine.decide(toolCall('app', identity({ claims: {} }))).rule).toBe('level');
   });
 
+  test('a when that is not a bool at run time is an error: deny applies, allow does not', () => {
+    const e = compilePolicies([
+      policy('p', [
+        rule('flag-deny', 'deny', { match: { tools: ['d'], when: 'args.flag' } }),
+        rule('flag-allow', 'allow', { match: { tools: ['a'], when: 'args.flag' } }),
+      ]),
+    ]);
+    expect(e.decide(toolCall('d', alice, { flag: 'yes' })).rule).toBe('flag-deny');
+    expect(e.decide(toolCall('d', alice, { flag: false })).rule).toBeUndefined();
+    expect(e.decide(toolCall('a', alice, { flag: 'yes' })).action).toBe('deny');
+    expect(e.decide(toolCall('a', alice, { flag: true })).action).toBe('allow');
+  });
+
   test('identity and call variables', () => {
     expect(engine.decide(toolCall('claims', alice)).action).toBe('allow');
     expect(engine.decide(toolCall('claims', identity({ claims: { tid: 'other' } }))).action).toBe('deny');

@@ -2,7 +2,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 import { compileRe2, compileSelfRule, compileWhen, re2Error } from './cel.js';
-import { durationError } from './duration.js';
+import { durationError, parseDuration } from './duration.js';
 import { globError } from './glob.js';
 import { methodClass } from './methods.js';
 import { type CelRule, MCPApprovalSchema, MCPPolicySchema, type PolicyDocument } from './schema.js';
@@ -324,7 +324,12 @@ function semanticIssues(doc: unknown): ValidationIssue[] {
       }
     }
     const approval = asObject(rule['approval']);
-    if (approval !== undefined && typeof approval['timeout'] === 'string') {
+    // The form is the schema's business (pattern); here only the range.
+    if (
+      approval !== undefined &&
+      typeof approval['timeout'] === 'string' &&
+      parseDuration(approval['timeout']) !== undefined
+    ) {
       const e = durationError(approval['timeout']);
       if (e !== undefined) out.push({ path: `${base}.approval.timeout`, message: e });
     }
@@ -398,6 +403,11 @@ function re2EmptyMatch(regex: string): boolean {
 export function validatePolicy(doc: unknown): ValidationIssue[] {
   const issues = schemaIssues(MCPPolicySchema, doc);
   return [...issues, ...semanticIssues(doc)];
+}
+
+/** Schema-only validation of an MCPPolicy (what the CRD's structural schema also checks). */
+export function validatePolicySchema(doc: unknown): ValidationIssue[] {
+  return schemaIssues(MCPPolicySchema, doc);
 }
 
 /** Validate an MCPApproval object (schema, including its CEL rules). */
