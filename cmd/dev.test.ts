@@ -137,6 +137,15 @@ describe('mcp-warden dev', () => {
     const sub = capture();
     expect(await run(['nope'], sub.io)).toBe(2);
     expect(sub.err.join('')).toMatch(/unknown subcommand "nope"/);
+    const first = await startIssuerCommand(['--listen', '127.0.0.1:0', '--state', join(dir, 'a.json')]);
+    const busy = capture();
+    const port = new URL(first.dev.url).port;
+    expect(
+      await run(['issuer', '--listen', `127.0.0.1:${port}`, '--state', join(dir, 'b.json')], busy.io),
+    ).toBe(2);
+    expect(busy.err.join('')).toMatch(/EADDRINUSE.*--listen/);
+    first.stop.abort();
+    await first.exit;
     const remote = capture();
     expect(await run(['issuer', '--listen', '0.0.0.0:0', '--state', join(dir, 's.json')], remote.io)).toBe(2);
     expect(remote.err.join('')).toMatch(/not a loopback address/);

@@ -88,7 +88,18 @@ async function issuer(args: string[], io: DevIo): Promise<number> {
   const tenantId = values.tenant ?? previous?.tenantId ?? devDefaults.tenantId;
   // Same tenant as last time: keep the key, so tokens minted earlier stay valid.
   const keys = previous !== undefined && previous.tenantId === tenantId ? previous.keys : undefined;
-  const dev = await startDevIssuer({ host, port, tenantId, ...(keys === undefined ? {} : { keys }) });
+  const dev = await startDevIssuer({ host, port, tenantId, ...(keys === undefined ? {} : { keys }) }).catch(
+    (err: unknown) => {
+      const code = (err as { code?: unknown }).code;
+      if (code === 'EADDRINUSE' || code === 'EADDRNOTAVAIL' || code === 'EACCES') {
+        throw new WardenError(
+          'ERR_CONFIG',
+          `cannot listen on ${values.listen} (${String(code)}): pick another address with --listen`,
+        );
+      }
+      throw err;
+    },
+  );
   await writeDevState(stateFile, dev.state());
   io.stdout.write(
     [

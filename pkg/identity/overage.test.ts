@@ -129,6 +129,23 @@ describe('groups overage', () => {
     );
   });
 
+  it('treats the v1 hasgroups claim as overage too', async () => {
+    const token = await dev.issueToken({
+      audience: aud,
+      version: 1,
+      oid: userOid,
+      extraClaims: { hasgroups: true },
+    });
+    const v1: TrustedIssuer[] = [{ issuer: dev.v1Issuer, audiences: [aud] }];
+    expect((await failure(createAuthenticator({ graph: resolver }).authenticate(token, v1))).code).toBe(
+      'ERR_AUTH_FORBIDDEN',
+    );
+    const who = await createAuthenticator({ graph: resolver }).authenticate(token, [
+      { ...v1[0]!, groupsOverage: 'graph' },
+    ]);
+    expect(who.groups).toEqual(['group-a', 'group-b', 'role-x']);
+  });
+
   it('fails closed when Graph fails, when the principal is unknown, and when no Graph credential exists', async () => {
     const token = await dev.issueToken({
       audience: aud,
