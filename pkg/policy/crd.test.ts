@@ -312,10 +312,10 @@ describe('the TypeBox schema (ajv) and the generated CRD schema agree', () => {
   });
 
   test('the TypeScript types reject what the schema rejects', () => {
-    // @ts-expect-error action must be allow | deny | approve
     const badAction: PolicyDocument['spec']['rules'][number] = {
       name: 'x',
       subjects: [{ any: true }],
+      // @ts-expect-error action must be allow | deny | approve
       action: 'nope',
     };
     // @ts-expect-error rules are required

@@ -27,6 +27,7 @@ export {
 export { compileGlob, type Glob, type GlobMode, globError } from './glob.js';
 export {
   createFilePolicySource,
+  type FilePolicySource,
   type FilePolicySourceOptions,
   loadPolicyPath,
   parsePolicyText,

@@ -142,6 +142,13 @@ export interface FilePolicySourceOptions {
   podLabels?: Readonly<Record<string, string>>;
 }
 
+/** The file-backed source: after a successful start there is always an engine. */
+export interface FilePolicySource extends PolicySource {
+  current(): CompiledPolicyEngine;
+  /** Reload now (also what the watcher does). Resolves true when a new engine was applied. */
+  reload(): Promise<boolean>;
+}
+
 /**
  * A PolicySource backed by a file or directory. The first load must succeed (it throws otherwise:
  * refuse to start). Afterwards the path is watched: a valid change swaps the engine for the next
@@ -151,7 +158,7 @@ export interface FilePolicySourceOptions {
 export async function createFilePolicySource(
   path: string,
   options: FilePolicySourceOptions = {},
-): Promise<PolicySource & { current(): CompiledPolicyEngine; reload(): Promise<boolean> }> {
+): Promise<FilePolicySource> {
   const logger = options.logger ?? createLogger('policy');
   const debounceMs = options.debounceMs ?? 100;
   const target = resolve(path);
