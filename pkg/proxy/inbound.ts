@@ -56,6 +56,21 @@ export async function readMessages(
   res: ServerResponse,
   allowBatch: boolean,
 ): Promise<{ raw: Buffer; batch: boolean; items: ParsedItem[] } | undefined> {
+  const ct = header(req.headers['content-type']);
+  if (ct === undefined || !/^application\/json\s*(;|$)/i.test(ct)) {
+    sendRpcError(
+      res,
+      415,
+      null,
+      RpcCodes.invalidRequest,
+      'Unsupported Media Type: Content-Type must be application/json',
+      {
+        code: 'ERR_BAD_REQUEST',
+      },
+    );
+    req.resume();
+    return undefined;
+  }
   let raw: Buffer;
   let text: string;
   try {
@@ -73,20 +88,6 @@ export async function readMessages(
       const message = isWardenError(err) ? err.message : 'Could not read the request body';
       sendRpcError(res, 400, null, RpcCodes.invalidRequest, message, { code: 'ERR_BAD_REQUEST' });
     }
-    return undefined;
-  }
-  const ct = header(req.headers['content-type']);
-  if (ct === undefined || !/^application\/json\s*(;|$)/i.test(ct)) {
-    sendRpcError(
-      res,
-      415,
-      null,
-      RpcCodes.invalidRequest,
-      'Unsupported Media Type: Content-Type must be application/json',
-      {
-        code: 'ERR_BAD_REQUEST',
-      },
-    );
     return undefined;
   }
   const json = parseJsonText(text);

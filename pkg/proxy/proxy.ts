@@ -33,7 +33,8 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     const idle = options.sessionIdleMs ?? 30 * 60_000;
     const now = Date.now();
     for (const s of core.sessions.values()) {
-      if (s.transport !== 'legacy-sse' && now - s.lastSeen > idle) void core.closeSession(s, 'expired');
+      if (s.transport !== 'legacy-sse' && !s.openStreams && now - s.lastSeen > idle)
+        void core.closeSession(s, 'expired');
     }
     void core.sweepStateless();
   }, 60_000);

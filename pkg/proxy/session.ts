@@ -32,6 +32,8 @@ export interface Session {
   /** Tool annotations learnt from this session's `tools/list` results. */
   toolAnnotations: Map<string, Record<string, unknown>>;
   lastSeen: number;
+  /** GET streams open on this session (an open stream keeps the session from idling out). */
+  openStreams?: number;
   /** The proxy already listed the upstream's tools for this session (annotations). */
   annotationsFetched?: boolean;
   /** Legacy SSE: the upstream's message endpoint (path + query) for this session. */

@@ -316,19 +316,33 @@ async function deliver(
   }
   const out: unknown[] = [];
   const values = Array.isArray(value) ? value : [value];
+  // Nothing filtered, masked or added: the upstream's bytes go out as they came (no re-serialization).
+  let unchanged = Array.isArray(value) === batch;
   for (const v of values) {
     const m = processServerMessage(core, ctx, v);
     if (m) out.push(m);
+    if (m !== v) unchanged = false;
   }
   for (const id of requestIds) {
     const key = idKey(id);
     if (ctx.pending.has(key)) {
       ctx.pending.delete(key);
       out.push(lostResponse(id, 'the upstream did not answer this request'));
+      unchanged = false;
     }
   }
-  out.push(...refused);
+  if (refused.length > 0) {
+    out.push(...refused);
+    unchanged = false;
+  }
   copyResponseHeaders(up, res);
+  if (unchanged) {
+    res.statusCode = 200;
+    res.setHeader('content-type', 'application/json');
+    res.setHeader('content-length', raw.length);
+    res.end(raw);
+    return;
+  }
   sendJson(res, 200, batch || out.length !== 1 ? out : out[0]);
 }
 
@@ -381,7 +395,15 @@ export async function handleGet(
     pending: session ? session.pending : new Map(),
     answerUpstream: upstreamAnswerer(core, session?.id, version),
   };
-  await deliverStream(core, ctx, up, res);
+  if (session) session.openStreams = (session.openStreams ?? 0) + 1;
+  try {
+    await deliverStream(core, ctx, up, res);
+  } finally {
+    if (session) {
+      session.openStreams = (session.openStreams ?? 1) - 1;
+      session.lastSeen = Date.now();
+    }
+  }
   observe(core, 'GET', started, 0n);
 }
 

@@ -55,7 +55,7 @@ export class Upstream {
   readonly #pool: Pool;
   readonly #headersTimeout: number;
 
-  constructor(url: string, options: { headersTimeoutMs?: number } = {}) {
+  constructor(url: string, options: { headersTimeoutMs?: number; connections?: number } = {}) {
     try {
       this.url = new URL(url);
     } catch (err) {
@@ -65,7 +65,12 @@ export class Upstream {
       throw new WardenError('ERR_CONFIG', `Upstream URL must be http(s): "${url}"`);
     }
     this.#headersTimeout = options.headersTimeoutMs ?? 30_000;
-    this.#pool = new Pool(this.url.origin, { connections: 256, keepAliveTimeout: 30_000, pipelining: 1 });
+    // Long-lived SSE streams each hold a connection: the cap must exceed the expected open streams.
+    this.#pool = new Pool(this.url.origin, {
+      connections: options.connections ?? 4096,
+      keepAliveTimeout: 30_000,
+      pipelining: 1,
+    });
   }
 
   /** Same origin as the upstream (legacy `endpoint` URLs must not point elsewhere). */
