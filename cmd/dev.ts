@@ -43,7 +43,9 @@ export async function run(
       io.stdout.write(`${usage}\n`);
       return 0;
     }
-    io.stderr.write(sub === undefined ? `${usage}\n` : `mcp-warden dev: unknown subcommand "${sub}"\n\n${usage}\n`);
+    io.stderr.write(
+      sub === undefined ? `${usage}\n` : `mcp-warden dev: unknown subcommand "${sub}"\n\n${usage}\n`,
+    );
     return 2;
   } catch (err) {
     if (
