@@ -165,7 +165,7 @@ else
     wait_http "$ISSUER/.well-known/openid-configuration" "$issuer_pid" issuer || gateway_ok=0
   fi
   if [ "$gateway_ok" = 1 ]; then
-    (umask 077 && "${CLI[@]}" dev token --state "$WORK/issuer-state.json" --aud "$AUDIENCE" \
+    (umask 077 && "${CLI[@]}" dev token --issuer-state "$WORK/issuer-state.json" --aud "$AUDIENCE" \
       --groups "$GROUP" >"$WORK/token" 2>"$WORK/logs/token.log") || {
       log "dev token failed:"; cat "$WORK/logs/token.log"; gateway_ok=0
     }
