@@ -34,7 +34,7 @@ import {
   createStatusReporter,
   loadKubeConfig,
 } from '../pkg/kube/index.js';
-import { createServiceAccountIssuer, withServiceAccountIssuer } from '../pkg/kube/sa-issuer.js';
+import { awaitingServiceAccountIssuer, createServiceAccountIssuer, withServiceAccountIssuer } from '../pkg/kube/sa-issuer.js';
 import { createLogger } from '../pkg/log.js';
 import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { compilePolicies, KubernetesDefaultIssuer, type PolicyDocument } from '../pkg/policy/index.js';

@@ -40,6 +40,8 @@ export interface KubeRequestOptions {
   contentType?: string;
   /** Per-request timeout (default 10 s). */
   timeoutMs?: number;
+  /** Default `application/json`. */
+  accept?: string;
   signal?: AbortSignal;
 }
 
@@ -192,7 +194,7 @@ export function createKubeClient(kc: KubeConfig): KubeClient {
   return {
     server,
     async request<T>(method: HttpMethod, path: string, options: KubeRequestOptions = {}): Promise<T> {
-      const res = await open(method, path, { timeoutMs: 10_000, ...options }, 'application/json');
+      const res = await open(method, path, { timeoutMs: 10_000, ...options }, options.accept ?? 'application/json');
       const text = await readAll(res);
       const status = res.statusCode ?? 0;
       if (status < 200 || status >= 300) {

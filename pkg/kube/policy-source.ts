@@ -117,19 +117,24 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
     options.onError?.(err);
   };
 
-  /** Recompile when the selected set or a selected spec (generation) changed. */
+  /** Recompile when the selected set or a selected spec (generation) changed; then tell object listeners. */
   const refresh = (): void => {
     const selected = selectedNow();
-    for (const l of objectListeners) {
-      try {
-        l(selected);
-      } catch (err) {
-        logger?.error({ err: errorMessage(err) }, 'policy object listener failed');
+    try {
+      recompile(selected);
+    } finally {
+      for (const l of objectListeners) {
+        try {
+          l(selected);
+        } catch (err) {
+          logger?.error({ err: errorMessage(err) }, 'policy object listener failed');
+        }
       }
     }
-    const key = selected
-      .map((o) => `${o.metadata.uid ?? ''}/${o.metadata.name}@${o.metadata.generation ?? 0}`)
-      .join(',');
+  };
+
+  const recompile = (selected: PolicyObject[]): void => {
+    const key = selected.map((o) => `${o.metadata.uid ?? ''}/${o.metadata.name}@${o.metadata.generation ?? 0}`).join(',');
     if (key === engineKey && engine !== undefined) {
       if (expired) {
         expired = false;
@@ -143,14 +148,12 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
       engineKey = key;
       lastCompileError = undefined;
       expired = false;
-      logger?.info(
-        { policies: selected.map((o) => `${o.metadata.name}@${o.metadata.generation ?? 0}`) },
-        'policies loaded',
-      );
+      logger?.info({ policies: selected.map((o) => `${o.metadata.name}@${o.metadata.generation ?? 0}`) }, 'policies loaded');
       emit(next);
     } catch (err) {
       // Keep the last good engine: a policy the webhook should have refused must not open the pod.
       lastCompileError = errorMessage(err);
+      engineKey = key;
       logger?.error({ err: lastCompileError }, 'policy compile failed; keeping the last good policies');
       report(err instanceof Error ? err : new Error(lastCompileError));
       if (expired && engine !== undefined) {

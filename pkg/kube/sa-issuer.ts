@@ -24,6 +24,8 @@ export interface ServiceAccountIssuer {
   readonly ready: Promise<void>;
   /** Read again now (also done every `refreshMs`). */
   refresh(): Promise<void>;
+  /** Called when the issuer or its keys changed. */
+  onChange(listener: () => void): () => void;
   close(): void;
 }
 
@@ -40,6 +42,7 @@ export function createServiceAccountIssuer(options: {
   let keys: { keys: Array<Record<string, unknown>> } | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  const listeners = new Set<() => void>();
   let markReady: () => void = () => undefined;
   const ready = new Promise<void>((resolve) => {
     markReady = resolve;
@@ -60,11 +63,22 @@ export function createServiceAccountIssuer(options: {
       );
       if (typeof doc?.issuer !== 'string' || doc.issuer === '')
         throw new Error('the discovery document has no issuer');
-      const jwks = await client.request<{ keys?: unknown }>('GET', '/openid/v1/jwks');
+      const jwks = await client.request<{ keys?: unknown }>('GET', '/openid/v1/jwks', { accept: 'application/jwk-set+json, application/json' });
       if (!Array.isArray(jwks?.keys)) throw new Error('the JWKS has no keys');
+      const changed = doc.issuer !== issuer || JSON.stringify(jwks.keys) !== JSON.stringify(keys?.keys);
+      if (issuer === undefined) logger?.info({ issuer: doc.issuer, keys: jwks.keys.length }, 'service-account issuer loaded');
       issuer = doc.issuer;
       keys = { keys: jwks.keys as Array<Record<string, unknown>> };
       markReady();
+      if (changed) {
+        for (const l of listeners) {
+          try {
+            l();
+          } catch (err) {
+            logger?.error({ err: errorMessage(err) }, 'issuer change listener failed');
+          }
+        }
+      }
       schedule(refreshMs);
     } catch (err) {
       logger?.warn(
@@ -82,8 +96,13 @@ export function createServiceAccountIssuer(options: {
     jwks: () => keys,
     ready,
     refresh,
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     close() {
       closed = true;
+      listeners.clear();
       if (timer !== undefined) clearTimeout(timer);
     },
   };
@@ -116,12 +135,9 @@ function resolveEngine(engine: PolicyEngine, sa: ServiceAccountIssuer, defaultIs
  * Wrap a PolicySource so every engine it hands out trusts this cluster's service-account issuer
  * for `kubernetes:` entries (replacing the placeholder `defaultIssuer`), with inline keys.
  */
-export function withServiceAccountIssuer(
-  source: PolicySource,
-  sa: ServiceAccountIssuer,
-  defaultIssuer: string,
-): PolicySource {
-  const wrapped = new WeakMap<PolicyEngine, PolicyEngine>();
+export function withServiceAccountIssuer(source: PolicySource, sa: ServiceAccountIssuer, defaultIssuer: string): PolicySource {
+  // A new wrapper per engine AND issuer state: consumers may cache per engine object.
+  let wrapped = new WeakMap<PolicyEngine, PolicyEngine>();
   const wrap = (engine: PolicyEngine | undefined): PolicyEngine | undefined => {
     if (engine === undefined) return undefined;
     let w = wrapped.get(engine);
@@ -131,9 +147,31 @@ export function withServiceAccountIssuer(
     }
     return w;
   };
+  const listeners = new Set<(engine: PolicyEngine | undefined) => void>();
+  const emit = (engine: PolicyEngine | undefined): void => {
+    for (const l of listeners) l(engine);
+  };
+  const offSource = source.onChange((engine) => emit(wrap(engine)));
+  const offIssuer = sa.onChange(() => {
+    wrapped = new WeakMap();
+    emit(wrap(source.current()));
+  });
   return {
     current: () => wrap(source.current()),
-    onChange: (listener) => source.onChange((engine) => listener(wrap(engine))),
-    close: () => source.close(),
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async close() {
+      offSource();
+      offIssuer();
+      listeners.clear();
+      await source.close();
+    },
   };
+}
+
+/** True when the engine trusts Kubernetes tokens but the cluster's issuer is not known yet. */
+export function awaitingServiceAccountIssuer(engine: PolicyEngine | undefined, sa: ServiceAccountIssuer): boolean {
+  return engine !== undefined && sa.jwks() === undefined && engine.trustedIssuers().some((i) => i.kubernetes === true);
 }

@@ -274,12 +274,12 @@ describe('status reporter (pkg/kube) on a real API server', () => {
     });
     reporter.recordMask([{ policy: `${NS}/github-tools`, detector: 'email' }]);
     reporter.recordSession(1);
-    const generation = source.selected()[0]?.metadata.generation;
+    const generation = source.selected().find((p) => p.metadata.name === 'github-tools')?.metadata.generation;
     const obj = await waitForObject<PolicyObject>(client, path, 'github-tools', (o) => {
       const pods = (o.status?.['pods'] as Array<Record<string, unknown>> | undefined) ?? [];
       return pods.some((p) => p['name'] === 'github-mcp-0' && p['denied'] === 1);
     });
-    const entry = (obj.status?.['pods'] as Array<Record<string, unknown>>).find(
+    const entry = ((obj.status?.['pods'] as Array<Record<string, unknown>> | undefined) ?? []).find(
       (p) => p['name'] === 'github-mcp-0',
     );
     expect(entry).toMatchObject({

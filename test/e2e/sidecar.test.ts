@@ -73,6 +73,7 @@ function logLine(child: ChildProcess, msg: string): Promise<Record<string, unkno
         try {
           const parsed = JSON.parse(line) as Record<string, unknown>;
           if (parsed['msg'] === msg) {
+            clearTimeout(timer);
             child.stderr?.off('data', onData);
             child.off('exit', onExit);
             resolve(parsed);
@@ -84,8 +85,11 @@ function logLine(child: ChildProcess, msg: string): Promise<Record<string, unkno
         nl = buffered.indexOf('\n');
       }
     };
-    const onExit = (code: number | null): void =>
+    const onExit = (code: number | null): void => {
+      clearTimeout(timer);
       reject(new Error(`sidecar exited (${code}) before "${msg}":\n${sidecarLog.slice(-3000)}`));
+    };
+    const timer = setTimeout(() => reject(new Error(`no "${msg}" from the sidecar within 60 s:\n${sidecarLog.slice(-3000)}`)), 60_000);
     child.stderr?.on('data', onData);
     child.once('exit', onExit);
   });
@@ -204,7 +208,7 @@ beforeAll(async () => {
   sidecar.stderr?.on('data', (c: Buffer) => {
     sidecarLog = (sidecarLog + c.toString('utf8')).slice(-20000);
   });
-  const loaded = logLine(sidecar, 'policies loaded');
+  const loaded = Promise.all([logLine(sidecar, 'policies loaded'), logLine(sidecar, 'service-account issuer loaded')]);
   const started = await logLine(sidecar, 'sidecar started');
   mcpUrl = `${String(started['listen']).replace(/\/$/, '')}/mcp`;
   adminUrl = String(started['admin']).replace(/\/$/, '');
