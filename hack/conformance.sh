@@ -26,6 +26,8 @@ CONFORMANCE_2026_PIN=0.2.0-alpha.12  # the only release with 2026-07-28 (and 202
 SPEC_VERSIONS=(2025-03-26 2025-06-18 2025-11-25 2026-07-28)
 SUITE_TIMEOUT=${CONFORMANCE_SUITE_TIMEOUT:-300}   # seconds per suite run
 READY_TIMEOUT=${CONFORMANCE_READY_TIMEOUT:-30}    # seconds for a process to start listening
+# The gateway's DNS-rebinding protection (set CONFORMANCE_ALLOWED_HOSTS= to see the run fail).
+ALLOWED_HOSTS=${CONFORMANCE_ALLOWED_HOSTS-localhost,127.0.0.1,[::1]}
 AUDIENCE=api://mcp-warden-conformance
 GROUP=c0a1f0e5-0000-4000-8000-00000000c0f0        # the test identity's group (object id)
 CLI=(node "$ROOT/dist/cmd/mcp-warden.js")
@@ -149,6 +151,7 @@ for v in "${SPEC_VERSIONS[@]}"; do run_suite direct "$(upstream_for "$v")" "$v";
 # --- 3. through the gateway -------------------------------------------------------------------
 gateway_ok=0
 recordings_ok=0
+own_rebinding=0
 if [ ! -f dist/cmd/gateway.js ] || [ ! -f dist/cmd/dev.js ]; then
   log "dist/cmd/gateway.js or dist/cmd/dev.js is missing: no gateway run (run 'make build'; the gateway may not be built yet)"
 else
@@ -189,7 +192,7 @@ else
     "${CLI[@]}" gateway --upstream "$upstream" --policy "$WORK/policy.yaml" \
       --listen "127.0.0.1:$gw_port" --admin-listen "127.0.0.1:$admin_port" \
       --recordings "$WORK/recordings/$name" \
-      --allowed-hosts "localhost,127.0.0.1,[::1]" \
+      ${ALLOWED_HOSTS:+--allowed-hosts "$ALLOWED_HOSTS"} \
       >"$WORK/logs/gateway-$name.log" 2>&1 &
     pid=$!
     pids+=("$pid")
@@ -200,6 +203,7 @@ else
     pids+=($!)
     wait_ready "$WORK/forwarder-$name.url" "$!" "forwarder-$name" || return 1
     printf -v "FORWARDER_$name" '%s' "$(cat "$WORK/forwarder-$name.url")"
+    printf -v "GATEWAY_PORT_$name" '%s' "$gw_port"
     log "gateway $name at http://127.0.0.1:$gw_port -> $upstream (forwarder $(cat "$WORK/forwarder-$name.url"))"
   }
   if [ "$gateway_ok" = 1 ]; then
@@ -209,6 +213,30 @@ else
     for v in "${SPEC_VERSIONS[@]}"; do
       if [ "$v" = 2026-07-28 ]; then run_suite gateway "$FORWARDER_v2026/mcp" "$v"
       else run_suite gateway "$FORWARDER_v2025/mcp" "$v"; fi
+    done
+    # DNS rebinding is the gateway's own check, not the upstream's seen through it: straight to
+    # the gateway, without a token, a rebound Host must get 403 (the Host check runs first) while
+    # a loopback Host gets 401 (authentication), so the 403 cannot have come from upstream.
+    own_rebinding=1
+    for name in v2025 v2026; do
+      port_var="GATEWAY_PORT_$name"
+      codes=$(node -e '
+        const http = require("node:http");
+        const probe = (host) => new Promise((resolve) => {
+          const req = http.request({ host: "127.0.0.1", port: Number(process.argv[1]), path: "/mcp", method: "POST",
+            headers: { host, origin: `http://${host}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
+            timeout: 5000 }, (res) => { res.resume(); resolve(res.statusCode); });
+          req.on("error", () => resolve(0));
+          req.end(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }));
+        });
+        Promise.all([probe("evil.example.com"), probe(`127.0.0.1:${process.argv[1]}`)]).then((c) => console.log(c.join(" ")));
+      ' "${!port_var}")
+      if [ "$codes" = "403 401" ]; then
+        log "gateway $name rejects a rebound Host itself (403 before authentication; loopback Host: 401)"
+      else
+        own_rebinding=0
+        log "gateway $name: rebound Host / loopback Host without a token answered '$codes', expected '403 401'"
+      fi
     done
     # Stop the gateways so they close and flush their recordings, then check them.
     stop_pid "$GATEWAY_PID_v2025"
@@ -242,8 +270,9 @@ done
 node test/conformance/report.ts --results "$WORK/runs" "${listings[@]}" --out "$OUT"
 report_rc=$?
 read -r passed failed <"$OUT"
-# The recordings count as one more check: verified and complete, or failed.
+# Two more checks: the recordings (verified and complete), and the gateway's own DNS-rebinding check.
 if [ "$recordings_ok" = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+if [ "$own_rebinding" = 1 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 echo "$passed $failed" >"$OUT"
 log "recordings: $([ "$recordings_ok" = 1 ] && echo 'verified, every scenario recorded' || echo FAILED)"
 log "result: $passed passed, $failed failed (details and logs in .cache/conformance)"
