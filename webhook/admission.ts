@@ -5,7 +5,14 @@ import type { Metrics } from '../pkg/metrics/catalogue.js';
 import { Labels } from './constants.js';
 import { type InjectorConfig, injectPod } from './injector.js';
 import { type AdmissionRequest, allow, deny, toResponse, type Verdict } from './review.js';
-import { admitPolicy, mutateApproval, type PolicyValidator, validateApproval } from './validators.js';
+import {
+  admitPolicy,
+  approvalPodName,
+  mutateApproval,
+  type PolicyValidator,
+  setsDecision,
+  validateApproval,
+} from './validators.js';
 
 /**
  * The admission HTTP surface (mounted on the HTTPS server):
@@ -29,6 +36,8 @@ export interface AdmissionDeps {
   namespaceLabels?: (namespace: string) => Promise<Record<string, string> | undefined>;
   /** Tell the user why a pod was not injected (best effort, asynchronous). */
   emitSkipEvent?: (e: { namespace: string; pod: string; reason: string; message: string }) => void;
+  /** Service account a pod runs as (MCPApproval admission): undefined when unknown. */
+  podServiceAccount?: (namespace: string, pod: string) => Promise<string | undefined>;
   now?: () => Date;
 }
 
@@ -85,7 +94,14 @@ const handlers: Record<string, { kind: string; handle: Handler }> = {
   '/inject': { kind: 'Pod', handle: injectHandler },
   '/validate-mcppolicy': { kind: 'MCPPolicy', handle: (req, deps) => admitPolicy(req, deps.validatePolicy) },
   '/mutate-mcpapproval': { kind: 'MCPApproval', handle: (req, deps) => mutateApproval(req, deps.now) },
-  '/validate-mcpapproval': { kind: 'MCPApproval', handle: (req) => validateApproval(req) },
+  '/validate-mcpapproval': {
+    kind: 'MCPApproval',
+    handle: async (req, deps) => {
+      const pod = setsDecision(req) ? approvalPodName(req.object) : undefined;
+      const sa = pod === undefined ? undefined : await deps.podServiceAccount?.(req.namespace ?? '', pod);
+      return validateApproval(req, sa);
+    },
+  },
 };
 
 function parseReview(body: unknown): AdmissionRequest {

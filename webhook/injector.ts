@@ -280,7 +280,11 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
           { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
           {
             downwardAPI: {
-              items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }],
+              items: [
+                { path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } },
+                // The sidecar evaluates MCPPolicy podSelectors against its own pod's labels.
+                { path: 'labels', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.labels' } },
+              ],
             },
           },
         ],

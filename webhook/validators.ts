@@ -132,7 +132,7 @@ function requesterIds(spec: Obj): string[] {
   if (typeof r === 'string') ids.push(r);
   const o = asObj(r);
   if (o !== undefined) {
-    for (const k of ['principal', 'oid', 'upn', 'subject', 'sub', 'username', 'name', 'email']) {
+    for (const k of ['principal', 'user', 'oid', 'upn', 'subject', 'sub', 'username', 'name', 'email']) {
       const s = str(o[k]);
       if (s !== undefined) ids.push(s);
     }
@@ -179,11 +179,18 @@ function approvers(spec: Obj): unknown[] {
 }
 
 /** May `user` decide this approval? Returns the refusal message, or undefined when allowed. */
-export function decisionRefusal(obj: unknown, user: UserInfo, namespace: string): string | undefined {
+export function decisionRefusal(
+  obj: unknown,
+  user: UserInfo,
+  namespace: string,
+  podServiceAccount?: string,
+): string | undefined {
   const spec = asObj(asObj(obj)?.['spec']) ?? {};
   const username = user.username;
   if (username === undefined || username === '') return 'the request carries no username';
-  if (podServiceAccounts(spec, namespace).includes(username)) {
+  const podAccounts = podServiceAccounts(spec, namespace);
+  if (podServiceAccount !== undefined) podAccounts.push(`${saPrefix}${namespace}:${podServiceAccount}`);
+  if (podAccounts.includes(username)) {
     return `${username} is the MCP pod's service account: the pod cannot approve its own calls`;
   }
   const creator = annotationsOf(obj)[CREATED_BY_ANNOTATION];
@@ -232,8 +239,26 @@ export function mutateApproval(req: AdmissionRequest, now: () => Date = () => ne
   return allow({ patch, ...(patch.length > 0 ? { result: 'patched' } : {}) });
 }
 
-/** Validating step: who may set a decision, and immutability once set. */
-export function validateApproval(req: AdmissionRequest): Verdict {
+/** The pod name an approval names (`spec.pod`: a name, or an object with `name`). */
+export function approvalPodName(obj: unknown): string | undefined {
+  const pod = asObj(asObj(obj)?.['spec'])?.['pod'];
+  return str(pod) ?? str(asObj(pod)?.['name']);
+}
+
+/** Is this request setting a decision for the first time (so the pod's service account matters)? */
+export function setsDecision(req: AdmissionRequest): boolean {
+  return (
+    req.operation === 'UPDATE' &&
+    decisionOf(req.oldObject) === undefined &&
+    decisionOf(req.object) !== undefined
+  );
+}
+
+/**
+ * Validating step: who may set a decision, and immutability once set. `podServiceAccount` is the
+ * service account the approval's pod runs as, when the webhook could read the pod.
+ */
+export function validateApproval(req: AdmissionRequest, podServiceAccount?: string): Verdict {
   if (req.operation === 'CREATE') {
     if (decisionOf(req.object) !== undefined) {
       return deny(
@@ -271,7 +296,7 @@ export function validateApproval(req: AdmissionRequest): Verdict {
       `spec.decision.decidedBy: must be the deciding user (${user.username ?? 'unknown'}); it is stamped by mcp-warden`,
     );
   }
-  const refusal = decisionRefusal(req.object, user, req.namespace ?? '');
+  const refusal = decisionRefusal(req.object, user, req.namespace ?? '', podServiceAccount);
   if (refusal !== undefined) return deny(403, `spec.decision refused: ${refusal}`);
   return allow();
 }
