@@ -1,0 +1,192 @@
+import type { IncomingMessage } from 'node:http';
+import type { Authenticator, Identity } from '../identity/types.js';
+import type { Masker } from '../mask/types.js';
+import type { JsonRpcRequest, JsonRpcResponse, ParsedItem } from '../mcp/jsonrpc.js';
+import { createMetrics } from '../metrics/catalogue.js';
+import type { CallContext, Decision, PolicyEngine } from '../policy/decision.js';
+import { ProxyCore } from './core.js';
+import { callContext, decideRequest, denialResponse, isDecided } from './decide.js';
+import { headerMismatch } from './inbound.js';
+import { type OutboundContext, processServerMessage } from './outbound.js';
+
+const identity: Identity = {
+  principal: 'tid/oid',
+  issuer: 'https://issuer',
+  subject: 's',
+  appOnly: false,
+  groups: ['g'],
+  roles: [],
+  scopes: [],
+  wids: [],
+  audience: 'api://x',
+  expiresAt: 0,
+  claims: {},
+};
+
+function engine(decide: (ctx: CallContext) => Decision, masking = false): PolicyEngine {
+  return {
+    decide,
+    filterList: (_m, items) => items.filter((i) => (i as { name?: string }).name !== 'hidden'),
+    trustedIssuers: () => [],
+    maskingRules: () => (masking ? [{ policy: 'p', rule: {} }] : []),
+    recording: () => ({ enabled: false, payloads: 'masked' }),
+    policies: () => [],
+  };
+}
+
+const allow = (): Decision => ({ action: 'allow', enforced: 'allow', policy: 'p', rule: 'r', reason: 'ok', mode: 'enforce' });
+const deny = (): Decision => ({ action: 'deny', enforced: 'deny', policy: 'p', rule: 'no', reason: 'nope', mode: 'enforce' });
+
+function core(e: PolicyEngine, masker?: Masker): ProxyCore {
+  const auth: Authenticator = { authenticate: async () => identity };
+  return new ProxyCore({
+    upstream: 'http://127.0.0.1:9/mcp',
+    policySource: { current: () => e, onChange: () => () => undefined, close: async () => undefined },
+    authenticator: auth,
+    metrics: createMetrics({ defaultMetrics: false }),
+    podName: 'unit',
+    ...(masker ? { maskerFactory: () => masker } : {}),
+  });
+}
+
+const call = (name: string, args: Record<string, unknown> = {}): JsonRpcRequest => ({
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'tools/call',
+  params: { name, arguments: args },
+});
+
+describe('decide stage', () => {
+  test('call context per method', () => {
+    expect(callContext(call('t', { a: 1 }), identity, 'client-to-server', { readOnlyHint: true })).toMatchObject({
+      method: 'tools/call',
+      tool: 't',
+      args: { a: 1 },
+      toolAnnotations: { readOnlyHint: true },
+    });
+    const read: JsonRpcRequest = { jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'file:///x' } };
+    expect(callContext(read, identity, 'client-to-server', undefined)).toMatchObject({ resource: 'file:///x', args: { uri: 'file:///x' } });
+    const noParams: JsonRpcRequest = { jsonrpc: '2.0', id: 3, method: 'completion/complete' };
+    expect(callContext(noParams, identity, 'client-to-server', undefined).args).toEqual({});
+  });
+
+  test('which methods are decided', () => {
+    for (const m of ['initialize', 'ping', 'server/discover', 'tools/list', 'prompts/list']) expect(isDecided(m, 'client-to-server')).toBe(false);
+    for (const m of ['tools/call', 'resources/read', 'logging/setLevel', 'x/unknown']) expect(isDecided(m, 'client-to-server')).toBe(true);
+    expect(isDecided('sampling/createMessage', 'server-to-client')).toBe(true);
+    expect(isDecided('ping', 'server-to-client')).toBe(false);
+  });
+
+  test('denial and approval answers', () => {
+    expect(denialResponse(7, deny())).toEqual({
+      jsonrpc: '2.0',
+      id: 7,
+      error: { code: -31403, message: 'Forbidden by policy (policy p, rule no): nope', data: { policy: 'p', rule: 'no', reason: 'nope' } },
+    });
+    const approve: Decision = { action: 'approve', enforced: 'approve', policy: 'p', rule: 'a', reason: 'x', mode: 'enforce' };
+    expect(denialResponse(8, approve).error).toMatchObject({ code: -31403, data: { reason: 'approval required', rule: 'a' } });
+  });
+
+  test('an engine that throws fails closed', () => {
+    const c = core(engine(() => {
+      throw new Error('boom');
+    }));
+    const out = decideRequest(c, { engine: c.engine()!, identity, session: undefined, recorder: undefined }, call('t'), 'client-to-server');
+    expect(out?.error?.code).toBe(-31403);
+    expect((out?.error?.data as { reason: string }).reason).toContain('fail closed');
+  });
+
+  test('audit: forwarded, counted as audit-deny', async () => {
+    const c = core(engine(() => ({ ...deny(), enforced: 'allow', mode: 'audit' })));
+    const out = decideRequest(c, { engine: c.engine()!, identity, session: undefined, recorder: undefined }, call('t'), 'client-to-server');
+    expect(out).toBeUndefined();
+    expect(await c.metrics.registry.metrics()).toContain('decision="audit-deny"} 1');
+  });
+});
+
+describe('header/body agreement', () => {
+  const req = (headers: Record<string, string>) => ({ headers }) as unknown as IncomingMessage;
+  const items = (m: JsonRpcRequest): ParsedItem[] => [{ kind: 'request', message: m }];
+  const env = { _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } };
+  test('legacy requests without headers pass', () => {
+    expect(headerMismatch(req({}), items(call('t')))).toBeUndefined();
+  });
+  test('modern requests need agreeing headers', () => {
+    const m: JsonRpcRequest = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 't', ...env } };
+    const ok = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 't' };
+    expect(headerMismatch(req(ok), items(m))).toBeUndefined();
+    expect(headerMismatch(req({ ...ok, 'mcp-name': 'u' }), items(m))).toMatchObject({ code: -32020 });
+    expect(headerMismatch(req({ ...ok, 'mcp-method': 'tools/list' }), items(m))).toMatchObject({ code: -32020 });
+    expect(headerMismatch(req({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call' }), items(m))).toMatchObject({
+      code: -32020,
+    });
+    expect(headerMismatch(req(ok), items(call('t')))?.code).toBe(-32602);
+  });
+  test('no method headers on batches or responses', () => {
+    const batch: ParsedItem[] = [...items(call('a')), ...items(call('b'))];
+    expect(headerMismatch(req({ 'mcp-method': 'tools/call' }), batch)).toBeDefined();
+    const resp: ParsedItem[] = [{ kind: 'response', message: { jsonrpc: '2.0', id: 1, result: {} } }];
+    expect(headerMismatch(req({ 'mcp-method': 'x' }), resp)).toBeDefined();
+  });
+});
+
+describe('outbound stage', () => {
+  function ctx(c: ProxyCore, answered: JsonRpcResponse[]): OutboundContext {
+    return {
+      engine: c.engine()!,
+      identity,
+      session: undefined,
+      recorder: undefined,
+      pending: new Map([['n:1', { method: 'tools/list', list: 'tools/list' as const }]]),
+      answerUpstream: (r) => answered.push(r),
+    };
+  }
+
+  test('list results are filtered and tools learnt', () => {
+    const c = core(engine(allow));
+    const out = processServerMessage(c, ctx(c, []), {
+      jsonrpc: '2.0',
+      id: 1,
+      result: { tools: [{ name: 'shown', annotations: { readOnlyHint: true } }, { name: 'hidden' }] },
+    });
+    expect(out).toEqual({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'shown', annotations: { readOnlyHint: true } }] } });
+    expect(c.knownTools.has('hidden')).toBe(true);
+    expect(c.toolAnnotations.get('shown')).toEqual({ readOnlyHint: true });
+  });
+
+  test('an unmatched list-shaped result is still filtered', () => {
+    const c = core(engine(allow));
+    const out = processServerMessage(c, ctx(c, []), { jsonrpc: '2.0', id: 99, result: { tools: [{ name: 'hidden' }] } });
+    expect(out).toEqual({ jsonrpc: '2.0', id: 99, result: { tools: [] } });
+  });
+
+  test('a denied server request is answered upstream and not delivered', () => {
+    const c = core(engine(deny));
+    const answered: JsonRpcResponse[] = [];
+    const out = processServerMessage(c, ctx(c, answered), { jsonrpc: '2.0', id: 'srv-1', method: 'sampling/createMessage', params: {} });
+    expect(out).toBeUndefined();
+    expect(answered).toEqual([expect.objectContaining({ id: 'srv-1', error: expect.objectContaining({ code: -31403 }) })]);
+  });
+
+  test('unchanged messages keep their identity (sent as the upstream bytes)', () => {
+    const c = core(engine(allow));
+    const msg = { jsonrpc: '2.0', method: 'notifications/message', params: { data: 'x' } };
+    expect(processServerMessage(c, ctx(c, []), msg)).toBe(msg);
+  });
+
+  test('masking applies and is counted', async () => {
+    const masker: Masker = {
+      empty: false,
+      maskMessage: <T>(m: T) => ({ value: { ...(m as object), masked: true } as T, hits: [{ policy: 'p', detector: 'email' }] }),
+    };
+    const c = core(engine(allow, true), masker);
+    const out = processServerMessage(c, ctx(c, []), { jsonrpc: '2.0', id: 5, result: { content: [] } });
+    expect(out).toMatchObject({ masked: true });
+    expect(await c.metrics.registry.metrics()).toContain('mcp_warden_masked_values_total{policy="p",detector="email"} 1');
+  });
+
+  test('invalid messages from the upstream are dropped', () => {
+    const c = core(engine(allow));
+    expect(processServerMessage(c, ctx(c, []), { jsonrpc: '1.0', id: 1, result: {} })).toBeUndefined();
+  });
+});
