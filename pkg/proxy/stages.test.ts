@@ -34,8 +34,22 @@ function engine(decide: (ctx: CallContext) => Decision, masking = false): Policy
   };
 }
 
-const allow = (): Decision => ({ action: 'allow', enforced: 'allow', policy: 'p', rule: 'r', reason: 'ok', mode: 'enforce' });
-const deny = (): Decision => ({ action: 'deny', enforced: 'deny', policy: 'p', rule: 'no', reason: 'nope', mode: 'enforce' });
+const allow = (): Decision => ({
+  action: 'allow',
+  enforced: 'allow',
+  policy: 'p',
+  rule: 'r',
+  reason: 'ok',
+  mode: 'enforce',
+});
+const deny = (): Decision => ({
+  action: 'deny',
+  enforced: 'deny',
+  policy: 'p',
+  rule: 'no',
+  reason: 'nope',
+  mode: 'enforce',
+});
 
 function core(e: PolicyEngine, masker?: Masker): ProxyCore {
   const auth: Authenticator = { authenticate: async () => identity };
@@ -58,21 +72,33 @@ const call = (name: string, args: Record<string, unknown> = {}): JsonRpcRequest 
 
 describe('decide stage', () => {
   test('call context per method', () => {
-    expect(callContext(call('t', { a: 1 }), identity, 'client-to-server', { readOnlyHint: true })).toMatchObject({
+    expect(
+      callContext(call('t', { a: 1 }), identity, 'client-to-server', { readOnlyHint: true }),
+    ).toMatchObject({
       method: 'tools/call',
       tool: 't',
       args: { a: 1 },
       toolAnnotations: { readOnlyHint: true },
     });
-    const read: JsonRpcRequest = { jsonrpc: '2.0', id: 2, method: 'resources/read', params: { uri: 'file:///x' } };
-    expect(callContext(read, identity, 'client-to-server', undefined)).toMatchObject({ resource: 'file:///x', args: { uri: 'file:///x' } });
+    const read: JsonRpcRequest = {
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'resources/read',
+      params: { uri: 'file:///x' },
+    };
+    expect(callContext(read, identity, 'client-to-server', undefined)).toMatchObject({
+      resource: 'file:///x',
+      args: { uri: 'file:///x' },
+    });
     const noParams: JsonRpcRequest = { jsonrpc: '2.0', id: 3, method: 'completion/complete' };
     expect(callContext(noParams, identity, 'client-to-server', undefined).args).toEqual({});
   });
 
   test('which methods are decided', () => {
-    for (const m of ['initialize', 'ping', 'server/discover', 'tools/list', 'prompts/list']) expect(isDecided(m, 'client-to-server')).toBe(false);
-    for (const m of ['tools/call', 'resources/read', 'logging/setLevel', 'x/unknown']) expect(isDecided(m, 'client-to-server')).toBe(true);
+    for (const m of ['initialize', 'ping', 'server/discover', 'tools/list', 'prompts/list'])
+      expect(isDecided(m, 'client-to-server')).toBe(false);
+    for (const m of ['tools/call', 'resources/read', 'logging/setLevel', 'x/unknown'])
+      expect(isDecided(m, 'client-to-server')).toBe(true);
     expect(isDecided('sampling/createMessage', 'server-to-client')).toBe(true);
     expect(isDecided('ping', 'server-to-client')).toBe(false);
   });
@@ -81,24 +107,50 @@ describe('decide stage', () => {
     expect(denialResponse(7, deny())).toEqual({
       jsonrpc: '2.0',
       id: 7,
-      error: { code: -31403, message: 'Forbidden by policy (policy p, rule no): nope', data: { policy: 'p', rule: 'no', reason: 'nope' } },
+      error: {
+        code: -31403,
+        message: 'Forbidden by policy (policy p, rule no): nope',
+        data: { policy: 'p', rule: 'no', reason: 'nope' },
+      },
     });
-    const approve: Decision = { action: 'approve', enforced: 'approve', policy: 'p', rule: 'a', reason: 'x', mode: 'enforce' };
-    expect(denialResponse(8, approve).error).toMatchObject({ code: -31403, data: { reason: 'approval required', rule: 'a' } });
+    const approve: Decision = {
+      action: 'approve',
+      enforced: 'approve',
+      policy: 'p',
+      rule: 'a',
+      reason: 'x',
+      mode: 'enforce',
+    };
+    expect(denialResponse(8, approve).error).toMatchObject({
+      code: -31403,
+      data: { reason: 'approval required', rule: 'a' },
+    });
   });
 
   test('an engine that throws fails closed', () => {
-    const c = core(engine(() => {
-      throw new Error('boom');
-    }));
-    const out = decideRequest(c, { engine: c.engine()!, identity, session: undefined, recorder: undefined }, call('t'), 'client-to-server');
+    const c = core(
+      engine(() => {
+        throw new Error('boom');
+      }),
+    );
+    const out = decideRequest(
+      c,
+      { engine: c.engine()!, identity, session: undefined, recorder: undefined },
+      call('t'),
+      'client-to-server',
+    );
     expect(out?.error?.code).toBe(-31403);
-    expect((out?.error?.data as { reason: string }).reason).toContain('fail closed');
+    expect(out!.error!.data).toMatchObject({ reason: expect.stringContaining('fail closed') });
   });
 
   test('audit: forwarded, counted as audit-deny', async () => {
     const c = core(engine(() => ({ ...deny(), enforced: 'allow', mode: 'audit' })));
-    const out = decideRequest(c, { engine: c.engine()!, identity, session: undefined, recorder: undefined }, call('t'), 'client-to-server');
+    const out = decideRequest(
+      c,
+      { engine: c.engine()!, identity, session: undefined, recorder: undefined },
+      call('t'),
+      'client-to-server',
+    );
     expect(out).toBeUndefined();
     expect(await c.metrics.registry.metrics()).toContain('decision="audit-deny"} 1');
   });
@@ -116,8 +168,12 @@ describe('header/body agreement', () => {
     const ok = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 't' };
     expect(headerMismatch(req(ok), items(m))).toBeUndefined();
     expect(headerMismatch(req({ ...ok, 'mcp-name': 'u' }), items(m))).toMatchObject({ code: -32020 });
-    expect(headerMismatch(req({ ...ok, 'mcp-method': 'tools/list' }), items(m))).toMatchObject({ code: -32020 });
-    expect(headerMismatch(req({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call' }), items(m))).toMatchObject({
+    expect(headerMismatch(req({ ...ok, 'mcp-method': 'tools/list' }), items(m))).toMatchObject({
+      code: -32020,
+    });
+    expect(
+      headerMismatch(req({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call' }), items(m)),
+    ).toMatchObject({
       code: -32020,
     });
     expect(headerMismatch(req(ok), items(call('t')))?.code).toBe(-32602);
@@ -149,23 +205,38 @@ describe('outbound stage', () => {
       id: 1,
       result: { tools: [{ name: 'shown', annotations: { readOnlyHint: true } }, { name: 'hidden' }] },
     });
-    expect(out).toEqual({ jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'shown', annotations: { readOnlyHint: true } }] } });
+    expect(out).toEqual({
+      jsonrpc: '2.0',
+      id: 1,
+      result: { tools: [{ name: 'shown', annotations: { readOnlyHint: true } }] },
+    });
     expect(c.knownTools.has('hidden')).toBe(true);
     expect(c.toolAnnotations.get('shown')).toEqual({ readOnlyHint: true });
   });
 
   test('an unmatched list-shaped result is still filtered', () => {
     const c = core(engine(allow));
-    const out = processServerMessage(c, ctx(c, []), { jsonrpc: '2.0', id: 99, result: { tools: [{ name: 'hidden' }] } });
+    const out = processServerMessage(c, ctx(c, []), {
+      jsonrpc: '2.0',
+      id: 99,
+      result: { tools: [{ name: 'hidden' }] },
+    });
     expect(out).toEqual({ jsonrpc: '2.0', id: 99, result: { tools: [] } });
   });
 
   test('a denied server request is answered upstream and not delivered', () => {
     const c = core(engine(deny));
     const answered: JsonRpcResponse[] = [];
-    const out = processServerMessage(c, ctx(c, answered), { jsonrpc: '2.0', id: 'srv-1', method: 'sampling/createMessage', params: {} });
+    const out = processServerMessage(c, ctx(c, answered), {
+      jsonrpc: '2.0',
+      id: 'srv-1',
+      method: 'sampling/createMessage',
+      params: {},
+    });
     expect(out).toBeUndefined();
-    expect(answered).toEqual([expect.objectContaining({ id: 'srv-1', error: expect.objectContaining({ code: -31403 }) })]);
+    expect(answered).toEqual([
+      expect.objectContaining({ id: 'srv-1', error: expect.objectContaining({ code: -31403 }) }),
+    ]);
   });
 
   test('unchanged messages keep their identity (sent as the upstream bytes)', () => {
@@ -177,12 +248,17 @@ describe('outbound stage', () => {
   test('masking applies and is counted', async () => {
     const masker: Masker = {
       empty: false,
-      maskMessage: <T>(m: T) => ({ value: { ...(m as object), masked: true } as T, hits: [{ policy: 'p', detector: 'email' }] }),
+      maskMessage: <T>(m: T) => ({
+        value: { ...(m as object), masked: true } as T,
+        hits: [{ policy: 'p', detector: 'email' }],
+      }),
     };
     const c = core(engine(allow, true), masker);
     const out = processServerMessage(c, ctx(c, []), { jsonrpc: '2.0', id: 5, result: { content: [] } });
     expect(out).toMatchObject({ masked: true });
-    expect(await c.metrics.registry.metrics()).toContain('mcp_warden_masked_values_total{policy="p",detector="email"} 1');
+    expect(await c.metrics.registry.metrics()).toContain(
+      'mcp_warden_masked_values_total{policy="p",detector="email"} 1',
+    );
   });
 
   test('invalid messages from the upstream are dropped', () => {
