@@ -55,7 +55,8 @@ beforeAll(async () => {
         : [{ path: 'spec.mode', message: 'must be enforce or audit' }],
     metrics,
     logger,
-    namespaceLabels: async (ns) => (ns === 'sandbox' ? { 'mcpwarden.io/injection': 'disabled' } : {}),
+    namespaceLabels: async (ns): Promise<Record<string, string>> =>
+      ns === 'sandbox' ? { 'mcpwarden.io/injection': 'disabled' } : {},
     emitSkipEvent: (e) => events.push(e),
   });
   server = await startHttpsServer({ host: '127.0.0.1', port: 0, handler: app, source, logger });
