@@ -230,12 +230,12 @@ function activationFor(ctx: CallContext, view: IdentityView): Record<string, unk
 function matchRule(
   r: CompiledRule,
   ctx: CallContext,
+  kind: TargetKind,
   view: IdentityView,
   scratch: Scratch,
   whenMode: WhenModeT,
 ): Outcome {
   if (!r.subjects(ctx.identity, view)) return MatchOutcome.subjects;
-  const kind = methodTarget(ctx.method);
   if (r.methods !== undefined) {
     if (!r.methods(ctx.method)) return MatchOutcome.method;
   } else if (r.hasTargets) {
@@ -334,6 +334,7 @@ class Engine implements CompiledPolicyEngine {
   readonly #docs: PolicyDocument[];
   readonly #keys: string[];
   readonly #auditDecisions = new Map<string, Decision>();
+  readonly #scratch: Scratch = { activation: undefined, error: undefined };
 
   constructor(docs: PolicyDocument[]) {
     this.#docs = docs;
@@ -364,14 +365,18 @@ class Engine implements CompiledPolicyEngine {
     if (this.#docs.length === 0)
       return this.#defaultDeny(ctx, 'no MCPPolicy applies here, so every call is denied');
     const view = identityView(ctx.identity);
-    const scratch: Scratch = { activation: undefined, error: undefined };
+    const kind = methodTarget(ctx.method);
+    // Reused: deciding is synchronous and never re-entered (CEL functions do not call back).
+    const scratch = this.#scratch;
+    scratch.activation = undefined;
+    scratch.error = undefined;
     const rules = this.#rules;
     let all: CompiledRule | undefined;
     let enf: CompiledRule | undefined;
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i]!;
       if (all !== undefined && r.audit) continue; // only the enforce winner is still missing
-      if (!applies(r, matchRule(r, ctx, view, scratch, whenMode))) continue;
+      if (!applies(r, matchRule(r, ctx, kind, view, scratch, whenMode))) continue;
       all ??= r;
       if (!r.audit) {
         enf = r;
@@ -486,9 +491,10 @@ class Engine implements CompiledPolicyEngine {
     const decision = this.decide(ctx);
     if (cls !== 'decided') return { decision, methodClass: cls, rules: [] };
     const view = identityView(ctx.identity);
+    const kind = methodTarget(ctx.method);
     const rules = this.#declared.map((r) => {
       const scratch: Scratch = { activation: undefined, error: undefined };
-      const outcome = matchRule(r, ctx, view, scratch, WhenMode.evaluate);
+      const outcome = matchRule(r, ctx, kind, view, scratch, WhenMode.evaluate);
       return {
         policy: r.policy,
         mode: r.audit ? ('audit' as const) : ('enforce' as const),
