@@ -78,13 +78,14 @@ async function call(client: Client, who: string, tool: string, args: Record<stri
   } catch (err) {
     const e = err as { code?: number; message?: string; data?: { rule?: string; policy?: string } };
     const where = e.data?.rule ? ` (${e.data.policy}/${e.data.rule})` : '';
-    return { who, call: label, outcome: `denied ${e.code ?? ''}`.trim(), detail: `${e.message ?? String(err)}${where}` };
+    const message = (e.message ?? String(err)).replace(/^MCP error -?\d+: /, '').replace(/ \(policy [^)]*\)/, '');
+    return { who, call: label, outcome: `denied ${e.code ?? ''}`.trim(), detail: `${message}${where}` };
   }
 }
 
 function table(rows: Row[]): string {
   const cols: Array<keyof Row> = ['who', 'call', 'outcome', 'detail'];
-  const clip = (s: string) => (s.length > 90 ? `${s.slice(0, 87)}...` : s);
+  const clip = (s: string) => (s.length > 120 ? `${s.slice(0, 117)}...` : s);
   const widths = cols.map((c) => Math.max(c.length, ...rows.map((r) => clip(r[c]).length)));
   const line = (vals: string[]) => `| ${vals.map((v, i) => v.padEnd(widths[i] ?? 0)).join(' | ')} |`;
   return [
@@ -145,8 +146,8 @@ async function main(): Promise<number> {
     console.log(`local OIDC issuer    ${issuer.v2Issuer}`);
     console.log(`mcp-warden gateway   ${mcpUrl}  (metrics: http://127.0.0.1:${adminPort}/metrics)\n`);
 
-    const readerToken = await issuer.issueToken({ audience: AUDIENCE, groups: [READERS], upn: 'rita@contoso.example' });
-    const operatorToken = await issuer.issueToken({ audience: AUDIENCE, groups: [OPERATORS], upn: 'omar@contoso.example' });
+    const readerToken = await issuer.issueToken({ audience: AUDIENCE, oid: 'a0000000-0000-4000-8000-00000000000a', groups: [READERS], upn: 'rita@contoso.example' });
+    const operatorToken = await issuer.issueToken({ audience: AUDIENCE, oid: 'b0000000-0000-4000-8000-00000000000b', groups: [OPERATORS], upn: 'omar@contoso.example' });
     const reader = await connect(mcpUrl, readerToken);
     const operator = await connect(mcpUrl, operatorToken);
     clients.push(reader, operator);
@@ -170,6 +171,12 @@ async function main(): Promise<number> {
       .filter((l) => /^mcp_warden_(requests_total|blocked_total|masked_values_total)\{/.test(l));
     console.log('\nmetrics (mcp_warden_*):');
     for (const l of counted) console.log(`  ${l}`);
+    for (const l of counted) {
+      const audit = /^mcp_warden_requests_total\{policy="([^"]+)",method="([^"]+)",decision="audit-deny"\} (\d+)/.exec(l);
+      if (audit) {
+        console.log(`\naudit mode: ${audit[3]} ${audit[2]} call(s) would have been denied by policy "${audit[1]}" and were let through`);
+      }
+    }
     console.log(`\nAuthorization headers that reached the upstream: ${upstream.authorizationHeadersSeen()}`);
     console.log(`tool calls that reached the upstream: ${JSON.stringify(upstream.calls())}`);
 
