@@ -94,7 +94,9 @@ export class ProxyCore {
 
   constructor(options: ProxyOptions) {
     this.options = options;
-    this.upstream = new Upstream(options.upstream, { headersTimeoutMs: options.upstreamTimeoutMs ?? 30_000 });
+    this.upstream = new Upstream(options.upstream, {
+      headersTimeoutMs: options.upstreamTimeoutMs ?? 300_000,
+    });
     this.logger = options.logger ?? createLogger('proxy');
     this.metrics = options.metrics;
     this.mcpPath = options.mcpPath ?? '/mcp';

@@ -37,7 +37,7 @@ export interface ProxyOptions {
   allowedHosts?: string[];
   /** Accepted `Origin` header values (exact, e.g. `http://localhost:6274`); requests without Origin pass. */
   allowedOrigins?: string[];
-  /** Time to wait for upstream response headers (default 30 s). */
+  /** Time to wait for upstream response headers (default 5 min: a JSON-mode server sends its headers only when a tool finishes). */
   upstreamTimeoutMs?: number;
   /** Sessions idle longer than this are forgotten (default 30 min). */
   sessionIdleMs?: number;

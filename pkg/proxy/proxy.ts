@@ -163,7 +163,12 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     handler,
     events: core.events,
     async listen(host: string, port: number) {
-      server = createServer({ requestTimeout: 0, headersTimeout: 30_000, keepAliveTimeout: 30_000 }, handler);
+      // requestTimeout bounds receiving a request (headers + body: no slowloris), not the response,
+      // so long-lived SSE answers are unaffected.
+      server = createServer(
+        { requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 30_000 },
+        handler,
+      );
       server.on('clientError', (err, socket) => {
         if (socket.writable)
           socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');

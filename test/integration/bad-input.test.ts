@@ -341,6 +341,42 @@ describe('fail closed and upstream trouble', () => {
     }
   });
 
+  test('upstream that never answers → 504 after upstreamTimeoutMs', async () => {
+    const silent: Server = createServer((req) => {
+      req.resume();
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const proxy = createProxy({
+      upstream: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/mcp`,
+      policySource: source,
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      podName: 't',
+      upstreamTimeoutMs: 300,
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    try {
+      const res = await fetch(`${url}/mcp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          authorization: `Bearer ${good}`,
+        },
+        body: JSON.stringify(initBody),
+      });
+      expect(res.status).toBe(504);
+      expect(await rpcError(res)).toMatchObject({
+        code: -32002,
+        message: expect.stringContaining('timed out'),
+      });
+    } finally {
+      await proxy.close();
+      silent.closeAllConnections();
+      await new Promise<void>((r) => silent.close(() => r()));
+    }
+  });
+
   test('truncated SSE from the upstream: the pending request gets an error, nothing hangs', async () => {
     const broken: Server = createServer((req, res) => {
       req.resume();
