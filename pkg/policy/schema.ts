@@ -677,12 +677,18 @@ export const PolicyStatusSchema = Obj(
     approvals: Type.Optional(
       Obj(
         {
-          pending: Count('Approvals waiting for a verdict.'),
-          approved: Count('Approved.'),
-          denied: Count('Denied.'),
-          expired: Count('Expired.'),
+          pending: Type.Optional(Count('Approvals waiting for a verdict.')),
+          approved: Type.Optional(Count('Approved.')),
+          denied: Type.Optional(Count('Denied.')),
+          expired: Type.Optional(Count('Expired.')),
           recent: Type.Optional(
-            Type.Array(ApprovalSummarySchema, { maxItems: 20, description: 'At most 20 recent approvals.' }),
+            Type.Array(ApprovalSummarySchema, {
+              maxItems: 20,
+              'x-kubernetes-list-type': 'map',
+              'x-kubernetes-list-map-keys': ['name'],
+              description:
+                'At most 20 recent approvals (a list-map keyed by name: each writer owns its entries).',
+            }),
           ),
         },
         { description: 'Approval counts.' },
@@ -691,11 +697,16 @@ export const PolicyStatusSchema = Obj(
     recordings: Type.Optional(
       Obj(
         {
-          total: Count('Recordings written.'),
+          // Optional: sidecars write only their own `recent` entries (a shared total would conflict).
+          total: Type.Optional(Count('Recordings written.')),
           recent: Type.Optional(
             Type.Array(RecordingSummarySchema, {
-              maxItems: 20,
-              description: 'At most 20 recent recordings.',
+              maxItems: 64,
+              // A list-map: each sidecar owns its own entries (server-side apply, per-pod field manager).
+              'x-kubernetes-list-type': 'map',
+              'x-kubernetes-list-map-keys': ['session'],
+              description:
+                'About 20 recent recordings: each pod keeps its share (20 / pods, the first 20 pods by name when more).',
             }),
           ),
         },
