@@ -207,8 +207,13 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
 
   // Verified tokens, keyed by the trusted issuers they were checked against and the token itself
   // (memory only, never logged). A hit skips the signature check; `exp` still bounds it.
-  const verifiedCacheMs = nonNegative(options.verifiedCacheMs, 60_000, 'verifiedCacheMs');
-  const verified = new Map<string, { identity: Identity; until: number }>();
+  // It never outlives the key cache either, so an issuer outage past the TTL still fails closed.
+  const verifiedCacheMs = Math.min(
+    nonNegative(options.verifiedCacheMs, 60_000, 'verifiedCacheMs'),
+    positive(options.cacheTtlMs, 10 * 60_000, 'cacheTtlMs'),
+  );
+  const cacheNow = options.now ?? Date.now;
+  const verified = new Map<string, { identity: Identity; until: number; expMs: number }>();
 
   return {
     async authenticate(token, trusted) {
@@ -216,16 +221,20 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
       if (verifiedCacheMs > 0) {
         const hit = verified.get(key);
         if (hit !== undefined) {
-          if (hit.until > Date.now()) return { ...hit.identity, groups: [...hit.identity.groups] };
+          if (hit.until > cacheNow() && hit.expMs > Date.now())
+            return { ...hit.identity, groups: [...hit.identity.groups] };
           verified.delete(key);
         }
       }
       try {
         const identity = await verify(token, trusted);
         if (verifiedCacheMs > 0) {
-          const until = Math.min(Date.now() + verifiedCacheMs, identity.expiresAt * 1000);
           if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value as string);
-          verified.set(key, { identity: { ...identity, groups: [...identity.groups] }, until });
+          verified.set(key, {
+            identity: { ...identity, groups: [...identity.groups] },
+            until: cacheNow() + verifiedCacheMs,
+            expMs: identity.expiresAt * 1000,
+          });
         }
         return identity;
       } catch (err) {

@@ -17,7 +17,11 @@ afterAll(() => dev.close());
 
 it('answers a repeated token with the same identity, and a caller mutating it does not affect the next', async () => {
   const auth = createAuthenticator();
-  const token = await dev.issueToken({ audience: aud, oid: 'aaaaaaaa-0000-4000-8000-0000000000c1', groups: ['g1'] });
+  const token = await dev.issueToken({
+    audience: aud,
+    oid: 'aaaaaaaa-0000-4000-8000-0000000000c1',
+    groups: ['g1'],
+  });
   const first = await auth.authenticate(token, trusted);
   first.groups.push('injected');
   const second = await auth.authenticate(token, trusted);
