@@ -1,4 +1,5 @@
 import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid } from './checks.js';
+import { anyLiteralProbe, literalProbe } from './probe.js';
 
 /**
  * The built-in detectors. Each is a small set of hand-checked regexes for V8's backtracking
@@ -21,6 +22,8 @@ export interface Span {
 
 export interface Finder {
   readonly name: string;
+  /** Strings shorter than this cannot hold a finding: the masker skips the finder. */
+  readonly minLength: number;
   find(s: string, owner: number, out: Span[]): void;
 }
 
@@ -32,11 +35,13 @@ interface RegexPart {
   check?: (match: string) => number;
 }
 
-function regexFinder(name: string, parts: RegexPart[]): Finder {
+function regexFinder(name: string, minLength: number, parts: RegexPart[]): Finder {
   return {
     name,
+    minLength,
     find(s, owner, out) {
-      for (const part of parts) {
+      for (let p = 0; p < parts.length; p++) {
+        const part = parts[p]!;
         if (part.quick !== undefined && !part.quick(s)) continue;
         const re = part.re;
         re.lastIndex = 0;
@@ -46,7 +51,8 @@ function regexFinder(name: string, parts: RegexPart[]): Finder {
           if (text.length === 0) {
             re.lastIndex++;
           } else {
-            const v = m.groups?.['v'] ?? m.groups?.['v2'] ?? m.groups?.['v3'];
+            const g = m.groups;
+            const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3']);
             if (v !== undefined) {
               const end = m.index + text.length;
               if (v.length > 0) out.push({ start: end - v.length, end, name, owner });
@@ -62,16 +68,65 @@ function regexFinder(name: string, parts: RegexPart[]): Finder {
   };
 }
 
-const hasDigit = (s: string): boolean => /\d/.test(s);
+/**
+ * One-entry memos: the masker runs every finder on the same string in a row, so features several
+ * finders test (a digit, a secret-ish keyword) are computed once per string.
+ */
+function memo(test: (s: string) => boolean): (s: string) => boolean {
+  let last: string | undefined;
+  let result = false;
+  return (s) => {
+    if (s !== last) {
+      last = s;
+      result = test(s);
+    }
+    return result;
+  };
+}
+const hasDigit = memo((s) => /\d/.test(s));
+/** Superset of every keyword a keyword-anchored detector needs (password, aws secret, SSN). */
+const hasKeyword = memo((s) => /pass|pwd|secret|api.?key|ssn|social security/i.test(s));
+const doubleEquals = literalProbe('==');
+const sigProbe = literalProbe('sig=');
 
-const email = regexFinder('email', [
-  {
-    quick: (s) => s.includes('@'),
-    re: /(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])/g,
+const localChar = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-')
+  localChar[c.charCodeAt(0)] = 1;
+const emailDomain = /(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-])/y;
+
+/**
+ * Emails are found from their `@` (a memchr), the local part read backwards (at most 64
+ * characters, and it must start a run) and the domain matched forwards with a sticky regex.
+ */
+const email: Finder = {
+  name: 'email',
+  minLength: 6,
+  find(s, owner, out) {
+    let at = s.indexOf('@');
+    while (at !== -1) {
+      let start = at;
+      while (start > 0 && at - start < 64) {
+        const c = s.charCodeAt(start - 1);
+        if (c >= 128 || localChar[c] === 0) break;
+        start--;
+      }
+      const before = start > 0 ? s.charCodeAt(start - 1) : 128;
+      const runStarts = before >= 128 || localChar[before] === 0;
+      let next = at + 1;
+      if (start < at && runStarts) {
+        emailDomain.lastIndex = at + 1;
+        const m = emailDomain.exec(s);
+        if (m !== null) {
+          out.push({ start, end: at + 1 + m[0].length, name: 'email', owner });
+          next = at + 1 + m[0].length;
+        }
+      }
+      at = s.indexOf('@', next);
+    }
   },
-]);
+};
 
-const phone = regexFinder('phone', [
+const phone = regexFinder('phone', 9, [
   {
     quick: (s) => s.includes('+'),
     // +CC then 7–14 more digits, each optionally preceded by one separator or wrapped in (): one way to read any input.
@@ -88,7 +143,7 @@ const phone = regexFinder('phone', [
   },
 ]);
 
-const creditCard = regexFinder('credit-card', [
+const creditCard = regexFinder('credit-card', 13, [
   {
     quick: hasDigit,
     re: /(?<![\d.])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?!\d)/g,
@@ -96,7 +151,7 @@ const creditCard = regexFinder('credit-card', [
   },
 ]);
 
-const iban = regexFinder('iban', [
+const iban = regexFinder('iban', 15, [
   {
     quick: hasDigit,
     re: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g,
@@ -104,31 +159,33 @@ const iban = regexFinder('iban', [
   },
 ]);
 
-const usSsn = regexFinder('us-ssn', [
+const usSsn = regexFinder('us-ssn', 9, [
   {
     quick: (s) => s.includes('-'),
     re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
   },
   {
-    quick: (s) => /SSN|[Ss]ocial [Ss]ecurity/.test(s),
+    quick: (s) => hasKeyword(s) && /SSN|[Ss]ocial [Ss]ecurity/.test(s),
     re: /(?:\bSSN|[Ss]ocial [Ss]ecurity(?: [Nn]umber| [Nn]o\.?)?)[ \t]*[:#]?[ \t]*(?<v>(?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})(?!\d)/g,
   },
 ]);
 
-const jwt = regexFinder('jwt', [
+const jwt = regexFinder('jwt', 17, [
   {
-    quick: (s) => s.includes('eyJ'),
+    quick: literalProbe('eyJ'),
     re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*/g,
     check: (m) => (jwtHeaderValid(m) ? m.length : 0),
   },
 ]);
 
 /** PEM private-key blocks, found with indexOf so a thousand unterminated BEGIN lines stay linear. */
+const beginProbe = literalProbe('-----BEGIN ');
 const beginRe = /-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
 const privateKey: Finder = {
   name: 'private-key',
+  minLength: 27,
   find(s, owner, out) {
-    if (!s.includes('-----BEGIN ')) return;
+    if (!beginProbe(s)) return;
     beginRe.lastIndex = 0;
     let m = beginRe.exec(s);
     while (m !== null) {
@@ -148,55 +205,55 @@ const privateKey: Finder = {
   },
 };
 
-const awsAccessKey = regexFinder('aws-access-key', [
+const awsAccessKey = regexFinder('aws-access-key', 20, [
   {
     quick: (s) => /A[A-Z0-9]{3}[A-Z0-9]{16}/.test(s),
     re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])/g,
   },
   {
-    quick: (s) => /secret_?access_?key/i.test(s),
+    quick: (s) => hasKeyword(s) && /secret_?access_?key/i.test(s),
     re: /(?:aws_?)?secret_?access_?key["']?[ \t]*[:=][ \t]*["']?(?<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi,
   },
 ]);
 
-const azureStorageKey = regexFinder('azure-storage-key', [
+const azureStorageKey = regexFinder('azure-storage-key', 31, [
   {
-    quick: (s) => s.includes('AccountKey=') || s.includes('SharedAccessKey='),
+    quick: anyLiteralProbe(['AccountKey=', 'SharedAccessKey=']),
     re: /(?:AccountKey|SharedAccessKey)=(?<v>[A-Za-z0-9+/]{20,}={0,2})/g,
   },
   {
-    quick: (s) => s.length >= 88 && s.includes('=='),
+    quick: (s) => s.length >= 88 && doubleEquals(s),
     // A bare 64-byte key: exactly 86 base64 characters and `==`, standing alone.
     re: /(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])/g,
   },
 ]);
 
-const azureSasToken = regexFinder('azure-sas-token', [
+const azureSasToken = regexFinder('azure-sas-token', 14, [
   {
-    quick: (s) => s.includes('sig=') && /[?&;](?:sv|se|sp|sr|spr|st|srt|ss)=/.test(s),
+    quick: (s) => sigProbe(s) && /[?&;](?:sv|se|sp|sr|spr|st|srt|ss)=/.test(s),
     re: /(?<=[?&;=])sig=(?<v>[A-Za-z0-9%+/=_-]{10,})/g,
   },
 ]);
 
-const githubToken = regexFinder('github-token', [
+const githubToken = regexFinder('github-token', 33, [
   {
-    quick: (s) => s.includes('gh') || s.includes('github_pat_'),
+    quick: anyLiteralProbe(['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_']),
     re: /(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/g,
   },
 ]);
 
-const slackToken = regexFinder('slack-token', [
+const slackToken = regexFinder('slack-token', 15, [
   {
-    quick: (s) => s.includes('xox'),
+    quick: literalProbe('xox'),
     re: /(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}/g,
   },
 ]);
 
 const passwordKeyword =
   '(?:[Pp]ass(?:word|wd|phrase)|PASS(?:WORD|WD|PHRASE)|[Pp]wd|PWD|[Ss]ecret|SECRET|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY)';
-const passwordAssignment = regexFinder('password-assignment', [
+const passwordAssignment = regexFinder('password-assignment', 5, [
   {
-    quick: (s) => /pass|pwd|secret|api.?key/i.test(s),
+    quick: hasKeyword,
     re: new RegExp(
       `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?["']?[ \\t]*[:=][ \\t]*` +
         `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,

@@ -203,7 +203,12 @@ export function createMasker(
     if (w.produced?.has(s)) return s;
     const spans = w.spans;
     spans.length = 0;
-    for (const { finder, owner } of w.plan.finders) finder.find(s, owner, spans);
+    const finders = w.plan.finders;
+    const len = s.length;
+    for (let i = 0; i < finders.length; i++) {
+      const f = finders[i]!;
+      if (len >= f.finder.minLength) f.finder.find(s, f.owner, spans);
+    }
     if (spans.length === 0) return s;
     if (spans.length > 1) spans.sort((a, b) => a.start - b.start || b.end - a.end);
     let out = '';

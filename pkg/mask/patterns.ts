@@ -2,6 +2,7 @@ import v8 from 'node:v8';
 import { RE2JS } from 're2js';
 import { WardenError } from '../errors.js';
 import type { Finder, Span } from './detectors.js';
+import { literalProbe, requiredLiteral } from './probe.js';
 
 /**
  * User-supplied patterns: RE2 syntax, linear time whatever the input.
@@ -108,6 +109,22 @@ export function compilePattern(
   regex: string,
   options: { engine?: PatternEngine } = {},
 ): CompiledPattern {
+  const compiled = compileEngine(name, regex, options.engine);
+  // A literal every match contains (`.corp.internal`) lets most strings skip the regex entirely.
+  const literal = requiredLiteral(regex);
+  if (literal === undefined) return compiled;
+  const probe = literalProbe(literal);
+  return {
+    name,
+    engine: compiled.engine,
+    minLength: literal.length,
+    find: (s, owner, out) => {
+      if (probe(s)) compiled.find(s, owner, out);
+    },
+  };
+}
+
+function compileEngine(name: string, regex: string, engine: PatternEngine | undefined): CompiledPattern {
   const problem = re2Problem(regex);
   if (problem !== undefined) {
     throw new WardenError('ERR_POLICY_INVALID', `masking pattern "${name}": regex ${problem}`, {
@@ -115,16 +132,16 @@ export function compilePattern(
     });
   }
   const re2 = RE2JS.compile(regex);
-  const js = options.engine === 're2js' || !v8Linear ? undefined : toJsRegExp(regex);
+  const js = engine === 're2js' || !v8Linear ? undefined : toJsRegExp(regex);
   if (js !== undefined) {
     try {
       // Proves the linear engine can run it, so the backtracking fallback will kick in.
       new RegExp(js.source, js.flags.replace('g', '') + 'l');
       const re = new RegExp(js.source, js.flags);
-      return { name, engine: 'v8', find: spansFromV8(re, name) };
+      return { name, engine: 'v8', minLength: 1, find: spansFromV8(re, name) };
     } catch {
       // Not expressible for V8's linear engine: run on re2js.
     }
   }
-  return { name, engine: 're2js', find: spansFromRe2(re2, name) };
+  return { name, engine: 're2js', minLength: 1, find: spansFromRe2(re2, name) };
 }
