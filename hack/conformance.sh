@@ -164,7 +164,13 @@ else
   issuer_pid=$!
   wait_ready "$WORK/issuer-state.json" "$issuer_pid" issuer || gateway_ok=0
   if [ "$gateway_ok" = 1 ]; then
-    ISSUER=$(node -p 'require(process.argv[1]).v2Issuer' "$WORK/issuer-state.json")
+    # The state file may still be being written: read it until it parses (bounded).
+    ISSUER=
+    for ((i = 0; i < 50; i++)); do
+      ISSUER=$(node -p 'JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8")).v2Issuer' \
+        "$WORK/issuer-state.json" 2>/dev/null) && [ -n "$ISSUER" ] && break
+      sleep 0.1
+    done
     wait_http "$ISSUER/.well-known/openid-configuration" "$issuer_pid" issuer || gateway_ok=0
   fi
   if [ "$gateway_ok" = 1 ]; then

@@ -739,6 +739,7 @@ export async function startConformanceServer(port: number): Promise<{ url: strin
         },
       });
       const server = createMcpServer(() => transport);
+      // Set before connect(): the SDK chains its own close handling onto this one.
       transport.onclose = () => {
         if (transport.sessionId !== undefined) sessions.delete(transport.sessionId);
       };
