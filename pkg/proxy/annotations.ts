@@ -87,11 +87,10 @@ async function fetchTools(
       method: 'tools/list',
       params: cursor === undefined ? params : { ...params, cursor },
     });
-    const up = await core.upstream.request('POST', path, headers, body, AbortSignal.timeout(5000));
-    const raw = (await readUpstreamBody(up.body, core.maxUpstreamBody)).toString('utf8');
-    if (up.status !== 200) throw new Error(`tools/list answered HTTP ${up.status}`);
-    const result = findResult(raw, id, String(up.headers['content-type'] ?? ''));
-    if (!result) throw new Error('tools/list gave no result');
+    const result =
+      session?.transport === 'legacy-sse'
+        ? await listViaLegacy(core, session, id, body)
+        : await listDirect(core, path, headers, body, id);
     const tools = result['tools'];
     if (Array.isArray(tools)) {
       for (const t of tools) {
@@ -110,6 +109,60 @@ async function fetchTools(
     cursor = typeof result['nextCursor'] === 'string' ? result['nextCursor'] : undefined;
     if (cursor === undefined) return;
   }
+}
+
+async function listDirect(
+  core: ProxyCore,
+  path: string,
+  headers: Record<string, string>,
+  body: string,
+  id: string,
+): Promise<Record<string, unknown>> {
+  const up = await core.upstream.request('POST', path, headers, body, AbortSignal.timeout(5000));
+  const raw = (await readUpstreamBody(up.body, core.maxUpstreamBody)).toString('utf8');
+  if (up.status !== 200) throw new Error(`tools/list answered HTTP ${up.status}`);
+  const result = findResult(raw, id, String(up.headers['content-type'] ?? ''));
+  if (!result) throw new Error('tools/list gave no result');
+  return result;
+}
+
+/** Legacy SSE: answers travel on the session's event stream; the relay hands ours back. */
+async function listViaLegacy(
+  core: ProxyCore,
+  session: Session,
+  id: string,
+  body: string,
+): Promise<Record<string, unknown>> {
+  if (!session.upstreamMessagePath) throw new Error('legacy session has no message endpoint yet');
+  if (!session.internalWaiters) session.internalWaiters = new Map();
+  const waiters = session.internalWaiters;
+  const answer = new Promise<Record<string, unknown>>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      waiters.delete(id);
+      reject(new Error('tools/list timed out'));
+    }, 5000);
+    waiters.set(id, (result) => {
+      clearTimeout(timer);
+      waiters.delete(id);
+      if (result) resolve(result);
+      else reject(new Error('tools/list failed'));
+    });
+  });
+  try {
+    const up = await core.upstream.request(
+      'POST',
+      session.upstreamMessagePath,
+      { 'content-type': 'application/json' },
+      body,
+      AbortSignal.timeout(5000),
+    );
+    await up.body.text();
+    if (up.status >= 300) throw new Error(`tools/list answered HTTP ${up.status}`);
+  } catch (err) {
+    waiters.get(id)?.(undefined);
+    throw err;
+  }
+  return answer;
 }
 
 function findResult(raw: string, id: string, contentType: string): Record<string, unknown> | undefined {

@@ -4,6 +4,7 @@ import type { Identity } from '../identity/types.js';
 import type { JsonRpcResponse } from '../mcp/jsonrpc.js';
 import { serializeSseEvent } from '../mcp/sse.js';
 import type { PolicyEngine } from '../policy/decision.js';
+import { ensureToolAnnotations } from './annotations.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { sendRpcError } from './http.js';
 import { decideAll, readMessages } from './inbound.js';
@@ -148,6 +149,7 @@ export async function handleLegacyMessage(
   session.lastSeen = Date.now();
   const got = await readMessages(core, req, res, true);
   if (!got) return;
+  await ensureToolAnnotations(core, session, got.items, req.headers, session.protocolVersion);
   const decided = decideAll(
     core,
     { engine, identity, session, recorder: session.recorder, pending: session.pending },

@@ -79,6 +79,12 @@ export function processServerMessage(
   const engineLost = current === undefined;
   if (c.kind === 'response') {
     const res = msg as JsonRpcResponse;
+    const waiter = typeof res.id === 'string' ? ctx.session?.internalWaiters?.get(res.id) : undefined;
+    if (waiter) {
+      // The answer to the proxy's own request: consumed here, never delivered to the client.
+      waiter(asObject(res.result));
+      return undefined;
+    }
     const key = idKey(res.id);
     const info = ctx.pending.get(key);
     if (info) ctx.pending.delete(key);

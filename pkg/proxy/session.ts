@@ -34,6 +34,8 @@ export interface Session {
   lastSeen: number;
   /** GET streams open on this session (an open stream keeps the session from idling out). */
   openStreams?: number;
+  /** Answers to the proxy's own requests (legacy SSE: they arrive on the session's stream). */
+  internalWaiters?: Map<string, (result: Record<string, unknown> | undefined) => void>;
   /** The proxy already listed the upstream's tools for this session (annotations). */
   annotationsFetched?: boolean;
   /** Legacy SSE: the upstream's message endpoint (path + query) for this session. */

@@ -18,7 +18,14 @@ function engine(mode: 'enforce' | 'audit' = 'enforce') {
     mode,
     issuers: h.trusted,
     rules: [
-      { name: 'read', methods: ['tools/call'], tools: ['get_*', 'ask_llm', 'run_query'], action: 'allow' },
+      { name: 'read', methods: ['tools/call'], tools: ['ask_llm', 'run_query'], action: 'allow' },
+      // get_weather is allowed only through its declared annotation.
+      {
+        name: 'read-only',
+        methods: ['tools/call'],
+        toolAnnotations: { readOnlyHint: true },
+        action: 'allow',
+      },
       {
         name: 'no-delete',
         methods: ['tools/call'],
@@ -68,7 +75,7 @@ test('the endpoint event points at the proxy, with a proxy-minted session id', a
   expect(endpoint).toMatch(/^\/message\?sessionId=[0-9a-f-]{36}$/);
 });
 
-test('allowed call', async () => {
+test('allowed call (before any tools/list: the proxy lists tools itself over the session stream)', async () => {
   const r = await client.callTool({ name: 'get_weather', arguments: { city: 'Lima' } });
   expect(r.content).toEqual([{ type: 'text', text: 'sunny in Lima' }]);
 });
