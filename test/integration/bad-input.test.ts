@@ -307,6 +307,63 @@ describe('fail closed and upstream trouble', () => {
     expect(del.status).toBe(404);
   });
 
+  test('Host and Origin outside the allowed lists → 403 before authentication (DNS rebinding)', async () => {
+    const proxy = createProxy({
+      upstream: h.upstream.mcpUrl,
+      policySource: source,
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      podName: 't',
+      allowedHosts: ['localhost', '127.0.0.1'],
+      allowedOrigins: ['http://localhost:6274'],
+    });
+    const { port } = await proxy.listen('127.0.0.1', 0);
+    try {
+      const { request } = await import('node:http');
+      const send = (headers: Record<string, string>) =>
+        new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const r = request(
+            {
+              host: '127.0.0.1',
+              port,
+              path: '/mcp',
+              method: 'POST',
+              headers: { 'content-type': 'application/json', ...headers },
+            },
+            (res) => {
+              let body = '';
+              res.on('data', (c: Buffer) => {
+                body += c.toString();
+              });
+              res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+            },
+          );
+          r.on('error', reject);
+          r.end(JSON.stringify(initBody));
+        });
+      const before = h.upstream.stats.requests;
+      const rebound = await send({ host: 'evil.example:80', authorization: `Bearer ${good}` });
+      expect(rebound.status).toBe(403);
+      expect(rebound.body).toContain('Host header not allowed');
+      const origin = await send({
+        host: `127.0.0.1:${port}`,
+        origin: 'http://evil.example',
+        authorization: `Bearer ${good}`,
+      });
+      expect(origin.status).toBe(403);
+      expect(origin.body).toContain('Origin not allowed');
+      expect(h.upstream.stats.requests).toBe(before);
+      const fine = await send({
+        host: `localhost:${port}`,
+        origin: 'http://localhost:6274',
+        authorization: `Bearer ${good}`,
+      });
+      expect(fine.status).toBe(200);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('upstream unreachable → 502 JSON-RPC error, the proxy keeps serving', async () => {
     const dead = createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));

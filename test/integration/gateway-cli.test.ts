@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -245,10 +245,16 @@ describe('a running gateway', () => {
     expect(await exited(gw)).toBe(0);
     const files = (await readdir(recordings())).filter((f) => f.endsWith('.jsonl'));
     expect(files.length).toBeGreaterThan(0);
+    let all = '';
     for (const f of files) {
       const v = await verifyRecording(join(recordings(), f));
       expect(v).toMatchObject({ ok: true, status: 'closed' });
+      all += await readFile(join(recordings(), f), 'utf8');
     }
+    // Every decision is recorded, and payloads only masked.
+    expect(all).toContain('"no-delete"');
+    expect(all).toContain('"weather-closed"');
+    expect(all).not.toContain('alice@example.com');
     expect(upstream.stats.authorizationSeen).toBe(0);
   });
 });
