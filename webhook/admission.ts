@@ -38,7 +38,6 @@ export interface AdmissionDeps {
   emitSkipEvent?: (e: { namespace: string; pod: string; reason: string; message: string }) => void;
   /** Service account a pod runs as (MCPApproval admission): undefined when unknown. */
   podServiceAccount?: (namespace: string, pod: string) => Promise<string | undefined>;
-  now?: () => Date;
 }
 
 export const ADMISSION_BODY_LIMIT = '8mb';
@@ -93,7 +92,7 @@ async function injectHandler(req: AdmissionRequest, deps: AdmissionDeps): Promis
 const handlers: Record<string, { kind: string; handle: Handler }> = {
   '/inject': { kind: 'Pod', handle: injectHandler },
   '/validate-mcppolicy': { kind: 'MCPPolicy', handle: (req, deps) => admitPolicy(req, deps.validatePolicy) },
-  '/mutate-mcpapproval': { kind: 'MCPApproval', handle: (req, deps) => mutateApproval(req, deps.now) },
+  '/mutate-mcpapproval': { kind: 'MCPApproval', handle: (req) => mutateApproval(req) },
   '/validate-mcpapproval': {
     kind: 'MCPApproval',
     handle: async (req, deps) => {

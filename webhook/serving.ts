@@ -137,6 +137,9 @@ export async function startHttpsServer(options: {
   const first = await options.source.ready(options.signal);
   const server = createServer({ cert: first.cert, key: first.key, minVersion: 'TLSv1.2' }, options.handler);
   server.keepAliveTimeout = 30_000;
+  // API servers keep connections open; recycling them now and then makes clients handshake again,
+  // so a rotated certificate is actually exercised well before the old one expires.
+  server.maxRequestsPerSocket = 200;
   options.source.on('change', (c) => {
     try {
       server.setSecureContext({ cert: c.cert, key: c.key, minVersion: 'TLSv1.2' });

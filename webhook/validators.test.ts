@@ -17,7 +17,12 @@ function approval(decision?: Record<string, unknown>, extra: Record<string, unkn
       method: 'tools/call',
       tool: 'delete_repo',
       argumentsDigest: 'abc',
-      approvers: [{ group: 'mcp-reviewers' }, { user: 'carol' }, { serviceAccount: 'ops/approver-bot' }],
+      approvers: [
+        { group: 'mcp-reviewers' },
+        { user: 'carol' },
+        { serviceAccount: 'ops/approver-bot' },
+        { serviceAccount: 'system:serviceaccount:ops:other-bot' },
+      ],
       ...extra,
       ...(decision === undefined ? {} : { decision }),
     },
@@ -41,7 +46,7 @@ function update(
 
 /** Runs the mutating then the validating step, as the API server does. */
 function admit(req: AdmissionRequest) {
-  const mutated = mutateApproval(req, () => new Date('2026-01-01T00:00:00Z'));
+  const mutated = mutateApproval(req);
   const object = applyPatch(req.object, mutated.patch ?? []);
   return { verdict: validateApproval({ ...req, object }), object: object as ReturnType<typeof approval> };
 }
@@ -55,7 +60,6 @@ test('a reviewer in an approver group decides; decidedBy is stamped from userInf
     verdict: 'Approved',
     reason: 'ok',
     decidedBy: 'rita',
-    decidedAt: '2026-01-01T00:00:00Z',
   });
 });
 
@@ -73,6 +77,10 @@ test('users and service accounts named as approvers may decide; others may not',
     admit(update({ username: 'system:serviceaccount:ops:approver-bot' }, { verdict: 'Denied' })).verdict
       .allowed,
   ).toBe(true);
+  const other = admit(
+    update({ username: 'system:serviceaccount:ops:other-bot' }, { verdict: 'Denied' }),
+  ).verdict;
+  expect(other.allowed).toBe(true);
   const mallory = admit(update({ username: 'mallory', groups: ['devs'] }, { verdict: 'Approved' })).verdict;
   expect(mallory.allowed).toBe(false);
   expect(mallory.message).toMatch(/not among the approvers/);
@@ -110,7 +118,7 @@ test('the creator of the approval cannot decide it', () => {
 });
 
 test('a decision is immutable once set, and the rest of the spec never changes', () => {
-  const decided = approval({ verdict: 'Approved', decidedBy: 'rita', decidedAt: '2026-01-01T00:00:00Z' });
+  const decided = approval({ verdict: 'Approved', decidedBy: 'rita' });
   const flip = update({ username: 'carol' }, { verdict: 'Denied' }, decided);
   const r = admit(flip).verdict;
   expect(r.allowed).toBe(false);

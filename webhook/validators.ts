@@ -9,7 +9,7 @@ import { type AdmissionRequest, allow, deny, type UserInfo, type Verdict } from 
  * - `MCPApproval`: a decision (`spec.decision`) is admitted only from a user among the approvers,
  *   never from the requester, never from the MCP pod's service account (named by the approval, and
  *   the principal that created the object, stamped at CREATE). The mutating step stamps
- *   `decidedBy`/`decidedAt` from the admission userInfo; the validating step refuses any decision
+ *   `decidedBy` from the admission userInfo; the validating step refuses any decision
  *   whose `decidedBy` is not the caller, so it cannot be forged even if the mutating step is skipped.
  *   Once set, the decision and the rest of the spec are immutable.
  */
@@ -85,7 +85,6 @@ export interface Decision {
   verdict?: unknown;
   reason?: unknown;
   decidedBy?: unknown;
-  decidedAt?: unknown;
 }
 
 function decisionOf(obj: unknown): Decision | undefined {
@@ -164,7 +163,8 @@ function subjectMatches(subject: unknown, user: UserInfo, namespace: string): bo
   const sa = s['serviceAccount'];
   const saObj = asObj(sa);
   const saName = str(sa) ?? str(saObj?.['name']);
-  if (saName !== undefined) {
+  if (saName?.startsWith(saPrefix) === true && username === saName) return true;
+  if (saName !== undefined && !saName.startsWith(saPrefix)) {
     const ns = str(saObj?.['namespace']) ?? (saName.includes('/') ? saName.split('/')[0]! : namespace);
     const name = saName.includes('/') ? saName.split('/')[1]! : saName;
     if (username === `${saPrefix}${ns}:${name}`) return true;
@@ -206,8 +206,8 @@ export function decisionRefusal(
   return undefined;
 }
 
-/** Mutating step: stamp `created-by` on CREATE and `decidedBy`/`decidedAt` when a decision appears. */
-export function mutateApproval(req: AdmissionRequest, now: () => Date = () => new Date()): Verdict {
+/** Mutating step: stamp `created-by` on CREATE and `decidedBy` when a decision appears. */
+export function mutateApproval(req: AdmissionRequest): Verdict {
   const patch: PatchOperation[] = [];
   const username = req.userInfo?.username ?? '';
   if (req.operation === 'CREATE') {
@@ -226,14 +226,9 @@ export function mutateApproval(req: AdmissionRequest, now: () => Date = () => ne
     const before = req.operation === 'UPDATE' ? decisionOf(req.oldObject) : undefined;
     const after = decisionOf(req.object);
     if (before === undefined && after !== undefined) {
+      // decidedBy only: the CRD schema has no decidedAt (the API server would prune it); when the
+      // decision was made is recorded in metadata.managedFields.
       patch.push({ op: 'add', path: '/spec/decision/decidedBy', value: username });
-      patch.push({
-        op: 'add',
-        path: '/spec/decision/decidedAt',
-        value: now()
-          .toISOString()
-          .replace(/\.\d{3}Z$/, 'Z'),
-      });
     }
   }
   return allow({ patch, ...(patch.length > 0 ? { result: 'patched' } : {}) });
