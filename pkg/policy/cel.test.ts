@@ -65,6 +65,17 @@ describe('when expressions', () => {
     );
     expect(compileWhen('args.q.matches("(a)\\\\1")').issues[0]).toMatch(/backreferences/);
   });
+
+  test('nested comprehensions are refused (quadratic in the size of the arguments); single ones are fine', () => {
+    expect(compileWhen('args.l.exists(x, x == 1) && args.m.all(y, y > 0)').issues).toEqual([]);
+    expect(compileWhen('args.l.exists(x, args.l.all(y, y != x))').issues).toEqual([
+      "all() inside another comprehension is not allowed: its cost grows with the square of the arguments' size",
+    ]);
+    expect(compileWhen('args.l.map(x, x * 2).filter(y, y > 2).size() > 0').issues).toEqual([]);
+    expect(compileWhen('args.l.filter(x, args.l.map(y, y).size() > 0).size() > 0').issues[0]).toMatch(
+      /^map\(\) inside/,
+    );
+  });
 });
 
 describe('RE2', () => {

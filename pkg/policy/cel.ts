@@ -148,6 +148,45 @@ function rewriteMatches(node: unknown, literals: string[]): void {
   else if (isNode(args)) rewriteMatches(args, literals);
 }
 
+const comprehensions = new Set([
+  'all',
+  'exists',
+  'exists_one',
+  'map',
+  'filter',
+  'transformList',
+  'transformMap',
+  'sortBy',
+]);
+
+/**
+ * cel-js has no runtime cost budget (the API server's CEL has one), and `args` is sized by the
+ * caller. One comprehension over the arguments is linear; a comprehension inside another one is
+ * quadratic, so a large request could stall the data path. Refuse nesting.
+ */
+function nestedComprehension(node: unknown, inside: boolean): string | undefined {
+  if (Array.isArray(node)) {
+    for (const n of node) {
+      const found = nestedComprehension(n, inside);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  if (!isNode(node)) return undefined;
+  const args = node.args;
+  if (
+    node.op === 'rcall' &&
+    Array.isArray(args) &&
+    typeof args[0] === 'string' &&
+    comprehensions.has(args[0])
+  ) {
+    if (inside) return args[0];
+    return nestedComprehension(args[1], false) ?? nestedComprehension(args[2], true);
+  }
+  if (Array.isArray(args) || isNode(args)) return nestedComprehension(args, inside);
+  return undefined;
+}
+
 type Program = ((activation: Record<string, unknown>) => unknown) & {
   ast: unknown;
   check(): { valid: boolean; type?: string; error?: Error };
@@ -178,6 +217,12 @@ function compile(
   }
   const literals: string[] = [];
   rewriteMatches(parsed.ast, literals);
+  const nested = nestedComprehension(parsed.ast, false);
+  if (nested !== undefined) {
+    issues.push(
+      `${nested}() inside another comprehension is not allowed: its cost grows with the square of the arguments' size`,
+    );
+  }
   for (const lit of literals) {
     const e = re2Error(lit);
     if (e !== undefined) issues.push(e);

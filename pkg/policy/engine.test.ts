@@ -361,6 +361,15 @@ describe('CEL when', () => {
   test('identity and call variables', () => {
     expect(engine.decide(toolCall('claims', alice)).action).toBe('allow');
     expect(engine.decide(toolCall('claims', identity({ claims: { tid: 'other' } }))).action).toBe('deny');
+    // Identities from pkg/identity carry frozen claims.
+    expect(
+      engine.decide(
+        toolCall(
+          'claims',
+          identity({ claims: Object.freeze({ tid: 'tenant-1', nested: Object.freeze({ a: 1 }) }) }),
+        ),
+      ).action,
+    ).toBe('allow');
   });
 
   test('pathological input stays fast (RE2 is linear)', () => {

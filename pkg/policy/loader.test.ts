@@ -106,6 +106,13 @@ describe('loadPolicyPath', () => {
     expect((await failure(loadPolicyPath(dir))).message).toMatch(/no MCPPolicy documents/);
   });
 
+  test('a file over 4 MiB is refused without being parsed', async () => {
+    await writeFile(join(dir, 'huge.yaml'), `# ${'x'.repeat(4 * 1024 * 1024)}\n`);
+    const err = await failure(loadPolicyPath(dir));
+    expect(err.code).toBe('ERR_POLICY_INVALID');
+    expect(err.message).toMatch(/huge\.yaml is \d+ bytes: at most 4194304/);
+  });
+
   test('the shipped example loads', async () => {
     expect((await loadPolicyPath('examples/policy.yaml')).map((d) => d.metadata.name)).toEqual([
       'demo-tools',

@@ -22,6 +22,8 @@ export interface FileIssue extends ValidationIssue {
 }
 
 const policyExtensions = new Set(['.yaml', '.yml', '.json']);
+/** Far above any real policy; keeps a wrong path (a log file, a dump) from being parsed. */
+export const MaxPolicyFileBytes = 4 * 1024 * 1024;
 
 function invalid(issues: FileIssue[]): WardenError {
   const lines = issues.map((i) => `${i.file}: ${i.path || '(document)'}: ${i.message}`);
@@ -84,8 +86,16 @@ export async function readPolicyPath(path: string): Promise<{ docs: PolicyDocume
   for (const file of files) {
     let text: string;
     try {
+      const size = (await stat(file)).size;
+      if (size > MaxPolicyFileBytes) {
+        throw new WardenError(
+          'ERR_POLICY_INVALID',
+          `policy file ${file} is ${size} bytes: at most ${MaxPolicyFileBytes}`,
+        );
+      }
       text = await readFile(file, 'utf8');
     } catch (err) {
+      if (isWardenError(err)) throw err;
       throw new WardenError(
         'ERR_POLICY_UNAVAILABLE',
         `cannot read policy file ${file}: ${errorMessage(err)}`,
