@@ -36,8 +36,6 @@ export interface InboundResult {
   batch: boolean;
   /** Messages to forward (requests allowed, notifications, responses). */
   forward: ParsedItem['message'][];
-  /** True when every received message is forwarded unchanged (the original bytes can be sent). */
-  unchanged: boolean;
   /** Answers for refused requests. */
   refused: JsonRpcResponse[];
   /** Ids of forwarded requests. */
@@ -219,7 +217,6 @@ export function decideAll(
   return {
     batch,
     forward,
-    unchanged: refused.length === 0,
     refused,
     requestIds,
     hasRequest,

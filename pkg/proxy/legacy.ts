@@ -170,9 +170,8 @@ export async function handleLegacyMessage(
     res.end('Accepted');
     return;
   }
-  const body = decided.unchanged
-    ? got.raw
-    : JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  // Re-serialized: the upstream parses exactly what was decided (see streamable.ts).
+  const body = JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
   let up: UpstreamResponse;
   try {
     up = await core.upstream.request(

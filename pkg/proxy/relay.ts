@@ -103,7 +103,10 @@ export async function relaySse(
 }
 
 function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options: RelayOptions): string {
-  if (ev.data === undefined) return serializeSseEvent(ev);
+  // No data, or empty data: nothing to decide or mask. An empty `data:` line is meaningful — the
+  // SSE priming event (SEP-1699: id + empty data, sent first so the client can resume) — and
+  // dropping the line would stop clients from dispatching it.
+  if (ev.data === undefined || ev.data === '') return serializeSseEvent(ev);
   const type = ev.event;
   if (type === 'endpoint' && options.onEndpoint) {
     const data = options.onEndpoint(ev.data);

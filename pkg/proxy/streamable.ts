@@ -148,10 +148,10 @@ export async function handlePost(
   }
   const headers = upstreamHeaders(req.headers);
   if (headers['accept'] === undefined) headers['accept'] = 'application/json, text/event-stream';
-  const body = decided.unchanged
-    ? got.raw
-    : JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
-  if (!decided.unchanged) headers['content-type'] = 'application/json';
+  // Always the re-serialized messages, never the client's bytes: the upstream must parse exactly
+  // what was decided (no duplicate-key or BOM parser differentials).
+  const body = JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  headers['content-type'] = 'application/json';
   const abort = new AbortController();
   const onClientClose = (): void => {
     if (!res.writableFinished) abort.abort();

@@ -364,6 +364,62 @@ describe('fail closed and upstream trouble', () => {
     }
   });
 
+  test('duplicate JSON keys cannot smuggle a call: the upstream gets the re-serialized message that was decided', async () => {
+    const bodies: string[] = [];
+    const echo: Server = createServer((req, res) => {
+      let b = '';
+      req.on('data', (c: Buffer) => {
+        b += c.toString();
+      });
+      req.on('end', () => {
+        bodies.push(b);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [] } }));
+      });
+    });
+    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
+    const allowWeather = testSource(
+      testEngine({
+        name: 'p',
+        issuers: h.trusted,
+        rules: [{ name: 'weather', methods: ['tools/call'], tools: ['get_weather'], action: 'allow' }],
+      }),
+    );
+    const proxy = createProxy({
+      upstream: `http://127.0.0.1:${(echo.address() as AddressInfo).port}/mcp`,
+      policySource: allowWeather,
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      podName: 't',
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    try {
+      // A parser that keeps the first duplicate would run delete_repo; JSON.parse keeps the last.
+      const raw =
+        '\ufeff{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo","name":"get_weather","arguments":{}}}';
+      const res = await fetch(`${url}/mcp`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          authorization: `Bearer ${good}`,
+        },
+        body: raw,
+      });
+      expect(res.status).toBe(200);
+      await res.text();
+      // (The proxy's own tools/list for annotations comes first.)
+      expect(bodies.at(-1)).toBe(
+        '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_weather","arguments":{}}}',
+      );
+      expect(bodies.join('\n')).not.toContain('delete_repo');
+    } finally {
+      await proxy.close();
+      echo.closeAllConnections();
+      await new Promise<void>((r) => echo.close(() => r()));
+    }
+  });
+
   test('upstream unreachable → 502 JSON-RPC error, the proxy keeps serving', async () => {
     const dead = createServer();
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
