@@ -4,7 +4,7 @@
 #   1. starts our own conformance upstream (test/conformance/server.ts) on loopback;
 #   2. runs the pinned @modelcontextprotocol/conformance server suite against it directly, per
 #      spec version (0.1.16 for 2025-06-18 and 2025-11-25; 0.2.0-alpha.12, installed as
-#      mcp-conformance-2026, for 2025-03-26 and for 2026-07-28 against
+#      mcp-conformance-2026, for every revision it has server scenarios for, 2026-07-28 against
 #      test/conformance/server-2026.ts);
 #   3. starts the dev issuer, `mcp-warden gateway` (the built CLI) with test/conformance/policy.yaml,
 #      masking that matches nothing and recording on, and a forwarder that adds a bearer token
@@ -23,7 +23,9 @@ export PATH="$ROOT/node_modules/.bin:$PATH"
 
 CONFORMANCE_PIN=0.1.16               # suite for the 2025 revisions
 CONFORMANCE_2026_PIN=0.2.0-alpha.12  # the only release with 2026-07-28 (and 2025-03-26) server scenarios
-SPEC_VERSIONS=(2025-03-26 2025-06-18 2025-11-25 2026-07-28)
+# Runs, each `VERSION` (suite 0.1.16) or `VERSION@alpha` (suite 0.2.0-alpha.12). The alpha also
+# runs 2025-06-18/2025-11-25: it has more checks per scenario than 0.1.16, so more to compare.
+RUNS=(2025-06-18 2025-11-25 2025-03-26@alpha 2025-06-18@alpha 2025-11-25@alpha 2026-07-28@alpha)
 SUITE_TIMEOUT=${CONFORMANCE_SUITE_TIMEOUT:-300}   # seconds per suite run
 READY_TIMEOUT=${CONFORMANCE_READY_TIMEOUT:-30}    # seconds for a process to start listening
 # The gateway's DNS-rebinding protection (set CONFORMANCE_ALLOWED_HOSTS= to see the run fail).
@@ -114,24 +116,22 @@ check_pin mcp-conformance-2026 "$CONFORMANCE_2026_PIN" || exit 1
 "${SUITE_2025[@]}" list --server >"$WORK/scenarios-2025.txt" || { log "cannot list the suite's scenarios"; exit 1; }
 "${SUITE_2026[@]}" list --server >"$WORK/scenarios-2026.txt" || { log "cannot list the suite's scenarios"; exit 1; }
 
-# uses_alpha VERSION: 0.1.16 has no server scenarios for 2025-03-26 and 2026-07-28.
-uses_alpha() { [ "$1" = 2026-07-28 ] || [ "$1" = 2025-03-26 ]; }
-
-# run_suite NAME URL VERSION: one full server-suite run (pending scenarios included).
+# run_suite NAME URL RUN: one full server-suite run (pending scenarios included); RUN is a label
+# from RUNS (0.1.16 has no server scenarios for 2025-03-26 and 2026-07-28: those are @alpha).
 run_suite() {
-  local name=$1 url=$2 version=$3 suite
-  if uses_alpha "$version"; then suite=("${SUITE_2026[@]}"); else suite=("${SUITE_2025[@]}"); fi
-  log "suite $version -> $name ($url)"
+  local name=$1 url=$2 run=$3 suite version=${3%@*}
+  if [ "$run" != "$version" ]; then suite=("${SUITE_2026[@]}"); else suite=("${SUITE_2025[@]}"); fi
+  log "suite $run -> $name ($url)"
   (cd "$WORK" && timeout "$SUITE_TIMEOUT" "${suite[@]}" server --url "$url" --suite all \
-    --spec-version "$version" -o "$WORK/runs/$name-$version") >"$WORK/logs/suite-$name-$version.log" 2>&1
+    --spec-version "$version" -o "$WORK/runs/$name-$run") >"$WORK/logs/suite-$name-$run.log" 2>&1
   local rc=$?
-  [ "$rc" -eq 124 ] && log "suite $version via $name timed out after ${SUITE_TIMEOUT}s"
-  grep -E '^Total:' "$WORK/logs/suite-$name-$version.log" | sed "s/^/  $name $version: /"
+  [ "$rc" -eq 124 ] && log "suite $run via $name timed out after ${SUITE_TIMEOUT}s"
+  grep -E '^Total:' "$WORK/logs/suite-$name-$run.log" | sed "s/^/  $name $run: /"
   return 0
 }
 
-# upstream_for VERSION: the upstream serving that revision (2026-07-28 has its own, on SDK v2).
-upstream_for() { if [ "$1" = 2026-07-28 ]; then echo "$UPSTREAM_2026"; else echo "$UPSTREAM"; fi; }
+# upstream_for RUN: the upstream serving that revision (2026-07-28 has its own, on SDK v2).
+upstream_for() { if [ "${1%@*}" = 2026-07-28 ]; then echo "$UPSTREAM_2026"; else echo "$UPSTREAM"; fi; }
 
 # --- 1. upstreams -----------------------------------------------------------------------------
 node test/conformance/server.ts --port 0 --ready-file "$WORK/upstream.url" >"$WORK/logs/upstream.log" 2>&1 &
@@ -146,7 +146,7 @@ UPSTREAM_2026=$(cat "$WORK/upstream-2026.url")
 log "upstreams at $UPSTREAM (2025 revisions) and $UPSTREAM_2026 (2026-07-28)"
 
 # --- 2. direct runs ---------------------------------------------------------------------------
-for v in "${SPEC_VERSIONS[@]}"; do run_suite direct "$(upstream_for "$v")" "$v"; done
+for r in "${RUNS[@]}"; do run_suite direct "$(upstream_for "$r")" "$r"; done
 
 # --- 3. through the gateway -------------------------------------------------------------------
 gateway_ok=0
@@ -216,9 +216,9 @@ else
     start_gateway v2025 "$UPSTREAM" && start_gateway v2026 "$UPSTREAM_2026" || gateway_ok=0
   fi
   if [ "$gateway_ok" = 1 ]; then
-    for v in "${SPEC_VERSIONS[@]}"; do
-      if [ "$v" = 2026-07-28 ]; then run_suite gateway "$FORWARDER_v2026/mcp" "$v"
-      else run_suite gateway "$FORWARDER_v2025/mcp" "$v"; fi
+    for r in "${RUNS[@]}"; do
+      if [ "${r%@*}" = 2026-07-28 ]; then run_suite gateway "$FORWARDER_v2026/mcp" "$r"
+      else run_suite gateway "$FORWARDER_v2025/mcp" "$r"; fi
     done
     # DNS rebinding is the gateway's own check, not the upstream's seen through it: straight to
     # the gateway, without a token, a rebound Host must get 403 (the Host check runs first) while
@@ -269,9 +269,9 @@ fi
 
 # --- 4. report --------------------------------------------------------------------------------
 listings=()
-for v in "${SPEC_VERSIONS[@]}"; do
-  if uses_alpha "$v"; then listings+=(--listing "$v=$WORK/scenarios-2026.txt")
-  else listings+=(--listing "$v=$WORK/scenarios-2025.txt"); fi
+for r in "${RUNS[@]}"; do
+  if [ "$r" != "${r%@*}" ]; then listings+=(--listing "$r=$WORK/scenarios-2026.txt")
+  else listings+=(--listing "$r=$WORK/scenarios-2025.txt"); fi
 done
 node test/conformance/report.ts --results "$WORK/runs" "${listings[@]}" --out "$OUT"
 report_rc=$?

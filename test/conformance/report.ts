@@ -3,12 +3,12 @@
  * `mcp-warden gateway` → upstream), per spec version and per scenario, check by check.
  *
  * Run: `node test/conformance/report.ts --results DIR --listing 2025-06-18=FILE
- *        [--listing 2026-07-28=FILE2 ...] --out FILE`
+ *        [--listing 2026-07-28@alpha=FILE2 ...] --out FILE`
  *
- * DIR holds `direct-<version>/` and `gateway-<version>/`, each the `--output-dir` of one suite
- * run (one `server-<scenario>-<timestamp>/checks.json` per scenario). Each `--listing` names a
- * spec version and the output of `conformance list --server` of the suite release that ran it:
- * the scenarios that version must have run.
+ * DIR holds `direct-<run>/` and `gateway-<run>/`, each the `--output-dir` of one suite run (one
+ * `server-<scenario>-<timestamp>/checks.json` per scenario). Each `--listing` names a run — a
+ * spec version, optionally tagged with the suite release (`2025-11-25@alpha`) — and the output of
+ * `conformance list --server` of the suite release that ran it: the scenarios it must have run.
  *
  * Prints the two summaries side by side and every difference, writes `P F` to `--out` (checks
  * passed and failed, summed over both runs; each difference and each scenario missing from a
@@ -170,18 +170,20 @@ function main(): number {
   let failed = 0;
   const differences: string[] = [];
   const output: string[] = ['', '=== MCP conformance: direct vs through mcp-warden gateway ==='];
-  for (const { version, file } of listings) {
+  for (const { version: run, file } of listings) {
+    // A run label is a spec version, optionally tagged with the suite release (`2025-11-25@alpha`).
+    const version = run.split('@')[0] ?? run;
     const expected = scenariosFor(readFileSync(file, 'utf8'), version);
     if (expected.length === 0) {
-      output.push(`spec ${version}: the suite lists no server scenario for this version`);
+      output.push(`spec ${run}: the suite lists no server scenario for this version`);
       failed += 1;
       continue;
     }
     const result = compare(
-      version,
+      run,
       expected,
-      loadRun(join(values.results, `direct-${version}`)),
-      loadRun(join(values.results, `gateway-${version}`)),
+      loadRun(join(values.results, `direct-${run}`)),
+      loadRun(join(values.results, `gateway-${run}`)),
     );
     passed += result.passed;
     failed += result.failed;
