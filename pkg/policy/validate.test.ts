@@ -62,10 +62,25 @@ test('every problem is reported at once, with paths like spec.rules[1].match.whe
   expect(issues).toEqual([
     {
       path: 'spec.rules[2].approval.timeout',
-      message: expect.stringMatching(/does not have the expected form/),
+      message: '"9d" is not a duration: a number and a unit (ms, s, m, h), e.g. 90s, 5m, 1h30m',
     },
     { path: 'spec.rules[1].match.tools[0]', message: 'glob "a\\\\" ends with an unfinished escape (\\)' },
     { path: 'spec.rules[1].match.when', message: expect.stringMatching(/^CEL does not parse: /) },
+  ]);
+});
+
+test('pattern messages say what is expected', () => {
+  expect(validatePolicy(base([{ ...ok, name: 'has space' }]))).toEqual([
+    {
+      path: 'spec.rules[0].name',
+      message: `"has space" is not a valid name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit`,
+    },
+  ]);
+  expect(validatePolicy(base([{ ...ok, subjects: [{ serviceAccount: 'Bad/Name' }] }]))).toEqual([
+    {
+      path: 'spec.rules[0].subjects[0].serviceAccount',
+      message: '"Bad/Name" is not a service account: namespace/name or system:serviceaccount:namespace:name',
+    },
   ]);
 });
 

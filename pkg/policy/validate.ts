@@ -5,7 +5,13 @@ import { compileRe2, compileSelfRule, compileWhen, re2Error } from './cel.js';
 import { durationError, parseDuration } from './duration.js';
 import { globError } from './glob.js';
 import { methodClass } from './methods.js';
-import { type CelRule, MCPApprovalSchema, MCPPolicySchema, type PolicyDocument } from './schema.js';
+import {
+  type CelRule,
+  DurationPattern,
+  MCPApprovalSchema,
+  MCPPolicySchema,
+  type PolicyDocument,
+} from './schema.js';
 
 /**
  * Validation of `MCPPolicy` documents: the schema (ajv, every error at once, including the CEL
@@ -161,6 +167,19 @@ function resolve(doc: unknown, pointer: string): unknown {
   return cur;
 }
 
+/** What a schema pattern means, in words. */
+function patternHint(pattern: string): string {
+  if (pattern === DurationPattern)
+    return 'a duration: a number and a unit (ms, s, m, h), e.g. 90s, 5m, 1h30m';
+  if (pattern.startsWith('^[A-Za-z0-9]([-A-Za-z0-9_.]*')) {
+    return "a valid name: letters, digits, '-', '_' and '.', starting and ending with a letter or digit";
+  }
+  if (pattern.startsWith('^(system:serviceaccount:'))
+    return 'a service account: namespace/name or system:serviceaccount:namespace:name';
+  if (pattern.startsWith('^sha256:')) return 'a digest: sha256: followed by 64 lowercase hex digits';
+  return `of the form ${pattern}`;
+}
+
 function ajvIssue(doc: unknown, e: ErrorObject): ValidationIssue | undefined {
   const path = toFieldPath(e.instancePath);
   const value = resolve(doc, e.instancePath);
@@ -187,10 +206,7 @@ function ajvIssue(doc: unknown, e: ErrorObject): ValidationIssue | undefined {
         message: `must be ${/^[aeiou]/.test(String(p['type'])) ? 'an' : 'a'} ${String(p['type'])} (got ${describe(value)})`,
       };
     case 'pattern':
-      return {
-        path,
-        message: `${describe(value)} does not have the expected form (${String(schema?.['description'] ?? p['pattern'])})`,
-      };
+      return { path, message: `${describe(value)} is not ${patternHint(String(p['pattern']))}` };
     case 'minItems':
       return { path, message: `must have at least ${String(p['limit'])} item${p['limit'] === 1 ? '' : 's'}` };
     case 'maxItems':
