@@ -25,6 +25,8 @@ export interface LoadResult {
   connections: number;
   targetRate?: number;
   requests: number;
+  /** Every request answered, warm-up included (for CPU-per-request figures). */
+  completed: number;
   errors: number;
   errorSamples: string[];
   dropped: number;
@@ -239,6 +241,7 @@ export async function runLoad(o: Options): Promise<LoadResult> {
 
   const latencies = new Float64Array(o.maxRequests);
   let recorded = 0;
+  let completed = 0;
   let errors = 0;
   let dropped = 0;
   let bytes = 0;
@@ -259,6 +262,7 @@ export async function runLoad(o: Options): Promise<LoadResult> {
       problem = `request failed: ${err instanceof Error ? err.message : String(err)}`;
     }
     const t1 = performance.now();
+    completed++;
     if (t0 < recordFrom || t1 > deadline) return;
     if (problem !== undefined) {
       errors++;
@@ -309,6 +313,7 @@ export async function runLoad(o: Options): Promise<LoadResult> {
     connections: o.connections,
     ...(o.mode === 'rate' ? { targetRate: o.rate } : {}),
     requests: recorded,
+    completed,
     errors,
     errorSamples,
     dropped,

@@ -26,6 +26,7 @@ import { Scenarios } from './load.js';
 import { writeNginxConfig } from './nginx.js';
 import {
   canPin,
+  cpuMs,
   delay,
   firstLine,
   freePort,
@@ -207,10 +208,15 @@ async function main(): Promise<number> {
     for (const scenario of scenarios) {
       for (const t of targets) {
         log(`saturate ${scenario} via ${t.mode}`);
-        report.saturate.push({
-          target: t.mode,
-          result: await load(t, scenario, 'saturate', { duration, warmup, connections }),
-        });
+        const up0 = await cpuMs(upstream.pid);
+        const px0 = t.pid === undefined ? 0 : await cpuMs(t.pid);
+        const result = await load(t, scenario, 'saturate', { duration, warmup, connections });
+        const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, result.completed));
+        const cpu = {
+          upstreamUs: per((await cpuMs(upstream.pid)) - up0),
+          ...(t.pid === undefined ? {} : { proxyUs: per((await cpuMs(t.pid)) - px0) }),
+        };
+        report.saturate.push({ target: t.mode, result, cpu });
       }
       const slowest = Math.min(
         ...report.saturate.filter((r) => r.result.scenario === scenario).map((r) => r.result.rps),

@@ -117,6 +117,38 @@ export async function rssKiB(pid: number): Promise<{ rss: number; hwm: number } 
   }
 }
 
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ: 100 on Linux for decades). */
+const TICKS_PER_SEC = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+
+async function childPids(pid: number): Promise<number[]> {
+  try {
+    const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8');
+    return text.split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * CPU time (user + system, ms) used so far by a process and its children that are still running
+ * (nginx: the master and its worker). Robust against other load on the machine, unlike
+ * throughput: the "CPU per request" rows of the report come from it.
+ */
+export async function cpuMs(pid: number): Promise<number> {
+  let total = 0;
+  for (const p of [pid, ...(await childPids(pid))]) {
+    try {
+      const stat = await readFile(`/proc/${p}/stat`, 'utf8');
+      // Fields after the command name (which may contain spaces) start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SEC;
+    } catch {
+      // the process is gone: it used no more CPU
+    }
+  }
+  return total;
+}
+
 /** Samples RSS every `everyMs` until stopped; returns the peak seen. */
 export function sampleRss(pid: number, everyMs = 200): { stop: () => Promise<number> } {
   let peak = 0;

@@ -11,6 +11,7 @@ interface CpuProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
+  children?: number[];
 }
 
 interface CpuProfile {
@@ -46,12 +47,16 @@ export async function summariseProfiles(path: string, top = 25): Promise<Profile
     : [path];
   const self = new Map<string, { name: string; location: string; us: number }>();
   const pkgs = new Map<string, number>();
+  // Inclusive time of our own functions (pkg/, cmd/): what each pipeline stage costs with callees.
+  const inclusive = new Map<string, { name: string; location: string; us: number }>();
   let total = 0;
   let idle = 0;
   let gc = 0;
   for (const file of files) {
     const prof = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
     const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+    const parent = new Map<number, number>();
+    for (const n of prof.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
     const samples = prof.samples ?? [];
     const deltas = prof.timeDeltas ?? [];
     for (let i = 0; i < samples.length; i++) {
@@ -75,6 +80,21 @@ export async function summariseProfiles(path: string, top = 25): Promise<Profile
       self.set(key, e);
       const p = packageOf(n.callFrame.url);
       pkgs.set(p, (pkgs.get(p) ?? 0) + dt);
+      const seen = new Set<string>();
+      for (let id: number | undefined = n.id; id !== undefined; id = parent.get(id)) {
+        const f = byId.get(id);
+        if (f === undefined || !/\/dist\/(pkg|cmd)\//.test(f.callFrame.url)) continue;
+        const k = `${f.callFrame.functionName || '(anonymous)'}@${f.callFrame.url}:${f.callFrame.lineNumber}`;
+        if (seen.has(k)) continue;
+        seen.add(k);
+        const e = inclusive.get(k) ?? {
+          name: f.callFrame.functionName || '(anonymous)',
+          location: where(f.callFrame.url, f.callFrame.lineNumber),
+          us: 0,
+        };
+        e.us += dt;
+        inclusive.set(k, e);
+      }
     }
   }
   const busy = Math.max(1, total - idle);
@@ -87,6 +107,15 @@ export async function summariseProfiles(path: string, top = 25): Promise<Profile
     idlePct: (100 * idle) / Math.max(1, total),
     gcPct: (100 * gc) / busy,
     top: frames,
+    inclusive: [...inclusive.values()]
+      .sort((a, b) => b.us - a.us)
+      .slice(0, top)
+      .map((e) => ({
+        name: e.name,
+        location: e.location,
+        selfMs: e.us / 1000,
+        selfPct: (100 * e.us) / busy,
+      })),
     byPackage: [...pkgs.entries()]
       .sort((a, b) => b[1] - a[1])
       .slice(0, 15)
@@ -106,6 +135,9 @@ if (import.meta.url === `file://${process.argv[1]}`) {
           `busy share of samples: ${(100 - s.idlePct).toFixed(1)}%, GC ${s.gcPct.toFixed(1)}% of busy\n`,
         );
         for (const f of s.top)
+          process.stdout.write(`${f.selfPct.toFixed(1).padStart(5)}%  ${f.name}  ${f.location}\n`);
+        process.stdout.write('\ninclusive (our code):\n');
+        for (const f of s.inclusive)
           process.stdout.write(`${f.selfPct.toFixed(1).padStart(5)}%  ${f.name}  ${f.location}\n`);
         process.stdout.write('\nby package:\n');
         for (const p of s.byPackage)

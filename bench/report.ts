@@ -40,6 +40,8 @@ export interface ProfileSummary {
   idlePct: number;
   gcPct: number;
   top: ProfileFrame[];
+  /** Our own functions (pkg/, cmd/) with their callees: `selfPct` holds the inclusive share. */
+  inclusive: ProfileFrame[];
   byPackage: Array<{ name: string; selfPct: number }>;
 }
 
@@ -70,7 +72,8 @@ export interface BenchReport {
   };
   targets: Array<{ mode: Mode; describe: string }>;
   warden?: WardenDetails;
-  saturate: Array<{ target: Mode; result: LoadResult }>;
+  /** `cpu`: CPU time per request at saturation, from /proc (µs), of the upstream and the proxy. */
+  saturate: Array<{ target: Mode; result: LoadResult; cpu?: { upstreamUs: number; proxyUs?: number } }>;
   rate: Array<{ target: Mode; result: LoadResult }>;
   rssIdleKiB?: number;
   rssLoadPeakKiB?: number;
@@ -103,7 +106,7 @@ const f = (v: number | undefined, digits = 2): string =>
 const mib = (kib: number | undefined): string =>
   kib === undefined ? 'n/a' : `${(kib / 1024).toFixed(1)} MiB`;
 
-function find(list: BenchReport['saturate'], target: Mode, scenario: Scenario): LoadResult | undefined {
+function find(list: BenchReport['rate'], target: Mode, scenario: Scenario): LoadResult | undefined {
   return list.find((r) => r.target === target && r.result.scenario === scenario)?.result;
 }
 
@@ -214,6 +217,26 @@ export function renderReport(r: BenchReport): string {
     out.push(`| ${scenarioNames[h.scenario]} | ${cells.join(' | ')} | ${errs} |`);
   }
   out.push('');
+  out.push('## CPU per request at saturation (µs, user + system, from /proc)', '');
+  out.push(
+    'Less sensitive to other load on the machine than throughput: what each request costs the proxy process (nginx: master + worker) and the upstream.',
+    '',
+  );
+  const proxies = modes.filter((mode) => mode !== 'direct');
+  out.push(
+    `| scenario | upstream (direct) | ${proxies.map((p) => `${p} proxy`).join(' | ')} | warden/nginx proxy CPU |`,
+  );
+  out.push(`| --- | --- | ${proxies.map(() => '---').join(' | ')} | --- |`);
+  for (const h of hs) {
+    const cpuOf = (mode: Mode) =>
+      r.saturate.find((x) => x.target === mode && x.result.scenario === h.scenario)?.cpu;
+    const n = cpuOf('nginx')?.proxyUs;
+    const w = cpuOf('warden')?.proxyUs;
+    out.push(
+      `| ${scenarioNames[h.scenario]} | ${cpuOf('direct')?.upstreamUs ?? 'n/a'} | ${proxies.map((p) => cpuOf(p)?.proxyUs ?? 'n/a').join(' | ')} | ${n !== undefined && w !== undefined && n > 0 ? `${f(w / n, 1)}×` : 'n/a'} |`,
+    );
+  }
+  out.push('');
   out.push('## Latency at a fixed moderate rate (ms, p50 / p99)', '');
   out.push(
     `| scenario | rate | ${modes.join(' | ')} | errors |`,
@@ -276,6 +299,10 @@ export function renderReport(r: BenchReport): string {
     );
     out.push('| self % | function | where |', '| --- | --- | --- |');
     for (const fr of r.profile.top) out.push(`| ${f(fr.selfPct, 1)} | \`${fr.name}\` | ${fr.location} |`);
+    out.push('', 'Inclusive time of the pipeline functions (with everything they call):', '');
+    out.push('| incl. % | function | where |', '| --- | --- | --- |');
+    for (const fr of r.profile.inclusive)
+      out.push(`| ${f(fr.selfPct, 1)} | \`${fr.name}\` | ${fr.location} |`);
     out.push('', '| self % | package / folder |', '| --- | --- |');
     for (const p of r.profile.byPackage) out.push(`| ${f(p.selfPct, 1)} | ${p.name} |`);
     out.push('');
