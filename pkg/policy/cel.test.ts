@@ -78,6 +78,13 @@ describe('when expressions', () => {
   });
 });
 
+test('variables read by an expression (for list filtering: does it need the arguments?)', () => {
+  expect(
+    [...(compileWhen('"args" in identity.groups && tool == "x"').program?.variables ?? [])].sort(),
+  ).toEqual(['identity', 'tool']);
+  expect(compileWhen('args.l.exists(x, x == 1)').program?.variables.has('args')).toBe(true);
+});
+
 describe('RE2', () => {
   test('re2Error names the pattern; valid patterns compile and are cached', () => {
     expect(re2Error('TCK-[0-9]{6}')).toBeUndefined();

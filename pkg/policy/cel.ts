@@ -187,6 +187,17 @@ function nestedComprehension(node: unknown, inside: boolean): string | undefined
   return undefined;
 }
 
+/** Identifiers referenced (`id` nodes): the variables, plus comprehension iteration variables. */
+function collectIds(node: unknown, out: Set<string>): void {
+  if (Array.isArray(node)) {
+    for (const n of node) collectIds(n, out);
+    return;
+  }
+  if (!isNode(node)) return;
+  if (node.op === 'id' && typeof node.args === 'string') out.add(node.args);
+  else if (Array.isArray(node.args) || isNode(node.args)) collectIds(node.args, out);
+}
+
 type Program = ((activation: Record<string, unknown>) => unknown) & {
   ast: unknown;
   check(): { valid: boolean; type?: string; error?: Error };
@@ -194,6 +205,8 @@ type Program = ((activation: Record<string, unknown>) => unknown) & {
 
 export interface CelProgram {
   readonly source: string;
+  /** The variables the expression reads (e.g. `args`, `identity`). */
+  readonly variables: ReadonlySet<string>;
   /** Evaluate; throws on evaluation errors (missing keys, type mismatches, bad regex). */
   evaluate(activation: Record<string, unknown>): unknown;
 }
@@ -239,7 +252,9 @@ function compile(
     issues.push(`CEL type error: ${firstLine(err)}`);
   }
   if (issues.length > 0) return { issues };
-  return { program: { source, evaluate: (activation) => parsed(activation) }, issues };
+  const variables = new Set<string>();
+  collectIds(parsed.ast, variables);
+  return { program: { source, variables, evaluate: (activation) => parsed(activation) }, issues };
 }
 
 /** Compile a `match.when` expression. Returns the program or the reasons it is invalid. */

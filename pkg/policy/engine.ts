@@ -126,10 +126,6 @@ function annotationValue(ann: Record<string, unknown>, key: keyof ToolAnnotation
   }
 }
 
-function usesArgs(source: string): boolean {
-  return /\bargs\b/.test(source.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'/g, '""'));
-}
-
 function policyKey(doc: PolicyDocument): string {
   return doc.metadata.namespace ? `${doc.metadata.namespace}/${doc.metadata.name}` : doc.metadata.name;
 }
@@ -183,7 +179,7 @@ function compileRule(rule: PolicyRule, policy: string, audit: boolean): Compiled
     hasTargets: match.tools !== undefined || match.resources !== undefined || match.prompts !== undefined,
     annotations,
     when,
-    whenUsesArgs: when !== undefined && usesArgs(when.source),
+    whenUsesArgs: when?.variables.has('args') === true,
     reason,
     approval,
     decision: PROTOCOL_ALLOW,
