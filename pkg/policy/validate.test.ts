@@ -16,6 +16,11 @@ test('the example policy is valid', async () => {
   for (const doc of docs) expect(validatePolicy(doc)).toEqual([]);
 });
 
+test('status is not validated: unknown status fields never make a policy invalid', () => {
+  const doc = { ...base([ok]), status: { pods: [{ name: 'p', futureField: 1 }], somethingNew: true } };
+  expect(validatePolicy(doc)).toEqual([]);
+});
+
 test('not an object at all', () => {
   expect(validatePolicy(null)).toEqual([{ path: '', message: 'must be an object (got null)' }]);
   expect(validatePolicy('x')[0]?.message).toMatch(/must be an object/);

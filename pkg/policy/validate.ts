@@ -417,8 +417,20 @@ function re2EmptyMatch(regex: string): boolean {
 
 /** Validate an MCPPolicy document (schema + semantics). Empty array means valid. */
 export function validatePolicy(doc: unknown): ValidationIssue[] {
-  const issues = schemaIssues(MCPPolicySchema, doc);
-  return [...issues, ...semanticIssues(doc)];
+  // `status` is written by sidecars and the webhook and checked by the API server's CRD schema; it
+  // never changes what a policy decides, so a status field this version does not know must not
+  // make a policy uncompilable (or an update of its spec inadmissible).
+  const subject =
+    asObject(doc) !== undefined && 'status' in (doc as object)
+      ? withoutStatus(doc as Record<string, unknown>)
+      : doc;
+  const issues = schemaIssues(MCPPolicySchema, subject);
+  return [...issues, ...semanticIssues(subject)];
+}
+
+function withoutStatus(doc: Record<string, unknown>): Record<string, unknown> {
+  const { status: _status, ...rest } = doc;
+  return rest;
 }
 
 /** Schema-only validation of an MCPPolicy (what the CRD's structural schema also checks). */
