@@ -1,4 +1,13 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -210,18 +219,35 @@ describe('createRecorder', () => {
 });
 
 describe('orphan recovery', () => {
-  it('closes a file left without a closing line with a chained truncated trailer', async () => {
-    const first = createRecorder({ directory: dir, flushIntervalMs: 10_000 });
-    const s = first.open(header('crashed'));
+  /**
+   * The state a crash leaves: a session's flushed lines and no closing line. The writing recorder
+   * is still alive in this process (and guards its files), so the bytes are copied to the
+   * directory the "restarted" recorder scans.
+   */
+  async function crashedCopy(session: string): Promise<{ path: string; stop: () => Promise<void> }> {
+    const live = mkdtempSync(join(tmpdir(), 'live-'));
+    const first = createRecorder({ directory: live, flushIntervalMs: 10_000 });
+    const s = first.open(header(session));
     s.record({
       type: 'message',
       direction: 'client-to-server',
       message: { jsonrpc: '2.0', id: 1, method: 'tools/list' },
     });
     await first.flush();
-    // The process "dies" here: the session is never closed.
-    const [file] = readdirSync(dir);
+    const [file] = readdirSync(live);
     const path = join(dir, file!);
+    copyFileSync(join(live, file!), path);
+    return {
+      path,
+      stop: async () => {
+        await first.close();
+        rmSync(live, { recursive: true, force: true });
+      },
+    };
+  }
+
+  it('closes a file left without a closing line with a chained truncated trailer', async () => {
+    const { path, stop } = await crashedCopy('crashed');
     const before = await verifyRecording(path);
     expect(before.ok).toBe(false);
     expect(before.error!.line).toBe(3);
@@ -235,25 +261,140 @@ describe('orphan recovery', () => {
     // A third start leaves it alone.
     const third = createRecorder({ directory: dir });
     expect(third.recovered).toEqual([]);
-    await Promise.all([second.close(), third.close()]);
+    await Promise.all([second.close(), third.close(), stop()]);
   });
 
   it('cuts a half-written last line before appending the trailer', async () => {
+    const { path, stop } = await crashedCopy('half');
+    writeFileSync(path, '{"seq":3,"prev":"abc', { flag: 'a' });
+    const second = createRecorder({ directory: dir });
+    expect(second.recovered).toEqual([path]);
+    expect(lines(path).at(-1)).toMatchObject({ type: 'truncated', seq: 3, droppedBytes: 20 });
+    expect((await verifyRecording(path)).ok).toBe(true);
+    await Promise.all([second.close(), stop()]);
+  });
+
+  it('does not recover a file a live recorder of this process is writing', async () => {
     const first = createRecorder({ directory: dir, flushIntervalMs: 10_000 });
-    const s = first.open(header('half'));
+    const s = first.open(header('alive'));
+    await first.flush();
+    expect(createRecorder({ directory: dir }).recovered).toEqual([]);
+    expect((await verifyRecording((await s.close())!.location)).ok).toBe(true);
+    await first.close();
+  });
+});
+
+describe('sinks, limits and retention', () => {
+  function collector(): { stream: Writable; lines: () => string[] } {
+    const chunks: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        chunks.push(String(chunk));
+        cb();
+      },
+    });
+    return {
+      stream,
+      lines: () =>
+        chunks
+          .join('')
+          .split('\n')
+          .filter((l) => l !== ''),
+    };
+  }
+
+  it('writes to the sink each session asks for', async () => {
+    const out = collector();
+    const recorder = createRecorder({ directory: dir, stdout: out.stream });
+    const onlyStdout = await recorder.open(header('to-stdout'), { sink: 'stdout' }).close();
+    expect(onlyStdout!.location).toBe('stdout');
+    expect(readdirSync(dir)).toEqual([]);
+    expect(out.lines()).toHaveLength(2);
+    const onlyVolume = await recorder.open(header('to-volume'), { sink: 'volume' }).close();
+    expect(onlyVolume!.location.startsWith(dir)).toBe(true);
+    expect(out.lines()).toHaveLength(2);
+    const both = await recorder.open(header('to-both')).close();
+    expect(out.lines()).toHaveLength(4);
+    expect(readFileSync(both!.location, 'utf8').trimEnd().split('\n')).toEqual(out.lines().slice(2));
+    await recorder.close();
+  });
+
+  it('drops events beyond the pending-bytes bound, records the gap, and still verifies', async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const recorder = createRecorder({
+      directory: dir,
+      metrics,
+      flushIntervalMs: 60_000,
+      maxPendingBytes: 2_000,
+    });
+    const s = recorder.open(header('slow-disk'));
+    for (let i = 0; i < 40; i++) {
+      s.record({
+        type: 'message',
+        direction: 'server-to-client',
+        message: { jsonrpc: '2.0', method: 'notifications/message', params: { data: 'x'.repeat(100) } },
+      });
+    }
+    const summary = await s.close();
+    const parsed = lines(summary!.location);
+    const dropped = parsed.find((l) => l['type'] === 'dropped');
+    expect(dropped).toBeDefined();
+    const written = parsed.filter((l) => l['type'] === 'message').length;
+    expect(written + (dropped!['count'] as number)).toBe(40);
+    expect(written).toBeLessThan(40);
+    expect((await metrics.recordingErrors.get()).values[0]!.value).toBe(dropped!['count']);
+    expect((await verifyRecording(summary!.location)).ok).toBe(true);
+    await recorder.close();
+  });
+
+  it('is idempotent on close and ignores events after it', async () => {
+    const recorder = createRecorder({ directory: dir });
+    const s = recorder.open(header('twice'));
+    const first = await s.close();
+    expect(first).toBeDefined();
+    expect(await s.close()).toBeUndefined();
+    s.record({ type: 'mask', method: 'x', detectors: { email: 1 } });
+    await recorder.close();
+    expect(lines(first!.location)).toHaveLength(2);
+  });
+
+  it('deletes closed recordings past maxAgeMs, then the oldest past maxBytes', async () => {
+    const seed = createRecorder({ directory: dir });
+    const paths: string[] = [];
+    for (const name of ['old', 'mid', 'new']) {
+      const s = seed.open(header(name));
+      s.record({ type: 'message', direction: 'client-to-server', message: { pad: 'p'.repeat(500) } });
+      paths.push((await s.close())!.location);
+    }
+    await seed.close();
+    const now = Date.now() / 1000;
+    utimesSync(paths[0]!, now - 7200, now - 7200);
+    utimesSync(paths[1]!, now - 60, now - 60);
+    const size = statSync(paths[2]!).size;
+    const byAge = createRecorder({ directory: dir, retention: { maxAgeMs: 3_600_000 } });
+    expect(readdirSync(dir).sort()).toEqual(
+      [paths[1]!, paths[2]!].map((p) => p.slice(dir.length + 1)).sort(),
+    );
+    await byAge.close();
+    const bySize = createRecorder({ directory: dir, retention: { maxBytes: size + 10 } });
+    expect(readdirSync(dir)).toEqual([paths[2]!.slice(dir.length + 1)]);
+    await bySize.close();
+  });
+
+  it('never recovers or deletes a file another recorder of this process is writing', async () => {
+    const first = createRecorder({ directory: dir, flushIntervalMs: 60_000 });
+    const s = first.open(header('live'));
     s.record({
       type: 'message',
       direction: 'client-to-server',
       message: { jsonrpc: '2.0', id: 1, method: 'ping' },
     });
     await first.flush();
-    const [file] = readdirSync(dir);
-    const path = join(dir, file!);
-    writeFileSync(path, '{"seq":3,"prev":"abc', { flag: 'a' });
-    const second = createRecorder({ directory: dir });
-    expect(second.recovered).toEqual([path]);
-    expect(lines(path).at(-1)).toMatchObject({ type: 'truncated', seq: 3, droppedBytes: 20 });
-    expect((await verifyRecording(path)).ok).toBe(true);
-    await second.close();
+    const second = createRecorder({ directory: dir, retention: { maxBytes: 1 } });
+    expect(second.recovered).toEqual([]);
+    expect(readdirSync(dir)).toHaveLength(1);
+    const summary = await s.close();
+    expect((await verifyRecording(summary!.location)).ok).toBe(true);
+    await Promise.all([first.close(), second.close()]);
   });
 });

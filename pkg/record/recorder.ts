@@ -13,7 +13,7 @@ import {
 } from 'node:fs';
 import { type FileHandle, open as openFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { errorMessage, WardenError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
@@ -292,6 +292,12 @@ class SessionWriter implements SessionRecorder {
   }
 }
 
+/**
+ * Files open for writing by any recorder of this process (absolute paths): recovery and retention
+ * of another recorder on the same directory never touch them.
+ */
+const liveFiles = new Set<string>();
+
 class RecorderImpl implements FileRecorder {
   readonly recovered: string[] = [];
   readonly maxPendingBytes: number;
@@ -358,6 +364,7 @@ class RecorderImpl implements FileRecorder {
       options.payloads ?? 'masked',
     );
     this.sessions.add(writer);
+    if (path !== undefined) liveFiles.add(resolve(path));
     return writer;
   }
 
@@ -368,6 +375,7 @@ class RecorderImpl implements FileRecorder {
 
   sessionClosed(writer: SessionWriter): void {
     this.sessions.delete(writer);
+    if (writer.path !== undefined) liveFiles.delete(resolve(writer.path));
     if (Date.now() - this.lastRetention > 10_000) this.applyRetention();
   }
 
@@ -394,6 +402,7 @@ class RecorderImpl implements FileRecorder {
     for (const name of names) {
       const path = join(dir, name);
       try {
+        if (liveFiles.has(resolve(path))) continue;
         if (recoverFile(path)) this.recovered.push(path);
       } catch (err) {
         this.error(`cannot recover ${name}: ${errorMessage(err)}`);
@@ -411,7 +420,7 @@ class RecorderImpl implements FileRecorder {
       const files = readdirSync(dir)
         .filter((n) => n.endsWith('.jsonl'))
         .map((n) => join(dir, n))
-        .filter((p) => !this.isOpen(p))
+        .filter((p) => !this.isOpen(p) && !liveFiles.has(resolve(p)))
         .map((p) => ({ p, st: statSync(p) }))
         .sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
       const now = Date.now();
