@@ -34,7 +34,11 @@ import {
   createStatusReporter,
   loadKubeConfig,
 } from '../pkg/kube/index.js';
-import { awaitingServiceAccountIssuer, createServiceAccountIssuer, withServiceAccountIssuer } from '../pkg/kube/sa-issuer.js';
+import {
+  awaitingServiceAccountIssuer,
+  createServiceAccountIssuer,
+  withServiceAccountIssuer,
+} from '../pkg/kube/sa-issuer.js';
 import { createLogger } from '../pkg/log.js';
 import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { compilePolicies, KubernetesDefaultIssuer, type PolicyDocument } from '../pkg/policy/index.js';
@@ -257,11 +261,12 @@ export async function run(argv: string[]): Promise<number> {
 
   let admin: { url: string; close: () => Promise<void> } | undefined;
   try {
-    admin = await startAdminServer({
-      ...config.adminListen,
-      metrics,
-      ready: () => source.current() !== undefined,
-    });
+    // Ready once policies are loaded and, when they trust Kubernetes tokens, the cluster's issuer keys.
+    const ready = (): boolean => {
+      const engine = source.current();
+      return engine !== undefined && !awaitingServiceAccountIssuer(engine, saIssuer);
+    };
+    admin = await startAdminServer({ ...config.adminListen, metrics, ready });
     const bound = await proxy.listen(config.listen.host, config.listen.port);
     logger.info(
       {

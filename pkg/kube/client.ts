@@ -194,7 +194,12 @@ export function createKubeClient(kc: KubeConfig): KubeClient {
   return {
     server,
     async request<T>(method: HttpMethod, path: string, options: KubeRequestOptions = {}): Promise<T> {
-      const res = await open(method, path, { timeoutMs: 10_000, ...options }, options.accept ?? 'application/json');
+      const res = await open(
+        method,
+        path,
+        { timeoutMs: 10_000, ...options },
+        options.accept ?? 'application/json',
+      );
       const text = await readAll(res);
       const status = res.statusCode ?? 0;
       if (status < 200 || status >= 300) {

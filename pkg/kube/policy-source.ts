@@ -134,7 +134,9 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
   };
 
   const recompile = (selected: PolicyObject[]): void => {
-    const key = selected.map((o) => `${o.metadata.uid ?? ''}/${o.metadata.name}@${o.metadata.generation ?? 0}`).join(',');
+    const key = selected
+      .map((o) => `${o.metadata.uid ?? ''}/${o.metadata.name}@${o.metadata.generation ?? 0}`)
+      .join(',');
     if (key === engineKey && engine !== undefined) {
       if (expired) {
         expired = false;
@@ -148,7 +150,10 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
       engineKey = key;
       lastCompileError = undefined;
       expired = false;
-      logger?.info({ policies: selected.map((o) => `${o.metadata.name}@${o.metadata.generation ?? 0}`) }, 'policies loaded');
+      logger?.info(
+        { policies: selected.map((o) => `${o.metadata.name}@${o.metadata.generation ?? 0}`) },
+        'policies loaded',
+      );
       emit(next);
     } catch (err) {
       // Keep the last good engine: a policy the webhook should have refused must not open the pod.

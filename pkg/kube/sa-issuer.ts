@@ -63,10 +63,13 @@ export function createServiceAccountIssuer(options: {
       );
       if (typeof doc?.issuer !== 'string' || doc.issuer === '')
         throw new Error('the discovery document has no issuer');
-      const jwks = await client.request<{ keys?: unknown }>('GET', '/openid/v1/jwks', { accept: 'application/jwk-set+json, application/json' });
+      const jwks = await client.request<{ keys?: unknown }>('GET', '/openid/v1/jwks', {
+        accept: 'application/jwk-set+json, application/json',
+      });
       if (!Array.isArray(jwks?.keys)) throw new Error('the JWKS has no keys');
       const changed = doc.issuer !== issuer || JSON.stringify(jwks.keys) !== JSON.stringify(keys?.keys);
-      if (issuer === undefined) logger?.info({ issuer: doc.issuer, keys: jwks.keys.length }, 'service-account issuer loaded');
+      if (issuer === undefined)
+        logger?.info({ issuer: doc.issuer, keys: jwks.keys.length }, 'service-account issuer loaded');
       issuer = doc.issuer;
       keys = { keys: jwks.keys as Array<Record<string, unknown>> };
       markReady();
@@ -135,7 +138,11 @@ function resolveEngine(engine: PolicyEngine, sa: ServiceAccountIssuer, defaultIs
  * Wrap a PolicySource so every engine it hands out trusts this cluster's service-account issuer
  * for `kubernetes:` entries (replacing the placeholder `defaultIssuer`), with inline keys.
  */
-export function withServiceAccountIssuer(source: PolicySource, sa: ServiceAccountIssuer, defaultIssuer: string): PolicySource {
+export function withServiceAccountIssuer(
+  source: PolicySource,
+  sa: ServiceAccountIssuer,
+  defaultIssuer: string,
+): PolicySource {
   // A new wrapper per engine AND issuer state: consumers may cache per engine object.
   let wrapped = new WeakMap<PolicyEngine, PolicyEngine>();
   const wrap = (engine: PolicyEngine | undefined): PolicyEngine | undefined => {
@@ -172,6 +179,13 @@ export function withServiceAccountIssuer(source: PolicySource, sa: ServiceAccoun
 }
 
 /** True when the engine trusts Kubernetes tokens but the cluster's issuer is not known yet. */
-export function awaitingServiceAccountIssuer(engine: PolicyEngine | undefined, sa: ServiceAccountIssuer): boolean {
-  return engine !== undefined && sa.jwks() === undefined && engine.trustedIssuers().some((i) => i.kubernetes === true);
+export function awaitingServiceAccountIssuer(
+  engine: PolicyEngine | undefined,
+  sa: ServiceAccountIssuer,
+): boolean {
+  return (
+    engine !== undefined &&
+    sa.jwks() === undefined &&
+    engine.trustedIssuers().some((i) => i.kubernetes === true)
+  );
 }

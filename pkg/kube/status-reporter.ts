@@ -17,8 +17,8 @@ import { MCPPOLICY_API, policyPath } from './resources.js';
  * What each sidecar owns (per-pod manager `mcp-warden-sidecar.<pod>`):
  *   status.pods[name=<pod>]          {name, generation, lastReportTime, allowed, denied,
  *                                     approvalsRequested, masked, sessions}
- *   status.recordings.recent[session=…]  its own latest recordings; each pod keeps at most
- *                                     floor(20 / pods) (at least 1), so the list stays ≈ 20
+ *   status.recordings.recent[session=…]  its own latest recordings: floor(20 / pods) each (at
+ *                                     least 1), or 1 each for the first 20 pods by name, so ≤ 20
  * What all sidecars share (one manager `mcp-warden-sidecar`, identical values from every pod):
  *   status.observedGeneration, status.conditions[type=Accepted|Enforced]
  * Totals across pods and pruning of entries of deleted pods belong to the webhook deployment.
@@ -190,11 +190,15 @@ export function createStatusReporter(options: StatusReporterOptions): StatusRepo
     const nowIso = new Date().toISOString();
     const c = countsFor(name);
     const podsNow = Array.isArray(obj.status?.['pods'])
-      ? (obj.status['pods'] as Array<{ name?: string }>)
+      ? (obj.status['pods'] as Array<{ name?: unknown }>)
       : [];
-    const podCount = Math.max(1, podsNow.filter((p) => p.name !== podName).length + 1);
-    const keep = Math.max(1, Math.floor(maxRecent / podCount));
-    const mine = (recent.get(name) ?? []).slice(-keep);
+    // This pod's share of recordings.recent: 20 / pods each, or one each for the first 20 pods by name.
+    const names = [
+      ...new Set([...podsNow.map((p) => p.name).filter((n): n is string => typeof n === 'string'), podName]),
+    ].sort();
+    const rank = names.indexOf(podName);
+    const keep = rank < maxRecent ? Math.max(1, Math.floor(maxRecent / names.length)) : 0;
+    const mine = keep > 0 ? (recent.get(name) ?? []).slice(-keep) : [];
     const status: Record<string, unknown> = {
       pods: [
         {
@@ -211,12 +215,26 @@ export function createStatusReporter(options: StatusReporterOptions): StatusRepo
     };
     if (mine.length > 0) status['recordings'] = { recent: mine };
     const meta = { name, namespace };
-    await apply(
-      name,
-      { apiVersion: MCPPOLICY_API.apiVersion, kind: MCPPOLICY_API.kind, metadata: meta, status },
-      manager,
-      false,
-    );
+    const body = (st: Record<string, unknown>) => ({
+      apiVersion: MCPPOLICY_API.apiVersion,
+      kind: MCPPOLICY_API.kind,
+      metadata: meta,
+      status: st,
+    });
+    try {
+      await apply(name, body(status), manager, false);
+    } catch (err) {
+      // While pods come and go the recordings list can briefly overflow its maxItems: the counts
+      // must still land, so retry without this pod's recordings (which also gives its items up).
+      if (!(err instanceof KubeApiError && err.status === 422 && status['recordings'] !== undefined))
+        throw err;
+      logger?.warn(
+        { policy: name, err: errorMessage(err) },
+        'status recordings refused; reporting counts only',
+      );
+      delete status['recordings'];
+      await apply(name, body(status), manager, false);
+    }
 
     const shared = {
       observedGeneration: obj.metadata.generation ?? 0,

@@ -339,9 +339,20 @@ describe('status reporter (pkg/kube) on a real API server', () => {
       }),
     );
     for (const r of reporters) cleanups.push(() => r.close());
-    // Three rounds of concurrent writes, each reporter with its own counts.
+    // Three rounds of concurrent writes, each reporter with its own counts and recordings.
     for (let round = 1; round <= 3; round++) {
       reporters.forEach((r, i) => {
+        r.recordRecording({
+          session: `s-${i}-${round}`,
+          principal: 'system:serviceaccount:agents:planner',
+          pod: `fleet-${i}`,
+          startTime: new Date().toISOString(),
+          endTime: new Date().toISOString(),
+          messages: 4,
+          denied: 1,
+          location: `/var/lib/mcp-warden/recordings/s-${i}-${round}.jsonl`,
+          sha256: 'a'.repeat(64),
+        });
         for (let k = 0; k <= i; k++)
           r.recordDecision({
             action: 'allow',
@@ -377,6 +388,43 @@ describe('status reporter (pkg/kube) on a real API server', () => {
     // Bounded: one entry per pod (20 + the earlier pod), far below the 1.5 MiB object limit.
     expect(pods.length).toBe(21);
     expect(JSON.stringify(obj).length).toBeLessThan(64 * 1024);
+
+    // Once every reporter has seen all 21 pods, recordings.recent holds one per pod for the first
+    // 20 pods by name: 20 in all, each pod's newest.
+    await new Promise<void>((resolve) => {
+      const check = (objs: PolicyObject[]): boolean => {
+        const p = objs.find((o) => o.metadata.name === 'github-tools');
+        return ((p?.status?.['pods'] as unknown[] | undefined) ?? []).length === 21;
+      };
+      if (check(source.selected())) return resolve();
+      const off = source.onObjects((objs) => {
+        if (check(objs)) {
+          off();
+          resolve();
+        }
+      });
+    });
+    reporters.forEach((r) => {
+      r.recordDecision({
+        action: 'allow',
+        enforced: 'allow',
+        policy: `${NS}/github-tools`,
+        rule: 'read',
+        reason: '',
+        mode: 'enforce',
+      });
+    });
+    await Promise.all(reporters.map((r) => r.flush()));
+    expect(errors).toEqual([]);
+    const settled = await waitForObject<PolicyObject>(client, path, 'github-tools', (o) => {
+      const recent = ((o.status?.['recordings'] as { recent?: unknown[] } | undefined)?.recent ??
+        []) as unknown[];
+      return recent.length === 20;
+    });
+    const recent = (settled.status?.['recordings'] as { recent: Array<{ session: string; pod: string }> })
+      .recent;
+    expect(new Set(recent.map((r) => r.pod)).size).toBe(20);
+    for (const r of recent) expect(r.session).toBe(`s-${r.pod.slice('fleet-'.length)}-3`);
   });
 });
 

@@ -89,19 +89,29 @@ function logLine(child: ChildProcess, msg: string): Promise<Record<string, unkno
       clearTimeout(timer);
       reject(new Error(`sidecar exited (${code}) before "${msg}":\n${sidecarLog.slice(-3000)}`));
     };
-    const timer = setTimeout(() => reject(new Error(`no "${msg}" from the sidecar within 60 s:\n${sidecarLog.slice(-3000)}`)), 60_000);
+    const timer = setTimeout(
+      () => reject(new Error(`no "${msg}" from the sidecar within 60 s:\n${sidecarLog.slice(-3000)}`)),
+      60_000,
+    );
     child.stderr?.on('data', onData);
     child.once('exit', onExit);
   });
 }
 
-async function mcpClient(token: string | undefined): Promise<Client> {
+/** An MCP client session through the sidecar; `end()` terminates the session (HTTP DELETE) and closes. */
+async function mcpClient(token: string | undefined): Promise<{ client: Client; end(): Promise<void> }> {
   const client = new Client({ name: 'e2e-agent', version: '1.0.0' });
   const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
     requestInit: token === undefined ? {} : { headers: { authorization: `Bearer ${token}` } },
   });
   await client.connect(transport);
-  return client;
+  return {
+    client,
+    async end() {
+      await transport.terminateSession();
+      await client.close();
+    },
+  };
 }
 
 async function callError(
@@ -208,7 +218,10 @@ beforeAll(async () => {
   sidecar.stderr?.on('data', (c: Buffer) => {
     sidecarLog = (sidecarLog + c.toString('utf8')).slice(-20000);
   });
-  const loaded = Promise.all([logLine(sidecar, 'policies loaded'), logLine(sidecar, 'service-account issuer loaded')]);
+  const loaded = Promise.all([
+    logLine(sidecar, 'policies loaded'),
+    logLine(sidecar, 'service-account issuer loaded'),
+  ]);
   const started = await logLine(sidecar, 'sidecar started');
   mcpUrl = `${String(started['listen']).replace(/\/$/, '')}/mcp`;
   adminUrl = String(started['admin']).replace(/\/$/, '');
@@ -239,7 +252,7 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
   });
 
   test('allows and denies calls per MCPPolicy, with real service-account tokens', async () => {
-    const client = await mcpClient(plannerToken);
+    const { client, end } = await mcpClient(plannerToken);
     try {
       const ok = await client.callTool({ name: 'get_weather', arguments: { city: 'Oslo' } });
       expect(ok.content).toEqual([{ type: 'text', text: 'sunny in Oslo' }]);
@@ -248,13 +261,13 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
       const listed = await client.listTools();
       expect(listed.tools.map((t) => t.name)).toEqual(['get_weather']);
     } finally {
-      await client.close();
+      await end();
     }
-    const intruder = await mcpClient(intruderToken);
+    const { client: intruder, end: endIntruder } = await mcpClient(intruderToken);
     try {
       expect((await callError(intruder, 'get_weather', { city: 'Oslo' }))?.code).toBe(-31403);
     } finally {
-      await intruder.close();
+      await endIntruder();
     }
     expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(1);
   });
@@ -279,7 +292,7 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
   });
 
   test('editing the policy changes decisions within seconds, without dropping the session', async () => {
-    const client = await mcpClient(plannerToken);
+    const { client, end } = await mcpClient(plannerToken);
     try {
       expect((await callError(client, 'delete_repo', { name: 'warden' }))?.code).toBe(-31403);
       const started = Date.now();
@@ -298,8 +311,24 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
       expect(ok.content).toEqual([{ type: 'text', text: 'deleted warden' }]);
       expect(Date.now() - started).toBeLessThan(10_000);
     } finally {
-      await client.close();
+      await end();
     }
+  });
+
+  test('closed sessions appear in status.recordings.recent', async () => {
+    const obj = await waitForObject<PolicyObject>(
+      cluster.admin.client,
+      policiesPath(NS),
+      'github-tools',
+      (o) => {
+        const recent = (o.status?.['recordings'] as { recent?: unknown[] } | undefined)?.recent ?? [];
+        return recent.length >= 2;
+      },
+    );
+    const recent = (obj.status?.['recordings'] as { recent: Array<Record<string, unknown>> }).recent;
+    expect(recent.every((r) => r['pod'] === POD)).toBe(true);
+    expect(recent.map((r) => r['principal'])).toContain('system:serviceaccount:agents:planner');
+    for (const r of recent) expect(String(r['sha256'])).toMatch(/^[0-9a-f]{64}$/);
   });
 
   test('SIGTERM: writes the last status and exits 0', async () => {

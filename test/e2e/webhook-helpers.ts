@@ -1,0 +1,161 @@
+/**
+ * Helpers for the webhook e2e suites: render the chart with the real helm, register the webhook
+ * configurations by `url:` (loopback) instead of a Service, and run `mcp-warden webhook` as a real
+ * process (TypeScript sources, as the harness runs the sidecar).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { type Cluster, type ClusterUser, REPO_ROOT, requireTools, tsNodeArgs } from './harness.js';
+
+export const CHART = join(REPO_ROOT, 'charts', 'mcp-warden');
+export const WEBHOOK_NS = 'mcp-warden';
+
+/** `helm template` of the real chart, only the given templates, parsed. */
+export async function renderChart(
+  templates: string[],
+  workDir: string,
+  set: string[] = [],
+): Promise<Array<Record<string, unknown>>> {
+  const args = ['template', 'rel', CHART, '-n', WEBHOOK_NS, ...templates.flatMap((t) => ['--show-only', t])];
+  for (const s of set) args.push('--set', s);
+  const child = spawn(requireTools(true).helm, args, {
+    env: { PATH: process.env['PATH'] ?? '', HOME: workDir },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c;
+  });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+  });
+  const [code] = (await once(child, 'close')) as [number | null];
+  if (code !== 0) throw new Error(`helm template failed (${code}): ${stderr}`);
+  return parseAllDocuments(stdout)
+    .map((d) => d.toJS() as Record<string, unknown> | null)
+    .filter((d): d is Record<string, unknown> => d !== null);
+}
+
+/** The chart's webhook configurations with every `service:` replaced by `url: https://127.0.0.1:PORT/path`. */
+export async function webhookConfigsByUrl(
+  port: number,
+  workDir: string,
+): Promise<Array<Record<string, unknown>>> {
+  const docs = await renderChart(['templates/webhooks.yaml'], workDir);
+  for (const doc of docs) {
+    for (const w of doc['webhooks'] as Array<{
+      clientConfig: { service?: { path: string }; url?: string };
+    }>) {
+      const path = w.clientConfig.service?.path ?? '/';
+      delete w.clientConfig.service;
+      w.clientConfig.url = `https://127.0.0.1:${port}${path}`;
+    }
+  }
+  return docs;
+}
+
+export async function applyDocs(cluster: Cluster, docs: unknown[], user?: ClusterUser): Promise<void> {
+  const input = docs.map((d) => JSON.stringify(d)).join('\n');
+  const r = await cluster.kubectl(['apply', '-f', '-'], { input, ...(user ? { user } : {}) });
+  if (r.code !== 0) throw new Error(`kubectl apply failed: ${r.stderr}`);
+}
+
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : 0;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export interface WebhookProcess {
+  child: ChildProcess;
+  url: string;
+  admin: string;
+  log(): string;
+  stop(): Promise<void>;
+}
+
+/** Starts `mcp-warden webhook` and resolves once it printed its `listening` line (it has a certificate). */
+export async function startWebhookProcess(options: {
+  workDir: string;
+  kubeconfig: string;
+  port: number;
+  identity: string;
+  args?: string[];
+  timeoutMs?: number;
+}): Promise<WebhookProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      ...(await tsNodeArgs(options.workDir)),
+      join(REPO_ROOT, 'cmd', 'mcp-warden.ts'),
+      'webhook',
+      '--listen',
+      `127.0.0.1:${options.port}`,
+      '--admin-listen',
+      '127.0.0.1:0',
+      '--namespace',
+      WEBHOOK_NS,
+      '--kubeconfig',
+      options.kubeconfig,
+      '--identity',
+      options.identity,
+      '--cert-names',
+      '127.0.0.1',
+      '--sidecar-image',
+      'ghcr.io/mcp-warden/mcp-warden:e2e',
+      ...(options.args ?? []),
+    ],
+    {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '', HOME: options.workDir, MCP_WARDEN_LOG_LEVEL: 'info' },
+    },
+  );
+  let log = '';
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => {
+    log = (log + c).slice(-40_000);
+  });
+  const exited = once(child, 'exit');
+  const listening = new Promise<{ url: string; admin: string }>((resolve) => {
+    let buf = '';
+    child.stdout?.setEncoding('utf8').on('data', (c: string) => {
+      buf += c;
+      for (const line of buf.split('\n')) {
+        if (line.includes('"event":"listening"')) resolve(JSON.parse(line) as { url: string; admin: string });
+      }
+    });
+  });
+  const timeout = new Promise<never>((_, reject) => {
+    const t = setTimeout(
+      () => reject(new Error(`webhook ${options.identity} did not start:\n${log}`)),
+      options.timeoutMs ?? 60_000,
+    );
+    t.unref();
+  });
+  const early = exited.then(() => {
+    throw new Error(`webhook ${options.identity} exited early (${child.exitCode}):\n${log}`);
+  });
+  const addr = await Promise.race([listening, timeout, early]);
+  early.catch(() => {});
+  return {
+    child,
+    url: addr.url,
+    admin: addr.admin,
+    log: () => log,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 8_000);
+      await exited;
+      clearTimeout(t);
+    },
+  };
+}

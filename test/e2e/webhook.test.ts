@@ -1,0 +1,498 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { KubeClient } from '../../pkg/kube/client.js';
+import {
+  type Cluster,
+  type ClusterUser,
+  helmTemplate,
+  REPO_ROOT,
+  startCluster,
+  waitForObject,
+} from './harness.js';
+import {
+  applyDocs,
+  freePort,
+  renderChart,
+  startWebhookProcess,
+  WEBHOOK_NS,
+  type WebhookProcess,
+  webhookConfigsByUrl,
+} from './webhook-helpers.js';
+
+/**
+ * The admission webhook on a real kube-apiserver: registered by `url:` on loopback with the CA
+ * bundle the webhook itself publishes, running as its own service account with exactly the chart's
+ * RBAC, and exercised by ordinary users through kubectl and the API.
+ */
+let cluster: Cluster;
+let workDir: string;
+let webhook: WebhookProcess;
+let dev: ClusterUser;
+let rita: ClusterUser;
+let requester: ClusterUser;
+
+const NS = 'agents';
+
+const mcpPod = (name: string, labels: Record<string, string>, extra: Record<string, unknown> = {}) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, labels },
+  spec: {
+    containers: [
+      {
+        name: 'server',
+        image: 'ghcr.io/example/github-mcp:1.2.0',
+        ports: [{ name: 'mcp', containerPort: 8080 }],
+      },
+    ],
+    ...extra,
+  },
+});
+
+interface StoredPod {
+  metadata: { name: string; annotations?: Record<string, string>; labels?: Record<string, string> };
+  spec: {
+    initContainers?: Array<{
+      name: string;
+      restartPolicy?: string;
+      ports?: Array<{ name?: string; containerPort: number }>;
+    }>;
+    containers: Array<{ name: string; ports?: Array<{ name?: string; containerPort: number }> }>;
+  };
+}
+
+async function createPod(client: KubeClient, namespace: string, pod: unknown): Promise<StoredPod> {
+  return client.request<StoredPod>('POST', `/api/v1/namespaces/${namespace}/pods`, { body: pod });
+}
+
+interface EventObject {
+  reason: string;
+  message: string;
+}
+
+/** Waits (list, then watch) for an Event about `name` matching `predicate`. */
+async function waitForEvent(
+  client: KubeClient,
+  namespace: string,
+  name: string,
+  predicate: (e: EventObject) => boolean,
+  timeoutMs = 15_000,
+): Promise<boolean> {
+  const path = `/api/v1/namespaces/${namespace}/events`;
+  const fieldSelector = `involvedObject.name=${name}`;
+  const list = await client.request<{ metadata: { resourceVersion: string }; items: EventObject[] }>(
+    'GET',
+    path,
+    {
+      query: { fieldSelector },
+    },
+  );
+  if (list.items.some(predicate)) return true;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), timeoutMs);
+  let found = false;
+  await client
+    .watch(
+      path,
+      { query: { fieldSelector, resourceVersion: list.metadata.resourceVersion }, signal: abort.signal },
+      (ev) => {
+        if (predicate(ev.object as unknown as EventObject)) {
+          found = true;
+          abort.abort();
+        }
+      },
+    )
+    .catch(() => {});
+  clearTimeout(timer);
+  return found;
+}
+
+function sidecars(pod: StoredPod): number {
+  return [...(pod.spec.initContainers ?? []), ...pod.spec.containers].filter((c) => c.name === 'mcp-warden')
+    .length;
+}
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'mcp-warden-webhook-e2e-'));
+  cluster = await startCluster();
+  await cluster.createNamespace(WEBHOOK_NS);
+  await cluster.createNamespace(NS);
+  await cluster.createNamespace('sandbox', { 'mcpwarden.io/injection': 'disabled' });
+  await cluster.createServiceAccount('kube-system', 'default');
+
+  // The webhook's ServiceAccount and RBAC exactly as the chart renders them.
+  await applyDocs(
+    cluster,
+    await renderChart(['templates/serviceaccount.yaml', 'templates/rbac-webhook.yaml'], workDir),
+  );
+  const webhookUser = await cluster.serviceAccountUser(WEBHOOK_NS, 'mcp-warden-webhook');
+
+  const port = await freePort();
+  webhook = await startWebhookProcess({
+    workDir,
+    kubeconfig: webhookUser.kubeconfigPath,
+    port,
+    identity: 'webhook-0',
+    args: ['--rotation-check-interval', '300ms', '--reload-interval', '300ms', '--status-interval', '500ms'],
+  });
+  // Registered by url with the chart's rules and selectors; no caBundle: the webhook publishes it.
+  await applyDocs(cluster, await webhookConfigsByUrl(port, workDir));
+  await waitForObject(
+    cluster.admin.client,
+    '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
+    'mcp-warden',
+    (o) =>
+      ((o as { webhooks?: Array<{ clientConfig?: { caBundle?: string } }> }).webhooks ?? []).every(
+        (w) => !!w.clientConfig?.caBundle,
+      ),
+  );
+  await waitForObject(
+    cluster.admin.client,
+    '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations',
+    'mcp-warden',
+    (o) =>
+      ((o as { webhooks?: Array<{ clientConfig?: { caBundle?: string } }> }).webhooks ?? []).every(
+        (w) => !!w.clientConfig?.caBundle,
+      ),
+  );
+
+  // A developer who may create pods in `agents` (nothing else), a reviewer, the requester of a call.
+  dev = await cluster.user('dev', ['developers']);
+  rita = await cluster.user('rita', ['mcp-reviewers']);
+  requester = await cluster.user('oid-requester', ['mcp-reviewers']);
+  await applyDocs(cluster, [
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'pod-author', namespace: NS },
+      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['create', 'get', 'list'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'pod-author', namespace: NS },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'pod-author' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'developers' }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'approval-reviewer', namespace: NS },
+      rules: [
+        {
+          apiGroups: ['mcpwarden.io'],
+          resources: ['mcpapprovals'],
+          verbs: ['get', 'list', 'patch', 'update'],
+        },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'approval-reviewer', namespace: NS },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'approval-reviewer' },
+      subjects: [
+        { apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'mcp-reviewers' },
+        // A misconfiguration on purpose: the MCP pod's own service account may patch approvals too.
+        // RBAC would let it decide; the webhook must not.
+        { kind: 'ServiceAccount', name: 'github-mcp', namespace: NS },
+      ],
+    },
+  ]);
+  await cluster.createServiceAccount(NS, 'github-mcp');
+  const sidecarRbac = await helmTemplate(
+    join(REPO_ROOT, 'charts', 'mcp-warden', 'templates', 'rbac-sidecar.yaml'),
+    `sidecarRBAC:\n  namespaces:\n    - name: ${NS}\n      serviceAccounts: [github-mcp]\n`,
+    workDir,
+  );
+  if (sidecarRbac.code !== 0) throw new Error(sidecarRbac.stderr);
+  const applied = await cluster.kubectl(['apply', '-f', '-'], { input: sidecarRbac.stdout });
+  if (applied.code !== 0) throw new Error(applied.stderr);
+}, 240_000);
+
+afterAll(async () => {
+  await webhook?.stop();
+  await cluster?.stop();
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+describe('MCPPolicy validation', () => {
+  const policy = (when: string) => `apiVersion: mcpwarden.io/v1alpha1
+kind: MCPPolicy
+metadata: {name: github-tools, namespace: ${NS}}
+spec:
+  podSelector: {matchLabels: {app: github-mcp}}
+  mode: enforce
+  identity:
+    issuers:
+      - kubernetes: {audiences: [github-mcp]}
+  rules:
+    - name: readers-read
+      subjects: [{group: readers}]
+      match:
+        tools: ["get_*"]
+        when: '${when}'
+      action: allow
+`;
+
+  test('kubectl apply -f crds/ then a valid policy is accepted', async () => {
+    const crds = await cluster.kubectl(['apply', '-f', join(REPO_ROOT, 'crds')]);
+    expect(crds.code).toBe(0);
+    const r = await cluster.kubectl(['apply', '-f', '-'], { input: policy('args.size() > 0') });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+
+  test('an invalid policy is refused with a message naming the field', async () => {
+    const r = await cluster.kubectl(['apply', '-f', '-'], { input: policy('args.query.matches(') });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/denied the request/);
+    expect(r.stderr).toMatch(/spec\.rules\[0\]\.match\.when/);
+  });
+});
+
+describe('pod injection', () => {
+  test('a labelled pod created by a normal user comes back injected (native sidecar, port takeover)', async () => {
+    const pod = await createPod(
+      dev.client,
+      NS,
+      mcpPod('github-mcp-0', { app: 'github-mcp', 'mcpwarden.io/inject': 'true' }),
+    );
+    expect(sidecars(pod)).toBe(1);
+    const sidecar = pod.spec.initContainers?.[0];
+    expect(sidecar?.name).toBe('mcp-warden');
+    expect(sidecar?.restartPolicy).toBe('Always');
+    expect(sidecar?.ports?.find((p) => p.name === 'mcp')?.containerPort).toBe(15080);
+    expect(pod.spec.containers[0]?.ports?.[0]).toMatchObject({ name: 'mcp-upstream', containerPort: 8080 });
+    expect(JSON.parse(pod.metadata.annotations?.['mcpwarden.io/status'] ?? '{}')).toMatchObject({
+      version: '0.1.0',
+    });
+  });
+
+  test('an unlabelled pod, a kube-system pod and a pod in a disabled namespace are not touched', async () => {
+    const plain = await createPod(dev.client, NS, mcpPod('plain', { app: 'x' }));
+    expect(sidecars(plain)).toBe(0);
+    expect(plain.metadata.annotations?.['mcpwarden.io/status']).toBeUndefined();
+    const system = await createPod(
+      cluster.admin.client,
+      'kube-system',
+      mcpPod('sys', { 'mcpwarden.io/inject': 'true' }),
+    );
+    expect(sidecars(system)).toBe(0);
+    expect(system.metadata.annotations).toBeUndefined();
+    const sandbox = await createPod(
+      cluster.admin.client,
+      'sandbox',
+      mcpPod('sb', { 'mcpwarden.io/inject': 'true' }),
+    );
+    expect(sidecars(sandbox)).toBe(0);
+  });
+
+  test('re-submitting an injected pod (get -o json | create) produces no second sidecar', async () => {
+    const got = await cluster.kubectl(['get', 'pod', 'github-mcp-0', '-n', NS, '-o', 'json'], { user: dev });
+    const stored = JSON.parse(got.stdout) as StoredPod & {
+      metadata: Record<string, unknown>;
+      status?: unknown;
+    };
+    const copy = {
+      ...stored,
+      metadata: {
+        name: 'github-mcp-copy',
+        labels: stored.metadata.labels,
+        annotations: stored.metadata.annotations,
+      },
+      status: undefined,
+    };
+    const r = await cluster.kubectl(['create', '-n', NS, '-f', '-', '-o', 'json'], {
+      input: JSON.stringify(copy),
+      user: dev,
+    });
+    expect(r.stderr).toBe('');
+    const again = JSON.parse(r.stdout) as StoredPod;
+    expect(sidecars(again)).toBe(1);
+    expect(again.metadata.annotations?.['mcpwarden.io/status']).toBe(
+      stored.metadata.annotations?.['mcpwarden.io/status'],
+    );
+    // kubectl apply of the original manifest, twice: the second apply is an update, still one sidecar.
+    const manifest = JSON.stringify(mcpPod('applied', { 'mcpwarden.io/inject': 'true' }));
+    expect((await cluster.kubectl(['apply', '-n', NS, '-f', '-'], { input: manifest, user: dev })).code).toBe(0);
+    await cluster.kubectl(['apply', '-n', NS, '-f', '-'], { input: manifest, user: dev });
+    const applied = await dev.client.request<StoredPod>('GET', `/api/v1/namespaces/${NS}/pods/applied`);
+    expect(sidecars(applied)).toBe(1);
+  });
+
+  test('a hostNetwork pod is skipped with a machine-readable reason: annotation, warning and Event', async () => {
+    const r = await cluster.kubectl(['create', '-n', NS, '-f', '-', '-o', 'json'], {
+      input: JSON.stringify(mcpPod('host', { 'mcpwarden.io/inject': 'true' }, { hostNetwork: true })),
+    });
+    expect(r.stderr).toMatch(/Warning: mcp-warden: not injected \(host_network_enabled\)/);
+    const pod = JSON.parse(r.stdout) as StoredPod;
+    expect(sidecars(pod)).toBe(0);
+    expect(pod.metadata.annotations?.['mcpwarden.io/skip-reason']).toBe('host_network_enabled');
+    const found = await waitForEvent(
+      cluster.admin.client,
+      NS,
+      'host',
+      (e) => e.reason === 'InjectionSkipped' && e.message.startsWith('host_network_enabled'),
+    );
+    expect(found).toBe(true);
+  });
+
+  test('a malformed override annotation is refused with a message naming it', async () => {
+    const r = await cluster.kubectl(['create', '-n', NS, '-f', '-'], {
+      input: JSON.stringify(mcpPod('bad', { 'mcpwarden.io/inject': 'true' })).replace(
+        '"labels"',
+        '"annotations":{"mcpwarden.io/cpu-limit":"lots"},"labels"',
+      ),
+      user: dev,
+    });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/mcpwarden\.io\/cpu-limit/);
+  });
+});
+
+describe('MCPApproval decisions', () => {
+  const digest = `sha256:${'ab'.repeat(32)}`;
+  const patchDecision = (user: ClusterUser, decision: Record<string, unknown>) =>
+    cluster.kubectl(
+      ['patch', 'mcpa', 'hold-1', '-n', NS, '--type', 'merge', '-p', JSON.stringify({ spec: { decision } })],
+      {
+        user,
+      },
+    );
+
+  beforeAll(async () => {
+    // The sidecar (the pod's service account) creates the held call.
+    const sidecar = await cluster.serviceAccountUser(NS, 'github-mcp');
+    await sidecar.client.request('POST', `/apis/mcpwarden.io/v1alpha1/namespaces/${NS}/mcpapprovals`, {
+      body: {
+        apiVersion: 'mcpwarden.io/v1alpha1',
+        kind: 'MCPApproval',
+        metadata: { name: 'hold-1' },
+        spec: {
+          policy: `${NS}/github-tools`,
+          rule: 'deletes-need-approval',
+          pod: 'github-mcp-0',
+          requester: { principal: 'tenant-1/oid-requester', user: 'oid-requester' },
+          method: 'tools/call',
+          tool: 'delete_repo',
+          argumentsDigest: digest,
+          expiresAt: new Date(Date.now() + 600_000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+          approvers: [{ group: 'mcp-reviewers' }],
+        },
+      },
+    });
+  });
+
+  test("the MCP pod's service account cannot decide, even with RBAC to patch", async () => {
+    const sa = await cluster.serviceAccountUser(NS, 'github-mcp');
+    const r = await patchDecision(sa, { verdict: 'Approved' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/service account|created this approval/);
+  });
+
+  test('the requester cannot approve their own call', async () => {
+    const r = await patchDecision(requester, { verdict: 'Approved' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/requester/);
+  });
+
+  test('a reviewer decides; decidedBy is stamped from the admission userInfo, not the request', async () => {
+    const r = await patchDecision(rita, {
+      verdict: 'Approved',
+      reason: 'looks fine',
+      decidedBy: 'somebody-else',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const got = await rita.client.request<{
+      metadata: { annotations: Record<string, string> };
+      spec: { decision: Record<string, unknown> };
+    }>('GET', `/apis/mcpwarden.io/v1alpha1/namespaces/${NS}/mcpapprovals/hold-1`);
+    expect(got.spec.decision).toEqual({ verdict: 'Approved', reason: 'looks fine', decidedBy: 'rita' });
+    expect(got.metadata.annotations['mcpwarden.io/created-by']).toBe(
+      `system:serviceaccount:${NS}:github-mcp`,
+    );
+  });
+
+  test('the decision cannot be changed afterwards', async () => {
+    const r = await patchDecision(rita, { verdict: 'Denied' });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/cannot be changed|immutable/);
+  });
+});
+
+describe('status pass and metrics', () => {
+  test('entries of deleted pods are pruned and totals aggregated', async () => {
+    const old = '2020-01-01T00:00:00Z';
+    const entry = (name: string, allowed: number) => ({
+      name,
+      generation: 1,
+      lastReportTime: old,
+      allowed,
+      denied: 1,
+      approvalsRequested: 0,
+      masked: 2,
+      sessions: 1,
+    });
+    await cluster.admin.client.request(
+      'PATCH',
+      `/apis/mcpwarden.io/v1alpha1/namespaces/${NS}/mcppolicies/github-tools/status`,
+      {
+        contentType: 'application/merge-patch+json',
+        body: { status: { pods: [entry('ghost-pod', 3), entry('github-mcp-0', 5)] } },
+      },
+    );
+    const policy = await waitForObject<
+      {
+        status?: { pods?: Array<{ name: string }>; summary?: Record<string, number> };
+      } & { metadata: { name: string } }
+    >(
+      cluster.admin.client,
+      `/apis/mcpwarden.io/v1alpha1/namespaces/${NS}/mcppolicies`,
+      'github-tools',
+      (o) => o.status?.pods?.length === 1 && o.status.summary?.['pods'] === 1,
+    );
+    expect(policy.status?.pods?.map((p) => p.name)).toEqual(['github-mcp-0']);
+    expect(policy.status?.summary).toEqual({
+      rules: 1,
+      pods: 1,
+      allowed: 5,
+      denied: 1,
+      approvalsRequested: 0,
+      masked: 2,
+      sessions: 1,
+    });
+  });
+
+  test('admission and certificate metrics are exported', async () => {
+    const res = await fetch(`${webhook.admin}/metrics`);
+    const text = await res.text();
+    const expiry = Number(/mcp_warden_webhook_cert_expiry_timestamp_seconds (\d+)/.exec(text)?.[1]);
+    expect(expiry).toBeGreaterThan(Date.now() / 1000 + 30 * 24 * 3600);
+    expect(text).toMatch(/mcp_warden_injections_total\{result="injected"\} [1-9]/);
+    expect(text).toMatch(
+      /mcp_warden_admission_requests_total\{kind="MCPPolicy",operation="CREATE",result="denied"\} [1-9]/,
+    );
+    expect((await fetch(`${webhook.admin}/readyz`)).status).toBe(200);
+  });
+
+  test('the webhook service account cannot read other secrets (chart RBAC is minimal)', async () => {
+    const can = async (args: string[]) =>
+      (
+        await cluster.kubectl([
+          'auth',
+          'can-i',
+          ...args,
+          `--as=system:serviceaccount:${WEBHOOK_NS}:mcp-warden-webhook`,
+        ])
+      ).stdout.trim();
+    expect(await can(['get', 'secrets/mcp-warden-webhook-tls', '-n', WEBHOOK_NS])).toBe('yes');
+    expect(await can(['get', 'secrets/other', '-n', WEBHOOK_NS])).toBe('no');
+    expect(await can(['list', 'secrets', '-n', WEBHOOK_NS])).toBe('no');
+    expect(await can(['get', 'secrets', '-n', NS])).toBe('no');
+    expect(await can(['update', 'mutatingwebhookconfigurations/other'])).toBe('no');
+    expect(await can(['update', 'mcppolicies.mcpwarden.io', '-n', NS])).toBe('no');
+  });
+});
