@@ -421,8 +421,9 @@ describe('status reporter (pkg/kube) on a real API server', () => {
         []) as unknown[];
       return recent.length === 20;
     });
-    const recent = (settled.status?.['recordings'] as { recent: Array<{ session: string; pod: string }> })
-      .recent;
+    const recent =
+      (settled.status?.['recordings'] as { recent?: Array<{ session: string; pod: string }> } | undefined)
+        ?.recent ?? [];
     expect(new Set(recent.map((r) => r.pod)).size).toBe(20);
     for (const r of recent) expect(r.session).toBe(`s-${r.pod.slice('fleet-'.length)}-3`);
   });

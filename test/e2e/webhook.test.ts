@@ -316,7 +316,9 @@ describe('pod injection', () => {
     );
     // kubectl apply of the original manifest, twice: the second apply is an update, still one sidecar.
     const manifest = JSON.stringify(mcpPod('applied', { 'mcpwarden.io/inject': 'true' }));
-    expect((await cluster.kubectl(['apply', '-n', NS, '-f', '-'], { input: manifest, user: dev })).code).toBe(0);
+    expect((await cluster.kubectl(['apply', '-n', NS, '-f', '-'], { input: manifest, user: dev })).code).toBe(
+      0,
+    );
     await cluster.kubectl(['apply', '-n', NS, '-f', '-'], { input: manifest, user: dev });
     const applied = await dev.client.request<StoredPod>('GET', `/api/v1/namespaces/${NS}/pods/applied`);
     expect(sidecars(applied)).toBe(1);
