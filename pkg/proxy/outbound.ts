@@ -89,6 +89,13 @@ export function processServerMessage(
     const info = ctx.pending.get(key);
     if (info) ctx.pending.delete(key);
     const result = asObject(res.result);
+    if (result && result['resultType'] === 'input_required' && res.id !== null) {
+      const refused = decideInputRequests(core, ctx, res.id, result, engineLost);
+      if (refused) {
+        record(ctx, 'server-to-client', refused);
+        return refused;
+      }
+    }
     const list = info?.list ?? (result && !info ? inferList(result) : undefined);
     if (result && list) msg = { ...res, result: filterList(core, ctx, list, result, engineLost) };
     scope = { method: info?.method ?? 'unknown' };
@@ -131,6 +138,40 @@ export function processServerMessage(
   }
   record(ctx, 'server-to-client', msg);
   return msg;
+}
+
+/**
+ * 2026-07-28 multi-round-trip: a result asking the client for input (`inputRequests`: sampling,
+ * elicitation, roots) embeds what were server→client requests before. Each is decided like one;
+ * if any is refused, the client's request fails with that refusal instead (the upstream keeps
+ * nothing waiting: it only resumes when the client retries with answers).
+ */
+function decideInputRequests(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  id: JsonRpcId,
+  result: Record<string, unknown>,
+  engineLost: boolean,
+): JsonRpcResponse | undefined {
+  const requests = asObject(result['inputRequests']);
+  if (!requests) return undefined;
+  if (engineLost)
+    return errorResponse(id, RpcCodes.policyUnavailable, 'no valid policy is loaded; refused (fail closed)');
+  const input = { engine: ctx.engine, identity: ctx.identity, session: ctx.session, recorder: ctx.recorder };
+  for (const key in requests) {
+    const r = asObject(requests[key]);
+    if (!r || typeof r['method'] !== 'string') continue;
+    const params = asObject(r['params']);
+    const embedded: JsonRpcRequest = {
+      jsonrpc: '2.0',
+      id,
+      method: r['method'],
+      ...(params ? { params } : {}),
+    };
+    const denied = decideRequest(core, input, embedded, 'server-to-client');
+    if (denied) return denied;
+  }
+  return undefined;
 }
 
 function countHits(

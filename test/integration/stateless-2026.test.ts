@@ -25,7 +25,7 @@ function engine(mode: 'enforce' | 'audit' = 'enforce') {
     mode,
     issuers: [{ issuer: issuer.v2Issuer, audiences: [AUDIENCE] }],
     rules: [
-      { name: 'read', methods: ['tools/call'], tools: ['get_*', 'run_query'], action: 'allow' },
+      { name: 'read', methods: ['tools/call'], tools: ['get_*', 'run_query', 'ask_name'], action: 'allow' },
       {
         name: 'no-delete',
         methods: ['tools/call'],
@@ -109,7 +109,7 @@ describe('2026-07-28 with the v2 SDK', () => {
 
   test('tools/list filtered', async () => {
     const r = await client.listTools();
-    expect(r.tools.map((t) => t.name).sort()).toEqual(['get_weather', 'run_query']);
+    expect(r.tools.map((t) => t.name).sort()).toEqual(['ask_name', 'get_weather', 'run_query']);
   });
 
   test('argument condition', async () => {
@@ -201,5 +201,70 @@ describe('header/body agreement (raw HTTP)', () => {
     const res = await call('get_weather', { 'mcp-method': 'tools/call', 'mcp-name': b64 });
     expect(res.status).toBe(200);
     expect(await res.text()).toContain('sunny in x');
+  });
+});
+
+describe('input_required results (2026 multi-round-trip) are decided as server-to-client requests', () => {
+  const meta = {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientCapabilities': { elicitation: {} },
+    'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+  };
+  async function askName(): Promise<Record<string, unknown>> {
+    const res = await fetch(`${url}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'ask_name',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 21,
+        method: 'tools/call',
+        params: { name: 'ask_name', arguments: {}, _meta: meta },
+      }),
+    });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const json = text.startsWith('{')
+      ? text
+      : (text.split('\n').find((l) => l.startsWith('data: ')) ?? '').slice(6);
+    return JSON.parse(json) as Record<string, unknown>;
+  }
+
+  test('elicitation not allowed by any rule: the client gets -31403 instead of the input request', async () => {
+    const r = await askName();
+    expect(r['error']).toMatchObject({ code: -31403, data: { reason: 'no rule allows this call' } });
+  });
+
+  test('allowed elicitation: the input_required result reaches the client', async () => {
+    const base = engine();
+    source.set({
+      ...base,
+      decide: (ctx) =>
+        ctx.method === 'elicitation/create'
+          ? {
+              action: 'allow',
+              enforced: 'allow',
+              policy: 'modern',
+              rule: 'elicit',
+              reason: '',
+              mode: 'enforce',
+            }
+          : base.decide(ctx),
+    });
+    try {
+      const r = await askName();
+      expect(r['result']).toMatchObject({
+        resultType: 'input_required',
+        inputRequests: { user_name: { method: 'elicitation/create' } },
+      });
+    } finally {
+      source.set(engine());
+    }
   });
 });

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import {
   createMcpHandler,
   fromJsonSchema,
+  inputRequired,
   type McpHttpHandler,
   McpServer,
 } from '@modelcontextprotocol/server';
@@ -72,6 +73,26 @@ function buildServer(): McpServer {
   );
   server.registerTool('run_query', { description: 'SQL', inputSchema: queryArgs }, (async (args: unknown) =>
     text(`ran: ${(args as { query: string }).query}`)) as never);
+  reg(
+    server,
+    'ask_name',
+    {
+      description: 'Asks the user for their name (input_required)',
+      inputSchema: fromJsonSchema({ type: 'object', properties: {} }),
+    },
+    (async (_args: unknown, ctx: { mcpReq: { inputResponses?: Record<string, unknown> } }) => {
+      const r = ctx.mcpReq.inputResponses?.['user_name'] as { content?: { name?: string } } | undefined;
+      if (r?.content?.name) return text(`Hello, ${r.content.name}!`);
+      return inputRequired({
+        inputRequests: {
+          user_name: inputRequired.elicit({
+            message: 'What is your name?',
+            requestedSchema: { type: 'object', properties: { name: { type: 'string' } }, required: ['name'] },
+          }),
+        },
+      });
+    }) as never,
+  );
   return server;
 }
 
