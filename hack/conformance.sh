@@ -191,21 +191,24 @@ else
   # start_gateway NAME UPSTREAM: `mcp-warden gateway` in front of UPSTREAM, a forwarder in front
   # of it; sets FORWARDER_<NAME> (URL) and GATEWAY_PID_<NAME>. Recordings go to recordings/NAME.
   start_gateway() {
-    local name=$1 upstream=$2 gw_port admin_port pid
+    local name=$1 upstream=$2 gw_port admin_port fw_port origins pid
     gw_port=$(free_port)
     admin_port=$(free_port)
+    fw_port=$(free_port)
+    # Clients reach the gateway through the forwarder, so their Origin names the forwarder.
+    origins="http://127.0.0.1:$fw_port,http://localhost:$fw_port,http://[::1]:$fw_port"
     mkdir -p "$WORK/recordings/$name"
     "${CLI[@]}" gateway --upstream "$upstream" --policy "$WORK/policy.yaml" \
       --listen "127.0.0.1:$gw_port" --admin-listen "127.0.0.1:$admin_port" \
       --recordings "$WORK/recordings/$name" \
-      ${ALLOWED_HOSTS:+--allowed-hosts "$ALLOWED_HOSTS"} \
+      ${ALLOWED_HOSTS:+--allowed-hosts "$ALLOWED_HOSTS" --allowed-origins "$origins"} \
       >"$WORK/logs/gateway-$name.log" 2>&1 &
     pid=$!
     pids+=("$pid")
     printf -v "GATEWAY_PID_$name" '%s' "$pid"
     wait_http "http://127.0.0.1:$admin_port/readyz" "$pid" "gateway-$name" || return 1
     node test/conformance/forwarder.ts --target "http://127.0.0.1:$gw_port" --token-file "$WORK/token" \
-      --ready-file "$WORK/forwarder-$name.url" >"$WORK/logs/forwarder-$name.log" 2>&1 &
+      --port "$fw_port" --ready-file "$WORK/forwarder-$name.url" >"$WORK/logs/forwarder-$name.log" 2>&1 &
     pids+=($!)
     wait_ready "$WORK/forwarder-$name.url" "$!" "forwarder-$name" || return 1
     printf -v "FORWARDER_$name" '%s' "$(cat "$WORK/forwarder-$name.url")"
@@ -221,27 +224,34 @@ else
       else run_suite gateway "$FORWARDER_v2025/mcp" "$r"; fi
     done
     # DNS rebinding is the gateway's own check, not the upstream's seen through it: straight to
-    # the gateway, without a token, a rebound Host must get 403 (the Host check runs first) while
-    # a loopback Host gets 401 (authentication), so the 403 cannot have come from upstream.
+    # the gateway, without a token, a rebound Host and a foreign Origin must each get 403 (these
+    # checks run first) while loopback Host and Origin get 401 (authentication), so the 403s
+    # cannot have come from upstream.
     own_rebinding=1
     for name in v2025 v2026; do
       port_var="GATEWAY_PORT_$name"
+      fw_var="FORWARDER_$name"
       codes=$(node -e '
         const http = require("node:http");
-        const probe = (host) => new Promise((resolve) => {
-          const req = http.request({ host: "127.0.0.1", port: Number(process.argv[1]), path: "/mcp", method: "POST",
-            headers: { host, origin: `http://${host}`, "content-type": "application/json", accept: "application/json, text/event-stream" },
+        const [port, forwarder] = [Number(process.argv[1]), new URL(process.argv[2])];
+        const probe = (host, origin) => new Promise((resolve) => {
+          const req = http.request({ host: "127.0.0.1", port, path: "/mcp", method: "POST",
+            headers: { host, origin, "content-type": "application/json", accept: "application/json, text/event-stream" },
             timeout: 5000 }, (res) => { res.resume(); resolve(res.statusCode); });
           req.on("error", () => resolve(0));
           req.end(JSON.stringify({ jsonrpc: "2.0", id: 1, method: "ping" }));
         });
-        Promise.all([probe("evil.example.com"), probe(`127.0.0.1:${process.argv[1]}`)]).then((c) => console.log(c.join(" ")));
-      ' "${!port_var}")
-      if [ "$codes" = "403 401" ]; then
-        log "gateway $name rejects a rebound Host itself (403 before authentication; loopback Host: 401)"
+        Promise.all([
+          probe("evil.example.com", "http://evil.example.com"),
+          probe(forwarder.host, "http://evil.example.com"),
+          probe(forwarder.host, forwarder.origin),
+        ]).then((c) => console.log(c.join(" ")));
+      ' "${!port_var}" "${!fw_var}")
+      if [ "$codes" = "403 403 401" ]; then
+        log "gateway $name rejects a rebound Host and a foreign Origin itself (403 before authentication; loopback: 401)"
       else
         own_rebinding=0
-        log "gateway $name: rebound Host / loopback Host without a token answered '$codes', expected '403 401'"
+        log "gateway $name: rebound Host / foreign Origin / loopback without a token answered '$codes', expected '403 403 401'"
       fi
     done
     # Stop the gateways so they close and flush their recordings, then check them.
