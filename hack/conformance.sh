@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # MCP conformance, direct vs through mcp-warden (issue 6). `make conformance` (after `make build`).
 #
-#   1. starts our own conformance upstream (test/conformance/server.ts) on loopback;
+#   1. starts our own conformance upstreams on loopback: test/conformance/server.ts (2025
+#      revisions, SDK v1, sessions) and test/conformance/server-2026.ts (2026-07-28, SDK v2);
 #   2. runs the pinned @modelcontextprotocol/conformance server suite against it directly, per
 #      spec version (0.1.16 for 2025-06-18 and 2025-11-25; 0.2.0-alpha.12, installed as
 #      mcp-conformance-2026, for every revision it has server scenarios for, 2026-07-28 against
@@ -11,8 +12,9 @@
 #      (the suite's client sends none); runs the same suite through the forwarder;
 #   4. prints both summaries side by side, per spec version and scenario; every check whose
 #      status differs counts as a failure;
-#   5. runs `mcp-warden recordings verify` on the gateway's recordings and checks they hold every
-#      scenario's calls.
+#   5. probes each gateway directly (no token) to prove it refuses a rebound Host / foreign Origin
+#      itself; runs `mcp-warden recordings verify` on the gateways' recordings and checks they
+#      hold every scenario's calls and no masked payload.
 # Writes `.cache/results/conformance.txt` = `P F` (checks passed / failed, both runs) and exits
 # non-zero on any failure or difference. Everything listens on 127.0.0.1; every process started
 # here is stopped on exit; each step is bounded in time.
