@@ -235,6 +235,8 @@ describe('match: methods, targets and defaults', () => {
     for (const m of [
       'initialize',
       'ping',
+      'server/discover',
+      'subscriptions/listen',
       'notifications/initialized',
       'notifications/cancelled',
       'notifications/progress',
@@ -245,6 +247,9 @@ describe('match: methods, targets and defaults', () => {
     }
     for (const m of ['tools/list', 'resources/list', 'resources/templates/list', 'prompts/list']) {
       expect(none.decide(ctx(m)).reason).toMatch(/filtered/);
+    }
+    for (const m of ['tasks/get', 'tasks/result', 'completion/complete', 'logging/setLevel']) {
+      expect(none.decide(ctx(m)).enforced).toBe('deny');
     }
   });
 

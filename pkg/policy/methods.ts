@@ -2,8 +2,9 @@
  * Which JSON-RPC methods the policy engine decides.
  *
  * - `protocol`: always allowed, never decided — the protocol cannot work without them
- *   (`initialize`, `ping`, and every notification: `notifications/initialized`,
- *   `notifications/cancelled`, `notifications/progress`, ...). They carry no capability.
+ *   (`initialize`, `ping`, `server/discover` and `subscriptions/listen` of 2026-07-28, and every
+ *   notification: `notifications/initialized`, `notifications/cancelled`, `notifications/progress`,
+ *   ...). They carry no capability. The proxy's LIFECYCLE_METHODS list the same methods.
  * - `list`: always allowed, but the result is filtered per caller (`tools/list`,
  *   `resources/list`, `resources/templates/list`, `prompts/list`): an item stays when the matching
  *   call (tools/call, resources/read, prompts/get) would be allowed or need approval.
@@ -16,7 +17,14 @@ import type { ListMethod } from './decision.js';
 
 export type MethodClass = 'protocol' | 'list' | 'decided';
 
-export const ProtocolMethods: readonly string[] = ['initialize', 'ping'];
+/** Besides every `notifications/*`. `server/discover` and `subscriptions/listen` are 2026-07-28. */
+export const ProtocolMethods: readonly string[] = [
+  'initialize',
+  'ping',
+  'server/discover',
+  'subscriptions/listen',
+];
+const protocolSet = new Set(ProtocolMethods);
 export const ListMethods: readonly ListMethod[] = [
   'tools/list',
   'resources/list',
@@ -27,7 +35,7 @@ export const ListMethods: readonly ListMethod[] = [
 const listSet = new Set<string>(ListMethods);
 
 export function methodClass(method: string): MethodClass {
-  if (method === 'initialize' || method === 'ping' || method.startsWith('notifications/')) return 'protocol';
+  if (protocolSet.has(method) || method.startsWith('notifications/')) return 'protocol';
   if (listSet.has(method)) return 'list';
   return 'decided';
 }
