@@ -96,3 +96,48 @@ test('compileGlobs matches when any glob matches', () => {
   expect(m('search_b')).toBe(true);
   expect(m('delete_c')).toBe(false);
 });
+
+describe('agrees with a reference implementation (property test)', () => {
+  /** Reference: translate to a JavaScript RegExp (backtracking is fine for these tiny inputs). */
+  function reference(pattern: string, mode: 'flat' | 'path'): RegExp {
+    let re = '';
+    for (let i = 0; i < pattern.length; i++) {
+      const c = pattern[i]!;
+      if (c === '\\') re += `\\${pattern[++i]}`;
+      else if (c === '?') re += mode === 'flat' ? '[\\s\\S]' : '[^/]';
+      else if (c === '*') {
+        let run = 1;
+        while (pattern[i + 1] === '*') {
+          run++;
+          i++;
+        }
+        re += mode === 'path' && run === 1 ? '[^/]*' : '[\\s\\S]*';
+      } else re += c.replace(/[.+^${}()|[\]]/g, '\\$&');
+    }
+    return new RegExp(`^${re}$`);
+  }
+
+  function rng(seed: number): () => number {
+    let s = seed;
+    return () => {
+      s = (s * 1103515245 + 12345) & 0x7fffffff;
+      return s / 0x80000000;
+    };
+  }
+
+  test.each(['flat', 'path'] as const)('%s: 5000 random patterns and texts', (mode) => {
+    const rand = rng(mode === 'flat' ? 7 : 11);
+    const pick = (chars: string[]) => chars[Math.floor(rand() * chars.length)]!;
+    for (let n = 0; n < 5000; n++) {
+      let pattern = '';
+      const plen = Math.floor(rand() * 7);
+      for (let i = 0; i < plen; i++) pattern += pick(['a', 'b', '/', '*', '**', '?', '\\*', '.']);
+      if (pattern === '' || (mode === 'path' && /\*\*\*/.test(pattern.replaceAll('\\*', '')))) continue;
+      let text = '';
+      const tlen = Math.floor(rand() * 8);
+      for (let i = 0; i < tlen; i++) text += pick(['a', 'b', '/', '*', '.']);
+      const ours = compileGlob(pattern, mode).test(text);
+      expect([pattern, text, ours]).toEqual([pattern, text, reference(pattern, mode).test(text)]);
+    }
+  });
+});
