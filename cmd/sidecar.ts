@@ -21,6 +21,8 @@
  *                                   is unreachable, then refuse every call (default 30)
  *   MCP_WARDEN_STATUS_INTERVAL_SECONDS --status-interval  least time between two status writes per policy (default 5)
  *   KUBECONFIG                      --kubeconfig     else the in-cluster service account
+ *   MCP_WARDEN_FS_PREFIX            testing seam: prefix of /var/run/secrets/kubernetes.io/serviceaccount
+ *                                   (in-cluster token, CA, labels), so e2e tests emulate the pod's volume
  *
  * SIGTERM/SIGINT: stop accepting, write the last status, close recordings, exit 0.
  */
@@ -45,7 +47,7 @@ import { compilePolicies, KubernetesDefaultIssuer, type PolicyDocument } from '.
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
 
-const DEFAULT_LABELS_FILE = '/var/run/secrets/kubernetes.io/serviceaccount/labels';
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface SidecarConfig {
   podName: string;
@@ -62,6 +64,7 @@ export interface SidecarConfig {
   graceMs: number;
   statusIntervalMs: number;
   kubeconfig: string | undefined;
+  fsPrefix: string;
 }
 
 function configError(message: string): WardenError {
@@ -117,7 +120,8 @@ function readLabels(env: NodeJS.ProcessEnv): Record<string, string> {
     }
     return parsed as Record<string, string>;
   }
-  const file = env['MCP_WARDEN_POD_LABELS_FILE'] || DEFAULT_LABELS_FILE;
+  const file =
+    env['MCP_WARDEN_POD_LABELS_FILE'] || `${env['MCP_WARDEN_FS_PREFIX'] ?? ''}${SERVICE_ACCOUNT_DIR}/labels`;
   if (!existsSync(file)) {
     throw configError(
       `the pod's labels are unknown, so no MCPPolicy podSelector can be evaluated: mount the downward-API labels at ${file} or set MCP_WARDEN_POD_LABELS (refusing to start: fail closed)`,
@@ -200,6 +204,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
       5,
     ),
     kubeconfig: values['kubeconfig'] ?? (env['KUBECONFIG'] || undefined),
+    fsPrefix: env['MCP_WARDEN_FS_PREFIX'] ?? '',
   };
 }
 
@@ -214,7 +219,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const logger = createLogger('sidecar');
   const client = createKubeClient(
-    loadKubeConfig(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig }),
+    loadKubeConfig({
+      pathPrefix: config.fsPrefix,
+      ...(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig }),
+    }),
   );
   const metrics = createMetrics();
 

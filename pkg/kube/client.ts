@@ -81,7 +81,14 @@ export class KubeApiError extends WardenError {
  * Resolve credentials: an explicit kubeconfig path, else `KUBECONFIG`, else the in-cluster service
  * account (`KUBERNETES_SERVICE_HOST`). Throws ERR_CONFIG when none is available.
  */
-export function loadKubeConfig(options: { kubeconfig?: string; env?: NodeJS.ProcessEnv } = {}): KubeConfig {
+export function loadKubeConfig(
+  options: {
+    kubeconfig?: string;
+    env?: NodeJS.ProcessEnv;
+    /** Testing seam: prefix of `/var/run/secrets/kubernetes.io/serviceaccount/*` for the in-cluster config. */
+    pathPrefix?: string;
+  } = {},
+): KubeConfig {
   const env = options.env ?? process.env;
   const kc = new KubeConfig();
   const path = options.kubeconfig ?? env['KUBECONFIG'];
@@ -89,7 +96,7 @@ export function loadKubeConfig(options: { kubeconfig?: string; env?: NodeJS.Proc
     if (path !== undefined && path !== '') {
       kc.loadFromFile(path);
     } else if (env['KUBERNETES_SERVICE_HOST']) {
-      kc.loadFromCluster();
+      kc.loadFromCluster(options.pathPrefix ?? '');
     } else {
       throw new Error(
         'neither KUBECONFIG nor the in-cluster service account (KUBERNETES_SERVICE_HOST) is available',

@@ -3,17 +3,22 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { PolicyObject } from '../../pkg/kube/policy-source.js';
 import { policiesPath } from '../../pkg/kube/resources.js';
+import { defaultResources, injectPod } from '../../webhook/injector.js';
+import { applyPatch } from '../../webhook/jsonpatch.js';
 import { startUpstream, type Upstream } from '../integration/helpers/upstream-v1.js';
 import { type Cluster, helmTemplate, REPO_ROOT, startCluster, tsNodeArgs, waitForObject } from './harness.js';
 
 /**
- * `mcp-warden sidecar` as a local process, configured as the injector configures it (args, the
- * downward-API env, a labels file, a real TokenRequest token bound to a real Pod), in front of a
- * real MCP server (SDK v1), against a real kube-apiserver with the chart's sidecar Role.
+ * `mcp-warden sidecar` as a local process, run from the sidecar container the webhook's injector
+ * put into a real stored Pod: its args, its downward-API env resolved from the stored pod, its
+ * projected token volume emulated (a pod-bound TokenRequest token, CA, namespace, labels) and the
+ * in-cluster config path (KUBERNETES_SERVICE_HOST/PORT) — in front of a real MCP server (SDK v1),
+ * against a real kube-apiserver with the chart's sidecar Role.
  */
 const NS = 'agents';
 const POD = 'github-mcp-0';
@@ -145,73 +150,111 @@ beforeAll(async () => {
   await kubectlOk(['apply', '-f', '-'], rbac.stdout);
   await kubectlOk(['apply', '-f', '-'], policyDoc([readRule]));
 
-  // The MCP pod (no kubelet: it stays Pending), so the sidecar's token is bound to a real pod.
-  const pod = JSON.parse(
-    await kubectlOk(
-      ['create', '-o', 'json', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: POD, namespace: NS, labels: { app: 'github-mcp', 'mcpwarden.io/inject': 'true' } },
-        spec: {
-          serviceAccountName: 'github-mcp',
-          containers: [
-            {
-              name: 'app',
-              image: 'example.invalid/github-mcp:1',
-              ports: [{ name: 'mcp', containerPort: 8080 }],
-            },
-          ],
-        },
-      }),
-    ),
-  ) as { metadata: { uid: string; labels: Record<string, string> } };
-  const sidecarUser = await cluster.serviceAccountUser(NS, 'github-mcp', {
-    boundPod: { name: POD, uid: pod.metadata.uid },
-  });
-  plannerToken = await cluster.serviceAccountToken(NS, 'planner', { audiences: ['github-mcp'] });
-  intruderToken = await cluster.serviceAccountToken(NS, 'intruder', { audiences: ['github-mcp'] });
-
   upstream = await startUpstream();
-  // What the kubelet's downward API would write for metadata.labels.
-  const labelsFile = join(workDir, 'labels');
+  const upstreamPort = Number(new URL(upstream.mcpUrl).port);
+
+  // The MCP pod as a user writes it, mutated exactly as the webhook's injector mutates it, then
+  // stored by the API server (no kubelet: it stays Pending).
+  const userPod: V1Pod = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: POD, namespace: NS, labels: { app: 'github-mcp', 'mcpwarden.io/inject': 'true' } },
+    spec: {
+      serviceAccountName: 'github-mcp',
+      containers: [
+        {
+          name: 'app',
+          image: 'example.invalid/github-mcp:1',
+          ports: [{ name: 'mcp', containerPort: upstreamPort }],
+        },
+      ],
+    },
+  };
+  const injected = injectPod(userPod, {
+    namespace: NS,
+    config: {
+      image: 'example.invalid/mcp-warden:e2e',
+      version: '0.1.0',
+      nativeSidecars: true,
+      resources: { ...defaultResources },
+    },
+  });
+  if (injected.kind !== 'inject') throw new Error(`the injector did not inject: ${JSON.stringify(injected)}`);
+  const stored = JSON.parse(
+    await kubectlOk(['create', '-o', 'json', '-f', '-'], JSON.stringify(applyPatch(userPod, injected.patch))),
+  ) as V1Pod;
+  const container = stored.spec?.initContainers?.find((c) => c.name === 'mcp-warden');
+  if (container?.args === undefined) throw new Error('the stored pod has no mcp-warden sidecar');
+
+  // What the kubelet would provide: the downward-API env...
+  const fieldValue = (path: string): string => {
+    const values: Record<string, string | undefined> = {
+      'metadata.name': stored.metadata?.name,
+      'metadata.namespace': stored.metadata?.namespace,
+      'metadata.uid': stored.metadata?.uid,
+      'spec.serviceAccountName': stored.spec?.serviceAccountName,
+    };
+    const v = values[path];
+    if (v === undefined) throw new Error(`unsupported fieldRef ${path}`);
+    return v;
+  };
+  const env: Record<string, string> = {};
+  for (const e of container.env ?? []) {
+    env[e.name] = e.valueFrom?.fieldRef ? fieldValue(e.valueFrom.fieldRef.fieldPath) : (e.value ?? '');
+  }
+  // ...the projected token volume (a pod-bound TokenRequest token, the CA, namespace, labels)...
+  const tokenVolume = stored.spec?.volumes?.find((v) => v.name === 'mcp-warden-token');
+  const expirationSeconds = tokenVolume?.projected?.sources?.find((src) => src.serviceAccountToken)
+    ?.serviceAccountToken?.expirationSeconds;
+  const mount = container.volumeMounts?.find((m) => m.name === 'mcp-warden-token')?.mountPath ?? '';
+  const fsPrefix = join(workDir, 'root');
+  const saDir = join(fsPrefix, mount);
+  await mkdir(saDir, { recursive: true });
+  const podToken = await cluster.serviceAccountToken(NS, fieldValue('spec.serviceAccountName'), {
+    ...(expirationSeconds === undefined ? {} : { expirationSeconds }),
+    boundPod: { name: POD, uid: fieldValue('metadata.uid') },
+  });
+  await writeFile(join(saDir, 'token'), podToken);
+  await writeFile(join(saDir, 'ca.crt'), cluster.caPem);
+  await writeFile(join(saDir, 'namespace'), NS);
   await writeFile(
-    labelsFile,
-    Object.entries(pod.metadata.labels)
+    join(saDir, 'labels'),
+    Object.entries(stored.metadata?.labels ?? {})
+      .sort()
       .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
       .join('\n'),
   );
+  // ...and the recordings volume.
   const recordings = join(workDir, 'recordings');
   await mkdir(recordings);
+
+  plannerToken = await cluster.serviceAccountToken(NS, 'planner', { audiences: ['github-mcp'] });
+  intruderToken = await cluster.serviceAccountToken(NS, 'intruder', { audiences: ['github-mcp'] });
+
+  // The container's args as stored, except that the listen addresses move to loopback port 0
+  // (a pod has its own network namespace; here every process shares the host's).
+  const args = container.args.map((a, i, all) =>
+    all[i - 1] === '--listen' || all[i - 1] === '--admin-listen' ? '127.0.0.1:0' : a,
+  );
+  expect(args.slice(0, 3)).toEqual(['sidecar', '--upstream', upstream.mcpUrl]);
+  const server = new URL(cluster.server);
   sidecar = spawn(
     process.execPath,
-    [
-      ...(await tsNodeArgs(workDir)),
-      join(REPO_ROOT, 'cmd', 'mcp-warden.ts'),
-      'sidecar',
-      '--upstream',
-      upstream.mcpUrl,
-      '--listen',
-      '127.0.0.1:0',
-      '--admin-listen',
-      '127.0.0.1:0',
-    ],
+    [...(await tsNodeArgs(workDir)), join(REPO_ROOT, 'cmd', 'mcp-warden.ts'), ...args],
     {
       cwd: REPO_ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
       env: {
         PATH: process.env['PATH'] ?? '',
         HOME: workDir,
-        MCP_WARDEN_LOG_LEVEL: 'info',
-        MCP_WARDEN_POD_NAME: POD,
-        MCP_WARDEN_POD_NAMESPACE: NS,
-        MCP_WARDEN_POD_UID: pod.metadata.uid,
-        MCP_WARDEN_SERVICE_ACCOUNT: 'github-mcp',
-        MCP_WARDEN_TRANSPORT: 'streamable-http',
+        ...env,
+        // In-cluster config: the kubelet's service env plus the emulated volume.
+        KUBERNETES_SERVICE_HOST: server.hostname,
+        KUBERNETES_SERVICE_PORT: server.port,
+        MCP_WARDEN_FS_PREFIX: fsPrefix,
         MCP_WARDEN_RECORDINGS_DIR: recordings,
-        MCP_WARDEN_POD_LABELS_FILE: labelsFile,
+        MCP_WARDEN_LOG_LEVEL: 'info',
         MCP_WARDEN_STATUS_INTERVAL_SECONDS: '1',
-        KUBECONFIG: sidecarUser.kubeconfigPath,
       },
     },
   );

@@ -218,9 +218,9 @@ afterAll(async () => {
 });
 
 describe('MCPPolicy validation', () => {
-  const policy = (when: string) => `apiVersion: mcpwarden.io/v1alpha1
+  const policy = (when: string, name = 'github-tools') => `apiVersion: mcpwarden.io/v1alpha1
 kind: MCPPolicy
-metadata: {name: github-tools, namespace: ${NS}}
+metadata: {name: ${name}, namespace: ${NS}}
 spec:
   podSelector: {matchLabels: {app: github-mcp}}
   mode: enforce
@@ -245,10 +245,19 @@ spec:
   });
 
   test('an invalid policy is refused with a message naming the field', async () => {
-    const r = await cluster.kubectl(['apply', '-f', '-'], { input: policy('args.query.matches(') });
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toMatch(/denied the request/);
-    expect(r.stderr).toMatch(/spec\.rules\[0\]\.match\.when/);
+    const created = await cluster.kubectl(['apply', '-f', '-'], {
+      input: policy('args.query.matches(', 'broken'),
+    });
+    expect(created.code).not.toBe(0);
+    // The webhook answers 422 Invalid with one cause per field: kubectl prints them.
+    expect(created.stderr).toMatch(
+      /The request is invalid: spec\.rules\[0\]\.match\.when: CEL does not parse/,
+    );
+    const updated = await cluster.kubectl(['apply', '-f', '-'], { input: policy('args.query.matches(') });
+    expect(updated.code).not.toBe(0);
+    expect(updated.stderr).toMatch(/spec\.rules\[0\]\.match\.when/);
+    const stored = await cluster.kubectl(['get', 'mcpp', 'broken', '-n', NS]);
+    expect(stored.stderr).toMatch(/NotFound/);
   });
 });
 
