@@ -1,5 +1,6 @@
+import { errorMessage } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import type { MaskScope } from '../mask/types.js';
+import type { MaskResult, MaskScope } from '../mask/types.js';
 import {
   classifyMessage,
   errorResponse,
@@ -130,7 +131,27 @@ export function processServerMessage(
   if (ctx.session) scope.session = ctx.session.id;
   const masker = core.maskerFor(ctx.engine);
   if (masker) {
-    const r = masker.maskMessage(msg, scope);
+    let r: MaskResult<JsonRpcMessage>;
+    try {
+      r = masker.maskMessage(msg, scope);
+    } catch (err) {
+      // Never deliver what could not be masked (fail closed): a response becomes an error.
+      core.logger.error(
+        { event: 'mask-failed', method: scope.method, err: errorMessage(err) },
+        'masking failed',
+      );
+      if (c.kind !== 'response') return undefined;
+      msg = errorResponse(
+        (msg as JsonRpcResponse).id,
+        RpcCodes.internalError,
+        'Internal error: the result could not be masked',
+        {
+          code: 'ERR_WARDEN',
+        },
+      );
+      record(ctx, 'server-to-client', msg);
+      return msg;
+    }
     if (r.hits.length > 0) {
       msg = r.value;
       countHits(core, ctx, scope.method, r.hits);

@@ -261,6 +261,30 @@ describe('outbound stage', () => {
     );
   });
 
+  test('a masker failure never lets the unmasked result through', () => {
+    const masker: Masker = {
+      empty: false,
+      maskMessage: () => {
+        throw new Error('detector crashed');
+      },
+    };
+    const c = core(engine(allow, true), masker);
+    const out = processServerMessage(c, ctx(c, []), {
+      jsonrpc: '2.0',
+      id: 6,
+      result: { content: [{ type: 'text', text: 'secret' }] },
+    });
+    expect(out).toEqual({ jsonrpc: '2.0', id: 6, error: expect.objectContaining({ code: -32603 }) });
+    expect(JSON.stringify(out)).not.toContain('secret');
+    expect(
+      processServerMessage(c, ctx(c, []), {
+        jsonrpc: '2.0',
+        method: 'notifications/message',
+        params: { data: 'secret' },
+      }),
+    ).toBeUndefined();
+  });
+
   test('invalid messages from the upstream are dropped', () => {
     const c = core(engine(allow));
     expect(processServerMessage(c, ctx(c, []), { jsonrpc: '1.0', id: 1, result: {} })).toBeUndefined();
