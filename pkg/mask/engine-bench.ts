@@ -11,7 +11,10 @@ import { v8LinearFallbackActive } from './patterns.js';
 const linearFlag = 'l';
 
 function typicalText(bytes: number): string {
-  const words = 'the cache eviction path regresses when the upstream returns a partial page and the retry loop reads a stale cursor'.split(' ');
+  const words =
+    'the cache eviction path regresses when the upstream returns a partial page and the retry loop reads a stale cursor'.split(
+      ' ',
+    );
   let s = '';
   for (let i = 0; s.length < bytes; i++) {
     s += `${words[(i * 7) % words.length]} `;
@@ -57,7 +60,10 @@ function main(): void {
     ['literal prefix', 'TCK-[0-9]{6}'],
     ['class then literal', '[a-z0-9-]+\\.corp\\.internal'],
   ];
-  const rows: string[] = ['| pattern | re2js MB/s | V8 + fallback MB/s | V8 `l` MB/s |', '| --- | ---: | ---: | ---: |'];
+  const rows: string[] = [
+    '| pattern | re2js MB/s | V8 + fallback MB/s | V8 `l` MB/s |',
+    '| --- | ---: | ---: | ---: |',
+  ];
   for (const [name, src] of patterns) {
     const re2 = RE2JS.compile(src);
     const v8 = new RegExp(src, 'g');
@@ -66,14 +72,20 @@ function main(): void {
     const b = time(() => countV8(v8, text));
     const c = time(() => countV8(lin, text));
     if (a.result !== b.result || b.result !== c.result) throw new Error(`${name}: engines disagree`);
-    rows.push(`| ${name} | ${(mb / (a.ms / 1000)).toFixed(0)} | ${(mb / (b.ms / 1000)).toFixed(0)} | ${(mb / (c.ms / 1000)).toFixed(0)} |`);
+    rows.push(
+      `| ${name} | ${(mb / (a.ms / 1000)).toFixed(0)} | ${(mb / (b.ms / 1000)).toFixed(0)} | ${(mb / (c.ms / 1000)).toFixed(0)} |`,
+    );
   }
   const hostile: Array<[string, string, string]> = [
     ['(a+)+$', '(a+)+$', `${'a'.repeat(100_000)}!`],
     ['(x+x+)+y', '(x+x+)+y', 'x'.repeat(100_000)],
     ['(a|aa)+b', '(a|aa)+b', 'a'.repeat(100_000)],
   ];
-  rows.push('', '| hostile pattern, 100 KB input | re2js ms | V8 + fallback ms | V8 `l` ms |', '| --- | ---: | ---: | ---: |');
+  rows.push(
+    '',
+    '| hostile pattern, 100 KB input | re2js ms | V8 + fallback ms | V8 `l` ms |',
+    '| --- | ---: | ---: | ---: |',
+  );
   for (const [name, src, input] of hostile) {
     const re2 = RE2JS.compile(src);
     const v8 = new RegExp(src, 'g');

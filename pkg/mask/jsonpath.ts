@@ -65,41 +65,44 @@ type Replace = (value: unknown) => unknown;
 
 /** Apply `replace` to every value `path` selects in `root`; returns `root` itself when nothing was selected. */
 export function applyJsonPath(root: unknown, path: CompiledPath, replace: Replace): unknown {
-  return applyFrom(root, path.segments, 0, replace);
+  return applyFrom(root, path.segments, 0, replace, 0);
 }
 
-function applyFrom(node: unknown, segs: Segment[], i: number, replace: Replace): unknown {
+/** `$..x` stops descending here; the masker replaces anything deeper than its own limit anyway. */
+const maxDescent = 512;
+
+function applyFrom(node: unknown, segs: Segment[], i: number, replace: Replace, depth: number): unknown {
   if (i === segs.length) return replace(node);
-  if (typeof node !== 'object' || node === null) return node;
+  if (typeof node !== 'object' || node === null || depth > maxDescent) return node;
   const seg = segs[i]!;
   switch (seg.kind) {
     case 'key': {
       if (Array.isArray(node) || !Object.hasOwn(node, seg.key)) return node;
       const obj = node as Record<string, unknown>;
-      const next = applyFrom(obj[seg.key], segs, i + 1, replace);
+      const next = applyFrom(obj[seg.key], segs, i + 1, replace, depth + 1);
       return next === obj[seg.key] ? node : { ...obj, [seg.key]: next };
     }
     case 'index': {
       if (!Array.isArray(node) || seg.index >= node.length) return node;
-      const next = applyFrom(node[seg.index], segs, i + 1, replace);
+      const next = applyFrom(node[seg.index], segs, i + 1, replace, depth + 1);
       if (next === node[seg.index]) return node;
       const copy = node.slice();
       copy[seg.index] = next;
       return copy;
     }
     case 'wildcard':
-      return mapChildren(node, (child) => applyFrom(child, segs, i + 1, replace));
+      return mapChildren(node, (child) => applyFrom(child, segs, i + 1, replace, depth + 1));
     case 'descend': {
       // `..key`: the key on this node, then the same search in every child.
       let current: unknown = node;
       if (seg.key === undefined) {
-        current = mapChildren(current, (child) => applyFrom(child, segs, i + 1, replace));
+        current = mapChildren(current, (child) => applyFrom(child, segs, i + 1, replace, depth + 1));
       } else if (!Array.isArray(current) && Object.hasOwn(current as object, seg.key)) {
         const obj = current as Record<string, unknown>;
-        const next = applyFrom(obj[seg.key], segs, i + 1, replace);
+        const next = applyFrom(obj[seg.key], segs, i + 1, replace, depth + 1);
         if (next !== obj[seg.key]) current = { ...obj, [seg.key]: next };
       }
-      return mapChildren(current, (child) => applyFrom(child, segs, i, replace));
+      return mapChildren(current, (child) => applyFrom(child, segs, i, replace, depth + 1));
     }
   }
 }

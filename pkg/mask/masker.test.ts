@@ -383,6 +383,35 @@ describe('createMasker', () => {
     expect(out).toContain('[masked:depth-limit]');
   });
 
+  it('masks object keys that hold findings, keeping order and distinct names', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'] }) }]);
+    const out = masker.maskMessage(
+      { structuredContent: { byUser: { 'bob@example.com': 1, id: 2, 'ann@example.com': 3 } } },
+      scope,
+    );
+    expect(out.value.structuredContent.byUser).toEqual({
+      'masked-email@masked.invalid': 1,
+      id: 2,
+      'masked-email@masked.invalid#2': 3,
+    });
+    expect(Object.keys(out.value.structuredContent.byUser)).toEqual([
+      'masked-email@masked.invalid',
+      'id',
+      'masked-email@masked.invalid#2',
+    ]);
+    expect(out.hits).toHaveLength(2);
+  });
+
+  it('survives 10 000 levels of nesting with a recursive-descent path and masks the deep value', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'], fields: ['$..pin'] }) }]);
+    let deep: unknown = { pin: '1234', mail: 'x bob@example.com' };
+    for (let i = 0; i < 10_000; i++) deep = [deep];
+    const out = masker.maskMessage({ deep }, scope);
+    const text = JSON.stringify(out.value);
+    expect(text).not.toContain('bob@example.com');
+    expect(text).not.toContain('1234');
+  });
+
   it('merges overlapping findings so no tail leaks', () => {
     const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['password-assignment', 'jwt'] }) }]);
     const jwt = `${Buffer.from('{"alg":"HS256"}').toString('base64url')}.${Buffer.from('{"a":1}').toString('base64url')}.sigsigsig`;

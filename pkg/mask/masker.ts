@@ -31,6 +31,10 @@ interface CompiledRule {
 interface Plan {
   /** Indexes into the rule list. */
   active: number[];
+  /** Shortest string any finder can match: shorter object keys are not scanned. */
+  minKeyLength: number;
+  /** Object keys already scanned without a finding (keys repeat in every record). Bounded. */
+  cleanKeys: Set<string>;
   finders: Array<{ finder: Finder; owner: number }>;
   keyOwner: number;
   fields: Array<{ path: CompiledPath; owner: number }>;
@@ -149,7 +153,14 @@ export function createMasker(
     const key = active.join(',');
     let plan = plans.get(key);
     if (plan !== undefined) return plan;
-    plan = { active, finders: [], keyOwner: -1, fields: [] };
+    plan = {
+      active,
+      minKeyLength: Number.POSITIVE_INFINITY,
+      cleanKeys: new Set(),
+      finders: [],
+      keyOwner: -1,
+      fields: [],
+    };
     const seen = new Set<Finder>();
     for (const i of active) {
       const rule = compiled[i]!;
@@ -158,6 +169,7 @@ export function createMasker(
         if (seen.has(finder)) continue;
         seen.add(finder);
         plan.finders.push({ finder, owner: i });
+        plan.minKeyLength = Math.min(plan.minKeyLength, finder.minLength);
       }
       if (rule.sensitiveKeys && plan.keyOwner === -1) plan.keyOwner = i;
       for (const path of rule.fields) plan.fields.push({ path, owner: i });
@@ -273,6 +285,7 @@ export function createMasker(
     }
     const obj = value as Record<string, unknown>;
     let copy: Record<string, unknown> | undefined;
+    let renames: Map<string, string> | undefined;
     const binary = obj['type'] === 'image' || obj['type'] === 'audio';
     for (const key in obj) {
       if (!Object.hasOwn(obj, key)) continue;
@@ -295,8 +308,27 @@ export function createMasker(
         copy ??= { ...obj };
         copy[key] = next;
       }
+      // Keys are data too (`{"bob@example.com": {...}}`).
+      if (key.length >= w.plan.minKeyLength && !w.plan.cleanKeys.has(key)) {
+        const masked = maskString(w, key);
+        if (masked !== key) (renames ??= new Map()).set(key, masked);
+        else if (key.length <= 128 && w.plan.cleanKeys.size < 10_000) w.plan.cleanKeys.add(key);
+      }
     }
-    return copy ?? obj;
+    const out = copy ?? obj;
+    return renames === undefined ? out : renameKeys(out, renames);
+  }
+
+  /** Rebuild an object whose keys held findings, in order; a masked key that collides gets `#2`, `#3`... */
+  function renameKeys(obj: Record<string, unknown>, renames: Map<string, string>): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(obj)) {
+      const masked = renames.get(key);
+      let name = masked ?? key;
+      for (let n = 2; masked !== undefined && Object.hasOwn(out, name); n++) name = `${masked}#${n}`;
+      out[name] = obj[key];
+    }
+    return out;
   }
 
   function maskPayload(w: Walk, payload: unknown): unknown {
