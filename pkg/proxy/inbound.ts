@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isWardenError } from '../errors.js';
+import { errorMessage, isWardenError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import type { Masker } from '../mask/types.js';
 import { decodeUtf8, readBody } from '../mcp/body.js';
 import {
   errorResponse,
@@ -190,13 +191,7 @@ export function decideAll(
     const msg = item.message;
     if (ctx.recorder) {
       // Recordings hold masked payloads only, in both directions.
-      record(
-        ctx,
-        'client-to-server',
-        masker
-          ? masker.maskMessage(msg, { method: (msg as { method?: string }).method ?? 'response' }).value
-          : msg,
-      );
+      record(ctx, 'client-to-server', masker ? maskedForRecording(core, masker, msg) : msg);
     }
     if (item.kind === 'request') {
       const req = msg as JsonRpcRequest;
@@ -224,6 +219,17 @@ export function decideAll(
     raw,
     firstMethod: batch ? 'batch' : (first.method ?? 'response'),
   };
+}
+
+function maskedForRecording(core: ProxyCore, masker: Masker, msg: ParsedItem['message']): unknown {
+  const m = msg as { jsonrpc: string; id?: unknown; method?: string };
+  try {
+    return masker.maskMessage(msg, { method: m.method ?? 'response' }).value;
+  } catch (err) {
+    // Unmaskable: record the envelope only, never the payload.
+    core.logger.error({ event: 'mask-failed', err: errorMessage(err) }, 'masking for the recording failed');
+    return { jsonrpc: m.jsonrpc, id: m.id, method: m.method };
+  }
 }
 
 export function refuse(
