@@ -155,7 +155,8 @@ export function approvalCrd(): Json {
       },
       {
         name: 'Expires',
-        type: 'date',
+        // A string, not a date: kubectl renders future dates as <invalid>.
+        type: 'string',
         jsonPath: '.spec.expiresAt',
         priority: 1,
         description: 'When the held call expires',
