@@ -218,7 +218,10 @@ else
     log "gateway $name at http://127.0.0.1:$gw_port -> $upstream (forwarder $(cat "$WORK/forwarder-$name.url"))"
   }
   if [ "$gateway_ok" = 1 ]; then
-    start_gateway v2025 "$UPSTREAM" && start_gateway v2026 "$UPSTREAM_2026" || gateway_ok=0
+    # Free ports are picked before the gateway binds them: on a busy machine another process may
+    # take one in between, so each gateway gets a second attempt on fresh ports.
+    start_gateway v2025 "$UPSTREAM" || start_gateway v2025 "$UPSTREAM" || gateway_ok=0
+    [ "$gateway_ok" = 1 ] && { start_gateway v2026 "$UPSTREAM_2026" || start_gateway v2026 "$UPSTREAM_2026" || gateway_ok=0; }
   fi
   if [ "$gateway_ok" = 1 ]; then
     for r in "${RUNS[@]}"; do
