@@ -311,8 +311,10 @@ export function createMasker(
       // Keys are data too (`{"bob@example.com": {...}}`).
       if (key.length >= w.plan.minKeyLength && !w.plan.cleanKeys.has(key)) {
         const masked = maskString(w, key);
-        if (masked !== key) (renames ??= new Map()).set(key, masked);
-        else if (key.length <= 128 && w.plan.cleanKeys.size < 10_000) w.plan.cleanKeys.add(key);
+        if (masked !== key) {
+          renames ??= new Map();
+          renames.set(key, masked);
+        } else if (key.length <= 128 && w.plan.cleanKeys.size < 10_000) w.plan.cleanKeys.add(key);
       }
     }
     const out = copy ?? obj;
