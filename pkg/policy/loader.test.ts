@@ -89,7 +89,7 @@ describe('loadPolicyPath', () => {
       ]),
     );
     expect(lines).toHaveLength(3);
-    expect((err.details?.['issues'] as unknown[]).length).toBe(3);
+    expect(err.details?.['issues']).toHaveLength(3);
   });
 
   test('duplicate policy names across files are refused', async () => {
