@@ -240,12 +240,23 @@ export function createStatusReporter(options: StatusReporterOptions): StatusRepo
       observedGeneration: obj.metadata.generation ?? 0,
       conditions: buildConditions(obj, nowIso),
     };
-    const current = {
-      observedGeneration: obj.status?.['observedGeneration'],
-      conditions: obj.status?.['conditions'],
-    };
-    const sharedKey = JSON.stringify(shared);
-    if (JSON.stringify(current) !== sharedKey && sharedWritten.get(name) !== sharedKey) {
+    // Compared without transition times: they only move when a status does.
+    const keyOf = (gen: unknown, conditions: unknown): string =>
+      JSON.stringify({
+        gen,
+        conditions: Array.isArray(conditions)
+          ? (conditions as Condition[]).map(({ type, status, reason, message, observedGeneration }) => ({
+              type,
+              status,
+              reason,
+              message,
+              observedGeneration,
+            }))
+          : conditions,
+      });
+    const sharedKey = keyOf(shared.observedGeneration, shared.conditions);
+    const currentKey = keyOf(obj.status?.['observedGeneration'], obj.status?.['conditions']);
+    if (currentKey !== sharedKey && sharedWritten.get(name) !== sharedKey) {
       // One manager shared by every sidecar, values identical across pods: never a conflict.
       await apply(
         name,

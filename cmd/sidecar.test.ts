@@ -1,0 +1,99 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isWardenError } from '../pkg/errors.js';
+import { parseConfig, parseLabelsFile, parseListen } from './sidecar.js';
+
+let dir: string;
+let labelsFile: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sidecar-config-'));
+  labelsFile = join(dir, 'labels');
+  await writeFile(labelsFile, 'app="github-mcp"\nmcpwarden.io/inject="true"\nquote="a\\"b"\n');
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const baseEnv = (): NodeJS.ProcessEnv => ({
+  MCP_WARDEN_POD_NAME: 'github-mcp-0',
+  MCP_WARDEN_POD_NAMESPACE: 'agents',
+  MCP_WARDEN_POD_UID: 'uid-1',
+  MCP_WARDEN_UPSTREAM: 'http://127.0.0.1:8080/mcp',
+  MCP_WARDEN_LISTEN: '0.0.0.0:15080',
+  MCP_WARDEN_ADMIN_LISTEN: '0.0.0.0:15090',
+  MCP_WARDEN_POD_LABELS_FILE: labelsFile,
+});
+
+function configError(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    if (isWardenError(err, 'ERR_CONFIG')) return err.message;
+    throw err;
+  }
+  throw new Error('expected ERR_CONFIG');
+}
+
+describe('sidecar configuration', () => {
+  test('reads the injector env; flags win', () => {
+    const c = parseConfig(['--listen', '127.0.0.1:0', '--upstream', 'http://127.0.0.1:9000/rpc'], baseEnv());
+    expect(c).toMatchObject({
+      podName: 'github-mcp-0',
+      namespace: 'agents',
+      podUid: 'uid-1',
+      upstream: 'http://127.0.0.1:9000/rpc',
+      mcpPath: '/rpc',
+      transport: 'streamable-http',
+      listen: { host: '127.0.0.1', port: 0 },
+      adminListen: { host: '0.0.0.0', port: 15090 },
+      podLabels: { app: 'github-mcp', 'mcpwarden.io/inject': 'true', quote: 'a"b' },
+      graceMs: 30_000,
+      statusIntervalMs: 5000,
+    });
+  });
+
+  test('labels from MCP_WARDEN_POD_LABELS (JSON) take precedence over the file', () => {
+    const c = parseConfig([], { ...baseEnv(), MCP_WARDEN_POD_LABELS: '{"app":"x"}' });
+    expect(c.podLabels).toEqual({ app: 'x' });
+    expect(configError(() => parseConfig([], { ...baseEnv(), MCP_WARDEN_POD_LABELS: '["app"]' }))).toMatch(
+      /JSON object of string labels/,
+    );
+  });
+
+  test('refuses to start without labels (fail closed), naming where it looked', () => {
+    const env = { ...baseEnv(), MCP_WARDEN_POD_LABELS_FILE: join(dir, 'missing') };
+    expect(configError(() => parseConfig([], env))).toMatch(/labels are unknown.*missing.*fail closed/);
+  });
+
+  test.each([
+    [{ MCP_WARDEN_POD_NAME: '' }, /MCP_WARDEN_POD_NAME is not set/],
+    [{ MCP_WARDEN_POD_NAMESPACE: undefined }, /MCP_WARDEN_POD_NAMESPACE is not set/],
+    [{ MCP_WARDEN_UPSTREAM: undefined }, /--upstream .* is required/],
+    [{ MCP_WARDEN_UPSTREAM: 'not a url' }, /is not a URL/],
+    [{ MCP_WARDEN_UPSTREAM: 'ftp://127.0.0.1/x' }, /must be http/],
+    [{ MCP_WARDEN_LISTEN: '15080' }, /--listen: "15080" is not host:port/],
+    [{ MCP_WARDEN_TRANSPORT: 'grpc' }, /--transport: "grpc"/],
+    [{ MCP_WARDEN_POLICY_GRACE_SECONDS: '-1' }, /--policy-grace/],
+    [{ MCP_WARDEN_STATUS_INTERVAL_SECONDS: 'soon' }, /--status-interval/],
+  ])('bad env %j → clear ERR_CONFIG', (patch, message) => {
+    expect(configError(() => parseConfig([], { ...baseEnv(), ...patch }))).toMatch(message);
+  });
+
+  test('unknown flags are refused', () => {
+    expect(configError(() => parseConfig(['--bogus'], baseEnv()))).toMatch(/bogus/);
+  });
+
+  test('listen addresses', () => {
+    expect(parseListen(':15080', 'x')).toEqual({ host: '0.0.0.0', port: 15080 });
+    expect(parseListen('[::1]:80', 'x')).toEqual({ host: '::1', port: 80 });
+    expect(() => parseListen('127.0.0.1:70000', 'x')).toThrow(/not host:port/);
+  });
+
+  test('the downward-API labels format', () => {
+    expect(parseLabelsFile('a="1"\n\nb="x=y"\n')).toEqual({ a: '1', b: 'x=y' });
+    expect(configError(() => parseLabelsFile('a=1'))).toMatch(/cannot parse line "a=1"/);
+  });
+});
