@@ -68,6 +68,50 @@ describe('createMasker', () => {
     expect(response.result.contents[0]!.text).toBe('to bob@example.com');
   });
 
+  it('masks prompts/get messages, tasks/result, elicitation requests and resource contents', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['credit-card', 'email'] }) }]);
+    const card = '4111 1111 1111 1111';
+    const prompt = {
+      jsonrpc: '2.0',
+      id: 1,
+      result: { messages: [{ role: 'user', content: { type: 'text', text: `refund ${card}` } }] },
+    };
+    expect(masker.maskMessage(prompt, { method: 'prompts/get' }).value.result.messages[0]!.content.text).toBe(
+      'refund [masked:credit-card]',
+    );
+    const task = {
+      jsonrpc: '2.0',
+      id: 2,
+      result: { content: [{ type: 'text', text: `paid ${card}` }], structuredContent: { card } },
+    };
+    const t = masker.maskMessage(task, { method: 'tasks/result' }).value.result;
+    expect(t).toEqual({
+      content: [{ type: 'text', text: 'paid [masked:credit-card]' }],
+      structuredContent: { card: '[masked:credit-card]' },
+    });
+    const elicit = {
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'elicitation/create',
+      params: {
+        message: `Confirm the charge to ${card}?`,
+        requestedSchema: { type: 'object', properties: {} },
+      },
+    };
+    expect(masker.maskMessage(elicit, { method: 'elicitation/create' }).value.params.message).toBe(
+      'Confirm the charge to [masked:credit-card]?',
+    );
+    const read = {
+      jsonrpc: '2.0',
+      id: 4,
+      result: { contents: [{ uri: 'file:///a.csv', mimeType: 'text/csv', text: `name,card\nann,${card}` }] },
+    };
+    expect(
+      masker.maskMessage(read, { method: 'resources/read', resource: 'file:///a.csv' }).value.result
+        .contents[0]!.text,
+    ).toBe('name,card\nann,[masked:credit-card]');
+  });
+
   it('masks each message of a batch', () => {
     const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'] }) }]);
     const batch = [
@@ -356,7 +400,7 @@ describe('createMasker', () => {
       });
     }
 
-    it('keeps (x+x+)+y and nested alternations linear inside a masker', () => {
+    it('keeps (a+)+$, (x+x+)+y and nested alternations linear inside a masker', () => {
       const masker = createMasker([
         {
           policy: 'p',
@@ -364,13 +408,22 @@ describe('createMasker', () => {
             patterns: [
               { name: 'x', regex: '(x+x+)+y' },
               { name: 'alt', regex: '(a|aa)+b' },
+              { name: 'evil', regex: '(a+)+$' },
             ],
           }),
         },
       ]);
       const start = performance.now();
-      masker.maskMessage({ a: 'x'.repeat(100_000), b: 'a'.repeat(100_000) }, scope);
+      const out = masker.maskMessage(
+        { a: 'x'.repeat(100_000), b: `${'a'.repeat(100_000)}!`, c: 'xaaa' },
+        scope,
+      );
       expect(performance.now() - start).toBeLessThan(1000);
+      expect(out.value).toEqual({
+        a: 'x'.repeat(100_000),
+        b: `${'a'.repeat(100_000)}!`,
+        c: 'x[masked:evil]',
+      });
     });
   });
 
