@@ -243,19 +243,20 @@ describe('createStatusReporter', () => {
       });
     }
     await reporter.flush();
-    const own = (name: string) =>
-      patches
+    const own = (name: string): Record<string, unknown> => {
+      const found = patches
         .filter((p) => p.fieldManager === 'mcp-warden-sidecar.mcp-0' && p.path.endsWith(`/${name}/status`))
         .at(-1);
-    expect((own('a')?.body.status['pods'] as Array<{ denied: number }>)[0]?.denied).toBe(1);
-    expect((own('b')?.body.status['pods'] as Array<{ denied: number }>)[0]?.denied).toBe(1);
+      if (found === undefined) throw new Error(`no write for ${name}`);
+      return found.body.status;
+    };
+    expect((own('a')['pods'] as Array<{ denied: number }>)[0]?.denied).toBe(1);
+    expect((own('b')['pods'] as Array<{ denied: number }>)[0]?.denied).toBe(1);
     // 4 pods on policy a → 5 recordings each; alone on policy b → its 8.
-    expect(
-      (own('a')?.body.status['recordings'] as { recent: Array<{ session: string }> }).recent.map(
-        (r) => r.session,
-      ),
-    ).toEqual(['s3', 's4', 's5', 's6', 's7']);
-    expect((own('b')?.body.status['recordings'] as { recent: unknown[] }).recent).toHaveLength(8);
+    const recentOf = (name: string) =>
+      (own(name)['recordings'] as { recent: Array<{ session: string }> }).recent;
+    expect(recentOf('a').map((r) => r.session)).toEqual(['s3', 's4', 's5', 's6', 's7']);
+    expect(recentOf('b')).toHaveLength(8);
     await reporter.close();
   });
 
