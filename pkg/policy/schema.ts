@@ -194,6 +194,7 @@ export const MatchSchema = Obj(
       Type.Array(
         Str('A JSON-RPC method or a glob (e.g. tools/call, resources/*).', { minLength: 1, maxLength: 128 }),
         {
+          minItems: 1,
           maxItems: 32,
           description:
             'JSON-RPC methods the rule covers (globs allowed). Default: tools/call when `tools` is set, resources/read|subscribe|unsubscribe when `resources` is set, prompts/get when `prompts` is set; every decided method when none of them is set. initialize, ping and notifications are never decided; list methods are filtered instead.',
@@ -207,6 +208,7 @@ export const MatchSchema = Obj(
           maxLength: 256,
         }),
         {
+          minItems: 1,
           maxItems: 128,
           description:
             'Tool name globs (tools/call). A call without a tool name does not match a rule that lists tools.',
@@ -220,6 +222,7 @@ export const MatchSchema = Obj(
           maxLength: 1024,
         }),
         {
+          minItems: 1,
           maxItems: 128,
           description: 'Resource URI globs (resources/read, resources/subscribe, resources/unsubscribe).',
         },
@@ -229,6 +232,7 @@ export const MatchSchema = Obj(
       Type.Array(
         Str('A prompt name glob: `*` any characters, `?` one character.', { minLength: 1, maxLength: 256 }),
         {
+          minItems: 1,
           maxItems: 128,
           description: 'Prompt name globs (prompts/get).',
         },

@@ -195,3 +195,9 @@ test('toFieldPath', () => {
   );
   expect(toFieldPath('')).toBe('');
 });
+
+test('empty match lists are refused (a rule with tools: [] could never apply)', () => {
+  expect(validatePolicy(base([{ ...ok, match: { tools: [] } }]))).toEqual([
+    { path: 'spec.rules[0].match.tools', message: 'must have at least 1 item' },
+  ]);
+});
