@@ -102,7 +102,7 @@ async function fetchTools(
           typeof ann === 'object' && ann !== null && !Array.isArray(ann)
             ? (ann as Record<string, unknown>)
             : undefined;
-        core.learnTool(tool['name'], annotations);
+        core.learnTool(tool['name'], annotations, tool['inputSchema']);
         if (session && annotations) session.toolAnnotations.set(tool['name'], annotations);
       }
     }

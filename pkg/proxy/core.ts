@@ -11,6 +11,7 @@ import type { PolicyEngine } from '../policy/decision.js';
 import type { MaskingRule } from '../policy/schema.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyOptions } from './options.js';
+import { type ParamHeader, paramDeclarations } from './params.js';
 import type { Session, TransportKind } from './session.js';
 import { Upstream } from './upstream.js';
 
@@ -83,6 +84,8 @@ export class ProxyCore {
   readonly pod: string;
   /** Tool names learnt from upstream tools/list results (bounded metric labels). */
   readonly knownTools = new Set<string>();
+  /** `Mcp-Param-*` header declarations per tool (2026-07-28 `x-mcp-header`), from tools/list. */
+  readonly toolParamHeaders = new Map<string, ParamHeader[]>();
   /** Latest annotations per tool, across sessions (used before a session listed its tools). */
   readonly toolAnnotations = new Map<string, Record<string, unknown>>();
   publicUrl: string | undefined;
@@ -138,8 +141,16 @@ export class ProxyCore {
     return masker ?? undefined;
   }
 
-  learnTool(name: string, annotations: Record<string, unknown> | undefined): void {
+  learnTool(name: string, annotations: Record<string, unknown> | undefined, inputSchema?: unknown): void {
     if (this.knownTools.size < MAX_KNOWN_TOOLS) this.knownTools.add(name);
+    if (
+      inputSchema !== undefined &&
+      (this.toolParamHeaders.size < MAX_KNOWN_TOOLS || this.toolParamHeaders.has(name))
+    ) {
+      const decls = paramDeclarations(inputSchema);
+      if (decls.length > 0) this.toolParamHeaders.set(name, decls);
+      else this.toolParamHeaders.delete(name);
+    }
     if (annotations) {
       if (this.toolAnnotations.size >= MAX_KNOWN_TOOLS && !this.toolAnnotations.has(name)) return;
       this.toolAnnotations.set(name, annotations);

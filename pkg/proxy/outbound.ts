@@ -225,7 +225,7 @@ function filterList(
       const tool = asObject(t);
       if (!tool || typeof tool['name'] !== 'string') continue;
       const ann = asObject(tool['annotations']);
-      core.learnTool(tool['name'], ann);
+      core.learnTool(tool['name'], ann, tool['inputSchema']);
       if (ctx.session && ann) ctx.session.toolAnnotations.set(tool['name'], ann);
     }
   }

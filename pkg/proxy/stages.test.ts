@@ -8,6 +8,7 @@ import { ProxyCore } from './core.js';
 import { callContext, decideRequest, denialResponse, isDecided } from './decide.js';
 import { headerMismatch } from './inbound.js';
 import { type OutboundContext, processServerMessage } from './outbound.js';
+import { paramDeclarations } from './params.js';
 
 const identity: Identity = {
   principal: 'tid/oid',
@@ -289,4 +290,20 @@ describe('outbound stage', () => {
     const c = core(engine(allow));
     expect(processServerMessage(c, ctx(c, []), { jsonrpc: '1.0', id: 1, result: {} })).toBeUndefined();
   });
+});
+
+test('x-mcp-header declarations are collected through properties chains only', () => {
+  const schema = {
+    type: 'object',
+    properties: {
+      region: { type: 'string', 'x-mcp-header': 'Region' },
+      target: { type: 'object', properties: { env: { type: 'string', 'x-mcp-header': 'Env' } } },
+      list: { type: 'array', items: { type: 'object', properties: { x: { 'x-mcp-header': 'X' } } } },
+    },
+  };
+  expect(paramDeclarations(schema)).toEqual([
+    { name: 'region', path: ['region'] },
+    { name: 'env', path: ['target', 'env'] },
+  ]);
+  expect(paramDeclarations(undefined)).toEqual([]);
 });

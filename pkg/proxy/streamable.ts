@@ -1,7 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage, isWardenError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import { idKey, type JsonRpcId, type JsonRpcResponse, RpcCodes } from '../mcp/jsonrpc.js';
+import {
+  idKey,
+  type JsonRpcId,
+  type JsonRpcRequest,
+  type JsonRpcResponse,
+  RpcCodes,
+} from '../mcp/jsonrpc.js';
 import { allowsBatches, isStatelessVersion } from '../mcp/version.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
@@ -10,6 +16,7 @@ import { methodLabel, type ProxyCore } from './core.js';
 import { header, sendJson, sendRpcError } from './http.js';
 import { decideAll, headerMismatch, readMessages, refuse } from './inbound.js';
 import { lostResponse, type OutboundContext, processServerMessage } from './outbound.js';
+import { paramHeaderMismatch } from './params.js';
 import { relaySse } from './relay.js';
 import type { RequestInfo, Session } from './session.js';
 import {
@@ -127,6 +134,14 @@ export async function handlePost(
     return;
   }
   await ensureToolAnnotations(core, session, got.items, req.headers, version);
+  if (got.items.length === 1 && got.items[0]!.kind === 'request') {
+    const req1 = got.items[0]!.message as JsonRpcRequest;
+    const bad = paramHeaderMismatch(core, req, req1);
+    if (bad) {
+      refuse(res, 400, req1.id, `Bad Request: ${bad}`, RpcCodes.headerMismatch);
+      return;
+    }
+  }
   // Exchanges without a session are recorded per principal and UTC hour.
   let recorder: SessionRecorder | undefined = session?.recorder;
   if (!session && !got.items.some((i) => (i.message as { method?: string }).method === 'initialize')) {

@@ -25,7 +25,12 @@ function engine(mode: 'enforce' | 'audit' = 'enforce') {
     mode,
     issuers: [{ issuer: issuer.v2Issuer, audiences: [AUDIENCE] }],
     rules: [
-      { name: 'read', methods: ['tools/call'], tools: ['get_*', 'run_query', 'ask_name'], action: 'allow' },
+      {
+        name: 'read',
+        methods: ['tools/call'],
+        tools: ['get_*', 'run_query', 'ask_name', 'deploy'],
+        action: 'allow',
+      },
       {
         name: 'no-delete',
         methods: ['tools/call'],
@@ -109,7 +114,7 @@ describe('2026-07-28 with the v2 SDK', () => {
 
   test('tools/list filtered', async () => {
     const r = await client.listTools();
-    expect(r.tools.map((t) => t.name).sort()).toEqual(['ask_name', 'get_weather', 'run_query']);
+    expect(r.tools.map((t) => t.name).sort()).toEqual(['ask_name', 'deploy', 'get_weather', 'run_query']);
   });
 
   test('argument condition', async () => {
@@ -131,6 +136,12 @@ describe('2026-07-28 with the v2 SDK', () => {
     } finally {
       source.set(engine());
     }
+  });
+
+  test('Mcp-Param-* headers the SDK derives from x-mcp-header pass when they agree', async () => {
+    const r = await client.callTool({ name: 'deploy', arguments: { region: 'eu-west' } });
+    expect(r.content).toEqual([{ type: 'text', text: 'deployed to eu-west' }]);
+    expect(upstream.stats.headers.at(-1)?.['mcp-param-region']).toBe('eu-west');
   });
 
   test('no Authorization header reached the upstream; Mcp-Method/Mcp-Name did', () => {
@@ -193,6 +204,35 @@ describe('header/body agreement (raw HTTP)', () => {
     expect(body.id).toBe(9);
     expect(body.error.code).toBe(-32020); // HeaderMismatch, as a 2026 server answers
     expect(body.error.message).toMatch(message);
+    expect(upstream.stats.requests).toBe(before);
+  });
+
+  test('Mcp-Param-Region disagreeing with the region argument → 400 -32020, nothing forwarded', async () => {
+    const before = upstream.stats.requests;
+    const res = await fetch(`${url}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'deploy',
+        'mcp-param-region': 'us-east',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 9,
+        method: 'tools/call',
+        params: { name: 'deploy', arguments: { region: 'eu-west' }, _meta: meta },
+      }),
+    });
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: number; message: string } };
+    expect(body.error).toMatchObject({
+      code: -32020,
+      message: expect.stringContaining('Mcp-Param-region header does not match'),
+    });
     expect(upstream.stats.requests).toBe(before);
   });
 

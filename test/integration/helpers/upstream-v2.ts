@@ -75,6 +75,19 @@ function buildServer(): McpServer {
     text(`ran: ${(args as { query: string }).query}`)) as never);
   reg(
     server,
+    'deploy',
+    {
+      description: 'Deploys to a region mirrored into the Mcp-Param-Region header',
+      inputSchema: fromJsonSchema({
+        type: 'object',
+        properties: { region: { type: 'string', 'x-mcp-header': 'Region' } },
+        required: ['region'],
+      } as Parameters<typeof fromJsonSchema>[0]),
+    },
+    (async (args: unknown) => text(`deployed to ${(args as { region: string }).region}`)) as never,
+  );
+  reg(
+    server,
     'ask_name',
     {
       description: 'Asks the user for their name (input_required)',
