@@ -96,7 +96,7 @@ export function createCA(options: { commonName: string; lifetimeMs: number; now?
   cert.serialNumber = serialNumber();
   validity(cert, now, options.lifetimeMs);
   // A unique CN per CA keeps old and new CAs apart in the bundle and in logs.
-  const attrs = [{ name: 'commonName', value: `${options.commonName}@${Math.floor(now.getTime() / 1000)}` }];
+  const attrs = [{ name: 'commonName', value: `${options.commonName}-${Math.floor(now.getTime() / 1000)}` }];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);
   cert.setExtensions([

@@ -86,9 +86,15 @@ beforeAll(async () => {
   await applyDocs(cluster, [
     {
       apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'pod-author', namespace: NS },
+      rules: [{ apiGroups: [''], resources: ['pods'], verbs: ['create'] }],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
       kind: 'RoleBinding',
       metadata: { name: 'dev-edit', namespace: NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'edit' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'pod-author' },
       subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'developers' }],
     },
   ]);
@@ -146,7 +152,7 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
   let created = 0;
   const failures: string[] = [];
   const deadline = Date.now() + 90_000;
-  while (Date.now() < deadline && !(switchedToNewCa && servingSeen.size >= 4)) {
+  while (Date.now() < deadline && failures.length < 5 && !(switchedToNewCa && servingSeen.size >= 4)) {
     const name = `rot-${created}`;
     try {
       const pod = await dev.client.request<{ spec: { initContainers?: Array<{ name: string }> } }>(
