@@ -63,23 +63,24 @@ export class SseParser {
       if (text.charCodeAt(start) === 10) start++;
     }
     const len = text.length;
-    let i = start;
-    while (i < len) {
-      const c = text.charCodeAt(i);
-      if (c === 10 || c === 13) {
-        const line = this.#partial.length > 0 ? this.#partial + text.slice(start, i) : text.slice(start, i);
-        this.#partial = '';
-        if (c === 13) {
-          if (i + 1 < len) {
-            if (text.charCodeAt(i + 1) === 10) i++;
-          } else this.#skipLf = true;
-        }
-        this.#line(line, out);
-        i++;
-        start = i;
-        continue;
+    // Line ends are found with indexOf (native, vectorised), not a charCodeAt loop: on a 64 KiB
+    // data line the loop cost ~0.5 ms per event, the first item of the gateway's CPU profile.
+    let lf = text.indexOf('\n', start);
+    let cr = text.indexOf('\r', start);
+    while (lf !== -1 || cr !== -1) {
+      const i = lf === -1 ? cr : cr === -1 ? lf : lf < cr ? lf : cr;
+      const line = this.#partial.length > 0 ? this.#partial + text.slice(start, i) : text.slice(start, i);
+      this.#partial = '';
+      let next = i + 1;
+      if (i === cr) {
+        if (next < len) {
+          if (text.charCodeAt(next) === 10) next++;
+        } else this.#skipLf = true;
       }
-      i++;
+      this.#line(line, out);
+      start = next;
+      if (lf !== -1 && lf < start) lf = text.indexOf('\n', start);
+      if (cr !== -1 && cr < start) cr = text.indexOf('\r', start);
     }
     if (start < len) {
       this.#partial += text.slice(start);
