@@ -68,7 +68,7 @@ export class SseParser {
     let lf = text.indexOf('\n', start);
     let cr = text.indexOf('\r', start);
     while (lf !== -1 || cr !== -1) {
-      const i = lf === -1 ? cr : cr === -1 ? lf : lf < cr ? lf : cr;
+      const i = lf === -1 ? cr : cr === -1 ? lf : Math.min(lf, cr);
       const line = this.#partial.length > 0 ? this.#partial + text.slice(start, i) : text.slice(start, i);
       this.#partial = '';
       let next = i + 1;
