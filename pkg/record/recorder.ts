@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { errorMessage, WardenError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
-import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sha256Hex, TERMINAL } from './format.js';
+import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sealLineHashed, sha256Hex, TERMINAL } from './format.js';
 import type { RecordEvent, Recorder, RecordingHeader, RecordingSummary, SessionRecorder } from './types.js';
 
 export interface RecorderOptions {
@@ -144,7 +144,7 @@ class SessionWriter implements SessionRecorder {
 
   private append(fields: Record<string, unknown>): void {
     // Serialize first: a payload that cannot be serialized must not leave a gap in the chain.
-    const line = sealLine({
+    const { line, hash } = sealLineHashed({
       seq: this.seq + 1,
       prev: this.lastHash,
       ts: new Date().toISOString(),
@@ -153,7 +153,7 @@ class SessionWriter implements SessionRecorder {
     });
     this.seq++;
     this.lastLine = line;
-    this.lastHash = sha256Hex(line);
+    this.lastHash = hash;
     if (this.stream !== undefined) {
       try {
         this.stream.write(`${line}\n`);
