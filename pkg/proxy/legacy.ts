@@ -10,8 +10,8 @@ import { sendRpcError } from './http.js';
 import { decideAll, readMessages } from './inbound.js';
 import type { OutboundContext } from './outbound.js';
 import { relaySse } from './relay.js';
+import { upstreamFailed } from './respond.js';
 import type { Session } from './session.js';
-import { upstreamFailed } from './streamable.js';
 import { readUpstreamBody, type UpstreamResponse, upstreamHeaders } from './upstream.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorMessage, isWardenError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import {
   idKey,
@@ -15,16 +15,11 @@ import { ensureToolAnnotations } from './annotations.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { header, sendJson, sendRpcError } from './http.js';
 import { decideAll, headerMismatch, readMessages, refuse } from './inbound.js';
-import { lostResponse, type OutboundContext, processServerMessage } from './outbound.js';
+import type { OutboundContext } from './outbound.js';
 import { paramHeaderMismatch } from './params.js';
-import { relaySse } from './relay.js';
+import { copyResponseHeaders, deliver, deliverStream, isJson, upstreamFailed } from './respond.js';
 import type { RequestInfo, Session } from './session.js';
-import {
-  FORWARD_RESPONSE_HEADERS,
-  readUpstreamBody,
-  type UpstreamResponse,
-  upstreamHeaders,
-} from './upstream.js';
+import { type UpstreamResponse, upstreamHeaders } from './upstream.js';
 
 /**
  * Streamable HTTP (2025-03-26, 2025-06-18, 2025-11-25) and the stateless 2026-07-28 transport:
@@ -61,23 +56,6 @@ export function resolveSession(
 
 function upstreamPath(core: ProxyCore): string {
   return core.upstream.url.pathname + core.upstream.url.search;
-}
-
-function copyResponseHeaders(up: UpstreamResponse, res: ServerResponse): void {
-  for (const name of FORWARD_RESPONSE_HEADERS) {
-    const v = up.headers[name];
-    if (typeof v === 'string') res.setHeader(name, v);
-  }
-}
-
-function isSse(up: UpstreamResponse): boolean {
-  const ct = up.headers['content-type'];
-  return typeof ct === 'string' && ct.toLowerCase().startsWith('text/event-stream');
-}
-
-function isJson(up: UpstreamResponse): boolean {
-  const ct = up.headers['content-type'];
-  return typeof ct === 'string' && ct.toLowerCase().startsWith('application/json');
 }
 
 /** A function that POSTs the proxy's answer to a blocked server→client request upstream. */
@@ -239,143 +217,6 @@ function recordInto(recorder: SessionRecorder | undefined, engine: PolicyEngine,
   } else recorder.record({ type: 'message', direction: 'client-to-server', message });
 }
 
-/** Send the upstream's answer to the client: 202 passes, JSON is processed whole, SSE streamed. */
-async function deliver(
-  core: ProxyCore,
-  ctx: OutboundContext,
-  up: UpstreamResponse,
-  res: ServerResponse,
-  refused: JsonRpcResponse[],
-  requestIds: JsonRpcId[],
-  batch: boolean,
-): Promise<void> {
-  if (up.status >= 200 && up.status < 300 && isSse(up)) {
-    copyResponseHeaders(up, res);
-    res.statusCode = 200;
-    res.setHeader('content-type', 'text/event-stream');
-    res.setHeader('cache-control', 'no-cache');
-    res.setHeader('x-accel-buffering', 'no');
-    res.flushHeaders();
-    await relaySse(core, ctx, up, res, { prelude: refused, ownIds: requestIds });
-    return;
-  }
-  if (
-    up.status === 202 ||
-    up.status === 204 ||
-    (up.status >= 200 && up.status < 300 && requestIds.length === 0)
-  ) {
-    await up.body.text().catch(() => '');
-    if (refused.length > 0) {
-      copyResponseHeaders(up, res);
-      sendJson(res, 200, batch ? refused : refused[0]);
-    } else {
-      copyResponseHeaders(up, res);
-      res.statusCode = 202;
-      res.removeHeader('content-type');
-      res.end();
-    }
-    return;
-  }
-  let raw: Buffer;
-  try {
-    raw = await readUpstreamBody(up.body, core.maxUpstreamBody);
-  } catch (err) {
-    upstreamFailed(core, res, err, batch ? null : (requestIds[0] ?? null));
-    return;
-  }
-  if (up.status < 200 || up.status >= 300) {
-    // Upstream refused (400 bad session, 404 expired session, 405, 5xx): pass its answer on,
-    // but only as JSON we understand.
-    copyResponseHeaders(up, res);
-    const text = raw.toString('utf8');
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = {
-        jsonrpc: '2.0',
-        id: null,
-        error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${up.status}` },
-      };
-    }
-    for (const id of requestIds) ctx.pending.delete(idKey(id));
-    sendJson(res, up.status, body);
-    return;
-  }
-  if (!isJson(up)) {
-    for (const id of requestIds) ctx.pending.delete(idKey(id));
-    sendRpcError(
-      res,
-      502,
-      batch ? null : (requestIds[0] ?? null),
-      RpcCodes.upstreamError,
-      `Upstream error: unexpected content type "${String(up.headers['content-type'])}"`,
-      { code: 'ERR_UPSTREAM' },
-    );
-    return;
-  }
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
-  } catch {
-    for (const id of requestIds) ctx.pending.delete(idKey(id));
-    sendRpcError(
-      res,
-      502,
-      batch ? null : (requestIds[0] ?? null),
-      RpcCodes.upstreamError,
-      'Upstream error: the upstream answered with invalid JSON',
-      { code: 'ERR_UPSTREAM' },
-    );
-    return;
-  }
-  const out: unknown[] = [];
-  const values = Array.isArray(value) ? value : [value];
-  // Nothing filtered, masked or added: the upstream's bytes go out as they came (no re-serialization).
-  let unchanged = Array.isArray(value) === batch;
-  for (const v of values) {
-    const m = processServerMessage(core, ctx, v);
-    if (m) out.push(m);
-    if (m !== v) unchanged = false;
-  }
-  for (const id of requestIds) {
-    const key = idKey(id);
-    if (ctx.pending.has(key)) {
-      ctx.pending.delete(key);
-      out.push(lostResponse(id, 'the upstream did not answer this request'));
-      unchanged = false;
-    }
-  }
-  if (refused.length > 0) {
-    out.push(...refused);
-    unchanged = false;
-  }
-  copyResponseHeaders(up, res);
-  if (unchanged) {
-    res.statusCode = 200;
-    res.setHeader('content-type', 'application/json');
-    res.setHeader('content-length', raw.length);
-    res.end(raw);
-    return;
-  }
-  sendJson(res, 200, batch || out.length !== 1 ? out : out[0]);
-}
-
-export function upstreamFailed(
-  core: ProxyCore,
-  res: ServerResponse,
-  err: unknown,
-  id: JsonRpcId | null,
-): void {
-  const message = isWardenError(err) ? err.message : `Upstream MCP server failed: ${errorMessage(err)}`;
-  const timeout = isWardenError(err) && err.details?.['timeout'] === true;
-  core.logger.warn({ event: 'upstream-failed', err: message }, 'upstream request failed');
-  core.events.emit('upstream-error', { message });
-  sendRpcError(res, timeout ? 504 : 502, id, RpcCodes.upstreamError, `Upstream error: ${message}`, {
-    code: 'ERR_UPSTREAM',
-  });
-}
-
 export async function handleGet(
   core: ProxyCore,
   req: IncomingMessage,
@@ -420,43 +261,6 @@ export async function handleGet(
     }
   }
   observe(core, 'GET', started, 0n);
-}
-
-async function deliverStream(
-  core: ProxyCore,
-  ctx: OutboundContext,
-  up: UpstreamResponse,
-  res: ServerResponse,
-): Promise<void> {
-  if (up.status === 200 && isSse(up)) {
-    copyResponseHeaders(up, res);
-    res.statusCode = 200;
-    res.setHeader('content-type', 'text/event-stream');
-    res.setHeader('cache-control', 'no-cache');
-    res.setHeader('x-accel-buffering', 'no');
-    res.flushHeaders();
-    await relaySse(core, ctx, up, res);
-    return;
-  }
-  // 405 (no server stream), 400, 404...: pass the status on with a JSON body.
-  let text = '';
-  try {
-    text = (await readUpstreamBody(up.body, 64 * 1024)).toString('utf8');
-  } catch {
-    text = '';
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = {
-      jsonrpc: '2.0',
-      id: null,
-      error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${up.status}` },
-    };
-  }
-  const allow = up.headers['allow'];
-  sendJson(res, up.status === 200 ? 502 : up.status, body, typeof allow === 'string' ? { allow } : undefined);
 }
 
 export async function handleDelete(
