@@ -8,7 +8,7 @@ import { errorMessage } from '../pkg/errors.js';
 import type { Logger } from '../pkg/log.js';
 import { type CertStore, readCertSecret } from './certs.js';
 import type { KubeApi } from './kube.js';
-import { certInfo } from './tls.js';
+import { certInfo, keyMatches } from './tls.js';
 
 /**
  * Where the serving certificate comes from, and the HTTPS server that hot-reloads it.
@@ -47,10 +47,14 @@ function pollingSource(load: () => Promise<ServingCert | undefined>, options: So
     inflight ??= (async () => {
       try {
         const next = await load();
-        if (
+        const changed =
           next !== undefined &&
-          (current === undefined || next.cert !== current.cert || next.key !== current.key)
-        ) {
+          (current === undefined || next.cert !== current.cert || next.key !== current.key);
+        // A pair caught mid-update (new key, old certificate) is skipped: the next poll sees both.
+        if (changed && !keyMatches(next.cert, next.key)) {
+          throw new Error('certificate and key do not match (caught mid-update?)');
+        }
+        if (changed) {
           current = next;
           options.onChange?.(next);
           events.emit('change', next);

@@ -1,0 +1,73 @@
+import { isWardenError } from '../pkg/errors.js';
+import { parseWebhookArgs, servingNames } from './webhook.js';
+
+function configError(argv: string[], env: NodeJS.ProcessEnv = { POD_NAMESPACE: 'mcp-warden' }): string {
+  try {
+    parseWebhookArgs(argv, env);
+  } catch (err) {
+    if (isWardenError(err, 'ERR_CONFIG')) return err.message.split('\n')[0] ?? '';
+    throw err;
+  }
+  throw new Error('expected ERR_CONFIG');
+}
+
+test('defaults: ports, names, resources, native sidecars auto, namespace from the environment', () => {
+  const c = parseWebhookArgs([], { POD_NAMESPACE: 'mcp-warden', POD_NAME: 'wh-0' });
+  expect(c.listen).toEqual({ host: '0.0.0.0', port: 8443 });
+  expect(c.adminListen).toEqual({ host: '0.0.0.0', port: 9090 });
+  expect(c.namespace).toBe('mcp-warden');
+  expect(c.identity).toBe('wh-0');
+  expect(c.secretName).toBe('mcp-warden-webhook-tls');
+  expect(c.webhookConfigName).toBe('mcp-warden');
+  expect(c.nativeSidecars).toBe('auto');
+  expect(c.certDir).toBeUndefined();
+  expect(c.injector.resources).toEqual({ cpuRequest: '50m', memoryRequest: '64Mi', memoryLimit: '256Mi' });
+  expect(c.injector.webhookNamespace).toBe('mcp-warden');
+  expect(c.rotation.rotateAt).toBeCloseTo(2 / 3);
+});
+
+test('flags override, durations parse, none clears a limit', () => {
+  const c = parseWebhookArgs(
+    [
+      '--listen=127.0.0.1:9443',
+      '--namespace',
+      'sys',
+      '--native-sidecars',
+      'false',
+      '--cert-dir',
+      '/tls',
+      '--ca-lifetime',
+      '36s',
+      '--sidecar-memory-limit',
+      'none',
+      '--sidecar-cpu-limit',
+      '500m',
+      '--cert-names',
+      '127.0.0.1, localhost',
+    ],
+    {},
+  );
+  expect(c.listen).toEqual({ host: '127.0.0.1', port: 9443 });
+  expect(c.nativeSidecars).toBe(false);
+  expect(c.certDir).toBe('/tls');
+  expect(c.rotation.caLifetimeMs).toBe(36_000);
+  expect(c.injector.resources).toEqual({ cpuRequest: '50m', memoryRequest: '64Mi', cpuLimit: '500m' });
+  expect(servingNames({ ...c, serviceName: 'wh' })).toEqual([
+    'wh.sys.svc',
+    'wh.sys.svc.cluster.local',
+    'wh.sys',
+    'wh',
+    '127.0.0.1',
+    'localhost',
+  ]);
+});
+
+test('bad input gets a clear ERR_CONFIG naming the flag', () => {
+  expect(configError([], {})).toMatch(/--namespace/);
+  expect(configError(['--listen', 'nope'])).toMatch(/--listen: "nope" is not host:port/);
+  expect(configError(['--native-sidecars', 'maybe'])).toMatch(/--native-sidecars/);
+  expect(configError(['--ca-lifetime', 'forever'])).toMatch(/--ca-lifetime: "forever" is not a duration/);
+  expect(configError(['--sidecar-cpu-request', 'lots'])).toMatch(/--sidecar-cpu-request/);
+  expect(configError(['--sidecar-pull-policy', 'Sometimes'])).toMatch(/--sidecar-pull-policy/);
+  expect(configError(['--bogus'])).toMatch(/bogus/);
+});
