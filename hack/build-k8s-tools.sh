@@ -40,7 +40,6 @@ export GOMODCACHE="${GOPATH}/pkg/mod"
 export GOFLAGS="-mod=mod -buildvcs=false"
 export CGO_ENABLED=0
 export GOTOOLCHAIN=local
-export GOPROXY="${GOPROXY:-https://proxy.golang.org}"
 
 # stamp_ok NAME VERSION: the binary exists, runs, and was built from VERSION by this script.
 stamp_ok() {
