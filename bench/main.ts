@@ -138,6 +138,52 @@ async function microBench(
   return JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
 }
 
+/** The gateway with parts switched off, each against a fresh upstream: what each part costs. */
+async function ablation(
+  work: string,
+  duration: number,
+  warmup: number,
+  connections: number,
+  log: (m: string) => void,
+): Promise<NonNullable<BenchReport['ablation']>> {
+  const { startWarden } = await import('./warden.js');
+  const variants: Array<{ name: string; variant: import('./policy.js').PolicyVariant }> = [
+    { name: 'full enforcement (50 rules, masking, recording)', variant: {} },
+    { name: 'without recording', variant: { recording: false } },
+    { name: 'without masking', variant: { masking: false } },
+    { name: '1 rule instead of 50', variant: { minimalRules: true } },
+    { name: 'token check + 1 rule only', variant: { recording: false, masking: false, minimalRules: true } },
+  ];
+  const out: NonNullable<BenchReport['ablation']> = [];
+  for (const v of variants) {
+    const upstream = start(node, [join(distBench, 'upstream.js'), '--port', '0'], { cpus: SERVER_CPU });
+    const upUrl = (JSON.parse(await firstLine(upstream)) as { url: string }).url;
+    const w = await startWarden({
+      upstreamUrl: upUrl,
+      work,
+      cpus: SERVER_CPU,
+      profile: false,
+      log,
+      variant: v.variant,
+    });
+    try {
+      for (const scenario of ['small', 'large'] as const) {
+        log(`ablation: ${v.name}, ${scenario}`);
+        const px0 = await cpuMs(w.target.pid as number);
+        const result = await load(w.target, scenario, 'saturate', { duration, warmup, connections });
+        const proxyUs = Math.round(
+          (((await cpuMs(w.target.pid as number)) - px0) * 1000) / Math.max(1, result.completed),
+        );
+        out.push({ variant: v.name, scenario, rps: result.rps, proxyUs, errors: result.errors });
+      }
+    } finally {
+      await w.target.stop();
+      await stop(upstream);
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<number> {
   const duration = envNum('BENCH_DURATION', 10);
   const warmup = envNum('BENCH_WARMUP', 2);
@@ -239,6 +285,9 @@ async function main(): Promise<number> {
     for (const t of targets)
       await t.stop().catch((err: unknown) => log(`stopping ${t.mode}: ${String(err)}`));
     await stop(upstream);
+  }
+  if (process.env.BENCH_ABLATION === '1' && modes.includes('warden')) {
+    report.ablation = await ablation(work, duration, warmup, connections, log);
   }
   if (report.warden?.profileDir !== undefined) {
     const { summariseProfiles } = await import('./profile.js');

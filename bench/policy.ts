@@ -24,7 +24,18 @@ const toolGlobs = [
   'run_workflow',
 ];
 
-export function benchPolicy(issuer: string): {
+/** Parts of full enforcement that can be switched off, to see what each one costs (BENCH_ABLATION=1). */
+export interface PolicyVariant {
+  masking?: boolean;
+  recording?: boolean;
+  /** Only the one rule the bench caller needs instead of 50. */
+  minimalRules?: boolean;
+}
+
+export function benchPolicy(
+  issuer: string,
+  variant: PolicyVariant = {},
+): {
   doc: Record<string, unknown>;
   rules: number;
   detectors: string[];
@@ -111,7 +122,8 @@ export function benchPolicy(issuer: string): {
     if (i % 3 === 0) match.when = `has(args.owner) && args.owner == "team-${i}"`;
     rules.push({ name: `team-${i}-tools`, subjects, match, action: 'allow' });
   }
-  const detectors = [...Detectors];
+  const detectors = variant.masking === false ? [] : [...Detectors];
+  const kept = variant.minimalRules === true ? rules.slice(0, 1) : rules;
   const doc = {
     apiVersion: 'mcpwarden.io/v1alpha1',
     kind: 'MCPPolicy',
@@ -120,23 +132,26 @@ export function benchPolicy(issuer: string): {
       podSelector: {},
       mode: 'enforce',
       identity: { issuers: [{ issuer, audiences: [BENCH_AUDIENCE] }] },
-      rules,
-      masking: [
-        {
-          name: 'pii-and-secrets',
-          detectors,
-          patterns: [
-            { name: 'ticket', regex: 'TCK-[0-9]{6}' },
-            { name: 'internal-host', regex: '[a-z0-9-]+\\.corp\\.internal' },
-          ],
-          fields: ['$.structuredContent.customer.ssn', '$..password'],
-          replacement: '[masked:{name}]',
-        },
-      ],
-      recording: { enabled: true, payloads: 'masked' },
+      rules: kept,
+      masking:
+        variant.masking === false
+          ? []
+          : [
+              {
+                name: 'pii-and-secrets',
+                detectors,
+                patterns: [
+                  { name: 'ticket', regex: 'TCK-[0-9]{6}' },
+                  { name: 'internal-host', regex: '[a-z0-9-]+\\.corp\\.internal' },
+                ],
+                fields: ['$.structuredContent.customer.ssn', '$..password'],
+                replacement: '[masked:{name}]',
+              },
+            ],
+      recording: { enabled: variant.recording !== false, payloads: 'masked' },
     },
   };
-  return { doc, rules: rules.length, detectors };
+  return { doc, rules: kept.length, detectors };
 }
 
 export function benchPolicyYaml(issuer: string): string {

@@ -79,6 +79,8 @@ export interface BenchReport {
   rssLoadPeakKiB?: number;
   rssAfterKiB?: number;
   profile?: ProfileSummary;
+  /** BENCH_ABLATION=1: the gateway with parts of the enforcement switched off. */
+  ablation?: Array<{ variant: string; scenario: Scenario; rps: number; proxyUs: number; errors: number }>;
   mask?: MaskBenchResult | Record<string, unknown>;
   webhook?: WebhookBenchResult | Record<string, unknown>;
   notes: string[];
@@ -289,6 +291,25 @@ export function renderReport(r: BenchReport): string {
     out.push(`| added | ${f(wh.with.p50 - wh.without.p50)} | ${f(wh.with.p99 - wh.without.p99)} | |`, '');
   } else {
     out.push(wh?.pending ?? 'pending: not measured in this run', '');
+  }
+
+  if (r.ablation !== undefined && r.ablation.length > 0) {
+    out.push('## What each part of the enforcement costs (gateway CPU µs per request at saturation)', '');
+    const scen = [...new Set(r.ablation.map((a) => a.scenario))];
+    out.push(
+      `| gateway configuration | ${scen.map((s) => scenarioNames[s]).join(' | ')} |`,
+      `| --- | ${scen.map(() => '---').join(' | ')} |`,
+    );
+    for (const v of [...new Set(r.ablation.map((a) => a.variant))]) {
+      const cells = scen.map((s) => {
+        const a = r.ablation?.find((x) => x.variant === v && x.scenario === s);
+        return a === undefined
+          ? 'n/a'
+          : `${a.proxyUs} µs (${Math.round(a.rps)} req/s${a.errors > 0 ? `, ${a.errors} errors` : ''})`;
+      });
+      out.push(`| ${v} | ${cells.join(' | ')} |`);
+    }
+    out.push('');
   }
 
   if (r.profile !== undefined) {

@@ -8,7 +8,7 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDevIssuer } from '../pkg/identity/dev-issuer.js';
-import { BENCH_AUDIENCE, BENCH_GROUP, BENCH_OID, benchPolicy } from './policy.js';
+import { BENCH_AUDIENCE, BENCH_GROUP, BENCH_OID, benchPolicy, type PolicyVariant } from './policy.js';
 import { freePort, start, stop, waitHttp } from './proc.js';
 import type { WardenDetails } from './report.js';
 import type { Target } from './target.js';
@@ -22,6 +22,8 @@ export interface WardenOptions {
   /** Run the gateway under `node --cpu-prof`; profiles land in bench/results/raw/. */
   profile: boolean;
   log: (m: string) => void;
+  /** Switch parts of the enforcement off (ablation runs); default: everything on. */
+  variant?: PolicyVariant;
 }
 
 export async function startWarden(o: WardenOptions): Promise<{ target: Target; details: WardenDetails }> {
@@ -35,7 +37,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
     upn: 'bench@example.com',
     expiresInSec: 3600,
   });
-  const policy = benchPolicy(dev.v2Issuer);
+  const policy = benchPolicy(dev.v2Issuer, o.variant);
   const policyPath = join(o.work, 'policy.yaml');
   const { stringify } = await import('yaml');
   await writeFile(policyPath, stringify(policy.doc));
@@ -83,7 +85,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
   }
   o.log(`mcp-warden gateway pid ${gateway.pid} on 127.0.0.1:${port}`);
   const details: WardenDetails = {
-    describe: `${real ? 'mcp-warden gateway' : 'bench/inproc-gateway.ts (cmd/gateway.ts not built: same library pipeline)'}: bearer token from the dev issuer (RS256, JWKS cached), ${policy.rules}-rule policy, masking (${policy.detectors.length} detectors + 2 patterns + 2 JSON paths), recording to a temp dir${o.profile ? ', under node --cpu-prof' : ''}`,
+    describe: `${real ? 'mcp-warden gateway' : 'bench/inproc-gateway.ts (cmd/gateway.ts not built: same library pipeline)'}: bearer token from the dev issuer (RS256, JWKS cached), ${policy.rules}-rule policy, ${policy.detectors.length > 0 ? `masking (${policy.detectors.length} detectors + 2 patterns + 2 JSON paths)` : 'no masking'}, ${o.variant?.recording === false ? 'no recording' : 'recording to a temp dir'}${o.profile ? ', under node --cpu-prof' : ''}`,
     policyRules: policy.rules,
     detectors: policy.detectors,
     recordingDir: recordings,
