@@ -455,6 +455,20 @@ describe('createMasker', () => {
     expect(out.hits).toHaveLength(2);
   });
 
+  it('never renames MCP member names, even when a user pattern matches them', () => {
+    const masker = createMasker([
+      { policy: 'p', rule: rule({ patterns: [{ name: 'word', regex: '[a-z]{4,}' }] }) },
+    ]);
+    const out = masker.maskMessage(
+      { content: [{ type: 'text', text: 'hello' }], structuredContent: { label: 'x' } },
+      scope,
+    );
+    expect(out.value).toEqual({
+      content: [{ type: '[masked:word]', text: '[masked:word]' }],
+      structuredContent: { '[masked:word]': 'x' },
+    });
+  });
+
   it('survives 10 000 levels of nesting with a recursive-descent path and masks the deep value', () => {
     const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'], fields: ['$..pin'] }) }]);
     let deep: unknown = { pin: '1234', mail: 'x bob@example.com' };

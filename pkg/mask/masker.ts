@@ -119,6 +119,66 @@ function applies(rule: CompiledRule, scope: MaskScope): boolean {
   return rule.resources !== undefined && scope.resource !== undefined && rule.resources(scope.resource);
 }
 
+/**
+ * Member names of MCP messages themselves: never renamed, even when a user pattern matches one,
+ * so a result keeps its shape (`content`, `structuredContent`, `text`...). Their values are masked.
+ */
+const protocolKeys: ReadonlySet<string> = new Set([
+  'content',
+  'structuredContent',
+  'type',
+  'text',
+  'uri',
+  'mimeType',
+  'blob',
+  'data',
+  'resource',
+  'isError',
+  '_meta',
+  'messages',
+  'role',
+  'contents',
+  'name',
+  'title',
+  'description',
+  'annotations',
+  'level',
+  'logger',
+  'progress',
+  'progressToken',
+  'total',
+  'message',
+  'nextCursor',
+  'tools',
+  'resources',
+  'resourceTemplates',
+  'prompts',
+  'arguments',
+  'inputSchema',
+  'outputSchema',
+  'model',
+  'stopReason',
+  'maxTokens',
+  'systemPrompt',
+  'requestedSchema',
+  'action',
+  'task',
+  'taskId',
+  'status',
+  'code',
+  'error',
+  'result',
+  'params',
+  'method',
+  'id',
+  'jsonrpc',
+  'size',
+  'icons',
+  'properties',
+  'required',
+  'items',
+]);
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -309,7 +369,7 @@ export function createMasker(
         copy[key] = next;
       }
       // Keys are data too (`{"bob@example.com": {...}}`).
-      if (key.length >= w.plan.minKeyLength && !w.plan.cleanKeys.has(key)) {
+      if (key.length >= w.plan.minKeyLength && !w.plan.cleanKeys.has(key) && !protocolKeys.has(key)) {
         const masked = maskString(w, key);
         if (masked !== key) {
           renames ??= new Map();

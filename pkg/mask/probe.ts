@@ -108,18 +108,12 @@ export function requiredLiteral(regex: string): string | undefined {
   let best = '';
   let run = '';
   let depth = 0;
-  let inClass = false;
   const end = (): void => {
     if (run.length > best.length) best = run;
     run = '';
   };
   for (let i = 0; i < regex.length; i++) {
     const c = regex[i]!;
-    if (inClass) {
-      if (c === '\\') i++;
-      else if (c === ']') inClass = false;
-      continue;
-    }
     if (c === '\\') {
       const next = regex[i + 1];
       i++;
@@ -130,8 +124,17 @@ export function requiredLiteral(regex: string): string | undefined {
       continue;
     }
     if (c === '[') {
-      inClass = true;
+      // A class: `]` right after `[` or `[^` is a member, not the end; POSIX classes give up.
       end();
+      let j = i + 1;
+      if (regex[j] === '^') j++;
+      if (regex[j] === ']') j++;
+      for (; j < regex.length && regex[j] !== ']'; j++) {
+        if (regex[j] === '\\') j++;
+        else if (regex[j] === '[' && regex[j + 1] === ':') return undefined;
+      }
+      if (j >= regex.length) return undefined;
+      i = j;
       continue;
     }
     if (c === '(') {
@@ -150,7 +153,15 @@ export function requiredLiteral(regex: string): string | undefined {
       continue;
     }
     if (depth > 0) continue;
-    if ('.^$*+?{}'.includes(c)) {
+    if (c === '{') {
+      // A repetition count ({4,}): its digits are not literals.
+      const close = regex.indexOf('}', i);
+      end();
+      if (close === -1) return undefined;
+      i = close;
+      continue;
+    }
+    if ('.^$*+?}'.includes(c)) {
       end();
       continue;
     }
