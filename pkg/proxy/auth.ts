@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isWardenError } from '../errors.js';
+import { type ErrorCode, isWardenError, WardenError } from '../errors.js';
+import { authChallenge, failureReason, wwwAuthenticateHeader } from '../identity/index.js';
 import type { Identity } from '../identity/types.js';
 import { RpcCodes } from '../mcp/jsonrpc.js';
 import type { PolicyEngine } from '../policy/decision.js';
@@ -24,17 +25,6 @@ export function baseUrl(core: ProxyCore, req: IncomingMessage): string {
   return `http://${host}`;
 }
 
-function quote(s: string): string {
-  return s.replace(/[\\"]/g, (c) => `\\${c}`);
-}
-
-export function wwwAuthenticate(metadataUrl: string, error?: { error: string; description: string }): string {
-  let v = `Bearer resource_metadata="${quote(metadataUrl)}"`;
-  if (error)
-    v += `, error="${error.error}", error_description="${quote(error.description.replace(/[^\x20-\x7e]/g, ' '))}"`;
-  return v;
-}
-
 /** Verify the caller; answers the request itself and returns undefined on failure. */
 export async function authenticate(
   core: ProxyCore,
@@ -45,46 +35,47 @@ export async function authenticate(
   const raw = req.headers.authorization;
   const match = raw === undefined ? null : BEARER.exec(raw);
   if (!match) {
+    // Refused before the authenticator sees anything, so counted here.
     const missing = raw === undefined;
-    fail(
-      core,
-      req,
-      res,
+    const err = new WardenError(
       missing ? 'ERR_AUTH_MISSING' : 'ERR_AUTH_INVALID',
       missing
         ? 'Authentication required: send "Authorization: Bearer <token>"'
         : 'Malformed Authorization header: expected "Bearer <token>"',
     );
+    core.metrics.authFailures.inc({ reason: failureReason(err.code) });
+    fail(core, req, res, err);
     return undefined;
   }
   try {
     return await core.options.authenticator.authenticate(match[1]!, engine.trustedIssuers());
   } catch (err) {
-    const code = isWardenError(err) ? err.code : 'ERR_AUTH_INVALID';
-    const message = isWardenError(err) ? err.message : 'Token verification failed';
-    fail(core, req, res, code, message);
+    // The authenticator counts its own failures (auth_failures_total{reason}).
+    fail(core, req, res, err);
     return undefined;
   }
 }
 
-function fail(
-  core: ProxyCore,
-  req: IncomingMessage,
-  res: ServerResponse,
-  code: string,
-  message: string,
-): void {
-  const reason = code.startsWith('ERR_AUTH_') ? code.slice(9).toLowerCase() : 'invalid';
-  core.metrics.authFailures.inc({ reason });
-  core.logger.info({ event: 'auth-failed', reason, path: req.url?.split('?')[0] }, 'authentication failed');
-  const status = code === 'ERR_AUTH_FORBIDDEN' ? 403 : code === 'ERR_AUTH_ISSUER_UNAVAILABLE' ? 503 : 401;
-  const meta = resourceMetadataUrl(core, req);
-  const header =
-    code === 'ERR_AUTH_MISSING'
-      ? wwwAuthenticate(meta)
-      : wwwAuthenticate(meta, {
-          error: status === 403 ? 'insufficient_scope' : 'invalid_token',
-          description: message,
-        });
-  sendRpcError(res, status, null, RpcCodes.unauthorized, message, { code }, { 'www-authenticate': header });
+function fail(core: ProxyCore, req: IncomingMessage, res: ServerResponse, err: unknown): void {
+  const challenge = authChallenge(err);
+  const code = isWardenError(err) ? err.code : 'ERR_AUTH_INVALID';
+  core.logger.info(
+    { event: 'auth-failed', reason: failureReason(code as ErrorCode), path: req.url?.split('?')[0] },
+    'authentication failed',
+  );
+  const header = wwwAuthenticateHeader(
+    resourceMetadataUrl(core, req),
+    challenge.error === undefined
+      ? undefined
+      : { error: challenge.error, description: challenge.description },
+  );
+  sendRpcError(
+    res,
+    challenge.status,
+    null,
+    RpcCodes.unauthorized,
+    challenge.description,
+    { code },
+    { 'www-authenticate': header },
+  );
 }

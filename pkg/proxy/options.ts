@@ -21,6 +21,7 @@ export interface ProxyOptions {
   /** Full URL of the upstream's legacy SSE endpoint (default: upstream origin + `legacySsePaths.sse`). */
   upstreamSse?: string;
   policySource: PolicySource;
+  /** Verifies tokens; give it the same `metrics` (it counts verification failures itself). */
   authenticator: Authenticator;
   metrics: Metrics;
   recorder?: Recorder;

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorMessage } from '../errors.js';
+import { protectedResourceMetadata } from '../identity/index.js';
 import { RpcCodes } from '../mcp/jsonrpc.js';
 import { authenticate, baseUrl } from './auth.js';
 import { ProxyCore } from './core.js';
@@ -79,12 +80,7 @@ export function createProxy(options: ProxyOptions): WardenProxy {
       }
       const engine = core.engine();
       const issuers = engine ? engine.trustedIssuers() : [];
-      sendJson(res, 200, {
-        resource: `${baseUrl(core, req)}${core.mcpPath}`,
-        authorization_servers: [...new Set(issuers.map((i) => i.issuer))],
-        bearer_methods_supported: ['header'],
-        resource_name: 'mcp-warden',
-      });
+      sendJson(res, 200, protectedResourceMetadata(`${baseUrl(core, req)}${core.mcpPath}`, issuers));
       return;
     }
     const isMcp = path === core.mcpPath;

@@ -37,7 +37,8 @@ export async function startHarness(
   const proxy = createProxy({
     upstream: upstream.mcpUrl,
     policySource: makeSource(trusted),
-    authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+    // Wired as the gateway does: the authenticator counts its own failures.
+    authenticator: createAuthenticator({ allowInsecureLoopback: true, metrics }),
     metrics,
     podName: 'test',
     ...extra,
