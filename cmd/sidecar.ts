@@ -26,7 +26,8 @@
  *
  * SIGTERM/SIGINT: stop accepting, write the last status, close recordings, exit 0.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, type FSWatcher, readFileSync, watch } from 'node:fs';
+import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ErrorCodes, errorMessage, isWardenError, WardenError } from '../pkg/errors.js';
 import { createAuthenticator } from '../pkg/identity/index.js';
@@ -41,7 +42,7 @@ import {
   createServiceAccountIssuer,
   withServiceAccountIssuer,
 } from '../pkg/kube/sa-issuer.js';
-import { createLogger } from '../pkg/log.js';
+import { createLogger, type Logger } from '../pkg/log.js';
 import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { compilePolicies, KubernetesDefaultIssuer, type PolicyDocument } from '../pkg/policy/index.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
@@ -61,6 +62,8 @@ export interface SidecarConfig {
   adminListen: { host: string; port: number };
   recordingsDir: string | undefined;
   podLabels: Record<string, string>;
+  /** The downward-API labels file, when labels come from one (watched: pods can be relabelled). */
+  podLabelsFile: string | undefined;
   graceMs: number;
   statusIntervalMs: number;
   kubeconfig: string | undefined;
@@ -101,7 +104,7 @@ export function parseLabelsFile(text: string): Record<string, string> {
   return labels;
 }
 
-function readLabels(env: NodeJS.ProcessEnv): Record<string, string> {
+function readLabels(env: NodeJS.ProcessEnv): { labels: Record<string, string>; file: string | undefined } {
   const json = env['MCP_WARDEN_POD_LABELS'];
   if (json !== undefined && json !== '') {
     let parsed: unknown;
@@ -118,7 +121,7 @@ function readLabels(env: NodeJS.ProcessEnv): Record<string, string> {
     ) {
       throw configError('MCP_WARDEN_POD_LABELS must be a JSON object of string labels');
     }
-    return parsed as Record<string, string>;
+    return { labels: parsed as Record<string, string>, file: undefined };
   }
   const file =
     env['MCP_WARDEN_POD_LABELS_FILE'] || `${env['MCP_WARDEN_FS_PREFIX'] ?? ''}${SERVICE_ACCOUNT_DIR}/labels`;
@@ -127,7 +130,40 @@ function readLabels(env: NodeJS.ProcessEnv): Record<string, string> {
       `the pod's labels are unknown, so no MCPPolicy podSelector can be evaluated: mount the downward-API labels at ${file} or set MCP_WARDEN_POD_LABELS (refusing to start: fail closed)`,
     );
   }
-  return parseLabelsFile(readFileSync(file, 'utf8'));
+  return { labels: parseLabelsFile(readFileSync(file, 'utf8')), file };
+}
+
+/**
+ * Follow the downward-API labels file (the kubelet swaps it atomically through a symlink, so the
+ * directory is watched). Unparseable content keeps the last labels.
+ */
+function watchLabels(
+  file: string,
+  onLabels: (labels: Record<string, string>) => void,
+  logger: Logger,
+): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const reread = (): void => {
+    if (timer !== undefined) clearTimeout(timer);
+    timer = setTimeout(() => {
+      try {
+        onLabels(parseLabelsFile(readFileSync(file, 'utf8')));
+      } catch (err) {
+        logger.warn({ err: errorMessage(err) }, 'cannot re-read the pod labels; keeping the last ones');
+      }
+    }, 100);
+  };
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(dirname(file), reread);
+    watcher.on('error', (err) => logger.warn({ err: errorMessage(err) }, 'pod labels watch failed'));
+  } catch (err) {
+    logger.warn({ err: errorMessage(err) }, 'cannot watch the pod labels file; relabelling needs a restart');
+  }
+  return () => {
+    watcher?.close();
+    if (timer !== undefined) clearTimeout(timer);
+  };
 }
 
 function seconds(value: string | undefined, what: string, fallback: number): number {
@@ -182,6 +218,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
     throw configError(`--transport: "${transport}" is not streamable-http or sse`);
   const mcpPath = values['mcp-path'] ?? env['MCP_WARDEN_MCP_PATH'] ?? (upstreamUrl.pathname || '/mcp');
   if (!mcpPath.startsWith('/')) throw configError(`--mcp-path: "${mcpPath}" must start with /`);
+  const labels = readLabels(env);
   return {
     podName,
     namespace,
@@ -196,7 +233,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
       '--admin-listen',
     ),
     recordingsDir: values['recordings'] ?? (env['MCP_WARDEN_RECORDINGS_DIR'] || undefined),
-    podLabels: readLabels(env),
+    podLabels: labels.labels,
+    podLabelsFile: labels.file,
     graceMs: seconds(values['policy-grace'] ?? env['MCP_WARDEN_POLICY_GRACE_SECONDS'], '--policy-grace', 30),
     statusIntervalMs: seconds(
       values['status-interval'] ?? env['MCP_WARDEN_STATUS_INTERVAL_SECONDS'],
@@ -246,6 +284,10 @@ export async function run(argv: string[]): Promise<number> {
     logger,
   });
   const stopObjects = kubeSource.onObjects(() => reporter.policiesChanged());
+  const stopLabels =
+    config.podLabelsFile === undefined
+      ? () => undefined
+      : watchLabels(config.podLabelsFile, (l) => kubeSource.setPodLabels(l), logger);
   const recorder =
     config.recordingsDir === undefined
       ? undefined
@@ -292,6 +334,7 @@ export async function run(argv: string[]): Promise<number> {
     logger.error({ err: errorMessage(err) }, 'sidecar failed to start');
     detach();
     stopObjects();
+    stopLabels();
     saIssuer.close();
     await Promise.allSettled([
       proxy.close(),
@@ -318,6 +361,7 @@ export async function run(argv: string[]): Promise<number> {
   await proxy.close();
   detach();
   stopObjects();
+  stopLabels();
   saIssuer.close();
   // The last counts reach the status before the pod goes away.
   const results = await Promise.allSettled([reporter.close(), recorder?.close(), admin.close()]);

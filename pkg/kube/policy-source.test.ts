@@ -245,4 +245,27 @@ describe('createKubePolicySource watch handling', () => {
     expect(source.current()).toBeUndefined();
     await source.close();
   });
+
+  test('relabelling the pod reselects the policies', async () => {
+    lists.push(
+      listOf('10', [
+        policy('for-x', 1, '5', { matchLabels: { app: 'x' } }),
+        policy('for-y', 1, '6', { matchLabels: { app: 'y' } }),
+      ]),
+    );
+    const source = createKubePolicySource({
+      client: client(),
+      namespace: 'agents',
+      podLabels: { app: 'x' },
+      compile,
+    });
+    const c = changes(source);
+    await c.until((n) => n !== undefined);
+    expect(names(source.current())).toEqual(['for-x@1']);
+    source.setPodLabels({ app: 'x' }); // unchanged: nothing happens
+    source.setPodLabels({ app: 'y' });
+    expect(names(source.current())).toEqual(['for-y@1']);
+    expect(c.seen).toEqual([['for-x@1'], ['for-y@1']]);
+    await source.close();
+  });
 });

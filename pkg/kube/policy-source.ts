@@ -53,6 +53,8 @@ export interface KubePolicySource extends PolicySource {
   compileError(): string | undefined;
   /** Resolves after the first successful list (whatever it contained); rejects never. */
   readonly synced: Promise<void>;
+  /** The pod was relabelled (downward-API labels file changed): reselect and recompile. */
+  setPodLabels(labels: Record<string, string>): void;
   /** Listeners for any change of the selected objects, including status-only changes. */
   onObjects(listener: (objects: PolicyObject[]) => void): () => void;
 }
@@ -73,7 +75,8 @@ function isGone(err: unknown): boolean {
  * source.current()?.decide(ctx);
  */
 export function createKubePolicySource(options: KubePolicySourceOptions): KubePolicySource {
-  const { client, namespace, podLabels, compile, logger } = options;
+  const { client, namespace, compile, logger } = options;
+  let podLabels: Record<string, string> = { ...options.podLabels };
   const graceMs = options.gracePeriodMs ?? 30_000;
   const initialBackoff = options.backoff?.initialMs ?? 250;
   const maxBackoff = options.backoff?.maxMs ?? 10_000;
@@ -320,6 +323,17 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
     },
     selected: selectedNow,
     compileError: () => lastCompileError,
+    setPodLabels(labels) {
+      const same =
+        Object.keys(labels).length === Object.keys(podLabels).length &&
+        Object.entries(labels).every(([k, v]) => podLabels[k] === v);
+      if (same) return;
+      podLabels = { ...labels };
+      logger?.info({ labels: Object.keys(podLabels).length }, 'pod labels changed; reselecting policies');
+      // The compile key covers the selected set; labels can change the engine for the same set too.
+      engineKey = undefined;
+      if (engine !== undefined || objects.size > 0) refresh();
+    },
     synced,
     async close() {
       closed = true;

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -31,6 +31,7 @@ let mcpUrl: string;
 let adminUrl: string;
 let plannerToken: string;
 let intruderToken: string;
+let saDir: string;
 
 function policyDoc(rules: unknown[]): string {
   return JSON.stringify({
@@ -113,8 +114,11 @@ async function mcpClient(token: string | undefined): Promise<{ client: Client; e
   return {
     client,
     async end() {
-      await transport.terminateSession();
-      await client.close();
+      try {
+        await transport.terminateSession();
+      } finally {
+        await client.close();
+      }
     },
   };
 }
@@ -208,7 +212,7 @@ beforeAll(async () => {
     ?.serviceAccountToken?.expirationSeconds;
   const mount = container.volumeMounts?.find((m) => m.name === 'mcp-warden-token')?.mountPath ?? '';
   const fsPrefix = join(workDir, 'root');
-  const saDir = join(fsPrefix, mount);
+  saDir = join(fsPrefix, mount);
   await mkdir(saDir, { recursive: true });
   const podToken = await cluster.serviceAccountToken(NS, fieldValue('spec.serviceAccountName'), {
     ...(expirationSeconds === undefined ? {} : { expirationSeconds }),
@@ -272,6 +276,7 @@ beforeAll(async () => {
 }, 180_000);
 
 afterAll(async () => {
+  if (process.env['E2E_DUMP_SIDECAR_LOG']) await writeFile(process.env['E2E_DUMP_SIDECAR_LOG'], sidecarLog);
   if (sidecar && sidecar.exitCode === null) {
     sidecar.kill('SIGKILL');
     await once(sidecar, 'exit');
@@ -353,6 +358,36 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
       const ok = await client.callTool({ name: 'delete_repo', arguments: { name: 'warden' } });
       expect(ok.content).toEqual([{ type: 'text', text: 'deleted warden' }]);
       expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      await end();
+    }
+  });
+
+  test('relabelling the pod (the downward-API labels file changes) reselects its policies', async () => {
+    const labelsFile = join(saDir, 'labels');
+    const original = await readFile(labelsFile, 'utf8');
+    const { client, end } = await mcpClient(plannerToken);
+    try {
+      expect(
+        (await client.callTool({ name: 'get_weather', arguments: { city: 'Oslo' } })).isError,
+      ).toBeFalsy();
+      // No policy selects app=other: no issuer is trusted any more, every request is refused (401).
+      const relabelled = logLine(sidecar, 'pod labels changed; reselecting policies');
+      await kubectlOk(['label', 'pod', POD, '-n', NS, '--overwrite', 'app=other']);
+      await writeFile(labelsFile, original.replace('app="github-mcp"', 'app="other"'));
+      await relabelled;
+      const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
+      expect((await callError(client, 'get_weather', { city: 'Oslo' }))?.message).toMatch(
+        /401|Unauthorized/i,
+      );
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls);
+      const restored = logLine(sidecar, 'pod labels changed; reselecting policies');
+      await kubectlOk(['label', 'pod', POD, '-n', NS, '--overwrite', 'app=github-mcp']);
+      await writeFile(labelsFile, original);
+      await restored;
+      expect(
+        (await client.callTool({ name: 'get_weather', arguments: { city: 'Oslo' } })).isError,
+      ).toBeFalsy();
     } finally {
       await end();
     }

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,11 +9,13 @@ import {
   type ClusterUser,
   helmTemplate,
   REPO_ROOT,
+  requireTools,
   startCluster,
   waitForObject,
 } from './harness.js';
 import {
   applyDocs,
+  CHART,
   freePort,
   renderChart,
   startWebhookProcess,
@@ -505,5 +509,113 @@ describe('status pass and metrics', () => {
     expect(await can(['get', 'secrets', '-n', NS])).toBe('no');
     expect(await can(['update', 'mutatingwebhookconfigurations/other'])).toBe('no');
     expect(await can(['update', 'mcppolicies.mcpwarden.io', '-n', NS])).toBe('no');
+  });
+});
+
+describe('helm chart', () => {
+  async function helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+    const child = spawn(requireTools(true).helm, args, {
+      env: { PATH: process.env['PATH'] ?? '', HOME: workDir },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c;
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+    const [code] = (await once(child, 'close')) as [number | null];
+    return { code: code ?? -1, stdout, stderr };
+  }
+
+  test('helm lint passes', async () => {
+    const r = await helm(['lint', CHART]);
+    expect(r.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+    expect(r.code).toBe(0);
+  });
+
+  test('the full render (CRDs included) is accepted by the API server (server-side dry run)', async () => {
+    const r = await helm([
+      'template',
+      'rel',
+      CHART,
+      '-n',
+      WEBHOOK_NS,
+      '--include-crds',
+      '--set',
+      'sidecarRBAC.namespaces[0].name=agents',
+      '--set',
+      'sidecarRBAC.namespaces[0].allServiceAccounts=true',
+    ]);
+    expect(r.code).toBe(0);
+    const kinds = [...r.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
+    expect(kinds).toEqual([
+      'ClusterRole',
+      'ClusterRoleBinding',
+      'CustomResourceDefinition',
+      'CustomResourceDefinition',
+      'Deployment',
+      'MutatingWebhookConfiguration',
+      'PodDisruptionBudget',
+      'Role',
+      'Role',
+      'RoleBinding',
+      'RoleBinding',
+      'Service',
+      'ServiceAccount',
+      'ValidatingWebhookConfiguration',
+    ]);
+    const dry = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], {
+      input: r.stdout,
+    });
+    expect(dry.stderr).toBe('');
+    expect(dry.code).toBe(0);
+  });
+
+  test('webhook configuration: fail closed, short timeout, selectors, reinvocation, dry-run aware', async () => {
+    const [mutating] = await renderChart(['templates/webhooks.yaml'], workDir);
+    const inject = ((mutating ?? {})['webhooks'] as Array<Record<string, unknown>>)[0]!;
+    expect(inject).toMatchObject({
+      name: 'inject.mcpwarden.io',
+      failurePolicy: 'Fail',
+      timeoutSeconds: 5,
+      reinvocationPolicy: 'IfNeeded',
+      sideEffects: 'NoneOnDryRun',
+      objectSelector: { matchLabels: { 'mcpwarden.io/inject': 'true' } },
+      namespaceSelector: {
+        matchExpressions: [
+          { key: 'mcpwarden.io/injection', operator: 'NotIn', values: ['disabled'] },
+          {
+            key: 'kubernetes.io/metadata.name',
+            operator: 'NotIn',
+            values: ['kube-system', 'kube-public', 'kube-node-lease'],
+          },
+        ],
+      },
+    });
+  });
+
+  test('cert-manager mode: a Certificate, the mounted secret, --cert-dir, and no secret creation right', async () => {
+    const docs = await renderChart(
+      [
+        'templates/certmanager.yaml',
+        'templates/deployment.yaml',
+        'templates/rbac-webhook.yaml',
+        'templates/webhooks.yaml',
+      ],
+      workDir,
+      ['certManager.enabled=true'],
+    );
+    const kinds = docs.map((d) => d['kind']);
+    expect(kinds).toContain('Certificate');
+    expect(kinds).toContain('Issuer');
+    const text = JSON.stringify(docs);
+    expect(text).toContain('--cert-dir=/etc/mcp-warden/tls');
+    expect(text).toContain('cert-manager.io/inject-ca-from');
+    const role = docs.find((d) => d['kind'] === 'Role') as {
+      rules: Array<{ resources: string[]; verbs: string[] }>;
+    };
+    expect(role.rules.some((r) => r.resources.includes('secrets') && r.verbs.includes('create'))).toBe(false);
   });
 });
