@@ -383,6 +383,22 @@ describe('createMasker', () => {
       expect(ci.maskMessage({ t: 'SECRET-ABC' }, scope).value.t).toBe('[masked:code]');
     });
 
+    it('keeps RE2 semantics on V8: . crosses \\r, []a] is a class', () => {
+      const dot = compilePattern('dot', 'secret:.*');
+      expect(dot.engine).toBe('v8');
+      const spans: Array<{ start: number; end: number }> = [];
+      dot.find('x secret: abc\rdef\nnext', 0, spans as never);
+      expect(spans).toMatchObject([{ start: 2, end: 17 }]);
+      const cls = compilePattern('cls', '[]a]x');
+      expect(cls.engine).toBe('re2js');
+      const found: Array<{ start: number; end: number }> = [];
+      cls.find('-]x-ax', 0, found as never);
+      expect(found).toMatchObject([
+        { start: 1, end: 3 },
+        { start: 4, end: 6 },
+      ]);
+    });
+
     for (const engine of ['v8', 're2js'] as const) {
       it(`keeps the catastrophic (a+)+$ linear on 100 KB (${engine})`, () => {
         if (engine === 'v8') expect(v8LinearFallbackActive()).toBe(true);

@@ -56,7 +56,8 @@ export function re2Problem(regex: string): string | undefined {
 }
 
 // RE2 constructs whose JS spelling differs or that JS lacks: such patterns run on re2js.
-const re2Only = /\\[pPQECzAxa0-7]|\[\[:|\(\?[a-zA-Z-]+[:)]/;
+// `[]a]` / `[^]a]`: in RE2 a class holding `]`; in JavaScript an empty (or full) class then text.
+const re2Only = /\\[pPQECzAxa0-7]|\[\[:|\(\?[a-zA-Z-]+[:)]|\[\^?\]/;
 
 /** Translate an RE2 pattern to a JS regexp source + flags, or undefined when unsafe to translate. */
 export function toJsRegExp(regex: string): { source: string; flags: string } | undefined {
@@ -69,7 +70,33 @@ export function toJsRegExp(regex: string): { source: string; flags: string } | u
   }
   if (re2Only.test(source)) return undefined;
   source = source.replace(/\(\?P</g, '(?<');
-  return { source, flags };
+  return { source: dotsAsRe2(source), flags };
+}
+
+/**
+ * RE2's `.` matches anything but `\n`; JavaScript's also stops at `\r`, U+2028 and U+2029, so
+ * `secret:.*` would mask less than RE2 says. Unescaped dots outside classes become `[^\n]`.
+ */
+function dotsAsRe2(source: string): string {
+  let out = '';
+  let inClass = false;
+  for (let i = 0; i < source.length; i++) {
+    const c = source[i]!;
+    if (c === '\\') {
+      out += c + (source[i + 1] ?? '');
+      i++;
+    } else if (inClass) {
+      if (c === ']' && !(source[i - 1] === '[' || (source[i - 1] === '^' && source[i - 2] === '[')))
+        inClass = false;
+      out += c;
+    } else if (c === '[') {
+      inClass = true;
+      out += c;
+    } else {
+      out += c === '.' ? '[^\\n]' : c;
+    }
+  }
+  return out;
 }
 
 function spansFromV8(re: RegExp, name: string): Finder['find'] {
