@@ -21,6 +21,8 @@ const baseRules: TestRule[] = [
 ];
 
 let h: Harness;
+/** Same, with an upstream answering POSTs with JSON bodies instead of SSE. */
+let hj: Harness;
 let source: ReturnType<typeof testSource>;
 let trusted: TrustedIssuer[];
 let token: string;
@@ -35,18 +37,26 @@ beforeAll(async () => {
     source = testSource(engine(baseRules));
     return source;
   });
+  hj = await startHarness(
+    (t) => testSource(testEngine({ name: 'flows', issuers: t, rules: baseRules })),
+    {},
+    { jsonResponse: true },
+  );
   token = await h.token();
 });
-afterAll(() => h?.close());
+afterAll(async () => {
+  await h?.close();
+  await hj?.close();
+});
 afterEach(() => source.set(engine(baseRules)));
 
-async function rawSession(version: string): Promise<Record<string, string>> {
+async function rawSession(version: string, hh: Harness = h): Promise<Record<string, string>> {
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     accept: 'application/json, text/event-stream',
-    authorization: `Bearer ${token}`,
+    authorization: `Bearer ${await hh.token()}`,
   };
-  const init = await fetch(h.mcpUrl, {
+  const init = await fetch(hh.mcpUrl, {
     method: 'POST',
     headers,
     body: JSON.stringify({
@@ -60,14 +70,14 @@ async function rawSession(version: string): Promise<Record<string, string>> {
   await init.text();
   const sid = init.headers.get('mcp-session-id')!;
   const h2 = { ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': version };
-  const ack = await fetch(h.mcpUrl, {
+  const ack = await fetch(hh.mcpUrl, {
     method: 'POST',
     headers: h2,
     body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
   });
   expect(ack.status).toBe(202);
   // List tools first, as clients do (so the proxy does not need to list them itself).
-  const list = await fetch(h.mcpUrl, {
+  const list = await fetch(hh.mcpUrl, {
     method: 'POST',
     headers: h2,
     body: JSON.stringify({ jsonrpc: '2.0', id: 'list', method: 'tools/list' }),
@@ -95,67 +105,73 @@ async function messages(res: Response): Promise<Array<Record<string, unknown>>> 
   return out;
 }
 
-describe('2025-03-26 batches: every element decided on its own', () => {
-  test('a denied call cannot ride along with allowed ones', async () => {
-    const headers = await rawSession('2025-03-26');
-    const before = h.upstream.stats.methods.length;
-    const res = await fetch(h.mcpUrl, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify([
-        {
-          jsonrpc: '2.0',
-          id: 10,
-          method: 'tools/call',
-          params: { name: 'get_weather', arguments: { city: 'Rome' } },
+describe.each(['sse', 'json'] as const)(
+  '2025-03-26 batches (upstream answers %s): every element decided on its own',
+  (mode) => {
+    const pick = (): Harness => (mode === 'json' ? hj : h);
+    test('a denied call cannot ride along with allowed ones', async () => {
+      const hh = pick();
+      const headers = await rawSession('2025-03-26', hh);
+      const before = hh.upstream.stats.methods.length;
+      const res = await fetch(hh.mcpUrl, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify([
+          {
+            jsonrpc: '2.0',
+            id: 10,
+            method: 'tools/call',
+            params: { name: 'get_weather', arguments: { city: 'Rome' } },
+          },
+          {
+            jsonrpc: '2.0',
+            id: 11,
+            method: 'tools/call',
+            params: { name: 'delete_repo', arguments: { name: 'prod' } },
+          },
+          { jsonrpc: '2.0', id: 12, method: 'tools/list' },
+        ]),
+      });
+      expect(res.status).toBe(200);
+      const byId = new Map((await messages(res)).map((m) => [m['id'], m]));
+      expect(byId.get(10)).toMatchObject({ result: { content: [{ type: 'text', text: 'sunny in Rome' }] } });
+      expect(byId.get(11)).toMatchObject({
+        error: {
+          code: -31403,
+          data: { policy: 'flows', rule: 'no-delete', reason: 'deleting is not allowed' },
         },
-        {
-          jsonrpc: '2.0',
-          id: 11,
-          method: 'tools/call',
-          params: { name: 'delete_repo', arguments: { name: 'prod' } },
-        },
-        { jsonrpc: '2.0', id: 12, method: 'tools/list' },
-      ]),
+      });
+      const tools = (byId.get(12)!['result'] as { tools: Array<{ name: string }> }).tools.map((t) => t.name);
+      expect(tools.sort()).toEqual(['ask_llm', 'get_weather', 'slow_steps']);
+      // The upstream got the smaller batch only.
+      expect(hh.upstream.stats.methods.slice(before)).toEqual(['tools/call', 'tools/list']);
     });
-    expect(res.status).toBe(200);
-    const byId = new Map((await messages(res)).map((m) => [m['id'], m]));
-    expect(byId.get(10)).toMatchObject({ result: { content: [{ type: 'text', text: 'sunny in Rome' }] } });
-    expect(byId.get(11)).toMatchObject({
-      error: {
-        code: -31403,
-        data: { policy: 'flows', rule: 'no-delete', reason: 'deleting is not allowed' },
-      },
-    });
-    const tools = (byId.get(12)!['result'] as { tools: Array<{ name: string }> }).tools.map((t) => t.name);
-    expect(tools.sort()).toEqual(['ask_llm', 'get_weather', 'slow_steps']);
-    // The upstream got the smaller batch only.
-    expect(h.upstream.stats.methods.slice(before)).toEqual(['tools/call', 'tools/list']);
-  });
 
-  test('a batch of only refused calls never reaches the upstream', async () => {
-    const headers = await rawSession('2025-03-26');
-    const before = h.upstream.stats.requests;
-    const res = await fetch(h.mcpUrl, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify([
-        { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'delete_repo', arguments: {} } },
-        {
-          jsonrpc: '2.0',
-          id: 2,
-          method: 'tools/call',
-          params: { name: 'run_query', arguments: { query: 'x' } },
-        },
-      ]),
+    test('a batch of only refused calls never reaches the upstream', async () => {
+      const hh = pick();
+      const headers = await rawSession('2025-03-26', hh);
+      const before = hh.upstream.stats.requests;
+      const res = await fetch(hh.mcpUrl, {
+        method: 'POST',
+        headers,
+        body: JSON.stringify([
+          { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'delete_repo', arguments: {} } },
+          {
+            jsonrpc: '2.0',
+            id: 2,
+            method: 'tools/call',
+            params: { name: 'run_query', arguments: { query: 'x' } },
+          },
+        ]),
+      });
+      expect(res.status).toBe(200);
+      const out = await messages(res);
+      expect(out.map((m) => (m['error'] as { code: number }).code)).toEqual([-31403, -31403]);
+      expect((out[1]!['error'] as { data: { reason: string } }).data.reason).toBe('no rule allows this call');
+      expect(hh.upstream.stats.requests).toBe(before);
     });
-    expect(res.status).toBe(200);
-    const out = await messages(res);
-    expect(out.map((m) => (m['error'] as { code: number }).code)).toEqual([-31403, -31403]);
-    expect((out[1]!['error'] as { data: { reason: string } }).data.reason).toBe('no rule allows this call');
-    expect(h.upstream.stats.requests).toBe(before);
-  });
-});
+  },
+);
 
 describe('server-to-client requests', () => {
   let client: Client;

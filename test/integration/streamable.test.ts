@@ -6,9 +6,12 @@ import { testEngine, testSource } from './helpers/test-policy.js';
 /**
  * Streamable HTTP through the proxy with real SDK v1 peers, for each protocol version.
  */
-const versions = ['2025-03-26', '2025-06-18', '2025-11-25'] as const;
+const cases = (['2025-03-26', '2025-06-18', '2025-11-25'] as const).flatMap((v) => [
+  [v, 'sse'] as const,
+  [v, 'json'] as const,
+]);
 
-describe.each(versions)('streamable HTTP %s through the proxy', (version) => {
+describe.each(cases)('streamable HTTP %s through the proxy (upstream answers %s)', (version, mode) => {
   let h: Harness;
   let client: Client;
   let source: ReturnType<typeof testSource>;
@@ -43,10 +46,14 @@ describe.each(versions)('streamable HTTP %s through the proxy', (version) => {
       ],
     });
   beforeAll(async () => {
-    h = await startHarness((trusted) => {
-      source = testSource(engine(trusted, 'enforce'));
-      return source;
-    });
+    h = await startHarness(
+      (trusted) => {
+        source = testSource(engine(trusted, 'enforce'));
+        return source;
+      },
+      {},
+      { jsonResponse: mode === 'json' },
+    );
     client = await connectStreamable(h.mcpUrl, await h.token(), { version });
   });
   afterAll(async () => {

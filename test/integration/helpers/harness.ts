@@ -29,9 +29,10 @@ export interface Harness {
 export async function startHarness(
   makeSource: (trusted: TrustedIssuer[]) => PolicySource,
   extra: Partial<ProxyOptions> = {},
+  upstreamOptions: { jsonResponse?: boolean } = {},
 ): Promise<Harness> {
   const issuer = await startDevIssuer();
-  const upstream = await startUpstream();
+  const upstream = await startUpstream(upstreamOptions);
   const trusted: TrustedIssuer[] = [{ issuer: issuer.v2Issuer, audiences: [AUDIENCE] }];
   const metrics = createMetrics({ defaultMetrics: false });
   const proxy = createProxy({

@@ -149,7 +149,8 @@ function note(stats: UpstreamStats, body: unknown): void {
   }
 }
 
-export async function startUpstream(): Promise<Upstream> {
+/** `jsonResponse`: answer POSTs with one JSON body instead of an SSE stream. */
+export async function startUpstream(options: { jsonResponse?: boolean } = {}): Promise<Upstream> {
   const stats: UpstreamStats = {
     requests: 0,
     methods: [],
@@ -178,6 +179,7 @@ export async function startUpstream(): Promise<Upstream> {
               const t = new StreamableHTTPServerTransport({
                 sessionIdGenerator: () => randomUUID(),
                 eventStore,
+                enableJsonResponse: options.jsonResponse ?? false,
                 onsessioninitialized: (id) => {
                   streamable.set(id, t);
                 },
