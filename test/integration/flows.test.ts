@@ -133,6 +133,9 @@ describe.each(['sse', 'json'] as const)(
         ]),
       });
       expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toContain(
+        mode === 'json' ? 'application/json' : 'text/event-stream',
+      );
       const byId = new Map((await messages(res)).map((m) => [m['id'], m]));
       expect(byId.get(10)).toMatchObject({ result: { content: [{ type: 'text', text: 'sunny in Rome' }] } });
       expect(byId.get(11)).toMatchObject({
