@@ -204,6 +204,18 @@ describe('createRecorder', () => {
     await recorder.close();
   });
 
+  it('never throws when the directory vanishes: the loss is counted', async () => {
+    const metrics = createMetrics({ defaultMetrics: false });
+    const gone = mkdtempSync(join(tmpdir(), 'gone-'));
+    const recorder = createRecorder({ directory: gone, metrics });
+    rmSync(gone, { recursive: true, force: true });
+    const s = recorder.open(header('lost'));
+    expect(() => s.record({ type: 'mask', method: 'tools/call', detectors: { email: 1 } })).not.toThrow();
+    await expect(s.close()).resolves.toMatchObject({ session: 'lost' });
+    expect((await metrics.recordingErrors.get()).values[0]!.value).toBeGreaterThan(0);
+    await recorder.close();
+  });
+
   it('refuses a configuration without any sink', () => {
     expect(() => createRecorder({})).toThrow(expect.objectContaining({ code: 'ERR_CONFIG' }));
   });

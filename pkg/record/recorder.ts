@@ -101,6 +101,8 @@ class SessionWriter implements SessionRecorder {
   private pending: string[] = [];
   private pendingBytes = 0;
   private writing: Promise<void> | undefined;
+  /** Bytes a failed write left behind: written first on the next flush. */
+  private unwritten: Buffer | undefined;
   private handle: Promise<FileHandle | undefined> | undefined;
   private closed = false;
   private dropped = 0;
@@ -231,13 +233,19 @@ class SessionWriter implements SessionRecorder {
   }
 
   flush(): Promise<void> {
-    if (this.writing !== undefined)
-      return this.writing.then(() => (this.pending.length > 0 ? this.flush() : undefined));
-    if (this.pending.length === 0 || this.handle === undefined) return Promise.resolve();
-    const chunk = this.pending.join('');
+    if (this.writing !== undefined) {
+      return this.writing.then(() =>
+        this.pending.length > 0 || this.unwritten !== undefined ? this.flush() : undefined,
+      );
+    }
+    if ((this.pending.length === 0 && this.unwritten === undefined) || this.handle === undefined)
+      return Promise.resolve();
+    const fresh = Buffer.from(this.pending.join(''));
     const lines = this.pending.length;
+    let buf = this.unwritten === undefined ? fresh : Buffer.concat([this.unwritten, fresh]);
     this.pending = [];
     this.pendingBytes = 0;
+    this.unwritten = undefined;
     const handle = this.handle;
     this.writing = (async () => {
       const fh = await handle;
@@ -246,9 +254,15 @@ class SessionWriter implements SessionRecorder {
         return;
       }
       try {
-        await fh.write(chunk);
+        // A short write (a full disk) leaves the rest for the next flush, so lines stay whole and in order.
+        while (buf.length > 0) {
+          const { bytesWritten } = await fh.write(buf);
+          buf = buf.subarray(bytesWritten);
+        }
       } catch (err) {
-        this.owner.error(`cannot write recording: ${errorMessage(err)}`, lines);
+        this.unwritten = Buffer.from(buf);
+        this.pendingBytes += buf.length;
+        this.owner.error(`cannot write recording (will retry): ${errorMessage(err)}`);
       }
     })().finally(() => {
       this.writing = undefined;
@@ -269,6 +283,11 @@ class SessionWriter implements SessionRecorder {
       });
       this.closed = true;
       await this.flush();
+      if (this.unwritten !== undefined) await this.flush();
+      if (this.unwritten !== undefined) {
+        this.owner.error('recording closed with unwritten lines: the file is incomplete');
+        this.unwritten = undefined;
+      }
       const fh = await this.handle;
       await fh?.close();
       this.owner.sessionClosed(this);
