@@ -2,7 +2,14 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import type { TrustedIssuer } from '../../pkg/identity/types.js';
 import { SseParser } from '../../pkg/mcp/sse.js';
-import { connectStreamable, type Harness, samplingCalls, startHarness } from './helpers/harness.js';
+import {
+  connectStreamable,
+  elicitCalls,
+  type Harness,
+  rootsCalls,
+  samplingCalls,
+  startHarness,
+} from './helpers/harness.js';
 import { type TestRule, testEngine, testSource } from './helpers/test-policy.js';
 
 /**
@@ -10,7 +17,12 @@ import { type TestRule, testEngine, testSource } from './helpers/test-policy.js'
  * requests under policy, SSE resumption, audit mode, and policy changes inside a live session.
  */
 const baseRules: TestRule[] = [
-  { name: 'read', methods: ['tools/call'], tools: ['get_*', 'ask_llm', 'slow_steps'], action: 'allow' },
+  {
+    name: 'read',
+    methods: ['tools/call'],
+    tools: ['get_*', 'ask_*', 'list_roots', 'slow_steps'],
+    action: 'allow',
+  },
   {
     name: 'no-delete',
     methods: ['tools/call'],
@@ -145,7 +157,7 @@ describe.each(['sse', 'json'] as const)(
         },
       });
       const tools = (byId.get(12)!['result'] as { tools: Array<{ name: string }> }).tools.map((t) => t.name);
-      expect(tools.sort()).toEqual(['ask_llm', 'get_weather', 'slow_steps']);
+      expect(tools.sort()).toEqual(['ask_llm', 'ask_user', 'get_weather', 'list_roots', 'slow_steps']);
       // The upstream got the smaller batch only.
       expect(hh.upstream.stats.methods.slice(before)).toEqual(['tools/call', 'tools/list']);
     });
@@ -191,6 +203,33 @@ describe('server-to-client requests', () => {
     expect(h.upstream.serverRequestOutcomes.at(-1)).toMatch(/^sampling-error: .*Forbidden by policy/);
     expect(samplingCalls.count).toBe(seen);
     expect(h.upstream.stats.responses.at(-1)?.error).toMatchObject({ code: -31403 });
+  });
+
+  test('blocked elicitation/create and roots/list: answered upstream, the client never asked', async () => {
+    const e = elicitCalls.count;
+    const r = rootsCalls.count;
+    const a = await client.callTool({ name: 'ask_user', arguments: {} });
+    expect(a.isError).toBe(true);
+    expect(h.upstream.serverRequestOutcomes.at(-1)).toMatch(/^elicitation-error: .*Forbidden by policy/);
+    const b = await client.callTool({ name: 'list_roots', arguments: {} });
+    expect(b.isError).toBe(true);
+    expect(h.upstream.serverRequestOutcomes.at(-1)).toMatch(/^roots-error: .*Forbidden by policy/);
+    expect([elicitCalls.count, rootsCalls.count]).toEqual([e, r]);
+  });
+
+  test('allowed elicitation/create and roots/list reach the client', async () => {
+    source.set(
+      engine([
+        ...baseRules,
+        { name: 'interactive', methods: ['elicitation/create', 'roots/list'], action: 'allow' },
+      ]),
+    );
+    expect((await client.callTool({ name: 'ask_user', arguments: {} })).content).toEqual([
+      { type: 'text', text: 'hello Ada' },
+    ]);
+    expect((await client.callTool({ name: 'list_roots', arguments: {} })).content).toEqual([
+      { type: 'text', text: 'file:///work' },
+    ]);
   });
 
   test('an allowed sampling request reaches the client and its answer passes back', async () => {

@@ -1,7 +1,11 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CreateMessageRequestSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 import { type DevIssuer, startDevIssuer } from '../../../pkg/identity/dev-issuer.js';
 import { createAuthenticator } from '../../../pkg/identity/index.js';
 import type { TrustedIssuer } from '../../../pkg/identity/types.js';
@@ -86,6 +90,9 @@ export interface ClientOptions {
 
 /** How many sampling requests reached any test client. */
 export const samplingCalls = { count: 0 };
+/** How many elicitation and roots requests reached any test client. */
+export const elicitCalls = { count: 0 };
+export const rootsCalls = { count: 0 };
 
 /** A real SDK v1 client over streamable HTTP through the proxy. */
 export async function connectStreamable(
@@ -93,7 +100,10 @@ export async function connectStreamable(
   token: string,
   o: ClientOptions = {},
 ): Promise<Client> {
-  const client = new Client({ name: 'test-client', version: '1.0.0' }, { capabilities: { sampling: {} } });
+  const client = new Client(
+    { name: 'test-client', version: '1.0.0' },
+    { capabilities: { sampling: {}, elicitation: {}, roots: {} } },
+  );
   installSampling(client);
   const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
     requestInit: { headers: { authorization: `Bearer ${token}`, cookie: 'sid=should-not-leak' } },
@@ -105,7 +115,10 @@ export async function connectStreamable(
 
 /** A real SDK v1 client over legacy HTTP+SSE (2024-11-05) through the proxy. */
 export async function connectLegacy(baseUrl: string, token: string, o: ClientOptions = {}): Promise<Client> {
-  const client = new Client({ name: 'legacy-client', version: '1.0.0' }, { capabilities: { sampling: {} } });
+  const client = new Client(
+    { name: 'legacy-client', version: '1.0.0' },
+    { capabilities: { sampling: {}, elicitation: {}, roots: {} } },
+  );
   installSampling(client);
   const headers = { authorization: `Bearer ${token}` };
   const transport = new SSEClientTransport(new URL(`${baseUrl}/sse`), {
@@ -124,6 +137,14 @@ function installSampling(client: Client): void {
   client.setRequestHandler(CreateMessageRequestSchema, async () => {
     samplingCalls.count++;
     return { role: 'assistant', content: { type: 'text', text: 'hi' }, model: 'm' };
+  });
+  client.setRequestHandler(ElicitRequestSchema, async () => {
+    elicitCalls.count++;
+    return { action: 'accept', content: { name: 'Ada' } };
+  });
+  client.setRequestHandler(ListRootsRequestSchema, async () => {
+    rootsCalls.count++;
+    return { roots: [{ uri: 'file:///work', name: 'work' }] };
   });
 }
 

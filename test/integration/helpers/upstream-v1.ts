@@ -107,6 +107,32 @@ export function buildServer(outcomes: string[]): McpServer {
       }
     },
   );
+  server.registerTool('ask_user', { description: 'Uses elicitation', inputSchema: {} }, async () => {
+    try {
+      const r = await server.server.elicitInput(
+        {
+          message: 'Your name?',
+          requestedSchema: { type: 'object', properties: { name: { type: 'string' } } },
+        },
+        { timeout: 10_000 },
+      );
+      outcomes.push('elicitation-ok');
+      return { content: [{ type: 'text', text: `hello ${String(r.content?.['name'])}` }] };
+    } catch (err) {
+      outcomes.push(`elicitation-error: ${(err as Error).message}`);
+      return { content: [{ type: 'text', text: 'elicitation refused' }], isError: true };
+    }
+  });
+  server.registerTool('list_roots', { description: 'Uses roots/list', inputSchema: {} }, async () => {
+    try {
+      const r = await server.server.listRoots(undefined, { timeout: 10_000 });
+      outcomes.push('roots-ok');
+      return { content: [{ type: 'text', text: r.roots.map((x) => x.uri).join(',') }] };
+    } catch (err) {
+      outcomes.push(`roots-error: ${(err as Error).message}`);
+      return { content: [{ type: 'text', text: 'roots refused' }], isError: true };
+    }
+  });
   server.registerTool(
     'slow_steps',
     { description: 'Sends progress notifications then answers', inputSchema: { steps: z.number() } },
