@@ -575,7 +575,8 @@ describe('helm chart', () => {
 
   test('webhook configuration: fail closed, short timeout, selectors, reinvocation, dry-run aware', async () => {
     const [mutating] = await renderChart(['templates/webhooks.yaml'], workDir);
-    const inject = ((mutating ?? {})['webhooks'] as Array<Record<string, unknown>>)[0]!;
+    if (mutating === undefined) throw new Error('webhooks.yaml rendered nothing');
+    const inject = (mutating['webhooks'] as Array<Record<string, unknown>>)[0]!;
     expect(inject).toMatchObject({
       name: 'inject.mcpwarden.io',
       failurePolicy: 'Fail',
