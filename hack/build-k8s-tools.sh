@@ -33,6 +33,10 @@ die() {
 log() { echo "build-k8s-tools: $*" >&2; }
 
 command -v go >/dev/null 2>&1 || die "go is not on PATH (Go >= 1.26 is required)"
+go_version="$(go env GOVERSION)"
+if [[ ! "${go_version}" =~ ^go1\.([0-9]+) ]] || ((BASH_REMATCH[1] < 26)); then
+  die "Go >= 1.26 is required to build Kubernetes ${KUBE_VERSION}, found ${go_version}"
+fi
 
 export GOPATH="${CACHE}/gopath"
 export GOCACHE="${CACHE}/go-build"
