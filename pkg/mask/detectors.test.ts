@@ -46,6 +46,21 @@ describe('built-in detectors', () => {
     );
   });
 
+  it('masks the password of credentials in a URL and the secret of a Slack webhook', () => {
+    expect(
+      maskText('password-assignment', 'DATABASE_URL=postgres://app:s3cr3t!@db.internal:5432/app').text,
+    ).toBe('DATABASE_URL=postgres://app:[masked:password-assignment]@db.internal:5432/app');
+    expect(maskText('password-assignment', 'see https://example.com:8443/path and mailto:a@b.c').hits).toBe(
+      0,
+    );
+    expect(
+      maskText(
+        'slack-token',
+        'post to https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX now',
+      ).text,
+    ).toBe('post to https://hooks.slack.com/services/[masked:slack-token] now');
+  });
+
   it('masks an AWS secret access key assignment', () => {
     const out = maskText(
       'aws-access-key',
@@ -95,6 +110,9 @@ describe('built-in detectors', () => {
       ['xoxb-', 'xoxb-'.repeat(n / 5)],
       ['password=', 'password='.repeat(n / 9)],
       ['password:"', 'password: "\\'.repeat(n / 12)],
+      ['url credentials', '://a:'.repeat(n / 5)],
+      ['url credentials, long', `://${'a'.repeat(n / 2)}:${'b'.repeat(n / 2)}`],
+      ['slack hooks', 'hooks.slack.com/services/'.repeat(n / 25)],
       ['secret_', 'secret_'.repeat(n / 7)],
       ['SSN', 'SSN '.repeat(n / 4)],
     ];

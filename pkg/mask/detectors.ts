@@ -247,6 +247,11 @@ const slackToken = regexFinder('slack-token', 15, [
     quick: literalProbe('xox'),
     re: /(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}/g,
   },
+  {
+    // Incoming-webhook URLs carry their secret in the path.
+    quick: literalProbe('hooks.slack.com/'),
+    re: /hooks\.slack\.com\/(?:services|workflows|triggers)\/(?<v>[A-Za-z0-9/_-]{10,})/g,
+  },
 ]);
 
 const passwordKeyword =
@@ -259,6 +264,11 @@ const passwordAssignment = regexFinder('password-assignment', 5, [
         `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
       'g',
     ),
+  },
+  {
+    // Credentials in a URL: postgres://app:s3cret@db:5432 (the match starts at `://`, so it stays linear).
+    quick: literalProbe('://'),
+    re: /:\/\/[^/\s:@]{1,64}:(?<v>[^/\s@]{1,128})(?=@)/g,
   },
 ]);
 
