@@ -31,7 +31,7 @@ export interface ProxyOptions {
   maxBodyBytes?: number;
   /** Largest JSON (non-SSE) upstream response accepted (default 32 MiB), and largest SSE event. */
   maxUpstreamBodyBytes?: number;
-  /** Base URL clients use to reach the proxy (for RFC 9728 metadata). Default: the listen address. */
+  /** Base URL clients use to reach the proxy (for RFC 9728 metadata). Default: `http://<Host header>`. */
   publicUrl?: string;
   logger?: Logger;
   /** DNS-rebinding protection: accepted `Host` header values (`host` or `host:port`). */

@@ -180,7 +180,8 @@ export function createProxy(options: ProxyOptions): WardenProxy {
       const addr = server.address() as AddressInfo;
       const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
       const url = `http://${h}:${addr.port}`;
-      if (!core.publicUrl) core.publicUrl = url;
+      // Without --public-url the metadata names the URL each client used (its Host header), which
+      // is what MCP clients compare the `resource` with.
       return { host: addr.address, port: addr.port, url };
     },
     async close() {
