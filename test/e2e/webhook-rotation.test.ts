@@ -215,3 +215,43 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
   const expiry = Number(/mcp_warden_webhook_cert_expiry_timestamp_seconds (\d+)/.exec(metrics)?.[1]);
   expect(expiry).toBeGreaterThan(Date.now() / 1000);
 }, 150_000);
+
+test('when the leader stops it releases the Lease; the follower takes over the writes and keeps serving', async () => {
+  await leader.stop();
+  await waitForObject<{ metadata: { name: string }; spec?: { holderIdentity?: string } }>(
+    cluster.admin.client,
+    `/apis/coordination.k8s.io/v1/namespaces/${WEBHOOK_NS}/leases`,
+    'mcp-warden-webhook',
+    (l) => l.spec?.holderIdentity === 'replica-b',
+    15_000,
+  );
+  // The new leader reconciles (the serving certificate rotates every few seconds here).
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`no reconcile by replica-b:\n${follower.log()}`)),
+      30_000,
+    );
+    const check = () => {
+      if (/certificates reconciled/.test(follower.log())) {
+        clearTimeout(timer);
+        follower.child.stderr?.off('data', check);
+        resolve();
+      }
+    };
+    follower.child.stderr?.on('data', check);
+    check();
+  });
+  const pod = await dev.client.request<{ spec: { initContainers?: Array<{ name: string }> } }>(
+    'POST',
+    `/api/v1/namespaces/${NS}/pods`,
+    {
+      body: {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'after-failover', labels: { 'mcpwarden.io/inject': 'true' } },
+        spec: { containers: [{ name: 's', image: 'x', ports: [{ name: 'mcp', containerPort: 8080 }] }] },
+      },
+    },
+  );
+  expect(pod.spec.initContainers?.[0]?.name).toBe('mcp-warden');
+}, 60_000);
