@@ -147,8 +147,13 @@ async function ablation(
   log: (m: string) => void,
 ): Promise<NonNullable<BenchReport['ablation']>> {
   const { startWarden } = await import('./warden.js');
-  const variants: Array<{ name: string; variant: import('./policy.js').PolicyVariant }> = [
+  const variants: Array<{ name: string; variant: import('./policy.js').PolicyVariant; flags?: string[] }> = [
     { name: 'full enforcement (50 rules, masking, recording)', variant: {} },
+    {
+      name: 'full enforcement, node --max-semi-space-size=4',
+      variant: {},
+      flags: ['--max-semi-space-size=4'],
+    },
     { name: 'without recording', variant: { recording: false } },
     { name: 'without masking', variant: { masking: false } },
     { name: '1 rule instead of 50', variant: { minimalRules: true } },
@@ -165,7 +170,10 @@ async function ablation(
       profile: false,
       log,
       variant: v.variant,
+      ...(v.flags === undefined ? {} : { nodeFlags: v.flags }),
     });
+    await delay(1000);
+    const idleKiB = (await rssKiB(w.target.pid as number))?.rss ?? 0;
     try {
       for (const scenario of ['small', 'large'] as const) {
         log(`ablation: ${v.name}, ${scenario}`);
@@ -174,7 +182,16 @@ async function ablation(
         const proxyUs = Math.round(
           (((await cpuMs(w.target.pid as number)) - px0) * 1000) / Math.max(1, result.completed),
         );
-        out.push({ variant: v.name, scenario, rps: result.rps, proxyUs, errors: result.errors });
+        const peakKiB = (await rssKiB(w.target.pid as number))?.hwm ?? 0;
+        out.push({
+          variant: v.name,
+          scenario,
+          rps: result.rps,
+          proxyUs,
+          errors: result.errors,
+          idleKiB,
+          peakKiB,
+        });
       }
     } finally {
       await w.target.stop();
@@ -327,7 +344,8 @@ async function main(): Promise<number> {
   const dir = join(root, 'bench/results');
   await mkdir(join(dir, 'raw'), { recursive: true });
   const day = report.date.slice(0, 10);
-  const file = join(dir, `${day}-${info.host}.md`);
+  // A profiled run's numbers carry the profiler's overhead: keep them apart from the plain run.
+  const file = join(dir, `${day}-${info.host}${profile ? '-profile' : ''}.md`);
   await writeFile(file, md);
   await writeFile(
     join(dir, 'raw', `${report.date.replace(/[:.]/g, '-')}-${info.host}.json`),

@@ -80,7 +80,15 @@ export interface BenchReport {
   rssAfterKiB?: number;
   profile?: ProfileSummary;
   /** BENCH_ABLATION=1: the gateway with parts of the enforcement switched off. */
-  ablation?: Array<{ variant: string; scenario: Scenario; rps: number; proxyUs: number; errors: number }>;
+  ablation?: Array<{
+    variant: string;
+    scenario: Scenario;
+    rps: number;
+    proxyUs: number;
+    errors: number;
+    idleKiB: number;
+    peakKiB: number;
+  }>;
   mask?: MaskBenchResult | Record<string, unknown>;
   webhook?: WebhookBenchResult | Record<string, unknown>;
   notes: string[];
@@ -297,8 +305,8 @@ export function renderReport(r: BenchReport): string {
     out.push('## What each part of the enforcement costs (gateway CPU µs per request at saturation)', '');
     const scen = [...new Set(r.ablation.map((a) => a.scenario))];
     out.push(
-      `| gateway configuration | ${scen.map((s) => scenarioNames[s]).join(' | ')} |`,
-      `| --- | ${scen.map(() => '---').join(' | ')} |`,
+      `| gateway configuration | ${scen.map((s) => scenarioNames[s]).join(' | ')} | RSS idle / peak |`,
+      `| --- | ${scen.map(() => '---').join(' | ')} | --- |`,
     );
     for (const v of [...new Set(r.ablation.map((a) => a.variant))]) {
       const cells = scen.map((s) => {
@@ -307,7 +315,8 @@ export function renderReport(r: BenchReport): string {
           ? 'n/a'
           : `${a.proxyUs} µs (${Math.round(a.rps)} req/s${a.errors > 0 ? `, ${a.errors} errors` : ''})`;
       });
-      out.push(`| ${v} | ${cells.join(' | ')} |`);
+      const last = r.ablation?.filter((x) => x.variant === v).at(-1);
+      out.push(`| ${v} | ${cells.join(' | ')} | ${mib(last?.idleKiB)} / ${mib(last?.peakKiB)} |`);
     }
     out.push('');
   }

@@ -24,6 +24,8 @@ export interface WardenOptions {
   log: (m: string) => void;
   /** Switch parts of the enforcement off (ablation runs); default: everything on. */
   variant?: PolicyVariant;
+  /** Extra node flags for the gateway process (e.g. --max-semi-space-size=4). */
+  nodeFlags?: string[];
 }
 
 export async function startWarden(o: WardenOptions): Promise<{ target: Target; details: WardenDetails }> {
@@ -46,7 +48,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
 
   const port = await freePort();
   const adminPort = await freePort();
-  const nodeArgs: string[] = [];
+  const nodeArgs: string[] = [...(o.nodeFlags ?? [])];
   let profileDir: string | undefined;
   if (o.profile) {
     profileDir = join(root, 'bench/results/raw', `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);
