@@ -73,8 +73,10 @@ export async function relaySse(
   } catch (err) {
     if (!clientClosed) {
       truncated = true;
-      if (err instanceof TypeError) reason = 'the upstream event stream is not valid UTF-8';
-      else if (isWardenError(err)) reason = err.message;
+      if ((err as { code?: string }).code === 'ERR_ENCODING_INVALID_ENCODED_DATA') {
+        reason = 'the upstream event stream is not valid UTF-8';
+      }
+      if (isWardenError(err)) reason = err.message;
       core.logger.warn(
         { event: 'upstream-sse-broken', err: (err as Error).message },
         'upstream SSE stream broke',

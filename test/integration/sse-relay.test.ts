@@ -1,0 +1,138 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
+import { createAuthenticator } from '../../pkg/identity/index.js';
+import { type SseItem, SseParser } from '../../pkg/mcp/sse.js';
+import { createMetrics } from '../../pkg/metrics/catalogue.js';
+import { createProxy } from '../../pkg/proxy/index.js';
+import type { WardenProxy } from '../../pkg/proxy/options.js';
+import { AUDIENCE } from './helpers/harness.js';
+import { testEngine, testSource } from './helpers/test-policy.js';
+
+/**
+ * The SSE relay against a hand-written upstream that splits its stream at awkward places: inside
+ * a multi-byte UTF-8 character, between CR and LF, inside field names. What the client gets must
+ * mean exactly what the upstream sent: same ids, retry, comments, data.
+ */
+let issuer: DevIssuer;
+let upstream: Server;
+let proxy: WardenProxy;
+let url: string;
+let token: string;
+let chunks: Buffer[] = [];
+
+beforeAll(async () => {
+  issuer = await startDevIssuer();
+  upstream = createServer((req, res) => {
+    req.resume();
+    req.on('end', async () => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      for (const c of chunks) {
+        res.write(c);
+        // Let each piece travel on its own.
+        await new Promise((r) => setImmediate(r));
+      }
+      res.end();
+    });
+  });
+  await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
+  proxy = createProxy({
+    upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}/mcp`,
+    policySource: testSource(
+      testEngine({
+        name: 'p',
+        issuers: [{ issuer: issuer.v2Issuer, audiences: [AUDIENCE] }],
+        rules: [{ name: 'all', methods: ['tools/call'], action: 'allow' }],
+      }),
+    ),
+    authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+    metrics: createMetrics({ defaultMetrics: false }),
+    podName: 't',
+  });
+  url = (await proxy.listen('127.0.0.1', 0)).url;
+  token = await issuer.issueToken({ audience: AUDIENCE });
+});
+afterAll(async () => {
+  await proxy?.close();
+  upstream?.closeAllConnections();
+  await new Promise<void>((r) => upstream.close(() => r()));
+  await issuer?.close();
+});
+
+async function call(): Promise<SseItem[]> {
+  const res = await fetch(`${url}/mcp`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${token}`,
+    },
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'tools/call',
+      params: { name: 'x', arguments: {} },
+    }),
+  });
+  expect(res.headers.get('content-type')).toBe('text/event-stream');
+  const p = new SseParser();
+  const items = p.push(await res.text());
+  expect(p.end().truncated).toBe(false);
+  return items;
+}
+
+test('events split inside UTF-8 characters, CRLF pairs and field names arrive intact', async () => {
+  const note = JSON.stringify({
+    jsonrpc: '2.0',
+    method: 'notifications/message',
+    params: { level: 'info', data: 'héllo wörld ✓' },
+  });
+  const result = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    result: { content: [{ type: 'text', text: 'ok ✓' }] },
+  });
+  const stream = Buffer.from(
+    `retry: 2500\r\n: keepalive\r\n\r\nid: ev-1\r\nevent: message\r\ndata: ${note}\r\n\r\nid: ev-2\r\ndata: ${result}\r\n\r\n`,
+  );
+  // Cut every 7 bytes: lands inside multi-byte characters and between \r and \n.
+  chunks = [];
+  for (let i = 0; i < stream.length; i += 7) chunks.push(stream.subarray(i, i + 7));
+  const items = await call();
+  expect(items).toEqual([
+    // A comment is passed on at once; the retry field travels with its (empty) event.
+    { type: 'comment', text: ' keepalive' },
+    { type: 'event', retry: 2500 },
+    { type: 'event', id: 'ev-1', event: 'message', data: note },
+    { type: 'event', id: 'ev-2', data: result },
+  ]);
+});
+
+test('events of an unknown type and non-JSON data are dropped, their ids kept', async () => {
+  const result = JSON.stringify({ jsonrpc: '2.0', id: 1, result: {} });
+  chunks = [
+    Buffer.from(
+      `id: a\nevent: sneaky\ndata: {"secret":1}\n\nid: b\ndata: not json\n\nid: c\ndata: ${result}\n\n`,
+    ),
+  ];
+  const items = await call();
+  expect(items).toEqual([
+    { type: 'event', id: 'a' },
+    { type: 'event', id: 'b' },
+    { type: 'event', id: 'c', data: result },
+  ]);
+});
+
+test('invalid UTF-8 from the upstream ends the stream with an error for the open request', async () => {
+  chunks = [
+    Buffer.from('id: 1\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"data":"'),
+    Buffer.from([0xff, 0xfe]),
+    Buffer.from('"}}\n\n'),
+  ];
+  const items = await call();
+  const last = items.at(-1) as { data: string };
+  expect(JSON.parse(last.data)).toMatchObject({
+    id: 1,
+    error: { code: -32002, message: expect.stringContaining('not valid UTF-8') },
+  });
+});
