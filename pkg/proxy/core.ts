@@ -172,15 +172,18 @@ export class ProxyCore {
     const recorder = this.options.recorder;
     if (!recorder || !engine.recording().enabled) return undefined;
     try {
-      return recorder.open({
-        session: id,
-        principal: identity.principal,
-        pod: this.pod,
-        ...(this.options.namespace !== undefined ? { namespace: this.options.namespace } : {}),
-        transport,
-        ...(protocolVersion !== undefined ? { protocolVersion } : {}),
-        policies: engine.policies(),
-      });
+      return recorder.open(
+        {
+          session: id,
+          principal: identity.principal,
+          pod: this.pod,
+          ...(this.options.namespace !== undefined ? { namespace: this.options.namespace } : {}),
+          transport,
+          ...(protocolVersion !== undefined ? { protocolVersion } : {}),
+          policies: engine.policies(),
+        },
+        recordingSinks(engine),
+      );
     } catch (err) {
       this.metrics.recordingErrors.inc();
       this.logger.error(
@@ -283,4 +286,10 @@ export class ProxyCore {
   newId(): string {
     return randomUUID();
   }
+}
+
+/** The sinks the policies ask for (`spec.recording.sink`; the compiled engine reports them as `sinks`). */
+function recordingSinks(engine: PolicyEngine): { sinks?: ReadonlyArray<'volume' | 'stdout'> } {
+  const sinks = (engine.recording() as { sinks?: ReadonlyArray<'volume' | 'stdout'> }).sinks;
+  return sinks !== undefined && sinks.length > 0 ? { sinks } : {};
 }

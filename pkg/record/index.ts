@@ -8,11 +8,17 @@ export { FORMAT, FORMAT_VERSION, GENESIS } from './format.js';
 export {
   createRecorder,
   type FileRecorder,
-  type OpenOptions,
   type RecorderOptions,
   recoverFile,
   statelessRecordingKey,
 } from './recorder.js';
 export { replayRecording } from './replay.js';
-export type { RecordEvent, Recorder, RecordingHeader, RecordingSummary, SessionRecorder } from './types.js';
+export type {
+  OpenOptions,
+  RecordEvent,
+  Recorder,
+  RecordingHeader,
+  RecordingSummary,
+  SessionRecorder,
+} from './types.js';
 export { type VerifyResult, verifyRecording } from './verify.js';

@@ -318,11 +318,11 @@ describe('sinks, limits and retention', () => {
   it('writes to the sink each session asks for', async () => {
     const out = collector();
     const recorder = createRecorder({ directory: dir, stdout: out.stream });
-    const onlyStdout = await recorder.open(header('to-stdout'), { sink: 'stdout' }).close();
+    const onlyStdout = await recorder.open(header('to-stdout'), { sinks: ['stdout'] }).close();
     expect(onlyStdout!.location).toBe('stdout');
     expect(readdirSync(dir)).toEqual([]);
     expect(out.lines()).toHaveLength(2);
-    const onlyVolume = await recorder.open(header('to-volume'), { sink: 'volume' }).close();
+    const onlyVolume = await recorder.open(header('to-volume'), { sinks: ['volume'] }).close();
     expect(onlyVolume!.location.startsWith(dir)).toBe(true);
     expect(out.lines()).toHaveLength(2);
     const both = await recorder.open(header('to-both')).close();

@@ -18,7 +18,14 @@ import { errorMessage, WardenError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sealLineHashed, sha256Hex, TERMINAL } from './format.js';
-import type { RecordEvent, Recorder, RecordingHeader, RecordingSummary, SessionRecorder } from './types.js';
+import type {
+  OpenOptions,
+  RecordEvent,
+  Recorder,
+  RecordingHeader,
+  RecordingSummary,
+  SessionRecorder,
+} from './types.js';
 
 export interface RecorderOptions {
   /** Directory sink: one file per session. */
@@ -33,14 +40,6 @@ export interface RecorderOptions {
   /** Lines queued beyond this many bytes per session are dropped (and counted). Default 8 MiB. */
   maxPendingBytes?: number;
   logger?: Logger;
-}
-
-/** Per-session choices, from the policies' `recording` settings. */
-export interface OpenOptions {
-  /** `volume` (the directory), `stdout`, or `both`. Default: every configured sink. */
-  sink?: 'volume' | 'stdout' | 'both';
-  /** `none`: message lines keep method, id and direction but no payload. Default `masked`. */
-  payloads?: 'masked' | 'none';
 }
 
 export interface FileRecorder extends Recorder {
@@ -363,10 +362,10 @@ class RecorderImpl implements FileRecorder {
   }
 
   open(header: RecordingHeader, options: OpenOptions = {}): SessionRecorder {
-    const sink = options.sink ?? 'both';
+    const sinks = options.sinks;
     const dir = this.options.directory;
-    let toFile = sink !== 'stdout' && dir !== undefined;
-    let toStream = sink !== 'volume' && this.stream !== undefined;
+    let toFile = dir !== undefined && (sinks === undefined || sinks.includes('volume'));
+    let toStream = this.stream !== undefined && (sinks === undefined || sinks.includes('stdout'));
     if (!toFile && !toStream) {
       // The policy asked for a sink this process has not configured: use the one it has.
       toFile = dir !== undefined;

@@ -46,7 +46,18 @@ export interface RecordingSummary {
   sha256: string;
 }
 
+/** Per-session choices, from the policies' `recording` settings (`PolicyEngine.recording()`). */
+export interface OpenOptions {
+  /**
+   * Where this session is recorded: `volume` (the recorder's directory) and/or `stdout`. Default:
+   * every sink the recorder was created with. A sink the recorder lacks falls back to one it has.
+   */
+  sinks?: ReadonlyArray<'volume' | 'stdout'>;
+  /** `none`: message lines keep method, id and direction but no payload. Default `masked`. */
+  payloads?: 'masked' | 'none';
+}
+
 export interface Recorder {
-  open(header: RecordingHeader): SessionRecorder;
+  open(header: RecordingHeader, options?: OpenOptions): SessionRecorder;
   close(): Promise<void>;
 }
