@@ -151,7 +151,17 @@ test('an approval is created without a decision; the creator is stamped and cann
   expect(preDecided.allowed).toBe(false);
   const changed = approval();
   changed.metadata.annotations[CREATED_BY_ANNOTATION] = 'someone-else';
+  // Refused by the validating step alone; the mutating step puts the stored value back.
   expect(validateApproval({ ...update(rita, undefined), object: changed }).message).toMatch(/immutable/);
+  const restored = admit({ ...update(rita, undefined), object: changed });
+  expect(restored.verdict.allowed).toBe(true);
+  expect((restored.object.metadata.annotations as Record<string, string>)[CREATED_BY_ANNOTATION]).toBe(podSa);
+  const dropped = { ...approval(), metadata: { name: 'a1', namespace: 'agents' } };
+  const put = admit({ ...update(rita, undefined), object: dropped });
+  expect(put.verdict.allowed).toBe(true);
+  expect(
+    (put.object.metadata as { annotations?: Record<string, string> }).annotations?.[CREATED_BY_ANNOTATION],
+  ).toBe(podSa);
 });
 
 test('verdict must be Approved or Denied', () => {

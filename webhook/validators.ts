@@ -210,15 +210,23 @@ export function decisionRefusal(
 export function mutateApproval(req: AdmissionRequest): Verdict {
   const patch: PatchOperation[] = [];
   const username = req.userInfo?.username ?? '';
-  if (req.operation === 'CREATE') {
+  // created-by: the caller on CREATE; on UPDATE the stored value is put back when a client sends
+  // the object without it (e.g. a PUT of the body it created), so only a real change is refused.
+  const creator =
+    req.operation === 'CREATE'
+      ? username
+      : req.operation === 'UPDATE'
+        ? annotationsOf(req.oldObject)[CREATED_BY_ANNOTATION]
+        : undefined;
+  if (creator !== undefined && annotationsOf(req.object)[CREATED_BY_ANNOTATION] !== creator) {
     const meta = asObj(asObj(req.object)?.['metadata']);
     if (meta?.['annotations'] === undefined) {
-      patch.push({ op: 'add', path: '/metadata/annotations', value: { [CREATED_BY_ANNOTATION]: username } });
+      patch.push({ op: 'add', path: '/metadata/annotations', value: { [CREATED_BY_ANNOTATION]: creator } });
     } else {
       patch.push({
         op: 'add',
         path: `/metadata/annotations/${escapePointer(CREATED_BY_ANNOTATION)}`,
-        value: username,
+        value: creator,
       });
     }
   }
