@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../log.js';
 import { createMasker } from '../mask/index.js';
 import type { Masker } from '../mask/types.js';
 import { DEFAULT_MAX_BODY_BYTES } from '../mcp/body.js';
+import type { JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import type { MaskingRule } from '../policy/schema.js';
@@ -89,6 +90,8 @@ export class ProxyCore {
   /** Latest annotations per tool, across sessions (used before a session listed its tools). */
   readonly toolAnnotations = new Map<string, Record<string, unknown>>();
   publicUrl: string | undefined;
+  /** Answers blocked server→client requests of exchanges without a session. */
+  readonly answerWithoutSession: (response: JsonRpcResponse) => void;
   /** Last time the proxy listed tools itself for stateless traffic (ms). */
   annotationsFetchedAt = 0;
   readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();
@@ -117,6 +120,18 @@ export class ProxyCore {
     this.pod = options.podName || hostname();
     this.publicUrl = options.publicUrl;
     this.events.on('error', () => undefined);
+    this.answerWithoutSession = (response) => {
+      const path = this.upstream.url.pathname + this.upstream.url.search;
+      this.upstream
+        .request(
+          'POST',
+          path,
+          { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+          JSON.stringify(response),
+        )
+        .then((r) => r.body.text())
+        .catch(() => undefined);
+    };
   }
 
   engine(): PolicyEngine | undefined {

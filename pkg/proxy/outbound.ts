@@ -121,10 +121,12 @@ export function processServerMessage(
     scope = { method: req.method };
   } else {
     const method = (msg as { method: string }).method;
-    if (method === 'notifications/tools/list_changed' && ctx.session) {
+    if (method === 'notifications/tools/list_changed') {
       // Annotations may have changed: list again before the next unknown tool is called.
-      ctx.session.annotationsFetched = false;
-      ctx.session.toolAnnotations.clear();
+      if (ctx.session) {
+        ctx.session.annotationsFetched = false;
+        ctx.session.toolAnnotations.clear();
+      } else core.annotationsFetchedAt = 0;
     }
     scope = { method };
   }

@@ -1,6 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Identity } from '../identity/types.js';
-import type { JsonRpcId } from '../mcp/jsonrpc.js';
+import type { JsonRpcId, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { ListMethod } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 
@@ -32,6 +32,8 @@ export interface Session {
   /** Tool annotations learnt from this session's `tools/list` results. */
   toolAnnotations: Map<string, Record<string, unknown>>;
   lastSeen: number;
+  /** Answers a blocked server→client request upstream (built once per session). */
+  answerUpstream?: (response: JsonRpcResponse) => void;
   /** GET streams open on this session (an open stream keeps the session from idling out). */
   openStreams?: number;
   /** Answers to the proxy's own requests (legacy SSE: they arrive on the session's stream). */

@@ -59,24 +59,42 @@ function upstreamPath(core: ProxyCore): string {
 }
 
 /** A function that POSTs the proxy's answer to a blocked server→client request upstream. */
-function upstreamAnswerer(core: ProxyCore, sessionId: string | undefined, version: string | undefined) {
-  return (response: JsonRpcResponse): void => {
-    const headers: Record<string, string> = {
-      'content-type': 'application/json',
-      accept: 'application/json, text/event-stream',
-    };
-    if (sessionId) headers['mcp-session-id'] = sessionId;
-    if (version) headers['mcp-protocol-version'] = version;
-    core.upstream
-      .request('POST', upstreamPath(core), headers, JSON.stringify(response))
-      .then((r) => r.body.text())
-      .catch((err: unknown) =>
-        core.logger.warn(
-          { event: 'upstream-answer-failed', err: errorMessage(err) },
-          'could not answer a blocked server request',
-        ),
-      );
+/**
+ * POSTs the proxy's answer to a blocked server→client request upstream (so the server does not
+ * hang). One function per session (cached), none allocated per request.
+ */
+function answererFor(core: ProxyCore, session: Session | undefined): (response: JsonRpcResponse) => void {
+  if (session) {
+    if (!session.answerUpstream) {
+      session.answerUpstream = (response) =>
+        answerUpstream(core, session.id, session.protocolVersion, response);
+    }
+    return session.answerUpstream;
+  }
+  return core.answerWithoutSession;
+}
+
+export function answerUpstream(
+  core: ProxyCore,
+  sessionId: string | undefined,
+  version: string | undefined,
+  response: JsonRpcResponse,
+): void {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
   };
+  if (sessionId) headers['mcp-session-id'] = sessionId;
+  if (version) headers['mcp-protocol-version'] = version;
+  core.upstream
+    .request('POST', upstreamPath(core), headers, JSON.stringify(response))
+    .then((r) => r.body.text())
+    .catch((err: unknown) =>
+      core.logger.warn(
+        { event: 'upstream-answer-failed', err: errorMessage(err) },
+        'could not answer a blocked server request',
+      ),
+    );
 }
 
 function observe(core: ProxyCore, method: string, started: bigint, upstreamNs: bigint): void {
@@ -194,7 +212,7 @@ export async function handlePost(
     session,
     recorder,
     pending: session ? session.pending : pending,
-    answerUpstream: upstreamAnswerer(core, session?.id, version),
+    answerUpstream: answererFor(core, session),
   };
   try {
     await deliver(core, outCtx, up, res, decided.refused, decided.requestIds, decided.batch);
@@ -242,14 +260,15 @@ export async function handleGet(
     return;
   }
   res.off('close', onClientClose);
-  const version = header(req.headers['mcp-protocol-version']) ?? session?.protocolVersion;
+  const version = header(req.headers['mcp-protocol-version']);
+  if (session && version !== undefined) session.protocolVersion = version;
   const ctx: OutboundContext = {
     engine,
     identity,
     session,
     recorder: session?.recorder,
     pending: session ? session.pending : new Map(),
-    answerUpstream: upstreamAnswerer(core, session?.id, version),
+    answerUpstream: answererFor(core, session),
   };
   if (session) session.openStreams = (session.openStreams ?? 0) + 1;
   try {
