@@ -231,6 +231,15 @@ describe('createMasker', () => {
       });
     });
 
+    it('masks a value selected by two paths once', () => {
+      const masker = createMasker([
+        { policy: 'p', rule: rule({ name: 'f', fields: ['$.a.pin', '$..pin'] }) },
+      ]);
+      const out = masker.maskMessage({ pin: 1, a: { pin: '12' }, b: [{ pin: true }] }, scope);
+      expect(out.value).toEqual({ pin: 0, a: { pin: '[masked:f]' }, b: [{ pin: false }] });
+      expect(out.hits).toHaveLength(3);
+    });
+
     it('rejects a malformed path naming policy and rule', () => {
       expect(() =>
         createMasker([{ policy: 'p', rule: rule({ name: 'bad', fields: ['customer.ssn'] }) }]),

@@ -38,6 +38,8 @@ interface Plan {
   finders: Array<{ finder: Finder; owner: number }>;
   keyOwner: number;
   fields: Array<{ path: CompiledPath; owner: number }>;
+  /** `$..name` fields, applied during the walk (one traversal instead of two): name → owner. */
+  descendKeys: Map<string, number>;
 }
 
 interface Walk {
@@ -220,6 +222,7 @@ export function createMasker(
       finders: [],
       keyOwner: -1,
       fields: [],
+      descendKeys: new Map(),
     };
     const seen = new Set<Finder>();
     for (const i of active) {
@@ -232,7 +235,14 @@ export function createMasker(
         plan.minKeyLength = Math.min(plan.minKeyLength, finder.minLength);
       }
       if (rule.sensitiveKeys && plan.keyOwner === -1) plan.keyOwner = i;
-      for (const path of rule.fields) plan.fields.push({ path, owner: i });
+      for (const path of rule.fields) {
+        const only = path.segments.length === 1 ? path.segments[0] : undefined;
+        if (only?.kind === 'descend' && only.key !== undefined) {
+          if (!plan.descendKeys.has(only.key)) plan.descendKeys.set(only.key, i);
+        } else {
+          plan.fields.push({ path, owner: i });
+        }
+      }
     }
     if (plans.size < 1024) plans.set(key, plan);
     return plan;
@@ -353,7 +363,10 @@ export function createMasker(
       // Base64 payloads (resource blobs, image/audio data) are not text: a detector hit there would corrupt them.
       if (key === 'blob' || (binary && key === 'data')) continue;
       let next: unknown;
-      if (
+      const fieldOwner = w.plan.descendKeys.size === 0 ? undefined : w.plan.descendKeys.get(key);
+      if (fieldOwner !== undefined && !(typeof v === 'string' && w.produced?.has(v))) {
+        next = maskWhole(w, fieldOwner, v, depth + 1);
+      } else if (
         w.plan.keyOwner >= 0 &&
         typeof v === 'string' &&
         v.length > 0 &&
