@@ -9,7 +9,7 @@
  * Environment knobs (all optional):
  *   BENCH_DURATION=10       seconds recorded per run (after BENCH_WARMUP=2 unrecorded seconds)
  *   BENCH_CONNECTIONS=16    closed-loop workers at saturation
- *   BENCH_SCENARIOS=small,large,list,sse    BENCH_MODES=direct,nginx,warden
+ *   BENCH_SCENARIOS=small,large,list,sse    BENCH_MODES=direct,nginx,node,warden
  *   BENCH_PROFILE=1         run the gateway under `node --cpu-prof` and summarise the top frames
  *   BENCH_SKIP=mask,webhook skip a micro-benchmark
  * Not a test: nothing here fails on timing; it exits non-zero only if the bench itself broke.
@@ -246,6 +246,21 @@ async function main(): Promise<number> {
           stop: async () => {},
         });
       if (mode === 'nginx') targets.push(await startNginx(upInfo.url, work));
+      if (mode === 'node') {
+        const s = start(node, [join(distBench, 'passthrough.js'), '--upstream', upInfo.url], {
+          cpus: SERVER_CPU,
+        });
+        const url = (JSON.parse(await firstLine(s)) as { url: string }).url;
+        targets.push({
+          mode,
+          url,
+          headers: [],
+          pid: s.pid,
+          describe:
+            'reference: the thinnest Node.js proxy (node:http + undici Pool, bodies streamed untouched)',
+          stop: () => stop(s),
+        });
+      }
       if (mode === 'warden') {
         try {
           const { startWarden } = await import('./warden.js');

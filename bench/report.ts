@@ -103,7 +103,8 @@ const scenarioNames: Record<Scenario, string> = {
 
 export const HOW_TO_READ = `How to read this: the same MCP workload (a real SDK server over streamable HTTP) is sent
 directly, through nginx (plain reverse proxy), and through mcp-warden with full enforcement
-(token verification, a 50-rule policy, masking with every detector, recording on). The servers
+(token verification, a 50-rule policy, masking with every detector, recording on); "node" is a
+reference, the thinnest Node.js proxy (what Node's HTTP stack alone costs). The servers
 share one pinned core, the load generator runs on the other. **Ratios are the headline**:
 absolute times depend on the machine and on whatever else it was running (see loadavg).
 "added p50" = p50 latency through the proxy minus p50 latency direct, at the same fixed,

@@ -1,5 +1,5 @@
 /** One system under test: where the load generator sends its requests, and how to stop it. */
-export const Modes = ['direct', 'nginx', 'warden'] as const;
+export const Modes = ['direct', 'nginx', 'node', 'warden'] as const;
 export type Mode = (typeof Modes)[number];
 
 export interface Target {
