@@ -216,6 +216,7 @@ export class ProxyCore {
     transport: TransportKind,
     protocolVersion: string | undefined,
   ): Session {
+    this.#makeRoom(identity.principal);
     const session: Session = {
       id,
       principal: identity.principal,
@@ -236,6 +237,35 @@ export class ProxyCore {
       'session opened',
     );
     return session;
+  }
+
+  /**
+   * Bound the session table: a principal holds at most `maxSessionsPerPrincipal` sessions, the
+   * proxy at most `maxSessions`; the least recently used one (without an open stream, if any)
+   * is forgotten first. Its client gets 404 and re-initializes.
+   */
+  #makeRoom(principal: string): void {
+    const perPrincipal = this.options.maxSessionsPerPrincipal ?? 100;
+    const total = this.options.maxSessions ?? 10_000;
+    let mine = 0;
+    let oldestMine: Session | undefined;
+    let oldest: Session | undefined;
+    for (const s of this.sessions.values()) {
+      const evictable = !s.openStreams && !s.clientSse;
+      if (s.principal === principal) {
+        mine++;
+        if (evictable && (!oldestMine || s.lastSeen < oldestMine.lastSeen)) oldestMine = s;
+      }
+      if (evictable && (!oldest || s.lastSeen < oldest.lastSeen)) oldest = s;
+    }
+    const victim = mine >= perPrincipal ? oldestMine : this.sessions.size >= total ? oldest : undefined;
+    if (victim) {
+      this.logger.warn(
+        { event: 'session-evicted', session: victim.id },
+        'session table full: least recently used session forgotten',
+      );
+      void this.closeSession(victim, 'expired');
+    }
   }
 
   closeSession(session: Session, reason: 'ended' | 'expired' | 'shutdown'): Promise<void> {

@@ -42,6 +42,10 @@ export interface ProxyOptions {
   upstreamTimeoutMs?: number;
   /** Sessions idle longer than this are forgotten (default 30 min). */
   sessionIdleMs?: number;
+  /** Sessions one principal may hold (default 100); the least recently used is forgotten beyond. */
+  maxSessionsPerPrincipal?: number;
+  /** Sessions the proxy holds in all (default 10 000). */
+  maxSessions?: number;
   /**
    * Builds the masker for an engine's masking rules (cached per engine). Defaults to
    * `createMasker` from pkg/mask.

@@ -307,3 +307,24 @@ test('x-mcp-header declarations are collected through properties chains only', (
   ]);
   expect(paramDeclarations(undefined)).toEqual([]);
 });
+
+test('the session table is bounded per principal (least recently used forgotten)', async () => {
+  const auth: Authenticator = { authenticate: async () => identity };
+  const e = engine(allow);
+  const c = new ProxyCore({
+    upstream: 'http://127.0.0.1:9/mcp',
+    policySource: { current: () => e, onChange: () => () => undefined, close: async () => undefined },
+    authenticator: auth,
+    metrics: createMetrics({ defaultMetrics: false }),
+    podName: 'unit',
+    maxSessionsPerPrincipal: 2,
+  });
+  const a = c.createSession('a', identity, e, 'streamable-http', undefined);
+  a.lastSeen = 1;
+  c.createSession('b', identity, e, 'streamable-http', undefined);
+  c.createSession('c', identity, e, 'streamable-http', undefined);
+  expect([...c.sessions.keys()].sort()).toEqual(['b', 'c']);
+  c.createSession('x', { ...identity, principal: 'other' }, e, 'streamable-http', undefined);
+  expect(c.sessions.size).toBe(3);
+  expect(await c.metrics.registry.metrics()).toContain('mcp_warden_sessions_active 3');
+});
