@@ -1,4 +1,5 @@
 import type { MaskingRule } from '../policy/schema.js';
+import { cpuMs, cpuStart } from './cpu-time.js';
 import { createMasker } from './masker.js';
 import { compilePattern, v8LinearFallbackActive } from './patterns.js';
 
@@ -414,10 +415,10 @@ describe('createMasker', () => {
         const p = compilePattern('evil', '(a+)+$', { engine });
         expect(p.engine).toBe(engine);
         const input = `${'a'.repeat(100_000)}!`;
-        const start = performance.now();
+        const start = cpuStart();
         const spans: never[] = [];
         p.find(input, 0, spans);
-        expect(performance.now() - start).toBeLessThan(500);
+        expect(cpuMs(start)).toBeLessThan(500);
         expect(spans).toHaveLength(0);
         // And it still matches what it should.
         p.find('xaaa', 0, spans);
@@ -438,12 +439,12 @@ describe('createMasker', () => {
           }),
         },
       ]);
-      const start = performance.now();
+      const start = cpuStart();
       const out = masker.maskMessage(
         { p: 'x'.repeat(100_000), q: `${'a'.repeat(100_000)}!`, r: 'xaaa' },
         scope,
       );
-      expect(performance.now() - start).toBeLessThan(1000);
+      expect(cpuMs(start)).toBeLessThan(1000);
       expect(out.value).toEqual({
         p: 'x'.repeat(100_000),
         q: `${'a'.repeat(100_000)}!`,
@@ -478,6 +479,19 @@ describe('createMasker', () => {
       'masked-email@masked.invalid#2',
     ]);
     expect(out.hits).toHaveLength(2);
+  });
+
+  it('masks members named __proto__ like any other (as JSON.parse makes them)', () => {
+    const masker = createMasker([
+      { policy: 'p', rule: rule({ name: 'f', detectors: ['email'], fields: ['$.sc'] }) },
+    ]);
+    const msg = JSON.parse(
+      '{"a":{"__proto__":"bob@example.com"},"sc":{"__proto__":{"x":"y"}},"b":{"__proto__":"x"}}',
+    );
+    const text = JSON.stringify(masker.maskMessage(msg, scope).value);
+    expect(text).toBe(
+      '{"a":{"__proto__":"masked-email@masked.invalid"},"sc":{"__proto__":{"x":"[masked:f]"}},"b":{"__proto__":"x"}}',
+    );
   });
 
   it('never renames MCP member names, even when a user pattern matches them', () => {

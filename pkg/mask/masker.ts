@@ -181,6 +181,11 @@ const protocolKeys: ReadonlySet<string> = new Set([
   'items',
 ]);
 
+/** Define an own member, even one named `__proto__` (JSON.parse makes those; `=` would set the prototype). */
+function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -330,7 +335,7 @@ export function createMasker(
     if (typeof value !== 'object' || value === null || depth > maxDepth) return value;
     if (Array.isArray(value)) return value.map((v) => maskWhole(w, owner, v, depth + 1));
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = maskWhole(w, owner, v, depth + 1);
+    for (const [k, v] of Object.entries(value)) setOwn(out, k, maskWhole(w, owner, v, depth + 1));
     return out;
   }
 
@@ -401,7 +406,7 @@ export function createMasker(
       const masked = renames.get(key);
       let name = masked ?? key;
       for (let n = 2; masked !== undefined && Object.hasOwn(out, name); n++) name = `${masked}#${n}`;
-      out[name] = obj[key];
+      setOwn(out, name, obj[key]);
     }
     return out;
   }
