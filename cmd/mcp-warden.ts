@@ -18,7 +18,8 @@ interface CommandEntry {
 const commands: Record<string, CommandEntry> = {
   gateway: {
     summary: 'Run the data path as a plain process, policies read from files',
-    usage: 'gateway --upstream URL --policy PATH [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9090] [--recordings DIR] [--mcp-path /mcp] [--max-body 4MiB] [--public-url URL] [--allowed-hosts H,H] [--allowed-origins O,O] [--no-legacy-sse]',
+    usage:
+      'gateway --upstream URL --policy PATH [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9090] [--recordings DIR] [--mcp-path /mcp] [--max-body 4MiB] [--public-url URL] [--allowed-hosts H,H] [--allowed-origins O,O] [--no-legacy-sse]',
     load: () => import('./gateway.js'),
   },
   sidecar: {
@@ -32,22 +33,27 @@ const commands: Record<string, CommandEntry> = {
     load: () => import('./webhook.js'),
   },
   policy: {
-    summary: 'Check policies: `policy lint PATH`, `policy test PATH --identity claims.json --call call.json [--explain]`',
+    summary:
+      'Check policies: `policy lint PATH`, `policy test PATH --identity claims.json --call call.json [--explain]`',
     usage: 'policy lint PATH | policy test PATH --identity FILE --call FILE [--explain]',
     load: () => import('./policy.js'),
   },
   recordings: {
-    summary: 'Session recordings: `verify FILE|DIR`, `replay FILE`, `export DIR [--since] [--principal] [--tool]`',
-    usage: 'recordings verify FILE|DIR | recordings replay FILE | recordings export DIR [--since T] [--principal P] [--tool T]',
+    summary:
+      'Session recordings: `verify FILE|DIR`, `replay FILE`, `export DIR [--since] [--principal] [--tool]`',
+    usage:
+      'recordings verify FILE|DIR | recordings replay FILE | recordings export DIR [--since T] [--principal P] [--tool T]',
     load: () => import('./recordings.js'),
   },
   approvals: {
-    summary: 'Review held calls: `list`, `approve NAME`, `deny NAME` (not yet available: approvals are planned)',
+    summary:
+      'Review held calls: `list`, `approve NAME`, `deny NAME` (not yet available: approvals are planned)',
     usage: 'approvals list | approvals approve NAME [--reason R] | approvals deny NAME [--reason R]',
   },
   dev: {
     summary: 'Local development: `dev issuer` (an Entra-shaped OIDC issuer), `dev token` (print a token)',
-    usage: 'dev issuer [--listen 127.0.0.1:8400] [--tenant ID] [--state FILE] | dev token [--issuer-state FILE] [--aud A] [--oid ID] [--groups a,b] [--roles r] [--scopes s] [--app-only] [--v1] [--expires 3600]',
+    usage:
+      'dev issuer [--listen 127.0.0.1:8400] [--tenant ID] [--state FILE] | dev token [--issuer-state FILE] [--aud A] [--oid ID] [--groups a,b] [--roles r] [--scopes s] [--app-only] [--v1] [--expires 3600]',
     load: () => import('./dev.js'),
   },
 };

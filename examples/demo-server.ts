@@ -106,7 +106,9 @@ export async function startDemoServer(options: { host?: string; port?: number } 
     if (transport === undefined) {
       if (sessionId !== undefined) {
         res.writeHead(404, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null }));
+        res.end(
+          JSON.stringify({ jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null }),
+        );
         return;
       }
       const created = new StreamableHTTPServerTransport({
@@ -130,7 +132,9 @@ export async function startDemoServer(options: { host?: string; port?: number } 
       res.end(String(err));
     });
   });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
+  await new Promise<void>((resolve) =>
+    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve),
+  );
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}/mcp`,

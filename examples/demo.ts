@@ -6,16 +6,16 @@
  * MCP client as two users and prints what was decided, the metrics that counted it, and the
  * session recording. Exits 0 and leaves nothing running.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { startDevIssuer, type DevIssuer } from '../pkg/identity/dev-issuer.js';
-import { startDemoServer, type DemoServer } from './demo-server.js';
+import { type DevIssuer, startDevIssuer } from '../pkg/identity/dev-issuer.js';
+import { type DemoServer, startDemoServer } from './demo-server.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = join(root, 'dist/cmd/mcp-warden.js');
@@ -78,7 +78,9 @@ async function call(client: Client, who: string, tool: string, args: Record<stri
   } catch (err) {
     const e = err as { code?: number; message?: string; data?: { rule?: string; policy?: string } };
     const where = e.data?.rule ? ` (${e.data.policy}/${e.data.rule})` : '';
-    const message = (e.message ?? String(err)).replace(/^MCP error -?\d+: /, '').replace(/ \(policy [^)]*\)/, '');
+    const message = (e.message ?? String(err))
+      .replace(/^MCP error -?\d+: /, '')
+      .replace(/ \(policy [^)]*\)/, '');
     return { who, call: label, outcome: `denied ${e.code ?? ''}`.trim(), detail: `${message}${where}` };
   }
 }
@@ -146,8 +148,18 @@ async function main(): Promise<number> {
     console.log(`local OIDC issuer    ${issuer.v2Issuer}`);
     console.log(`mcp-warden gateway   ${mcpUrl}  (metrics: http://127.0.0.1:${adminPort}/metrics)\n`);
 
-    const readerToken = await issuer.issueToken({ audience: AUDIENCE, oid: 'a0000000-0000-4000-8000-00000000000a', groups: [READERS], upn: 'rita@contoso.example' });
-    const operatorToken = await issuer.issueToken({ audience: AUDIENCE, oid: 'b0000000-0000-4000-8000-00000000000b', groups: [OPERATORS], upn: 'omar@contoso.example' });
+    const readerToken = await issuer.issueToken({
+      audience: AUDIENCE,
+      oid: 'a0000000-0000-4000-8000-00000000000a',
+      groups: [READERS],
+      upn: 'rita@contoso.example',
+    });
+    const operatorToken = await issuer.issueToken({
+      audience: AUDIENCE,
+      oid: 'b0000000-0000-4000-8000-00000000000b',
+      groups: [OPERATORS],
+      upn: 'omar@contoso.example',
+    });
     const reader = await connect(mcpUrl, readerToken);
     const operator = await connect(mcpUrl, operatorToken);
     clients.push(reader, operator);
@@ -162,7 +174,9 @@ async function main(): Promise<number> {
     rows.push(await call(reader, 'reader', 'delete_repo', { name: 'payments' }));
     rows.push(await call(operator, 'operator', 'run_query', { query: 'SELECT count(*) FROM orders' }));
     rows.push(await call(operator, 'operator', 'run_query', { query: 'DROP TABLE orders' }));
-    rows.push(await call(operator, 'operator', 'send_email', { to: 'ops@contoso.example', body: 'weekly report' }));
+    rows.push(
+      await call(operator, 'operator', 'send_email', { to: 'ops@contoso.example', body: 'weekly report' }),
+    );
     console.log(table(rows));
 
     const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
@@ -172,9 +186,12 @@ async function main(): Promise<number> {
     console.log('\nmetrics (mcp_warden_*):');
     for (const l of counted) console.log(`  ${l}`);
     for (const l of counted) {
-      const audit = /^mcp_warden_requests_total\{policy="([^"]+)",method="([^"]+)",decision="audit-deny"\} (\d+)/.exec(l);
+      const audit =
+        /^mcp_warden_requests_total\{policy="([^"]+)",method="([^"]+)",decision="audit-deny"\} (\d+)/.exec(l);
       if (audit) {
-        console.log(`\naudit mode: ${audit[3]} ${audit[2]} call(s) would have been denied by policy "${audit[1]}" and were let through`);
+        console.log(
+          `\naudit mode: ${audit[3]} ${audit[2]} call(s) would have been denied by policy "${audit[1]}" and were let through`,
+        );
       }
     }
     console.log(`\nAuthorization headers that reached the upstream: ${upstream.authorizationHeadersSeen()}`);

@@ -1,4 +1,4 @@
-import { ErrorCodes, WardenError, isWardenError } from './errors.js';
+import { ErrorCodes, isWardenError, WardenError } from './errors.js';
 
 describe('WardenError', () => {
   it('carries a stable code and chains its cause', () => {

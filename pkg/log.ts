@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 
 /**
  * Structured JSON logs, one event per line (pino). Never log a token, a secret or an unmasked
@@ -8,7 +8,8 @@ import { pino, type Logger } from 'pino';
  */
 export type { Logger };
 
-const defaultLevel = process.env['MCP_WARDEN_LOG_LEVEL'] ?? (process.env['JEST_WORKER_ID'] ? 'silent' : 'info');
+const defaultLevel =
+  process.env['MCP_WARDEN_LOG_LEVEL'] ?? (process.env['JEST_WORKER_ID'] ? 'silent' : 'info');
 
 export function createLogger(component: string, destination?: NodeJS.WritableStream): Logger {
   return pino(
@@ -19,7 +20,14 @@ export function createLogger(component: string, destination?: NodeJS.WritableStr
       formatters: { level: (label) => ({ level: label }) },
       // Defence in depth: these keys are never written even if a caller passes them by mistake.
       redact: {
-        paths: ['authorization', 'token', '*.authorization', '*.token', 'headers.authorization', 'req.headers.authorization'],
+        paths: [
+          'authorization',
+          'token',
+          '*.authorization',
+          '*.token',
+          'headers.authorization',
+          'req.headers.authorization',
+        ],
         censor: '[redacted]',
       },
     },

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
  * The metric catalogue (prefix `mcp_warden_`), one registry per process. Label values are bounded:
@@ -31,7 +31,8 @@ const latencyBuckets = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.
 
 export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metrics {
   const registry = new Registry();
-  if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'mcp_warden_process_' });
+  if (options.defaultMetrics !== false)
+    collectDefaultMetrics({ register: registry, prefix: 'mcp_warden_process_' });
   const registers = [registry];
   return {
     registry,
