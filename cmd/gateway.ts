@@ -30,6 +30,7 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --allowed-hosts LIST    comma-separated Host values accepted (DNS-rebinding protection)
   --allowed-origins LIST  comma-separated Origin values accepted
   --no-legacy-sse         do not serve the legacy HTTP+SSE transport (/sse, /message)
+  --upstream-sse URL      the upstream's legacy SSE endpoint (default: /sse on the upstream's origin)
 `;
 
 /** Parse `host:port`, `[v6]:port` or `:port`. */
@@ -66,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
         'allowed-hosts': { type: 'string' },
         'allowed-origins': { type: 'string' },
         'no-legacy-sse': { type: 'boolean', default: false },
+        'upstream-sse': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -130,6 +132,7 @@ export async function run(argv: string[]): Promise<number> {
       upstream,
       mcpPath: values['mcp-path'] as string,
       ...(values['no-legacy-sse'] ? { legacySsePaths: false as const } : {}),
+      ...(typeof values['upstream-sse'] === 'string' ? { upstreamSse: values['upstream-sse'] } : {}),
       policySource: source,
       // No `metrics` here: the proxy's auth stage counts auth_failures_total (also for missing headers).
       authenticator: createAuthenticator({ allowInsecureLoopback: true }),

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { WardenError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { createLogger, type Logger } from '../log.js';
 import { createMasker } from '../mask/index.js';
@@ -111,9 +112,7 @@ export class ProxyCore {
         ? undefined
         : (options.legacySsePaths ?? { sse: '/sse', message: '/message' });
     this.upstreamSsePath = this.legacy
-      ? options.upstreamSse !== undefined
-        ? new URL(options.upstreamSse).pathname + new URL(options.upstreamSse).search
-        : this.legacy.sse
+      ? this.#upstreamSsePath(options.upstreamSse, this.legacy.sse)
       : undefined;
     this.maxBody = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
     this.maxUpstreamBody = options.maxUpstreamBodyBytes ?? 32 * 1024 * 1024;
@@ -132,6 +131,23 @@ export class ProxyCore {
         .then((r) => r.body.text())
         .catch(() => undefined);
     };
+  }
+
+  #upstreamSsePath(upstreamSse: string | undefined, fallback: string): string {
+    if (upstreamSse === undefined) return fallback;
+    let u: URL;
+    try {
+      u = new URL(upstreamSse, this.upstream.url);
+    } catch (err) {
+      throw new WardenError('ERR_CONFIG', `Invalid upstream SSE URL "${upstreamSse}"`, { cause: err });
+    }
+    if (!this.upstream.sameOrigin(u)) {
+      throw new WardenError(
+        'ERR_CONFIG',
+        `The upstream SSE URL must be on the upstream's origin (${this.upstream.url.origin})`,
+      );
+    }
+    return u.pathname + u.search;
   }
 
   engine(): PolicyEngine | undefined {

@@ -328,3 +328,18 @@ test('the session table is bounded per principal (least recently used forgotten)
   expect(c.sessions.size).toBe(3);
   expect(await c.metrics.registry.metrics()).toContain('mcp_warden_sessions_active 3');
 });
+
+test('an upstream SSE URL on another origin is refused at construction', () => {
+  const e = engine(allow);
+  const base = {
+    upstream: 'http://127.0.0.1:9/mcp',
+    policySource: { current: () => e, onChange: () => () => undefined, close: async () => undefined },
+    authenticator: { authenticate: async () => identity },
+    metrics: createMetrics({ defaultMetrics: false }),
+    podName: 'unit',
+  };
+  expect(() => new ProxyCore({ ...base, upstreamSse: 'http://evil.example/sse' })).toThrow(
+    /upstream's origin/,
+  );
+  expect(new ProxyCore({ ...base, upstreamSse: '/events?x=1' }).upstreamSsePath).toBe('/events?x=1');
+});
