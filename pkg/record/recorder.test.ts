@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createMetrics } from '../metrics/catalogue.js';
-import { GENESIS, sha256Hex } from './format.js';
+import { GENESIS, sealLine, sha256Hex } from './format.js';
 import { createRecorder, statelessRecordingKey } from './recorder.js';
 import type { RecordingHeader } from './types.js';
 import { verifyRecording } from './verify.js';
@@ -284,6 +284,34 @@ describe('orphan recovery', () => {
     expect(lines(path).at(-1)).toMatchObject({ type: 'truncated', seq: 3, droppedBytes: 20 });
     expect((await verifyRecording(path)).ok).toBe(true);
     await Promise.all([second.close(), stop()]);
+  });
+
+  it("leaves another pod's fresh unclosed recording alone on a shared volume, and closes it once stale", async () => {
+    const headerLine = sealLine({
+      seq: 1,
+      prev: GENESIS,
+      ts: new Date().toISOString(),
+      session: 'theirs',
+      type: 'header',
+      host: 'other-pod-7',
+    });
+    const event = sealLine({
+      seq: 2,
+      prev: sha256Hex(headerLine),
+      ts: new Date().toISOString(),
+      session: 'theirs',
+      type: 'mask',
+      method: 'x',
+      detectors: {},
+    });
+    const path = join(dir, 'theirs.jsonl');
+    writeFileSync(path, `${headerLine}\n${event}\n`);
+    expect(createRecorder({ directory: dir }).recovered).toEqual([]);
+    expect((await verifyRecording(path)).ok).toBe(false);
+    const old = Date.now() / 1000 - 7200;
+    utimesSync(path, old, old);
+    expect(createRecorder({ directory: dir }).recovered).toEqual([path]);
+    expect(await verifyRecording(path)).toMatchObject({ ok: true, status: 'truncated' });
   });
 
   it('does not recover a file a live recorder of this process is writing', async () => {

@@ -37,6 +37,11 @@ export interface RecorderOptions {
   flushIntervalMs?: number;
   /** Directory retention: total size and file age (closed recordings only). */
   retention?: { maxBytes?: number; maxAgeMs?: number };
+  /**
+   * At start, unclosed recordings written by another host (pod) are left alone unless untouched
+   * for this long (their writer is gone). Default 1 hour. Our own host's are always recovered.
+   */
+  orphanAfterMs?: number;
   /** Lines queued beyond this many bytes per session are dropped (and counted). Default 8 MiB. */
   maxPendingBytes?: number;
   logger?: Logger;
@@ -425,11 +430,23 @@ class RecorderImpl implements FileRecorder {
       const path = join(dir, name);
       try {
         if (liveFiles.has(resolve(path))) continue;
+        if (!this.mayRecover(path)) continue;
         if (recoverFile(path)) this.recovered.push(path);
       } catch (err) {
         this.error(`cannot recover ${name}: ${errorMessage(err)}`);
       }
     }
+  }
+
+  /**
+   * A shared volume may hold other pods' live recordings: a file is ours to close when its header
+   * names this host (a restarted container of the same pod), or when nobody wrote to it for
+   * `orphanAfterMs` (its writer is gone).
+   */
+  private mayRecover(path: string): boolean {
+    const st = statSync(path);
+    if (Date.now() - st.mtimeMs > (this.options.orphanAfterMs ?? 3_600_000)) return true;
+    return headerHost(path) === hostname();
   }
 
   /** Delete closed recordings older than maxAgeMs, then the oldest until under maxBytes. */
@@ -459,6 +476,23 @@ class RecorderImpl implements FileRecorder {
     } catch (err) {
       this.error(`retention: ${errorMessage(err)}`);
     }
+  }
+}
+
+/** The `host` of a recording's header line, or undefined when it cannot be read. */
+function headerHost(path: string): string | undefined {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const nl = buf.subarray(0, n).indexOf(0x0a);
+    if (nl === -1) return undefined;
+    const header = JSON.parse(buf.subarray(0, nl).toString('utf8')) as { host?: unknown };
+    return typeof header.host === 'string' ? header.host : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
   }
 }
 
