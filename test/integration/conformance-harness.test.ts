@@ -4,8 +4,15 @@
  * direct-vs-gateway comparison. `make conformance` runs the suite itself.
  */
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import {
+  compilePolicies,
+  type PolicyDocument,
+  parsePolicyText,
+  validatePolicy,
+} from '../../pkg/policy/index.js';
 import { startForwarder } from '../conformance/forwarder.js';
 import { callsInLine, EXPECTED } from '../conformance/recordings-check.js';
 import { compare, scenariosFor } from '../conformance/report.js';
@@ -216,5 +223,27 @@ describe('recordings check', () => {
     expect(EXPECTED['resources-read-text']?.(calls)).toBe(true);
     expect(EXPECTED['tools-call-simple-text']?.(calls)).toBe(true);
     expect(EXPECTED['resources-read-binary']?.(calls)).toBe(false);
+  });
+});
+
+describe('conformance policy', () => {
+  // The same substitution hack/conformance.sh makes; a policy the gateway refuses would only show
+  // up as "the gateway run produced no result" there.
+  const text = readFileSync(new URL('../conformance/policy.yaml', import.meta.url), 'utf8').replace(
+    /__([A-Z]+)__/g,
+    (_, key: string) =>
+      ({
+        ISSUER: 'http://127.0.0.1:8400/72f988bf-0000-4000-8000-00000000d3e5/v2.0',
+        AUDIENCE: 'api://mcp-warden-conformance',
+        GROUP: 'c0a1f0e5-0000-4000-8000-00000000c0f0',
+      })[key] ?? `__${key}__`,
+  );
+
+  it('is a valid MCPPolicy once its placeholders are filled in', () => {
+    const { docs, issues } = parsePolicyText(text, 'policy.yaml');
+    expect(issues).toEqual([]);
+    expect(docs).toHaveLength(1);
+    expect(validatePolicy(docs[0])).toEqual([]);
+    expect(() => compilePolicies(docs as PolicyDocument[])).not.toThrow();
   });
 });
