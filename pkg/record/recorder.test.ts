@@ -421,6 +421,24 @@ describe('sinks, limits and retention', () => {
     await bySize.close();
   });
 
+  it('never deletes an unclosed recording (another pod may be writing it)', async () => {
+    const headerLine = sealLine({
+      seq: 1,
+      prev: GENESIS,
+      ts: new Date().toISOString(),
+      session: 'open',
+      type: 'header',
+      host: 'other-pod',
+    });
+    const path = join(dir, 'open.jsonl');
+    writeFileSync(path, `${headerLine}\n`);
+    const old = Date.now() / 1000 - 600;
+    utimesSync(path, old, old);
+    const recorder = createRecorder({ directory: dir, retention: { maxAgeMs: 60_000, maxBytes: 1 } });
+    expect(readdirSync(dir)).toEqual(['open.jsonl']);
+    await recorder.close();
+  });
+
   it('never recovers or deletes a file another recorder of this process is writing', async () => {
     const first = createRecorder({ directory: dir, flushIntervalMs: 60_000 });
     const s = first.open(header('live'));

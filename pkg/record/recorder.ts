@@ -456,17 +456,17 @@ class RecorderImpl implements FileRecorder {
     const { maxBytes, maxAgeMs } = this.options.retention ?? {};
     if (dir === undefined || (maxBytes === undefined && maxAgeMs === undefined)) return;
     try {
-      const files = readdirSync(dir)
+      const all = readdirSync(dir)
         .filter((n) => n.endsWith('.jsonl'))
         .map((n) => join(dir, n))
-        .filter((p) => !this.isOpen(p) && !liveFiles.has(resolve(p)))
-        .map((p) => ({ p, st: statSync(p) }))
+        .map((p) => ({ p, st: statSync(p) }));
+      let total = all.reduce((sum, f) => sum + f.st.size, 0);
+      // Only closed recordings go: never one being written, here or by another pod on a shared volume.
+      const candidates = all
+        .filter((f) => !this.isOpen(f.p) && !liveFiles.has(resolve(f.p)) && isClosedFile(f.p))
         .sort((a, b) => a.st.mtimeMs - b.st.mtimeMs);
       const now = Date.now();
-      let total = files.reduce((sum, f) => sum + f.st.size, 0);
-      for (const s of this.sessions)
-        if (s.path !== undefined && existsSync(s.path)) total += statSync(s.path).size;
-      for (const f of files) {
+      for (const f of candidates) {
         const old = maxAgeMs !== undefined && now - f.st.mtimeMs > maxAgeMs;
         const over = maxBytes !== undefined && total > maxBytes;
         if (!old && !over) continue;
@@ -476,6 +476,21 @@ class RecorderImpl implements FileRecorder {
     } catch (err) {
       this.error(`retention: ${errorMessage(err)}`);
     }
+  }
+}
+
+/** Whether a recording ends with a `close` or `truncated` line. */
+function isClosedFile(path: string): boolean {
+  const fd = openSync(path, 'r');
+  try {
+    const last = lastLineOf(fd);
+    if (last === undefined || last.cut > 0) return false;
+    const type = (JSON.parse(last.line) as { type?: unknown }).type;
+    return typeof type === 'string' && TERMINAL.has(type);
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
   }
 }
 
