@@ -221,7 +221,7 @@ export function decideAll(
   };
 }
 
-function maskedForRecording(core: ProxyCore, masker: Masker, msg: ParsedItem['message']): unknown {
+export function maskedForRecording(core: ProxyCore, masker: Masker, msg: ParsedItem['message']): unknown {
   const m = msg as { jsonrpc: string; id?: unknown; method?: string };
   try {
     return masker.maskMessage(msg, { method: m.method ?? 'response' }).value;

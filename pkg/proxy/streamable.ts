@@ -14,8 +14,8 @@ import type { SessionRecorder } from '../record/types.js';
 import { ensureToolAnnotations } from './annotations.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { header, sendJson, sendRpcError } from './http.js';
-import { decideAll, headerMismatch, readMessages, refuse } from './inbound.js';
-import type { OutboundContext } from './outbound.js';
+import { decideAll, headerMismatch, maskedForRecording, readMessages, refuse } from './inbound.js';
+import { type OutboundContext, record } from './outbound.js';
 import { paramHeaderMismatch } from './params.js';
 import { copyResponseHeaders, deliver, deliverStream, isJson, upstreamFailed } from './respond.js';
 import type { RequestInfo, Session } from './session.js';
@@ -203,7 +203,17 @@ export async function handlePost(
       session = core.createSession(newSid, identity, engine, 'streamable-http', version);
       for (const [k, v] of pending) session.pending.set(k, v);
       recorder = session.recorder;
-      for (const item of got.items) recordInto(recorder, engine, item.message);
+      if (recorder) {
+        // The exchange that opened the session is its first recorded one (masked, as always).
+        const masker = core.maskerFor(engine);
+        for (const item of got.items) {
+          record(
+            { recorder, engine },
+            'client-to-server',
+            masker ? maskedForRecording(core, masker, item.message) : item.message,
+          );
+        }
+      }
     }
   }
   const outCtx: OutboundContext = {
@@ -221,18 +231,6 @@ export async function handlePost(
     observe(core, decided.firstMethod, started, upstreamNs);
   }
   if (up.status === 404 && session) void core.closeSession(session, 'ended');
-}
-
-function recordInto(recorder: SessionRecorder | undefined, engine: PolicyEngine, message: unknown): void {
-  if (!recorder) return;
-  if (engine.recording().payloads === 'none') {
-    const m = message as Record<string, unknown>;
-    recorder.record({
-      type: 'message',
-      direction: 'client-to-server',
-      message: { jsonrpc: '2.0', id: m['id'], method: m['method'] },
-    });
-  } else recorder.record({ type: 'message', direction: 'client-to-server', message });
 }
 
 export async function handleGet(
