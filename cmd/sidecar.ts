@@ -279,7 +279,7 @@ export async function run(argv: string[]): Promise<number> {
     namespace: config.namespace,
     podName: config.podName,
     policies: () => kubeSource.selected(),
-    compileError: () => kubeSource.compileError(),
+    compileError: (policy) => kubeSource.compileError(policy),
     intervalMs: config.statusIntervalMs,
     logger,
   });

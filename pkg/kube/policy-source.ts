@@ -49,14 +49,33 @@ export interface KubePolicySourceOptions {
 export interface KubePolicySource extends PolicySource {
   /** The policy objects currently selecting this pod (latest seen, including status). */
   selected(): PolicyObject[];
-  /** The last compile error per policy name (a policy that failed keeps the last good engine). */
-  compileError(): string | undefined;
+  /**
+   * Why the current selection did not compile (the last good engine stays in force): for `policy`
+   * when given (undefined when the failure names other policies only), else the whole message.
+   */
+  compileError(policy?: string): string | undefined;
   /** Resolves after the first successful list (whatever it contained); rejects never. */
   readonly synced: Promise<void>;
   /** The pod was relabelled (downward-API labels file changed): reselect and recompile. */
   setPodLabels(labels: Record<string, string>): void;
   /** Listeners for any change of the selected objects, including status-only changes. */
   onObjects(listener: (objects: PolicyObject[]) => void): () => void;
+}
+
+/** Issues of an ERR_POLICY_INVALID error, grouped by the policy they name. */
+function attribute(err: unknown, selected: PolicyObject[]): Map<string, string[]> {
+  const byPolicy = new Map<string, string[]>();
+  const issues = (err as { details?: { issues?: unknown } })?.details?.issues;
+  if (!Array.isArray(issues)) return byPolicy;
+  const names = new Set(selected.map((o) => o.metadata.name));
+  for (const issue of issues as Array<{ source?: unknown; path?: unknown; message?: unknown }>) {
+    const name = typeof issue?.source === 'string' ? issue.source.replace(/^policy /, '') : '';
+    if (!names.has(name)) return new Map(); // cannot attribute: treat as a failure of the whole set
+    const list = byPolicy.get(name) ?? [];
+    list.push(`${String(issue.path ?? '')}: ${String(issue.message ?? '')}`);
+    byPolicy.set(name, list);
+  }
+  return byPolicy;
 }
 
 function isGone(err: unknown): boolean {
@@ -90,6 +109,8 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
   /** Key of (name, generation) of the selected set the engine was compiled from. */
   let engineKey: string | undefined;
   let lastCompileError: string | undefined;
+  /** Compile failures attributed to policies (from ERR_POLICY_INVALID issues `source: policy <name>`). */
+  let errorsByPolicy = new Map<string, string[]>();
   let connected = false;
   let lastContact = 0;
   let expired = true;
@@ -152,6 +173,7 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
       engine = next;
       engineKey = key;
       lastCompileError = undefined;
+      errorsByPolicy = new Map();
       expired = false;
       logger?.info(
         { policies: selected.map((o) => `${o.metadata.name}@${o.metadata.generation ?? 0}`) },
@@ -161,6 +183,7 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
     } catch (err) {
       // Keep the last good engine: a policy the webhook should have refused must not open the pod.
       lastCompileError = errorMessage(err);
+      errorsByPolicy = attribute(err, selected);
       engineKey = key;
       logger?.error({ err: lastCompileError }, 'policy compile failed; keeping the last good policies');
       report(err instanceof Error ? err : new Error(lastCompileError));
@@ -322,7 +345,12 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
       return () => objectListeners.delete(listener);
     },
     selected: selectedNow,
-    compileError: () => lastCompileError,
+    compileError(policy) {
+      if (policy === undefined || lastCompileError === undefined) return lastCompileError;
+      // Unattributable failures concern every selected policy.
+      if (errorsByPolicy.size === 0) return lastCompileError;
+      return errorsByPolicy.get(policy)?.join('; ');
+    },
     setPodLabels(labels) {
       const same =
         Object.keys(labels).length === Object.keys(podLabels).length &&

@@ -38,8 +38,8 @@ export interface StatusReporterOptions {
   podName: string;
   /** The policy objects that currently select this pod (`KubePolicySource.selected`). */
   policies: () => PolicyObject[];
-  /** Compile error of the current policy set, if any (sets `Accepted=False`). */
-  compileError?: () => string | undefined;
+  /** Why a policy does not compile, if it does not (sets its `Accepted=False`). */
+  compileError?: (policy: string) => string | undefined;
   /** Minimum time between two writes for one policy. Default 5000 ms. */
   intervalMs?: number;
   /** Refresh `lastReportTime` at least this often. Default 60 000 ms. */
@@ -142,7 +142,7 @@ export function createStatusReporter(options: StatusReporterOptions): StatusRepo
   const buildConditions = (obj: PolicyObject, now: string): Condition[] => {
     const generation = obj.metadata.generation ?? 0;
     const existing = (obj.status?.['conditions'] as Condition[] | undefined) ?? [];
-    const compileError = options.compileError?.();
+    const compileError = options.compileError?.(obj.metadata.name);
     const enforce = (obj.spec?.mode ?? 'enforce') !== 'audit';
     const desired: Array<Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>> = [
       compileError === undefined

@@ -232,8 +232,55 @@ describe('cluster PolicySource (pkg/kube) on a real API server', () => {
     );
     await failed;
     expect(s.compileError()).toMatch(/broken/);
+    // Attributed to the broken policy only.
+    expect(s.compileError('broken')).toMatch(/spec\.rules\[0\]\.match\.when/);
+    expect(s.compileError('github-tools')).toBeUndefined();
     expect(s.current()).toBe(good);
     expect(errors.length).toBeGreaterThan(0);
+    // The sidecar's report marks the broken policy Accepted=False, with the field, and only it.
+    const reporter = createStatusReporter({
+      client,
+      namespace: NS,
+      podName: 'compile-check',
+      policies: () => s.selected(),
+      compileError: (policy) => s.compileError(policy),
+      intervalMs: 100,
+    });
+    reporter.policiesChanged();
+    const accepted = (o: PolicyObject) =>
+      (
+        (o.status?.['conditions'] as Array<{ type: string; status: string; message: string }> | undefined) ??
+        []
+      ).find((c) => c.type === 'Accepted');
+    const broken = await waitForObject<PolicyObject>(
+      client,
+      policiesPath(NS),
+      'broken',
+      (o) => accepted(o)?.status === 'False',
+    );
+    expect(accepted(broken)?.message).toMatch(/spec\.rules\[0\]\.match\.when/);
+    const fine = await waitForObject<PolicyObject>(
+      client,
+      policiesPath(NS),
+      'github-tools',
+      (o) => accepted(o) !== undefined,
+    );
+    expect(accepted(fine)?.status).toBe('True');
+    await reporter.close();
+    // Server-side apply semantics: an empty apply by the pod's manager removes what it owned.
+    await client.request('PATCH', `${policiesPath(NS)}/github-tools/status`, {
+      query: { fieldManager: podFieldManager('compile-check') },
+      contentType: 'application/apply-patch+yaml',
+      body: {
+        apiVersion: 'mcpwarden.io/v1alpha1',
+        kind: 'MCPPolicy',
+        metadata: { name: 'github-tools', namespace: NS },
+      },
+    });
+    const pruned = await client.request<PolicyObject>('GET', `${policiesPath(NS)}/github-tools`);
+    expect(
+      ((pruned.status?.['pods'] as Array<{ name: string }> | undefined) ?? []).map((p) => p.name),
+    ).not.toContain('compile-check');
     await cluster.kubectl(['delete', 'mcpp', 'broken', '-n', NS]);
   });
 });
@@ -252,7 +299,7 @@ describe('status reporter (pkg/kube) on a real API server', () => {
       namespace: NS,
       podName: 'github-mcp-0',
       policies: () => source.selected(),
-      compileError: () => source.compileError(),
+      compileError: (policy) => source.compileError(policy),
       intervalMs: 200,
       onError: (e) => errors.push(e),
     });
