@@ -7,7 +7,8 @@
  * under test gets one core — like a pod whose app and sidecar share its CPU.
  *
  * Environment knobs (all optional):
- *   BENCH_DURATION=10       seconds recorded per run (after BENCH_WARMUP=2 unrecorded seconds)
+ *   BENCH_DURATION=5        seconds recorded per run (after BENCH_WARMUP=1 unrecorded second)
+ *   BENCH_REPEAT=3          runs per path and scenario, interleaved; the median run is reported
  *   BENCH_CONNECTIONS=16    closed-loop workers at saturation
  *   BENCH_SCENARIOS=small,large,list,sse    BENCH_MODES=direct,nginx,node,warden
  *   BENCH_PROFILE=1         run the gateway under `node --cpu-prof` and summarise the top frames
@@ -138,6 +139,16 @@ async function microBench(
   return JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>;
 }
 
+/** The element whose key is the median (the lower middle for an even count). */
+function median<T>(items: T[], key: (t: T) => number): T | undefined {
+  const sorted = [...items].sort((a, b) => key(a) - key(b));
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
+
+function medianOf(values: number[]): number {
+  return median(values, (v) => v) ?? Number.NaN;
+}
+
 /** The gateway with parts switched off, each against a fresh upstream: what each part costs. */
 async function ablation(
   work: string,
@@ -202,9 +213,10 @@ async function ablation(
 }
 
 async function main(): Promise<number> {
-  const duration = envNum('BENCH_DURATION', 10);
-  const warmup = envNum('BENCH_WARMUP', 2);
+  const duration = envNum('BENCH_DURATION', 5);
+  const warmup = envNum('BENCH_WARMUP', 1);
   const connections = envNum('BENCH_CONNECTIONS', 16);
+  const repeat = Math.round(envNum('BENCH_REPEAT', 3));
   const scenarios = envList('BENCH_SCENARIOS', Scenarios);
   const modes = envList<Mode>('BENCH_MODES', Modes);
   const skip = new Set((process.env.BENCH_SKIP ?? '').split(',').filter(Boolean));
@@ -229,7 +241,15 @@ async function main(): Promise<number> {
   const report: BenchReport = {
     date: new Date().toISOString(),
     machine: info,
-    settings: { duration, warmup, connections, serverCpu: SERVER_CPU, loadCpu: LOAD_CPU, upstream: upInfo },
+    settings: {
+      duration,
+      warmup,
+      connections,
+      repeat,
+      serverCpu: SERVER_CPU,
+      loadCpu: LOAD_CPU,
+      upstream: upInfo,
+    },
     targets: [],
     saturate: [],
     rate: [],
@@ -284,28 +304,58 @@ async function main(): Promise<number> {
     const sampler = warden?.pid !== undefined ? sampleRss(warden.pid) : undefined;
 
     for (const scenario of scenarios) {
+      // Repetitions interleave the paths (direct, nginx, node, warden, direct, ...), so a change in
+      // the machine's other load hits every path alike; each path keeps its median run.
+      const sat = new Map<
+        Mode,
+        Array<{ result: LoadResult; cpu: { upstreamUs: number; proxyUs?: number } }>
+      >();
+      for (let rep = 1; rep <= repeat; rep++) {
+        for (const t of targets) {
+          log(`saturate ${scenario} via ${t.mode} (${rep}/${repeat})`);
+          const up0 = await cpuMs(upstream.pid);
+          const px0 = t.pid === undefined ? 0 : await cpuMs(t.pid);
+          const result = await load(t, scenario, 'saturate', { duration, warmup, connections });
+          const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, result.completed));
+          const cpu = {
+            upstreamUs: per((await cpuMs(upstream.pid)) - up0),
+            ...(t.pid === undefined ? {} : { proxyUs: per((await cpuMs(t.pid)) - px0) }),
+          };
+          sat.set(t.mode, [...(sat.get(t.mode) ?? []), { result, cpu }]);
+        }
+      }
       for (const t of targets) {
-        log(`saturate ${scenario} via ${t.mode}`);
-        const up0 = await cpuMs(upstream.pid);
-        const px0 = t.pid === undefined ? 0 : await cpuMs(t.pid);
-        const result = await load(t, scenario, 'saturate', { duration, warmup, connections });
-        const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, result.completed));
-        const cpu = {
-          upstreamUs: per((await cpuMs(upstream.pid)) - up0),
-          ...(t.pid === undefined ? {} : { proxyUs: per((await cpuMs(t.pid)) - px0) }),
-        };
-        report.saturate.push({ target: t.mode, result, cpu });
+        const runs = sat.get(t.mode) ?? [];
+        const m = median(runs, (x) => x.result.rps);
+        if (m !== undefined) {
+          report.saturate.push({
+            target: t.mode,
+            result: m.result,
+            cpu: {
+              upstreamUs: medianOf(runs.map((x) => x.cpu.upstreamUs)),
+              ...(t.pid === undefined ? {} : { proxyUs: medianOf(runs.map((x) => x.cpu.proxyUs ?? 0)) }),
+            },
+            runs: runs.map((x) => x.result.rps),
+          });
+        }
       }
       const slowest = Math.min(
         ...report.saturate.filter((r) => r.result.scenario === scenario).map((r) => r.result.rps),
       );
       const rate = Math.max(1, Math.min(defaultRates[scenario], Math.floor(slowest / 2)));
+      const rated = new Map<Mode, LoadResult[]>();
+      for (let rep = 1; rep <= repeat; rep++) {
+        for (const t of targets) {
+          log(`rate ${rate}/s ${scenario} via ${t.mode} (${rep}/${repeat})`);
+          const result = await load(t, scenario, 'rate', { duration, warmup, connections, rate });
+          rated.set(t.mode, [...(rated.get(t.mode) ?? []), result]);
+        }
+      }
       for (const t of targets) {
-        log(`rate ${rate}/s ${scenario} via ${t.mode}`);
-        report.rate.push({
-          target: t.mode,
-          result: await load(t, scenario, 'rate', { duration, warmup, connections, rate }),
-        });
+        const runs = rated.get(t.mode) ?? [];
+        const m = median(runs, (x) => x.latencyMs.p50);
+        if (m !== undefined)
+          report.rate.push({ target: t.mode, result: m, runs: runs.map((x) => x.latencyMs.p50) });
       }
     }
     if (sampler !== undefined) report.rssLoadPeakKiB = await sampler.stop();

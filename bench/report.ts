@@ -66,6 +66,7 @@ export interface BenchReport {
     duration: number;
     warmup: number;
     connections: number;
+    repeat?: number;
     serverCpu: string;
     loadCpu: string;
     upstream: { url: string; stateful: boolean; jsonResponse: boolean; events: number };
@@ -73,8 +74,15 @@ export interface BenchReport {
   targets: Array<{ mode: Mode; describe: string }>;
   warden?: WardenDetails;
   /** `cpu`: CPU time per request at saturation, from /proc (µs), of the upstream and the proxy. */
-  saturate: Array<{ target: Mode; result: LoadResult; cpu?: { upstreamUs: number; proxyUs?: number } }>;
-  rate: Array<{ target: Mode; result: LoadResult }>;
+  saturate: Array<{
+    target: Mode;
+    result: LoadResult;
+    cpu?: { upstreamUs: number; proxyUs?: number };
+    /** requests/s of every repetition (the median one is `result`). */
+    runs?: number[];
+  }>;
+  /** `runs`: p50 (ms) of every repetition (the median one is `result`). */
+  rate: Array<{ target: Mode; result: LoadResult; runs?: number[] }>;
   rssIdleKiB?: number;
   rssLoadPeakKiB?: number;
   rssAfterKiB?: number;
@@ -169,7 +177,7 @@ export function renderReport(r: BenchReport): string {
     `| pinning | ${m.pinned ? `servers on CPU ${r.settings.serverCpu}, load generator on CPU ${r.settings.loadCpu} (taskset)` : 'unavailable: everything shares all cores'} |`,
   );
   out.push(
-    `| runs | ${r.settings.warmup} s warm-up + ${r.settings.duration} s recorded each; ${r.settings.connections} connections at saturation |`,
+    `| runs | ${r.settings.warmup} s warm-up + ${r.settings.duration} s recorded each, ${r.settings.repeat ?? 1} interleaved repetitions per path (median reported); ${r.settings.connections} connections at saturation |`,
   );
   const up = r.settings.upstream;
   out.push(
@@ -213,6 +221,7 @@ export function renderReport(r: BenchReport): string {
 
   const modes = r.targets.map((t) => t.mode);
   out.push('## Throughput at saturation (requests/s)', '');
+  out.push('Median of the repetitions, [lowest–highest] in brackets.', '');
   out.push(
     `| scenario | ${modes.join(' | ')} | errors |`,
     `| --- | ${modes.map(() => '---').join(' | ')} | --- |`,
@@ -220,7 +229,10 @@ export function renderReport(r: BenchReport): string {
   for (const h of hs) {
     const cells = modes.map((mode) => {
       const x = find(r.saturate, mode, h.scenario);
-      return x === undefined ? 'n/a' : `${Math.round(x.rps)} (${(x.bytesPerSec / 1e6).toFixed(1)} MB/s)`;
+      const runs = r.saturate.find((y) => y.target === mode && y.result.scenario === h.scenario)?.runs ?? [];
+      const spread =
+        runs.length > 1 ? ` [${Math.round(Math.min(...runs))}–${Math.round(Math.max(...runs))}]` : '';
+      return x === undefined ? 'n/a' : `${Math.round(x.rps)}${spread}`;
     });
     const errs = modes
       .map((mode) => find(r.saturate, mode, h.scenario)?.errors ?? 0)
