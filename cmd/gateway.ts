@@ -134,8 +134,9 @@ export async function run(argv: string[]): Promise<number> {
       ...(values['no-legacy-sse'] ? { legacySsePaths: false as const } : {}),
       ...(typeof values['upstream-sse'] === 'string' ? { upstreamSse: values['upstream-sse'] } : {}),
       policySource: source,
-      // No `metrics` here: the proxy's auth stage counts auth_failures_total (also for missing headers).
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      // The authenticator counts its verification failures in auth_failures_total; the proxy's auth
+      // stage counts only what never reaches it (missing or malformed Authorization headers).
+      authenticator: createAuthenticator({ allowInsecureLoopback: true, metrics }),
       metrics,
       ...(recorder ? { recorder } : {}),
       podName: hostname(),

@@ -206,6 +206,28 @@ describe('a running gateway', () => {
     expect(metrics).toMatch(/mcp_warden_masked_values_total\{policy="tools",detector="email"\} 1/);
   });
 
+  test('a refused token is counted once in auth_failures_total, by reason', async () => {
+    const expired = await issuer.issueToken({
+      audience: AUD,
+      oid: 'reader-1',
+      groups: [READERS],
+      expiresInSec: -3600,
+    });
+    const res = await fetch(mcpUrl, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${expired}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+    });
+    expect(res.status).toBe(401);
+    expect(res.headers.get('www-authenticate')).toMatch(/^Bearer .*resource_metadata="/);
+    const metrics = await (await fetch(`${adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/mcp_warden_auth_failures_total\{reason="expired"\} 1\n/);
+  });
+
   test('editing the policy file applies to the next message without dropping the session', async () => {
     const applied = gw.output().split('policy change applied').length;
     await writeFile(
