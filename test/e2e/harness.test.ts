@@ -1,10 +1,13 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeJwt } from 'jose';
 import { Agent, fetch } from 'undici';
 import { KubeApiError } from '../../pkg/kube/client.js';
-import { type Cluster, REPO_ROOT, startCluster } from './harness.js';
+import { type Cluster, REPO_ROOT, startCluster, tsNodeArgs } from './harness.js';
 
 let cluster: Cluster;
 
@@ -135,6 +138,53 @@ describe('e2e harness: a real kube-apiserver on loopback', () => {
     const doc = (await res.json()) as { issuer: string; jwks_uri: string };
     expect(doc.issuer).toBe(cluster.serviceAccountIssuer);
   });
+
+  test('when the test process dies without stop(), its etcd and kube-apiserver go too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'harness-orphan-'));
+    const script = join(dir, 'child.ts');
+    await writeFile(
+      script,
+      `import { startCluster } from ${JSON.stringify(join(REPO_ROOT, 'test', 'e2e', 'harness.ts'))};
+const c = await startCluster({ crds: false });
+process.stdout.write(JSON.stringify({ dir: c.dir, groups: c.processGroups() }) + '\\n');
+setInterval(() => undefined, 1 << 30);
+`,
+    );
+    const child = spawn(process.execPath, [...(await tsNodeArgs(dir)), script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { PATH: process.env['PATH'] ?? '' },
+    });
+    let out = '';
+    let err = '';
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      err += c;
+    });
+    const info = await new Promise<{ dir: string; groups: number[] }>((resolve, reject) => {
+      child.stdout.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0] as string));
+      });
+      child.once('exit', (code) => reject(new Error(`child exited ${code}: ${err}`)));
+    });
+    expect(info.groups).toHaveLength(2);
+    const alive = (pgid: number): boolean => {
+      try {
+        process.kill(-pgid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    expect(info.groups.every(alive)).toBe(true);
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    // The guardians notice within about a second; poll (a foreign process's death has no event here).
+    const deadline = Date.now() + 20_000;
+    while (info.groups.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+    expect(info.groups.filter(alive)).toEqual([]);
+    await rm(info.dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true });
+  }, 120_000);
 
   test('stop() kills the processes and removes the temp dir', async () => {
     const other = await startCluster({ crds: false });

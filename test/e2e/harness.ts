@@ -97,6 +97,8 @@ export interface Cluster {
   applyCrds(dir?: string): Promise<string[]>;
   /** Environment for child processes that use kubectl/helm against this cluster as admin. */
   env(user?: ClusterUser): NodeJS.ProcessEnv;
+  /** Process groups of etcd and kube-apiserver (each runs under its guardian shell). */
+  processGroups(): number[];
   /** Last lines of the etcd and kube-apiserver logs (for failure messages). */
   logs(): { etcd: string; apiserver: string };
   stop(): Promise<void>;
@@ -341,6 +343,25 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/**
+ * `sh -c GUARDIAN guardian PARENT_PID BIN ARGS...`: runs BIN, forwards SIGTERM/SIGINT to it, and
+ * terminates it once PARENT_PID is gone (checked every second). Exits with BIN's exit code.
+ */
+const GUARDIAN = `parent=$1; shift
+"$@" &
+child=$!
+(while kill -0 "$parent" 2>/dev/null; do sleep 1; done; kill -TERM "$child" 2>/dev/null) </dev/null >/dev/null 2>&1 &
+watchdog=$!
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+while :; do
+  wait "$child"; code=$?
+  # A trapped signal ends wait early: wait again until the child is really gone (reaped).
+  kill -0 "$child" 2>/dev/null || break
+done
+kill "$watchdog" 2>/dev/null
+exit "$code"
+`;
+
 class Proc {
   readonly child: ChildProcess;
   private tail = '';
@@ -357,7 +378,14 @@ class Proc {
     env: NodeJS.ProcessEnv,
   ) {
     this.log = createWriteStream(logFile);
-    this.child = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+    // Run under a tiny shell guardian that stops the server when this test process disappears
+    // (jest killed, Ctrl-C): no orphaned etcd/kube-apiserver on a shared machine.
+    // Its own process group, so a last-resort SIGKILL reaches the server too, not just the shell.
+    this.child = spawn('/bin/sh', ['-c', GUARDIAN, 'guardian', String(process.pid), bin, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env,
+      detached: true,
+    });
     const onData = (chunk: Buffer): void => {
       this.log.write(chunk);
       this.tail = (this.tail + chunk.toString('utf8')).slice(-8000);
@@ -379,6 +407,16 @@ class Proc {
     live.add(this);
   }
 
+  /** SIGKILL the guardian, the server and the watchdog. */
+  killGroup(): void {
+    if (this.child.pid === undefined) return;
+    try {
+      process.kill(-this.child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+
   lastLines(n = 30): string {
     return this.tail.split('\n').slice(-n).join('\n');
   }
@@ -386,7 +424,7 @@ class Proc {
   async stop(): Promise<void> {
     if (!this.exited) {
       this.child.kill('SIGTERM');
-      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      const timer = setTimeout(() => this.killGroup(), 5000);
       await this.exitPromise;
       clearTimeout(timer);
     }
@@ -395,11 +433,22 @@ class Proc {
   }
 }
 
-/** Processes still running: killed synchronously if the worker exits without `stop()`. */
-const live = new Set<Proc>();
-process.once('exit', () => {
-  for (const p of live) if (!p.exited) p.child.kill('SIGKILL');
-});
+/**
+ * Processes still running: killed synchronously if the worker exits without `stop()`. One set and
+ * one exit hook per process (jest re-imports this module for every test file in a worker).
+ */
+const liveKey = Symbol.for('mcp-warden.e2e.live-processes');
+const globalRef = globalThis as unknown as Record<symbol, Set<Proc> | undefined>;
+const live: Set<Proc> =
+  globalRef[liveKey] ??
+  (() => {
+    const set = new Set<Proc>();
+    globalRef[liveKey] = set;
+    process.once('exit', () => {
+      for (const p of set) if (!p.exited) p.killGroup();
+    });
+    return set;
+  })();
 
 function probe(
   url: string,
@@ -759,6 +808,7 @@ async function boot(
     applyCrds,
     env: (user) => ({ ...childEnv, KUBECONFIG: (user ?? admin).kubeconfigPath, KUBECACHEDIR: kubecache }),
     logs: () => ({ etcd: etcd.lastLines(), apiserver: apiserver.lastLines() }),
+    processGroups: () => [etcd.child.pid, apiserver.child.pid].filter((p): p is number => p !== undefined),
     stop: stopAll,
   };
   if (options.crds !== false) await applyCrds();
