@@ -5,6 +5,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import {
+  Client as ClientV2,
+  StreamableHTTPClientTransport as TransportV2,
+} from '@modelcontextprotocol/client';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
@@ -281,6 +285,26 @@ describe('masking through the gateway (SDK v1 client and server)', () => {
       expect(recording).not.toContain(s);
       expect(logText).not.toContain(s);
       expect(text).not.toContain(s);
+    }
+  });
+
+  it('keeps the masked result valid for the v2 SDK client as well', async () => {
+    const token = await issuer.issueToken({ audience: AUDIENCE, oid: 'user-8' });
+    const client = new ClientV2({ name: 'mask-client-v2', version: '1.0.0' });
+    await client.connect(
+      new TransportV2(new URL(mcpUrl), { requestInit: { headers: { authorization: `Bearer ${token}` } } }),
+    );
+    try {
+      await client.listTools();
+      const result = await client.callTool({ name: 'get_customer', arguments: { id: 7 } });
+      const sc = result.structuredContent as Record<string, unknown>;
+      expect(sc['email']).toBe('masked-email@masked.invalid');
+      expect(sc['card']).toBe('[masked:credit-card]');
+      expect(sc['balance']).toBe(0);
+      const seen = JSON.stringify(result);
+      for (const s of secrets) expect(seen).not.toContain(s);
+    } finally {
+      await client.close();
     }
   });
 });
