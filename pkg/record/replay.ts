@@ -23,6 +23,7 @@ function obj(v: unknown): Record<string, unknown> | undefined {
 function describeResult(message: Record<string, unknown>): string {
   const error = obj(message['error']);
   if (error !== undefined) return `error ${String(error['code'])}: ${clip(String(error['message'] ?? ''))}`;
+  if (!('result' in message)) return '(payload not recorded)';
   const result = obj(message['result']);
   if (result === undefined) return clip(JSON.stringify(message['result'] ?? null));
   const parts: string[] = [];

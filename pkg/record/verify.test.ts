@@ -211,6 +211,34 @@ describe('replayRecording', () => {
   });
 });
 
+describe('replayRecording without payloads', () => {
+  it('says the payload was not recorded', async () => {
+    const recorder = createRecorder({ directory: dir });
+    const s = recorder.open({
+      session: 'bare',
+      principal: 'p',
+      pod: 'gw',
+      transport: 'streamable-http',
+      policies: [],
+    });
+    s.record({
+      type: 'message',
+      direction: 'client-to-server',
+      message: { jsonrpc: '2.0', id: 1, method: 'tools/call' },
+    });
+    s.record({ type: 'message', direction: 'server-to-client', message: { jsonrpc: '2.0', id: 1 } });
+    const file = (await s.close())!.location;
+    await recorder.close();
+    try {
+      expect(await replayRecording(file)).toMatch(
+        /← server answers #1 \(tools\/call\): \(payload not recorded\)/,
+      );
+    } finally {
+      rmSync(file);
+    }
+  });
+});
+
 describe('exportRecordings', () => {
   it('exports flat records filtered by tool, principal and time', async () => {
     const all = [];
