@@ -23,7 +23,8 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --policy PATH           MCPPolicy YAML file (several documents allowed) or a directory (required)
   --listen HOST:PORT      where clients connect (default 127.0.0.1:8080)
   --admin-listen HOST:PORT  /metrics, /healthz, /readyz (default 127.0.0.1:9090)
-  --recordings DIR        write session recordings here
+  --recordings DIR        write session recordings here (policies with recording.sink: stdout, or all
+                          recordings when no DIR is given, go to stdout as JSON lines)
   --mcp-path PATH         MCP endpoint path served (default /mcp)
   --max-body SIZE         largest request body, e.g. 4MiB (default 4MiB)
   --public-url URL        base URL clients use (for OAuth protected-resource metadata)
@@ -121,8 +122,13 @@ export async function run(argv: string[]): Promise<number> {
 
   const metrics = createMetrics();
   const recordingsDir = values['recordings'] as string | undefined;
-  const recorder =
-    recordingsDir === undefined ? undefined : createRecorder({ directory: recordingsDir, metrics, logger });
+  // Logs go to stderr, so stdout is free for the stdout sink (`spec.recording.sink: stdout`).
+  const recorder = createRecorder({
+    ...(recordingsDir === undefined ? {} : { directory: recordingsDir }),
+    stdout: true,
+    metrics,
+    logger,
+  });
   const allowedHosts = list(values['allowed-hosts'] as string | undefined);
   const allowedOrigins = list(values['allowed-origins'] as string | undefined);
   const publicUrl = values['public-url'] as string | undefined;

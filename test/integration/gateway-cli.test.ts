@@ -280,3 +280,46 @@ describe('a running gateway', () => {
     expect(upstream.stats.authorizationSeen).toBe(0);
   });
 });
+
+test('recording.sink: stdout writes the hash-chained recording to stdout (logs stay on stderr)', async () => {
+  const file = join(dir, 'stdout-policy.yaml');
+  await writeFile(
+    file,
+    policyYaml().replace('recording: {enabled: true}', 'recording: {enabled: true, sink: stdout}'),
+  );
+  const gw = await spawnCli(dir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    file,
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+  ]);
+  let stdout = '';
+  gw.stdout?.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  try {
+    const m = await waitForOutput(gw, /"mcp":"(http:\/\/[^"]+)"/);
+    const token = await issuer.issueToken({ audience: AUD, oid: 'reader-2', groups: [READERS] });
+    const client = await connectStreamable(m[1]!, token, { version: '2025-06-18' });
+    await client.callTool({ name: 'run_query', arguments: { query: 'select 1' } });
+    await client.close();
+    gw.kill('SIGTERM');
+    expect(await exited(gw)).toBe(0);
+  } finally {
+    if (gw.exitCode === null) gw.kill('SIGKILL');
+  }
+  const lines = stdout.split('\n').filter((l) => l !== '');
+  expect(lines.length).toBeGreaterThan(3);
+  // Only recording lines on stdout: every one parses, none is a log event.
+  for (const l of lines) expect(JSON.parse(l)).not.toHaveProperty('level');
+  expect(stdout).toContain('run_query');
+  const copy = join(dir, 'from-stdout.jsonl');
+  await writeFile(copy, `${lines.join('\n')}\n`);
+  const report = await verifyRecording(copy);
+  expect(report).toMatchObject({ ok: true });
+});
