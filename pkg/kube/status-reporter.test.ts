@@ -212,6 +212,39 @@ describe('createStatusReporter', () => {
     await reporter.close();
   });
 
+  test('big fleets stretch the throttle: pods × perPodIntervalMs between two writes of one pod', async () => {
+    const pods = Array.from({ length: 8 }, (_, i) => ({ name: `other-${i}` }));
+    const objects = [policy('p', 1, { pods })];
+    const reporter = createStatusReporter({
+      client: client(),
+      namespace: 'agents',
+      podName: 'mcp-0',
+      policies: () => objects,
+      intervalMs: 10,
+      perPodIntervalMs: 50,
+    });
+    reporter.recordDecision({
+      action: 'allow',
+      enforced: 'allow',
+      policy: 'agents/p',
+      reason: '',
+      mode: 'enforce',
+    });
+    await waitPatches(2);
+    reporter.recordDecision({
+      action: 'allow',
+      enforced: 'allow',
+      policy: 'agents/p',
+      reason: '',
+      mode: 'enforce',
+    });
+    await waitPatches(3);
+    const own = patches.filter((p) => p.fieldManager === 'mcp-warden-sidecar.mcp-0');
+    // 8 pods × 50 ms = 400 ms, not the 10 ms base interval.
+    expect((own[1] as Patch).at - (own[0] as Patch).at).toBeGreaterThanOrEqual(380);
+    await reporter.close();
+  });
+
   test('the default deny counts for every selected policy; recordings go to the pod share of recent', async () => {
     const others = Array.from({ length: 3 }, (_, i) => ({ name: `other-${i}` }));
     const objects = [policy('a', 1, { pods: others }), policy('b', 1)];

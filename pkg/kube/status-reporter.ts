@@ -24,7 +24,8 @@ import { MCPPOLICY_API, policyPath } from './resources.js';
  * Totals across pods and pruning of entries of deleted pods belong to the webhook deployment.
  *
  * Counts are cumulative since the sidecar started; `sessions` is the sessions open now. Writes are
- * throttled per policy (default one per 5 s) with a heartbeat (default 60 s) refreshing
+ * throttled per policy (default one per 5 s, stretched to pods × 250 ms for big fleets so a policy
+ * never sees more than about 4 writes per second) with a heartbeat (default 60 s) refreshing
  * `lastReportTime` so stale entries can be pruned.
  *
  * @example
@@ -42,6 +43,13 @@ export interface StatusReporterOptions {
   compileError?: (policy: string) => string | undefined;
   /** Minimum time between two writes for one policy. Default 5000 ms. */
   intervalMs?: number;
+  /**
+   * Fleet-wide write budget: with N pods on a policy each pod writes at most every N × this, so
+   * the policy sees at most 1000/this writes per second whatever the fleet size (each write is
+   * an event for every sidecar watching the namespace). Default 250 ms (≤ 4 writes/s; 200 pods →
+   * one write per pod every 50 s).
+   */
+  perPodIntervalMs?: number;
   /** Refresh `lastReportTime` at least this often. Default 60 000 ms. */
   heartbeatMs?: number;
   /** Bound of `status.recordings.recent` across all pods. Default 20. */
@@ -106,6 +114,7 @@ interface Condition {
 export function createStatusReporter(options: StatusReporterOptions): StatusReporter {
   const { client, namespace, podName, logger } = options;
   const intervalMs = options.intervalMs ?? 5000;
+  const perPodIntervalMs = options.perPodIntervalMs ?? 250;
   const heartbeatMs = options.heartbeatMs ?? 60_000;
   const maxRecent = options.maxRecent ?? 20;
   const manager = podFieldManager(podName);
@@ -290,9 +299,16 @@ export function createStatusReporter(options: StatusReporterOptions): StatusRepo
     return p;
   };
 
+  /** The throttle for one policy: the base interval, stretched for big fleets. */
+  function effectiveInterval(name: string): number {
+    const obj = options.policies().find((p) => p.metadata.name === name);
+    const pods = Array.isArray(obj?.status?.['pods']) ? (obj.status['pods'] as unknown[]).length : 1;
+    return Math.max(intervalMs, pods * perPodIntervalMs);
+  }
+
   function schedule(name: string): void {
     if (closed || timers.has(name)) return;
-    const wait = Math.max(0, (lastWrite.get(name) ?? 0) + intervalMs - Date.now());
+    const wait = Math.max(0, (lastWrite.get(name) ?? 0) + effectiveInterval(name) - Date.now());
     const t = setTimeout(() => {
       timers.delete(name);
       if (inflight.has(name)) return; // its finally() reschedules
