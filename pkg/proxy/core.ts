@@ -11,6 +11,7 @@ import type { JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import type { MaskingRule } from '../policy/schema.js';
+import { statelessRecordingKey } from '../record/recorder.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyOptions } from './options.js';
 import { type ParamHeader, paramDeclarations } from './params.js';
@@ -322,7 +323,7 @@ export class ProxyCore {
     version: string | undefined,
   ): SessionRecorder | undefined {
     if (!this.options.recorder || !engine.recording().enabled) return undefined;
-    const key = `stateless:${identity.principal}:${new Date().toISOString().slice(0, 13)}`;
+    const key = statelessRecordingKey(identity.principal);
     let rec = this.#stateless.get(key);
     if (!rec) {
       rec = this.openRecorder(engine, key, identity, 'stateless-http', version);

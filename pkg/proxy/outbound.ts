@@ -12,6 +12,7 @@ import {
   RpcCodes,
 } from '../mcp/jsonrpc.js';
 import type { ListMethod, PolicyEngine } from '../policy/decision.js';
+import { statelessRecordingKey } from '../record/recorder.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyCore } from './core.js';
 import { decideRequest } from './decide.js';
@@ -130,7 +131,9 @@ export function processServerMessage(
     }
     scope = { method };
   }
-  if (ctx.session) scope.session = ctx.session.id;
+  // Keyed-hash replacements are stable within a session; stateless traffic (no session) is scoped
+  // like its recording, per principal and hour, so principals never share hash tokens.
+  scope.session = ctx.session ? ctx.session.id : statelessRecordingKey(ctx.identity.principal);
   const masker = core.maskerFor(ctx.engine);
   if (masker) {
     let r: MaskResult<JsonRpcMessage>;
