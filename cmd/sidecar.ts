@@ -30,7 +30,7 @@ import { existsSync, type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ErrorCodes, errorMessage, isWardenError, WardenError } from '../pkg/errors.js';
-import { createAuthenticator } from '../pkg/identity/index.js';
+import { createAuthenticator, createGraphResolverFromEnv } from '../pkg/identity/index.js';
 import {
   createKubeClient,
   createKubePolicySource,
@@ -288,10 +288,13 @@ export async function run(argv: string[]): Promise<number> {
     config.podLabelsFile === undefined
       ? () => undefined
       : watchLabels(config.podLabelsFile, (l) => kubeSource.setPodLabels(l), logger);
-  const recorder =
-    config.recordingsDir === undefined
-      ? undefined
-      : createRecorder({ directory: config.recordingsDir, metrics, logger });
+  // Logs go to stderr, so stdout (the container log) is free for `spec.recording.sink: stdout`.
+  const recorder = createRecorder({
+    ...(config.recordingsDir === undefined ? {} : { directory: config.recordingsDir }),
+    stdout: true,
+    metrics,
+    logger,
+  });
 
   const proxy = createProxy({
     upstream: config.upstream,
@@ -300,7 +303,14 @@ export async function run(argv: string[]): Promise<number> {
       ? { legacySsePaths: { sse: config.mcpPath, message: '/message' }, upstreamSse: config.upstream }
       : {}),
     policySource: source,
-    authenticator: createAuthenticator({ metrics, allowInsecureLoopback: false }),
+    // Groups overage (`groupsOverage: graph`) resolves through Microsoft Graph with the pod's own
+    // workload identity (AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE, as the Azure
+    // Workload Identity webhook injects them); without them an overage token is refused (fail closed).
+    authenticator: createAuthenticator({
+      metrics,
+      allowInsecureLoopback: false,
+      graph: createGraphResolverFromEnv(),
+    }),
     metrics,
     ...(recorder ? { recorder } : {}),
     podName: config.podName,
