@@ -9,6 +9,15 @@ passed=0
 failed=0
 status=0
 
+# Static checks first: the type checker over everything (tests included) and the linter/formatter.
+for check in "tsc -p tsconfig.json --noEmit" "biome check ."; do
+  if $check; then
+    passed=$((passed + 1)); echo "static: '$check' passed"
+  else
+    failed=$((failed + 1)); status=1; echo "static: '$check' FAILED"
+  fi
+done
+
 NODE_OPTIONS=--experimental-vm-modules jest --ci --json --outputFile=.cache/results/jest.json "$@"
 jest_rc=$?
 if [ -f .cache/results/jest.json ]; then
