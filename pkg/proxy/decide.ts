@@ -6,6 +6,7 @@ import {
   type JsonRpcResponse,
   RpcCodes,
 } from '../mcp/jsonrpc.js';
+import { callContextFromRequest } from '../policy/call.js';
 import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import { LIFECYCLE_METHODS, LIST_METHODS, methodLabel, type ProxyCore } from './core.js';
@@ -44,27 +45,12 @@ export function callContext(
   direction: Direction,
   toolAnnotations: Record<string, unknown> | undefined,
 ): CallContext {
-  const params = asObject(msg.params);
-  const ctx: CallContext = { method: msg.method, args: params, identity, direction };
-  switch (msg.method) {
-    case 'tools/call':
-      if (typeof params['name'] === 'string') ctx.tool = params['name'];
-      ctx.args = asObject(params['arguments']);
-      if (toolAnnotations) ctx.toolAnnotations = toolAnnotations;
-      break;
-    case 'prompts/get':
-      if (typeof params['name'] === 'string') ctx.prompt = params['name'];
-      ctx.args = asObject(params['arguments']);
-      break;
-    case 'resources/read':
-    case 'resources/subscribe':
-    case 'resources/unsubscribe':
-      if (typeof params['uri'] === 'string') ctx.resource = params['uri'];
-      break;
-    default:
-      break;
-  }
-  return ctx;
+  // One definition of the policy's view of a request, shared with `mcp-warden policy test`.
+  return callContextFromRequest(
+    msg,
+    identity,
+    toolAnnotations ? { direction, toolAnnotations } : { direction },
+  );
 }
 
 /** True when a client→server request is decided by rules (not lifecycle, not a list). */
