@@ -7,6 +7,7 @@ import {
   errorResponse,
   idKey,
   type JsonRpcId,
+  type JsonRpcNotification,
   type JsonRpcRequest,
   type JsonRpcResponse,
   type ParsedItem,
@@ -46,6 +47,8 @@ export interface InboundResult {
   initialize: boolean;
   raw: Buffer;
   firstMethod: string;
+  /** The refusal of a notification the rules denied (dropped; JSON-RPC gives it no answer). */
+  deniedNotification?: JsonRpcResponse;
 }
 
 /** Read and validate the body. Answers the client and returns undefined when it is bad. */
@@ -186,6 +189,7 @@ export function decideAll(
   const requestIds: JsonRpcId[] = [];
   let initialize = false;
   let hasRequest = false;
+  let deniedNotification: JsonRpcResponse | undefined;
   const masker = ctx.recorder ? core.maskerFor(ctx.engine) : undefined;
   for (const item of items) {
     const msg = item.message;
@@ -205,6 +209,19 @@ export function decideAll(
       hasRequest = true;
       requestIds.push(req.id);
       rememberPending(ctx.pending, idKey(req.id), requestInfo(req));
+    } else if (
+      item.kind === 'notification' &&
+      !(msg as JsonRpcNotification).method.startsWith('notifications/')
+    ) {
+      // A request without an id (`tools/call` as a notification) is still a call: a plain
+      // JSON-RPC server executes notifications. Only `notifications/*` pass undecided.
+      const as = { ...(msg as JsonRpcNotification), id: null } as unknown as JsonRpcRequest;
+      const denied = decideRequest(core, ctx, as, 'client-to-server');
+      if (denied) {
+        deniedNotification = denied;
+        record(ctx, 'server-to-client', denied);
+        continue;
+      }
     }
     forward.push(msg);
   }
@@ -218,6 +235,7 @@ export function decideAll(
     initialize,
     raw,
     firstMethod: batch ? 'batch' : (first.method ?? 'response'),
+    ...(deniedNotification ? { deniedNotification } : {}),
   };
 }
 

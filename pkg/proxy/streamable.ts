@@ -153,6 +153,12 @@ export async function handlePost(
   );
   if (decided.forward.length === 0) {
     // Everything was refused: the upstream never hears of it.
+    if (decided.refused.length === 0) {
+      // Only denied notifications: no JSON-RPC answer, an HTTP error status (MCP transport rule).
+      sendJson(res, 403, decided.deniedNotification);
+      observe(core, decided.firstMethod, started, 0n);
+      return;
+    }
     sendJson(res, 200, decided.batch ? decided.refused : decided.refused[0]);
     observe(core, decided.firstMethod, started, 0n);
     return;

@@ -1,0 +1,803 @@
+import { createServer, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
+import { gzipSync } from 'node:zlib';
+import { createAuthenticator } from '../../pkg/identity/index.js';
+import { createMetrics } from '../../pkg/metrics/catalogue.js';
+import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
+import { createProxy } from '../../pkg/proxy/index.js';
+import type { WardenProxy } from '../../pkg/proxy/options.js';
+import { AUDIENCE, type Harness, startHarness } from './helpers/harness.js';
+
+/**
+ * Red-team suite: each test is an attack over real loopback sockets against the proxy, asserting
+ * both what the client gets and what the upstream received. Two upstreams: the real SDK server
+ * (counts requests and methods) and a scripted "malicious" upstream that records every request
+ * and answers what the test tells it to.
+ */
+
+function realPolicy(issuer: string): PolicyDocument {
+  return {
+    apiVersion: 'mcpwarden.io/v1alpha1',
+    kind: 'MCPPolicy',
+    metadata: { name: 'rt', generation: 1 },
+    spec: {
+      podSelector: {},
+      identity: { issuers: [{ issuer, audiences: [AUDIENCE] }] },
+      rules: [
+        { name: 'read', subjects: [{ any: true }], match: { tools: ['get_*'] }, action: 'allow' },
+        { name: 'files', subjects: [{ any: true }], match: { resources: ['file:///**'] }, action: 'allow' },
+        {
+          name: 'no-secrets',
+          subjects: [{ any: true }],
+          match: { resources: ['file:///secrets.txt'] },
+          action: 'deny',
+        },
+      ],
+      masking: [{ name: 'pii', detectors: ['email'] as never }],
+    },
+  } as PolicyDocument;
+}
+
+let h: Harness;
+let good: string;
+let other: string;
+
+beforeAll(async () => {
+  h = await startHarness(
+    (trusted) => {
+      const engine = compilePolicies([realPolicy(trusted[0]!.issuer)]);
+      return { current: () => engine, onChange: () => () => undefined, close: async () => undefined };
+    },
+    { maxBodyBytes: 256 * 1024 },
+    { jsonResponse: true },
+  );
+  good = await h.token({ oid: 'user-1' });
+  other = await h.token({ oid: 'user-2' });
+});
+afterAll(() => h?.close());
+
+const V = '2025-06-18';
+const initBody = {
+  jsonrpc: '2.0',
+  id: 1,
+  method: 'initialize',
+  params: { protocolVersion: V, capabilities: {}, clientInfo: { name: 'rt', version: '1' } },
+};
+
+function post(
+  body: string | Uint8Array,
+  headers: Record<string, string> = {},
+  token: string = good,
+  url: string = h.mcpUrl,
+): Promise<Response> {
+  return fetch(url, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${token}`,
+      ...headers,
+    },
+    body,
+  });
+}
+
+/** Open a session for `token` (initialize + initialized); returns its id. */
+async function openSession(token: string = good): Promise<string> {
+  const res = await post(JSON.stringify(initBody), {}, token);
+  expect(res.status).toBe(200);
+  const sid = res.headers.get('mcp-session-id');
+  expect(sid).toBeTruthy();
+  await res.text();
+  const n = await post(
+    JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    { 'mcp-session-id': sid!, 'mcp-protocol-version': V },
+    token,
+  );
+  expect(n.status).toBe(202);
+  return sid!;
+}
+
+function sessionHeaders(sid: string): Record<string, string> {
+  return { 'mcp-session-id': sid, 'mcp-protocol-version': V };
+}
+
+async function counted<T>(
+  run: () => Promise<T>,
+): Promise<{ value: T; forwarded: number; methods: string[] }> {
+  const before = h.upstream.stats.requests;
+  const mBefore = h.upstream.stats.methods.length;
+  const value = await run();
+  return {
+    value,
+    forwarded: h.upstream.stats.requests - before,
+    methods: h.upstream.stats.methods.slice(mBefore),
+  };
+}
+
+/** Raw HTTP/1.1 over a socket: returns the status line's code and the whole answer. */
+function rawHttp(port: number, request: string | Buffer): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const m = /^HTTP\/1\.1 (\d{3})/.exec(text);
+      resolve({ status: m ? Number(m[1]) : 0, text });
+    });
+    socket.write(request);
+  });
+}
+
+function port(url: string): number {
+  return Number(new URL(url).port);
+}
+
+describe('path tricks: only the exact MCP path is proxied', () => {
+  test.each([
+    '/mcp/',
+    '/MCP',
+    '/mcp/../mcp',
+    '/%6dcp',
+    '//mcp',
+    '/mcp#',
+    '/mcp;x',
+    '/mcp%00',
+    `/${'a'.repeat(8000)}`,
+    'http://evil.example/mcp',
+    '*',
+  ])('%s → 404 (or 400), nothing reaches the upstream', async (path) => {
+    const body = JSON.stringify(initBody);
+    const { value, forwarded } = await counted(() =>
+      rawHttp(
+        port(h.url),
+        `POST ${path} HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${good}\r\n` +
+          `content-type: application/json\r\naccept: application/json, text/event-stream\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      ),
+    );
+    expect([400, 404]).toContain(value.status);
+    expect(forwarded).toBe(0);
+  });
+
+  test('a query string on /mcp is not forwarded to the upstream (the configured path is)', async () => {
+    const mal = await startMalicious();
+    try {
+      mal.next = (_req, res) => json(res, 200, { jsonrpc: '2.0', id: 1, result: {} });
+      const res = await post(
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+        {},
+        good,
+        `${mal.proxyUrl}/mcp?sessionId=victim&x=../../admin`,
+      );
+      expect(res.status).toBe(200);
+      expect(mal.seen.at(-1)!.url).toBe('/mcp');
+    } finally {
+      await mal.close();
+    }
+  });
+});
+
+describe('header smuggling: nothing of the caller’s credentials reaches the upstream', () => {
+  test('Authorization, Proxy-Authorization, Cookie, X-Forwarded-*, Forwarded, Connection-named headers are dropped', async () => {
+    const mal = await startMalicious();
+    try {
+      mal.next = (_req, res) => json(res, 200, { jsonrpc: '2.0', id: 1, result: {} });
+      const res = await post(
+        JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }),
+        {
+          'proxy-authorization': `Bearer ${good}`,
+          cookie: 'session=secret',
+          'x-forwarded-for': '10.0.0.1',
+          'x-forwarded-host': 'evil.example',
+          'x-forwarded-proto': 'https',
+          forwarded: 'for=10.0.0.1;host=evil',
+          'x-original-url': '/admin',
+          'x-api-key': 'k',
+          connection: 'keep-alive, x-api-key',
+        },
+        good,
+        `${mal.proxyUrl}/mcp`,
+      );
+      expect(res.status).toBe(200);
+      const seen = mal.seen.at(-1)!.headers;
+      for (const name of [
+        'authorization',
+        'proxy-authorization',
+        'cookie',
+        'x-forwarded-for',
+        'x-forwarded-host',
+        'x-forwarded-proto',
+        'forwarded',
+        'x-original-url',
+        'x-api-key',
+      ]) {
+        expect(seen[name]).toBeUndefined();
+      }
+      expect(JSON.stringify(seen)).not.toContain(good);
+    } finally {
+      await mal.close();
+    }
+  });
+
+  test('a second Authorization header cannot swap the identity; two tokens in one header are refused', async () => {
+    // Two Authorization headers: Node keeps the first; the second never authenticates anyone.
+    const body = JSON.stringify(initBody);
+    const { value, forwarded } = await counted(() =>
+      rawHttp(
+        port(h.url),
+        `POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer garbage\r\nauthorization: Bearer ${good}\r\n` +
+          `content-type: application/json\r\naccept: application/json, text/event-stream\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      ),
+    );
+    expect(value.status).toBe(401);
+    expect(forwarded).toBe(0);
+    const both = await counted(() => post(body, { authorization: `Bearer ${good}, Bearer ${other}` }));
+    expect(both.value.status).toBe(401);
+    expect(both.forwarded).toBe(0);
+  });
+
+  test('Transfer-Encoding and Content-Length together → 400, nothing forwarded', async () => {
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' });
+    const chunked = `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
+    const { value, forwarded } = await counted(() =>
+      rawHttp(
+        port(h.url),
+        `POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${good}\r\n` +
+          `content-type: application/json\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n` +
+          `connection: close\r\n\r\n${chunked}`,
+      ),
+    );
+    expect(value.status).toBe(400);
+    expect(forwarded).toBe(0);
+  });
+
+  test('Expect: 100-continue is answered and the request is decided like any other', async () => {
+    const sid = await openSession();
+    const body = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 9,
+      method: 'tools/call',
+      params: { name: 'delete_repo', arguments: { name: 'x' } },
+    });
+    const { value, methods } = await counted(() =>
+      rawHttp(
+        port(h.url),
+        `POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${good}\r\nmcp-session-id: ${sid}\r\n` +
+          `mcp-protocol-version: ${V}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n` +
+          `expect: 100-continue\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      ),
+    );
+    expect(value.text).toContain('-31403');
+    expect(methods).not.toContain('tools/call');
+  });
+});
+
+describe('body tricks: the upstream parses exactly what was decided', () => {
+  let sid: string;
+  beforeAll(async () => {
+    sid = await openSession();
+  });
+
+  async function call(raw: string | Uint8Array, headers: Record<string, string> = {}) {
+    return counted(async () => {
+      const res = await post(raw, { ...sessionHeaders(sid), ...headers });
+      return { status: res.status, text: await res.text() };
+    });
+  }
+
+  test('duplicate "method" keys: the last one is decided, and only it is forwarded', async () => {
+    const r = await call(
+      '{"jsonrpc":"2.0","id":2,"method":"ping","method":"tools/call","params":{"name":"delete_repo","arguments":{"name":"x"}}}',
+    );
+    expect(r.value.text).toContain('-31403');
+    expect(r.methods).toEqual([]);
+  });
+
+  test('duplicate params.name: the decided name is the one forwarded', async () => {
+    const r = await call(
+      '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"get_weather","name":"delete_repo","arguments":{"name":"x"}}}',
+    );
+    expect(r.value.text).toContain('-31403');
+    expect(r.methods).toEqual([]);
+  });
+
+  test('a unicode-escaped tool name is decided as the name it decodes to', async () => {
+    const r = await call(
+      '{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"delete\\u005frepo","arguments":{"name":"x"}}}',
+    );
+    expect(r.value.text).toContain('-31403');
+    expect(r.methods).toEqual([]);
+  });
+
+  test.each(['Delete_repo', 'delete_repo ', 'delete_repo\u0000', 'ｄelete_repo'])(
+    'look-alike tool name %j is denied (default deny) and not forwarded',
+    async (name) => {
+      const r = await call(
+        JSON.stringify({ jsonrpc: '2.0', id: 5, method: 'tools/call', params: { name, arguments: {} } }),
+      );
+      expect(r.value.text).toContain('-31403');
+      // (the proxy itself may list tools to learn annotations; the call never goes)
+      expect(r.methods).not.toContain('tools/call');
+    },
+  );
+
+  test('__proto__ / constructor keys in arguments neither pollute nor crash the decision', async () => {
+    const r = await call(
+      '{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"Oslo","__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}}}',
+    );
+    expect(r.value.status).toBe(200);
+    expect(r.value.text).toContain('sunny in Oslo');
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+    const d = await call(
+      '{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"__proto__":{"name":"get_weather"},"name":"delete_repo"}}',
+    );
+    expect(d.value.text).toContain('-31403');
+    expect(d.methods).toEqual([]);
+  });
+
+  test('ids with huge exponents or fractions are refused (400), nothing forwarded', async () => {
+    for (const id of ['1e400', '1.5', '9007199254740993']) {
+      const r = await call(`{"jsonrpc":"2.0","id":${id},"method":"ping"}`);
+      expect(r.value.status).toBe(400);
+      expect(r.forwarded).toBe(0);
+    }
+  });
+
+  test('deeply nested arrays: a clear error, nothing forwarded, the proxy stays up', async () => {
+    const depth = 100_000;
+    const raw = `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"x","deep":${'['.repeat(depth)}${']'.repeat(depth)}}}}`;
+    const r = await call(raw);
+    expect([400, 413]).toContain(r.value.status);
+    expect(r.value.text).toMatch(/"code":-32(600|700)/);
+    expect(r.forwarded).toBe(0);
+    const ok = await call(JSON.stringify({ jsonrpc: '2.0', id: 81, method: 'ping' }));
+    expect(ok.value.status).toBe(200);
+  });
+
+  test('a gzip-compressed body is not inspected-around: 400, nothing forwarded', async () => {
+    const body = gzipSync(
+      JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'delete_repo' } }),
+    );
+    const r = await call(body, { 'content-encoding': 'gzip' });
+    expect(r.value.status).toBe(400);
+    expect(r.forwarded).toBe(0);
+  });
+
+  test('a BOM-prefixed body is decided (and denied) like the same body without it', async () => {
+    const r = await call(
+      Buffer.concat([
+        Buffer.from([0xef, 0xbb, 0xbf]),
+        Buffer.from(
+          JSON.stringify({ jsonrpc: '2.0', id: 10, method: 'tools/call', params: { name: 'delete_repo' } }),
+        ),
+      ]),
+    );
+    expect(r.value.text).toContain('-31403');
+    expect(r.methods).toEqual([]);
+  });
+
+  test.each(['text/plain', 'application/jsonx', 'application/x-www-form-urlencoded', 'multipart/form-data'])(
+    'Content-Type %s → 415, nothing forwarded',
+    async (ct) => {
+      const r = await call(JSON.stringify({ jsonrpc: '2.0', id: 11, method: 'ping' }), {
+        'content-type': ct,
+      });
+      expect(r.value.status).toBe(415);
+      expect(r.forwarded).toBe(0);
+    },
+  );
+});
+
+describe('method tricks', () => {
+  let sid: string;
+  beforeAll(async () => {
+    sid = await openSession();
+  });
+  async function send(msg: unknown) {
+    return counted(async () => {
+      const res = await post(JSON.stringify(msg), sessionHeaders(sid));
+      return { status: res.status, text: await res.text() };
+    });
+  }
+
+  test.each([
+    'Tools/Call',
+    'tools/call/',
+    'TOOLS/CALL',
+    'tools/call ',
+    'frobnicate/now',
+    'completion/complete',
+    'logging/setLevel',
+    'tasks/result',
+    'prompts/get',
+  ])('%s is decided (default deny) and not forwarded', async (method) => {
+    const r = await send({ jsonrpc: '2.0', id: 20, method, params: { name: 'delete_repo' } });
+    expect(r.value.text).toContain('-31403');
+    expect(r.methods).toEqual([]);
+  });
+
+  test('a tools/call sent as a notification (no id) is decided, not passed through', async () => {
+    const r = await send({
+      jsonrpc: '2.0',
+      method: 'tools/call',
+      params: { name: 'delete_repo', arguments: { name: 'prod' } },
+    });
+    expect(r.methods).not.toContain('tools/call');
+    expect(r.value.status).toBeGreaterThanOrEqual(400);
+  });
+
+  test('allowed notifications still pass (notifications/*)', async () => {
+    const r = await send({ jsonrpc: '2.0', method: 'notifications/roots/list_changed' });
+    expect(r.value.status).toBe(202);
+    expect(r.methods).toEqual(['notifications/roots/list_changed']);
+  });
+
+  test.each([
+    'file:///readme.md/../secrets.txt',
+    'file:///./secrets.txt',
+    'FILE:///secrets.txt',
+    'file://localhost/secrets.txt',
+    'file:///%73ecrets.txt',
+    'file:///x/%2e%2e/secrets.txt',
+  ])('resources/read %s (an alias of a denied URI) is denied', async (uri) => {
+    const r = await send({ jsonrpc: '2.0', id: 21, method: 'resources/read', params: { uri } });
+    expect(r.value.text).toContain('-31403');
+    expect(r.value.text).not.toContain('top secret');
+    expect(r.methods).toEqual([]);
+  });
+
+  test('resources/read of an allowed URI still works', async () => {
+    const r = await send({
+      jsonrpc: '2.0',
+      id: 22,
+      method: 'resources/read',
+      params: { uri: 'file:///readme.md' },
+    });
+    expect(r.value.text).toContain('# readme');
+    expect(r.methods).toEqual(['resources/read']);
+  });
+});
+
+describe('batches (2025-03-26)', () => {
+  let sid: string;
+  beforeAll(async () => {
+    const res = await post(
+      JSON.stringify({ ...initBody, params: { ...initBody.params, protocolVersion: '2025-03-26' } }),
+    );
+    sid = res.headers.get('mcp-session-id')!;
+    await res.text();
+    await post(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }), {
+      'mcp-session-id': sid,
+      'mcp-protocol-version': '2025-03-26',
+    });
+  });
+  function sendBatch(batch: unknown) {
+    return counted(async () => {
+      const res = await post(JSON.stringify(batch), {
+        'mcp-session-id': sid,
+        'mcp-protocol-version': '2025-03-26',
+      });
+      return { status: res.status, text: await res.text() };
+    });
+  }
+
+  test('an empty batch → 400, nothing forwarded', async () => {
+    const r = await sendBatch([]);
+    expect(r.value.status).toBe(400);
+    expect(r.forwarded).toBe(0);
+  });
+
+  test('mixed allowed / denied: only the allowed element reaches the upstream', async () => {
+    const r = await sendBatch([
+      {
+        jsonrpc: '2.0',
+        id: 30,
+        method: 'tools/call',
+        params: { name: 'get_weather', arguments: { city: 'Rome' } },
+      },
+      {
+        jsonrpc: '2.0',
+        id: 31,
+        method: 'tools/call',
+        params: { name: 'delete_repo', arguments: { name: 'x' } },
+      },
+    ]);
+    expect(r.methods).toEqual(['tools/call']);
+    const out = JSON.parse(r.value.text) as Array<{ id: number; error?: { code: number } }>;
+    expect(out.find((m) => m.id === 31)?.error?.code).toBe(-31403);
+  });
+
+  test('duplicate request ids in one batch are refused: an unfiltered tools/list cannot hide behind a tools/call id', async () => {
+    const r = await sendBatch([
+      {
+        jsonrpc: '2.0',
+        id: 40,
+        method: 'tools/call',
+        params: { name: 'get_weather', arguments: { city: 'Rome' } },
+      },
+      { jsonrpc: '2.0', id: 40, method: 'tools/list' },
+    ]);
+    expect(r.value.text).not.toContain('delete_repo');
+    expect(r.value.status).toBe(400);
+    expect(r.forwarded).toBe(0);
+  });
+});
+
+describe('session tricks: another principal’s session is unknown to you', () => {
+  test('POST, GET and DELETE with user-2’s session id → 404, nothing forwarded, the session survives', async () => {
+    const sid = await openSession(good);
+    for (const method of ['POST', 'GET', 'DELETE'] as const) {
+      const { value, forwarded } = await counted(() =>
+        fetch(h.mcpUrl, {
+          method,
+          headers: {
+            authorization: `Bearer ${other}`,
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            ...sessionHeaders(sid),
+          },
+          ...(method === 'POST'
+            ? { body: JSON.stringify({ jsonrpc: '2.0', id: 50, method: 'tools/list' }) }
+            : {}),
+        }),
+      );
+      expect(value.status).toBe(404);
+      await value.text();
+      expect(forwarded).toBe(0);
+    }
+    const still = await post(JSON.stringify({ jsonrpc: '2.0', id: 51, method: 'ping' }), sessionHeaders(sid));
+    expect(still.status).toBe(200);
+  });
+
+  test('two session ids in one header are not a session', async () => {
+    const a = await openSession(good);
+    const { value, forwarded } = await counted(() =>
+      post(JSON.stringify({ jsonrpc: '2.0', id: 52, method: 'ping' }), {
+        'mcp-session-id': `${a}, ${a}`,
+        'mcp-protocol-version': V,
+      }),
+    );
+    expect(value.status).toBe(404);
+    expect(forwarded).toBe(0);
+  });
+});
+
+describe('token tricks', () => {
+  async function refused(token: string, headerValue?: string): Promise<void> {
+    const { value, forwarded } = await counted(() =>
+      fetch(h.mcpUrl, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          authorization: headerValue ?? `Bearer ${token}`,
+        },
+        body: JSON.stringify(initBody),
+      }),
+    );
+    expect(value.status).toBe(401);
+    expect(forwarded).toBe(0);
+  }
+
+  test('a token for another audience', async () => {
+    await refused(await h.issuer.issueToken({ audience: 'api://other', oid: 'user-1' }));
+  });
+  test('not before far in the future', async () => {
+    const t = await h.issuer.issueToken({
+      audience: AUDIENCE,
+      oid: 'user-1',
+      extraClaims: { nbf: 4_102_444_800 },
+    } as never);
+    const claims = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    if (claims['nbf'] !== 4_102_444_800) return expect(claims['nbf']).toBe(4_102_444_800);
+    await refused(t);
+  });
+  test('header tricks: jku/jwk/x5u/crit/kid traversal with a self-signed key', async () => {
+    const { generateKeyPair, exportJWK, SignJWT } = await import('jose');
+    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const jwk = await exportJWK(publicKey);
+    const claims = JSON.parse(Buffer.from(good.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    const headers = [
+      { alg: 'RS256', jwk },
+      { alg: 'RS256', jku: `${h.issuer.url}/keys`, kid: 'x' },
+      { alg: 'RS256', x5u: `${h.issuer.url}/cert`, kid: 'x' },
+      { alg: 'RS256', kid: '../../../../etc/passwd' },
+    ];
+    for (const header of headers) {
+      const t = await new SignJWT(claims).setProtectedHeader(header).sign(privateKey);
+      await refused(t);
+    }
+    const good1 = good.split('.');
+    const hd = JSON.parse(Buffer.from(good1[0]!, 'base64url').toString()) as Record<string, unknown>;
+    const crit = Buffer.from(JSON.stringify({ ...hd, crit: ['exp'] })).toString('base64url');
+    await refused(`${crit}.${good1[1]}.${good1[2]}`);
+  });
+  test('lower-case "bearer" is accepted (the scheme is case-insensitive); a token with a newline-split is refused', async () => {
+    const ok = await post(JSON.stringify({ jsonrpc: '2.0', id: 60, method: 'ping' }), {
+      authorization: `bearer ${good}`,
+    });
+    expect(ok.status).not.toBe(401);
+    await ok.text();
+    await refused(good, `Bearer ${good.slice(0, 10)} ${good.slice(10)}`);
+  });
+});
+
+// ---- a scripted ("malicious") upstream ------------------------------------------------------
+
+interface Malicious {
+  proxy: WardenProxy;
+  proxyUrl: string;
+  seen: Array<{ method: string; url: string; headers: IncomingHttpHeaders; body: string }>;
+  next: (req: { body: string }, res: ServerResponse) => void;
+  close(): Promise<void>;
+}
+
+function json(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', ...headers });
+  res.end(text);
+}
+
+async function startMalicious(): Promise<Malicious> {
+  const seen: Malicious['seen'] = [];
+  const m = {} as Malicious;
+  m.seen = seen;
+  m.next = (_req, res) => json(res, 500, 'unset');
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      m.next({ body }, res);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const upUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
+  const engine = compilePolicies([realPolicy(h.issuer.v2Issuer)]);
+  m.proxy = createProxy({
+    upstream: upUrl,
+    policySource: { current: () => engine, onChange: () => () => undefined, close: async () => undefined },
+    authenticator: createAuthenticator({
+      allowInsecureLoopback: true,
+      metrics: createMetrics({ defaultMetrics: false }),
+    }),
+    metrics: createMetrics({ defaultMetrics: false }),
+    podName: 'rt',
+  });
+  const { url } = await m.proxy.listen('127.0.0.1', 0);
+  m.proxyUrl = url;
+  m.close = async () => {
+    await m.proxy.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  };
+  return m;
+}
+
+describe('a malicious upstream', () => {
+  let mal: Malicious;
+  beforeAll(async () => {
+    mal = await startMalicious();
+  });
+  afterAll(() => mal.close());
+
+  function ask(msg: unknown): Promise<Response> {
+    return post(JSON.stringify(msg), {}, good, `${mal.proxyUrl}/mcp`);
+  }
+
+  test('Set-Cookie, Location, WWW-Authenticate and other headers from the upstream are not relayed', async () => {
+    mal.next = (_req, res) =>
+      json(
+        res,
+        200,
+        { jsonrpc: '2.0', id: 1, result: {} },
+        {
+          'set-cookie': 'up=1',
+          location: 'http://evil.example/',
+          'www-authenticate': 'Basic realm="evil"',
+          'access-control-allow-origin': '*',
+          'x-upstream-secret': 's',
+        },
+      );
+    const res = await ask({ jsonrpc: '2.0', id: 1, method: 'ping' });
+    expect(res.status).toBe(200);
+    for (const name of [
+      'set-cookie',
+      'location',
+      'www-authenticate',
+      'access-control-allow-origin',
+      'x-upstream-secret',
+    ])
+      expect(res.headers.get(name)).toBeNull();
+  });
+
+  test('a duplicate-key result cannot smuggle unmasked data past the masker', async () => {
+    mal.next = (_req, res) =>
+      json(
+        res,
+        200,
+        '{"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"mail alice@example.com"}],"content":[{"type":"text","text":"nothing here"}]}}',
+      );
+    const res = await ask({
+      jsonrpc: '2.0',
+      id: 2,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    const text = await res.text();
+    expect(text).not.toContain('alice@example.com');
+  });
+
+  test('an error status does not carry an unmasked or unfiltered body to the client', async () => {
+    mal.next = (_req, res) =>
+      json(res, 500, {
+        jsonrpc: '2.0',
+        id: 3,
+        result: { content: [{ type: 'text', text: 'mail alice@example.com' }] },
+      });
+    const res = await ask({
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    expect(await res.text()).not.toContain('alice@example.com');
+    mal.next = (_req, res) =>
+      json(res, 400, {
+        jsonrpc: '2.0',
+        id: 4,
+        result: { tools: [{ name: 'delete_repo', inputSchema: { type: 'object' } }] },
+      });
+    const res2 = await ask({ jsonrpc: '2.0', id: 4, method: 'tools/list' });
+    expect(await res2.text()).not.toContain('delete_repo');
+  });
+
+  test('a tools/list entry differing only by case from a denied tool is still filtered by its own name', async () => {
+    mal.next = (_req, res) =>
+      json(res, 200, {
+        jsonrpc: '2.0',
+        id: 5,
+        result: {
+          tools: [
+            { name: 'get_weather', inputSchema: { type: 'object' } },
+            { name: 'Delete_Repo', inputSchema: { type: 'object' } },
+          ],
+        },
+      });
+    const res = await ask({ jsonrpc: '2.0', id: 5, method: 'tools/list' });
+    const body = (await res.json()) as { result: { tools: Array<{ name: string }> } };
+    expect(body.result.tools.map((t) => t.name)).toEqual(['get_weather']);
+  });
+
+  test('a huge SSE event does not take the proxy down', async () => {
+    mal.next = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write(
+        `data: {"jsonrpc":"2.0","method":"notifications/message","params":{"data":"${'x'.repeat(20 * 1024 * 1024)}`,
+      );
+      res.end('"}}\n\n');
+    };
+    const res = await ask({ jsonrpc: '2.0', id: 6, method: 'ping' });
+    await res.text().catch(() => '');
+    mal.next = (_req, r) => json(r, 200, { jsonrpc: '2.0', id: 7, result: {} });
+    const ok = await ask({ jsonrpc: '2.0', id: 7, method: 'ping' });
+    expect(ok.status).toBe(200);
+  });
+});
