@@ -89,6 +89,13 @@ export function decideRequest(
   let decision: Decision;
   try {
     decision = input.engine.decide(ctx);
+    // A resource URI has aliases (`file:///a/../secret`, `file:///%73ecret`, `FILE://localhost/…`)
+    // that the upstream resolves to one resource: decide its canonical form too, stricter wins.
+    const canonical = ctx.resource === undefined ? undefined : canonicalUri(ctx.resource);
+    if (canonical !== undefined && canonical !== ctx.resource && canonical !== `${ctx.resource}/`) {
+      const other = input.engine.decide({ ...ctx, resource: canonical });
+      if (strictness(other) > strictness(decision)) decision = other;
+    }
   } catch (err) {
     // An engine failure must never let a call through.
     core.logger.error(
@@ -106,6 +113,35 @@ export function decideRequest(
   report(core, input, msg, ctx.tool ?? ctx.prompt, decision, direction);
   if (decision.enforced === 'allow') return undefined;
   return denialResponse(msg.id, decision);
+}
+
+const RANK = { allow: 0, approve: 1, deny: 2 } as const;
+
+function strictness(d: Decision): number {
+  return RANK[d.enforced] * 3 + RANK[d.action];
+}
+
+const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g;
+
+/**
+ * The WHATWG form of a URI (dot segments resolved, scheme and host lower-cased, `localhost`
+ * dropped from `file:`), with percent-encoded unreserved characters decoded (RFC 3986 §6.2.2.2),
+ * until stable. Undefined when it does not parse as a URL.
+ */
+export function canonicalUri(uri: string): string | undefined {
+  let current = uri;
+  for (let i = 0; i < 4; i++) {
+    let next: string;
+    try {
+      next = new URL(current.replace(UNRESERVED, (m) => String.fromCharCode(Number.parseInt(m.slice(1), 16))))
+        .href;
+    } catch {
+      return undefined;
+    }
+    if (next === current) return next;
+    current = next;
+  }
+  return current;
 }
 
 /** The JSON-RPC error a blocked call gets (`-31403`, data names policy, rule and reason). */
