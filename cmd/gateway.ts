@@ -16,6 +16,7 @@ import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { createFilePolicySource } from '../pkg/policy/index.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
+import { waitForStopSignal } from './signals.js';
 
 export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [options]
 
@@ -180,17 +181,7 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
 
-  const signal = await new Promise<string>((resolve) => {
-    const on = (s: string): void => {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      resolve(s);
-    };
-    const onTerm = (): void => on('SIGTERM');
-    const onInt = (): void => on('SIGINT');
-    process.once('SIGTERM', onTerm);
-    process.once('SIGINT', onInt);
-  });
+  const signal = await waitForStopSignal();
   logger.info({ event: 'stopping', signal }, 'gateway stopping');
   // Sessions end first (their recordings close with them), then the recorder flushes.
   await proxy.close();

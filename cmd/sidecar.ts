@@ -47,6 +47,7 @@ import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { compilePolicies, KubernetesDefaultIssuer, type PolicyDocument } from '../pkg/policy/index.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
+import { waitForStopSignal } from './signals.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -356,17 +357,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
 
-  const signal = await new Promise<string>((resolve) => {
-    const on = (s: string): void => {
-      process.off('SIGTERM', onTerm);
-      process.off('SIGINT', onInt);
-      resolve(s);
-    };
-    const onTerm = (): void => on('SIGTERM');
-    const onInt = (): void => on('SIGINT');
-    process.once('SIGTERM', onTerm);
-    process.once('SIGINT', onInt);
-  });
+  const signal = await waitForStopSignal();
   logger.info({ signal }, 'sidecar stopping');
   await proxy.close();
   detach();

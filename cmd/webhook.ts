@@ -35,6 +35,7 @@ import type { KubeApi } from '../webhook/kube.js';
 import { createLeaderElector } from '../webhook/leader.js';
 import { type CertSource, fileCertSource, secretCertSource, startHttpsServer } from '../webhook/serving.js';
 import { reconcileStatuses } from '../webhook/status.js';
+import { waitForStopSignal } from './signals.js';
 
 export const VERSION = '0.1.0';
 
@@ -397,14 +398,8 @@ export async function run(argv: string[]): Promise<number> {
   process.stdout.write(
     `${JSON.stringify({ event: 'listening', url: webhook.url, admin: webhook.adminUrl })}\n`,
   );
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      resolve();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
+  const signal = await waitForStopSignal();
+  logger.info({ signal }, 'shutting down');
   await webhook.close();
   return 0;
 }
