@@ -175,6 +175,8 @@ export function parseJsonRpc(
       };
     }
     const items: ParsedItem[] = new Array(value.length);
+    // Request ids must be unique within a batch: answers are matched to requests by id.
+    const ids = new Set<string>();
     for (let i = 0; i < value.length; i++) {
       const r = classifyMessage(value[i]);
       if (!r.ok) {
@@ -184,6 +186,18 @@ export function parseJsonRpc(
           id: r.id,
           message: `Invalid Request: batch element ${i}: ${r.reason}`,
         };
+      }
+      if (r.kind === MessageKinds.request) {
+        const key = idKey((r.message as JsonRpcRequest).id);
+        if (ids.has(key)) {
+          return {
+            ok: false,
+            code: RpcCodes.invalidRequest,
+            id: null,
+            message: `Invalid Request: batch element ${i}: duplicate request id ${JSON.stringify((r.message as JsonRpcRequest).id)}`,
+          };
+        }
+        ids.add(key);
       }
       items[i] = { kind: r.kind, message: r.message };
     }

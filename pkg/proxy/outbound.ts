@@ -98,7 +98,10 @@ export function processServerMessage(
         return refused;
       }
     }
-    const list = info?.list ?? (result && !info ? inferList(result) : undefined);
+    // A result shaped like a list is filtered even when the id was last seen on another method: a
+    // client can reuse an id (a batch, or concurrent POSTs of one session) so that a list's answer
+    // is matched to a call and would otherwise pass unfiltered.
+    const list = info?.list ?? (result ? inferList(result) : undefined);
     if (result && list) msg = { ...res, result: filterList(core, ctx, list, result, engineLost) };
     scope = { method: info?.method ?? 'unknown' };
     if (info?.tool !== undefined) scope.tool = info.tool;

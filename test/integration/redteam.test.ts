@@ -507,25 +507,29 @@ describe('batches (2025-03-26)', () => {
         params: { name: 'delete_repo', arguments: { name: 'x' } },
       },
     ]);
-    expect(r.methods).toEqual(['tools/call']);
+    // (plus, maybe, the proxy's own tools/list to learn annotations)
+    expect(r.methods.filter((m) => m !== 'tools/list')).toEqual(['tools/call']);
     const out = JSON.parse(r.value.text) as Array<{ id: number; error?: { code: number } }>;
     expect(out.find((m) => m.id === 31)?.error?.code).toBe(-31403);
   });
 
-  test('duplicate request ids in one batch are refused: an unfiltered tools/list cannot hide behind a tools/call id', async () => {
-    const r = await sendBatch([
-      {
-        jsonrpc: '2.0',
-        id: 40,
-        method: 'tools/call',
-        params: { name: 'get_weather', arguments: { city: 'Rome' } },
-      },
-      { jsonrpc: '2.0', id: 40, method: 'tools/list' },
-    ]);
-    expect(r.value.text).not.toContain('delete_repo');
-    expect(r.value.status).toBe(400);
-    expect(r.forwarded).toBe(0);
-  });
+  test.each([
+    ['call first', 'tools/call', 'tools/list'],
+    ['list first', 'tools/list', 'tools/call'],
+  ])(
+    'duplicate request ids in one batch (%s) are refused: an unfiltered tools/list cannot hide behind a tools/call id',
+    async (_, a, b) => {
+      const msg = (method: string) =>
+        method === 'tools/list'
+          ? { jsonrpc: '2.0', id: 40, method }
+          : { jsonrpc: '2.0', id: 40, method, params: { name: 'get_weather', arguments: { city: 'Rome' } } };
+      const r = await sendBatch([msg(a), msg(b)]);
+      expect(r.value.text).not.toContain('delete_repo');
+      expect(r.value.status).toBe(400);
+      expect(r.value.text).toContain('duplicate');
+      expect(r.forwarded).toBe(0);
+    },
+  );
 });
 
 describe('session tricks: another principal’s session is unknown to you', () => {
@@ -767,6 +771,75 @@ describe('a malicious upstream', () => {
       });
     const res2 = await ask({ jsonrpc: '2.0', id: 4, method: 'tools/list' });
     expect(await res2.text()).not.toContain('delete_repo');
+  });
+
+  test('a tools/list answered after a tools/call reused its id (concurrent POSTs, one session) is still filtered', async () => {
+    let releaseList: (() => void) | undefined;
+    let releaseCall: (() => void) | undefined;
+    mal.next = (req, res) => {
+      const m = JSON.parse(req.body) as { id?: number; method: string };
+      if (m.method === 'initialize')
+        return json(
+          res,
+          200,
+          {
+            jsonrpc: '2.0',
+            id: m.id,
+            result: { protocolVersion: V, capabilities: {}, serverInfo: { name: 'm', version: '1' } },
+          },
+          { 'mcp-session-id': 'mal-session-1' },
+        );
+      if (m.method === 'tools/list' && m.id !== 77)
+        return json(res, 200, { jsonrpc: '2.0', id: m.id, result: { tools: [] } });
+      if (m.method === 'tools/list') {
+        releaseList = () =>
+          json(res, 200, {
+            jsonrpc: '2.0',
+            id: m.id,
+            result: {
+              tools: [
+                { name: 'get_weather', inputSchema: { type: 'object' } },
+                { name: 'delete_repo', inputSchema: { type: 'object' } },
+              ],
+            },
+          });
+        return;
+      }
+      if (m.method === 'tools/call') {
+        releaseCall = () => json(res, 200, { jsonrpc: '2.0', id: m.id, result: { content: [] } });
+        return;
+      }
+      res.writeHead(202).end();
+    };
+    const init = await ask(initBody);
+    const sid = init.headers.get('mcp-session-id')!;
+    await init.text();
+    const headers = { ...sessionHeaders(sid) };
+    const listing = post(
+      JSON.stringify({ jsonrpc: '2.0', id: 77, method: 'tools/list' }),
+      headers,
+      good,
+      `${mal.proxyUrl}/mcp`,
+    );
+    while (!releaseList) await new Promise((r) => setImmediate(r));
+    // The same id again while the list is in flight; its answer is held until the list's is out.
+    const call = post(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 77,
+        method: 'tools/call',
+        params: { name: 'get_weather', arguments: {} },
+      }),
+      headers,
+      good,
+      `${mal.proxyUrl}/mcp`,
+    );
+    while (!releaseCall) await new Promise((r) => setImmediate(r));
+    releaseList();
+    const listed = (await (await listing).json()) as { result: { tools: Array<{ name: string }> } };
+    releaseCall();
+    await (await call).text();
+    expect(listed.result.tools.map((t) => t.name)).toEqual(['get_weather']);
   });
 
   test('a tools/list entry differing only by case from a denied tool is still filtered by its own name', async () => {
