@@ -4,7 +4,7 @@
  * with the 50-rule policy, every masking detector and recording to a temp directory.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDevIssuer } from '../pkg/identity/dev-issuer.js';
@@ -43,8 +43,9 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
   const policyPath = join(o.work, 'policy.yaml');
   const { stringify } = await import('yaml');
   await writeFile(policyPath, stringify(policy.doc));
-  const recordings = join(o.work, 'recordings');
-  await mkdir(recordings, { recursive: true });
+  // A fresh directory per gateway: a recorder scans its directory at start-up (to finish files a
+  // crashed process left open), so reusing one would charge a later gateway for earlier runs.
+  const recordings = await mkdtemp(join(o.work, 'recordings-'));
 
   const port = await freePort();
   const adminPort = await freePort();
