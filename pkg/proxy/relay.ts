@@ -127,22 +127,20 @@ function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options
     return idOnly(ev);
   }
   let out: JsonRpcMessage | JsonRpcMessage[] | undefined;
-  // Unchanged messages keep the upstream's text (no re-serialization on the hot path).
-  let unchanged = true;
   if (Array.isArray(value)) {
     const kept: JsonRpcMessage[] = [];
     for (const v of value) {
       const m = processServerMessage(core, ctx, v);
       if (m) kept.push(m);
-      if (m !== v) unchanged = false;
     }
     out = kept.length > 0 ? kept : undefined;
   } else {
     out = processServerMessage(core, ctx, value);
-    unchanged = out === value;
   }
   if (out === undefined) return idOnly(ev);
-  return serializeSseEvent(unchanged ? ev : { ...ev, data: JSON.stringify(out) });
+  // Re-serialized even when unchanged: the upstream's text could hold duplicate keys, and the
+  // client's parser must see what the masker and the list filter saw.
+  return serializeSseEvent({ ...ev, data: JSON.stringify(out) });
 }
 
 /** Keep the resumption position (id/retry) of an event whose content is not delivered. */

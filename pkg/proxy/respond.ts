@@ -78,17 +78,7 @@ export async function deliver(
     // Upstream refused (400 bad session, 404 expired session, 405, 5xx): pass its answer on,
     // but only as JSON we understand.
     copyResponseHeaders(up, res);
-    const text = raw.toString('utf8');
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = {
-        jsonrpc: '2.0',
-        id: null,
-        error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${up.status}` },
-      };
-    }
+    const body = errorBody(core, ctx, up.status, raw.toString('utf8'));
     for (const id of requestIds) ctx.pending.delete(idKey(id));
     sendJson(res, up.status, body);
     return;
@@ -122,34 +112,53 @@ export async function deliver(
   }
   const out: unknown[] = [];
   const values = Array.isArray(value) ? value : [value];
-  // Nothing filtered, masked or added: the upstream's bytes go out as they came (no re-serialization).
-  let unchanged = Array.isArray(value) === batch;
   for (const v of values) {
     const m = processServerMessage(core, ctx, v);
     if (m) out.push(m);
-    if (m !== v) unchanged = false;
   }
   for (const id of requestIds) {
     const key = idKey(id);
     if (ctx.pending.has(key)) {
       ctx.pending.delete(key);
       out.push(lostResponse(id, 'the upstream did not answer this request'));
-      unchanged = false;
     }
   }
   if (refused.length > 0) {
     out.push(...refused);
-    unchanged = false;
   }
   copyResponseHeaders(up, res);
-  if (unchanged) {
-    res.statusCode = 200;
-    res.setHeader('content-type', 'application/json');
-    res.setHeader('content-length', raw.length);
-    res.end(raw);
-    return;
-  }
+  // Always re-serialized, never the upstream's bytes: with duplicate keys the client's parser could
+  // see a value the masker and the list filter never saw (`"content":[secret],"content":[ok]`).
   sendJson(res, 200, batch || out.length !== 1 ? out : out[0]);
+}
+
+/**
+ * The body passed on for an upstream HTTP error: a JSON-RPC error response goes through the
+ * outbound stages (masked, recorded) like any answer; anything else (a `result`, HTML, a stack
+ * trace) could carry unmasked or unfiltered data and is replaced by a plain error.
+ */
+function errorBody(core: ProxyCore, ctx: OutboundContext, status: number, text: string): unknown {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
+  if (
+    typeof body === 'object' &&
+    body !== null &&
+    !Array.isArray(body) &&
+    'error' in body &&
+    !('result' in body)
+  ) {
+    const m = processServerMessage(core, ctx, body);
+    if (m) return m;
+  }
+  return {
+    jsonrpc: '2.0',
+    id: null,
+    error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${status}` },
+  };
 }
 
 export function upstreamFailed(
@@ -190,16 +199,7 @@ export async function deliverStream(
   } catch {
     text = '';
   }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    body = {
-      jsonrpc: '2.0',
-      id: null,
-      error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${up.status}` },
-    };
-  }
+  const body = errorBody(core, ctx, up.status, text);
   const allow = up.headers['allow'];
   sendJson(res, up.status === 200 ? 502 : up.status, body, typeof allow === 'string' ? { allow } : undefined);
 }

@@ -746,6 +746,25 @@ describe('a malicious upstream', () => {
       params: { name: 'get_weather', arguments: {} },
     });
     const text = await res.text();
+    expect(text).toContain('nothing here');
+    expect(text).not.toContain('alice@example.com');
+  });
+
+  test('a duplicate-key SSE event cannot smuggle unmasked data past the masker either', async () => {
+    mal.next = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        'event: message\ndata: {"jsonrpc":"2.0","id":12,"result":{"content":[{"type":"text","text":"mail alice@example.com"}],"content":[{"type":"text","text":"nothing here"}]}}\n\n',
+      );
+    };
+    const res = await ask({
+      jsonrpc: '2.0',
+      id: 12,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    const text = await res.text();
+    expect(text).toContain('nothing here');
     expect(text).not.toContain('alice@example.com');
   });
 
@@ -771,6 +790,24 @@ describe('a malicious upstream', () => {
       });
     const res2 = await ask({ jsonrpc: '2.0', id: 4, method: 'tools/list' });
     expect(await res2.text()).not.toContain('delete_repo');
+    // A JSON-RPC error body on an error status still reaches the client, masked.
+    mal.next = (_req, res) =>
+      json(res, 500, {
+        jsonrpc: '2.0',
+        id: 5,
+        error: { code: -32000, message: 'failed for alice@example.com' },
+      });
+    const res3 = await ask({
+      jsonrpc: '2.0',
+      id: 5,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    expect(res3.status).toBe(500);
+    const e = (await res3.json()) as { id: number; error: { code: number; message: string } };
+    expect(e).toMatchObject({ id: 5, error: { code: -32000 } });
+    expect(e.error.message).toContain('failed for');
+    expect(e.error.message).not.toContain('alice@example.com');
   });
 
   test('a tools/list answered after a tools/call reused its id (concurrent POSTs, one session) is still filtered', async () => {
