@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import type { JsonRpcResponse } from '../mcp/jsonrpc.js';
+import { idKey, type JsonRpcResponse } from '../mcp/jsonrpc.js';
 import { serializeSseEvent } from '../mcp/sse.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import { ensureToolAnnotations } from './annotations.js';
@@ -171,7 +171,17 @@ export async function handleLegacyMessage(
     return;
   }
   // Re-serialized: the upstream parses exactly what was decided (see streamable.ts).
-  const body = JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  let body: string;
+  try {
+    body = JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  } catch {
+    // Nesting deeper than the serializer's stack (JSON.parse takes it, JSON.stringify does not).
+    for (const id of decided.requestIds) session.pending.delete(idKey(id));
+    sendRpcError(res, 400, null, -32600, 'Bad Request: the message is nested too deeply', {
+      code: 'ERR_BAD_REQUEST',
+    });
+    return;
+  }
   let up: UpstreamResponse;
   try {
     up = await core.upstream.request(

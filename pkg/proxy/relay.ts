@@ -140,7 +140,14 @@ function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options
   if (out === undefined) return idOnly(ev);
   // Re-serialized even when unchanged: the upstream's text could hold duplicate keys, and the
   // client's parser must see what the masker and the list filter saw.
-  return serializeSseEvent({ ...ev, data: JSON.stringify(out) });
+  let data: string;
+  try {
+    data = JSON.stringify(out);
+  } catch {
+    core.logger.warn({ event: 'upstream-sse-unserializable' }, 'dropped an SSE event nested too deeply');
+    return idOnly(ev);
+  }
+  return serializeSseEvent({ ...ev, data });
 }
 
 /** Keep the resumption position (id/retry) of an event whose content is not delivered. */

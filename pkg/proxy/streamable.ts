@@ -167,7 +167,20 @@ export async function handlePost(
   if (headers['accept'] === undefined) headers['accept'] = 'application/json, text/event-stream';
   // Always the re-serialized messages, never the client's bytes: the upstream must parse exactly
   // what was decided (no duplicate-key or BOM parser differentials).
-  const body = JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  let body: string;
+  try {
+    body = JSON.stringify(decided.batch ? decided.forward : decided.forward[0]);
+  } catch {
+    // Nesting deeper than the serializer's stack (JSON.parse takes it, JSON.stringify does not).
+    for (const id of decided.requestIds) pending.delete(idKey(id));
+    refuse(
+      res,
+      400,
+      decided.batch ? null : (decided.requestIds[0] ?? null),
+      'Bad Request: the message is nested too deeply',
+    );
+    return;
+  }
   headers['content-type'] = 'application/json';
   const abort = new AbortController();
   const onClientClose = (): void => {

@@ -352,8 +352,8 @@ describe('body tricks: the upstream parses exactly what was decided', () => {
     const depth = 100_000;
     const raw = `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"get_weather","arguments":{"city":"x","deep":${'['.repeat(depth)}${']'.repeat(depth)}}}}`;
     const r = await call(raw);
-    expect([400, 413]).toContain(r.value.status);
-    expect(r.value.text).toMatch(/"code":-32(600|700)/);
+    expect(r.value.status).toBe(400);
+    expect(r.value.text).toContain('nested too deeply');
     expect(r.forwarded).toBe(0);
     const ok = await call(JSON.stringify({ jsonrpc: '2.0', id: 81, method: 'ping' }));
     expect(ok.value.status).toBe(200);
@@ -894,6 +894,37 @@ describe('a malicious upstream', () => {
     const res = await ask({ jsonrpc: '2.0', id: 5, method: 'tools/list' });
     const body = (await res.json()) as { result: { tools: Array<{ name: string }> } };
     expect(body.result.tools.map((t) => t.name)).toEqual(['get_weather']);
+  });
+
+  test('deeply nested upstream answers (JSON and SSE) are refused cleanly, and the proxy stays up', async () => {
+    const deep = `${'['.repeat(100_000)}${']'.repeat(100_000)}`;
+    mal.next = (_req, res) => json(res, 200, `{"jsonrpc":"2.0","id":13,"result":{"deep":${deep}}}`);
+    const a = await ask({
+      jsonrpc: '2.0',
+      id: 13,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    // Relayed or refused as a JSON-RPC error, depending on the serializer's stack: never a crash.
+    expect([200, 500, 502]).toContain(a.status);
+    expect(await a.text()).toMatch(/^\{"jsonrpc":"2.0"/);
+    mal.next = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        `event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"data":${deep}}}\n\n` +
+          'event: message\ndata: {"jsonrpc":"2.0","id":14,"result":{"content":[{"type":"text","text":"after"}]}}\n\n',
+      );
+    };
+    const b = await ask({
+      jsonrpc: '2.0',
+      id: 14,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    const text = await b.text();
+    expect(text).toContain('"after"');
+    mal.next = (_req, res) => json(res, 200, { jsonrpc: '2.0', id: 15, result: {} });
+    expect((await ask({ jsonrpc: '2.0', id: 15, method: 'ping' })).status).toBe(200);
   });
 
   test('a huge SSE event does not take the proxy down', async () => {
