@@ -571,6 +571,61 @@ describe('session tricks: another principal’s session is unknown to you', () =
   });
 });
 
+describe('legacy HTTP+SSE (2024-11-05)', () => {
+  /** Open the legacy event stream for `token`; returns the proxy's message endpoint and a closer. */
+  async function openLegacy(token: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+    const res = await fetch(`${h.url}/sse`, { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const reader = res.body!.getReader();
+    let text = '';
+    let endpoint: string | undefined;
+    while (endpoint === undefined) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      endpoint = /event: endpoint\ndata: (\S+)/.exec(text)?.[1];
+    }
+    expect(endpoint).toMatch(/^\/message\?sessionId=/);
+    return { endpoint: endpoint!, close: () => reader.cancel() };
+  }
+
+  test('another principal’s legacy session id → 404, nothing forwarded', async () => {
+    const s = await openLegacy(good);
+    try {
+      const { value, forwarded } = await counted(() =>
+        post(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }), {}, other, `${h.url}${s.endpoint}`),
+      );
+      expect(value.status).toBe(404);
+      expect(forwarded).toBe(0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a tools/call notification over the legacy transport is decided and dropped', async () => {
+    const s = await openLegacy(good);
+    try {
+      const { methods } = await counted(async () => {
+        const res = await post(
+          JSON.stringify({
+            jsonrpc: '2.0',
+            method: 'tools/call',
+            params: { name: 'delete_repo', arguments: { name: 'p' } },
+          }),
+          {},
+          good,
+          `${h.url}${s.endpoint}`,
+        );
+        await res.text();
+        return res;
+      });
+      expect(methods).not.toContain('tools/call');
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('token tricks', () => {
   async function refused(token: string, headerValue?: string): Promise<void> {
     const { value, forwarded } = await counted(() =>
@@ -604,6 +659,20 @@ describe('token tricks', () => {
     if (claims['nbf'] !== 4_102_444_800) return expect(claims['nbf']).toBe(4_102_444_800);
     await refused(t);
   });
+  test.each([
+    ['exp as a string', { exp: String(Math.floor(Date.now() / 1000) + 600) }],
+    ['exp missing', { exp: undefined }],
+    ['iss of another issuer', { iss: 'https://login.microsoftonline.com/other/v2.0' }],
+  ])('claims trick: %s', async (_, extra) => {
+    const t = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'user-1', extraClaims: extra });
+    const claims = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    for (const [k, v] of Object.entries(extra)) expect(claims[k]).toEqual(v);
+    await refused(t);
+  });
+
   test('header tricks: jku/jwk/x5u/crit/kid traversal with a self-signed key', async () => {
     const { generateKeyPair, exportJWK, SignJWT } = await import('jose');
     const { privateKey, publicKey } = await generateKeyPair('RS256');
