@@ -102,7 +102,10 @@ export function processServerMessage(
     // client can reuse an id (a batch, or concurrent POSTs of one session) so that a list's answer
     // is matched to a call and would otherwise pass unfiltered.
     const list = info?.list ?? (result ? inferList(result) : undefined);
-    if (result && list) msg = { ...res, result: filterList(core, ctx, list, result, engineLost) };
+    // Annotations are learnt only from what is really a tools/list answer (or one the proxy lost
+    // track of), never from a list-shaped result of another request.
+    if (result && list)
+      msg = { ...res, result: filterList(core, ctx, list, result, engineLost, !info || info.list === list) };
     scope = { method: info?.method ?? 'unknown' };
     if (info?.tool !== undefined) scope.tool = info.tool;
     if (info?.resource !== undefined) scope.resource = info.resource;
@@ -224,11 +227,12 @@ function filterList(
   list: ListMethod,
   result: Record<string, unknown>,
   engineLost: boolean,
+  learn: boolean,
 ): Record<string, unknown> {
   const field = LIST_FIELDS[list];
   const items = result[field];
   if (!Array.isArray(items)) return result;
-  if (list === 'tools/list') {
+  if (list === 'tools/list' && learn) {
     for (const t of items) {
       const tool = asObject(t);
       if (!tool || typeof tool['name'] !== 'string') continue;
