@@ -712,6 +712,39 @@ describe('token tricks', () => {
   });
 });
 
+describe('resource exhaustion (bounded, loopback)', () => {
+  test('slow headers and slow bodies on many sockets do not stop other clients', async () => {
+    const sid = await openSession();
+    const sockets: ReturnType<typeof connect>[] = [];
+    const opened = (sk: ReturnType<typeof connect>) =>
+      new Promise<void>((resolve, reject) => {
+        sk.once('connect', () => resolve());
+        sk.once('error', reject);
+      });
+    try {
+      for (let i = 0; i < 60; i++) {
+        const sk = connect(port(h.url), '127.0.0.1');
+        sk.on('error', () => undefined);
+        sockets.push(sk);
+        await opened(sk);
+        if (i % 2 === 0) sk.write('POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nx-slow: ');
+        else
+          sk.write(
+            `POST /mcp HTTP/1.1\r\nhost: 127.0.0.1\r\nauthorization: Bearer ${good}\r\ncontent-type: application/json\r\n` +
+              'content-length: 100000\r\n\r\n{"jsonrpc":"2.0",',
+          );
+      }
+      const t0 = Date.now();
+      const res = await post(JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' }), sessionHeaders(sid));
+      expect(res.status).toBe(200);
+      await res.text();
+      expect(Date.now() - t0).toBeLessThan(5_000);
+    } finally {
+      for (const sk of sockets) sk.destroy();
+    }
+  });
+});
+
 // ---- a scripted ("malicious") upstream ------------------------------------------------------
 
 interface Malicious {
@@ -985,6 +1018,26 @@ describe('a malicious upstream', () => {
     });
     expect(await res.text()).toContain('-31403');
     expect(mal.seen.slice(before).some((r) => r.body.includes('wipe_all'))).toBe(false);
+  });
+
+  test('__proto__ keys in an upstream result neither hide data from the masker nor pollute', async () => {
+    mal.next = (_req, res) =>
+      json(
+        res,
+        200,
+        '{"jsonrpc":"2.0","id":18,"result":{"content":[{"type":"text","text":"hi"}],"__proto__":{"note":"mail alice@example.com"},"structuredContent":{"__proto__":{"x":"bob@example.com"},"constructor":{"prototype":{"y":"carol@example.com"}}}}}',
+      );
+    const res = await ask({
+      jsonrpc: '2.0',
+      id: 18,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    const text = await res.text();
+    expect(res.status).toBe(200);
+    for (const who of ['alice', 'bob', 'carol']) expect(text).not.toContain(`${who}@example.com`);
+    expect(({} as Record<string, unknown>)['note']).toBeUndefined();
+    expect(({} as Record<string, unknown>)['y']).toBeUndefined();
   });
 
   test('a tools/list entry differing only by case from a denied tool is still filtered by its own name', async () => {
