@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
 import { WardenError } from '../errors.js';
@@ -99,6 +99,18 @@ export class ProxyCore {
   readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();
   /** Stateless (2026-07-28) recordings: one per principal and UTC hour. */
   readonly #stateless = new Map<string, SessionRecorder>();
+
+  /** Keys the per-principal prefix of relayed SSE event ids (see eventIdPrefix). */
+  readonly #eventKey = randomBytes(32);
+
+  /**
+   * The prefix every SSE event id relayed to `principal` carries. A `Last-Event-ID` must carry the
+   * caller's own prefix: the upstream's event store may be shared by all sessions, and replaying
+   * another principal's stream from one of its event ids would hand over that principal's data.
+   */
+  eventIdPrefix(principal: string): string {
+    return `${createHmac('sha256', this.#eventKey).update(principal).digest('base64url').slice(0, 16)}.`;
+  }
 
   constructor(options: ProxyOptions) {
     this.options = options;

@@ -12,6 +12,7 @@ import type { OutboundContext } from './outbound.js';
 import { relaySse } from './relay.js';
 import { upstreamFailed } from './respond.js';
 import type { Session } from './session.js';
+import { untagLastEventId } from './streamable.js';
 import { readUpstreamBody, type UpstreamResponse, upstreamHeaders } from './upstream.js';
 
 /**
@@ -33,6 +34,7 @@ export async function handleLegacySse(
   try {
     const headers = upstreamHeaders(req.headers);
     headers['accept'] = 'text/event-stream';
+    untagLastEventId(core, identity, headers);
     up = await core.upstream.request('GET', core.upstreamSsePath!, headers, undefined, abort.signal);
   } catch (err) {
     res.off('close', onClientClose);

@@ -47,6 +47,7 @@ export async function relaySse(
     res.write(out);
   }
   const parser = new SseParser({ maxEventBytes: core.maxUpstreamBody });
+  const idPrefix = core.eventIdPrefix(ctx.identity.principal);
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let truncated = false;
   let reason = 'the upstream event stream broke';
@@ -57,7 +58,7 @@ export async function relaySse(
       let out = '';
       for (const item of items) {
         if (item.type === 'comment') out += serializeSseComment(item.text);
-        else out += relayEvent(core, ctx, item, options);
+        else out += relayEvent(core, ctx, item.id ? { ...item, id: idPrefix + item.id } : item, options);
       }
       if (out.length > 0 && !res.write(out)) {
         await Promise.race([once(res, 'drain'), once(res, 'close')]);

@@ -54,6 +54,26 @@ export function resolveSession(
   return { ok: true, session };
 }
 
+/**
+ * `Last-Event-ID` must carry the caller's event id prefix (added by the relay): strip it for the
+ * upstream. Returns false (and drops the header) for an id that was relayed to someone else.
+ */
+export function untagLastEventId(
+  core: ProxyCore,
+  identity: Identity,
+  headers: Record<string, string>,
+): boolean {
+  const id = headers['last-event-id'];
+  if (id === undefined) return true;
+  const prefix = core.eventIdPrefix(identity.principal);
+  if (!id.startsWith(prefix)) {
+    delete headers['last-event-id'];
+    return false;
+  }
+  headers['last-event-id'] = id.slice(prefix.length);
+  return true;
+}
+
 function upstreamPath(core: ProxyCore): string {
   return core.upstream.url.pathname + core.upstream.url.search;
 }
@@ -164,6 +184,7 @@ export async function handlePost(
     return;
   }
   const headers = upstreamHeaders(req.headers);
+  untagLastEventId(core, identity, headers);
   if (headers['accept'] === undefined) headers['accept'] = 'application/json, text/event-stream';
   // Always the re-serialized messages, never the client's bytes: the upstream must parse exactly
   // what was decided (no duplicate-key or BOM parser differentials).
@@ -265,6 +286,19 @@ export async function handleGet(
   const session = s.session;
   const headers = upstreamHeaders(req.headers);
   headers['accept'] = 'text/event-stream';
+  if (!untagLastEventId(core, identity, headers)) {
+    sendRpcError(
+      res,
+      400,
+      null,
+      RpcCodes.invalidRequest,
+      'Bad Request: Last-Event-ID names an event this caller was never sent',
+      {
+        code: 'ERR_BAD_REQUEST',
+      },
+    );
+    return;
+  }
   const abort = new AbortController();
   const onClientClose = (): void => abort.abort();
   res.on('close', onClientClose);

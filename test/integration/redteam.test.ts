@@ -712,6 +712,99 @@ describe('token tricks', () => {
   });
 });
 
+describe('SSE resumption: Last-Event-ID is bound to the principal it was sent to', () => {
+  // An upstream whose event store is shared by all sessions (the SDK examples' store is) replays
+  // any stream from any of its event ids, whatever session asks.
+  let sse: Harness;
+  let u1: string;
+  let u2: string;
+  beforeAll(async () => {
+    sse = await startHarness((trusted) => {
+      const doc = realPolicy(trusted[0]!.issuer);
+      doc.spec.rules.push({
+        name: 'steps',
+        subjects: [{ any: true }],
+        match: { tools: ['slow_steps'] },
+        action: 'allow',
+      });
+      const engine = compilePolicies([doc]);
+      return { current: () => engine, onChange: () => () => undefined, close: async () => undefined };
+    });
+    u1 = await sse.token({ oid: 'user-1' });
+    u2 = await sse.token({ oid: 'user-2' });
+  });
+  afterAll(() => sse?.close());
+
+  async function session(token: string): Promise<string> {
+    const res = await post(JSON.stringify(initBody), {}, token, sse.mcpUrl);
+    const sid = res.headers.get('mcp-session-id')!;
+    await res.text();
+    await (
+      await post(
+        JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+        sessionHeaders(sid),
+        token,
+        sse.mcpUrl,
+      )
+    ).text();
+    return sid;
+  }
+
+  async function replay(
+    token: string,
+    sid: string,
+    lastEventId: string,
+  ): Promise<{ status: number; text: string }> {
+    const res = await fetch(sse.mcpUrl, {
+      headers: {
+        authorization: `Bearer ${token}`,
+        accept: 'text/event-stream',
+        ...sessionHeaders(sid),
+        'last-event-id': lastEventId,
+      },
+    });
+    if (res.status !== 200) return { status: res.status, text: await res.text() };
+    // The replay is written at once; the stream then stays open for new messages.
+    const reader = res.body!.getReader();
+    let text = '';
+    while (!text.includes('"id":2')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+    }
+    await reader.cancel();
+    return { status: res.status, text };
+  }
+
+  test('user-2 cannot replay user-1’s stream with user-1’s event id; user-1 can', async () => {
+    const sa = await session(u1);
+    const res = await post(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'slow_steps', arguments: { steps: 2 } },
+      }),
+      sessionHeaders(sa),
+      u1,
+      sse.mcpUrl,
+    );
+    const text = await res.text();
+    expect(text).toContain('done 2');
+    const first = /^id: (.+)$/m.exec(text)![1]!;
+    const sb = await session(u2);
+    // As relayed, and as the upstream minted it (the part after the proxy's prefix).
+    for (const id of [first, first.slice(first.indexOf('.') + 1)]) {
+      const stolen = await replay(u2, sb, id);
+      expect(stolen.status).toBe(400);
+      expect(stolen.text).not.toContain('done 2');
+    }
+    const own = await replay(u1, sa, first);
+    expect(own.status).toBe(200);
+    expect(own.text).toContain('done 2');
+  });
+});
+
 describe('resource exhaustion (bounded, loopback)', () => {
   test('slow headers and slow bodies on many sockets do not stop other clients', async () => {
     const sid = await openSession();

@@ -78,7 +78,10 @@ async function call(): Promise<SseItem[]> {
   const p = new SseParser();
   const items = p.push(await res.text());
   expect(p.end().truncated).toBe(false);
-  return items;
+  // Relayed event ids carry the proxy's per-caller prefix (Last-Event-ID is bound to the caller).
+  return items.map((i) =>
+    i.type === 'event' && i.id ? { ...i, id: i.id.replace(/^[A-Za-z0-9_-]{16}\./, '') } : i,
+  );
 }
 
 test('events split inside UTF-8 characters, CRLF pairs and field names arrive intact', async () => {
