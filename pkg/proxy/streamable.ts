@@ -157,6 +157,21 @@ export async function handlePost(
       refuse(res, 400, req1.id, `Bad Request: ${bad}`, RpcCodes.headerMismatch);
       return;
     }
+  } else {
+    // Notifications, responses and batches carry no arguments to check the headers against; they
+    // would reach the upstream (and any hop routing on them) unchecked.
+    for (const name in req.headers) {
+      if (name.startsWith('mcp-param-')) {
+        refuse(
+          res,
+          400,
+          null,
+          'Bad Request: Mcp-Param-* headers are only allowed on a single tools/call request',
+          RpcCodes.headerMismatch,
+        );
+        return;
+      }
+    }
   }
   // Exchanges without a session are recorded per principal and UTC hour.
   let recorder: SessionRecorder | undefined = session?.recorder;

@@ -247,6 +247,32 @@ describe('header smuggling: nothing of the caller’s credentials reaches the up
     expect(both.forwarded).toBe(0);
   });
 
+  test('Mcp-Param-* headers on a notification (nothing to check them against) → 400, nothing forwarded', async () => {
+    const mal = await startMalicious();
+    try {
+      mal.next = (_req, res) => res.writeHead(202).end();
+      const before = mal.seen.length;
+      const res = await post(
+        JSON.stringify({ jsonrpc: '2.0', method: 'notifications/roots/list_changed' }),
+        { 'mcp-param-region': 'eu-west', 'mcp-protocol-version': V },
+        good,
+        `${mal.proxyUrl}/mcp`,
+      );
+      expect(res.status).toBe(400);
+      expect(((await res.json()) as { error: { code: number } }).error.code).toBe(-32020);
+      expect(mal.seen.length).toBe(before);
+      const ok = await post(
+        JSON.stringify({ jsonrpc: '2.0', method: 'notifications/roots/list_changed' }),
+        { 'mcp-protocol-version': V },
+        good,
+        `${mal.proxyUrl}/mcp`,
+      );
+      expect(ok.status).toBe(202);
+    } finally {
+      await mal.close();
+    }
+  });
+
   test('Transfer-Encoding and Content-Length together → 400, nothing forwarded', async () => {
     const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'ping' });
     const chunked = `${Buffer.byteLength(body).toString(16)}\r\n${body}\r\n0\r\n\r\n`;
