@@ -196,11 +196,15 @@ export async function handleLegacyMessage(
     upstreamFailed(core, res, err, null);
     return;
   }
-  const text = await up.body.text().catch(() => '');
+  await up.body.text().catch(() => '');
   res.statusCode = up.status;
   if (up.status >= 400) {
     sendRpcError(res, up.status, null, -32002, `Upstream error: HTTP ${up.status}`, { code: 'ERR_UPSTREAM' });
-  } else res.end(text.length <= 64 ? text : 'Accepted');
+  } else {
+    // Never the upstream's own text: answers travel on the event stream (masked there); a body here
+    // would reach the client unmasked.
+    res.end('Accepted');
+  }
   core.metrics.requestDuration.observe(
     { method: methodLabel(decided.firstMethod) },
     Number(process.hrtime.bigint() - started) / 1e9,

@@ -871,6 +871,8 @@ interface Malicious {
   proxyUrl: string;
   seen: Array<{ method: string; url: string; headers: IncomingHttpHeaders; body: string }>;
   next: (req: { body: string }, res: ServerResponse) => void;
+  /** Answers GET requests (event streams) when set. */
+  onGet?: ((res: ServerResponse) => void) | undefined;
   close(): Promise<void>;
 }
 
@@ -891,6 +893,11 @@ async function startMalicious(): Promise<Malicious> {
   m.seen = seen;
   m.next = (_req, res) => json(res, 500, 'unset');
   const server: Server = createServer((req, res) => {
+    if (req.method === 'GET' && m.onGet) {
+      seen.push({ method: 'GET', url: req.url ?? '', headers: req.headers, body: '' });
+      m.onGet(res);
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -1157,6 +1164,40 @@ describe('a malicious upstream', () => {
     for (const who of ['alice', 'bob', 'carol']) expect(text).not.toContain(`${who}@example.com`);
     expect(({} as Record<string, unknown>)['note']).toBeUndefined();
     expect(({} as Record<string, unknown>)['y']).toBeUndefined();
+  });
+
+  test('legacy: the upstream’s short POST answer text is not relayed (it would bypass masking)', async () => {
+    let stream: ServerResponse | undefined;
+    mal.next = (_req, res) => res.writeHead(202, { 'content-type': 'text/plain' }).end('alice@example.com');
+    const seenBefore = mal.seen.length;
+    mal.onGet = (res) => {
+      stream = res;
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.write('event: endpoint\ndata: /message?sessionId=mal-legacy\n\n');
+    };
+    const sse = await fetch(`${mal.proxyUrl}/sse`, { headers: { authorization: `Bearer ${good}` } });
+    expect(sse.status).toBe(200);
+    const reader = sse.body!.getReader();
+    let text = '';
+    let endpoint: string | undefined;
+    while (endpoint === undefined) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += new TextDecoder().decode(value);
+      endpoint = /event: endpoint\ndata: (\S+)/.exec(text)?.[1];
+    }
+    const res = await post(
+      JSON.stringify({ jsonrpc: '2.0', id: 19, method: 'ping' }),
+      {},
+      good,
+      `${mal.proxyUrl}${endpoint}`,
+    );
+    expect(res.status).toBe(202);
+    expect(await res.text()).not.toContain('alice@example.com');
+    expect(mal.seen.slice(seenBefore).some((r) => r.url.startsWith('/message'))).toBe(true);
+    await reader.cancel();
+    stream?.end();
+    mal.onGet = undefined;
   });
 
   test('a tools/list entry differing only by case from a denied tool is still filtered by its own name', async () => {
