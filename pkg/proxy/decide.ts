@@ -60,6 +60,15 @@ export function isDecided(method: string, direction: Direction): boolean {
   return !LIFECYCLE_METHODS.has(method) && !LIST_METHODS.has(method);
 }
 
+/** The target each targeted method must carry as a string. */
+const TARGET_FIELDS: ReadonlyMap<string, string> = new Map([
+  ['tools/call', 'name'],
+  ['prompts/get', 'name'],
+  ['resources/read', 'uri'],
+  ['resources/subscribe', 'uri'],
+  ['resources/unsubscribe', 'uri'],
+]);
+
 export interface DecideInput {
   engine: PolicyEngine;
   identity: Identity;
@@ -78,6 +87,18 @@ export function decideRequest(
   direction: Direction,
 ): JsonRpcResponse | undefined {
   if (!isDecided(msg.method, direction)) return undefined;
+  const field = TARGET_FIELDS.get(msg.method);
+  if (field !== undefined && typeof asObject(msg.params)[field] !== 'string') {
+    // No target to decide on: rules naming tools/prompts/resources would not match, so a deny-list
+    // (allow the method, deny one target) would let `"name": ["delete_repo"]` through to an
+    // upstream that coerces it (`tools[name]`). Refused as the upstream should refuse it.
+    return errorResponse(
+      msg.id,
+      RpcCodes.invalidParams,
+      `Invalid params: ${msg.method} needs "${field}" to be a string`,
+      { code: 'ERR_BAD_REQUEST' },
+    );
+  }
   let annotations: Record<string, unknown> | undefined;
   if (msg.method === 'tools/call') {
     const name = asObject(msg.params)['name'];

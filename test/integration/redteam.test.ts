@@ -887,7 +887,7 @@ function json(
   res.end(text);
 }
 
-async function startMalicious(): Promise<Malicious> {
+async function startMalicious(doc?: PolicyDocument): Promise<Malicious> {
   const seen: Malicious['seen'] = [];
   const m = {} as Malicious;
   m.seen = seen;
@@ -908,7 +908,7 @@ async function startMalicious(): Promise<Malicious> {
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const upUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`;
-  const engine = compilePolicies([realPolicy(h.issuer.v2Issuer)]);
+  const engine = compilePolicies([doc ?? realPolicy(h.issuer.v2Issuer)]);
   m.proxy = createProxy({
     upstream: upUrl,
     policySource: { current: () => engine, onChange: () => () => undefined, close: async () => undefined },
@@ -928,6 +928,77 @@ async function startMalicious(): Promise<Malicious> {
   };
   return m;
 }
+
+describe('targets that are not strings (deny-list policy: every tool but delete_repo)', () => {
+  let mal: Malicious;
+  beforeAll(async () => {
+    const doc = realPolicy(h.issuer.v2Issuer);
+    doc.spec.rules = [
+      { name: 'all-tools', subjects: [{ any: true }], match: { methods: ['tools/call'] }, action: 'allow' },
+      {
+        name: 'all-prompts',
+        subjects: [{ any: true }],
+        match: { methods: ['prompts/get'] },
+        action: 'allow',
+      },
+      { name: 'no-delete', subjects: [{ any: true }], match: { tools: ['delete_repo'] }, action: 'deny' },
+      { name: 'no-admin-prompt', subjects: [{ any: true }], match: { prompts: ['admin'] }, action: 'deny' },
+    ];
+    mal = await startMalicious(doc);
+    // A hand-written upstream looking tools up in a plain object: tools[["delete_repo"]] is
+    // tools["delete_repo"].
+    mal.next = (req, res) => {
+      const m = JSON.parse(req.body) as { id?: number | string; method: string; params?: { name?: unknown } };
+      if (m.method === 'tools/list')
+        return json(res, 200, { jsonrpc: '2.0', id: m.id, result: { tools: [] } });
+      const table: Record<string, string> = {
+        delete_repo: 'DELETED',
+        get_weather: 'sunny',
+        admin: 'ADMIN PROMPT',
+      };
+      json(res, 200, {
+        jsonrpc: '2.0',
+        id: m.id,
+        result: { content: [{ type: 'text', text: table[m.params?.name as string] ?? '?' }] },
+      });
+    };
+  });
+  afterAll(() => mal.close());
+
+  test.each([
+    ['tools/call', ['delete_repo']],
+    ['tools/call', { toString: 'delete_repo' }],
+    ['prompts/get', ['admin']],
+  ])('%s with name %j is refused as invalid params, not decided without a target', async (method, name) => {
+    const before = mal.seen.filter((r) => r.body.includes(`"${method}"`)).length;
+    const res = await post(
+      JSON.stringify({ jsonrpc: '2.0', id: 30, method, params: { name, arguments: {} } }),
+      {},
+      good,
+      `${mal.proxyUrl}/mcp`,
+    );
+    const text = await res.text();
+    expect(text).not.toContain('DELETED');
+    expect(text).not.toContain('ADMIN PROMPT');
+    expect(text).toContain('-32602');
+    expect(mal.seen.filter((r) => r.body.includes(`"${method}"`)).length).toBe(before);
+  });
+
+  test('the deny-list policy still lets other tools through', async () => {
+    const res = await post(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 31,
+        method: 'tools/call',
+        params: { name: 'get_weather', arguments: {} },
+      }),
+      {},
+      good,
+      `${mal.proxyUrl}/mcp`,
+    );
+    expect(await res.text()).toContain('sunny');
+  });
+});
 
 describe('a malicious upstream', () => {
   let mal: Malicious;
