@@ -128,6 +128,21 @@ export function processServerMessage(
     scope = { method: req.method };
   } else {
     const method = (msg as { method: string }).method;
+    if (!method.startsWith('notifications/')) {
+      // A server request without an id (`sampling/createMessage` as a notification) is decided
+      // like the request it names; refused, it is dropped (a notification gets no answer).
+      const as = { ...(msg as object), id: null } as unknown as JsonRpcRequest;
+      const input = {
+        engine: ctx.engine,
+        identity: ctx.identity,
+        session: ctx.session,
+        recorder: ctx.recorder,
+      };
+      if (engineLost || decideRequest(core, input, as, 'server-to-client')) {
+        record(ctx, 'server-to-client', msg);
+        return undefined;
+      }
+    }
     if (method === 'notifications/tools/list_changed') {
       // Annotations may have changed: list again before the next unknown tool is called.
       if (ctx.session) {

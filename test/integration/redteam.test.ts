@@ -1271,6 +1271,27 @@ describe('a malicious upstream', () => {
     mal.onGet = undefined;
   });
 
+  test('a server request sent as a notification (sampling/createMessage without an id) is decided and dropped', async () => {
+    mal.next = (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        'event: message\ndata: {"jsonrpc":"2.0","method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}\n\n' +
+          'event: message\ndata: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"still here"}}\n\n' +
+          'event: message\ndata: {"jsonrpc":"2.0","id":20,"result":{"content":[{"type":"text","text":"done"}]}}\n\n',
+      );
+    };
+    const res = await ask({
+      jsonrpc: '2.0',
+      id: 20,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    const text = await res.text();
+    expect(text).toContain('still here');
+    expect(text).toContain('"done"');
+    expect(text).not.toContain('sampling/createMessage');
+  });
+
   test('a tools/list entry differing only by case from a denied tool is still filtered by its own name', async () => {
     mal.next = (_req, res) =>
       json(res, 200, {
