@@ -21,6 +21,15 @@ export function isEntraToken(claims: JWTPayload): boolean {
   return str(claims['tid']) !== undefined && str(claims['oid']) !== undefined;
 }
 
+/** The issuer URL has the tenant id as a path segment (every Entra issuer form does). */
+function namesTenant(issuer: string, tid: string): boolean {
+  try {
+    return new URL(issuer).pathname.split('/').includes(tid);
+  } catch {
+    return false;
+  }
+}
+
 /** True when the token says its `groups` claim overflowed (`_claim_names.groups` or v1 `hasgroups`). */
 export function hasGroupsOverage(claims: JWTPayload): boolean {
   const names = claims['_claim_names'];
@@ -63,7 +72,10 @@ export function toIdentity({ claims, issuer, audience, kubernetes }: ToIdentityI
     const appId = str(claims['azp']) ?? str(claims['appid']);
     return {
       ...base,
-      principal: `${tid}/${oid}`,
+      // `<tid>/<oid>` is globally unique only when the issuer is that tenant's: another trusted
+      // issuer could mint any tid/oid pair and take over that user's sessions. Otherwise the
+      // principal is namespaced by the issuer, like any OIDC subject.
+      principal: namesTenant(issuer, tid) ? `${tid}/${oid}` : `${issuer}#${tid}/${oid}`,
       tenantId: tid,
       objectId: oid,
       ...(user === undefined || appOnly ? {} : { user }),

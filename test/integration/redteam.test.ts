@@ -2,6 +2,7 @@ import { createServer, type IncomingHttpHeaders, type Server, type ServerRespons
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import { createAuthenticator } from '../../pkg/identity/index.js';
 import { createMetrics } from '../../pkg/metrics/catalogue.js';
 import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
@@ -654,6 +655,59 @@ describe('legacy HTTP+SSE (2024-11-05)', () => {
       expect(methods).not.toContain('tools/call');
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('two trusted issuers: one cannot mint the other’s principals', () => {
+  test('a token from issuer B carrying issuer A’s tid/oid cannot use A’s user’s session', async () => {
+    const b = await startDevIssuer({ tenantId: 'tenant-b' });
+    const doc = realPolicy(h.issuer.v2Issuer);
+    doc.spec.identity = {
+      issuers: [
+        { issuer: h.issuer.v2Issuer, audiences: [AUDIENCE] },
+        { issuer: b.v2Issuer, audiences: [AUDIENCE] },
+      ],
+    };
+    const engine = compilePolicies([doc]);
+    const metrics = createMetrics({ defaultMetrics: false });
+    const proxy = createProxy({
+      upstream: h.upstream.mcpUrl,
+      policySource: { current: () => engine, onChange: () => () => undefined, close: async () => undefined },
+      authenticator: createAuthenticator({ allowInsecureLoopback: true, metrics }),
+      metrics,
+      podName: 'rt-issuers',
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    try {
+      const victim = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'victim' });
+      const res = await post(JSON.stringify(initBody), {}, victim, `${url}/mcp`);
+      expect(res.status).toBe(200);
+      const sid = res.headers.get('mcp-session-id')!;
+      await res.text();
+      const forged = await b.issueToken({
+        audience: AUDIENCE,
+        oid: 'victim',
+        extraClaims: { tid: h.issuer.tenantId },
+      });
+      const { value, forwarded } = await counted(() =>
+        post(
+          JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/list' }),
+          sessionHeaders(sid),
+          forged,
+          `${url}/mcp`,
+        ),
+      );
+      expect(value.status).toBe(404);
+      expect(forwarded).toBe(0);
+      // B's own users still get in (with a principal of their own).
+      const own = await b.issueToken({ audience: AUDIENCE, oid: 'someone' });
+      const ok = await post(JSON.stringify(initBody), {}, own, `${url}/mcp`);
+      expect(ok.status).toBe(200);
+      await ok.text();
+    } finally {
+      await proxy.close();
+      await b.close();
     }
   });
 });
