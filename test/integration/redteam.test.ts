@@ -401,6 +401,20 @@ describe('body tricks: the upstream parses exactly what was decided', () => {
     expect(r.forwarded).toBe(0);
   });
 
+  test('charset parameters do not change what is decided (application/json; charset=latin1)', async () => {
+    const r = await call(
+      JSON.stringify({
+        jsonrpc: '2.0',
+        id: 12,
+        method: 'tools/call',
+        params: { name: 'delete_repo', arguments: {} },
+      }),
+      { 'content-type': 'application/json; charset=latin1' },
+    );
+    expect(r.value.text).toContain('-31403');
+    expect(r.methods).not.toContain('tools/call');
+  });
+
   test('a BOM-prefixed body is decided (and denied) like the same body without it', async () => {
     const r = await call(
       Buffer.concat([
@@ -1089,6 +1103,24 @@ describe('a malicious upstream', () => {
       'x-upstream-secret',
     ])
       expect(res.headers.get(name)).toBeNull();
+  });
+
+  test('an upstream 401 with its own WWW-Authenticate does not send the client to another authorization server', async () => {
+    mal.next = (_req, res) =>
+      json(
+        res,
+        401,
+        { error: 'unauthorized' },
+        { 'www-authenticate': 'Bearer resource_metadata="http://evil.example/.well-known/x"' },
+      );
+    const res = await ask({
+      jsonrpc: '2.0',
+      id: 21,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    expect(res.headers.get('www-authenticate')).toBeNull();
+    expect(await res.text()).not.toContain('evil.example');
   });
 
   test('a duplicate-key result cannot smuggle unmasked data past the masker', async () => {
