@@ -1202,8 +1202,16 @@ describe('a malicious upstream', () => {
   });
 
   test('a tools/list answered after a tools/call reused its id (concurrent POSTs, one session) is still filtered', async () => {
-    let releaseList: (() => void) | undefined;
-    let releaseCall: (() => void) | undefined;
+    let releaseList: () => void = () => undefined;
+    let releaseCall: () => void = () => undefined;
+    let listArrived: () => void = () => undefined;
+    let callArrived: () => void = () => undefined;
+    const listHere = new Promise<void>((r) => {
+      listArrived = r;
+    });
+    const callHere = new Promise<void>((r) => {
+      callArrived = r;
+    });
     mal.next = (req, res) => {
       const m = JSON.parse(req.body) as { id?: number; method: string };
       if (m.method === 'initialize')
@@ -1231,10 +1239,12 @@ describe('a malicious upstream', () => {
               ],
             },
           });
+        listArrived();
         return;
       }
       if (m.method === 'tools/call') {
         releaseCall = () => json(res, 200, { jsonrpc: '2.0', id: m.id, result: { content: [] } });
+        callArrived();
         return;
       }
       res.writeHead(202).end();
@@ -1249,7 +1259,7 @@ describe('a malicious upstream', () => {
       good,
       `${mal.proxyUrl}/mcp`,
     );
-    while (!releaseList) await new Promise((r) => setImmediate(r));
+    await listHere;
     // The same id again while the list is in flight; its answer is held until the list's is out.
     const call = post(
       JSON.stringify({
@@ -1262,7 +1272,7 @@ describe('a malicious upstream', () => {
       good,
       `${mal.proxyUrl}/mcp`,
     );
-    while (!releaseCall) await new Promise((r) => setImmediate(r));
+    await callHere;
     releaseList();
     const listed = (await (await listing).json()) as { result: { tools: Array<{ name: string }> } };
     releaseCall();
@@ -1376,6 +1386,36 @@ describe('a malicious upstream', () => {
     expect(text).toContain('still here');
     expect(text).toContain('"done"');
     expect(text).not.toContain('sampling/createMessage');
+  });
+
+  test('a server request whose id collides with the client’s request id is decided on its own; the client still gets its answer', async () => {
+    mal.next = (req, res) => {
+      const m = JSON.parse(req.body) as { id?: number; method?: string };
+      if (m.method !== 'tools/call') return json(res, 202, '');
+      res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.end(
+        'event: message\ndata: {"jsonrpc":"2.0","id":22,"method":"sampling/createMessage","params":{"messages":[],"maxTokens":5}}\n\n' +
+          'event: message\ndata: {"jsonrpc":"2.0","id":22,"result":{"content":[{"type":"text","text":"the answer"}]}}\n\n',
+      );
+    };
+    const scripted = mal.next;
+    const refusedUpstream = new Promise<void>((resolve) => {
+      mal.next = (req, res) => {
+        if (req.body.includes('-31403')) resolve();
+        scripted(req, res);
+      };
+    });
+    const res = await ask({
+      jsonrpc: '2.0',
+      id: 22,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    const text = await res.text();
+    expect(text).toContain('the answer');
+    expect(text).not.toContain('sampling/createMessage');
+    // The proxy answered the sampling request upstream itself (refused).
+    await refusedUpstream;
   });
 
   test('a tools/list entry differing only by case from a denied tool is still filtered by its own name', async () => {
