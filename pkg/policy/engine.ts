@@ -52,6 +52,8 @@ interface CompiledRule {
   /** Position in (policy, rule name) order: the tie-breaker. */
   ord: number;
   readonly subjects: SubjectMatcher;
+  /** The callers the rule's policy trusts (its own issuers); undefined when it names none. */
+  readonly issuers: ((identity: Identity) => boolean) | undefined;
   readonly methods: ((m: string) => boolean) | undefined;
   readonly tools: ((s: string) => boolean) | undefined;
   readonly resources: ((s: string) => boolean) | undefined;
@@ -141,7 +143,12 @@ function defaultReason(rule: PolicyRule, policy: string): string {
   }
 }
 
-function compileRule(rule: PolicyRule, policy: string, audit: boolean): CompiledRule {
+function compileRule(
+  rule: PolicyRule,
+  policy: string,
+  audit: boolean,
+  issuers?: (identity: Identity) => boolean,
+): CompiledRule {
   const match = rule.match ?? {};
   let when: CelProgram | undefined;
   if (match.when !== undefined) {
@@ -172,6 +179,7 @@ function compileRule(rule: PolicyRule, policy: string, audit: boolean): Compiled
     rank: rankOf[rule.action],
     ord: 0,
     subjects: compileSubjects(rule.subjects),
+    issuers,
     methods: match.methods === undefined ? undefined : compileGlobs(match.methods, 'flat'),
     tools: match.tools === undefined ? undefined : compileGlobs(match.tools, 'flat'),
     resources: match.resources === undefined ? undefined : compileGlobs(match.resources, 'path'),
@@ -191,6 +199,33 @@ function compileRule(rule: PolicyRule, policy: string, audit: boolean): Compiled
       : { ...base, enforced: rule.action, mode: 'enforce' as const },
   );
   return compiled;
+}
+
+/**
+ * Which callers a policy's rules may apply to: those authenticated by one of the issuers the
+ * policy itself names (`{tenantid}` templates match any tenant; a `kubernetes` entry matches
+ * service-account tokens). Issuers are the union across policies, but rules are not: a rule of
+ * the policy trusting tenant A (say `subjects: [{any: true}]`) must not apply to the users of the
+ * issuer another policy added for tenant B, nor must B's tokens match A's group ids or user
+ * names. Undefined (no restriction) for a policy that names no issuers.
+ */
+function issuerMatcher(doc: PolicyDocument): ((identity: Identity) => boolean) | undefined {
+  const entries = doc.spec.identity?.issuers ?? [];
+  if (entries.length === 0) return undefined;
+  const exact = new Set<string>();
+  const templates: RegExp[] = [];
+  let kubernetes = false;
+  for (const e of entries) {
+    if (e.kubernetes !== undefined) kubernetes = true;
+    else if (e.issuer !== undefined && /\{tenantid\}/i.test(e.issuer)) {
+      const escaped = e.issuer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/\\\{tenantid\\\}/gi, '[^/]+');
+      templates.push(new RegExp(`^${escaped}$`, 'i'));
+    } else if (e.issuer !== undefined) exact.add(e.issuer);
+  }
+  return (identity) =>
+    exact.has(identity.issuer) ||
+    (kubernetes && identity.serviceAccount !== undefined) ||
+    templates.some((t) => t.test(identity.issuer));
 }
 
 /** How `when` is treated: evaluated, or (list filtering) unknown because it reads the arguments. */
@@ -232,6 +267,7 @@ function matchRule(
   whenMode: WhenModeT,
 ): Outcome {
   if (!r.subjects(ctx.identity, view)) return MatchOutcome.subjects;
+  if (r.issuers !== undefined && !r.issuers(ctx.identity)) return MatchOutcome.subjects;
   if (r.methods !== undefined) {
     if (!r.methods(ctx.method)) return MatchOutcome.method;
   } else if (r.hasTargets) {
@@ -338,7 +374,9 @@ class Engine implements CompiledPolicyEngine {
     this.#declared = [];
     docs.forEach((doc, i) => {
       const audit = doc.spec.mode === 'audit';
-      for (const rule of doc.spec.rules) this.#declared.push(compileRule(rule, this.#keys[i]!, audit));
+      const issuers = issuerMatcher(doc);
+      for (const rule of doc.spec.rules)
+        this.#declared.push(compileRule(rule, this.#keys[i]!, audit, issuers));
     });
     const byName = [...this.#declared].sort((a, b) =>
       a.policy === b.policy ? (a.name < b.name ? -1 : a.name > b.name ? 1 : 0) : a.policy < b.policy ? -1 : 1,

@@ -726,6 +726,68 @@ describe('two trusted issuers: one cannot mint the other’s principals', () => 
   });
 });
 
+describe('two policies, two issuers: one policy’s rules do not apply to the other’s callers', () => {
+  test('tenant A’s "any caller may use get_*" and its group rule do not extend to tenant B’s users', async () => {
+    const b = await startDevIssuer({ tenantId: 'tenant-b' });
+    const docA = realPolicy(h.issuer.v2Issuer);
+    docA.metadata.name = 'team-a';
+    docA.spec.rules.push({
+      name: 'admins',
+      subjects: [{ group: 'a-admins' }],
+      match: { tools: ['delete_*'] },
+      action: 'allow',
+    });
+    const docB = realPolicy(b.v2Issuer);
+    docB.metadata.name = 'team-b';
+    docB.spec.rules = [
+      { name: 'b-weather', subjects: [{ any: true }], match: { tools: ['get_weather'] }, action: 'allow' },
+    ];
+    const engine = compilePolicies([docA, docB]);
+    const metrics = createMetrics({ defaultMetrics: false });
+    const proxy = createProxy({
+      upstream: h.upstream.mcpUrl,
+      policySource: { current: () => engine, onChange: () => () => undefined, close: async () => undefined },
+      authenticator: createAuthenticator({ allowInsecureLoopback: true, metrics }),
+      metrics,
+      podName: 'rt-policies',
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    async function callAs(token: string, tool: string): Promise<string> {
+      const init = await post(JSON.stringify(initBody), {}, token, `${url}/mcp`);
+      const sid = init.headers.get('mcp-session-id')!;
+      await init.text();
+      const res = await post(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 2,
+          method: 'tools/call',
+          params: { name: tool, arguments: { name: 'x', city: 'y' } },
+        }),
+        sessionHeaders(sid),
+        token,
+        `${url}/mcp`,
+      );
+      return res.text();
+    }
+    try {
+      const bUser = await b.issueToken({ audience: AUDIENCE, oid: 'b-user', groups: ['a-admins'] });
+      // Team B's own rule works for B's users.
+      expect(await callAs(bUser, 'get_weather')).toContain('sunny');
+      const before = h.upstream.stats.methods.filter((m) => m === 'tools/call').length;
+      // Team A's rules (any caller: get_*; group a-admins: delete_*) are not B's.
+      expect(await callAs(bUser, 'get_time')).toContain('-31403');
+      expect(await callAs(bUser, 'delete_repo')).toContain('-31403');
+      expect(h.upstream.stats.methods.filter((m) => m === 'tools/call').length).toBe(before);
+      // And for A's users they still hold.
+      const aAdmin = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'a-user', groups: ['a-admins'] });
+      expect(await callAs(aAdmin, 'delete_repo')).toContain('deleted x');
+    } finally {
+      await proxy.close();
+      await b.close();
+    }
+  });
+});
+
 describe('token tricks', () => {
   async function refused(token: string, headerValue?: string): Promise<void> {
     const { value, forwarded } = await counted(() =>
