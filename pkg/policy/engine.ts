@@ -202,30 +202,51 @@ function compileRule(
 }
 
 /**
- * Which callers a policy's rules may apply to: those authenticated by one of the issuers the
- * policy itself names (`{tenantid}` templates match any tenant; a `kubernetes` entry matches
- * service-account tokens). Issuers are the union across policies, but rules are not: a rule of
- * the policy trusting tenant A (say `subjects: [{any: true}]`) must not apply to the users of the
- * issuer another policy added for tenant B, nor must B's tokens match A's group ids or user
- * names. Undefined (no restriction) for a policy that names no issuers.
+ * Which callers a policy's rules may apply to: those authenticated by one of the issuer entries
+ * the policy itself names, issuer and audience (`{tenantid}` templates match any tenant; a
+ * `kubernetes` entry matches service-account tokens for its audiences). Issuers are the union
+ * across policies, but rules are not: a rule of the policy trusting tenant A (say
+ * `subjects: [{any: true}]`) must not apply to the users of the issuer another policy added for
+ * tenant B, nor must B's tokens match A's group ids or user names. Undefined (no restriction)
+ * for a policy that names no issuers.
  */
 function issuerMatcher(doc: PolicyDocument): ((identity: Identity) => boolean) | undefined {
   const entries = doc.spec.identity?.issuers ?? [];
   if (entries.length === 0) return undefined;
-  const exact = new Set<string>();
-  const templates: RegExp[] = [];
-  let kubernetes = false;
+  const exact = new Map<string, Set<string>>();
+  const templates: Array<{ re: RegExp; audiences: Set<string> }> = [];
+  const kubernetes = new Set<string>();
   for (const e of entries) {
-    if (e.kubernetes !== undefined) kubernetes = true;
-    else if (e.issuer !== undefined && /\{tenantid\}/i.test(e.issuer)) {
+    if (e.kubernetes !== undefined) {
+      for (const a of e.kubernetes.audiences) kubernetes.add(a);
+    } else if (e.issuer !== undefined && /\{tenantid\}/i.test(e.issuer)) {
       const escaped = e.issuer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/\\\{tenantid\\\}/gi, '[^/]+');
-      templates.push(new RegExp(`^${escaped}$`, 'i'));
-    } else if (e.issuer !== undefined) exact.add(e.issuer);
+      templates.push({ re: new RegExp(`^${escaped}$`, 'i'), audiences: new Set(e.audiences ?? []) });
+    } else if (e.issuer !== undefined) {
+      const set = exact.get(e.issuer) ?? new Set<string>();
+      for (const a of e.audiences ?? []) set.add(a);
+      exact.set(e.issuer, set);
+    }
   }
-  return (identity) =>
-    exact.has(identity.issuer) ||
-    (kubernetes && identity.serviceAccount !== undefined) ||
-    templates.some((t) => t.test(identity.issuer));
+  const seen = new WeakMap<Identity, boolean>();
+  return (identity) => {
+    let ok = seen.get(identity);
+    if (ok === undefined) {
+      ok = matches(identity);
+      seen.set(identity, ok);
+    }
+    return ok;
+  };
+  function matches(identity: Identity): boolean {
+    // The token's audiences (a token may carry several); the authenticator checked one is trusted.
+    const aud = identity.claims['aud'];
+    const auds = Array.isArray(aud) ? aud : [aud ?? identity.audience];
+    const any = (set: Set<string>): boolean => auds.some((a) => typeof a === 'string' && set.has(a));
+    if (identity.serviceAccount !== undefined && any(kubernetes)) return true;
+    const own = exact.get(identity.issuer);
+    if (own !== undefined && any(own)) return true;
+    return templates.some((t) => t.re.test(identity.issuer) && any(t.audiences));
+  }
 }
 
 /** How `when` is treated: evaluated, or (list filtering) unknown because it reads the arguments. */

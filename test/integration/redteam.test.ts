@@ -788,6 +788,56 @@ describe('two policies, two issuers: one policy’s rules do not apply to the ot
   });
 });
 
+describe('one issuer, two audiences: a token for one policy’s audience does not get the other’s rules', () => {
+  test('a token for api://other-mcp (trusted by policy B) is not "any caller" of policy A (api://test-mcp)', async () => {
+    const docA = realPolicy(h.issuer.v2Issuer);
+    docA.metadata.name = 'aud-a';
+    const docB = realPolicy(h.issuer.v2Issuer);
+    docB.metadata.name = 'aud-b';
+    docB.spec.identity = { issuers: [{ issuer: h.issuer.v2Issuer, audiences: ['api://other-mcp'] }] };
+    docB.spec.rules = [
+      { name: 'contact', subjects: [{ any: true }], match: { tools: ['contact'] }, action: 'allow' },
+    ];
+    const engine = compilePolicies([docA, docB]);
+    const metrics = createMetrics({ defaultMetrics: false });
+    const proxy = createProxy({
+      upstream: h.upstream.mcpUrl,
+      policySource: { current: () => engine, onChange: () => () => undefined, close: async () => undefined },
+      authenticator: createAuthenticator({ allowInsecureLoopback: true, metrics }),
+      metrics,
+      podName: 'rt-audiences',
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    async function callAs(token: string, tool: string): Promise<string> {
+      const init = await post(JSON.stringify(initBody), {}, token, `${url}/mcp`);
+      const sid = init.headers.get('mcp-session-id')!;
+      await init.text();
+      const res = await post(
+        JSON.stringify({
+          jsonrpc: '2.0',
+          id: 2,
+          method: 'tools/call',
+          params: { name: tool, arguments: { city: 'y' } },
+        }),
+        sessionHeaders(sid),
+        token,
+        `${url}/mcp`,
+      );
+      return res.text();
+    }
+    try {
+      const forB = await h.issuer.issueToken({ audience: 'api://other-mcp', oid: 'user-1' });
+      expect(await callAs(forB, 'contact')).toContain('write to');
+      expect(await callAs(forB, 'get_weather')).toContain('-31403');
+      const forA = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'user-1' });
+      expect(await callAs(forA, 'get_weather')).toContain('sunny');
+      expect(await callAs(forA, 'contact')).toContain('-31403');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 describe('token tricks', () => {
   async function refused(token: string, headerValue?: string): Promise<void> {
     const { value, forwarded } = await counted(() =>
