@@ -69,6 +69,13 @@ const TARGET_FIELDS: ReadonlyMap<string, string> = new Map([
   ['resources/unsubscribe', 'uri'],
 ]);
 
+/** Positional params, or a target field present with a value that is not a string. */
+function hasUndecidableTarget(params: unknown, field: string): boolean {
+  if (Array.isArray(params)) return true;
+  if (typeof params !== 'object' || params === null || !Object.hasOwn(params, field)) return false;
+  return typeof (params as Record<string, unknown>)[field] !== 'string';
+}
+
 export interface DecideInput {
   engine: PolicyEngine;
   identity: Identity;
@@ -88,10 +95,12 @@ export function decideRequest(
 ): JsonRpcResponse | undefined {
   if (!isDecided(msg.method, direction)) return undefined;
   const field = TARGET_FIELDS.get(msg.method);
-  if (field !== undefined && typeof asObject(msg.params)[field] !== 'string') {
-    // No target to decide on: rules naming tools/prompts/resources would not match, so a deny-list
-    // (allow the method, deny one target) would let `"name": ["delete_repo"]` through to an
-    // upstream that coerces it (`tools[name]`). Refused as the upstream should refuse it.
+  if (field !== undefined && hasUndecidableTarget(msg.params, field)) {
+    // A target the policy cannot read: rules naming tools/prompts/resources would not match, so a
+    // deny-list (allow the method, deny one target) would let `"name": ["delete_repo"]` through to
+    // an upstream that coerces it (`tools[name]`). Refused as the upstream should refuse it. An
+    // absent target is decided as it is (no rule naming a target matches it) and forwarded only
+    // if a method-wide rule allows it: nothing upstream can turn "no name" into a tool.
     return errorResponse(
       msg.id,
       RpcCodes.invalidParams,
