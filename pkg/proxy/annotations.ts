@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { errorMessage } from '../errors.js';
 import type { JsonRpcRequest, ParsedItem } from '../mcp/jsonrpc.js';
@@ -17,7 +18,6 @@ import { readUpstreamBody } from './upstream.js';
  */
 const STATELESS_REFRESH_MS = 60_000;
 const MAX_PAGES = 10;
-let counter = 0;
 
 export async function ensureToolAnnotations(
   core: ProxyCore,
@@ -80,7 +80,9 @@ async function fetchTools(
   const path = core.upstream.url.pathname + core.upstream.url.search;
   let cursor: string | undefined;
   for (let page = 0; page < MAX_PAGES; page++) {
-    const id = `mcp-warden-annotations-${++counter}`;
+    // Unguessable: on the legacy transport the answer arrives on the shared stream, and a client
+    // that could predict this id could have its own request's answer taken for ours.
+    const id = `mcp-warden-annotations-${randomUUID()}`;
     const body = JSON.stringify({
       jsonrpc: '2.0',
       id,
