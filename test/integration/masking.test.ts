@@ -1,7 +1,4 @@
-import { randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -12,8 +9,6 @@ import {
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 import { pino } from 'pino';
 import { z } from 'zod';
 import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
@@ -25,6 +20,7 @@ import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js'
 import { createProxy } from '../../pkg/proxy/index.js';
 import type { WardenProxy } from '../../pkg/proxy/options.js';
 import { createRecorder, type RecordingSummary, verifyRecording } from '../../pkg/record/index.js';
+import { hostMcpServer } from './helpers/sdk-host.js';
 
 /**
  * A real SDK v1 server and client through the gateway: a tool result carrying every detector's
@@ -60,7 +56,6 @@ const secrets = [
 ];
 
 function startUpstream(): Promise<{ url: string; close(): Promise<void> }> {
-  const transports = new Map<string, StreamableHTTPServerTransport>();
   const build = (): McpServer => {
     const server = new McpServer({ name: 'crm', version: '1.0.0' });
     server.registerTool(
@@ -107,49 +102,7 @@ function startUpstream(): Promise<{ url: string; close(): Promise<void> }> {
     );
     return server;
   };
-  const server: Server = createServer((req, res) => {
-    void (async () => {
-      const body = req.method === 'POST' ? await readJson(req) : undefined;
-      const sid = req.headers['mcp-session-id'];
-      let t = typeof sid === 'string' ? transports.get(sid) : undefined;
-      if (t === undefined) {
-        if (!(req.method === 'POST' && isInitializeRequest(body))) {
-          res.writeHead(404).end();
-          return;
-        }
-        const created = new StreamableHTTPServerTransport({
-          sessionIdGenerator: () => randomUUID(),
-          onsessioninitialized: (id) => {
-            transports.set(id, created);
-          },
-        });
-        await build().connect(created);
-        t = created;
-      }
-      await t.handleRequest(req, res, body);
-    })().catch(() => {
-      if (!res.headersSent) res.writeHead(500).end();
-    });
-  });
-  return new Promise((resolve) =>
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      resolve({
-        url: `http://127.0.0.1:${port}/mcp`,
-        close: () =>
-          new Promise<void>((r) => {
-            server.closeAllConnections();
-            server.close(() => r());
-          }),
-      });
-    }),
-  );
-}
-
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  for await (const c of req) chunks.push(c as Buffer);
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  return hostMcpServer(build);
 }
 
 function policy(issuer: string): PolicyDocument {
