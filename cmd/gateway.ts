@@ -29,7 +29,9 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --mcp-path PATH         MCP endpoint path served (default /mcp)
   --max-body SIZE         largest request body, e.g. 4MiB (default 4MiB)
   --public-url URL        base URL clients use (for OAuth protected-resource metadata)
-  --allowed-hosts LIST    comma-separated Host values accepted (DNS-rebinding protection)
+  --allowed-hosts LIST    comma-separated Host values accepted (DNS-rebinding protection); on a
+                          loopback --listen the default is localhost,127.0.0.1,[::1]; "any" turns
+                          the check off
   --allowed-origins LIST  comma-separated Origin values accepted
   --no-legacy-sse         do not serve the legacy HTTP+SSE transport (/sse, /message)
   --upstream-sse URL      the upstream's legacy SSE endpoint (default: /sse on the upstream's origin)
@@ -41,6 +43,17 @@ export function parseListen(text: string, flag: string): { host: string; port: n
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535) throw new WardenError('ERR_CONFIG', `${flag}: expected HOST:PORT, got "${text}"`);
   return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+/**
+ * DNS-rebinding protection by default: a gateway listening on loopback is meant for local clients,
+ * which send `Host: localhost|127.0.0.1|[::1]`; a web page whose domain was rebound to 127.0.0.1
+ * sends its own domain and is refused. `any` (or a non-loopback --listen) turns the default off.
+ */
+export function hostAllowlist(flag: string | undefined, listenHost: string): string[] | undefined {
+  if (flag !== undefined) return flag.trim() === 'any' ? undefined : list(flag);
+  const loopback = listenHost === 'localhost' || listenHost === '::1' || /^127\./.test(listenHost);
+  return loopback ? ['localhost', '127.0.0.1', '[::1]'] : undefined;
 }
 
 function list(v: string | undefined): string[] | undefined {
@@ -130,7 +143,7 @@ export async function run(argv: string[]): Promise<number> {
     metrics,
     logger,
   });
-  const allowedHosts = list(values['allowed-hosts'] as string | undefined);
+  const allowedHosts = hostAllowlist(values['allowed-hosts'] as string | undefined, listen.host);
   const allowedOrigins = list(values['allowed-origins'] as string | undefined);
   const publicUrl = values['public-url'] as string | undefined;
   let proxy: ReturnType<typeof createProxy>;

@@ -1,4 +1,5 @@
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -322,4 +323,46 @@ test('recording.sink: stdout writes the hash-chained recording to stdout (logs s
   await writeFile(copy, `${lines.join('\n')}\n`);
   const report = await verifyRecording(copy);
   expect(report).toMatchObject({ ok: true });
+});
+
+test('a loopback gateway refuses a rebound Host by default (DNS-rebinding protection)', async () => {
+  const file = join(dir, 'rebinding-policy.yaml');
+  await writeFile(file, policyYaml());
+  const gw = await spawnCli(dir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    file,
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+  ]);
+  try {
+    const m = await waitForOutput(gw, /"mcp":"(http:\/\/[^"]+)"/);
+    const url = new URL(m[1]!);
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(
+          { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { host } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.once('error', reject);
+        req.end('{}');
+      });
+    const before = upstream.stats.requests;
+    expect(await status('attacker.example')).toBe(403);
+    expect(await status(`attacker.example:${url.port}`)).toBe(403);
+    // A local client's Host passes the check and meets authentication.
+    expect(await status(`127.0.0.1:${url.port}`)).toBe(401);
+    expect(await status(`localhost:${url.port}`)).toBe(401);
+    expect(upstream.stats.requests).toBe(before);
+  } finally {
+    gw.kill('SIGTERM');
+    await exited(gw);
+  }
 });
