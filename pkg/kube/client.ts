@@ -1,12 +1,14 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
 import { ErrorCodes, errorMessage, WardenError } from '../errors.js';
+import { inClusterCredentials, type KubeCredentials, kubeconfigFileCredentials } from './kubeconfig.js';
+
+export type { KubeCredentials } from './kubeconfig.js';
 
 /**
- * The one Kubernetes client of the data path: a thin JSON-over-HTTPS client on top of the
- * credentials `@kubernetes/client-node` resolves (kubeconfig, in-cluster service-account token
- * with rotation, client certificates). Thin on purpose: server-side apply, streaming watches and
+ * The one Kubernetes client of the data path: a thin JSON-over-HTTPS client on top of resolved
+ * credentials (kubeconfig, in-cluster service-account token with rotation, client certificates:
+ * pkg/kube/kubeconfig.ts; a `KubeConfig` of `@kubernetes/client-node` works too). Thin on purpose: server-side apply, streaming watches and
  * precise status codes are easier to get right here than through the generated API classes.
  *
  * @example
@@ -88,15 +90,15 @@ export function loadKubeConfig(
     /** Testing seam: prefix of `/var/run/secrets/kubernetes.io/serviceaccount/*` for the in-cluster config. */
     pathPrefix?: string;
   } = {},
-): KubeConfig {
+): KubeCredentials {
   const env = options.env ?? process.env;
-  const kc = new KubeConfig();
+  let kc: KubeCredentials;
   const path = options.kubeconfig ?? env['KUBECONFIG'];
   try {
     if (path !== undefined && path !== '') {
-      kc.loadFromFile(path);
+      kc = kubeconfigFileCredentials(path);
     } else if (env['KUBERNETES_SERVICE_HOST']) {
-      kc.loadFromCluster(options.pathPrefix ?? '');
+      kc = inClusterCredentials(options.pathPrefix ?? '', env);
     } else {
       throw new Error(
         'neither KUBECONFIG nor the in-cluster service account (KUBERNETES_SERVICE_HOST) is available',
@@ -136,7 +138,7 @@ function statusMessage(status: number, text: string): { message: string; reason:
   }
 }
 
-export function createKubeClient(kc: KubeConfig): KubeClient {
+export function createKubeClient(kc: KubeCredentials): KubeClient {
   const cluster = kc.getCurrentCluster();
   if (cluster === null)
     throw new WardenError(ErrorCodes.config, 'the Kubernetes config has no current cluster');

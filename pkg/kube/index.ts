@@ -6,6 +6,7 @@
 export type {
   HttpMethod,
   KubeClient,
+  KubeCredentials,
   KubeObject,
   KubeRequestOptions,
   WatchEvent,
