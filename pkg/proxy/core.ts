@@ -109,8 +109,17 @@ export class ProxyCore {
    * another principal's stream from one of its event ids would hand over that principal's data.
    */
   eventIdPrefix(principal: string): string {
-    return `${createHmac('sha256', this.#eventKey).update(principal).digest('base64url').slice(0, 16)}.`;
+    let prefix = this.#eventPrefixes.get(principal);
+    if (prefix === undefined) {
+      prefix = `${createHmac('sha256', this.#eventKey).update(principal).digest('base64url').slice(0, 16)}.`;
+      if (this.#eventPrefixes.size >= 10_000) this.#eventPrefixes.clear();
+      this.#eventPrefixes.set(principal, prefix);
+    }
+    return prefix;
   }
+
+  /** eventIdPrefix results: an HMAC per relayed stream showed in the profile; principals repeat. */
+  readonly #eventPrefixes = new Map<string, string>();
 
   constructor(options: ProxyOptions) {
     this.options = options;

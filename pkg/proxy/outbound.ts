@@ -55,6 +55,12 @@ function inferList(result: Record<string, unknown>): ListMethod | undefined {
   return undefined;
 }
 
+/** A message to deliver, with its serialization (what the client receives and the recording holds). */
+export interface Outbound {
+  message: JsonRpcMessage;
+  json: string;
+}
+
 /**
  * Process one message from the upstream. Returns the message to deliver to the client (maybe a
  * new object), or undefined when it must not be delivered.
@@ -64,6 +70,20 @@ export function processServerMessage(
   ctx: OutboundContext,
   value: unknown,
 ): JsonRpcMessage | undefined {
+  return processServerMessageJson(core, ctx, value)?.message;
+}
+
+/**
+ * `processServerMessage`, plus the message serialized once: the relay sends that text and the
+ * recorder seals the same text, so a large result is not serialized twice. Re-serialized even
+ * when unchanged: the upstream's text could hold duplicate keys, and the client's parser must see
+ * what the masker and the list filter saw.
+ */
+export function processServerMessageJson(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  value: unknown,
+): Outbound | undefined {
   const c = classifyMessage(value);
   if (!c.ok) {
     core.logger.warn(
@@ -93,10 +113,7 @@ export function processServerMessage(
     const result = asObject(res.result);
     if (result && result['resultType'] === 'input_required' && res.id !== null) {
       const refused = decideInputRequests(core, ctx, res.id, result, engineLost);
-      if (refused) {
-        record(ctx, 'server-to-client', refused);
-        return refused;
-      }
+      if (refused) return deliverable(core, ctx, refused);
     }
     // A result shaped like a list is filtered even when the id was last seen on another method: a
     // client can reuse an id (a batch, or concurrent POSTs of one session) so that a list's answer
@@ -175,16 +192,37 @@ export function processServerMessage(
           code: 'ERR_WARDEN',
         },
       );
-      record(ctx, 'server-to-client', msg);
-      return msg;
+      return deliverable(core, ctx, msg);
     }
     if (r.hits.length > 0) {
       msg = r.value;
       countHits(core, ctx, scope.method, r.hits);
     }
   }
-  record(ctx, 'server-to-client', msg);
-  return msg;
+  return deliverable(core, ctx, msg);
+}
+
+/** Serialize and record a message the client will receive. */
+function deliverable(core: ProxyCore, ctx: OutboundContext, msg: JsonRpcMessage): Outbound | undefined {
+  let json: string;
+  try {
+    json = JSON.stringify(msg);
+  } catch {
+    // Nested deeper than the serializer's stack (JSON.parse accepts it, JSON.stringify does not).
+    core.logger.warn({ event: 'upstream-unserializable' }, 'an upstream message is nested too deeply');
+    if (!('id' in msg) || 'method' in msg) return undefined;
+    const failed = errorResponse(
+      (msg as JsonRpcResponse).id,
+      RpcCodes.internalError,
+      'Internal error: the result is nested too deeply to be relayed',
+      { code: 'ERR_WARDEN' },
+    );
+    json = JSON.stringify(failed);
+    record(ctx, 'server-to-client', failed, json);
+    return { message: failed, json };
+  }
+  record(ctx, 'server-to-client', msg, json);
+  return { message: msg, json };
 }
 
 /**
@@ -270,11 +308,15 @@ function filterList(
   return { ...result, [field]: kept };
 }
 
-/** Record a message (payload per the policies' recording settings). */
+/**
+ * Record a message (payload per the policies' recording settings). `json`, when given, must be
+ * `JSON.stringify(message)`: the recorder then seals that text instead of serializing again.
+ */
 export function record(
   ctx: { recorder: SessionRecorder | undefined; engine: PolicyEngine },
   direction: 'client-to-server' | 'server-to-client',
   message: unknown,
+  json?: string,
 ): void {
   const rec = ctx.recorder;
   if (!rec) return;
@@ -285,7 +327,12 @@ export function record(
     if ('method' in m) stripped['method'] = m['method'];
     if ('error' in m) stripped['error'] = m['error'];
     rec.record({ type: 'message', direction, message: stripped });
-  } else rec.record({ type: 'message', direction, message });
+  } else
+    rec.record(
+      json === undefined
+        ? { type: 'message', direction, message }
+        : { type: 'message', direction, message, json },
+    );
 }
 
 /** The error a client gets for a request whose response the upstream never delivered. */

@@ -1,10 +1,9 @@
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { isWardenError } from '../errors.js';
-import { idKey, type JsonRpcId, type JsonRpcMessage, type JsonRpcResponse } from '../mcp/jsonrpc.js';
+import { idKey, type JsonRpcId, type JsonRpcResponse } from '../mcp/jsonrpc.js';
 import { type SseEvent, SseParser, serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
 import type { ProxyCore } from './core.js';
-import { lostResponse, type OutboundContext, processServerMessage } from './outbound.js';
+import { lostResponse, type OutboundContext, processServerMessageJson } from './outbound.js';
 import type { UpstreamResponse } from './upstream.js';
 
 export interface RelayOptions {
@@ -14,6 +13,8 @@ export interface RelayOptions {
   ownIds?: readonly JsonRpcId[];
   /** Legacy SSE: rewrite the `endpoint` event's data (return undefined to end the stream). */
   onEndpoint?: (data: string) => string | undefined;
+  /** Send the response headers only with the first event, or after this many ms without one. */
+  headerDelayMs?: number;
   /** Called once when the relay finishes (either side closed). */
   onDone?: (outcome: 'ended' | 'truncated' | 'client-closed') => void;
 }
@@ -24,56 +25,88 @@ export interface RelayOptions {
  * its `id:`, `event:` and `retry:` intact; comments (keepalives) pass through. A stream cut in the
  * middle of an event is detected, and requests of this exchange still unanswered get an error,
  * so the client never waits forever.
+ *
+ * What one socket read of the upstream produced is written to the client in one write, at the
+ * end of the event loop's I/O phase (`setImmediate`): a response whose last event and end arrive
+ * together (the usual case for a `tools/call`) leaves in a single write, headers and end
+ * included, instead of three. Backpressure: the upstream is paused while the client's socket is
+ * full.
  */
-export async function relaySse(
+export function relaySse(
   core: ProxyCore,
   ctx: OutboundContext,
   upstream: UpstreamResponse,
   res: ServerResponse,
   options: RelayOptions = {},
 ): Promise<void> {
-  const body = upstream.body;
-  let clientClosed = false;
-  const onClose = (): void => {
-    if (!res.writableFinished) {
-      clientClosed = true;
-      body.destroy();
-    }
-  };
-  res.on('close', onClose);
-  if (options.prelude && options.prelude.length > 0) {
-    let out = '';
-    for (const m of options.prelude) out += serializeSseEvent({ event: 'message', data: JSON.stringify(m) });
-    res.write(out);
-  }
+  const body = upstream.body.stream;
   const parser = new SseParser({ maxEventBytes: core.maxUpstreamBody });
   const idPrefix = core.eventIdPrefix(ctx.identity.principal);
   const decoder = new TextDecoder('utf-8', { fatal: true });
-  let truncated = false;
-  let reason = 'the upstream event stream broke';
-  try {
-    for await (const chunk of body) {
-      const items = parser.push(decoder.decode(chunk, { stream: true }));
-      if (items.length === 0) continue;
-      let out = '';
-      for (const item of items) {
-        if (item.type === 'comment') out += serializeSseComment(item.text);
-        else out += relayEvent(core, ctx, item.id ? { ...item, id: idPrefix + item.id } : item, options);
+  let out = '';
+  if (options.prelude && options.prelude.length > 0) {
+    for (const m of options.prelude) out += serializeSseEvent({ event: 'message', data: JSON.stringify(m) });
+  }
+  return new Promise<void>((resolve) => {
+    let scheduled: NodeJS.Immediate | undefined;
+    let headerTimer: NodeJS.Timeout | undefined;
+    let finished = false;
+    let paused = false;
+    const flush = (): void => {
+      scheduled = undefined;
+      if (out.length === 0 || finished || res.writableEnded) return;
+      const chunk = out;
+      out = '';
+      if (!res.write(chunk) && !paused) {
+        paused = true;
+        body.pause();
       }
-      if (out.length > 0 && !res.write(out)) {
-        await Promise.race([once(res, 'drain'), once(res, 'close')]);
-        if (clientClosed) break;
+    };
+    const schedule = (): void => {
+      if (scheduled === undefined && out.length > 0) scheduled = setImmediate(flush);
+    };
+    const onDrain = (): void => {
+      if (!paused) return;
+      paused = false;
+      if (!finished) body.resume();
+    };
+    const onClose = (): void => {
+      if (!res.writableFinished) finish('client-closed');
+    };
+    const onData = (chunk: Buffer): void => {
+      try {
+        const items = parser.push(decoder.decode(chunk, { stream: true }));
+        for (const item of items) {
+          if (item.type === 'comment') out += serializeSseComment(item.text);
+          else out += relayEvent(core, ctx, item.id ? { ...item, id: idPrefix + item.id } : item, options);
+        }
+      } catch (err) {
+        broken(err);
+        return;
       }
-    }
-    if (!clientClosed) {
-      const tail = decoder.decode();
-      if (tail.length > 0) parser.push(tail);
-      truncated = parser.end().truncated;
-      if (truncated) reason = 'the upstream event stream ended in the middle of an event (truncated)';
-    }
-  } catch (err) {
-    if (!clientClosed) {
-      truncated = true;
+      schedule();
+    };
+    const onEnd = (): void => {
+      try {
+        const tail = decoder.decode();
+        if (tail.length > 0) parser.push(tail);
+        if (parser.end().truncated) {
+          finish('truncated', 'the upstream event stream ended in the middle of an event (truncated)');
+          return;
+        }
+      } catch (err) {
+        broken(err);
+        return;
+      }
+      finish('ended');
+    };
+    const onError = (err: Error): void => broken(err);
+    // A body closed without its end (connection lost) is a broken stream, never a silent hang.
+    const onBodyClose = (): void => {
+      if (!finished) broken(new Error('the upstream connection closed before the stream ended'));
+    };
+    function broken(err: unknown): void {
+      let reason = 'the upstream event stream broke';
       if ((err as { code?: string }).code === 'ERR_ENCODING_INVALID_ENCODED_DATA') {
         reason = 'the upstream event stream is not valid UTF-8';
       }
@@ -82,27 +115,62 @@ export async function relaySse(
         { event: 'upstream-sse-broken', err: (err as Error).message },
         'upstream SSE stream broke',
       );
+      finish('truncated', reason);
     }
-  } finally {
-    res.off('close', onClose);
-  }
-  if (clientClosed) {
-    options.onDone?.('client-closed');
-    return;
-  }
-  if (truncated) {
-    core.logger.warn({ event: 'upstream-sse-truncated', reason }, 'upstream SSE stream truncated');
-    let out = '';
-    for (const id of options.ownIds ?? []) {
-      const key = idKey(id);
-      if (!ctx.pending.has(key)) continue;
-      ctx.pending.delete(key);
-      out += serializeSseEvent({ event: 'message', data: JSON.stringify(lostResponse(id, reason)) });
+    function finish(outcome: 'ended' | 'truncated' | 'client-closed', reason?: string): void {
+      if (finished) return;
+      finished = true;
+      if (scheduled !== undefined) clearImmediate(scheduled);
+      if (headerTimer !== undefined) clearTimeout(headerTimer);
+      body.off('data', onData);
+      body.off('end', onEnd);
+      body.off('error', onError);
+      body.off('close', onBodyClose);
+      res.off('close', onClose);
+      res.off('drain', onDrain);
+      if (outcome === 'client-closed') {
+        body.destroy();
+        options.onDone?.('client-closed');
+        resolve();
+        return;
+      }
+      if (outcome === 'truncated') {
+        // The rest of a broken stream is never read: release the upstream connection.
+        body.destroy();
+        core.logger.warn({ event: 'upstream-sse-truncated', reason }, 'upstream SSE stream truncated');
+        for (const id of options.ownIds ?? []) {
+          const key = idKey(id);
+          if (!ctx.pending.has(key)) continue;
+          ctx.pending.delete(key);
+          out += serializeSseEvent({
+            event: 'message',
+            data: JSON.stringify(lostResponse(id, reason ?? 'the upstream event stream broke')),
+          });
+        }
+      }
+      if (!res.writableEnded) {
+        if (out.length > 0) res.end(out);
+        else res.end();
+      }
+      out = '';
+      options.onDone?.(outcome);
+      resolve();
     }
-    if (out.length > 0 && !res.writableEnded) res.write(out);
-  }
-  if (!res.writableEnded) res.end();
-  options.onDone?.(truncated ? 'truncated' : 'ended');
+    res.on('close', onClose);
+    res.on('drain', onDrain);
+    body.on('error', onError);
+    body.on('close', onBodyClose);
+    body.on('end', onEnd);
+    body.on('data', onData);
+    if (options.headerDelayMs !== undefined && !res.headersSent) {
+      // Headers wait for the first event (one write for both), but not for a slow first event.
+      headerTimer = setTimeout(() => {
+        headerTimer = undefined;
+        if (!finished && !res.headersSent) res.flushHeaders();
+      }, options.headerDelayMs);
+    }
+    schedule();
+  });
 }
 
 function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options: RelayOptions): string {
@@ -127,27 +195,19 @@ function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options
     core.logger.warn({ event: 'upstream-sse-bad-json' }, 'dropped an SSE event whose data is not JSON');
     return idOnly(ev);
   }
-  let out: JsonRpcMessage | JsonRpcMessage[] | undefined;
+  let data: string | undefined;
   if (Array.isArray(value)) {
-    const kept: JsonRpcMessage[] = [];
+    // The array's serialization, from its elements' (what JSON.stringify of the array gives).
+    const kept: string[] = [];
     for (const v of value) {
-      const m = processServerMessage(core, ctx, v);
-      if (m) kept.push(m);
+      const m = processServerMessageJson(core, ctx, v);
+      if (m) kept.push(m.json);
     }
-    out = kept.length > 0 ? kept : undefined;
+    data = kept.length > 0 ? `[${kept.join(',')}]` : undefined;
   } else {
-    out = processServerMessage(core, ctx, value);
+    data = processServerMessageJson(core, ctx, value)?.json;
   }
-  if (out === undefined) return idOnly(ev);
-  // Re-serialized even when unchanged: the upstream's text could hold duplicate keys, and the
-  // client's parser must see what the masker and the list filter saw.
-  let data: string;
-  try {
-    data = JSON.stringify(out);
-  } catch {
-    core.logger.warn({ event: 'upstream-sse-unserializable' }, 'dropped an SSE event nested too deeply');
-    return idOnly(ev);
-  }
+  if (data === undefined) return idOnly(ev);
   return serializeSseEvent({ ...ev, data });
 }
 

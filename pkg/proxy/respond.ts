@@ -2,8 +2,13 @@ import type { ServerResponse } from 'node:http';
 import { errorMessage, isWardenError } from '../errors.js';
 import { idKey, type JsonRpcId, type JsonRpcResponse, RpcCodes } from '../mcp/jsonrpc.js';
 import type { ProxyCore } from './core.js';
-import { sendJson, sendRpcError } from './http.js';
-import { lostResponse, type OutboundContext, processServerMessage } from './outbound.js';
+import { sendJson, sendJsonText, sendRpcError } from './http.js';
+import {
+  lostResponse,
+  type OutboundContext,
+  processServerMessage,
+  processServerMessageJson,
+} from './outbound.js';
 import { relaySse } from './relay.js';
 import { FORWARD_RESPONSE_HEADERS, readUpstreamBody, type UpstreamResponse } from './upstream.js';
 
@@ -46,8 +51,7 @@ export async function deliver(
     res.setHeader('content-type', 'text/event-stream');
     res.setHeader('cache-control', 'no-cache');
     res.setHeader('x-accel-buffering', 'no');
-    res.flushHeaders();
-    await relaySse(core, ctx, up, res, { prelude: refused, ownIds: requestIds });
+    await relaySse(core, ctx, up, res, { prelude: refused, ownIds: requestIds, headerDelayMs: 2 });
     return;
   }
   if (
@@ -110,26 +114,25 @@ export async function deliver(
     );
     return;
   }
-  const out: unknown[] = [];
+  // Each message serialized once (the recorder seals the same text); the array joined from them.
+  const out: string[] = [];
   const values = Array.isArray(value) ? value : [value];
   for (const v of values) {
-    const m = processServerMessage(core, ctx, v);
-    if (m) out.push(m);
+    const m = processServerMessageJson(core, ctx, v);
+    if (m) out.push(m.json);
   }
   for (const id of requestIds) {
     const key = idKey(id);
     if (ctx.pending.has(key)) {
       ctx.pending.delete(key);
-      out.push(lostResponse(id, 'the upstream did not answer this request'));
+      out.push(JSON.stringify(lostResponse(id, 'the upstream did not answer this request')));
     }
   }
-  if (refused.length > 0) {
-    out.push(...refused);
-  }
+  for (const r of refused) out.push(JSON.stringify(r));
   copyResponseHeaders(up, res);
   // Always re-serialized, never the upstream's bytes: with duplicate keys the client's parser could
   // see a value the masker and the list filter never saw (`"content":[secret],"content":[ok]`).
-  sendJson(res, 200, batch || out.length !== 1 ? out : out[0]);
+  sendJsonText(res, 200, batch || out.length !== 1 ? `[${out.join(',')}]` : out[0]!);
 }
 
 /**

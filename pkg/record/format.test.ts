@@ -14,6 +14,17 @@ describe('line sealing', () => {
     expect(hash).toBe(sha256Hex(line));
     const big = { ...obj, message: { text: 'x'.repeat(200_000) } };
     expect(sealLineHashed(big).hash).toBe(sha256Hex(sealLine(big)));
+    // Both hashing strategies (one-shot digests for short lines, a copied state for long ones),
+    // on each side of the boundary, and with the payload given already serialized.
+    for (let n = 900; n < 1200; n += 7) {
+      const o = { ...obj, message: { text: `é${'y'.repeat(n)}` } };
+      const sealed = sealLineHashed(o);
+      expect(sealed.line).toBe(sealLine(o));
+      expect(sealed.hash).toBe(sha256Hex(sealed.line));
+      expect(sealValid(sealed.line)).toBe(true);
+      const { message, ...rest } = o;
+      expect(sealLineHashed(rest, JSON.stringify(message))).toEqual(sealed);
+    }
   });
 
   it('a seal holds for the untouched line and breaks on any change, even payloads that mimic it', () => {

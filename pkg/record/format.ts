@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 
 /**
  * The recording file format (version 1): JSON Lines, one object per line.
@@ -15,6 +15,9 @@ export const FORMAT = 'mcp-warden-recording';
 export const FORMAT_VERSION = 1;
 /** `prev` of the header line: SHA-256 of the empty string. */
 export const GENESIS = createHash('sha256').update('').digest('hex');
+
+/** Up to this many characters a line is hashed with one-shot digests (see sealLineHashed). */
+const ONE_SHOT_MAX = 1024;
 
 const SHA_SUFFIX_LEN = ',"sha":"'.length + 64 + '"}'.length;
 
@@ -34,9 +37,19 @@ export function sealLine(obj: Record<string, unknown>): string {
  * the hash state after the body is copied and finished with the short seal suffix, instead of
  * hashing the whole line a second time (a 64 KiB payload line cost two full passes).
  */
-export function sealLineHashed(obj: Record<string, unknown>): { line: string; hash: string } {
+export function sealLineHashed(
+  obj: Record<string, unknown>,
+  message?: string,
+): { line: string; hash: string } {
   const body = JSON.stringify(obj);
-  const open = body.slice(0, -1);
+  // `message`: a payload already serialized, appended as the last member (`"message":<json>`).
+  const open = message === undefined ? body.slice(0, -1) : `${body.slice(0, -1)},"message":${message}`;
+  if (open.length <= ONE_SHOT_MAX) {
+    // Short lines: two one-shot digests cost less than a hash object and its copy.
+    const tail = `,"sha":"${hash('sha256', open)}"}`;
+    const line = open + tail;
+    return { line, hash: hash('sha256', line) };
+  }
   const bodyHash = createHash('sha256').update(open);
   const lineHash = bodyHash.copy();
   const tail = `,"sha":"${bodyHash.digest('hex')}"}`;

@@ -154,6 +154,33 @@ describe('createRecorder', () => {
     await recorder.close();
   });
 
+  it('seals a payload given already serialized exactly as it would serialize it, and it verifies', async () => {
+    const recorder = createRecorder({ directory: dir });
+    const message = {
+      jsonrpc: '2.0',
+      id: 7,
+      result: { content: [{ type: 'text', text: 'a "q" \u2028 é'.repeat(200) }] },
+    };
+    const a = recorder.open(header('sess-json-a'));
+    const b = recorder.open(header('sess-json-b'));
+    a.record({ type: 'message', direction: 'server-to-client', message });
+    b.record({ type: 'message', direction: 'server-to-client', message, json: JSON.stringify(message) });
+    const [sa, sb] = await Promise.all([a.close(), b.close()]);
+    const la = lines(sa!.location)[1]!;
+    const lb = lines(sb!.location)[1]!;
+    for (const l of [la, lb]) {
+      delete l['ts'];
+      delete l['session'];
+      delete l['prev'];
+      delete l['sha'];
+    }
+    expect(lb).toEqual(la);
+    expect(lb['message']).toEqual(message);
+    expect(lb).toMatchObject({ kind: 'response', id: 7 });
+    expect((await verifyRecording(sb!.location)).ok).toBe(true);
+    await recorder.close();
+  });
+
   it('flushes buffered lines within the flush interval, before close', async () => {
     const recorder = createRecorder({ directory: dir, flushIntervalMs: 50 });
     const s = recorder.open(header('sess-flush'));

@@ -148,15 +148,19 @@ class SessionWriter implements SessionRecorder {
     return this.pending.length;
   }
 
-  private append(fields: Record<string, unknown>): void {
+  /** `message`: the line's payload already serialized (appended last, as `"message":<json>`). */
+  private append(fields: Record<string, unknown>, message?: string): void {
     // Serialize first: a payload that cannot be serialized must not leave a gap in the chain.
-    const { line, hash } = sealLineHashed({
-      seq: this.seq + 1,
-      prev: this.lastHash,
-      ts: new Date().toISOString(),
-      session: this.header.session,
-      ...fields,
-    });
+    const { line, hash } = sealLineHashed(
+      {
+        seq: this.seq + 1,
+        prev: this.lastHash,
+        ts: new Date().toISOString(),
+        session: this.header.session,
+        ...fields,
+      },
+      message,
+    );
     this.seq++;
     this.lastLine = line;
     this.lastHash = hash;
@@ -209,12 +213,10 @@ class SessionWriter implements SessionRecorder {
           this.counts.messages++;
           const facts = messageFacts(event.message);
           this.correlate(facts);
-          this.append({
-            type: 'message',
-            direction: event.direction,
-            ...facts,
-            ...(this.payloads === 'none' ? {} : { message: event.message }),
-          });
+          const line = { type: 'message', direction: event.direction, ...facts };
+          if (this.payloads === 'none') this.append(line);
+          else if (event.json !== undefined) this.append(line, event.json);
+          else this.append({ ...line, message: event.message });
           break;
         }
         case 'decision':

@@ -14,7 +14,13 @@ export interface RecordingHeader {
 }
 
 export type RecordEvent =
-  | { type: 'message'; direction: 'client-to-server' | 'server-to-client'; message: unknown }
+  | {
+      type: 'message';
+      direction: 'client-to-server' | 'server-to-client';
+      message: unknown;
+      /** `JSON.stringify(message)`, when the caller has it already: sealed as is, not serialized again. */
+      json?: string;
+    }
   | {
       type: 'decision';
       method: string;
