@@ -33,8 +33,17 @@ interface Plan {
   active: number[];
   /** Shortest string any finder can match: shorter object keys are not scanned. */
   minKeyLength: number;
-  /** Object keys already scanned without a finding (keys repeat in every record). Bounded. */
-  cleanKeys: Set<string>;
+  /**
+   * What the walk needs to know about an object key, worked out once per plan (keys repeat in
+   * every record): `keyScan`, `keySensitive` and the `$..name` owner + 1 shifted by `keyOwnerShift`.
+   * A key already scanned without a finding loses `keyScan`. Bounded; longer keys are not kept.
+   */
+  keys: Map<string, number>;
+  /**
+   * A class of the characters every finding of every finder contains one of (the union of their
+   * `needs`): a string without any is returned unscanned. Undefined when a finder cannot say.
+   */
+  needs: RegExp | undefined;
   finders: Array<{ finder: Finder; owner: number }>;
   keyOwner: number;
   fields: Array<{ path: CompiledPath; owner: number }>;
@@ -50,6 +59,13 @@ interface Walk {
   skip: Set<object> | undefined;
   spans: Span[];
 }
+
+const keyScan = 1;
+const keySensitive = 2;
+const keyOwnerShift = 2;
+/** Object keys up to this long are remembered per plan; at most `maxKnownKeys` of them. */
+const maxKnownKeyLength = 128;
+const maxKnownKeys = 10_000;
 
 const noHits: MaskHit[] = [];
 Object.freeze(noHits);
@@ -213,8 +229,12 @@ export function createMasker(
   const maxDepth = options.maxDepth ?? 256;
   const plans = new Map<string, Plan>();
   const empty = compiled.every((r) => r.finders.length === 0 && r.fields.length === 0 && !r.sensitiveKeys);
+  // Without tool or resource scoping every call gets the same plan: no per-call work to find it.
+  const unscoped = compiled.every((r) => r.tools === undefined && r.resources === undefined);
+  let single: Plan | undefined;
 
   function planFor(scope: MaskScope): Plan {
+    if (single !== undefined) return single;
     const active: number[] = [];
     for (let i = 0; i < compiled.length; i++) if (applies(compiled[i]!, scope)) active.push(i);
     const key = active.join(',');
@@ -223,7 +243,8 @@ export function createMasker(
     plan = {
       active,
       minKeyLength: Number.POSITIVE_INFINITY,
-      cleanKeys: new Set(),
+      keys: new Map(),
+      needs: undefined,
       finders: [],
       keyOwner: -1,
       fields: [],
@@ -249,8 +270,21 @@ export function createMasker(
         }
       }
     }
+    plan.needs = needsClass(plan.finders.map((f) => f.finder));
     if (plans.size < 1024) plans.set(key, plan);
+    if (unscoped) single = plan;
     return plan;
+  }
+
+  /** The key's `keyScan` / `keySensitive` / `$..name` owner bits for this plan. */
+  function keyInfo(plan: Plan, key: string): number {
+    let info = 0;
+    if (key.length >= plan.minKeyLength && !protocolKeys.has(key)) info |= keyScan;
+    if (plan.keyOwner >= 0 && isSensitiveKey(key)) info |= keySensitive;
+    const owner = plan.descendKeys.size === 0 ? undefined : plan.descendKeys.get(key);
+    if (owner !== undefined) info |= (owner + 1) << keyOwnerShift;
+    if (key.length <= maxKnownKeyLength && plan.keys.size < maxKnownKeys) plan.keys.set(key, info);
+    return info;
   }
 
   function token(
@@ -288,6 +322,8 @@ export function createMasker(
 
   function maskString(w: Walk, s: string): string {
     if (w.produced?.has(s)) return s;
+    // None of the characters every finding needs: nothing to find.
+    if (w.plan.needs !== undefined && !w.plan.needs.test(s)) return s;
     const spans = w.spans;
     spans.length = 0;
     const finders = w.plan.finders;
@@ -362,23 +398,24 @@ export function createMasker(
     let copy: Record<string, unknown> | undefined;
     let renames: Map<string, string> | undefined;
     const binary = obj['type'] === 'image' || obj['type'] === 'audio';
+    const plan = w.plan;
     for (const key in obj) {
       if (!Object.hasOwn(obj, key)) continue;
       const v = obj[key];
       // Base64 payloads (resource blobs, image/audio data) are not text: a detector hit there would corrupt them.
       if (key === 'blob' || (binary && key === 'data')) continue;
+      const info = plan.keys.get(key) ?? keyInfo(plan, key);
       let next: unknown;
-      const fieldOwner = w.plan.descendKeys.size === 0 ? undefined : w.plan.descendKeys.get(key);
-      if (fieldOwner !== undefined && !(typeof v === 'string' && w.produced?.has(v))) {
+      const fieldOwner = (info >> keyOwnerShift) - 1;
+      if (fieldOwner >= 0 && !(typeof v === 'string' && w.produced?.has(v))) {
         next = maskWhole(w, fieldOwner, v, depth + 1);
       } else if (
-        w.plan.keyOwner >= 0 &&
+        (info & keySensitive) !== 0 &&
         typeof v === 'string' &&
         v.length > 0 &&
-        !w.produced?.has(v) &&
-        isSensitiveKey(key)
+        !w.produced?.has(v)
       ) {
-        next = token(w, w.plan.keyOwner, 'password-assignment', v);
+        next = token(w, plan.keyOwner, 'password-assignment', v);
       } else {
         next = walk(w, v, depth + 1);
       }
@@ -387,12 +424,12 @@ export function createMasker(
         copy[key] = next;
       }
       // Keys are data too (`{"bob@example.com": {...}}`).
-      if (key.length >= w.plan.minKeyLength && !w.plan.cleanKeys.has(key) && !protocolKeys.has(key)) {
+      if ((info & keyScan) !== 0) {
         const masked = maskString(w, key);
         if (masked !== key) {
           renames ??= new Map();
           renames.set(key, masked);
-        } else if (key.length <= 128 && w.plan.cleanKeys.size < 10_000) w.plan.cleanKeys.add(key);
+        } else if (plan.keys.has(key)) plan.keys.set(key, info & ~keyScan);
       }
     }
     const out = copy ?? obj;
@@ -466,6 +503,21 @@ export function createMasker(
   }
 
   return { empty, maskMessage };
+}
+
+/**
+ * One character class of the union of the finders' `needs`, or undefined when a finder has none
+ * (then every string is scanned).
+ */
+export function needsClass(finders: ReadonlyArray<Pick<Finder, 'needs'>>): RegExp | undefined {
+  let chars = '';
+  for (const f of finders) {
+    if (f.needs === undefined || f.needs.length === 0) return undefined;
+    for (const c of f.needs) if (!chars.includes(c)) chars += c;
+  }
+  if (chars.length === 0) return undefined;
+  const escaped = [...chars].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+  return new RegExp(`[${escaped}]`);
 }
 
 function mapArray(arr: unknown[], fn: (v: unknown) => unknown): unknown[] {

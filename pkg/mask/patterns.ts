@@ -2,7 +2,7 @@ import v8 from 'node:v8';
 import { RE2JS } from 're2js';
 import { WardenError } from '../errors.js';
 import type { Finder, Span } from './detectors.js';
-import { literalProbe, requiredLiteral } from './probe.js';
+import { literalProbe, rarestChar, requiredLiteral } from './probe.js';
 
 /**
  * User-supplied patterns: RE2 syntax, linear time whatever the input.
@@ -145,6 +145,8 @@ export function compilePattern(
     name,
     engine: compiled.engine,
     minLength: literal.length,
+    // Every match contains the literal, so its rarest character.
+    needs: rarestChar(literal),
     find: (s, owner, out) => {
       if (probe(s)) compiled.find(s, owner, out);
     },

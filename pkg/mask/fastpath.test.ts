@@ -1,0 +1,556 @@
+/**
+ * The masker's fast paths (keyword and literal probes, anchored sticky regexes, the reordered
+ * credit-card lookbehind, the per-plan "needs" character class that lets plain strings through
+ * unscanned, per-plan key facts) must find exactly what the plain regexes find. Each test here
+ * compares a fast path with the straightforward version on many generated strings.
+ */
+import type { MaskingRule } from '../policy/schema.js';
+import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid } from './checks.js';
+import { detectorNames, detectors, type Span } from './detectors.js';
+import { createMasker, needsClass } from './masker.js';
+import { compilePattern } from './patterns.js';
+import { anyLiteralProbe, foldedLiteralProbe, literalFinder, literalProbe, rarestChar } from './probe.js';
+import { positives, secretOf } from './samples.js';
+
+/** mulberry32: the same strings on every run. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Part {
+  re: RegExp;
+  check?: (m: string) => number;
+  /** A precondition that is part of the detector's meaning, not only a shortcut. */
+  when?: (s: string) => boolean;
+}
+
+/**
+ * The built-in regex detectors as they were before the fast paths (commit 2724f25): every regex
+ * run globally over the whole string, no prefilter, no anchor, the credit-card lookbehind first.
+ */
+const passwordKeyword =
+  '(?:[Pp]ass(?:word|wd|phrase)|PASS(?:WORD|WD|PHRASE)|[Pp]wd|PWD|[Ss]ecret|SECRET|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY)';
+const reference: Record<string, Part[]> = {
+  phone: [
+    {
+      re: /(?<![\w+])\+[1-9](?:[ .-]?\(?\d\)?){7,14}(?!\w)/g,
+      check: (m) => {
+        const n = digitCount(m);
+        return n >= 8 && n <= 15 ? m.length : 0;
+      },
+    },
+    { re: /(?<![\w+\-.])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-])/g },
+  ],
+  'credit-card': [
+    {
+      re: /(?<![\d.])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?!\d)/g,
+      check: (m) => (cardValid(m) ? m.length : 0),
+    },
+  ],
+  iban: [
+    {
+      re: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g,
+      check: ibanPrefixLength,
+    },
+  ],
+  'us-ssn': [
+    { re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g },
+    {
+      re: /(?:\bSSN|[Ss]ocial [Ss]ecurity(?: [Nn]umber| [Nn]o\.?)?)[ \t]*[:#]?[ \t]*(?<v>(?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})(?!\d)/g,
+    },
+  ],
+  jwt: [
+    {
+      re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*/g,
+      check: (m) => (jwtHeaderValid(m) ? m.length : 0),
+    },
+  ],
+  'aws-access-key': [
+    {
+      re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])/g,
+    },
+    {
+      re: /(?:aws_?)?secret_?access_?key["']?[ \t]*[:=][ \t]*["']?(?<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi,
+    },
+  ],
+  'azure-storage-key': [
+    { re: /(?:AccountKey|SharedAccessKey)=(?<v>[A-Za-z0-9+/]{20,}={0,2})/g },
+    { re: /(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{86}==(?![A-Za-z0-9+/=])/g },
+  ],
+  'azure-sas-token': [
+    {
+      // A sig= only counts in a URL with another SAS parameter.
+      when: (s) => /[?&;](?:sv|se|sp|sr|spr|st|srt|ss)=/.test(s),
+      re: /(?<=[?&;=])sig=(?<v>[A-Za-z0-9%+/=_-]{10,})/g,
+    },
+  ],
+  'github-token': [{ re: /(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/g }],
+  'slack-token': [
+    { re: /(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}/g },
+    { re: /hooks\.slack\.com\/(?:services|workflows|triggers)\/(?<v>[A-Za-z0-9/_-]{10,})/g },
+  ],
+  'password-assignment': [
+    {
+      re: new RegExp(
+        `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?["']?[ \\t]*[:=][ \\t]*` +
+          `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
+        'g',
+      ),
+    },
+    { re: /:\/\/[^/\s:@]{1,64}:(?<v>[^/\s@]{1,128})(?=@)/g },
+  ],
+};
+
+/** What the plain version finds: [start, end] pairs, sorted. */
+function referenceSpans(detector: string, s: string): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  for (const { re, check, when } of reference[detector]!) {
+    if (when !== undefined && !when(s)) continue;
+    re.lastIndex = 0;
+    for (let m = re.exec(s); m !== null; m = re.exec(s)) {
+      if (m[0].length === 0) {
+        re.lastIndex++;
+        continue;
+      }
+      const g = m.groups;
+      const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3']);
+      const end = m.index + m[0].length;
+      if (v !== undefined) {
+        if (v.length > 0) out.push([end - v.length, end]);
+      } else {
+        const len = check === undefined ? m[0].length : check(m[0]);
+        if (len > 0) out.push([m.index, m.index + len]);
+      }
+    }
+  }
+  return out.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+function fastSpans(detector: string, s: string): Array<[number, number]> {
+  const finder = detectors.get(detector)!;
+  if (s.length < finder.minLength) return [];
+  const spans: Span[] = [];
+  finder.find(s, 0, spans);
+  return spans.map((sp): [number, number] => [sp.start, sp.end]).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+}
+
+const randomCase = (rand: () => number, s: string): string =>
+  [...s].map((c) => (rand() < 0.5 ? c.toUpperCase() : c.toLowerCase())).join('');
+
+/**
+ * Strings built from pieces of what the detectors look for (prefixes, keywords in several
+ * cases, separators, digit runs, real samples cut at random points) and plain text, so that
+ * matches, near-misses and overlaps all occur often.
+ */
+function corpus(count: number, seed: number): string[] {
+  const rand = prng(seed);
+  const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+  const run = (chars: string, min: number, max: number): string => {
+    let out = '';
+    const n = min + Math.floor(rand() * (max - min + 1));
+    for (let i = 0; i < n; i++) out += chars[Math.floor(rand() * chars.length)];
+    return out;
+  };
+  const alnum = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+  const upperDigits = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789';
+  const b64 = `${alnum}+/`;
+  const samples = Object.values(positives).flat();
+  const pieces: Array<() => string> = [
+    () => run('0123456789', 1, 20),
+    () => `${run('0123456789', 3, 4)}${pick([' ', '-', '.'])}${run('0123456789', 2, 6)}`,
+    () =>
+      pick([
+        ' ',
+        '-',
+        '.',
+        '(',
+        ')',
+        '+',
+        ':',
+        '=',
+        '"',
+        "'",
+        '\t',
+        '\n',
+        '/',
+        '?',
+        '&',
+        ';',
+        '@',
+        '_',
+        ',',
+        '#',
+      ]),
+    () => run('abcdefghijklmnopqrstuvwxyz', 1, 8),
+    () => run(alnum, 1, 12),
+    () => run(upperDigits, 14, 24),
+    () => pick(['AKIA', 'ASIA', 'A3T', 'ABIA', 'A', 'AK']) + run(upperDigits, 14, 18),
+    () => `eyJ${run(`${alnum}_-`, 4, 12)}.${run(alnum, 4, 10)}.${run(alnum, 0, 8)}`,
+    () =>
+      pick(['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'gh_', 'github_pat_', 'github_', 'g']) +
+      run(alnum, 20, 40),
+    () => pick(['xoxb-', 'xoxp-', 'xoxz-', 'xox', 'xo']) + run(`${alnum}-`, 6, 14),
+    () =>
+      `hooks.slack.com/${pick(['services', 'workflows', 'triggers', 'other'])}/${run(`${alnum}/_-`, 6, 14)}`,
+    () =>
+      `${pick(['?', '&', ';', '=', ' '])}${pick(['sv', 'se', 'sp', 'sig', 'sr'])}=${run(`${alnum}%+/=_-`, 6, 14)}`,
+    () => `${pick(['AccountKey=', 'SharedAccessKey=', 'Key='])}${run(b64, 16, 30)}${pick(['', '=', '=='])}`,
+    () => `${run(b64, 84, 88)}${pick(['==', '=', ''])}`,
+    () =>
+      randomCase(
+        rand,
+        pick(['password', 'passwd', 'passphrase', 'pwd', 'secret', 'api_key', 'apikey', 'api-key', 'pass']),
+      ),
+    () =>
+      pick([
+        'Password',
+        'PASSWORD',
+        'Passphrase',
+        'PASSPHRASE',
+        'PWD',
+        'Secret',
+        'SECRET',
+        'ApiKey',
+        'API_KEY',
+      ]),
+    () =>
+      `${pick(['db_', 'client', ''])}${pick(['password', 'Secret', 'PWD'])}${pick(['', '_x', 'Y'])}${pick([':', '=', ': ', '="', "='", ' = '])}${run(alnum, 1, 10)}${pick(['', '"', "'"])}`,
+    () =>
+      `${randomCase(rand, pick(['aws_secret_access_key', 'secretaccesskey', 'secret_accesskey', 'secret_key']))}${pick([' = ', ':', '="', '='])}${run(b64, 38, 42)}`,
+    () =>
+      pick([
+        'SSN',
+        'ssn',
+        'Social Security',
+        'social security',
+        'Social Security Number',
+        'social Security No.',
+      ]),
+    () =>
+      `${pick(['SSN', 'Social Security'])}${pick([' ', ': ', '#', ''])}${run('0123456789', 3, 3)}${pick([' ', '-', ''])}${run('0123456789', 2, 2)}${pick([' ', '-', ''])}${run('0123456789', 4, 4)}`,
+    () =>
+      `${pick(['https', 'postgres', 'x'])}://${run(alnum, 1, 6)}${pick([':', ''])}${run(`${alnum}!`, 1, 8)}${pick(['@', '/', ''])}${run(alnum, 0, 6)}`,
+    () => `${run(alnum, 1, 8)}@${run('abcdefghij', 1, 6)}.${pick(['com', 'co.uk', 'x'])}`,
+    () => `+${run('0123456789', 1, 3)}${pick([' ', '', '-', '.'])}${run('0123456789 ().-', 7, 16)}`,
+    () => `(${run('0123456789', 3, 3)}) ${run('0123456789', 3, 3)}-${run('0123456789', 4, 4)}`,
+    () =>
+      `${pick(['DE', 'GB', 'FR', 'NL', 'XX'])}${run('0123456789', 2, 2)}${run(' ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', 11, 30)}`,
+    () => {
+      // A real sample, whole or cut, so a finding sits at every kind of boundary.
+      const s = pick(samples);
+      const a = rand() < 0.7 ? 0 : Math.floor(rand() * s.length);
+      const b = rand() < 0.7 ? s.length : a + Math.floor(rand() * (s.length - a + 1));
+      return s.slice(a, b);
+    },
+  ];
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    let s = '';
+    const n = 1 + Math.floor(rand() * 12);
+    for (let j = 0; j < n; j++) s += pick(['', '', '', ' ', '\n', '"', ',', ':', '=', '&']) + pick(pieces)();
+    out.push(s);
+  }
+  return out;
+}
+
+const strings = corpus(6000, 1);
+
+describe('fast detectors find exactly what the plain regexes find', () => {
+  const regexDetectors = Object.keys(reference);
+
+  it('covers every regex-based built-in detector', () => {
+    expect([...regexDetectors, 'email', 'private-key'].sort()).toEqual([...detectorNames].sort());
+  });
+
+  it.each(regexDetectors)('%s, on generated strings', (detector) => {
+    let found = 0;
+    for (const s of strings) {
+      const want = referenceSpans(detector, s);
+      found += want.length;
+      const got = fastSpans(detector, s);
+      if (JSON.stringify(got) !== JSON.stringify(want)) {
+        // Name the string that differs.
+        expect({ s, got }).toEqual({ s, got: want });
+      }
+    }
+    // The corpus really exercises each detector (a test that finds nothing proves nothing).
+    expect(found).toBeGreaterThan(20);
+  });
+
+  it.each(regexDetectors)('%s, on every positive sample at every offset of typical text', (detector) => {
+    const text = '{"title":"cache eviction","n":12,"at":"2026-11-30T07:00:00Z","x":"a_b-c.d/e"}';
+    for (const sample of positives[detector]!) {
+      for (let at = 0; at <= text.length; at++) {
+        const s = text.slice(0, at) + sample + text.slice(at);
+        expect(fastSpans(detector, s)).toEqual(referenceSpans(detector, s));
+      }
+    }
+  });
+});
+
+describe('needs: the characters every finding contains', () => {
+  const finders = [
+    ...detectors.values(),
+    compilePattern('ticket', 'TCK-[0-9]{6}'),
+    compilePattern('host', '[a-z0-9-]+\\.corp\\.internal'),
+  ];
+
+  it('every finder that finds something in a string finds it only where a needed character is', () => {
+    const extra = ['ticket TCK-123456', 'db.corp.internal', 'x-y.corp.internal:80'];
+    let checked = 0;
+    for (const f of finders) {
+      expect(f.needs).toBeDefined();
+      const needs = needsClass([f])!;
+      for (const s of [...strings, ...extra]) {
+        const spans: Span[] = [];
+        if (s.length >= f.minLength) f.find(s, 0, spans);
+        if (spans.length > 0) {
+          checked++;
+          if (!needs.test(s)) expect({ finder: f.name, s }).toBe('a string without any needed character');
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(1000);
+  });
+
+  it('every positive sample holds a character its detector needs', () => {
+    for (const [detector, samples] of Object.entries(positives)) {
+      const needs = needsClass([detectors.get(detector)!])!;
+      for (const s of samples) expect(needs.test(s)).toBe(true);
+    }
+  });
+
+  it('is undefined when any finder cannot say (a pattern without a required literal)', () => {
+    const loose = compilePattern('long-word', '[a-z]{12,}');
+    expect(loose.needs).toBeUndefined();
+    expect(needsClass([detectors.get('email')!, loose])).toBeUndefined();
+    expect(needsClass([detectors.get('email')!, detectors.get('jwt')!])!.test('plain words only')).toBe(
+      false,
+    );
+  });
+
+  it('a pattern without a required literal still sees plain strings', () => {
+    const masker = createMasker([
+      {
+        policy: 'p',
+        rule: {
+          name: 'r',
+          detectors: [...detectorNames],
+          patterns: [{ name: 'long-word', regex: '[a-z]{12,}' }],
+        } as MaskingRule,
+      },
+    ]);
+    const out = masker.maskMessage({ title: 'an extraordinarily plain title' }, { method: 'tools/call' });
+    expect(out.value.title).toBe('an [masked:long-word] plain title');
+  });
+
+  it('plain strings pass through as the very same objects; a secret next to them is still masked', () => {
+    const masker = createMasker([
+      { policy: 'p', rule: { name: 'r', detectors: [...detectorNames] } as MaskingRule },
+    ]);
+    const msg = {
+      jsonrpc: '2.0',
+      id: 1,
+      result: { structuredContent: { a: { title: 'plain words', tags: ['x', 'y'] }, b: 'token ghp_' } },
+    };
+    expect(masker.maskMessage(msg, { method: 'tools/call' }).value).toBe(msg);
+    const token = positives['github-token']![0]!;
+    const withSecret = {
+      ...msg,
+      result: { structuredContent: { ...msg.result.structuredContent, c: token } },
+    };
+    const out = masker.maskMessage(withSecret, { method: 'tools/call' });
+    expect(out.value.result.structuredContent.c).toBe('[masked:github-token]');
+    expect(out.value.result.structuredContent.a).toBe(msg.result.structuredContent.a);
+  });
+});
+
+describe('every positive sample is masked wherever it sits in a message (all detectors, patterns and fields on)', () => {
+  const rules: MaskingRule[] = [
+    {
+      name: 'all',
+      detectors: [...detectorNames],
+      patterns: [
+        { name: 'ticket', regex: 'TCK-[0-9]{6}' },
+        { name: 'internal-host', regex: '[a-z0-9-]+\\.corp\\.internal' },
+      ],
+      fields: ['$.structuredContent.customer.ssn', '$..password'],
+    } as MaskingRule,
+  ];
+  const masker = createMasker(rules.map((rule) => ({ policy: 'p', rule })));
+  const scope = { method: 'tools/call', tool: 'get_x', session: 's' };
+  const cases = Object.entries(positives).flatMap(([detector, samples]) =>
+    samples.map((sample) => [detector, sample] as const),
+  );
+
+  it.each(cases)('%s: %s', (detector, sample) => {
+    const secret = secretOf(detector, sample);
+    const places: unknown[] = [
+      { content: [{ type: 'text', text: sample }] },
+      { content: [{ type: 'text', text: `plain words then ${sample} and more plain words` }] },
+      { structuredContent: { deep: [[{ x: sample }]] } },
+      // As an object key (a whole-key finding is renamed to its token).
+      { structuredContent: { [sample]: 'plain' } },
+      { structuredContent: { [`key ${sample} key`]: 1 } },
+      // Inside a JSON document carried as text (newlines escaped). Not for samples with quotes:
+      // `\"password\": \"x\"` (escaped quotes) is not an assignment the detector knows, before
+      // these fast paths as after.
+      ...(sample.includes('"')
+        ? []
+        : [{ content: [{ type: 'text', text: JSON.stringify({ note: `see ${sample}`, list: [sample] }) }] }]),
+      // A text block that is the serialization of structuredContent.
+      {
+        content: [{ type: 'text', text: JSON.stringify({ v: sample }) }],
+        structuredContent: { v: sample },
+      },
+      // Among many plain strings and keys (the fast path lets those through unscanned).
+      {
+        structuredContent: {
+          items: Array.from({ length: 20 }, (_, i) => ({
+            title: 'plain words',
+            body: i === 7 ? sample : 'more',
+          })),
+        },
+      },
+    ];
+    for (const payload of places) {
+      const out = masker.maskMessage({ jsonrpc: '2.0', id: 1, result: payload }, scope);
+      const text = JSON.stringify(out.value);
+      // Line by line: JSON escapes a newline, once per level of serialization.
+      for (const line of secret.split('\n')) if (line.length >= 6) expect(text).not.toContain(line);
+      expect(out.hits.length).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('probes agree with String.prototype.includes / indexOf and /i', () => {
+  const literals = [
+    'sig=',
+    'eyJ',
+    '://',
+    'word',
+    'wd',
+    'phrase',
+    'ecret',
+    'ECRET',
+    'Key',
+    'SSN',
+    'ocial ',
+    '-----BEGIN ',
+    'hooks.slack.com/',
+    '.corp.internal',
+    'TCK-',
+    'ab',
+    'aa',
+    'aaa',
+    'x',
+    'github_pat_',
+    'ghp_',
+  ];
+  const rand = prng(2);
+  const alphabet = 'aabcdeEgGhijKkprRsStwxyJ_=:/.-  ';
+  const texts: string[] = [];
+  for (let i = 0; i < 3000; i++) {
+    let s = '';
+    const n = Math.floor(rand() * 40);
+    for (let j = 0; j < n; j++) {
+      s +=
+        rand() < 0.1
+          ? literals[Math.floor(rand() * literals.length)]
+          : alphabet[Math.floor(rand() * alphabet.length)];
+    }
+    texts.push(s);
+  }
+
+  it('literalProbe, literalFinder (from every offset)', () => {
+    const wrong: string[] = [];
+    for (const lit of literals) {
+      const probe = literalProbe(lit);
+      const find = literalFinder(lit);
+      for (const s of texts) {
+        if (probe(s) !== s.includes(lit)) wrong.push(`probe ${lit} in ${s}`);
+        for (let from = 0; from <= s.length + 1; from++) {
+          if (find(s, from) !== s.indexOf(lit, from)) wrong.push(`find ${lit} from ${from} in ${s}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('anyLiteralProbe, with literals sharing a searched part', () => {
+    const sets = [
+      ['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_'],
+      ['word', 'wd', 'phrase', 'WORD', 'WD', 'PHRASE', 'ecret', 'ECRET', 'key', 'Key', 'KEY'],
+      ['aa', 'aaa', 'a'],
+      ['SSN', 'ocial '],
+    ];
+    const wrong: string[] = [];
+    for (const set of sets) {
+      const probe = anyLiteralProbe(set);
+      for (const s of texts) if (probe(s) !== set.some((l) => s.includes(l))) wrong.push(`${set} in ${s}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('foldedLiteralProbe folds ASCII letters only, as a non-unicode /i regexp does', () => {
+    const wrong: string[] = [];
+    for (const lit of ['key', 'secret', 'a_b', 'sig=']) {
+      const probe = foldedLiteralProbe(lit);
+      const re = new RegExp(lit.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), 'i');
+      const extra = [
+        lit.toUpperCase(),
+        `x${randomCase(rand, lit)}y`,
+        '\u212Aey',
+        'ſecret',
+        'SECRET'.slice(1),
+      ];
+      for (const s of [...texts, ...extra]) if (probe(s) !== re.test(s)) wrong.push(`${lit} in ${s}`);
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('rarestChar is a character of the literal', () => {
+    for (const lit of literals) expect(lit).toContain(rarestChar(lit));
+  });
+});
+
+describe('per-plan key facts', () => {
+  it('masks a key holding a finding on every call, not only the first', () => {
+    const masker = createMasker([{ policy: 'p', rule: { name: 'r', detectors: ['email'] } as MaskingRule }]);
+    for (let i = 0; i < 3; i++) {
+      const out = masker.maskMessage(
+        { structuredContent: { 'bob@example.com': i } },
+        { method: 'tools/call' },
+      );
+      expect(out.value).toEqual({ structuredContent: { 'masked-email@masked.invalid': i } });
+    }
+  });
+
+  it('keeps sensitive keys, $..name fields and scoped rules apart per tool', () => {
+    const masker = createMasker([
+      {
+        policy: 'p',
+        rule: { name: 'pw', detectors: ['password-assignment'], tools: ['a_*'] } as MaskingRule,
+      },
+      { policy: 'p', rule: { name: 'f', fields: ['$..pin'], tools: ['b_*'] } as MaskingRule },
+    ]);
+    const msg = { structuredContent: { password: 'hunter2', pin: '1234' } };
+    expect(masker.maskMessage(msg, { method: 'tools/call', tool: 'a_x' }).value).toEqual({
+      structuredContent: { password: '[masked:password-assignment]', pin: '1234' },
+    });
+    expect(masker.maskMessage(msg, { method: 'tools/call', tool: 'b_x' }).value).toEqual({
+      structuredContent: { password: 'hunter2', pin: '[masked:f]' },
+    });
+    expect(masker.maskMessage(msg, { method: 'tools/call', tool: 'c_x' }).value).toBe(msg);
+    expect(masker.maskMessage(msg, { method: 'tools/call', tool: 'a_x' }).value).toEqual({
+      structuredContent: { password: '[masked:password-assignment]', pin: '1234' },
+    });
+  });
+});
