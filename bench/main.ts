@@ -277,7 +277,7 @@ async function main(): Promise<number> {
           headers: [],
           pid: s.pid,
           describe:
-            'reference: the thinnest Node.js proxy (node:http + undici Pool, bodies streamed untouched)',
+            'reference: the thinnest Node.js proxy (node:http server + keep-alive Agent, bodies streamed untouched)',
           stop: () => stop(s),
         });
       }

@@ -1,17 +1,16 @@
 /**
- * A reference point, not a product: the thinnest Node.js reverse proxy (node:http server + the
- * same undici Pool the gateway uses, bodies streamed through untouched, no parsing). The gap
+ * A reference point, not a product: the thinnest Node.js reverse proxy (node:http server + a
+ * node:http keep-alive Agent to the upstream, as the gateway uses; bodies streamed through
+ * untouched, no parsing). The gap
  * between it and nginx is what Node's HTTP stack costs; the gap between it and mcp-warden is
  * what the enforcement costs.
  *
  * Usage: node dist/bench/passthrough.js --upstream URL [--port 0]
  * Prints one JSON line `{"url": ...}` once listening. Loopback only.
  */
-import { createServer } from 'node:http';
+import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { Pool } from 'undici';
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'host', 'content-length']);
 
@@ -21,31 +20,35 @@ async function main(): Promise<void> {
   });
   if (values.upstream === undefined) throw new Error('--upstream is required');
   const upstream = new URL(values.upstream);
-  const pool = new Pool(upstream.origin, { connections: 256, keepAliveTimeout: 30_000, pipelining: 1 });
+  const agent = new Agent({ keepAlive: true, maxSockets: 256 });
   const server = createServer((req, res) => {
-    const headers: Record<string, string> = {};
+    const headers: Record<string, string> = { host: upstream.host };
     for (const [k, v] of Object.entries(req.headers))
       if (typeof v === 'string' && !HOP_BY_HOP.has(k)) headers[k] = v;
-    pool
-      .request({
+    const fail = (err: Error): void => {
+      if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
+      res.end(`passthrough: ${err.message}`);
+    };
+    const up = request(
+      {
+        agent,
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method ?? 'GET',
         path: req.url ?? '/',
-        method: (req.method ?? 'GET') as 'GET' | 'POST' | 'DELETE',
         headers,
-        body: req.method === 'GET' || req.method === 'DELETE' ? null : req,
-        bodyTimeout: 0,
-      })
-      .then(async (up) => {
+      },
+      (ur) => {
         const out: Record<string, string> = {};
-        for (const [k, v] of Object.entries(up.headers))
+        for (const [k, v] of Object.entries(ur.headers))
           if (typeof v === 'string' && !HOP_BY_HOP.has(k)) out[k] = v;
-        res.writeHead(up.statusCode, out);
-        res.flushHeaders();
-        await pipeline(up.body, res);
-      })
-      .catch((err: unknown) => {
-        if (!res.headersSent) res.writeHead(502, { 'content-type': 'text/plain' });
-        res.end(`passthrough: ${err instanceof Error ? err.message : String(err)}`);
-      });
+        res.writeHead(ur.statusCode ?? 502, out);
+        ur.pipe(res);
+        ur.on('error', fail);
+      },
+    );
+    up.on('error', fail);
+    req.pipe(up);
   });
   await new Promise<void>((resolve) => server.listen(Number(values.port), '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
