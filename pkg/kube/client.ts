@@ -1,6 +1,7 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { ErrorCodes, errorMessage, WardenError } from '../errors.js';
+import { request as httpRequest } from '../node-http.js';
 import { inClusterCredentials, type KubeCredentials, kubeconfigFileCredentials } from './kubeconfig.js';
 
 export type { KubeCredentials } from './kubeconfig.js';

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
-import { Agent as HttpAgent } from 'node:http';
+import type { Agent as HttpAgentType } from 'node:http';
 import { Agent as HttpsAgent, type RequestOptions } from 'node:https';
 import { isIPv6 } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
 import { parse } from 'yaml';
+import { Agent as HttpAgent } from '../node-http.js';
 
 /**
  * Kubernetes credentials without `@kubernetes/client-node`: that package (generated API classes,
@@ -63,7 +64,7 @@ function fileOrData(file: string | undefined, data: string | undefined): Buffer 
 
 /** Applies one resolved cluster + user the way `KubeConfig.applyToHTTPSOptions` does. */
 function applier(cluster: Cluster, user: User | null): (opts: RequestOptions) => Promise<void> {
-  let agent: HttpAgent | undefined;
+  let agent: HttpAgentType | undefined;
   let token: { value: string; readAt: number } | undefined;
   return async (opts) => {
     if (user !== null) {

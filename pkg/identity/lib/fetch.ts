@@ -1,8 +1,9 @@
-import { request as httpRequest, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { type ErrorCode, errorMessage, WardenError } from '../../errors.js';
+import { request as httpRequest } from '../../node-http.js';
 import { checkFetchUrl } from './url.js';
 
 /** Options of one outbound JSON fetch. */
