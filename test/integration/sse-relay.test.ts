@@ -19,7 +19,9 @@ let upstream: Server;
 let proxy: WardenProxy;
 let url: string;
 let token: string;
-let chunks: Buffer[] = [];
+/** What the upstream sends, in order: bytes, a pause, or a dropped connection. */
+type Piece = Buffer | { delayMs: number } | 'destroy';
+let chunks: Piece[] = [];
 
 beforeAll(async () => {
   issuer = await startDevIssuer();
@@ -27,8 +29,14 @@ beforeAll(async () => {
     req.resume();
     req.on('end', async () => {
       res.writeHead(200, { 'content-type': 'text/event-stream' });
+      res.flushHeaders();
       for (const c of chunks) {
-        res.write(c);
+        if (c === 'destroy') {
+          res.socket?.destroy();
+          return;
+        }
+        if (Buffer.isBuffer(c)) res.write(c);
+        else await new Promise((r) => setTimeout(r, c.delayMs));
         // Let each piece travel on its own.
         await new Promise((r) => setImmediate(r));
       }
@@ -59,7 +67,8 @@ afterAll(async () => {
   await issuer?.close();
 });
 
-async function call(): Promise<SseItem[]> {
+async function call(timing?: { headersMs?: number; endMs?: number }): Promise<SseItem[]> {
+  const started = performance.now();
   const res = await fetch(`${url}/mcp`, {
     method: 'POST',
     headers: {
@@ -75,8 +84,10 @@ async function call(): Promise<SseItem[]> {
     }),
   });
   expect(res.headers.get('content-type')).toBe('text/event-stream');
+  if (timing) timing.headersMs = performance.now() - started;
   const p = new SseParser();
   const items = p.push(await res.text());
+  if (timing) timing.endMs = performance.now() - started;
   expect(p.end().truncated).toBe(false);
   // Relayed event ids carry the proxy's per-caller prefix (Last-Event-ID is bound to the caller).
   return items.map((i) =>
@@ -138,4 +149,26 @@ test('invalid UTF-8 from the upstream ends the stream with an error for the open
     id: 1,
     error: { code: -32002, message: expect.stringContaining('not valid UTF-8') },
   });
+});
+
+test('a slow first event: the headers of the answer still leave at once, the event when it comes', async () => {
+  const result = JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [] } });
+  chunks = [{ delayMs: 400 }, Buffer.from(`id: r\ndata: ${result}\n\n`)];
+  await call(); // the first call of the suite may wait for the issuer's keys
+  const timing: { headersMs?: number; endMs?: number } = {};
+  const items = await call(timing);
+  expect(items).toEqual([{ type: 'event', id: 'r', data: result }]);
+  // The relay holds headers back only briefly (to send them with a first event that follows at once).
+  expect(timing.headersMs).toBeLessThan(250);
+  expect(timing.endMs).toBeGreaterThanOrEqual(390);
+});
+
+test('an upstream connection lost in the middle of the stream ends it with an error for the open request', async () => {
+  const note = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { data: 'one' } });
+  chunks = [Buffer.from(`id: 1\ndata: ${note}\n\nid: 2\ndata: {"jsonrpc":"2.0","id":1,"res`), 'destroy'];
+  const items = await call();
+  expect(items[0]).toEqual({ type: 'event', id: '1', data: note });
+  const last = items.at(-1) as { data: string };
+  expect(JSON.parse(last.data)).toMatchObject({ id: 1, error: { code: -32002 } });
+  expect(items).toHaveLength(2);
 });
