@@ -554,3 +554,73 @@ describe('per-plan key facts', () => {
     });
   });
 });
+
+describe('choosing finders by the characters a string holds', () => {
+  const rules: MaskingRule[] = [
+    {
+      name: 'all',
+      detectors: [...detectorNames],
+      patterns: [
+        { name: 'ticket', regex: 'TCK-[0-9]{6}' },
+        { name: 'internal-host', regex: '[a-z0-9-]+\\.corp\\.internal' },
+        // Rarest character of the literal is not ASCII.
+        { name: 'uber', regex: 'Über-[0-9]{3}' },
+        // Its needed character ends every match.
+        { name: 'eat', regex: 'eat=' },
+      ],
+    } as MaskingRule,
+  ];
+  const fast = createMasker(rules.map((rule) => ({ policy: 'p', rule })));
+  const slow = createMasker(
+    rules.map((rule) => ({ policy: 'p', rule })),
+    { exhaustive: true },
+  );
+  const scope = { method: 'tools/call' };
+  const pad = (s: string, n: number): string =>
+    (s.length >= n ? s : s + ' plain'.repeat((n - s.length) / 6 + 1)).slice(0, Math.max(n, s.length));
+
+  it('masks exactly as running every finder on every string does (values and keys, short and long)', () => {
+    let masked = 0;
+    const wrong: string[] = [];
+    const extra = [
+      'x Über-123 y',
+      'Über-123',
+      'ticket TCK-123456',
+      'db.corp.internal',
+      'é bob@example.com ü',
+      'we eat=',
+      'eat=',
+    ];
+    const all = [...extra, ...strings];
+    for (let i = 0; i < all.length; i++) {
+      const s = all[i]!;
+      // Around the length where the character pass gives way to the class test, for some.
+      const long =
+        i < 1500 ? [pad(s, 1023), pad(s, 1024), pad(s, 1025), `plain ${'words '.repeat(300)}${s}`] : [];
+      for (const v of [s, ...long]) {
+        const msg = { structuredContent: { v, [v]: 1 } };
+        const a = JSON.stringify(fast.maskMessage(msg, scope));
+        const b = JSON.stringify(slow.maskMessage(msg, scope));
+        if (a !== b) wrong.push(v);
+        if (a !== JSON.stringify({ value: msg, hits: [] })) masked++;
+      }
+    }
+    expect(wrong).toEqual([]);
+    expect(masked).toBeGreaterThan(4000);
+  });
+
+  it('a pattern whose needed character is not ASCII still runs on strings holding it', () => {
+    expect(fast.maskMessage({ t: 'x Über-123 y' }, scope).value.t).toBe('x [masked:uber] y');
+  });
+
+  it('more than 31 finders: the ones past the 31st always run', () => {
+    const patterns = Array.from({ length: 40 }, (_, i) => ({ name: `p${i}`, regex: `ZQ${i}Q-[0-9]{2}` }));
+    const many = createMasker([
+      { policy: 'p', rule: { name: 'many', detectors: [...detectorNames], patterns } as MaskingRule },
+    ]);
+    for (let i = 0; i < 40; i++) {
+      const out = many.maskMessage({ t: `a ZQ${i}Q-12 b`, [`k ZQ${i}Q-34`]: 1 }, scope);
+      expect(out.value).toEqual({ t: `a [masked:p${i}] b`, [`k [masked:p${i}]`]: 1 });
+    }
+  });
+});

@@ -12,6 +12,12 @@ export interface MaskerOptions {
   hashKey?: Uint8Array;
   /** Nesting deeper than this is replaced whole (fail closed). Default 256. */
   maxDepth?: number;
+  /**
+   * Run every finder on every string, skipping only the finders' own prefilters: no string is
+   * let through for lacking the characters findings need. Same results, slower; for tests that
+   * check the fast path against it.
+   */
+  exhaustive?: boolean;
 }
 
 interface CompiledRule {
@@ -44,7 +50,17 @@ interface Plan {
    * `needs`): a string without any is returned unscanned. Undefined when a finder cannot say.
    */
   needs: RegExp | undefined;
-  finders: Array<{ finder: Finder; owner: number }>;
+  /**
+   * For strings up to `shortString` characters, one pass over the characters says which finders
+   * can match: ASCII code → bit set of the finders whose `needs` holds it (finder i is bit i).
+   */
+  finderBits: Int32Array;
+  /** Bits of the finders any non-ASCII character may serve (those whose needs has one). */
+  nonAsciiBits: number;
+  /** Bits of the finders that must always run (no `needs`) and of finders past the 31st. */
+  alwaysBits: number;
+  /** `bit`: the finder's bit in `finderBits` (bit 31 for the 32nd finder and later). */
+  finders: Array<{ finder: Finder; owner: number; bit: number }>;
   keyOwner: number;
   fields: Array<{ path: CompiledPath; owner: number }>;
   /** `$..name` fields, applied during the walk (one traversal instead of two): name → owner. */
@@ -66,6 +82,12 @@ const keyOwnerShift = 2;
 /** Object keys up to this long are remembered per plan; at most `maxKnownKeys` of them. */
 const maxKnownKeyLength = 128;
 const maxKnownKeys = 10_000;
+
+/**
+ * Strings up to this long get their finders chosen by one pass over their characters (~1 ns a
+ * character); longer ones are tested against the plan's `needs` class, then every finder runs.
+ */
+const shortString = 1024;
 
 const noHits: MaskHit[] = [];
 Object.freeze(noHits);
@@ -227,6 +249,7 @@ export function createMasker(
   const compiled = rules.map((r) => compileRule(r.policy, r.rule));
   const hashKey = options.hashKey ?? randomBytes(32);
   const maxDepth = options.maxDepth ?? 256;
+  const exhaustive = options.exhaustive === true;
   const plans = new Map<string, Plan>();
   const empty = compiled.every((r) => r.finders.length === 0 && r.fields.length === 0 && !r.sensitiveKeys);
   // Without tool or resource scoping every call gets the same plan: no per-call work to find it.
@@ -245,6 +268,9 @@ export function createMasker(
       minKeyLength: Number.POSITIVE_INFINITY,
       keys: new Map(),
       needs: undefined,
+      finderBits: new Int32Array(128),
+      nonAsciiBits: 0,
+      alwaysBits: 0,
       finders: [],
       keyOwner: -1,
       fields: [],
@@ -257,7 +283,8 @@ export function createMasker(
         // Two policies enabling `email` run it once; the first owns the replacement.
         if (seen.has(finder)) continue;
         seen.add(finder);
-        plan.finders.push({ finder, owner: i });
+        const n = plan.finders.length;
+        plan.finders.push({ finder, owner: i, bit: 1 << Math.min(n, 31) });
         plan.minKeyLength = Math.min(plan.minKeyLength, finder.minLength);
       }
       if (rule.sensitiveKeys && plan.keyOwner === -1) plan.keyOwner = i;
@@ -270,7 +297,18 @@ export function createMasker(
         }
       }
     }
-    plan.needs = needsClass(plan.finders.map((f) => f.finder));
+    plan.needs = exhaustive ? undefined : needsClass(plan.finders.map((f) => f.finder));
+    for (const { finder, bit } of plan.finders) {
+      if (exhaustive || bit === 1 << 31 || finder.needs === undefined || finder.needs.length === 0) {
+        plan.alwaysBits |= bit;
+        continue;
+      }
+      for (const c of finder.needs) {
+        const code = c.charCodeAt(0);
+        if (code >= 128) plan.nonAsciiBits |= bit;
+        else plan.finderBits[code]! |= bit;
+      }
+    }
     if (plans.size < 1024) plans.set(key, plan);
     if (unscoped) single = plan;
     return plan;
@@ -322,15 +360,27 @@ export function createMasker(
 
   function maskString(w: Walk, s: string): string {
     if (w.produced?.has(s)) return s;
-    // None of the characters every finding needs: nothing to find.
-    if (w.plan.needs !== undefined && !w.plan.needs.test(s)) return s;
+    const plan = w.plan;
+    const len = s.length;
+    // Which finders can match: those with a character they need in the string (all of them for
+    // long strings that hold any needed character).
+    let run = -1;
+    if (len <= shortString) {
+      const bits = plan.finderBits;
+      const nonAscii = plan.nonAsciiBits;
+      run = plan.alwaysBits;
+      for (let i = 0; i < len; i++) {
+        const c = s.charCodeAt(i);
+        run |= c < 128 ? bits[c]! : nonAscii;
+      }
+      if (run === 0) return s;
+    } else if (plan.needs !== undefined && !plan.needs.test(s)) return s;
     const spans = w.spans;
     spans.length = 0;
-    const finders = w.plan.finders;
-    const len = s.length;
+    const finders = plan.finders;
     for (let i = 0; i < finders.length; i++) {
       const f = finders[i]!;
-      if (len >= f.finder.minLength) f.finder.find(s, f.owner, spans);
+      if ((run & f.bit) !== 0 && len >= f.finder.minLength) f.finder.find(s, f.owner, spans);
     }
     if (spans.length === 0) return s;
     if (spans.length > 1) spans.sort((a, b) => a.start - b.start || b.end - a.end);
