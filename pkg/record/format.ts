@@ -43,7 +43,11 @@ export function sealLineHashed(
 ): { line: string; hash: string } {
   const body = JSON.stringify(obj);
   // `message`: a payload already serialized, appended as the last member (`"message":<json>`).
-  const open = message === undefined ? body.slice(0, -1) : `${body.slice(0, -1)},"message":${message}`;
+  return sealOpen(message === undefined ? body.slice(0, -1) : `${body.slice(0, -1)},"message":${message}`);
+}
+
+/** Seal a line given without its closing brace (`{"seq":1,...`): adds the seal and closes it. */
+export function sealOpen(open: string): { line: string; hash: string } {
   if (open.length <= ONE_SHOT_MAX) {
     // Short lines: two one-shot digests cost less than a hash object and its copy.
     const tail = `,"sha":"${hash('sha256', open)}"}`;

@@ -176,6 +176,13 @@ describe('createRecorder', () => {
     }
     expect(lb).toEqual(la);
     expect(lb['message']).toEqual(message);
+    // Every line is plain JSON: the fixed members first, the seal last, nothing written twice.
+    for (const raw of readFileSync(sb!.location, 'utf8').trimEnd().split('\n')) {
+      const parsed = JSON.parse(raw) as Record<string, unknown>;
+      expect(Object.keys(parsed).slice(0, 4)).toEqual(['seq', 'prev', 'ts', 'session']);
+      expect(Object.keys(parsed).at(-1)).toBe('sha');
+      expect(raw).toBe(JSON.stringify(parsed));
+    }
     expect(lb).toMatchObject({ kind: 'response', id: 7 });
     expect((await verifyRecording(sb!.location)).ok).toBe(true);
     await recorder.close();

@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { errorMessage, WardenError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
-import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sealLineHashed, sha256Hex, TERMINAL } from './format.js';
+import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sealOpen, sha256Hex, TERMINAL } from './format.js';
 import type {
   OpenOptions,
   RecordEvent,
@@ -75,27 +75,46 @@ function fileNameFor(session: string, start: Date): string {
   return `${stamp}-${safe}-${sha256Hex(session).slice(0, 8)}.jsonl`;
 }
 
-function messageFacts(message: unknown): Record<string, unknown> {
-  if (Array.isArray(message)) return { kind: 'batch', size: message.length };
-  if (typeof message !== 'object' || message === null) return { kind: 'unknown' };
+/** What a message is (kind, method, target, id), written into `into` in that order. */
+function messageFacts(message: unknown, into: Record<string, unknown>): Record<string, unknown> {
+  if (Array.isArray(message)) {
+    into['kind'] = 'batch';
+    into['size'] = message.length;
+    return into;
+  }
+  if (typeof message !== 'object' || message === null) {
+    into['kind'] = 'unknown';
+    return into;
+  }
   const m = message as Record<string, unknown>;
-  const facts: Record<string, unknown> = {};
   if (typeof m['method'] === 'string') {
-    facts['kind'] = 'id' in m ? 'request' : 'notification';
-    facts['method'] = m['method'];
+    into['kind'] = 'id' in m ? 'request' : 'notification';
+    into['method'] = m['method'];
     const params = m['params'];
     if (typeof params === 'object' && params !== null) {
       const name = (params as Record<string, unknown>)['name'];
       const uri = (params as Record<string, unknown>)['uri'];
-      if (m['method'] === 'tools/call' && typeof name === 'string') facts['tool'] = name;
-      if (m['method'] === 'prompts/get' && typeof name === 'string') facts['prompt'] = name;
-      if (typeof uri === 'string') facts['resource'] = uri;
+      if (m['method'] === 'tools/call' && typeof name === 'string') into['tool'] = name;
+      if (m['method'] === 'prompts/get' && typeof name === 'string') into['prompt'] = name;
+      if (typeof uri === 'string') into['resource'] = uri;
     }
   } else {
-    facts['kind'] = 'error' in m ? 'error' : 'response';
+    into['kind'] = 'error' in m ? 'error' : 'response';
   }
-  if ('id' in m) facts['id'] = m['id'];
-  return facts;
+  if ('id' in m) into['id'] = m['id'];
+  return into;
+}
+
+let isoMs = -1;
+let isoText = '';
+/** `new Date().toISOString()`, computed once per millisecond (busy streams record many lines per ms). */
+function isoNow(): string {
+  const ms = Date.now();
+  if (ms !== isoMs) {
+    isoMs = ms;
+    isoText = new Date(ms).toISOString();
+  }
+  return isoText;
 }
 
 class SessionWriter implements SessionRecorder {
@@ -112,6 +131,8 @@ class SessionWriter implements SessionRecorder {
   private dropped = 0;
   private readonly inflight = new Map<string | number, { method: string; tool: unknown }>();
   private readonly counts = { messages: 0, decisions: 0, denied: 0, masked: 0, dropped: 0 };
+  /** The session id as a JSON string, for every line. */
+  private readonly sessionJson: string;
   readonly startTime: Date;
 
   constructor(
@@ -122,6 +143,7 @@ class SessionWriter implements SessionRecorder {
     private readonly payloads: 'masked' | 'none',
   ) {
     this.startTime = new Date();
+    this.sessionJson = JSON.stringify(header.session);
     if (path !== undefined) {
       this.handle = openFile(path, 'a').catch((err: unknown) => {
         owner.error(`cannot open recording file: ${errorMessage(err)}`);
@@ -132,7 +154,6 @@ class SessionWriter implements SessionRecorder {
       type: 'header',
       format: FORMAT,
       v: FORMAT_VERSION,
-      session: header.session,
       principal: header.principal,
       pod: header.pod,
       host: hostname(),
@@ -148,19 +169,18 @@ class SessionWriter implements SessionRecorder {
     return this.pending.length;
   }
 
-  /** `message`: the line's payload already serialized (appended last, as `"message":<json>`). */
+  /**
+   * Seal and queue one line: `{"seq","prev","ts","session", ...fields, "message"}`. The four fixed
+   * members are written as text (fields never carry them); `message` is the payload already
+   * serialized, appended last.
+   */
   private append(fields: Record<string, unknown>, message?: string): void {
     // Serialize first: a payload that cannot be serialized must not leave a gap in the chain.
-    const { line, hash } = sealLineHashed(
-      {
-        seq: this.seq + 1,
-        prev: this.lastHash,
-        ts: new Date().toISOString(),
-        session: this.header.session,
-        ...fields,
-      },
-      message,
-    );
+    const rest = JSON.stringify(fields);
+    let open = `{"seq":${this.seq + 1},"prev":"${this.lastHash}","ts":"${isoNow()}","session":${this.sessionJson}`;
+    if (rest.length > 2) open += `,${rest.slice(1, -1)}`;
+    if (message !== undefined) open += `,"message":${message}`;
+    const { line, hash } = sealOpen(open);
     this.seq++;
     this.lastLine = line;
     this.lastHash = hash;
@@ -211,22 +231,21 @@ class SessionWriter implements SessionRecorder {
       switch (event.type) {
         case 'message': {
           this.counts.messages++;
-          const facts = messageFacts(event.message);
-          this.correlate(facts);
-          const line = { type: 'message', direction: event.direction, ...facts };
+          const line = messageFacts(event.message, { type: 'message', direction: event.direction });
+          this.correlate(line);
           if (this.payloads === 'none') this.append(line);
           else if (event.json !== undefined) this.append(line, event.json);
-          else this.append({ ...line, message: event.message });
+          else this.append(line, JSON.stringify(event.message));
           break;
         }
         case 'decision':
           this.counts.decisions++;
           if (event.enforced === 'deny') this.counts.denied++;
-          this.append({ ...event });
+          this.append(event);
           break;
         case 'mask': {
           for (const n of Object.values(event.detectors)) this.counts.masked += n;
-          this.append({ ...event });
+          this.append(event);
           break;
         }
         default:
