@@ -308,6 +308,9 @@ function filterList(
   return { ...result, [field]: kept };
 }
 
+/** An engine's recording payload setting (engines are immutable; this is asked per message). */
+const payloadsOf = new WeakMap<PolicyEngine, 'masked' | 'none'>();
+
 /**
  * Record a message (payload per the policies' recording settings). `json`, when given, must be
  * `JSON.stringify(message)`: the recorder then seals that text instead of serializing again.
@@ -320,7 +323,12 @@ export function record(
 ): void {
   const rec = ctx.recorder;
   if (!rec) return;
-  if (ctx.engine.recording().payloads === 'none') {
+  let payloads = payloadsOf.get(ctx.engine);
+  if (payloads === undefined) {
+    payloads = ctx.engine.recording().payloads;
+    payloadsOf.set(ctx.engine, payloads);
+  }
+  if (payloads === 'none') {
     const m = asObject(message) ?? {};
     const stripped: Record<string, unknown> = { jsonrpc: '2.0' };
     if ('id' in m) stripped['id'] = m['id'];
