@@ -1,6 +1,6 @@
-import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Metrics } from '../metrics/catalogue.js';
+import { createServer } from '../node-http.js';
 
 /**
  * The admin listener: `/metrics` (Prometheus text), `/healthz` (process alive), `/readyz`

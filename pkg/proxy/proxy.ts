@@ -1,8 +1,9 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorMessage } from '../errors.js';
 import { protectedResourceMetadata } from '../identity/index.js';
 import { RpcCodes } from '../mcp/jsonrpc.js';
+import { createServer } from '../node-http.js';
 import { authenticate, baseUrl } from './auth.js';
 import { ProxyCore } from './core.js';
 import { header, sendJson, sendRpcError } from './http.js';

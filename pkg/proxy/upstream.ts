@@ -1,12 +1,8 @@
-import {
-  Agent as HttpAgent,
-  request as httpRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-} from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Agent as HttpAgent, IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Readable } from 'node:stream';
 import { WardenError } from '../errors.js';
+import { request as httpRequest, Agent as PlainAgent } from '../node-http.js';
 
 /** Request headers copied from the client to the upstream. Everything else (Authorization,
  * Cookie, Host, proxies' hop-by-hop headers, ...) is dropped: the caller's token never leaves. */
@@ -87,8 +83,15 @@ export class Upstream {
     const https = this.url.protocol === 'https:';
     // Long-lived SSE streams each hold a connection: the cap must exceed the expected open streams.
     const agentOptions = { keepAlive: true, maxSockets: options.connections ?? 4096, maxFreeSockets: 256 };
-    this.#agent = https ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
-    this.#request = https ? (httpsRequest as typeof httpRequest) : httpRequest;
+    if (https) {
+      // Loaded only for an https upstream (a sidecar's upstream is plain http on localhost).
+      const tls = createRequire(import.meta.url)('node:https') as typeof import('node:https');
+      this.#agent = new tls.Agent(agentOptions);
+      this.#request = tls.request as typeof httpRequest;
+    } else {
+      this.#agent = new PlainAgent(agentOptions);
+      this.#request = httpRequest;
+    }
     // URL keeps IPv6 literals in brackets; the socket layer wants the bare address.
     this.#host = this.url.hostname.replace(/^\[(.*)\]$/, '$1');
     this.#port = this.url.port === '' ? (https ? 443 : 80) : Number(this.url.port);
