@@ -25,11 +25,14 @@ export interface Finder {
   /** Strings shorter than this cannot hold a finding: the masker skips the finder. */
   readonly minLength: number;
   /**
-   * Characters every finding contains at least one of (`@` for an email, the digits for a card),
-   * or undefined when nothing is known. When every finder of a masker says, a string holding none
-   * of their characters is returned at once (`"closed"`, a title in plain words).
+   * Sets of characters such that every finding contains at least one character of each set
+   * (`['@']` for an email; `['_', 'g', 'h']` for a GitHub token), or undefined when nothing is
+   * known. The masker runs a finder on a short string only when the string holds a character of
+   * each set, and returns a string that serves no finder at once (`"closed"`, plain words).
    */
-  readonly needs?: string;
+  readonly needs?: readonly string[];
+  /** Every finding holds at least this many ASCII digits (a card 13, an SSN 9). */
+  readonly minDigits?: number;
   find(s: string, owner: number, out: Span[]): void;
 }
 
@@ -65,7 +68,12 @@ function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number
   }
 }
 
-function regexFinder(name: string, minLength: number, needs: string, parts: RegexPart[]): Finder {
+function regexFinder(
+  name: string,
+  minLength: number,
+  needs: { sets: readonly string[]; minDigits?: number },
+  parts: RegexPart[],
+): Finder {
   const compiled: CompiledPart[] = parts.map((part) => {
     if (!part.re.global) throw new Error(`detector ${name}: regexes must be global`);
     if (part.anchor === undefined) return part;
@@ -78,7 +86,8 @@ function regexFinder(name: string, minLength: number, needs: string, parts: Rege
   return {
     name,
     minLength,
-    needs,
+    needs: needs.sets,
+    minDigits: needs.minDigits ?? 0,
     find(s, owner, out) {
       for (let p = 0; p < compiled.length; p++) {
         const part = compiled[p]!;
@@ -124,6 +133,7 @@ function memo(test: (s: string) => boolean): (s: string) => boolean {
   };
 }
 const digits = '0123456789';
+const upper = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 const hasDigit = memo((s) => /\d/.test(s));
 /**
  * Keyword gates, each a set of literals one of which every match of its regex contains, searched
@@ -164,7 +174,7 @@ const emailDomain = /(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-
 const email: Finder = {
   name: 'email',
   minLength: 6,
-  needs: '@',
+  needs: ['@'],
   find(s, owner, out) {
     let at = s.indexOf('@');
     while (at !== -1) {
@@ -190,7 +200,8 @@ const email: Finder = {
   },
 };
 
-const phone = regexFinder('phone', 9, digits, [
+// +CC form: its check wants 8-15 digits; North American forms have 10.
+const phone = regexFinder('phone', 9, { sets: [digits], minDigits: 8 }, [
   {
     anchor: '+',
     // +CC then 7–14 more digits, each optionally preceded by one separator or wrapped in (): one way to read any input.
@@ -207,7 +218,8 @@ const phone = regexFinder('phone', 9, digits, [
   },
 ]);
 
-const creditCard = regexFinder('credit-card', 13, digits, [
+// cardValid wants 13-19 digits.
+const creditCard = regexFinder('credit-card', 13, { sets: [digits], minDigits: 13 }, [
   {
     quick: hasDigit,
     // (?<![\d.]) written after the first four digits (it then only tests the character before them),
@@ -217,7 +229,8 @@ const creditCard = regexFinder('credit-card', 13, digits, [
   },
 ]);
 
-const iban = regexFinder('iban', 15, digits, [
+// [A-Z]{2}\d{2} starts every match.
+const iban = regexFinder('iban', 15, { sets: [upper], minDigits: 2 }, [
   {
     quick: hasDigit,
     re: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g,
@@ -225,7 +238,8 @@ const iban = regexFinder('iban', 15, digits, [
   },
 ]);
 
-const usSsn = regexFinder('us-ssn', 9, digits, [
+// Both forms have 3 + 2 + 4 digits.
+const usSsn = regexFinder('us-ssn', 9, { sets: [digits], minDigits: 9 }, [
   {
     quick: (s) => s.includes('-'),
     re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
@@ -236,7 +250,8 @@ const usSsn = regexFinder('us-ssn', 9, digits, [
   },
 ]);
 
-const jwt = regexFinder('jwt', 17, 'J', [
+// eyJ, then two dots.
+const jwt = regexFinder('jwt', 17, { sets: ['J', '.'] }, [
   {
     anchor: 'eyJ',
     re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*/g,
@@ -250,7 +265,7 @@ const beginRe = /-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
 const privateKey: Finder = {
   name: 'private-key',
   minLength: 27,
-  needs: '-',
+  needs: ['-', 'B'],
   find(s, owner, out) {
     if (!beginProbe(s)) return;
     beginRe.lastIndex = 0;
@@ -272,8 +287,8 @@ const privateKey: Finder = {
   },
 };
 
-// AKIA… starts with A; a secret access key assignment has its `:` or `=`.
-const awsAccessKey = regexFinder('aws-access-key', 20, 'A:=', [
+// AKIA… starts with A; a secret access key assignment has `key` (any case) and its `:` or `=`.
+const awsAccessKey = regexFinder('aws-access-key', 20, { sets: ['AkK', 'A:='] }, [
   {
     anchor: 'A',
     re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])/g,
@@ -284,7 +299,7 @@ const awsAccessKey = regexFinder('aws-access-key', 20, 'A:=', [
   },
 ]);
 
-const azureStorageKey = regexFinder('azure-storage-key', 31, '=', [
+const azureStorageKey = regexFinder('azure-storage-key', 31, { sets: ['='] }, [
   {
     quick: anyLiteralProbe(['AccountKey=', 'SharedAccessKey=']),
     re: /(?:AccountKey|SharedAccessKey)=(?<v>[A-Za-z0-9+/]{20,}={0,2})/g,
@@ -296,7 +311,8 @@ const azureStorageKey = regexFinder('azure-storage-key', 31, '=', [
   },
 ]);
 
-const azureSasToken = regexFinder('azure-sas-token', 14, '=', [
+// sig=, in a string that has a [?&;]sv=-like parameter (the quick test requires one).
+const azureSasToken = regexFinder('azure-sas-token', 14, { sets: ['=', 'g', '?&;'] }, [
   {
     quick: (s) => sigProbe(s) && /[?&;](?:sv|se|sp|sr|spr|st|srt|ss)=/.test(s),
     anchor: 'sig=',
@@ -304,7 +320,8 @@ const azureSasToken = regexFinder('azure-sas-token', 14, '=', [
   },
 ]);
 
-const githubToken = regexFinder('github-token', 33, '_', [
+// gh?_ or github_pat_.
+const githubToken = regexFinder('github-token', 33, { sets: ['_', 'g', 'h'] }, [
   {
     quick: anyLiteralProbe(['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_']),
     anchor: 'g',
@@ -312,8 +329,8 @@ const githubToken = regexFinder('github-token', 33, '_', [
   },
 ]);
 
-// xox?- has its dash; a webhook URL its slashes.
-const slackToken = regexFinder('slack-token', 15, '-/', [
+// xox?- has its x and dash; a webhook URL (hooks.slack.com/) its k and slash.
+const slackToken = regexFinder('slack-token', 15, { sets: ['-/', 'xk'] }, [
   {
     anchor: 'xox',
     re: /(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}/g,
@@ -327,8 +344,9 @@ const slackToken = regexFinder('slack-token', 15, '-/', [
 
 const passwordKeyword =
   '(?:[Pp]ass(?:word|wd|phrase)|PASS(?:WORD|WD|PHRASE)|[Pp]wd|PWD|[Ss]ecret|SECRET|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY)';
-// A keyword assignment has its `:` or `=`, URL credentials their `://`.
-const passwordAssignment = regexFinder('password-assignment', 5, ':=', [
+// A keyword assignment has its `:` or `=` and a keyword: word/wd/WORD/WD/pwd/PWD hold w or W,
+// phrase/PHRASE h or H, secret/SECRET c or C, key/Key/KEY k or K. URL credentials: `:` and `/`.
+const passwordAssignment = regexFinder('password-assignment', 5, { sets: [':=', 'wWhHcCkK/'] }, [
   {
     quick: passwordKeywordProbe,
     re: new RegExp(

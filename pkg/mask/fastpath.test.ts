@@ -9,7 +9,7 @@ import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid } from './check
 import { detectorNames, detectors, type Span } from './detectors.js';
 import { createMasker, needsClass } from './masker.js';
 import { compilePattern } from './patterns.js';
-import { anyLiteralProbe, foldedLiteralProbe, literalFinder, literalProbe, rarestChar } from './probe.js';
+import { anyLiteralProbe, foldedLiteralProbe, literalFinder, literalProbe, rarestChars } from './probe.js';
 import { positives, secretOf } from './samples.js';
 
 /** mulberry32: the same strings on every run. */
@@ -302,28 +302,46 @@ describe('needs: the characters every finding contains', () => {
     compilePattern('host', '[a-z0-9-]+\\.corp\\.internal'),
   ];
 
-  it('every finder that finds something in a string finds it only where a needed character is', () => {
+  it('a string where a finder finds something holds a character of each of its sets and its digits', () => {
     const extra = ['ticket TCK-123456', 'db.corp.internal', 'x-y.corp.internal:80'];
     let checked = 0;
+    const wrong: string[] = [];
     for (const f of finders) {
       expect(f.needs).toBeDefined();
-      const needs = needsClass([f])!;
       for (const s of [...strings, ...extra]) {
         const spans: Span[] = [];
         if (s.length >= f.minLength) f.find(s, 0, spans);
-        if (spans.length > 0) {
-          checked++;
-          if (!needs.test(s)) expect({ finder: f.name, s }).toBe('a string without any needed character');
+        if (spans.length === 0) continue;
+        checked++;
+        for (const set of f.needs!)
+          if (![...set].some((c) => s.includes(c))) wrong.push(`${f.name} [${set}] ${s}`);
+        if (digitCount(s) < (f.minDigits ?? 0)) wrong.push(`${f.name} digits ${s}`);
+        // And the finding itself holds the digits.
+        for (const sp of spans) {
+          if (
+            sp.name === 'phone' ||
+            sp.name === 'credit-card' ||
+            sp.name === 'us-ssn' ||
+            sp.name === 'iban'
+          ) {
+            const whole = s.slice(Math.max(0, sp.start - 40), sp.end);
+            if (digitCount(whole) < (f.minDigits ?? 0)) wrong.push(`${f.name} span digits ${s}`);
+          }
         }
       }
     }
+    expect(wrong).toEqual([]);
     expect(checked).toBeGreaterThan(1000);
   });
 
-  it('every positive sample holds a character its detector needs', () => {
+  it('every positive sample holds a character of each set its detector needs, and its digits', () => {
     for (const [detector, samples] of Object.entries(positives)) {
-      const needs = needsClass([detectors.get(detector)!])!;
-      for (const s of samples) expect(needs.test(s)).toBe(true);
+      const finder = detectors.get(detector)!;
+      for (const s of samples) {
+        expect(needsClass([finder])!.test(s)).toBe(true);
+        for (const set of finder.needs!) expect([...set].some((c) => s.includes(c))).toBe(true);
+        expect(digitCount(s)).toBeGreaterThanOrEqual(finder.minDigits ?? 0);
+      }
     }
   });
 
@@ -516,8 +534,12 @@ describe('probes agree with String.prototype.includes / indexOf and /i', () => {
     expect(wrong).toEqual([]);
   });
 
-  it('rarestChar is a character of the literal', () => {
-    for (const lit of literals) expect(lit).toContain(rarestChar(lit));
+  it('rarestChars are distinct characters of the literal', () => {
+    for (const lit of literals) {
+      const chars = rarestChars(lit, 2);
+      expect(new Set(chars).size).toBe(Math.min(2, new Set(lit).size));
+      for (const c of chars) expect(lit).toContain(c);
+    }
   });
 });
 

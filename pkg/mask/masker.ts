@@ -52,15 +52,22 @@ interface Plan {
   needs: RegExp | undefined;
   /**
    * For strings up to `shortString` characters, one pass over the characters says which finders
-   * can match: ASCII code → bit set of the finders whose `needs` holds it (finder i is bit i).
+   * can match. Each distinct character set of the finders' `needs` is a bit (at most 31):
+   * `charBits` maps an ASCII code to the bits of the sets holding it.
    */
-  finderBits: Int32Array;
-  /** Bits of the finders any non-ASCII character may serve (those whose needs has one). */
+  charBits: Int32Array;
+  /** Bits of the sets holding a non-ASCII character (any non-ASCII character may serve them). */
   nonAsciiBits: number;
-  /** Bits of the finders that must always run (no `needs`) and of finders past the 31st. */
-  alwaysBits: number;
-  /** `bit`: the finder's bit in `finderBits` (bit 31 for the 32nd finder and later). */
-  finders: Array<{ finder: Finder; owner: number; bit: number }>;
+  /**
+   * The bits of each finder's first set: a short string with none of these serves no finder and
+   * is returned at once. Undefined when some finder always runs.
+   */
+  firstBits: number | undefined;
+  /**
+   * `req`: the bits of the finder's sets (0: it always runs); `minDigits`: digits a finding has.
+   * A finder runs on a short string when it holds a character of each set and enough digits.
+   */
+  finders: Array<{ finder: Finder; owner: number; req: number; minDigits: number }>;
   keyOwner: number;
   fields: Array<{ path: CompiledPath; owner: number }>;
   /** `$..name` fields, applied during the walk (one traversal instead of two): name → owner. */
@@ -268,9 +275,9 @@ export function createMasker(
       minKeyLength: Number.POSITIVE_INFINITY,
       keys: new Map(),
       needs: undefined,
-      finderBits: new Int32Array(128),
+      charBits: new Int32Array(128),
       nonAsciiBits: 0,
-      alwaysBits: 0,
+      firstBits: undefined,
       finders: [],
       keyOwner: -1,
       fields: [],
@@ -283,8 +290,7 @@ export function createMasker(
         // Two policies enabling `email` run it once; the first owns the replacement.
         if (seen.has(finder)) continue;
         seen.add(finder);
-        const n = plan.finders.length;
-        plan.finders.push({ finder, owner: i, bit: 1 << Math.min(n, 31) });
+        plan.finders.push({ finder, owner: i, req: 0, minDigits: 0 });
         plan.minKeyLength = Math.min(plan.minKeyLength, finder.minLength);
       }
       if (rule.sensitiveKeys && plan.keyOwner === -1) plan.keyOwner = i;
@@ -297,17 +303,34 @@ export function createMasker(
         }
       }
     }
-    plan.needs = exhaustive ? undefined : needsClass(plan.finders.map((f) => f.finder));
-    for (const { finder, bit } of plan.finders) {
-      if (exhaustive || bit === 1 << 31 || finder.needs === undefined || finder.needs.length === 0) {
-        plan.alwaysBits |= bit;
-        continue;
+    if (!exhaustive) {
+      plan.needs = needsClass(plan.finders.map((f) => f.finder));
+      const setBits = new Map<string, number>();
+      // Bit 31 of a digit's entry counts digits (no set uses it).
+      for (let c = 48; c <= 57; c++) plan.charBits[c]! |= 1 << 31;
+      let firstBits: number | undefined = 0;
+      for (const f of plan.finders) {
+        f.minDigits = f.finder.minDigits ?? 0;
+        for (const set of f.finder.needs ?? []) {
+          let bit = setBits.get(set);
+          if (bit === undefined && setBits.size < 31 && set.length > 0) {
+            bit = 1 << setBits.size;
+            setBits.set(set, bit);
+            for (let j = 0; j < set.length; j++) {
+              const code = set.charCodeAt(j);
+              if (code >= 128) plan.nonAsciiBits |= bit;
+              else plan.charBits[code]! |= bit;
+            }
+          }
+          // Past 31 sets, the finder is chosen by the sets it has bits for (fewer conditions).
+          if (bit !== undefined) {
+            if (f.req === 0 && firstBits !== undefined) firstBits |= bit;
+            f.req |= bit;
+          }
+        }
+        if (f.req === 0) firstBits = undefined;
       }
-      for (const c of finder.needs) {
-        const code = c.charCodeAt(0);
-        if (code >= 128) plan.nonAsciiBits |= bit;
-        else plan.finderBits[code]! |= bit;
-      }
+      plan.firstBits = firstBits;
     }
     if (plans.size < 1024) plans.set(key, plan);
     if (unscoped) single = plan;
@@ -362,25 +385,31 @@ export function createMasker(
     if (w.produced?.has(s)) return s;
     const plan = w.plan;
     const len = s.length;
-    // Which finders can match: those with a character they need in the string (all of them for
-    // long strings that hold any needed character).
-    let run = -1;
+    // Which finders can match: those whose every needed set has a character in the string and
+    // that have their digits (for long strings, all of them if any needed character is there).
+    let present = -1;
+    let digits = len;
     if (len <= shortString) {
-      const bits = plan.finderBits;
+      const bits = plan.charBits;
       const nonAscii = plan.nonAsciiBits;
-      run = plan.alwaysBits;
+      present = 0;
+      digits = 0;
       for (let i = 0; i < len; i++) {
         const c = s.charCodeAt(i);
-        run |= c < 128 ? bits[c]! : nonAscii;
+        const b = c < 128 ? bits[c]! : nonAscii;
+        present |= b;
+        digits += b >>> 31;
       }
-      if (run === 0) return s;
+      if (plan.firstBits !== undefined && (present & plan.firstBits) === 0) return s;
     } else if (plan.needs !== undefined && !plan.needs.test(s)) return s;
     const spans = w.spans;
     spans.length = 0;
     const finders = plan.finders;
     for (let i = 0; i < finders.length; i++) {
       const f = finders[i]!;
-      if ((run & f.bit) !== 0 && len >= f.finder.minLength) f.finder.find(s, f.owner, spans);
+      if ((present & f.req) === f.req && digits >= f.minDigits && len >= f.finder.minLength) {
+        f.finder.find(s, f.owner, spans);
+      }
     }
     if (spans.length === 0) return s;
     if (spans.length > 1) spans.sort((a, b) => a.start - b.start || b.end - a.end);
@@ -556,17 +585,21 @@ export function createMasker(
 }
 
 /**
- * One character class of the union of the finders' `needs`, or undefined when a finder has none
- * (then every string is scanned).
+ * One character class of the union of each finder's first `needs` set, or undefined when a finder
+ * has none (then every long string is scanned): a string holding none of these serves no finder.
  */
 export function needsClass(finders: ReadonlyArray<Pick<Finder, 'needs'>>): RegExp | undefined {
   let chars = '';
   for (const f of finders) {
-    if (f.needs === undefined || f.needs.length === 0) return undefined;
-    for (const c of f.needs) if (!chars.includes(c)) chars += c;
+    const first = f.needs?.[0];
+    if (first === undefined || first.length === 0) return undefined;
+    for (const c of first) if (!chars.includes(c)) chars += c;
   }
   if (chars.length === 0) return undefined;
-  const escaped = [...chars].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+  const escaped = [...chars]
+    .map((c) => c.charCodeAt(0))
+    .map((code) => `\\u${code.toString(16).padStart(4, '0')}`)
+    .join('');
   return new RegExp(`[${escaped}]`);
 }
 

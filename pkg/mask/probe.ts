@@ -78,10 +78,12 @@ function anchorIndex(literal: string, fold = false): number {
   return k;
 }
 
-/** The rarest character of a literal (by a typical frequency in JSON and prose). */
-export function rarestChar(literal: string): string {
-  if (literal.length === 0) throw new Error('rarestChar: empty literal');
-  return literal[anchorIndex(literal)]!;
+/** The `n` rarest distinct characters of a literal (by a typical frequency in JSON and prose), rarest first. */
+export function rarestChars(literal: string, n: number): string[] {
+  if (literal.length === 0) throw new Error('rarestChars: empty literal');
+  const distinct = [...new Set(literal.split(''))];
+  distinct.sort((a, b) => (frequency.get(a) ?? 0) - (frequency.get(b) ?? 0));
+  return distinct.slice(0, n);
 }
 
 /**
