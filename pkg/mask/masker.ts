@@ -235,6 +235,29 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Digits counted by the last `charPass`. */
+let passDigits = 0;
+
+/**
+ * One pass over a short string: the OR of its characters' set bits (`bits` for ASCII, `nonAscii`
+ * for the rest); the number of digits (bit 31 of a digit's entry) is left in `passDigits`.
+ */
+function charPass(s: string, bits: Int32Array, nonAscii: number): number {
+  let present = 0;
+  let digits = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const b = c < 128 ? bits[c]! : nonAscii;
+    present |= b;
+    digits += b >>> 31;
+  }
+  passDigits = digits;
+  return present;
+}
+
+/** The members of a JSON-RPC message that carry what a server sent. */
+const payloadKeys = ['result', 'params', 'error'] as const;
+
 function isJsonRpc(v: unknown): v is Record<string, unknown> {
   return isObject(v) && v['jsonrpc'] === '2.0';
 }
@@ -390,16 +413,8 @@ export function createMasker(
     let present = -1;
     let digits = len;
     if (len <= shortString) {
-      const bits = plan.charBits;
-      const nonAscii = plan.nonAsciiBits;
-      present = 0;
-      digits = 0;
-      for (let i = 0; i < len; i++) {
-        const c = s.charCodeAt(i);
-        const b = c < 128 ? bits[c]! : nonAscii;
-        present |= b;
-        digits += b >>> 31;
-      }
+      present = charPass(s, plan.charBits, plan.nonAsciiBits);
+      digits = passDigits;
       if (plan.firstBits !== undefined && (present & plan.firstBits) === 0) return s;
     } else if (plan.needs !== undefined && !plan.needs.test(s)) return s;
     const spans = w.spans;
@@ -549,6 +564,22 @@ export function createMasker(
     return out;
   }
 
+  /** One JSON-RPC message (or a bare payload): its result, params and error are masked. */
+  function maskOne(w: Walk, m: unknown): unknown {
+    if (!isJsonRpc(m)) return maskPayload(w, m);
+    let copy: Record<string, unknown> | undefined;
+    for (let k = 0; k < payloadKeys.length; k++) {
+      const key = payloadKeys[k]!;
+      if (!Object.hasOwn(m, key)) continue;
+      const next = maskPayload(w, m[key]);
+      if (next !== m[key]) {
+        copy ??= { ...m };
+        copy[key] = next;
+      }
+    }
+    return copy ?? m;
+  }
+
   function maskMessage<T>(message: T, scope: MaskScope): MaskResult<T> {
     if (empty) return { value: message, hits: noHits };
     const plan = planFor(scope);
@@ -561,23 +592,10 @@ export function createMasker(
       skip: undefined,
       spans: [],
     };
-    const one = (m: unknown): unknown => {
-      if (!isJsonRpc(m)) return maskPayload(w, m);
-      let copy: Record<string, unknown> | undefined;
-      for (const key of ['result', 'params', 'error'] as const) {
-        if (!Object.hasOwn(m, key)) continue;
-        const next = maskPayload(w, m[key]);
-        if (next !== m[key]) {
-          copy ??= { ...m };
-          copy[key] = next;
-        }
-      }
-      return copy ?? m;
-    };
     const value =
       Array.isArray(message) && message.length > 0 && message.every(isJsonRpc)
-        ? mapArray(message, one)
-        : one(message);
+        ? mapArray(message, (m) => maskOne(w, m))
+        : maskOne(w, message);
     return { value: value as T, hits: w.hits ?? noHits };
   }
 
