@@ -1,9 +1,11 @@
+import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { TSchema } from '@sinclair/typebox';
-import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import addFormatsModule from 'ajv-formats';
-import { compileRe2, compileSelfRule, compileWhen, re2Error } from './cel.js';
+import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
+import { compileRe2, compileWhen, re2Error } from './cel.js';
 import { durationError, parseDuration } from './duration.js';
 import { globError } from './glob.js';
+import { celValidations, type KeywordFn, listMapKeys } from './keywords.js';
 import { methodClass } from './methods.js';
 import {
   type CelRule,
@@ -12,12 +14,18 @@ import {
   MCPPolicySchema,
   type PolicyDocument,
 } from './schema.js';
+import * as precompiled from './validator.generated.js';
 
 /**
  * Validation of `MCPPolicy` documents: the schema (ajv, every error at once, including the CEL
  * `x-kubernetes-validations` rules and list-map key uniqueness the API server checks), then what
  * no schema can say: CEL `when` compiles and type-checks, RE2 patterns compile, globs, durations,
  * issuer URLs and JSON paths are valid.
+ *
+ * The schema validators are precompiled (validator.generated.ts, ajv standalone code): compiling
+ * the MCPPolicy schema with ajv at start-up cost every gateway and sidecar ~6 MiB of resident
+ * memory and ~0.3 s. When the schema no longer matches the precompiled code (its hash differs),
+ * ajv compiles it at run time instead: the same validation, only slower and larger.
  *
  * @example
  * validatePolicy(doc); // [{ path: 'spec.rules[1].match.when', message: 'CEL does not parse: ...' }]
@@ -28,109 +36,92 @@ export interface ValidationIssue {
   message: string;
 }
 
-// ajv-formats is CommonJS with a default export.
-const addFormats = addFormatsModule as unknown as (ajv: Ajv, formats?: string[]) => Ajv;
+const require = createRequire(import.meta.url);
 
-interface CxtLike {
-  instancePath: string;
+/** Which factory and schema value made each keyword function: the precompiled code rebuilds it. */
+const keywordOrigins = new WeakMap<
+  KeywordFn,
+  { factory: 'listMapKeys' | 'celValidations'; schema: unknown }
+>();
+
+/** What the keyword functions of a compiled schema were made from (for validator.generated.ts). */
+export function keywordOrigin(
+  fn: unknown,
+): { factory: 'listMapKeys' | 'celValidations'; schema: unknown } | undefined {
+  return typeof fn === 'function' ? keywordOrigins.get(fn as KeywordFn) : undefined;
 }
-type KeywordFn = ((data: unknown, cxt?: CxtLike) => boolean) & { errors?: Partial<ErrorObject>[] };
 
-/** An ajv instance that understands the x-kubernetes-* keywords (CEL rules through cel-js). */
-export function createAjv(): Ajv {
-  const ajv = new Ajv({
+/**
+ * An ajv instance that understands the x-kubernetes-* keywords (CEL rules through cel-js). ajv
+ * and ajv-formats are CommonJS, loaded on first use: the precompiled validators need neither.
+ * `source: true` keeps the generated code (for ajv's standalone code).
+ */
+export function createAjv(options: { source?: boolean } = {}): Ajv {
+  const { Ajv: AjvClass } = require('ajv') as typeof import('ajv');
+  const addFormats = require('ajv-formats') as (ajv: Ajv, formats?: string[]) => Ajv;
+  const ajv = new AjvClass({
     allErrors: true,
     verbose: true,
     strict: true,
     strictTypes: false,
     useDefaults: false,
+    ...(options.source ? { code: { source: true, esm: true } } : {}),
   });
   addFormats(ajv, ['date-time', 'int64']);
   ajv.addKeyword({ keyword: 'x-kubernetes-preserve-unknown-fields', schemaType: 'boolean' });
   ajv.addKeyword({ keyword: 'x-kubernetes-list-type', schemaType: 'string' });
   ajv.addKeyword({ keyword: 'x-kubernetes-int-or-string', schemaType: 'boolean' });
-  // List-map keys must be unique, exactly as the API server enforces for x-kubernetes-list-type: map.
   ajv.addKeyword({
     keyword: 'x-kubernetes-list-map-keys',
     schemaType: 'array',
     errors: true,
     compile(keys: string[]) {
-      const fn: KeywordFn = (data, cxt) => {
-        fn.errors = [];
-        if (!Array.isArray(data)) return true;
-        const seen = new Map<string, number>();
-        data.forEach((item, i) => {
-          if (typeof item !== 'object' || item === null) return;
-          const values = keys.map((k) => (item as Record<string, unknown>)[k]);
-          if (values.some((v) => v === undefined)) return;
-          const key = JSON.stringify(values);
-          const first = seen.get(key);
-          if (first === undefined) seen.set(key, i);
-          else {
-            fn.errors!.push({
-              instancePath: `${cxt?.instancePath ?? ''}/${i}/${keys[0]}`,
-              keyword: 'x-kubernetes-list-map-keys',
-              message: `duplicate ${keys.join('+')} ${values.map((v) => JSON.stringify(v)).join('+')}: already used by item [${first}]; must be unique`,
-              params: {},
-            });
-          }
-        });
-        return fn.errors.length === 0;
-      };
+      const fn = listMapKeys(keys);
+      keywordOrigins.set(fn, { factory: 'listMapKeys', schema: keys });
       return fn;
     },
   });
-  // The CEL rules the API server evaluates, evaluated here by cel-js. Transition rules (oldSelf)
-  // only make sense on updates in the API server and are skipped.
   ajv.addKeyword({
     keyword: 'x-kubernetes-validations',
     schemaType: 'array',
     errors: true,
     compile(rules: CelRule[]) {
-      const programs = rules
-        .filter((r) => !/\boldSelf\b/.test(r.rule))
-        .map((r) => {
-          const { program, issues } = compileSelfRule(r.rule);
-          if (program === undefined)
-            throw new Error(`schema CEL rule ${r.rule} does not compile: ${issues.join('; ')}`);
-          return { rule: r, program };
-        });
-      const fn: KeywordFn = (data, cxt) => {
-        fn.errors = [];
-        if (typeof data !== 'object' || data === null) return true;
-        for (const { rule, program } of programs) {
-          let ok: unknown;
-          try {
-            ok = program.evaluate({ self: data });
-          } catch {
-            ok = false; // the API server refuses an object whose rule cannot be evaluated; so do we
-          }
-          if (ok !== true) {
-            const field = (rule.fieldPath ?? '').replace(/^\./, '/').replaceAll('.', '/');
-            fn.errors.push({
-              instancePath: `${cxt?.instancePath ?? ''}${field}`,
-              keyword: 'x-kubernetes-validations',
-              message: rule.message,
-              params: { rule: rule.rule },
-            });
-          }
-        }
-        return fn.errors.length === 0;
-      };
+      const fn = celValidations(rules);
+      keywordOrigins.set(fn, { factory: 'celValidations', schema: rules });
       return fn;
     },
   });
   return ajv;
 }
 
+/** Identifies the schemas the precompiled validators were generated from. */
+export function schemaHash(): string {
+  return createHash('sha256')
+    .update(JSON.stringify([MCPPolicySchema, MCPApprovalSchema]))
+    .digest('hex')
+    .slice(0, 32);
+}
+
 let ajvInstance: Ajv | undefined;
+let precompiledFresh: boolean | undefined;
 const validators = new Map<TSchema, ValidateFunction>();
 
 function validatorFor(schema: TSchema): ValidateFunction {
   let v = validators.get(schema);
   if (v === undefined) {
-    ajvInstance ??= createAjv();
-    v = ajvInstance.compile(schema);
+    precompiledFresh ??= precompiled.schemaHash === schemaHash();
+    const ready = !precompiledFresh
+      ? undefined
+      : schema === MCPPolicySchema
+        ? precompiled.policy
+        : schema === MCPApprovalSchema
+          ? precompiled.approval
+          : undefined;
+    if (ready !== undefined) v = ready as unknown as ValidateFunction;
+    else {
+      ajvInstance ??= createAjv();
+      v = ajvInstance.compile(schema);
+    }
     validators.set(schema, v);
   }
   return v;

@@ -1,0 +1,58 @@
+import { createRequire } from 'node:module';
+import type { Ajv } from 'ajv';
+import { MCPApprovalSchema, MCPPolicySchema } from './schema.js';
+import { createAjv, keywordOrigin, schemaHash } from './validate.js';
+
+/**
+ * The source of validator.generated.ts: ajv's standalone code for the MCPPolicy and MCPApproval
+ * schemas, compiled with the same ajv options and keywords as validate.ts's run-time ajv. The
+ * compile-style x-kubernetes-* keyword functions are rebuilt by the same factories (keywords.ts)
+ * from their schema values. A unit test regenerates it and fails when the committed file is stale
+ * (`UPDATE_GOLDEN=1` rewrites it).
+ */
+const require_ = createRequire(import.meta.url);
+
+export function validatorSource(): string {
+  const ajv: Ajv = createAjv({ source: true });
+  ajv.addSchema(MCPPolicySchema, 'policy');
+  ajv.addSchema(MCPApprovalSchema, 'approval');
+  ajv.getSchema('policy');
+  ajv.getSchema('approval');
+  const codegen = require_('ajv') as typeof import('ajv');
+  // ajv keeps a keyword function as a scope value without code; give each one the factory call
+  // that rebuilds it (ajv's ValueScope internals: pinned ajv 8, checked by the staleness test).
+  const scope = ajv.scope as unknown as {
+    _values: Record<string, Map<unknown, { value?: { ref: unknown; code?: unknown } }> | undefined>;
+  };
+  for (const name of scope._values['keyword']?.values() ?? []) {
+    const origin = keywordOrigin(name.value?.ref);
+    if (origin === undefined || name.value === undefined)
+      throw new Error('a schema keyword of unknown origin');
+    name.value.code =
+      origin.factory === 'listMapKeys'
+        ? codegen._`keywords.listMapKeys(${codegen.stringify(origin.schema)})`
+        : codegen._`keywords.celValidations(${codegen.stringify(origin.schema)})`;
+  }
+  const standaloneCode = require_('ajv/dist/standalone') as (
+    ajv: Ajv,
+    refs: Record<string, string>,
+  ) => string;
+  const code = standaloneCode(ajv, { policy: 'policy', approval: 'approval' });
+  return [
+    '// biome-ignore-all format: generated',
+    '// biome-ignore-all lint: generated',
+    '// biome-ignore-all assist: generated',
+    '// @ts-nocheck',
+    '// Generated from pkg/policy/schema.ts by pkg/policy/gen-validator.ts (ajv standalone code):',
+    '// do not edit. `UPDATE_GOLDEN=1 jest pkg/policy/validator.generated` rewrites it.',
+    "import { createRequire } from 'node:module';",
+    "import * as keywords from './keywords.js';",
+    '',
+    'const require = createRequire(import.meta.url);',
+    '// ajv calls keyword functions with its instance as `this` (ours do not use it).',
+    'const self = undefined;',
+    `export const schemaHash = ${JSON.stringify(schemaHash())};`,
+    code.replace(/^"use strict";/, ''),
+    '',
+  ].join('\n');
+}
