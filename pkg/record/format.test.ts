@@ -1,4 +1,4 @@
-import { GENESIS, sealLine, sealLineHashed, sealValid, sha256Hex } from './format.js';
+import { GENESIS, sealLine, sealLineHashed, sealOpenBytes, sealValid, sha256Hex } from './format.js';
 
 describe('line sealing', () => {
   const obj = {
@@ -24,7 +24,14 @@ describe('line sealing', () => {
       expect(sealValid(sealed.line)).toBe(true);
       const { message, ...rest } = o;
       expect(sealLineHashed(rest, JSON.stringify(message))).toEqual(sealed);
+      const asBytes = sealOpenBytes(sealed.line.slice(0, sealed.line.lastIndexOf(',"sha":"')));
+      expect(asBytes.bytes.toString('utf8')).toBe(`${sealed.line}\n`);
+      expect(asBytes.hash).toBe(sealed.hash);
     }
+    const huge = JSON.stringify({ seq: 1, text: `ü${'z'.repeat(70_000)}\u2028"` }).slice(0, -1);
+    const bytes = sealOpenBytes(huge);
+    expect(bytes.bytes.toString('utf8')).toBe(`${sealLine(JSON.parse(`${huge}}`))}\n`);
+    expect(bytes.hash).toBe(sha256Hex(bytes.bytes.toString('utf8').slice(0, -1)));
   });
 
   it('a seal holds for the untouched line and breaks on any change, even payloads that mimic it', () => {

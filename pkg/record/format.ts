@@ -46,6 +46,28 @@ export function sealLineHashed(
   return sealOpen(message === undefined ? body.slice(0, -1) : `${body.slice(0, -1)},"message":${message}`);
 }
 
+/**
+ * `sealOpen` straight to bytes: the sealed line and its newline in one Buffer, and the line's
+ * hash. The text is encoded to UTF-8 once and hashed from those bytes; a recording line never
+ * lives on as a JS string (large lines kept as strings until the next flush were copied by every
+ * young-generation GC and then promoted).
+ */
+export function sealOpenBytes(open: string): { bytes: Buffer; hash: string } {
+  if (open.length <= ONE_SHOT_MAX) {
+    const { line, hash: h } = sealOpen(open);
+    return { bytes: Buffer.from(`${line}\n`), hash: h };
+  }
+  const size = Buffer.byteLength(open);
+  const bytes = Buffer.allocUnsafe(size + SHA_SUFFIX_LEN + 1);
+  bytes.write(open, 0, size, 'utf8');
+  const bodyHash = createHash('sha256').update(bytes.subarray(0, size));
+  const lineHash = bodyHash.copy();
+  const tail = `,"sha":"${bodyHash.digest('hex')}"}`;
+  bytes.write(tail, size, 'latin1');
+  bytes[size + SHA_SUFFIX_LEN] = 10;
+  return { bytes, hash: lineHash.update(tail).digest('hex') };
+}
+
 /** Seal a line given without its closing brace (`{"seq":1,...`): adds the seal and closes it. */
 export function sealOpen(open: string): { line: string; hash: string } {
   if (open.length <= ONE_SHOT_MAX) {

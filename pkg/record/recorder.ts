@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { errorMessage, WardenError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
-import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sealOpen, sha256Hex, TERMINAL } from './format.js';
+import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sealOpenBytes, sha256Hex, TERMINAL } from './format.js';
 import type {
   OpenOptions,
   RecordEvent,
@@ -62,8 +62,20 @@ export interface FileRecorder extends Recorder {
  * @example
  * statelessRecordingKey('tid/oid', new Date('2026-11-30T04:41:00Z')); // 'stateless:tid/oid:2026-11-30T04'
  */
-export function statelessRecordingKey(principal: string, at: Date = new Date()): string {
-  return `stateless:${principal}:${at.toISOString().slice(0, 13)}`;
+export function statelessRecordingKey(principal: string, at?: Date): string {
+  return `stateless:${principal}:${at === undefined ? currentHour() : at.toISOString().slice(0, 13)}`;
+}
+
+let hourNumber = -1;
+let hourText = '';
+/** The current UTC hour as `YYYY-MM-DDTHH` (asked per relayed stateless message: formatted once an hour). */
+function currentHour(): string {
+  const hour = Math.floor(Date.now() / 3_600_000);
+  if (hour !== hourNumber) {
+    hourNumber = hour;
+    hourText = new Date(hour * 3_600_000).toISOString().slice(0, 13);
+  }
+  return hourText;
 }
 
 function fileNameFor(session: string, start: Date): string {
@@ -119,9 +131,8 @@ function isoNow(): string {
 
 class SessionWriter implements SessionRecorder {
   private seq = 0;
-  private lastLine = '';
   private lastHash = GENESIS;
-  private pending: string[] = [];
+  private pending: Buffer[] = [];
   private pendingBytes = 0;
   private writing: Promise<void> | undefined;
   /** Bytes a failed write left behind: written first on the next flush. */
@@ -180,20 +191,19 @@ class SessionWriter implements SessionRecorder {
     let open = `{"seq":${this.seq + 1},"prev":"${this.lastHash}","ts":"${isoNow()}","session":${this.sessionJson}`;
     if (rest.length > 2) open += `,${rest.slice(1, -1)}`;
     if (message !== undefined) open += `,"message":${message}`;
-    const { line, hash } = sealOpen(open);
+    const { bytes, hash } = sealOpenBytes(open);
     this.seq++;
-    this.lastLine = line;
     this.lastHash = hash;
     if (this.stream !== undefined) {
       try {
-        this.stream.write(`${line}\n`);
+        this.stream.write(bytes);
       } catch (err) {
         this.owner.error(`cannot write recording to stdout: ${errorMessage(err)}`);
       }
     }
     if (this.path !== undefined) {
-      this.pending.push(`${line}\n`);
-      this.pendingBytes += line.length + 1;
+      this.pending.push(bytes);
+      this.pendingBytes += bytes.length;
       if (this.pendingBytes >= 256 * 1024) void this.flush();
     }
   }
@@ -265,7 +275,7 @@ class SessionWriter implements SessionRecorder {
     }
     if ((this.pending.length === 0 && this.unwritten === undefined) || this.handle === undefined)
       return Promise.resolve();
-    const fresh = Buffer.from(this.pending.join(''));
+    const fresh = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending);
     const lines = this.pending.length;
     let buf = this.unwritten === undefined ? fresh : Buffer.concat([this.unwritten, fresh]);
     this.pending = [];
@@ -329,7 +339,7 @@ class SessionWriter implements SessionRecorder {
         messages: this.counts.messages,
         denied: this.counts.denied,
         location: this.path ?? 'stdout',
-        sha256: sha256Hex(this.lastLine),
+        sha256: this.lastHash,
       };
     } catch (err) {
       this.closed = true;
