@@ -31,6 +31,11 @@ export interface Finder {
    * each set, and returns a string that serves no finder at once (`"closed"`, plain words).
    */
   readonly needs?: readonly string[];
+  /**
+   * Two-character sequences every finding contains one of (`gh` for a GitHub token), or
+   * undefined. A condition like `needs`, read in the same pass over a short string.
+   */
+  readonly needsPairs?: readonly string[];
   /** Every finding holds at least this many ASCII digits (a card 13, an SSN 9). */
   readonly minDigits?: number;
   find(s: string, owner: number, out: Span[]): void;
@@ -71,7 +76,7 @@ function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number
 function regexFinder(
   name: string,
   minLength: number,
-  needs: { sets: readonly string[]; minDigits?: number },
+  needs: { sets: readonly string[]; pairs?: readonly string[]; minDigits?: number },
   parts: RegexPart[],
 ): Finder {
   const compiled: CompiledPart[] = parts.map((part) => {
@@ -87,6 +92,7 @@ function regexFinder(
     name,
     minLength,
     needs: needs.sets,
+    needsPairs: needs.pairs,
     minDigits: needs.minDigits ?? 0,
     find(s, owner, out) {
       for (let p = 0; p < compiled.length; p++) {
@@ -251,7 +257,7 @@ const usSsn = regexFinder('us-ssn', 9, { sets: [digits], minDigits: 9 }, [
 ]);
 
 // eyJ, then two dots.
-const jwt = regexFinder('jwt', 17, { sets: ['J', '.'] }, [
+const jwt = regexFinder('jwt', 17, { sets: ['J', '.'], pairs: ['yJ'] }, [
   {
     anchor: 'eyJ',
     re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*/g,
@@ -288,18 +294,28 @@ const privateKey: Finder = {
 };
 
 // AKIA… starts with A; a secret access key assignment has `key` (any case) and its `:` or `=`.
-const awsAccessKey = regexFinder('aws-access-key', 20, { sets: ['AkK', 'A:='] }, [
+// Pairs: the first two characters of each AKIA-like prefix; `ke` in any case.
+const awsAccessKey = regexFinder(
+  'aws-access-key',
+  20,
   {
-    anchor: 'A',
-    re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])/g,
+    sets: ['AkK', 'A:='],
+    pairs: ['AK', 'AS', 'AB', 'AC', 'AG', 'AI', 'AN', 'AR', 'AP', 'A3', 'ke', 'kE', 'Ke', 'KE'],
   },
-  {
-    quick: (s) => foldedKey(s) && foldedSecret(s) && /secret_?access_?key/i.test(s),
-    re: /(?:aws_?)?secret_?access_?key["']?[ \t]*[:=][ \t]*["']?(?<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi,
-  },
-]);
+  [
+    {
+      anchor: 'A',
+      re: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA|ASCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])/g,
+    },
+    {
+      quick: (s) => foldedKey(s) && foldedSecret(s) && /secret_?access_?key/i.test(s),
+      re: /(?:aws_?)?secret_?access_?key["']?[ \t]*[:=][ \t]*["']?(?<v>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])/gi,
+    },
+  ],
+);
 
-const azureStorageKey = regexFinder('azure-storage-key', 31, { sets: ['='] }, [
+// (Account|SharedAccess)Key= or a bare key's ==.
+const azureStorageKey = regexFinder('azure-storage-key', 31, { sets: ['='], pairs: ['y=', '=='] }, [
   {
     quick: anyLiteralProbe(['AccountKey=', 'SharedAccessKey=']),
     re: /(?:AccountKey|SharedAccessKey)=(?<v>[A-Za-z0-9+/]{20,}={0,2})/g,
@@ -312,7 +328,7 @@ const azureStorageKey = regexFinder('azure-storage-key', 31, { sets: ['='] }, [
 ]);
 
 // sig=, in a string that has a [?&;]sv=-like parameter (the quick test requires one).
-const azureSasToken = regexFinder('azure-sas-token', 14, { sets: ['=', 'g', '?&;'] }, [
+const azureSasToken = regexFinder('azure-sas-token', 14, { sets: ['=', 'g', '?&;'], pairs: ['g='] }, [
   {
     quick: (s) => sigProbe(s) && /[?&;](?:sv|se|sp|sr|spr|st|srt|ss)=/.test(s),
     anchor: 'sig=',
@@ -321,7 +337,8 @@ const azureSasToken = regexFinder('azure-sas-token', 14, { sets: ['=', 'g', '?&;
 ]);
 
 // gh?_ or github_pat_.
-const githubToken = regexFinder('github-token', 33, { sets: ['_', 'g', 'h'] }, [
+// gh?_ holds gh, github_pat_ holds b_.
+const githubToken = regexFinder('github-token', 33, { sets: ['_', 'g', 'h'], pairs: ['gh', 'b_'] }, [
   {
     quick: anyLiteralProbe(['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_']),
     anchor: 'g',
@@ -330,7 +347,7 @@ const githubToken = regexFinder('github-token', 33, { sets: ['_', 'g', 'h'] }, [
 ]);
 
 // xox?- has its x and dash; a webhook URL (hooks.slack.com/) its k and slash.
-const slackToken = regexFinder('slack-token', 15, { sets: ['-/', 'xk'] }, [
+const slackToken = regexFinder('slack-token', 15, { sets: ['-/', 'xk'], pairs: ['xo', 'ho'] }, [
   {
     anchor: 'xox',
     re: /(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}/g,
@@ -346,21 +363,30 @@ const passwordKeyword =
   '(?:[Pp]ass(?:word|wd|phrase)|PASS(?:WORD|WD|PHRASE)|[Pp]wd|PWD|[Ss]ecret|SECRET|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY)';
 // A keyword assignment has its `:` or `=` and a keyword: word/wd/WORD/WD/pwd/PWD hold w or W,
 // phrase/PHRASE h or H, secret/SECRET c or C, key/Key/KEY k or K. URL credentials: `:` and `/`.
-const passwordAssignment = regexFinder('password-assignment', 5, { sets: [':=', 'wWhHcCkK/'] }, [
+// Pairs: wo/wd/ph, WO/WD/PH, cr/CR, ke/Ke/KE from the keywords; :/ from ://.
+const passwordAssignment = regexFinder(
+  'password-assignment',
+  5,
   {
-    quick: passwordKeywordProbe,
-    re: new RegExp(
-      `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?["']?[ \\t]*[:=][ \\t]*` +
-        `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
-      'g',
-    ),
+    sets: [':=', 'wWhHcCkK/'],
+    pairs: ['wo', 'wd', 'ph', 'WO', 'WD', 'PH', 'cr', 'CR', 'ke', 'Ke', 'KE', ':/'],
   },
-  {
-    // Credentials in a URL: postgres://app:s3cret@db:5432 (the match starts at `://`, so it stays linear).
-    anchor: '://',
-    re: /:\/\/[^/\s:@]{1,64}:(?<v>[^/\s@]{1,128})(?=@)/g,
-  },
-]);
+  [
+    {
+      quick: passwordKeywordProbe,
+      re: new RegExp(
+        `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?["']?[ \\t]*[:=][ \\t]*` +
+          `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
+        'g',
+      ),
+    },
+    {
+      // Credentials in a URL: postgres://app:s3cret@db:5432 (the match starts at `://`, so it stays linear).
+      anchor: '://',
+      re: /:\/\/[^/\s:@]{1,64}:(?<v>[^/\s@]{1,128})(?=@)/g,
+    },
+  ],
+);
 
 export const detectors: ReadonlyMap<string, Finder> = new Map(
   [

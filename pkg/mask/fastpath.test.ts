@@ -9,7 +9,14 @@ import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid } from './check
 import { detectorNames, detectors, type Span } from './detectors.js';
 import { createMasker, needsClass } from './masker.js';
 import { compilePattern } from './patterns.js';
-import { anyLiteralProbe, foldedLiteralProbe, literalFinder, literalProbe, rarestChars } from './probe.js';
+import {
+  anyLiteralProbe,
+  foldedLiteralProbe,
+  literalFinder,
+  literalProbe,
+  rarestChars,
+  rarestPair,
+} from './probe.js';
 import { positives, secretOf } from './samples.js';
 
 /** mulberry32: the same strings on every run. */
@@ -315,6 +322,8 @@ describe('needs: the characters every finding contains', () => {
         checked++;
         for (const set of f.needs!)
           if (![...set].some((c) => s.includes(c))) wrong.push(`${f.name} [${set}] ${s}`);
+        const pairs = f.needsPairs ?? [];
+        if (pairs.length > 0 && !pairs.some((p) => s.includes(p))) wrong.push(`${f.name} pairs ${s}`);
         if (digitCount(s) < (f.minDigits ?? 0)) wrong.push(`${f.name} digits ${s}`);
         // And the finding itself holds the digits.
         for (const sp of spans) {
@@ -340,6 +349,7 @@ describe('needs: the characters every finding contains', () => {
       for (const s of samples) {
         expect(needsClass([finder])!.test(s)).toBe(true);
         for (const set of finder.needs!) expect([...set].some((c) => s.includes(c))).toBe(true);
+        if (finder.needsPairs !== undefined) expect(finder.needsPairs.some((p) => s.includes(p))).toBe(true);
         expect(digitCount(s)).toBeGreaterThanOrEqual(finder.minDigits ?? 0);
       }
     }
@@ -534,6 +544,15 @@ describe('probes agree with String.prototype.includes / indexOf and /i', () => {
     expect(wrong).toEqual([]);
   });
 
+  it('rarestPair is a piece of the literal holding its rarest character', () => {
+    for (const lit of literals.filter((l) => l.length >= 2)) {
+      const pair = rarestPair(lit);
+      expect(pair).toHaveLength(2);
+      expect(lit).toContain(pair);
+      expect(pair).toContain(rarestChars(lit, 1)[0]);
+    }
+  });
+
   it('rarestChars are distinct characters of the literal', () => {
     for (const lit of literals) {
       const chars = rarestChars(lit, 2);
@@ -633,6 +652,13 @@ describe('choosing finders by the characters a string holds', () => {
 
   it('a pattern whose needed character is not ASCII still runs on strings holding it', () => {
     expect(fast.maskMessage({ t: 'x Über-123 y' }, scope).value.t).toBe('x [masked:uber] y');
+  });
+
+  it('a pattern whose rarest pair is not ASCII is still chosen (by its other conditions)', () => {
+    const m = createMasker([
+      { policy: 'p', rule: { name: 'r', patterns: [{ name: 'u', regex: 'xÜ-[0-9]' }] } as MaskingRule },
+    ]);
+    expect(m.maskMessage({ t: 'a xÜ-1 b' }, scope).value.t).toBe('a [masked:u] b');
   });
 
   it('more than 31 finders: the ones past the 31st always run', () => {

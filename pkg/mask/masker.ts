@@ -51,21 +51,13 @@ interface Plan {
    */
   needs: RegExp | undefined;
   /**
-   * For strings up to `shortString` characters, one pass over the characters says which finders
-   * can match. Each distinct character set of the finders' `needs` is a bit (at most 31):
-   * `charBits` maps an ASCII code to the bits of the sets holding it.
-   */
-  charBits: Int32Array;
-  /** Bits of the sets holding a non-ASCII character (any non-ASCII character may serve them). */
-  nonAsciiBits: number;
-  /**
-   * The bits of each finder's first set: a short string with none of these serves no finder and
-   * is returned at once. Undefined when some finder always runs.
+   * The bits of each finder's first condition (see `CharFilter`): a short string with none of
+   * them serves no finder and is returned at once. Undefined when some finder always runs.
    */
   firstBits: number | undefined;
   /**
-   * `req`: the bits of the finder's sets (0: it always runs); `minDigits`: digits a finding has.
-   * A finder runs on a short string when it holds a character of each set and enough digits.
+   * `req`: the condition bits of the finder (0: it always runs); `minDigits`: digits a finding
+   * has. A finder runs on a short string that meets all its conditions and has the digits.
    */
   finders: Array<{ finder: Finder; owner: number; req: number; minDigits: number }>;
   keyOwner: number;
@@ -235,20 +227,113 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Digits counted by the last `charPass`. */
+/**
+ * What one pass over a short string's characters tells: which of the finders' conditions it
+ * meets. A condition is a finder's `needsPairs` (one of these two-character sequences occurs) or
+ * one of its `needs` sets (one of these characters occurs); each distinct condition is one of 30
+ * bits. Past 30, a finder keeps the conditions that got bits (it is then chosen less finely).
+ */
+interface CharFilter {
+  /**
+   * UTF-16 code unit → bits of the sets holding it, plus `pairStart` if a pair begins with it and
+   * `digitBit` for a digit. Every non-ASCII unit has the bits of all sets holding any non-ASCII
+   * character. 65 536 entries, so the pass has no branch (256 KiB per masker).
+   */
+  charBits: Int32Array;
+  /**
+   * (first << 7 | second & 127) → bits of the pair conditions holding that pair (16 384 entries);
+   * undefined without any. A non-ASCII second unit is looked up by its low 7 bits, which can
+   * only report a pair that is not there (the finder then runs for nothing), never miss one.
+   */
+  pairBits: Int32Array | undefined;
+  /** Finder → its condition bits (absent or 0: it always runs). */
+  req: Map<Finder, number>;
+}
+
+const pairStart = 1 << 30;
+const digitBit = 1 << 31;
+const maxConditions = 30;
+
+function charFilter(finders: readonly Finder[]): CharFilter {
+  const ascii = new Int32Array(128);
+  let nonAscii = 0;
+  let pairBits: Int32Array | undefined;
+  const req = new Map<Finder, number>();
+  const bitOf = new Map<string, number>();
+  const assign = (key: string, register: (bit: number) => void): number => {
+    let bit = bitOf.get(key);
+    if (bit === undefined) {
+      if (bitOf.size >= maxConditions) return 0;
+      bit = 1 << bitOf.size;
+      bitOf.set(key, bit);
+      register(bit);
+    }
+    return bit;
+  };
+  for (const finder of finders) {
+    if (req.has(finder)) continue;
+    let bits = 0;
+    // Only pairs of two ASCII characters (the first not NUL) can be recognised; without them
+    // the pair condition is left out, which only chooses the finder less finely.
+    const pairs = finder.needsPairs;
+    if (pairs !== undefined && pairs.length > 0 && pairs.every((p) => /^[\x01-\x7f]{2}$/.test(p))) {
+      bits |= assign(`pairs:${[...pairs].sort().join(' ')}`, (bit) => {
+        pairBits ??= new Int32Array(128 * 128);
+        for (const p of pairs) {
+          const a = p.charCodeAt(0);
+          ascii[a]! |= pairStart;
+          pairBits[(a << 7) | p.charCodeAt(1)]! |= bit;
+        }
+      });
+    }
+    for (const set of finder.needs ?? []) {
+      if (set.length === 0) continue;
+      bits |= assign(`chars:${set}`, (bit) => {
+        for (let j = 0; j < set.length; j++) {
+          const code = set.charCodeAt(j);
+          if (code >= 128) nonAscii |= bit;
+          else ascii[code]! |= bit;
+        }
+      });
+    }
+    req.set(finder, bits);
+  }
+  for (let c = 48; c <= 57; c++) ascii[c]! |= digitBit;
+  const charBits = new Int32Array(65536).fill(nonAscii);
+  charBits.set(ascii);
+  return { charBits, pairBits, req };
+}
+
+/** Digits counted by the last `charPass` / `charPairPass`. */
 let passDigits = 0;
 
 /**
- * One pass over a short string: the OR of its characters' set bits (`bits` for ASCII, `nonAscii`
- * for the rest); the number of digits (bit 31 of a digit's entry) is left in `passDigits`.
+ * One pass over a short string: the OR of its characters' condition bits; the number of digits
+ * is left in `passDigits`.
  */
-function charPass(s: string, bits: Int32Array, nonAscii: number): number {
+function charPass(s: string, bits: Int32Array): number {
   let present = 0;
   let digits = 0;
   for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    const b = c < 128 ? bits[c]! : nonAscii;
+    const b = bits[s.charCodeAt(i)]!;
     present |= b;
+    digits += b >>> 31;
+  }
+  passDigits = digits;
+  return present;
+}
+
+/** `charPass`, also looking up each two-character pair after a character that begins one. */
+function charPairPass(s: string, bits: Int32Array, pairs: Int32Array): number {
+  let present = 0;
+  let digits = 0;
+  // (previous character << 7) when it begins a pair, else 0; branch-free.
+  let prev = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const b = bits[c]!;
+    present |= b | pairs[prev | (c & 127)]!;
+    prev = ((b >>> 30) & 1) * ((c & 127) << 7);
     digits += b >>> 31;
   }
   passDigits = digits;
@@ -280,6 +365,7 @@ export function createMasker(
   const hashKey = options.hashKey ?? randomBytes(32);
   const maxDepth = options.maxDepth ?? 256;
   const exhaustive = options.exhaustive === true;
+  const filter = charFilter(exhaustive ? [] : compiled.flatMap((r) => r.finders));
   const plans = new Map<string, Plan>();
   const empty = compiled.every((r) => r.finders.length === 0 && r.fields.length === 0 && !r.sensitiveKeys);
   // Without tool or resource scoping every call gets the same plan: no per-call work to find it.
@@ -298,8 +384,6 @@ export function createMasker(
       minKeyLength: Number.POSITIVE_INFINITY,
       keys: new Map(),
       needs: undefined,
-      charBits: new Int32Array(128),
-      nonAsciiBits: 0,
       firstBits: undefined,
       finders: [],
       keyOwner: -1,
@@ -313,7 +397,8 @@ export function createMasker(
         // Two policies enabling `email` run it once; the first owns the replacement.
         if (seen.has(finder)) continue;
         seen.add(finder);
-        plan.finders.push({ finder, owner: i, req: 0, minDigits: 0 });
+        const req = filter.req.get(finder) ?? 0;
+        plan.finders.push({ finder, owner: i, req, minDigits: finder.minDigits ?? 0 });
         plan.minKeyLength = Math.min(plan.minKeyLength, finder.minLength);
       }
       if (rule.sensitiveKeys && plan.keyOwner === -1) plan.keyOwner = i;
@@ -328,30 +413,11 @@ export function createMasker(
     }
     if (!exhaustive) {
       plan.needs = needsClass(plan.finders.map((f) => f.finder));
-      const setBits = new Map<string, number>();
-      // Bit 31 of a digit's entry counts digits (no set uses it).
-      for (let c = 48; c <= 57; c++) plan.charBits[c]! |= 1 << 31;
       let firstBits: number | undefined = 0;
       for (const f of plan.finders) {
-        f.minDigits = f.finder.minDigits ?? 0;
-        for (const set of f.finder.needs ?? []) {
-          let bit = setBits.get(set);
-          if (bit === undefined && setBits.size < 31 && set.length > 0) {
-            bit = 1 << setBits.size;
-            setBits.set(set, bit);
-            for (let j = 0; j < set.length; j++) {
-              const code = set.charCodeAt(j);
-              if (code >= 128) plan.nonAsciiBits |= bit;
-              else plan.charBits[code]! |= bit;
-            }
-          }
-          // Past 31 sets, the finder is chosen by the sets it has bits for (fewer conditions).
-          if (bit !== undefined) {
-            if (f.req === 0 && firstBits !== undefined) firstBits |= bit;
-            f.req |= bit;
-          }
-        }
         if (f.req === 0) firstBits = undefined;
+        // The lowest bit of a finder's conditions is its first one.
+        else if (firstBits !== undefined) firstBits |= f.req & -f.req;
       }
       plan.firstBits = firstBits;
     }
@@ -413,7 +479,10 @@ export function createMasker(
     let present = -1;
     let digits = len;
     if (len <= shortString) {
-      present = charPass(s, plan.charBits, plan.nonAsciiBits);
+      present =
+        filter.pairBits === undefined
+          ? charPass(s, filter.charBits)
+          : charPairPass(s, filter.charBits, filter.pairBits);
       digits = passDigits;
       if (plan.firstBits !== undefined && (present & plan.firstBits) === 0) return s;
     } else if (plan.needs !== undefined && !plan.needs.test(s)) return s;

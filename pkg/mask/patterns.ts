@@ -2,7 +2,7 @@ import v8 from 'node:v8';
 import { RE2JS } from 're2js';
 import { WardenError } from '../errors.js';
 import type { Finder, Span } from './detectors.js';
-import { literalProbe, rarestChars, requiredLiteral } from './probe.js';
+import { literalProbe, rarestChars, rarestPair, requiredLiteral } from './probe.js';
 
 /**
  * User-supplied patterns: RE2 syntax, linear time whatever the input.
@@ -145,8 +145,10 @@ export function compilePattern(
     name,
     engine: compiled.engine,
     minLength: literal.length,
-    // Every match contains the literal, so each of its characters: the two rarest are enough.
+    // Every match contains the literal, so each of its characters (the two rarest are enough)
+    // and each two-character piece of it (the one at its rarest character).
     needs: rarestChars(literal, 2),
+    needsPairs: [rarestPair(literal)],
     find: (s, owner, out) => {
       if (probe(s)) compiled.find(s, owner, out);
     },

@@ -86,6 +86,13 @@ export function rarestChars(literal: string, n: number): string[] {
   return distinct.slice(0, n);
 }
 
+/** The two characters of a literal (2 or more long) starting at, or ending with, its rarest one. */
+export function rarestPair(literal: string): string {
+  if (literal.length < 2) throw new Error('rarestPair: literal shorter than 2');
+  const k = anchorIndex(literal);
+  return k + 1 < literal.length ? literal.slice(k, k + 2) : literal.slice(k - 1, k + 1);
+}
+
 /**
  * A predicate: does `s` contain `literal` (case-sensitive)? The part of the literal from its
  * rarest character on is searched with `indexOf` (V8 then runs a memchr of that character and
