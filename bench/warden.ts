@@ -8,6 +8,7 @@ import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDevIssuer } from '../pkg/identity/dev-issuer.js';
+import { SIDECAR_NODE_OPTIONS } from '../webhook/injector.js';
 import { BENCH_AUDIENCE, BENCH_GROUP, BENCH_OID, benchPolicy, type PolicyVariant } from './policy.js';
 import { freePort, start, stop, waitHttp } from './proc.js';
 import type { WardenDetails } from './report.js';
@@ -24,7 +25,10 @@ export interface WardenOptions {
   log: (m: string) => void;
   /** Switch parts of the enforcement off (ablation runs); default: everything on. */
   variant?: PolicyVariant;
-  /** Extra node flags for the gateway process (e.g. --max-semi-space-size=4). */
+  /**
+   * Node flags for the gateway process. Default: the injected sidecar's NODE_OPTIONS
+   * (SIDECAR_NODE_OPTIONS), so the bench measures what pods run; `[]` for plain node.
+   */
   nodeFlags?: string[];
 }
 
@@ -49,7 +53,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
 
   const port = await freePort();
   const adminPort = await freePort();
-  const nodeArgs: string[] = [...(o.nodeFlags ?? [])];
+  const nodeArgs: string[] = [...(o.nodeFlags ?? SIDECAR_NODE_OPTIONS.split(/\s+/).filter((f) => f !== ''))];
   let profileDir: string | undefined;
   if (o.profile) {
     profileDir = join(root, 'bench/results/raw', `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`);

@@ -21,7 +21,7 @@ test('defaults: ports, names, resources, native sidecars auto, namespace from th
   expect(c.webhookConfigName).toBe('mcp-warden');
   expect(c.nativeSidecars).toBe('auto');
   expect(c.certDir).toBeUndefined();
-  expect(c.injector.resources).toEqual({ cpuRequest: '50m', memoryRequest: '64Mi', memoryLimit: '256Mi' });
+  expect(c.injector.resources).toEqual({ cpuRequest: '50m', memoryRequest: '96Mi', memoryLimit: '256Mi' });
   expect(c.injector.webhookNamespace).toBe('mcp-warden');
   expect(c.rotation.rotateAt).toBeCloseTo(2 / 3);
 });
@@ -51,7 +51,7 @@ test('flags override, durations parse, none clears a limit', () => {
   expect(c.nativeSidecars).toBe(false);
   expect(c.certDir).toBe('/tls');
   expect(c.rotation.caLifetimeMs).toBe(36_000);
-  expect(c.injector.resources).toEqual({ cpuRequest: '50m', memoryRequest: '64Mi', cpuLimit: '500m' });
+  expect(c.injector.resources).toEqual({ cpuRequest: '50m', memoryRequest: '96Mi', cpuLimit: '500m' });
   expect(servingNames({ ...c, serviceName: 'wh' })).toEqual([
     'wh.sys.svc',
     'wh.sys.svc.cluster.local',

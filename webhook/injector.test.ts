@@ -1,6 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { isWardenError } from '../pkg/errors.js';
-import { type InjectorConfig, injectPod } from './injector.js';
+import { type InjectorConfig, injectPod, SIDECAR_NODE_OPTIONS } from './injector.js';
 import { applyPatch } from './jsonpatch.js';
 
 const config: InjectorConfig = {
@@ -89,6 +90,29 @@ test('hardened securityContext and downward-API env', () => {
   expect(field('MCP_WARDEN_POD_NAME')).toBe('metadata.name');
   expect(field('MCP_WARDEN_POD_NAMESPACE')).toBe('metadata.namespace');
   expect(field('MCP_WARDEN_POD_UID')).toBe('metadata.uid');
+});
+
+test('NODE_OPTIONS caps the young generation, and node accepts it from the environment', () => {
+  const { sidecar } = injected(pod());
+  const value = sidecar.env?.find((e) => e.name === 'NODE_OPTIONS')?.value;
+  expect(value).toBe(SIDECAR_NODE_OPTIONS);
+  const semi = /--max-semi-space-size=(\d+)/.exec(value ?? '');
+  expect(semi).not.toBeNull();
+  // Not every V8 flag is allowed in NODE_OPTIONS (node refuses to start on one that is not): run
+  // node with the injected value and read the new space's size (two semi-spaces at most).
+  const { HOME, PATH } = process.env;
+  const run = spawnSync(
+    process.execPath,
+    [
+      '-e',
+      "process.stdout.write(String(require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size))",
+    ],
+    { env: { HOME, PATH, NODE_OPTIONS: value }, encoding: 'utf8' },
+  );
+  expect(run.stderr).toBe('');
+  expect(run.status).toBe(0);
+  expect(Number(run.stdout)).toBeGreaterThan(0);
+  expect(Number(run.stdout)).toBeLessThanOrEqual(2 * Number(semi?.[1]) * 1024 * 1024);
 });
 
 test('status annotation carries version and a hash that changes with the injected spec', () => {

@@ -36,7 +36,23 @@ export interface InjectorConfig {
   webhookNamespace?: string;
 }
 
-export const defaultResources = { cpuRequest: '50m', memoryRequest: '64Mi', memoryLimit: '256Mi' } as const;
+/**
+ * Sidecar resources by default (measured with bench/idle-rss.ts, see docs/performance.md "Memory"):
+ * the request covers the idle RSS (~85 MiB), the limit the peak under saturation (170-210 MiB with
+ * 16-128 connections, 64 KiB results, SIDECAR_NODE_OPTIONS).
+ */
+export const defaultResources = { cpuRequest: '50m', memoryRequest: '96Mi', memoryLimit: '256Mi' } as const;
+
+/**
+ * NODE_OPTIONS of the injected sidecar container. V8 sizes its heap only at start-up, so these
+ * flags must be on the command line or in the environment, not set from code. bench/warden.ts and
+ * bench/idle-rss.ts run the gateway with the same flags, so the bench measures what pods run.
+ *
+ * `--max-semi-space-size=2` caps V8's young generation at 2 × 2 MiB (by default it grows to 2 × 16
+ * MiB on a large host): idle RSS −7..−10 MiB and peak under load −50 MiB, for CPU per request within
+ * the measurement's noise of `=4` (+0..10 % over no flag); `=1` saved 2-3 MiB more but cost +15 %.
+ */
+export const SIDECAR_NODE_OPTIONS = '--max-semi-space-size=2';
 
 export interface InjectContext {
   /** Namespace of the request (a pod being created may not carry metadata.namespace). */
@@ -340,6 +356,7 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       { name: 'MCP_WARDEN_LISTEN', value: listen },
       { name: 'MCP_WARDEN_ADMIN_LISTEN', value: adminListen },
       { name: 'MCP_WARDEN_RECORDINGS_DIR', value: Sidecar.recordingsMountPath },
+      { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
     ],
     resources: {
       ...(Object.keys(requests).length > 0 ? { requests } : {}),
