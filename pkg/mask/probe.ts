@@ -110,13 +110,14 @@ export function literalProbe(literal: string): (s: string) => boolean {
  */
 export function anyLiteralProbe(literals: readonly string[]): (s: string) => boolean {
   if (literals.some((l) => l.length === 0)) return () => true;
-  const groups = new Map<string, Array<{ literal: string; k: number }>>();
+  const groups = new Map<string, Array<{ literal: string; k: number; first: number }>>();
   for (const literal of literals) {
     const k = anchorIndex(literal);
     const tail = searched(literal, k);
+    const member = { literal, k, first: literal.charCodeAt(0) };
     const g = groups.get(tail);
-    if (g === undefined) groups.set(tail, [{ literal, k }]);
-    else g.push({ literal, k });
+    if (g === undefined) groups.set(tail, [member]);
+    else g.push(member);
   }
   const scans = [...groups].map(([tail, members]) => ({
     tail,
@@ -133,8 +134,10 @@ export function anyLiteralProbe(literals: readonly string[]): (s: string) => boo
       let i = s.indexOf(scan.tail, scan.from);
       while (i !== -1) {
         for (let m = 0; m < members.length; m++) {
-          const { literal, k } = members[m]!;
-          if (i >= k && s.startsWith(literal, i - k)) return true;
+          const member = members[m]!;
+          const at = i - member.k;
+          // The first character is compared before the call (the searched part often recurs: `_`).
+          if (at >= 0 && s.charCodeAt(at) === member.first && s.startsWith(member.literal, at)) return true;
         }
         i = s.indexOf(scan.tail, i + 1);
       }
