@@ -51,9 +51,17 @@ interface RegexPart {
    * Same matches as the global scan: that scan can only succeed where the literal starts.
    */
   anchor?: string;
+  /**
+   * Where a match can start, ascending: a superset of every position the global regex can match
+   * at (worked out from the string's digit runs). The regex is then tried, sticky, only there.
+   */
+  starts?: (s: string) => readonly number[];
   /** Turn a candidate match into the masked span's length (0 = not a finding). Default: whole match. */
   check?: (match: string) => number;
 }
+
+/** `starts` is used on strings longer than this (measured: below, the plain scans are faster). */
+const startsMinLength = 256;
 
 interface CompiledPart extends RegexPart {
   next?: (s: string, from: number) => number;
@@ -81,10 +89,10 @@ function regexFinder(
 ): Finder {
   const compiled: CompiledPart[] = parts.map((part) => {
     if (!part.re.global) throw new Error(`detector ${name}: regexes must be global`);
-    if (part.anchor === undefined) return part;
+    if (part.anchor === undefined && part.starts === undefined) return part;
     return {
       ...part,
-      next: literalFinder(part.anchor),
+      next: part.anchor === undefined ? undefined : literalFinder(part.anchor),
       sticky: new RegExp(part.re.source, `${part.re.flags.replace('g', '')}y`),
     };
   });
@@ -98,6 +106,25 @@ function regexFinder(
       for (let p = 0; p < compiled.length; p++) {
         const part = compiled[p]!;
         if (part.quick !== undefined && !part.quick(s)) continue;
+        // On short strings one scan per regex is cheaper than listing digit runs first.
+        if (part.starts !== undefined && s.length > startsMinLength) {
+          // Same matches as the global scan: it can only succeed at these positions, and after a
+          // match it goes on from the match's end.
+          const re = part.sticky!;
+          const starts = part.starts(s);
+          let from = 0;
+          for (let i = 0; i < starts.length; i++) {
+            const at = starts[i]!;
+            if (at < from) continue;
+            re.lastIndex = at;
+            const m = re.exec(s);
+            if (m !== null && m[0].length > 0) {
+              record(m, part, name, owner, out);
+              from = at + m[0].length;
+            }
+          }
+          continue;
+        }
         if (part.next !== undefined) {
           const re = part.sticky!;
           let at = part.next(s, 0);
@@ -207,6 +234,65 @@ const email: Finder = {
 };
 
 // +CC form: its check wants 8-15 digits; North American forms have 10.
+/**
+ * Maximal runs of three or more ASCII digits in one string, as [start, end, start, end...]
+ * (one regex scan, remembered for the next finder on the same string). The card, SSN and
+ * North American phone regexes can only match at the start of such a run (their lookbehinds
+ * forbid a digit before it), so each is tried only there instead of scanning the string again:
+ * three scans become one.
+ */
+const runRe = /\d{3,}/g;
+let runsOf: string | undefined;
+let runs: number[] = [];
+function digitRuns(s: string): readonly number[] {
+  if (s !== runsOf) {
+    runsOf = s;
+    runs = [];
+    runRe.lastIndex = 0;
+    for (let m = runRe.exec(s); m !== null; m = runRe.exec(s)) runs.push(m.index, m.index + m[0].length);
+  }
+  return runs;
+}
+
+/** Runs of 13-19 digits (a card written without separators) or of 4 followed by a space or dash. */
+function cardStarts(s: string): number[] {
+  const r = digitRuns(s);
+  const out: number[] = [];
+  for (let i = 0; i < r.length; i += 2) {
+    const start = r[i]!;
+    const end = r[i + 1]!;
+    const len = end - start;
+    const next = s.charCodeAt(end);
+    if ((len >= 13 && len <= 19) || (len === 4 && (next === 32 || next === 45))) out.push(start);
+  }
+  return out;
+}
+
+/** Runs of exactly 3 digits followed by a dash. */
+function ssnStarts(s: string): number[] {
+  const r = digitRuns(s);
+  const out: number[] = [];
+  for (let i = 0; i < r.length; i += 2) {
+    if (r[i + 1]! - r[i]! === 3 && s.charCodeAt(r[i + 1]!) === 45) out.push(r[i]!);
+  }
+  return out;
+}
+
+/** Runs of exactly 3 digits followed by - . or space, or in parentheses (the match starts at the `(`). */
+function phoneStarts(s: string): number[] {
+  const r = digitRuns(s);
+  const out: number[] = [];
+  for (let i = 0; i < r.length; i += 2) {
+    const start = r[i]!;
+    const end = r[i + 1]!;
+    if (end - start !== 3) continue;
+    const next = s.charCodeAt(end);
+    if (next === 45 || next === 46 || next === 32) out.push(start);
+    else if (next === 41 && start > 0 && s.charCodeAt(start - 1) === 40) out.push(start - 1);
+  }
+  return out;
+}
+
 const phone = regexFinder('phone', 9, { sets: [digits], minDigits: 8 }, [
   {
     anchor: '+',
@@ -218,8 +304,8 @@ const phone = regexFinder('phone', 9, { sets: [digits], minDigits: 8 }, [
     },
   },
   {
-    quick: hasDigit,
     // North American shapes with separators: (415) 555-2671, 415-555-2671, 415.555.2671.
+    starts: phoneStarts,
     re: /(?<![\w+\-.])(?:\(\d{3}\) ?|\d{3}[-. ])\d{3}[-. ]\d{4}(?![\w-])/g,
   },
 ]);
@@ -227,7 +313,7 @@ const phone = regexFinder('phone', 9, { sets: [digits], minDigits: 8 }, [
 // cardValid wants 13-19 digits.
 const creditCard = regexFinder('credit-card', 13, { sets: [digits], minDigits: 13 }, [
   {
-    quick: hasDigit,
+    starts: cardStarts,
     // (?<![\d.]) written after the first four digits (it then only tests the character before them),
     // so V8 looks for a digit first instead of running the lookbehind at every position.
     re: /\d{4}(?<![\d.]\d{4})(?:\d{9,15}|([ -])\d{4}\1\d{4}\1\d{1,7}|([ -])\d{6}\2\d{4,5})(?!\d)/g,
@@ -247,7 +333,7 @@ const iban = regexFinder('iban', 15, { sets: [upper], minDigits: 2 }, [
 // Both forms have 3 + 2 + 4 digits.
 const usSsn = regexFinder('us-ssn', 9, { sets: [digits], minDigits: 9 }, [
   {
-    quick: (s) => s.includes('-'),
+    starts: ssnStarts,
     re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
   },
   {

@@ -248,6 +248,9 @@ function corpus(count: number, seed: number): string[] {
     () => `+${run('0123456789', 1, 3)}${pick([' ', '', '-', '.'])}${run('0123456789 ().-', 7, 16)}`,
     () => `(${run('0123456789', 3, 3)}) ${run('0123456789', 3, 3)}-${run('0123456789', 4, 4)}`,
     () =>
+      `${run('0123456789', 3, 3)}${pick(['-', '.', ' ', ''])}${run('0123456789', 3, 3)}${pick(['-', '.', ' '])}${run('0123456789', 4, 4)}`,
+    () => `${run('0123456789', 3, 3)}-${run('0123456789', 2, 2)}-${run('0123456789', 4, 4)}`,
+    () =>
       `${pick(['DE', 'GB', 'FR', 'NL', 'XX'])}${run('0123456789', 2, 2)}${run(' ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', 11, 30)}`,
     () => {
       // A real sample, whole or cut, so a finding sits at every kind of boundary.
@@ -288,7 +291,29 @@ describe('fast detectors find exactly what the plain regexes find', () => {
       }
     }
     // The corpus really exercises each detector (a test that finds nothing proves nothing).
-    expect(found).toBeGreaterThan(20);
+    expect(found).toBeGreaterThan(10);
+  });
+
+  // Long strings take other paths (digit runs listed once, then sticky regexes at their starts).
+  const long = [
+    ...strings.slice(0, 2000).map((s) => `${'plain words '.repeat(22)}${s}`),
+    ...Array.from({ length: 150 }, (_, i) => strings.slice(i * 20, i * 20 + 20).join(' ')),
+    ...Array.from({ length: 150 }, (_, i) => strings.slice(i * 20, i * 20 + 20).join('')),
+  ];
+
+  it('the long-string corpus is long', () => {
+    expect(long.filter((s) => s.length > 256).length).toBeGreaterThan(2200);
+  });
+
+  it.each(regexDetectors)('%s, on long generated strings', (detector) => {
+    let found = 0;
+    for (const s of long) {
+      const want = referenceSpans(detector, s);
+      found += want.length;
+      const got = fastSpans(detector, s);
+      if (JSON.stringify(got) !== JSON.stringify(want)) expect({ s, got }).toEqual({ s, got: want });
+    }
+    expect(found).toBeGreaterThan(10);
   });
 
   it.each(regexDetectors)('%s, on every positive sample at every offset of typical text', (detector) => {
