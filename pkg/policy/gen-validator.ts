@@ -52,7 +52,11 @@ export function validatorSource(): string {
     '// ajv calls keyword functions with its instance as `this` (ours do not use it).',
     'const self = undefined;',
     `export const schemaHash = ${JSON.stringify(schemaHash())};`,
-    code.replace(/^"use strict";/, ''),
+    // ASCII only: one non-ASCII character (a schema description's dash) makes V8 keep the whole
+    // module source as a two-byte string, twice the memory. In string literals \uXXXX is the same.
+    code
+      .replace(/^"use strict";/, '')
+      .replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
     '',
   ].join('\n');
 }
