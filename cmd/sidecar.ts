@@ -44,7 +44,11 @@ import {
 } from '../pkg/kube/sa-issuer.js';
 import { createLogger, type Logger } from '../pkg/log.js';
 import { createMetrics } from '../pkg/metrics/catalogue.js';
-import { compilePolicies, KubernetesDefaultIssuer, type PolicyDocument } from '../pkg/policy/index.js';
+// The policy modules themselves, not pkg/policy/index.js: that also loads the file source (and
+// the yaml parser), which a sidecar never uses.
+import { compilePolicies } from '../pkg/policy/compile.js';
+import { KubernetesDefaultIssuer } from '../pkg/policy/engine.js';
+import type { PolicyDocument } from '../pkg/policy/schema.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
 import { waitForStopSignal } from './signals.js';

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import type { Agent as HttpAgentType } from 'node:http';
 import { Agent as HttpsAgent, type RequestOptions } from 'node:https';
+import { createRequire } from 'node:module';
 import { isIPv6 } from 'node:net';
 import { dirname, isAbsolute, join } from 'node:path';
-import { parse } from 'yaml';
 import { Agent as HttpAgent } from '../node-http.js';
 
 /**
@@ -155,6 +155,8 @@ function absolute(root: string, file: string | undefined): string | undefined {
  */
 export function kubeconfigFileCredentials(path: string): KubeCredentials {
   const root = dirname(path);
+  // yaml (CommonJS) only for kubeconfig files: an in-cluster sidecar never parses YAML.
+  const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
   const doc = (parse(readFileSync(path).toString('utf-8')) ?? {}) as Record<string, unknown>;
   const clusters: Cluster[] = entries(doc['clusters']).map((elt, i) => {
     if (!elt.name) throw new Error(`clusters[${i}].name is missing`);
