@@ -56,6 +56,11 @@ interface RegexPart {
    * at (worked out from the string's digit runs). The regex is then tried, sticky, only there.
    */
   starts?: (s: string) => readonly number[];
+  /**
+   * With `anchor`: a cheap necessary condition for a match at `at` (false: the regex is not
+   * tried there).
+   */
+  worth?: (s: string, at: number) => boolean;
   /** Turn a candidate match into the masked span's length (0 = not a finding). Default: whole match. */
   check?: (match: string) => number;
 }
@@ -127,8 +132,13 @@ function regexFinder(
         }
         if (part.next !== undefined) {
           const re = part.sticky!;
+          const worth = part.worth;
           let at = part.next(s, 0);
           while (at !== -1) {
+            if (worth !== undefined && !worth(s, at)) {
+              at = part.next(s, at + 1);
+              continue;
+            }
             re.lastIndex = at;
             const m = re.exec(s);
             // The anchor is not empty and starts every match, so a match is never empty.
@@ -469,6 +479,14 @@ const passwordAssignment = regexFinder(
     {
       // Credentials in a URL: postgres://app:s3cret@db:5432 (the match starts at `://`, so it stays linear).
       anchor: '://',
+      // [^/\s:@]{1,64} then ':': the first ':' after the '://' comes within 65 characters and
+      // before any '/'. A URL's path ('https://host/...') fails this without running the regex.
+      worth: (s, at) => {
+        const colon = s.indexOf(':', at + 3);
+        if (colon === -1 || colon > at + 67) return false;
+        const slash = s.indexOf('/', at + 3);
+        return slash === -1 || slash > colon;
+      },
       re: /:\/\/[^/\s:@]{1,64}:(?<v>[^/\s@]{1,128})(?=@)/g,
     },
   ],
