@@ -13,7 +13,7 @@ import { createAuthenticator } from '../pkg/identity/index.js';
 import { createLogger } from '../pkg/log.js';
 import { parseSize } from '../pkg/mcp/body.js';
 import { createMetrics } from '../pkg/metrics/catalogue.js';
-import { createFilePolicySource } from '../pkg/policy/index.js';
+import { createFilePolicySource } from '../pkg/policy/loader.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
 import { waitForStopSignal } from './signals.js';

@@ -8,6 +8,9 @@
 const part = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/y;
 const unitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
+/** The schema pattern of a duration (MCPPolicy approval timeouts). */
+export const DurationPattern = '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$';
+
 /** Longest duration accepted anywhere in a policy (approval timeouts): 7 days. */
 export const MaxDurationMs = 168 * 3_600_000;
 

@@ -1,7 +1,16 @@
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Ajv } from 'ajv';
 import { MCPApprovalSchema, MCPPolicySchema } from './schema.js';
-import { createAjv, keywordOrigin, schemaHash } from './validate.js';
+import { createAjv, keywordOrigin } from './validate.js';
+
+/** Identifies the schemas the precompiled validators were generated from. */
+export function schemaHash(): string {
+  return createHash('sha256')
+    .update(JSON.stringify([MCPPolicySchema, MCPApprovalSchema]))
+    .digest('hex')
+    .slice(0, 32);
+}
 
 /**
  * The source of validator.generated.ts: ajv's standalone code for the MCPPolicy and MCPApproval

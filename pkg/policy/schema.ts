@@ -1,4 +1,5 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
+import { DurationPattern } from './duration.js';
 
 /**
  * The ONE source of truth for the `MCPPolicy` and `MCPApproval` resources (`mcpwarden.io/v1alpha1`).
@@ -64,7 +65,7 @@ function Time(description: string) {
 }
 
 /** Durations like `90s`, `5m`, `1h30m` (Go / Kubernetes style; units ms, s, m, h). */
-export const DurationPattern = '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$';
+export { DurationPattern };
 
 // ---------------------------------------------------------------------------------------------
 // Building blocks

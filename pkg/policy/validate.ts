@@ -1,19 +1,11 @@
-import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
-import type { TSchema } from '@sinclair/typebox';
 import type { Ajv, ErrorObject, ValidateFunction } from 'ajv';
 import { compileRe2, compileWhen, re2Error } from './cel.js';
-import { durationError, parseDuration } from './duration.js';
+import { DurationPattern, durationError, parseDuration } from './duration.js';
 import { globError } from './glob.js';
 import { celValidations, type KeywordFn, listMapKeys } from './keywords.js';
 import { methodClass } from './methods.js';
-import {
-  type CelRule,
-  DurationPattern,
-  MCPApprovalSchema,
-  MCPPolicySchema,
-  type PolicyDocument,
-} from './schema.js';
+import type { CelRule, PolicyDocument } from './schema.js';
 import * as precompiled from './validator.generated.js';
 
 /**
@@ -22,10 +14,12 @@ import * as precompiled from './validator.generated.js';
  * no schema can say: CEL `when` compiles and type-checks, RE2 patterns compile, globs, durations,
  * issuer URLs and JSON paths are valid.
  *
- * The schema validators are precompiled (validator.generated.ts, ajv standalone code): compiling
- * the MCPPolicy schema with ajv at start-up cost every gateway and sidecar ~6 MiB of resident
- * memory and ~0.3 s. When the schema no longer matches the precompiled code (its hash differs),
- * ajv compiles it at run time instead: the same validation, only slower and larger.
+ * The schema validators are precompiled (validator.generated.ts, ajv standalone code generated
+ * from schema.ts): compiling the MCPPolicy schema with ajv at start-up cost every gateway and
+ * sidecar ~6 MiB of resident memory and ~0.3 s, and loading schema.ts (TypeBox, 200 modules)
+ * another ~3 MiB. validator.generated.test.ts fails when the file no longer matches schema.ts
+ * (rewrite it with `UPDATE_GOLDEN=1 jest pkg/policy/validator.generated`), and checks that it
+ * gives exactly the errors of ajv compiling the schema at run time.
  *
  * @example
  * validatePolicy(doc); // [{ path: 'spec.rules[1].match.when', message: 'CEL does not parse: ...' }]
@@ -94,38 +88,11 @@ export function createAjv(options: { source?: boolean } = {}): Ajv {
   return ajv;
 }
 
-/** Identifies the schemas the precompiled validators were generated from. */
-export function schemaHash(): string {
-  return createHash('sha256')
-    .update(JSON.stringify([MCPPolicySchema, MCPApprovalSchema]))
-    .digest('hex')
-    .slice(0, 32);
-}
-
-let ajvInstance: Ajv | undefined;
-let precompiledFresh: boolean | undefined;
-const validators = new Map<TSchema, ValidateFunction>();
-
-function validatorFor(schema: TSchema): ValidateFunction {
-  let v = validators.get(schema);
-  if (v === undefined) {
-    precompiledFresh ??= precompiled.schemaHash === schemaHash();
-    const ready = !precompiledFresh
-      ? undefined
-      : schema === MCPPolicySchema
-        ? precompiled.policy
-        : schema === MCPApprovalSchema
-          ? precompiled.approval
-          : undefined;
-    if (ready !== undefined) v = ready as unknown as ValidateFunction;
-    else {
-      ajvInstance ??= createAjv();
-      v = ajvInstance.compile(schema);
-    }
-    validators.set(schema, v);
-  }
-  return v;
-}
+/** The precompiled schema validators (ajv standalone code). */
+const validators = {
+  policy: precompiled.policy as unknown as ValidateFunction,
+  approval: precompiled.approval as unknown as ValidateFunction,
+};
 
 /** `/spec/rules/1/match/when` → `spec.rules[1].match.when`. */
 export function toFieldPath(pointer: string): string {
@@ -223,8 +190,8 @@ function ajvIssue(doc: unknown, e: ErrorObject): ValidationIssue | undefined {
   }
 }
 
-function schemaIssues(schema: TSchema, doc: unknown): ValidationIssue[] {
-  const validate = validatorFor(schema);
+function schemaIssues(schema: keyof typeof validators, doc: unknown): ValidationIssue[] {
+  const validate = validators[schema];
   if (validate(doc)) return [];
   const out: ValidationIssue[] = [];
   const seen = new Set<string>();
@@ -415,7 +382,7 @@ export function validatePolicy(doc: unknown): ValidationIssue[] {
     asObject(doc) !== undefined && 'status' in (doc as object)
       ? withoutStatus(doc as Record<string, unknown>)
       : doc;
-  const issues = schemaIssues(MCPPolicySchema, subject);
+  const issues = schemaIssues('policy', subject);
   return [...issues, ...semanticIssues(subject)];
 }
 
@@ -426,12 +393,12 @@ function withoutStatus(doc: Record<string, unknown>): Record<string, unknown> {
 
 /** Schema-only validation of an MCPPolicy (what the CRD's structural schema also checks). */
 export function validatePolicySchema(doc: unknown): ValidationIssue[] {
-  return schemaIssues(MCPPolicySchema, doc);
+  return schemaIssues('policy', doc);
 }
 
 /** Validate an MCPApproval object (schema, including its CEL rules). */
 export function validateApproval(doc: unknown): ValidationIssue[] {
-  return schemaIssues(MCPApprovalSchema, doc);
+  return schemaIssues('approval', doc);
 }
 
 /** Type guard over `validatePolicy`. */

@@ -1,9 +1,9 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ValidateFunction } from 'ajv';
-import { validatorSource } from './gen-validator.js';
+import { schemaHash, validatorSource } from './gen-validator.js';
 import { MCPApprovalSchema, MCPPolicySchema } from './schema.js';
-import { createAjv, schemaHash, validatePolicy } from './validate.js';
+import { createAjv, validatePolicy } from './validate.js';
 import * as precompiled from './validator.generated.js';
 
 /**
