@@ -161,8 +161,8 @@ function regexFinder(
 }
 
 /**
- * One-entry memos: the masker runs every finder on the same string in a row, so features several
- * finders test (a digit, a secret-ish keyword) are computed once per string.
+ * One-entry memos: the masker runs every finder on the same string in a row, so a feature several
+ * finders (or parts) test is computed once per string. See also `digitRuns`.
  */
 function memo(test: (s: string) => boolean): (s: string) => boolean {
   let last: string | undefined;

@@ -46,13 +46,14 @@ interface Plan {
    */
   keys: Map<string, number>;
   /**
-   * A class of the characters every finding of every finder contains one of (the union of their
-   * `needs`): a string without any is returned unscanned. Undefined when a finder cannot say.
+   * For strings over `shortString`: the class of the characters of each finder's first `needs`
+   * set (every finding holds one of them); a string without any is returned unscanned.
+   * Undefined when a finder cannot say.
    */
   needs: RegExp | undefined;
   /**
-   * The bits of each finder's first condition (see `CharFilter`): a short string with none of
-   * them serves no finder and is returned at once. Undefined when some finder always runs.
+   * One condition bit of each finder (its lowest, see `CharFilter`): a short string meeting none
+   * of them serves no finder and is returned at once. Undefined when some finder always runs.
    */
   firstBits: number | undefined;
   /**
