@@ -303,6 +303,32 @@ function phoneStarts(s: string): number[] {
   return out;
 }
 
+/**
+ * For long strings, the SSN keyword form's gate from the digit runs instead of a search for
+ * `ocial ` (whose `c` recurs every ~45 characters): its nine digits start a run of exactly 9, or
+ * of 3 or 5 followed by a space; walking back from there over `[ \t]*[:#]?[ \t]*` reaches the
+ * end of the keyword (`SSN`, or `[Ss]ocial [Ss]ecurity` with ` [Nn]umber` / ` [Nn]o.`: 22
+ * characters at most), so `SSN` or `ocial ` lies in the 25 characters ending there.
+ */
+function ssnKeywordNearDigits(s: string): boolean {
+  const r = digitRuns(s);
+  for (let i = 0; i < r.length; i += 2) {
+    const start = r[i]!;
+    const len = r[i + 1]! - start;
+    if (!(len === 9 || ((len === 3 || len === 5) && s.charCodeAt(start + len) === 32))) continue;
+    let j = start - 1;
+    while (j >= 0 && (s.charCodeAt(j) === 32 || s.charCodeAt(j) === 9)) j--;
+    if (j >= 0 && (s.charCodeAt(j) === 58 || s.charCodeAt(j) === 35)) {
+      j--;
+      while (j >= 0 && (s.charCodeAt(j) === 32 || s.charCodeAt(j) === 9)) j--;
+    }
+    if (j < 2) continue;
+    const before = s.slice(Math.max(0, j - 24), j + 1);
+    if (before.includes('SSN') || before.includes('ocial ')) return true;
+  }
+  return false;
+}
+
 const phone = regexFinder('phone', 9, { sets: [digits], minDigits: 8 }, [
   {
     anchor: '+',
@@ -347,7 +373,9 @@ const usSsn = regexFinder('us-ssn', 9, { sets: [digits], minDigits: 9 }, [
     re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
   },
   {
-    quick: (s) => ssnKeywordProbe(s) && /SSN|[Ss]ocial [Ss]ecurity/.test(s),
+    quick: (s) =>
+      (s.length > startsMinLength ? ssnKeywordNearDigits(s) : ssnKeywordProbe(s)) &&
+      /SSN|[Ss]ocial [Ss]ecurity/.test(s),
     re: /(?:\bSSN|[Ss]ocial [Ss]ecurity(?: [Nn]umber| [Nn]o\.?)?)[ \t]*[:#]?[ \t]*(?<v>(?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})(?!\d)/g,
   },
 ]);

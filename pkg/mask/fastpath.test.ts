@@ -305,6 +305,32 @@ describe('fast detectors find exactly what the plain regexes find', () => {
     expect(long.filter((s) => s.length > 256).length).toBeGreaterThan(2200);
   });
 
+  it('us-ssn keyword form on long strings, with any run of spaces and tabs around : or #', () => {
+    const pad = 'plain words '.repeat(25);
+    const keywords = [
+      'SSN',
+      'Social Security',
+      'social Security Number',
+      'Social security No.',
+      'Social Security no',
+    ];
+    const gaps = ['', ' ', '\t', ' '.repeat(40), '\t \t'.repeat(12)];
+    const marks = ['', ':', '#'];
+    const numbers = ['123456789', '123 45 6789', '12345 6789', '123 456789', '1234567890', '078-05-1120'];
+    let found = 0;
+    for (const k of keywords)
+      for (const g1 of gaps)
+        for (const m of marks)
+          for (const g2 of gaps)
+            for (const n of numbers) {
+              const text = `${pad}${k}${g1}${m}${g2}${n} and ${pad}`;
+              const want = referenceSpans('us-ssn', text);
+              found += want.length;
+              expect(fastSpans('us-ssn', text)).toEqual(want);
+            }
+    expect(found).toBeGreaterThan(1000);
+  });
+
   it.each(regexDetectors)('%s, on long generated strings', (detector) => {
     let found = 0;
     for (const s of long) {
