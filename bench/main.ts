@@ -22,6 +22,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, freemem, hostname, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SIDECAR_NODE_OPTIONS } from '../webhook/injector.js';
 import type { LoadResult, Scenario } from './load.js';
 import { Scenarios } from './load.js';
 import { writeNginxConfig } from './nginx.js';
@@ -159,11 +160,11 @@ async function ablation(
 ): Promise<NonNullable<BenchReport['ablation']>> {
   const { startWarden } = await import('./warden.js');
   const variants: Array<{ name: string; variant: import('./policy.js').PolicyVariant; flags?: string[] }> = [
-    { name: 'full enforcement (50 rules, masking, recording)', variant: {} },
+    { name: `full enforcement (50 rules, masking, recording), node ${SIDECAR_NODE_OPTIONS}`, variant: {} },
     {
-      name: 'full enforcement, node --max-semi-space-size=4',
+      name: 'full enforcement, node without flags (V8 default young generation)',
       variant: {},
-      flags: ['--max-semi-space-size=4'],
+      flags: [],
     },
     { name: 'without recording', variant: { recording: false } },
     { name: 'without masking', variant: { masking: false } },
