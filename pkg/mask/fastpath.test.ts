@@ -6,6 +6,7 @@
  */
 import type { MaskingRule } from '../policy/schema.js';
 import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid } from './checks.js';
+import { cpuMs, cpuStart } from './cpu-time.js';
 import { detectorNames, detectors, type Span } from './detectors.js';
 import { createMasker, needsClass } from './masker.js';
 import { compilePattern } from './patterns.js';
@@ -721,5 +722,33 @@ describe('choosing finders by the characters a string holds', () => {
       const out = many.maskMessage({ t: `a ZQ${i}Q-12 b`, [`k ZQ${i}Q-34`]: 1 }, scope);
       expect(out.value).toEqual({ t: `a [masked:p${i}] b`, [`k [masked:p${i}]`]: 1 });
     }
+  });
+});
+
+describe('the new paths stay linear on hostile 100 KB inputs', () => {
+  const n = 100_000;
+  const masker = createMasker([
+    { policy: 'p', rule: { name: 'all', detectors: [...detectorNames] } as MaskingRule },
+  ]);
+  const hostile: Array<[string, string]> = [
+    ['runs of 3 then a space (phone, SSN keyword starts)', '123 '.repeat(n / 4)],
+    ['parenthesised runs', '(123) '.repeat(n / 6)],
+    ['runs of 4 then a space (card starts)', '1234 '.repeat(n / 5)],
+    ['runs of 3 then a dash (SSN starts)', '123-'.repeat(n / 4)],
+    ['SSN keyword far before its digits', `SSN${' '.repeat(n)}123456789`],
+    ['SSN keywords and short runs', 'SSN 123 '.repeat(n / 8)],
+    ['ocial and digit groups', 'ocial 123 45 6789 '.repeat(n / 18)],
+    [':// without a colon after', `${'://'.repeat(10)}${'a'.repeat(n)}`],
+    ['many ://', '://a'.repeat(n / 4)],
+    ['13-digit runs', '4111111111111 '.repeat(n / 14)],
+    ['short strings, many', 'x'],
+  ];
+  it.each(hostile)('%s', (name, text) => {
+    const start = cpuStart();
+    if (name === 'short strings, many') {
+      const many = Array.from({ length: 20_000 }, (_, i) => `k${i} 123-45-${i} gh_ wo:/ ${i}`);
+      masker.maskMessage({ many }, { method: 'tools/call' });
+    } else masker.maskMessage({ text }, { method: 'tools/call' });
+    expect(cpuMs(start)).toBeLessThan(250);
   });
 });
