@@ -752,3 +752,36 @@ describe('the new paths stay linear on hostile 100 KB inputs', () => {
     expect(cpuMs(start)).toBeLessThan(250);
   });
 });
+
+describe('finding the text copy of structuredContent builds only the serialization that can match', () => {
+  const masker = createMasker([{ policy: 'p', rule: { name: 'pii', detectors: ['email'] } as MaskingRule }]);
+  const sc = { email: 'bob@example.com', note: 'line one\nline two', n: 1 };
+  const masked = { email: 'masked-email@masked.invalid', note: 'line one\nline two', n: 1 };
+  const cases: Array<[string, string, string]> = [
+    ['compact', JSON.stringify(sc), JSON.stringify(masked)],
+    ['indented by 2', JSON.stringify(sc, null, 2), JSON.stringify(masked, null, 2)],
+    // Other whitespace: parsed, and re-serialized compact or indented by 2 as it had newlines.
+    ['indented by 4', JSON.stringify(sc, null, 4), JSON.stringify(masked, null, 2)],
+    [
+      'Python-style separators',
+      JSON.stringify(sc).replaceAll('","', '", "').replaceAll('":', '": '),
+      JSON.stringify(masked),
+    ],
+    // Not a serialization of it: masked as text.
+    ['other JSON with newlines', '{\n  "email": "bob@example.com"\n}', '{\n  "email": "[masked:email]"\n}'],
+    ['other JSON on one line', '{"x":"bob@example.com"}', '{"x":"[masked:email]"}'],
+  ];
+  it.each(cases)('%s', (_name, text, want) => {
+    const out = masker.maskMessage(
+      { content: [{ type: 'text', text }], structuredContent: sc },
+      { method: 'tools/call' },
+    );
+    expect(out.value.content[0]!.text).toBe(want);
+    expect(out.value.structuredContent).toEqual(masked);
+  });
+
+  it('an empty structuredContent and its copy {} stay as they are', () => {
+    const msg = { content: [{ type: 'text', text: '{}' }], structuredContent: {} };
+    expect(masker.maskMessage(msg, { method: 'tools/call' }).value).toBe(msg);
+  });
+});

@@ -721,18 +721,23 @@ function findSerializations(payload: unknown): Map<object, number> | undefined {
     const text = item['text'];
     const head = text.trimStart()[0];
     if (head !== '{') continue;
-    compact ??= JSON.stringify(sc);
+    // A compact serialization has no raw newline (JSON.stringify escapes them) and an indented one
+    // of a non-empty object always has one ('{}' is both): one of the two is worth building.
+    const multiline = text.includes('\n');
     let indent = -1;
-    if (text === compact) indent = 0;
-    else {
+    if (!multiline) {
+      compact ??= JSON.stringify(sc);
+      if (text === compact) indent = 0;
+    } else {
       pretty ??= JSON.stringify(sc, null, 2);
       if (text === pretty) indent = 2;
-      else {
-        try {
-          if (JSON.stringify(JSON.parse(text)) === compact) indent = text.includes('\n') ? 2 : 0;
-        } catch {
-          indent = -1;
-        }
+    }
+    if (indent === -1) {
+      try {
+        compact ??= JSON.stringify(sc);
+        if (JSON.stringify(JSON.parse(text)) === compact) indent = multiline ? 2 : 0;
+      } catch {
+        indent = -1;
       }
     }
     if (indent >= 0) {
