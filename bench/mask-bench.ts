@@ -71,6 +71,21 @@ function main(): void {
       })),
     },
     {
+      // What SDK servers send: structuredContent and its JSON as a text block (re-serialized
+      // from the masked structuredContent, not masked on its own).
+      name: 'tools/call result, 64 KiB structuredContent + its JSON text copy',
+      method: 'tools/call',
+      headline: false,
+      messages: copies((k) => {
+        const structuredContent = { items: typicalRecords(64 * 1024, 9 + k) };
+        return {
+          jsonrpc: '2.0',
+          id: 10,
+          result: { content: [{ type: 'text', text: JSON.stringify(structuredContent) }], structuredContent },
+        };
+      }),
+    },
+    {
       name: 'tools/list result, 40 tools',
       method: 'tools/list',
       headline: false,
