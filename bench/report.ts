@@ -16,6 +16,9 @@ export interface MachineInfo {
   nginx: string;
   loadavgBefore: number[];
   loadavgAfter?: number[];
+  /** ms of a fixed CPU job at the start and the end (main.ts speedCheck): host contention shows here. */
+  speedBefore?: number;
+  speedAfter?: number;
   pinned: boolean;
 }
 
@@ -84,6 +87,8 @@ export interface BenchReport {
   /** `runs`: p50 (ms) of every repetition (the median one is `result`). */
   rate: Array<{ target: Mode; result: LoadResult; runs?: number[] }>;
   rssIdleKiB?: number;
+  /** The injected sidecar (bench/idle-rss.ts --mode sidecar): idle and after its first calls. */
+  sidecarRss?: { idleKiB: number; warmKiB?: number };
   rssLoadPeakKiB?: number;
   rssAfterKiB?: number;
   profile?: ProfileSummary;
@@ -173,6 +178,10 @@ export function renderReport(r: BenchReport): string {
   out.push(`| Node.js | ${m.node} |`, `| kernel | ${m.kernel} |`, `| nginx | ${m.nginx} |`);
   out.push(`| load average before (1/5/15 min) | ${m.loadavgBefore.join(' / ')} |`);
   if (m.loadavgAfter !== undefined) out.push(`| load average after | ${m.loadavgAfter.join(' / ')} |`);
+  if (m.speedBefore !== undefined)
+    out.push(
+      `| CPU speed check (fixed job, ms; lower is faster; compare runs by it) | ${m.speedBefore} before, ${m.speedAfter ?? 'n/a'} after |`,
+    );
   out.push(
     `| pinning | ${m.pinned ? `servers on CPU ${r.settings.serverCpu}, load generator on CPU ${r.settings.loadCpu} (taskset)` : 'unavailable: everything shares all cores'} |`,
   );
@@ -215,7 +224,9 @@ export function renderReport(r: BenchReport): string {
     `| masking ≥ 50 MB/s per core, typical JSON | ${maskRate === undefined ? 'n/a' : `${f(maskRate, 1)} MB/s`} | ${yesNo(maskRate === undefined ? undefined : maskRate >= 50)} |`,
   );
   out.push(
-    `| sidecar idle RSS < 80 MiB | ${mib(r.rssIdleKiB)} | ${yesNo(r.rssIdleKiB === undefined ? undefined : r.rssIdleKiB < 80 * 1024)} |`,
+    r.sidecarRss !== undefined
+      ? `| sidecar idle RSS < 80 MiB | sidecar ${mib(r.sidecarRss.idleKiB)} (gateway ${mib(r.rssIdleKiB)}) | ${yesNo(r.sidecarRss.idleKiB < 80 * 1024)} |`
+      : `| sidecar idle RSS < 80 MiB | gateway ${mib(r.rssIdleKiB)} (sidecar not measured) | ${yesNo(r.rssIdleKiB === undefined ? undefined : r.rssIdleKiB < 80 * 1024)} |`,
   );
   out.push('');
 
@@ -285,6 +296,11 @@ export function renderReport(r: BenchReport): string {
     if (r.warden.recordingFiles !== undefined)
       out.push(`| recordings written | ${r.warden.recordingFiles} files |`);
     out.push(`| RSS idle (after start-up) | ${mib(r.rssIdleKiB)} |`);
+    if (r.sidecarRss !== undefined) {
+      out.push(
+        `| injected sidecar RSS idle / after first calls (bench/idle-rss.ts, real kube-apiserver, median of 3) | ${mib(r.sidecarRss.idleKiB)} / ${mib(r.sidecarRss.warmKiB)} |`,
+      );
+    }
     out.push(`| RSS peak under load | ${mib(r.rssLoadPeakKiB)} |`);
     out.push(`| RSS idle after the load | ${mib(r.rssAfterKiB)} |`);
     out.push('');
