@@ -19,7 +19,7 @@
  * `--node-options` replaces the injected NODE_OPTIONS for both modes (`none`: plain node).
  */
 import { existsSync, symlinkSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -174,7 +174,9 @@ async function sidecarOnce(
   o: Options,
   injectedNodeOptions: { value?: string },
 ): Promise<Sample> {
-  const { startCluster, helmTemplate, requireTools, TOOLS_DIR } = await import('../test/e2e/harness.js');
+  const { startCluster, helmTemplate, requireTools, TOOLS_DIR, writeTokenVolume } = await import(
+    '../test/e2e/harness.js'
+  );
   // The harness finds the binaries relative to its own file; compiled, that is dist/: link it.
   const built = join(root, '.cache');
   if (!existsSync(resolve(TOOLS_DIR, '..')) && existsSync(built))
@@ -253,23 +255,14 @@ async function sidecarOnce(
     if (o.nodeOptions !== SIDECAR_NODE_OPTIONS) env['NODE_OPTIONS'] = o.nodeOptions;
     const mount = container.volumeMounts?.find((m) => m.name === 'mcp-warden-token')?.mountPath ?? '';
     const fsPrefix = join(work, 'root');
-    const saDir = join(fsPrefix, mount);
-    await mkdir(saDir, { recursive: true });
-    await writeFile(
-      join(saDir, 'token'),
-      await cluster.serviceAccountToken(ns, 'bench-mcp', {
+    await writeTokenVolume(join(fsPrefix, mount), {
+      token: await cluster.serviceAccountToken(ns, 'bench-mcp', {
         boundPod: { name: podName, uid: field['metadata.uid'] ?? '' },
       }),
-    );
-    await writeFile(join(saDir, 'ca.crt'), cluster.caPem);
-    await writeFile(join(saDir, 'namespace'), ns);
-    await writeFile(
-      join(saDir, 'labels'),
-      Object.entries(stored.metadata?.labels ?? {})
-        .sort()
-        .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
-        .join('\n'),
-    );
+      caPem: cluster.caPem,
+      namespace: ns,
+      labels: stored.metadata?.labels,
+    });
     const recordings = await mkdtemp(join(work, 'recordings-'));
     const proxyPort = await freePort();
     const adminPort = await freePort();

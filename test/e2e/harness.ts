@@ -171,6 +171,29 @@ export async function tsNodeArgs(dir: string): Promise<string[]> {
 }
 
 /**
+ * Write what the kubelet projects into the sidecar's token volume (`mcp-warden-token`): the
+ * pod-bound token, the cluster CA, the namespace, and the pod's labels (downward API format,
+ * sorted, values JSON-quoted). Returns the directory.
+ */
+export async function writeTokenVolume(
+  dir: string,
+  volume: { token: string; caPem: string; namespace: string; labels: Record<string, string> | undefined },
+): Promise<string> {
+  await mkdir(dir, { recursive: true });
+  await writeFile(join(dir, 'token'), volume.token);
+  await writeFile(join(dir, 'ca.crt'), volume.caPem);
+  await writeFile(join(dir, 'namespace'), volume.namespace);
+  await writeFile(
+    join(dir, 'labels'),
+    Object.entries(volume.labels ?? {})
+      .sort()
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
+      .join('\n'),
+  );
+  return dir;
+}
+
+/**
  * Watch one object until `predicate` holds (resolves with it) or `timeoutMs` passes (rejects with
  * the last state seen). Event-driven: no polling.
  */

@@ -11,7 +11,15 @@ import { policiesPath } from '../../pkg/kube/resources.js';
 import { defaultResources, injectPod } from '../../webhook/injector.js';
 import { applyPatch } from '../../webhook/jsonpatch.js';
 import { startUpstream, type Upstream } from '../integration/helpers/upstream-v1.js';
-import { type Cluster, helmTemplate, REPO_ROOT, startCluster, tsNodeArgs, waitForObject } from './harness.js';
+import {
+  type Cluster,
+  helmTemplate,
+  REPO_ROOT,
+  startCluster,
+  tsNodeArgs,
+  waitForObject,
+  writeTokenVolume,
+} from './harness.js';
 
 /**
  * `mcp-warden sidecar` as a local process, run from the sidecar container the webhook's injector
@@ -212,22 +220,16 @@ beforeAll(async () => {
     ?.serviceAccountToken?.expirationSeconds;
   const mount = container.volumeMounts?.find((m) => m.name === 'mcp-warden-token')?.mountPath ?? '';
   const fsPrefix = join(workDir, 'root');
-  saDir = join(fsPrefix, mount);
-  await mkdir(saDir, { recursive: true });
   const podToken = await cluster.serviceAccountToken(NS, fieldValue('spec.serviceAccountName'), {
     ...(expirationSeconds === undefined ? {} : { expirationSeconds }),
     boundPod: { name: POD, uid: fieldValue('metadata.uid') },
   });
-  await writeFile(join(saDir, 'token'), podToken);
-  await writeFile(join(saDir, 'ca.crt'), cluster.caPem);
-  await writeFile(join(saDir, 'namespace'), NS);
-  await writeFile(
-    join(saDir, 'labels'),
-    Object.entries(stored.metadata?.labels ?? {})
-      .sort()
-      .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
-      .join('\n'),
-  );
+  saDir = await writeTokenVolume(join(fsPrefix, mount), {
+    token: podToken,
+    caPem: cluster.caPem,
+    namespace: NS,
+    labels: stored.metadata?.labels,
+  });
   // ...and the recordings volume.
   const recordings = join(workDir, 'recordings');
   await mkdir(recordings);
