@@ -16,7 +16,7 @@ export const FORMAT_VERSION = 1;
 /** `prev` of the header line: SHA-256 of the empty string. */
 export const GENESIS = createHash('sha256').update('').digest('hex');
 
-/** Up to this many characters a line is hashed with one-shot digests (see sealLineHashed). */
+/** Up to this many characters a line is hashed with one-shot digests (see sealOpenBytes). */
 const ONE_SHOT_MAX = 1024;
 
 const SHA_SUFFIX_LEN = ',"sha":"'.length + 64 + '"}'.length;
@@ -33,29 +33,18 @@ export function sealLine(obj: Record<string, unknown>): string {
 }
 
 /**
- * `sealLine` plus the SHA-256 of the sealed line (the next line's `prev`), hashing the body once:
- * the hash state after the body is copied and finished with the short seal suffix, instead of
- * hashing the whole line a second time (a 64 KiB payload line cost two full passes).
- */
-export function sealLineHashed(
-  obj: Record<string, unknown>,
-  message?: string,
-): { line: string; hash: string } {
-  const body = JSON.stringify(obj);
-  // `message`: a payload already serialized, appended as the last member (`"message":<json>`).
-  return sealOpen(message === undefined ? body.slice(0, -1) : `${body.slice(0, -1)},"message":${message}`);
-}
-
-/**
- * `sealOpen` straight to bytes: the sealed line and its newline in one Buffer, and the line's
- * hash. The text is encoded to UTF-8 once and hashed from those bytes; a recording line never
- * lives on as a JS string (large lines kept as strings until the next flush were copied by every
- * young-generation GC and then promoted).
+ * Seal a line given without its closing brace (`{"seq":1,...`) straight to bytes: the sealed line
+ * and its newline in one Buffer, and the line's SHA-256 (the next line's `prev`). The text is
+ * encoded to UTF-8 once and hashed from those bytes; a recording line never lives on as a JS
+ * string (large lines kept as strings until the next flush were copied by every young-generation
+ * GC and then promoted). Long lines are hashed once: the state after the body is copied and
+ * finished with the short seal suffix; short lines use two one-shot digests, which cost less
+ * than a hash object and its copy.
  */
 export function sealOpenBytes(open: string): { bytes: Buffer; hash: string } {
   if (open.length <= ONE_SHOT_MAX) {
-    const { line, hash: h } = sealOpen(open);
-    return { bytes: Buffer.from(`${line}\n`), hash: h };
+    const line = `${open},"sha":"${hash('sha256', open)}"}`;
+    return { bytes: Buffer.from(`${line}\n`), hash: hash('sha256', line) };
   }
   const size = Buffer.byteLength(open);
   const bytes = Buffer.allocUnsafe(size + SHA_SUFFIX_LEN + 1);
@@ -66,20 +55,6 @@ export function sealOpenBytes(open: string): { bytes: Buffer; hash: string } {
   bytes.write(tail, size, 'latin1');
   bytes[size + SHA_SUFFIX_LEN] = 10;
   return { bytes, hash: lineHash.update(tail).digest('hex') };
-}
-
-/** Seal a line given without its closing brace (`{"seq":1,...`): adds the seal and closes it. */
-export function sealOpen(open: string): { line: string; hash: string } {
-  if (open.length <= ONE_SHOT_MAX) {
-    // Short lines: two one-shot digests cost less than a hash object and its copy.
-    const tail = `,"sha":"${hash('sha256', open)}"}`;
-    const line = open + tail;
-    return { line, hash: hash('sha256', line) };
-  }
-  const bodyHash = createHash('sha256').update(open);
-  const lineHash = bodyHash.copy();
-  const tail = `,"sha":"${bodyHash.digest('hex')}"}`;
-  return { line: `${open}${tail}`, hash: lineHash.update(tail).digest('hex') };
 }
 
 /** Check a line's own seal; returns false when any byte before the seal changed. */
