@@ -1,11 +1,10 @@
-import {
-  decodeJwt,
-  decodeProtectedHeader,
-  errors,
-  type JWSHeaderParameters,
-  type JWTPayload,
-  jwtVerify,
-} from 'jose';
+// jose by subpath: its index loads every module (JWE, key generation, remote JWKS...), ~9 MiB of
+// resident memory the sidecar never uses (measured: index +9.7 MiB, these subpaths +0.4 MiB).
+import type { JWSHeaderParameters, JWTPayload } from 'jose';
+import { decodeProtectedHeader } from 'jose/decode/protected_header';
+import * as errors from 'jose/errors';
+import { decodeJwt } from 'jose/jwt/decode';
+import { jwtVerify } from 'jose/jwt/verify';
 import { type ErrorCode, WardenError } from '../errors.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import { hasGroupsOverage, toIdentity } from './claims.js';

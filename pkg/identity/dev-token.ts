@@ -1,5 +1,8 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { importJWK, type JWK, SignJWT } from 'jose';
+import type { JWK } from 'jose';
+// By subpath, not the index (see authenticator.ts).
+import { SignJWT } from 'jose/jwt/sign';
+import { importJWK } from 'jose/key/import';
 import { WardenError } from '../errors.js';
 
 /**

@@ -1,11 +1,7 @@
-import {
-  type CryptoKey,
-  createLocalJWKSet,
-  errors,
-  type FlattenedJWSInput,
-  type JSONWebKeySet,
-  type JWSHeaderParameters,
-} from 'jose';
+import type { CryptoKey, FlattenedJWSInput, JSONWebKeySet, JWSHeaderParameters } from 'jose';
+// By subpath, not the index (see authenticator.ts).
+import * as errors from 'jose/errors';
+import { createLocalJWKSet } from 'jose/jwks/local';
 import { WardenError } from '../errors.js';
 import { TtlCache } from './lib/cache.js';
 import { fetchJson } from './lib/fetch.js';

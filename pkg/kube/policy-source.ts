@@ -135,7 +135,9 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
   const selectedNow = (): PolicyObject[] =>
     [...objects.values()]
       .filter((o) => selectorMatches(o.spec?.podSelector ?? undefined, podLabels))
-      .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+      // Code-unit order, not localeCompare: the same on every node whatever its locale, and it
+      // keeps ICU's collation data (~6 MiB of the node binary) out of the sidecar's memory.
+      .sort((a, b) => (a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0));
 
   const report = (err: Error): void => {
     options.onError?.(err);
