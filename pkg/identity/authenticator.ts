@@ -213,24 +213,33 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
   );
   const cacheNow = options.now ?? Date.now;
   const verified = new Map<string, { identity: Identity; until: number; expMs: number }>();
+  // The trusted list's part of the key, per list object (engines hand out one list each).
+  const trustedKeys = new WeakMap<readonly TrustedIssuer[], string>();
 
   return {
     async authenticate(token, trusted) {
-      const key = verifiedCacheMs > 0 ? `${JSON.stringify(trusted)}\n${token}` : '';
+      let key = '';
       if (verifiedCacheMs > 0) {
+        let trustedKey = trustedKeys.get(trusted);
+        if (trustedKey === undefined) {
+          trustedKey = JSON.stringify(trusted);
+          trustedKeys.set(trusted, trustedKey);
+        }
+        key = `${trustedKey}\n${token}`;
         const hit = verified.get(key);
         if (hit !== undefined) {
-          if (hit.until > cacheNow() && hit.expMs > Date.now())
-            return { ...hit.identity, groups: [...hit.identity.groups] };
+          // The same frozen identity for every request with this token: what is derived from it
+          // (the policy's view, the rules whose subjects match) is computed once, not per request.
+          if (hit.until > cacheNow() && hit.expMs > Date.now()) return hit.identity;
           verified.delete(key);
         }
       }
       try {
-        const identity = await verify(token, trusted);
+        const identity = deepFreeze(await verify(token, trusted));
         if (verifiedCacheMs > 0) {
           if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value as string);
           verified.set(key, {
-            identity: { ...identity, groups: [...identity.groups] },
+            identity,
             until: cacheNow() + verifiedCacheMs,
             expMs: identity.expiresAt * 1000,
           });
@@ -368,5 +377,14 @@ function nonNegative(value: number | undefined, fallback: number, name: string):
   if (value === undefined) return fallback;
   if (!Number.isFinite(value) || value < 0)
     throw new WardenError('ERR_CONFIG', `createAuthenticator: ${name} must be zero or more, got ${value}`);
+  return value;
+}
+
+/** Freeze an identity and everything in it (claims included): it is shared between requests. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value as object)) deepFreeze(v);
+  }
   return value;
 }

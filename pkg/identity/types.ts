@@ -60,5 +60,9 @@ export interface Authenticator {
    * Verify `token` against `trusted` and return the caller's identity.
    * Throws `WardenError` with an `ERR_AUTH_*` code on any failure (fail closed).
    */
+  /**
+   * `trusted` must not change once passed (engines hand out frozen lists): verified tokens are
+   * remembered per list object. The identity is frozen, and the same object for a remembered token.
+   */
   authenticate(token: string, trusted: readonly TrustedIssuer[]): Promise<Identity>;
 }

@@ -15,7 +15,7 @@ beforeAll(async () => {
 });
 afterAll(() => dev.close());
 
-it('answers a repeated token with the same identity, and a caller mutating it does not affect the next', async () => {
+it('answers a repeated token with the same frozen identity, which no caller can alter for the next', async () => {
   const auth = createAuthenticator();
   const token = await dev.issueToken({
     audience: aud,
@@ -23,8 +23,15 @@ it('answers a repeated token with the same identity, and a caller mutating it do
     groups: ['g1'],
   });
   const first = await auth.authenticate(token, trusted);
-  first.groups.push('injected');
+  expect(() => first.groups.push('injected')).toThrow(TypeError);
+  expect(() => {
+    (first as { principal: string }).principal = 'someone-else';
+  }).toThrow(TypeError);
+  expect(() => {
+    (first.claims as Record<string, unknown>)['oid'] = 'someone-else';
+  }).toThrow(TypeError);
   const second = await auth.authenticate(token, trusted);
+  expect(second).toBe(first);
   expect(second.principal).toBe(`${dev.tenantId}/aaaaaaaa-0000-4000-8000-0000000000c1`);
   expect(second.groups).toEqual(['g1']);
   const fresh = await createAuthenticator({ verifiedCacheMs: 0 }).authenticate(token, trusted);

@@ -113,16 +113,19 @@ export function createServiceAccountIssuer(options: {
 
 /** The engine with its `kubernetes` issuers resolved to the cluster's issuer and keys. */
 function resolveEngine(engine: PolicyEngine, sa: ServiceAccountIssuer, defaultIssuer: string): PolicyEngine {
+  // One list per (issuer, keys) the cluster currently has: asked on every request.
+  let memo: { issuer: string | undefined; jwks: unknown; list: readonly TrustedIssuer[] } | undefined;
   return {
     decide: (ctx) => engine.decide(ctx),
     filterList: (method: ListMethod, items, identity) => engine.filterList(method, items, identity),
     maskingRules: () => engine.maskingRules(),
     recording: () => engine.recording(),
     policies: () => engine.policies(),
-    trustedIssuers(): TrustedIssuer[] {
+    trustedIssuers(): readonly TrustedIssuer[] {
       const issuer = sa.issuer();
       const jwks = sa.jwks();
-      return engine.trustedIssuers().map((entry) => {
+      if (memo !== undefined && memo.issuer === issuer && memo.jwks === jwks) return memo.list;
+      const list = engine.trustedIssuers().map((entry) => {
         if (entry.kubernetes !== true || issuer === undefined) return entry;
         const iss = entry.issuer === defaultIssuer || entry.issuer === '' ? issuer : entry.issuer;
         // Keys are only known for this cluster's own issuer.
@@ -130,6 +133,8 @@ function resolveEngine(engine: PolicyEngine, sa: ServiceAccountIssuer, defaultIs
           ? { ...entry, issuer: iss, jwks }
           : { ...entry, issuer: iss };
       });
+      memo = { issuer, jwks, list: Object.freeze(list) };
+      return memo.list;
     },
   };
 }

@@ -56,7 +56,7 @@ export interface PolicyEngine {
   /** Keep only the list items the caller may use (each item decided as the matching call would be). */
   filterList(method: ListMethod, items: readonly unknown[], identity: Identity): unknown[];
   /** Issuers trusted by any applicable policy (deduplicated). */
-  trustedIssuers(): TrustedIssuer[];
+  trustedIssuers(): readonly TrustedIssuer[];
   /**
    * The union of masking rules, each tagged with its policy (`namespace/name` or `name`). The
    * engine of pkg/policy returns `MaskingRule` objects (see `CompiledPolicyEngine`).

@@ -778,3 +778,53 @@ describe('hot path', () => {
     expect(perCallUs).toBeLessThan(100);
   });
 });
+
+describe('rules pre-selected per caller', () => {
+  test('an identity reused across calls and lists decides exactly as fresh copies of it do', () => {
+    const doc = policy('p', [
+      rule('readers-read', 'allow', { subjects: [{ group: 'readers' }], match: { tools: ['get_*'] } }),
+      rule('ops-all', 'allow', { subjects: [{ group: 'operators' }], match: { tools: ['*'] } }),
+      rule('bob-no-delete', 'deny', {
+        subjects: [{ user: 'bob@example.com' }],
+        match: { tools: ['delete_*'] },
+      }),
+      rule('anyone-ping', 'allow', { match: { tools: ['ping_*'] } }),
+    ]);
+    const engine = compilePolicies([doc]);
+    const tools = ['get_a', 'delete_b', 'ping_c', 'other'];
+    for (let round = 0; round < 3; round++)
+      for (const who of [alice, bob, nobody])
+        for (const t of tools) {
+          const fresh = { ...who, groups: [...who.groups] };
+          expect(engine.decide(toolCall(t, who))).toEqual(engine.decide(toolCall(t, fresh)));
+        }
+    expect(engine.decide(toolCall('get_a', alice)).enforced).toBe('allow');
+    expect(engine.decide(toolCall('delete_b', alice)).enforced).toBe('deny');
+    expect(engine.decide(toolCall('delete_b', bob)).rule).toBe('bob-no-delete');
+    expect(engine.decide(toolCall('other', bob)).rule).toBe('ops-all');
+    expect(engine.decide(toolCall('get_a', nobody)).enforced).toBe('deny');
+    const listed = (who: typeof alice) =>
+      engine.filterList(
+        'tools/list',
+        tools.map((name) => ({ name })),
+        who,
+      );
+    expect(listed(alice)).toEqual([{ name: 'get_a' }, { name: 'ping_c' }]);
+    expect(listed(bob)).toEqual([{ name: 'get_a' }, { name: 'ping_c' }, { name: 'other' }]);
+    expect(listed(nobody)).toEqual([{ name: 'ping_c' }]);
+  });
+
+  test('trusted issuers are computed once per engine and frozen', () => {
+    const doc = policy('p', [rule('r', 'allow')]);
+    doc.spec.identity = { issuers: [{ issuer: 'https://issuer.example/v2.0', audiences: ['api://a'] }] };
+    const engine = compilePolicies([doc]);
+    const list = engine.trustedIssuers();
+    expect(engine.trustedIssuers()).toBe(list);
+    expect(list).toEqual([
+      { issuer: 'https://issuer.example/v2.0', audiences: ['api://a'], groupsOverage: 'deny' },
+    ]);
+    expect(Object.isFrozen(list) && Object.isFrozen(list[0]) && Object.isFrozen(list[0]!.audiences)).toBe(
+      true,
+    );
+  });
+});

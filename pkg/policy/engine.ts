@@ -279,6 +279,10 @@ function activationFor(ctx: CallContext, view: IdentityView): Record<string, unk
   };
 }
 
+function subjectsMatch(r: CompiledRule, identity: Identity, view: IdentityView): boolean {
+  return r.subjects(identity, view) && (r.issuers === undefined || r.issuers(identity));
+}
+
 function matchRule(
   r: CompiledRule,
   ctx: CallContext,
@@ -287,8 +291,19 @@ function matchRule(
   scratch: Scratch,
   whenMode: WhenModeT,
 ): Outcome {
-  if (!r.subjects(ctx.identity, view)) return MatchOutcome.subjects;
-  if (r.issuers !== undefined && !r.issuers(ctx.identity)) return MatchOutcome.subjects;
+  if (!subjectsMatch(r, ctx.identity, view)) return MatchOutcome.subjects;
+  return matchCall(r, ctx, kind, view, scratch, whenMode);
+}
+
+/** matchRule for a rule whose subjects are known to match the caller. */
+function matchCall(
+  r: CompiledRule,
+  ctx: CallContext,
+  kind: TargetKind,
+  view: IdentityView,
+  scratch: Scratch,
+  whenMode: WhenModeT,
+): Outcome {
   if (r.methods !== undefined) {
     if (!r.methods(ctx.method)) return MatchOutcome.method;
   } else if (r.hasTargets) {
@@ -388,6 +403,7 @@ class Engine implements CompiledPolicyEngine {
   readonly #keys: string[];
   readonly #auditDecisions = new Map<string, Decision>();
   readonly #scratch: Scratch = { activation: undefined, error: undefined };
+  readonly #byIdentity = new WeakMap<Identity, CompiledRule[]>();
 
   constructor(docs: PolicyDocument[]) {
     this.#docs = docs;
@@ -416,6 +432,21 @@ class Engine implements CompiledPolicyEngine {
     return this.#decide(ctx, WhenMode.evaluate);
   }
 
+  /**
+   * The rules whose subjects (and issuers) match this caller, in decision order: the only ones a
+   * call of theirs can meet. Most rules of a shared policy are other teams'; an identity object is
+   * reused for every request with the same token (the authenticator's verified cache), so they are
+   * skipped once per token instead of once per call and per listed tool.
+   */
+  #rulesFor(identity: Identity, view: IdentityView): CompiledRule[] {
+    let rules = this.#byIdentity.get(identity);
+    if (rules === undefined) {
+      rules = this.#rules.filter((r) => subjectsMatch(r, identity, view));
+      this.#byIdentity.set(identity, rules);
+    }
+    return rules;
+  }
+
   #decide(ctx: CallContext, whenMode: WhenModeT): Decision {
     if (this.#docs.length === 0)
       return this.#defaultDeny(ctx, 'no MCPPolicy applies here, so every call is denied');
@@ -425,13 +456,13 @@ class Engine implements CompiledPolicyEngine {
     const scratch = this.#scratch;
     scratch.activation = undefined;
     scratch.error = undefined;
-    const rules = this.#rules;
+    const rules = this.#rulesFor(ctx.identity, view);
     let all: CompiledRule | undefined;
     let enf: CompiledRule | undefined;
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i]!;
       if (all !== undefined && r.audit) continue; // only the enforce winner is still missing
-      if (!applies(r, matchRule(r, ctx, kind, view, scratch, whenMode))) continue;
+      if (!applies(r, matchCall(r, ctx, kind, view, scratch, whenMode))) continue;
       all ??= r;
       if (!r.audit) {
         enf = r;
@@ -562,7 +593,23 @@ class Engine implements CompiledPolicyEngine {
     return { decision, methodClass: cls, rules };
   }
 
-  trustedIssuers(): TrustedIssuer[] {
+  #trusted: readonly TrustedIssuer[] | undefined;
+
+  /** Computed once per engine (asked on every request) and frozen: every caller shares it. */
+  trustedIssuers(): readonly TrustedIssuer[] {
+    if (this.#trusted === undefined) {
+      const list = this.#collectIssuers();
+      for (const entry of list) {
+        Object.freeze(entry.audiences);
+        if (entry.allowedTenants) Object.freeze(entry.allowedTenants);
+        Object.freeze(entry);
+      }
+      this.#trusted = Object.freeze(list);
+    }
+    return this.#trusted;
+  }
+
+  #collectIssuers(): TrustedIssuer[] {
     const byIssuer = new Map<string, TrustedIssuer>();
     for (const doc of this.#docs) {
       for (const iss of doc.spec.identity?.issuers ?? []) {
