@@ -5,13 +5,17 @@
  * Opens `--sessions` MCP sessions (initialize + notifications/initialized), then either
  * - `--mode saturate`: `--connections` closed-loop workers, each sending its next request as soon
  *   as the previous one completed, for `--duration` seconds (after `--warmup` seconds unrecorded);
- * - `--mode rate`: an open loop at `--rate` requests/s (at most 256 in flight), for `--duration`.
+ * - `--mode rate`: an open loop at `--rate` requests/s (at most 256 in flight), for `--duration`;
+ * - `--mode paired`: the same open loop over two or more `--target`s, request i going to target
+ *   i mod K, so every path is measured in the same seconds (one result per target, in order).
  * Every response is read to its end and checked (status, JSON-RPC result present, size, number of
  * SSE events), so a proxy that answers errors fast never looks fast: failures count as errors.
  *
- * Prints one JSON line: { scenario, mode, requests, errors, seconds, rps, bytesPerSec, latencyMs }.
+ * Prints one JSON line: { scenario, mode, requests, errors, seconds, rps, bytesPerSec, latencyMs }
+ * (paired: an array of them).
  * Usage: node dist/bench/load.js --url URL --scenario small|large|list|sse [--mode saturate|rate]
  *   [--connections 16] [--rate 100] [--duration 10] [--warmup 2] [--header 'name: value']...
+ *   [--mode paired --target '{"url":"...","headers":["name: value"]}' --target ...]
  */
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
@@ -39,7 +43,7 @@ export interface LoadResult {
 interface Options {
   url: URL;
   scenario: Scenario;
-  mode: 'saturate' | 'rate';
+  mode: 'saturate' | 'rate' | 'paired';
   connections: number;
   sessions: number;
   rate: number;
@@ -57,11 +61,12 @@ function fail(message: string): never {
   process.exit(2);
 }
 
-function parseOptions(argv: string[]): Options {
+function parseOptions(argv: string[]): { options: Options; targets: Options[] } {
   const { values } = parseArgs({
     args: argv,
     options: {
       url: { type: 'string' },
+      target: { type: 'string', multiple: true, default: [] },
       scenario: { type: 'string', default: 'small' },
       mode: { type: 'string', default: 'saturate' },
       connections: { type: 'string', default: '16' },
@@ -74,26 +79,29 @@ function parseOptions(argv: string[]): Options {
       header: { type: 'string', multiple: true, default: [] },
     },
   });
-  if (values.url === undefined) fail('--url is required');
-  const url = new URL(values.url);
-  if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname))
-    fail(`refusing non-loopback target ${url.hostname}`);
+  const targetSpecs = (values.target ?? []).map((t) => {
+    try {
+      return JSON.parse(t) as { url: string; headers?: string[] };
+    } catch {
+      return fail('--target must be JSON: {"url": "...", "headers": ["name: value"]}');
+    }
+  });
+  if (values.mode === 'paired') {
+    if (targetSpecs.length < 2) fail('--mode paired needs two or more --target');
+  } else if (values.url === undefined) fail('--url is required');
+  const url = loopback(values.url ?? (targetSpecs[0]?.url as string));
   const scenario = values.scenario as Scenario;
   if (!Scenarios.includes(scenario)) fail(`--scenario must be one of ${Scenarios.join(', ')}`);
-  if (values.mode !== 'saturate' && values.mode !== 'rate') fail('--mode must be saturate or rate');
+  if (values.mode !== 'saturate' && values.mode !== 'rate' && values.mode !== 'paired')
+    fail('--mode must be saturate, rate or paired');
   const num = (name: string, v: string | undefined, min: number, max: number): number => {
     const n = Number(v);
     if (!Number.isFinite(n) || n < min || n > max) fail(`--${name} must be a number in [${min}, ${max}]`);
     return n;
   };
   const connections = num('connections', values.connections, 1, 512);
-  const headers: Record<string, string> = {};
-  for (const h of values.header ?? []) {
-    const i = h.indexOf(':');
-    if (i <= 0) fail(`--header must be "name: value", got ${JSON.stringify(h.slice(0, 20))}`);
-    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
-  }
-  return {
+  const headers = headerMap(values.header ?? []);
+  const options: Options = {
     url,
     scenario,
     mode: values.mode,
@@ -106,6 +114,29 @@ function parseOptions(argv: string[]): Options {
     events: num('events', values.events, 1, 100_000),
     headers,
   };
+  const targets = targetSpecs.map((t) => ({
+    ...options,
+    url: loopback(t.url),
+    headers: headerMap(t.headers ?? []),
+  }));
+  return { options, targets };
+}
+
+function loopback(raw: string): URL {
+  const url = new URL(raw);
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname))
+    fail(`refusing non-loopback target ${url.hostname}`);
+  return url;
+}
+
+function headerMap(list: string[]): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const h of list) {
+    const i = h.indexOf(':');
+    if (i <= 0) fail(`--header must be "name: value", got ${JSON.stringify(h.slice(0, 20))}`);
+    headers[h.slice(0, i).trim().toLowerCase()] = h.slice(i + 1).trim();
+  }
+  return headers;
 }
 
 /** The request body of one scenario (fresh id each time). */
@@ -234,51 +265,84 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[i] as number;
 }
 
-export async function runLoad(o: Options): Promise<LoadResult> {
+/** One target's share of a run: its client, sessions and measurements. */
+interface Lane {
+  o: Options;
+  client: Client;
+  sessions: string[];
+  latencies: Float64Array;
+  recorded: number;
+  completed: number;
+  errors: number;
+  bytes: number;
+  errorSamples: string[];
+}
+
+async function openLane(o: Options): Promise<Lane> {
   const client = new Client(o);
   const sessions: string[] = [];
   for (let i = 0; i < o.sessions; i++) sessions.push(await client.openSession());
+  return {
+    o,
+    client,
+    sessions,
+    latencies: new Float64Array(o.maxRequests),
+    recorded: 0,
+    completed: 0,
+    errors: 0,
+    bytes: 0,
+    errorSamples: [],
+  };
+}
 
-  const latencies = new Float64Array(o.maxRequests);
-  let recorded = 0;
-  let completed = 0;
-  let errors = 0;
+export async function runLoad(o: Options): Promise<LoadResult> {
+  const [result] = await runLanes(o, [o]);
+  return result as LoadResult;
+}
+
+/**
+ * Run one open or closed loop over one or more targets. With several targets (`--mode paired`)
+ * one open loop at `--rate` sends request i to target i mod K: every path is measured in the same
+ * seconds, under the same machine conditions, so their latencies can be subtracted.
+ */
+async function runLanes(o: Options, targets: Options[]): Promise<LoadResult[]> {
+  const lanes: Lane[] = [];
+  for (const t of targets) lanes.push(await openLane(t));
   let dropped = 0;
-  let bytes = 0;
-  const errorSamples: string[] = [];
   const start = performance.now();
   const recordFrom = start + o.warmupSec * 1000;
   const deadline = recordFrom + o.durationSec * 1000;
 
-  const one = async (session: string): Promise<void> => {
+  const one = async (lane: Lane, session: string): Promise<void> => {
     const t0 = performance.now();
     let problem: string | undefined;
     let size = 0;
     try {
-      const r = await client.post(requestBody(o.scenario, client.id()), session);
+      const r = await lane.client.post(requestBody(o.scenario, lane.client.id()), session);
       size = r.text.length;
       problem = check(o.scenario, r.status, r.text, o.events);
     } catch (err) {
       problem = `request failed: ${err instanceof Error ? err.message : String(err)}`;
     }
     const t1 = performance.now();
-    completed++;
+    lane.completed++;
     if (t0 < recordFrom || t1 > deadline) return;
     if (problem !== undefined) {
-      errors++;
-      if (errorSamples.length < 5) errorSamples.push(problem);
+      lane.errors++;
+      if (lane.errorSamples.length < 5) lane.errorSamples.push(problem);
       return;
     }
-    if (recorded < latencies.length) latencies[recorded++] = t1 - t0;
-    bytes += size;
+    if (lane.recorded < lane.latencies.length) lane.latencies[lane.recorded++] = t1 - t0;
+    lane.bytes += size;
   };
 
-  const budgetLeft = () => recorded + errors < o.maxRequests;
+  const budgetLeft = () => lanes.every((l) => l.recorded + l.errors < o.maxRequests);
 
   if (o.mode === 'saturate') {
+    const lane = lanes[0] as Lane;
     const worker = async (w: number): Promise<void> => {
-      const session = sessions[w % sessions.length] as string;
-      while (performance.now() < deadline && budgetLeft()) await one(session);
+      const session = lane.sessions[w % lane.sessions.length] as string;
+      while (performance.now() < deadline && budgetLeft()) await one(lane, session);
     };
     await Promise.all(Array.from({ length: o.connections }, (_, w) => worker(w)));
   } else {
@@ -293,46 +357,53 @@ export async function runLoad(o: Options): Promise<LoadResult> {
         dropped++;
         continue;
       }
-      const p = one(sessions[i % sessions.length] as string).finally(() => inflight.delete(p));
+      const lane = lanes[i % lanes.length] as Lane;
+      const k = Math.floor(i / lanes.length);
+      const p = one(lane, lane.sessions[k % lane.sessions.length] as string).finally(() =>
+        inflight.delete(p),
+      );
       inflight.add(p);
     }
     await Promise.all(inflight);
   }
 
-  for (const s of sessions) await client.closeSession(s).catch(() => undefined);
-  await client.pool.close();
-
-  const lat = latencies.slice(0, recorded).sort();
-  let sum = 0;
-  for (const v of lat) sum += v;
-  const seconds = o.durationSec;
-  const round = (v: number) => Math.round(v * 1000) / 1000;
-  return {
-    scenario: o.scenario,
-    mode: o.mode,
-    connections: o.connections,
-    ...(o.mode === 'rate' ? { targetRate: o.rate } : {}),
-    requests: recorded,
-    completed,
-    errors,
-    errorSamples,
-    dropped,
-    seconds,
-    rps: round(recorded / seconds),
-    bytesPerSec: Math.round(bytes / seconds),
-    latencyMs: {
-      p50: round(percentile(lat, 50)),
-      p90: round(percentile(lat, 90)),
-      p99: round(percentile(lat, 99)),
-      max: round(lat.length > 0 ? (lat[lat.length - 1] as number) : Number.NaN),
-      mean: round(recorded > 0 ? sum / recorded : Number.NaN),
-    },
-  };
+  const results: LoadResult[] = [];
+  for (const lane of lanes) {
+    for (const s of lane.sessions) await lane.client.closeSession(s).catch(() => undefined);
+    await lane.client.pool.close();
+    const lat = lane.latencies.slice(0, lane.recorded).sort();
+    let sum = 0;
+    for (const v of lat) sum += v;
+    const seconds = o.durationSec;
+    const round = (v: number) => Math.round(v * 1000) / 1000;
+    results.push({
+      scenario: o.scenario,
+      mode: o.mode === 'saturate' ? 'saturate' : 'rate',
+      connections: o.connections,
+      ...(o.mode !== 'saturate' ? { targetRate: o.rate / lanes.length } : {}),
+      requests: lane.recorded,
+      completed: lane.completed,
+      errors: lane.errors,
+      errorSamples: lane.errorSamples,
+      dropped: Math.round(dropped / lanes.length),
+      seconds,
+      rps: round(lane.recorded / seconds),
+      bytesPerSec: Math.round(lane.bytes / seconds),
+      latencyMs: {
+        p50: round(percentile(lat, 50)),
+        p90: round(percentile(lat, 90)),
+        p99: round(percentile(lat, 99)),
+        max: round(lat.length > 0 ? (lat[lat.length - 1] as number) : Number.NaN),
+        mean: round(lane.recorded > 0 ? sum / lane.recorded : Number.NaN),
+      },
+    });
+  }
+  return results;
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const options = parseOptions(process.argv.slice(2));
-  runLoad(options).then(
+  const { options, targets } = parseOptions(process.argv.slice(2));
+  (options.mode === 'paired' ? runLanes(options, targets) : runLoad(options)).then(
     (r) => process.stdout.write(`${JSON.stringify(r)}\n`),
     (err: unknown) => fail(err instanceof Error ? (err.stack ?? err.message) : String(err)),
   );

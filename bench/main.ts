@@ -149,6 +149,33 @@ async function load(
   return JSON.parse(out.trim()) as LoadResult;
 }
 
+/** The paths of `targets` in one paired open loop (bench/load.ts `--mode paired`). */
+async function loadPaired(
+  targets: Target[],
+  scenario: Scenario,
+  o: { duration: number; warmup: number; connections: number; rate: number },
+): Promise<LoadResult[]> {
+  if (targets.length === 1) return [await load(targets[0]!, scenario, 'rate', o)];
+  const args = [
+    join(distBench, 'load.js'),
+    '--mode',
+    'paired',
+    '--scenario',
+    scenario,
+    '--duration',
+    String(o.duration),
+    '--warmup',
+    String(o.warmup),
+    '--connections',
+    String(o.connections),
+    '--rate',
+    String(o.rate),
+  ];
+  for (const t of targets) args.push('--target', JSON.stringify({ url: t.url, headers: t.headers }));
+  const out = await run(node, args, LOAD_CPU);
+  return JSON.parse(out.trim()) as LoadResult[];
+}
+
 async function microBench(
   script: string,
   cpu: string | undefined,
@@ -362,13 +389,22 @@ async function main(): Promise<number> {
         ...report.saturate.filter((r) => r.result.scenario === scenario).map((r) => r.result.rps),
       );
       const rate = Math.max(1, Math.min(defaultRates[scenario], Math.floor(slowest / 2)));
+      // Latency: one open loop over every path at once (request i to path i mod K), so the paths
+      // are measured in the same seconds and their p50s can be subtracted; each path gets as many
+      // requests as a run of its own at `rate` would.
       const rated = new Map<Mode, LoadResult[]>();
       for (let rep = 1; rep <= repeat; rep++) {
-        for (const t of targets) {
-          log(`rate ${rate}/s ${scenario} via ${t.mode} (${rep}/${repeat})`);
-          const result = await load(t, scenario, 'rate', { duration, warmup, connections, rate });
-          rated.set(t.mode, [...(rated.get(t.mode) ?? []), result]);
-        }
+        log(`rate ${rate}/s ${scenario}, paths interleaved (${rep}/${repeat})`);
+        const results = await loadPaired(targets, scenario, {
+          duration: duration * targets.length,
+          warmup,
+          connections,
+          rate,
+        });
+        targets.forEach((t, i) => {
+          const r = results[i];
+          if (r !== undefined) rated.set(t.mode, [...(rated.get(t.mode) ?? []), r]);
+        });
       }
       for (const t of targets) {
         const runs = rated.get(t.mode) ?? [];
