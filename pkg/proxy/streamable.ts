@@ -19,7 +19,7 @@ import { type OutboundContext, record } from './outbound.js';
 import { paramHeaderMismatch } from './params.js';
 import { copyResponseHeaders, deliver, deliverStream, isJson, upstreamFailed } from './respond.js';
 import type { RequestInfo, Session } from './session.js';
-import { type UpstreamResponse, upstreamHeaders } from './upstream.js';
+import { UpstreamCancel, type UpstreamResponse, upstreamHeaders } from './upstream.js';
 
 /**
  * Streamable HTTP (2025-03-26, 2025-06-18, 2025-11-25) and the stateless 2026-07-28 transport:
@@ -218,15 +218,15 @@ export async function handlePost(
     return;
   }
   headers['content-type'] = 'application/json';
-  const abort = new AbortController();
+  const abort = new UpstreamCancel();
   const onClientClose = (): void => {
-    if (!res.writableFinished) abort.abort();
+    if (!res.writableFinished) abort.cancel();
   };
   res.on('close', onClientClose);
   const sentAt = process.hrtime.bigint();
   let up: UpstreamResponse;
   try {
-    up = await core.upstream.request('POST', upstreamPath(core), headers, body, abort.signal);
+    up = await core.upstream.request('POST', upstreamPath(core), headers, body, abort);
   } catch (err) {
     res.off('close', onClientClose);
     for (const id of decided.requestIds) pending.delete(idKey(id));

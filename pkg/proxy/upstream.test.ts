@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isWardenError } from '../errors.js';
-import { readUpstreamBody, Upstream, upstreamHeaders } from './upstream.js';
+import { readUpstreamBody, Upstream, UpstreamCancel, upstreamHeaders } from './upstream.js';
 
 /** The upstream client against real loopback servers: keep-alive, timeouts, refusals, headers. */
 let server: Server;
@@ -79,6 +79,43 @@ test("a caller's timeout signal and a refused connection are upstream errors, no
     expect(refused).toMatchObject({ code: 'ERR_UPSTREAM', message: expect.stringContaining('refused') });
   } finally {
     await Promise.all([up.destroy(), closed.destroy()]);
+  }
+});
+
+test('a cancelled request closes its upstream connection and fails as aborted; after the answer, cancel leaves the body alone', async () => {
+  let arrived: () => void = () => undefined;
+  const arrival = new Promise<void>((r) => {
+    arrived = r;
+  });
+  let upstreamSawClose: Promise<void> = Promise.resolve();
+  handler = (req, res) => {
+    if (req.url === '/hang') {
+      upstreamSawClose = new Promise((r) => req.socket.once('close', () => r()));
+      arrived();
+      return; // never answers
+    }
+    res.writeHead(200, { 'content-type': 'text/plain' }).end('done');
+  };
+  const up = new Upstream(`${base}/mcp`);
+  try {
+    const cancel = new UpstreamCancel();
+    const pending = up.request('POST', '/hang', {}, '{}', cancel).catch((e: unknown) => e);
+    await arrival;
+    cancel.cancel();
+    expect(cancel.cancelled).toBe(true);
+    expect(await pending).toMatchObject({ code: 'ERR_UPSTREAM', message: 'Upstream MCP server ABORT_ERR' });
+    await upstreamSawClose;
+    // Cancelled before it starts: refused at once, nothing sent.
+    expect(await up.request('POST', '/mcp', {}, '{}', cancel).catch((e: unknown) => e)).toMatchObject({
+      code: 'ERR_UPSTREAM',
+    });
+    // Cancelled once answered: the response is the caller's, still readable to its end.
+    const late = new UpstreamCancel();
+    const r = await up.request('POST', '/mcp', {}, '{}', late);
+    late.cancel();
+    expect(await r.body.text()).toBe('done');
+  } finally {
+    await up.destroy();
   }
 });
 

@@ -57,6 +57,39 @@ export function upstreamHeaders(incoming: IncomingHttpHeaders): Record<string, s
 }
 
 /**
+ * Cancels one upstream request (the client went away): what an AbortController does for
+ * `request`, without AbortSignal's listener machinery on the hot path (attaching a signal to a
+ * node:http request was ~3 % of the gateway's CPU per small call).
+ */
+export class UpstreamCancel {
+  #req: { destroy(err?: Error): unknown } | undefined;
+  #cancelled = false;
+
+  get cancelled(): boolean {
+    return this.#cancelled;
+  }
+
+  cancel(): void {
+    if (this.#cancelled) return;
+    this.#cancelled = true;
+    this.#req?.destroy(cancelledError());
+    this.#req = undefined;
+  }
+
+  /** @internal the request to destroy on cancel (undefined once it has its response). */
+  attach(req: { destroy(err?: Error): unknown } | undefined): void {
+    this.#req = req;
+  }
+}
+
+function cancelledError(): Error {
+  const err = new Error('The operation was aborted');
+  err.name = 'AbortError';
+  (err as Error & { code: string }).code = 'ABORT_ERR';
+  return err;
+}
+
+/**
  * The upstream MCP server, reached through one keep-alive connection pool (node:http's Agent:
  * measured cheaper per request than undici's stream API on this data path, and it adds no
  * package to the process's memory). Every call has a header timeout; bodies have none (SSE
@@ -113,11 +146,17 @@ export class Upstream {
     path: string,
     headers: Record<string, string>,
     body: string | Buffer | undefined,
-    signal?: AbortSignal,
+    signal?: AbortSignal | UpstreamCancel,
   ): Promise<UpstreamResponse> {
+    const cancel = signal instanceof UpstreamCancel ? signal : undefined;
+    const abortSignal = signal instanceof UpstreamCancel ? undefined : signal;
     return new Promise<UpstreamResponse>((resolve, reject) => {
-      if (signal?.aborted) {
-        reject(upstreamError(signal.reason));
+      if (abortSignal?.aborted) {
+        reject(upstreamError(abortSignal.reason));
+        return;
+      }
+      if (cancel?.cancelled) {
+        reject(upstreamError(cancelledError()));
         return;
       }
       const outHeaders: Record<string, string | number> = { ...headers, host: this.url.host };
@@ -131,11 +170,13 @@ export class Upstream {
           method,
           path,
           headers: outHeaders,
-          ...(signal ? { signal } : {}),
+          ...(abortSignal ? { signal: abortSignal } : {}),
         },
         (res) => {
           settled = true;
           clearTimeout(timer);
+          // Answered: a later cancel is the caller's to handle (it destroys the body it reads).
+          cancel?.attach(undefined);
           resolve({ status: res.statusCode ?? 502, headers: res.headers, body: upstreamBody(res) });
         },
       );
@@ -151,6 +192,7 @@ export class Upstream {
           reject(upstreamError(err));
         }
       });
+      cancel?.attach(req);
       req.end(body);
     });
   }
