@@ -266,10 +266,17 @@ function countHits(
   hits: Array<{ policy: string; detector: string }>,
 ): void {
   const detectors: Record<string, number> = {};
+  // One counter increment per (policy, detector), not per value: a large result has dozens.
+  const byLabel = new Map<string, { policy: string; detector: string; n: number }>();
   for (const h of hits) {
-    core.metrics.maskedValues.inc({ policy: h.policy, detector: h.detector });
+    const key = `${h.policy}\0${h.detector}`;
+    const seen = byLabel.get(key);
+    if (seen === undefined) byLabel.set(key, { policy: h.policy, detector: h.detector, n: 1 });
+    else seen.n++;
     detectors[h.detector] = (detectors[h.detector] ?? 0) + 1;
   }
+  for (const { policy, detector, n } of byLabel.values())
+    core.metrics.maskedValues.inc({ policy, detector }, n);
   core.events.emit('mask', { hits, method });
   ctx.recorder?.record({ type: 'mask', method, detectors });
 }

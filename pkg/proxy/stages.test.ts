@@ -262,6 +262,27 @@ describe('outbound stage', () => {
     );
   });
 
+  test('every masked value is counted once, per policy and detector', async () => {
+    const hits = [
+      { policy: 'p', detector: 'email' },
+      { policy: 'p', detector: 'phone' },
+      { policy: 'p', detector: 'email' },
+      { policy: 'q', detector: 'email' },
+      { policy: 'p', detector: 'email' },
+    ];
+    const masker: Masker = {
+      empty: false,
+      maskMessage: <T>(m: T) => ({ value: m, hits }),
+    };
+    const c = core(engine(allow, true), masker);
+    processServerMessage(c, ctx(c, []), { jsonrpc: '2.0', id: 5, result: { content: [] } });
+    processServerMessage(c, ctx(c, []), { jsonrpc: '2.0', id: 6, result: { content: [] } });
+    const text = await c.metrics.registry.metrics();
+    expect(text).toContain('mcp_warden_masked_values_total{policy="p",detector="email"} 6');
+    expect(text).toContain('mcp_warden_masked_values_total{policy="p",detector="phone"} 2');
+    expect(text).toContain('mcp_warden_masked_values_total{policy="q",detector="email"} 2');
+  });
+
   test('a masker failure never lets the unmasked result through', () => {
     const masker: Masker = {
       empty: false,
