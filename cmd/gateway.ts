@@ -16,6 +16,7 @@ import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { createFilePolicySource } from '../pkg/policy/loader.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
+import { releaseOptimizingCompiler } from '../pkg/startup.js';
 import { waitForStopSignal } from './signals.js';
 
 export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [options]
@@ -187,6 +188,8 @@ export async function run(argv: string[]): Promise<number> {
       },
       'gateway started',
     );
+    // Policies were loaded before the listener: start-up is over (see pkg/startup.ts).
+    releaseOptimizingCompiler();
   } catch (err) {
     logger.error({ event: 'start-failed', err: errorMessage(err) }, 'gateway failed to start');
     process.stderr.write(`mcp-warden gateway: ${errorMessage(err)}\n`);

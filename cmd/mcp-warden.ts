@@ -4,6 +4,7 @@
  * under `cmd/` and exports `run(argv): Promise<number>` (the exit code).
  */
 import { errorMessage, isWardenError } from '../pkg/errors.js';
+import { holdOptimizingCompiler } from '../pkg/startup.js';
 
 interface CommandModule {
   run(argv: string[]): Promise<number>;
@@ -13,6 +14,8 @@ interface CommandEntry {
   summary: string;
   usage: string;
   load?: () => Promise<CommandModule>;
+  /** A long-running server: start-up runs without TurboFan until it is ready (pkg/startup.ts). */
+  serves?: boolean;
 }
 
 const commands: Record<string, CommandEntry> = {
@@ -21,16 +24,19 @@ const commands: Record<string, CommandEntry> = {
     usage:
       'gateway --upstream URL --policy PATH [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9090] [--recordings DIR] [--mcp-path /mcp] [--max-body 4MiB] [--public-url URL] [--allowed-hosts H,H] [--allowed-origins O,O] [--no-legacy-sse]',
     load: () => import('./gateway.js'),
+    serves: true,
   },
   sidecar: {
     summary: 'Run the data path in a pod, policies read from the Kubernetes API (injected by the webhook)',
     usage: 'sidecar [--upstream URL] [--listen :8443] [--admin-listen :9090]',
     load: () => import('./sidecar.js'),
+    serves: true,
   },
   webhook: {
     summary: 'Run the admission webhook: inject sidecars, validate MCPPolicy, manage serving TLS',
     usage: 'webhook [--listen :8443] [--admin-listen :9090] [--namespace NS]',
     load: () => import('./webhook.js'),
+    serves: true,
   },
   policy: {
     summary:
@@ -96,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`mcp-warden ${name}: not available in this version.\n`);
     return 2;
   }
+  if (entry.serves) holdOptimizingCompiler();
   const mod = await entry.load();
   return mod.run(rest);
 }

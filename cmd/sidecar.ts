@@ -51,6 +51,7 @@ import { KubernetesDefaultIssuer } from '../pkg/policy/engine.js';
 import type { PolicyDocument } from '../pkg/policy/schema.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
+import { releaseOptimizingCompiler } from '../pkg/startup.js';
 import { waitForStopSignal } from './signals.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -345,6 +346,13 @@ export async function run(argv: string[]): Promise<number> {
       },
       'sidecar started',
     );
+    // Start-up ends once the policies are compiled and the issuer known (see pkg/startup.ts).
+    const startup = setInterval(() => {
+      if (!ready()) return;
+      clearInterval(startup);
+      releaseOptimizingCompiler();
+    }, 100);
+    startup.unref();
   } catch (err) {
     logger.error({ err: errorMessage(err) }, 'sidecar failed to start');
     detach();

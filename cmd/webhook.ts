@@ -22,6 +22,7 @@ import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { parseDuration } from '../pkg/policy/duration.js';
 import { validatePolicy } from '../pkg/policy/validate.js';
 import { startAdminServer } from '../pkg/proxy/admin.js';
+import { releaseOptimizingCompiler } from '../pkg/startup.js';
 import { createAdmissionApp } from '../webhook/admission.js';
 import { type CertStore, defaultRotation, type RotationOptions, reconcileCerts } from '../webhook/certs.js';
 import {
@@ -398,6 +399,7 @@ export async function run(argv: string[]): Promise<number> {
   process.stdout.write(
     `${JSON.stringify({ event: 'listening', url: webhook.url, admin: webhook.adminUrl })}\n`,
   );
+  releaseOptimizingCompiler(); // start-up is over (see pkg/startup.ts)
   const signal = await waitForStopSignal();
   logger.info({ signal }, 'shutting down');
   await webhook.close();
