@@ -122,6 +122,37 @@ test('events split inside UTF-8 characters, CRLF pairs and field names arrive in
   ]);
 });
 
+test('large events arrive intact, multi-byte characters and all, in one upstream read or many', async () => {
+  const big = (n: number, text: string) =>
+    JSON.stringify({
+      jsonrpc: '2.0',
+      method: 'notifications/message',
+      params: { level: 'info', data: text, n },
+    });
+  const note1 = big(1, `é✓😀${'x'.repeat(40_000)}ü`);
+  const note2 = big(2, 'small ✓');
+  const result = JSON.stringify({
+    jsonrpc: '2.0',
+    id: 1,
+    result: { content: [{ type: 'text', text: `${'ß'.repeat(30_000)}\u2028end ✓` }] },
+  });
+  const stream = Buffer.from(
+    `id: a\ndata: ${note1}\n\nretry: 10\nid: b\ndata: ${note2}\n\n: ka\n\nid: c\ndata: ${result}\n\n`,
+  );
+  const expected = [
+    { type: 'event', id: 'a', data: note1 },
+    { type: 'event', id: 'b', retry: 10, data: note2 },
+    { type: 'comment', text: ' ka' },
+    { type: 'event', id: 'c', data: result },
+  ];
+  // All in one piece (the relay writes them in one flush), then cut at awkward sizes.
+  chunks = [stream];
+  expect(await call()).toEqual(expected);
+  chunks = [];
+  for (let i = 0; i < stream.length; i += 4093) chunks.push(stream.subarray(i, i + 4093));
+  expect(await call()).toEqual(expected);
+});
+
 test('events of an unknown type and non-JSON data are dropped, their ids kept', async () => {
   const result = JSON.stringify({ jsonrpc: '2.0', id: 1, result: {} });
   chunks = [
