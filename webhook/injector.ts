@@ -38,8 +38,9 @@ export interface InjectorConfig {
 
 /**
  * Sidecar resources by default (measured with bench/idle-rss.ts, see docs/performance.md "Memory"):
- * the request covers the idle RSS (~85 MiB), the limit the peak under saturation (170-210 MiB with
- * 16-128 connections, 64 KiB results, SIDECAR_NODE_OPTIONS).
+ * the request covers the RSS once it has served calls (~84 MiB; 74 MiB idle before its first
+ * call), the limit the peak under saturation (170-210 MiB with 16-128 connections, 64 KiB results,
+ * SIDECAR_NODE_OPTIONS).
  */
 export const defaultResources = { cpuRequest: '50m', memoryRequest: '96Mi', memoryLimit: '256Mi' } as const;
 
