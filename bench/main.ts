@@ -122,16 +122,14 @@ async function startNginx(upstreamUrl: string, work: string): Promise<Target> {
   };
 }
 
-async function load(
-  target: Target,
+/** The load generator's command line for one run, without its target(s). */
+function loadArgs(
   scenario: Scenario,
-  mode: 'saturate' | 'rate',
+  mode: 'saturate' | 'rate' | 'paired',
   o: { duration: number; warmup: number; connections: number; rate?: number },
-): Promise<LoadResult> {
+): string[] {
   const args = [
     join(distBench, 'load.js'),
-    '--url',
-    target.url,
     '--scenario',
     scenario,
     '--mode',
@@ -144,6 +142,16 @@ async function load(
     String(o.connections),
   ];
   if (o.rate !== undefined) args.push('--rate', String(o.rate));
+  return args;
+}
+
+async function load(
+  target: Target,
+  scenario: Scenario,
+  mode: 'saturate' | 'rate',
+  o: { duration: number; warmup: number; connections: number; rate?: number },
+): Promise<LoadResult> {
+  const args = [...loadArgs(scenario, mode, o), '--url', target.url];
   for (const h of target.headers) args.push('--header', h);
   const out = await run(node, args, LOAD_CPU);
   return JSON.parse(out.trim()) as LoadResult;
@@ -156,21 +164,7 @@ async function loadPaired(
   o: { duration: number; warmup: number; connections: number; rate: number },
 ): Promise<LoadResult[]> {
   if (targets.length === 1) return [await load(targets[0]!, scenario, 'rate', o)];
-  const args = [
-    join(distBench, 'load.js'),
-    '--mode',
-    'paired',
-    '--scenario',
-    scenario,
-    '--duration',
-    String(o.duration),
-    '--warmup',
-    String(o.warmup),
-    '--connections',
-    String(o.connections),
-    '--rate',
-    String(o.rate),
-  ];
+  const args = loadArgs(scenario, 'paired', o);
   for (const t of targets) args.push('--target', JSON.stringify({ url: t.url, headers: t.headers }));
   const out = await run(node, args, LOAD_CPU);
   return JSON.parse(out.trim()) as LoadResult[];

@@ -310,7 +310,9 @@ export function renderReport(r: BenchReport): string {
       return x === undefined ? 'n/a' : `${f(x.latencyMs.p50)} / ${f(x.latencyMs.p99)}`;
     });
     const errs = modes.map((mode) => find(r.rate, mode, h.scenario)?.errors ?? 0).reduce((a, b) => a + b, 0);
-    out.push(`| ${scenarioNames[h.scenario]} | ${anyRate ?? 'n/a'}/s | ${cells.join(' | ')} | ${errs} |`);
+    out.push(
+      `| ${scenarioNames[h.scenario]} | ${anyRate === undefined ? 'n/a' : Number(anyRate.toFixed(1))}/s | ${cells.join(' | ')} | ${errs} |`,
+    );
   }
   out.push('');
 
