@@ -65,7 +65,6 @@ export function validatorSource(): string {
     // module source as a two-byte string, twice the memory. In string literals \uXXXX is the same.
     code
       .replace(/^"use strict";/, '')
-      .replace('require("ajv/dist/runtime/ucs2length").default', 'keywords.ucs2length')
       .replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
     '',
   ].join('\n');

@@ -77,17 +77,3 @@ export function celValidations(rules: CelRule[]): KeywordFn {
   };
   return fn;
 }
-
-const SURROGATE_PAIR = /[\uD800-\uDBFF][\uDC00-\uDFFF]/g;
-
-/**
- * String length in code points, as ajv's runtime `ucs2length` counts it for minLength/maxLength
- * (a surrogate pair is one character), for the precompiled validators. The pairs are counted by
- * a native regex scan instead of ajv's charCodeAt loop: validating a policy at start-up ran that
- * loop often enough for V8 to optimize it, and the optimizing compiler's first run alone keeps
- * ~5 MiB of the node binary resident in an otherwise idle sidecar.
- */
-export function ucs2length(s: string): number {
-  SURROGATE_PAIR.lastIndex = 0;
-  return s.length - (s.match(SURROGATE_PAIR)?.length ?? 0);
-}
