@@ -87,6 +87,56 @@ describe('built-in detectors', () => {
     expect(out.text).toBe('{"password": "[masked:password-assignment]", "user": "x"}');
   });
 
+  describe('password assignments in JSON carried inside JSON strings', () => {
+    // What a string value holds once parsed, when a tool returns JSON text that itself holds JSON
+    // text (a log line, a stringified config): the inner quotes are escaped.
+    it.each([
+      [
+        'once',
+        String.raw`{\"password\": \"hunter2\", \"user\": \"bob\"}`,
+        String.raw`{\"password\": \"[masked:password-assignment]\", \"user\": \"bob\"}`,
+      ],
+      [
+        'twice',
+        String.raw`{\\\"db_password\\\":\\\"hunter2\\\"}`,
+        String.raw`{\\\"db_password\\\":\\\"[masked:password-assignment]\\\"}`,
+      ],
+      [
+        'with an escaped quote inside',
+        String.raw`{\"secret\": \"ab\\\"cd\", \"n\": 1}`,
+        String.raw`{\"secret\": \"[masked:password-assignment]\", \"n\": 1}`,
+      ],
+      [
+        'with a backslash inside',
+        String.raw`{\"apiKey\": \"ab\\\\cd\"}`,
+        String.raw`{\"apiKey\": \"[masked:password-assignment]\"}`,
+      ],
+    ])('masks the value of an escaped key (%s)', (_, text, masked) => {
+      const out = maskText('password-assignment', text);
+      expect(out.text).toBe(masked);
+      expect(out.hits).toBe(1);
+    });
+
+    it('masks to the end of the line when the value never ends', () => {
+      const out = maskText(
+        'password-assignment',
+        String.raw`{\"password\": \"hunter2 and more` + '\nnext line',
+      );
+      expect(out.text).toBe(String.raw`{\"password\": \"[masked:password-assignment]` + '\nnext line');
+    });
+
+    it('masks the value in a tool result encoded twice, end to end', () => {
+      const inner = JSON.stringify({ password: 'hunter2', user: 'bob' });
+      const text = JSON.stringify({ log: inner });
+      const out = maskText('password-assignment', text);
+      expect(out.text).not.toContain('hunter2');
+      expect(JSON.parse(JSON.parse(out.text).log)).toEqual({
+        password: '[masked:password-assignment]',
+        user: 'bob',
+      });
+    });
+  });
+
   describe('stay linear on hostile 100 KB inputs', () => {
     const n = 100_000;
     const hostile: Array<[string, string]> = [
@@ -111,6 +161,9 @@ describe('built-in detectors', () => {
       ['xoxb-', 'xoxb-'.repeat(n / 5)],
       ['password=', 'password='.repeat(n / 9)],
       ['password:"', 'password: "\\'.repeat(n / 12)],
+      ['password:\\"', String.raw`password\": \"`.repeat(n / 16)],
+      ['password: backslashes', `password: ${'\\'.repeat(n - 10)}`],
+      ['password: escaped quotes', `password: \\"${'\\\\\\"'.repeat(n / 4)}`],
       ['url credentials', '://a:'.repeat(n / 5)],
       ['url credentials, long', `://${'a'.repeat(n / 2)}:${'b'.repeat(n / 2)}`],
       ['slack hooks', 'hooks.slack.com/services/'.repeat(n / 25)],

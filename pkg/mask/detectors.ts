@@ -76,7 +76,7 @@ interface CompiledPart extends RegexPart {
 function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number, out: Span[]): void {
   const text = m[0];
   const g = m.groups;
-  const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3']);
+  const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3'] ?? g['v4']);
   if (v !== undefined) {
     const end = m.index + text.length;
     if (v.length > 0) out.push({ start: end - v.length, end, name, owner });
@@ -498,9 +498,16 @@ const passwordAssignment = regexFinder(
   [
     {
       quick: passwordKeywordProbe,
+      // The key's closing quote may be escaped (`\"password\": \"x\"`: JSON carried inside a JSON
+      // string, or deeper). Such a value opens with a run of backslashes and a quote (`q`) and
+      // ends at the same run and quote not preceded by another backslash: an inner quote is
+      // escaped once more (`\\\"`) and stays inside. A value with no such end is masked to
+      // the end of its line (at most 512 characters): more masked rather than a tail let through.
       re: new RegExp(
-        `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?["']?[ \\t]*[:=][ \\t]*` +
-          `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
+        `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*` +
+          `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')` +
+          `|(?<q>\\\\{1,16})"(?<v4>(?:(?!(?<!\\\\)\\k<q>")[^\\r\\n]){1,512})` +
+          `|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
         'g',
       ),
     },

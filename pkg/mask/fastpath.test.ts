@@ -479,12 +479,8 @@ describe('every positive sample is masked wherever it sits in a message (all det
       // As an object key (a whole-key finding is renamed to its token).
       { structuredContent: { [sample]: 'plain' } },
       { structuredContent: { [`key ${sample} key`]: 1 } },
-      // Inside a JSON document carried as text (newlines escaped). Not for samples with quotes:
-      // `\"password\": \"x\"` (escaped quotes) is not an assignment the detector knows, before
-      // these fast paths as after.
-      ...(sample.includes('"')
-        ? []
-        : [{ content: [{ type: 'text', text: JSON.stringify({ note: `see ${sample}`, list: [sample] }) }] }]),
+      // Inside a JSON document carried as text (newlines and quotes escaped).
+      { content: [{ type: 'text', text: JSON.stringify({ note: `see ${sample}`, list: [sample] }) }] },
       // A text block that is the serialization of structuredContent.
       {
         content: [{ type: 'text', text: JSON.stringify({ v: sample }) }],
