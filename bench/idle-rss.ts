@@ -155,6 +155,7 @@ async function gatewayOnce(work: string, o: Options): Promise<Sample> {
     profile: false,
     log: () => undefined,
     nodeFlags: flags,
+    sidecarEnv: o.nodeOptions === SIDECAR_NODE_OPTIONS,
   });
   try {
     return await measure(w.target.pid as number, w.target, o);

@@ -27,6 +27,8 @@ export interface WardenDetails {
   policyRules: number;
   detectors: string[];
   recordingDir: string;
+  /** The gateway's admin endpoint (`/metrics`, `/readyz`). */
+  adminUrl: string;
   recordingFiles?: number;
   profileDir?: string;
 }
@@ -87,8 +89,19 @@ export interface BenchReport {
   /** `runs`: p50 (ms) of every repetition (the median one is `result`). */
   rate: Array<{ target: Mode; result: LoadResult; runs?: number[] }>;
   rssIdleKiB?: number;
-  /** The injected sidecar (bench/idle-rss.ts --mode sidecar): idle and after its first calls. */
-  sidecarRss?: { idleKiB: number; warmKiB?: number };
+  /**
+   * The injected sidecar (bench/idle-rss.ts --mode sidecar): idle (anonymous / file-backed), after
+   * its first calls, peak under `loadSec` s of saturating small and 64 KiB calls, and after that.
+   */
+  sidecarRss?: {
+    idleKiB: number;
+    idleAnonKiB?: number;
+    idleFileKiB?: number;
+    warmKiB?: number;
+    peakKiB?: number;
+    afterKiB?: number;
+    loadSec?: number;
+  };
   rssLoadPeakKiB?: number;
   rssAfterKiB?: number;
   profile?: ProfileSummary;
@@ -326,9 +339,19 @@ export function renderReport(r: BenchReport): string {
       out.push(`| recordings written | ${r.warden.recordingFiles} files |`);
     out.push(`| RSS idle (after start-up) | ${mib(r.rssIdleKiB)} |`);
     if (r.sidecarRss !== undefined) {
+      const sc = r.sidecarRss;
+      const split =
+        sc.idleAnonKiB !== undefined
+          ? ` (anonymous ${mib(sc.idleAnonKiB)}, file-backed ${mib(sc.idleFileKiB)})`
+          : '';
       out.push(
-        `| injected sidecar RSS idle / after first calls (bench/idle-rss.ts, real kube-apiserver, median of 3) | ${mib(r.sidecarRss.idleKiB)} / ${mib(r.sidecarRss.warmKiB)} |`,
+        `| injected sidecar RSS idle / after first calls (bench/idle-rss.ts, real kube-apiserver, median of 3) | ${mib(sc.idleKiB)}${split} / ${mib(sc.warmKiB)} |`,
       );
+      if (sc.peakKiB !== undefined) {
+        out.push(
+          `| injected sidecar RSS peak under load / settled after it (${sc.loadSec ?? '?'} s each of saturating small and 64 KiB calls) | ${mib(sc.peakKiB)} / ${mib(sc.afterKiB)} |`,
+        );
+      }
     }
     out.push(`| RSS peak under load | ${mib(r.rssLoadPeakKiB)} |`);
     out.push(`| RSS idle after the load | ${mib(r.rssAfterKiB)} |`);

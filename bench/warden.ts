@@ -8,7 +8,7 @@ import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startDevIssuer } from '../pkg/identity/dev-issuer.js';
-import { SIDECAR_NODE_OPTIONS } from '../webhook/injector.js';
+import { SIDECAR_MALLOC_ENV, SIDECAR_NODE_OPTIONS } from '../webhook/injector.js';
 import { BENCH_AUDIENCE, BENCH_GROUP, BENCH_OID, benchPolicy, type PolicyVariant } from './policy.js';
 import { freePort, start, stop, waitHttp } from './proc.js';
 import type { WardenDetails } from './report.js';
@@ -30,6 +30,11 @@ export interface WardenOptions {
    * (SIDECAR_NODE_OPTIONS), so the bench measures what pods run; `[]` for plain node.
    */
   nodeFlags?: string[];
+  /**
+   * The sidecar's malloc settings in the gateway's environment (SIDECAR_MALLOC_ENV). Default: when
+   * `nodeFlags` is the sidecar's default, so the bench measures what pods run.
+   */
+  sidecarEnv?: boolean;
 }
 
 export async function startWarden(o: WardenOptions): Promise<{ target: Target; details: WardenDetails }> {
@@ -81,7 +86,16 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
       '--recordings',
       recordings,
     ],
-    { cpus: o.cpus, env: { ...process.env, MCP_WARDEN_LOG_LEVEL: 'warn' } },
+    {
+      cpus: o.cpus,
+      env: {
+        ...process.env,
+        MCP_WARDEN_LOG_LEVEL: 'warn',
+        ...((o.sidecarEnv ?? o.nodeFlags === undefined)
+          ? Object.fromEntries(SIDECAR_MALLOC_ENV.map((e) => [e.name, e.value]))
+          : {}),
+      },
+    },
   );
   try {
     await waitHttp(`http://127.0.0.1:${adminPort}/readyz`, gateway, 30_000, true);
@@ -96,6 +110,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
     policyRules: policy.rules,
     detectors: policy.detectors,
     recordingDir: recordings,
+    adminUrl: `http://127.0.0.1:${adminPort}`,
     ...(profileDir === undefined ? {} : { profileDir }),
   };
   const target: Target = {
