@@ -50,7 +50,7 @@ const root = resolve(fileURLToPath(import.meta.url), '../../..');
 const distBench = join(root, 'dist/bench');
 const node = process.execPath;
 
-interface Sample {
+export interface Sample {
   /** VmRSS once ready + settle (KiB). */
   idle: number;
   /** Of which anonymous memory (heap, young generation, malloc) and file-backed (the node binary). */

@@ -24,6 +24,7 @@ import { cpus, freemem, hostname, loadavg, release, tmpdir, totalmem } from 'nod
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SIDECAR_NODE_OPTIONS } from '../webhook/injector.js';
+import type { Sample } from './idle-rss.js';
 import type { LoadResult, Scenario } from './load.js';
 import { Scenarios } from './load.js';
 import { writeNginxConfig } from './nginx.js';
@@ -471,11 +472,7 @@ async function main(): Promise<number> {
           '--load',
           String(SIDECAR_LOAD_SEC),
         ]);
-        const sample = (
-          row as {
-            sample?: Partial<Record<'idle' | 'idleAnon' | 'idleFile' | 'warm' | 'peak' | 'after', number>>;
-          }
-        ).sample;
+        const sample = (row as { sample?: Partial<Sample> }).sample;
         if (sample?.idle !== undefined) {
           report.sidecarRss = {
             idleKiB: sample.idle,

@@ -27,8 +27,6 @@ export interface WardenDetails {
   policyRules: number;
   detectors: string[];
   recordingDir: string;
-  /** The gateway's admin endpoint (`/metrics`, `/readyz`). */
-  adminUrl: string;
   recordingFiles?: number;
   profileDir?: string;
 }

@@ -110,7 +110,6 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
     policyRules: policy.rules,
     detectors: policy.detectors,
     recordingDir: recordings,
-    adminUrl: `http://127.0.0.1:${adminPort}`,
     ...(profileDir === undefined ? {} : { profileDir }),
   };
   const target: Target = {
