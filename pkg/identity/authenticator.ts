@@ -254,6 +254,9 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
         throw failure;
       }
     },
+    acceptedUntil(identity) {
+      return (identity.expiresAt + clockToleranceSec) * 1000;
+    },
   };
 }
 

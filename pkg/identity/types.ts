@@ -65,4 +65,9 @@ export interface Authenticator {
    * remembered per list object. The identity is frozen, and the same object for a remembered token.
    */
   authenticate(token: string, trusted: readonly TrustedIssuer[]): Promise<Identity>;
+  /**
+   * Until when (epoch ms) the token `identity` came from is accepted: its `exp` plus the clock
+   * skew tolerated. A stream opened with it must not outlive it.
+   */
+  acceptedUntil(identity: Identity): number;
 }

@@ -63,3 +63,17 @@ it('keeps tokens apart: two callers get their own identities', async () => {
 it('refuses a negative verifiedCacheMs', () => {
   expect(() => createAuthenticator({ verifiedCacheMs: -1 })).toThrow(/verifiedCacheMs/);
 });
+
+it('accepts a token until its exp plus the clock tolerance, which is how long a stream it opened may last', async () => {
+  const token = await dev.issueToken({
+    audience: aud,
+    oid: 'aaaaaaaa-0000-4000-8000-0000000000c2',
+    expiresInSec: 600,
+  });
+  const identity = await createAuthenticator().authenticate(token, trusted);
+  expect(identity.expiresAt).toBeGreaterThan(Date.now() / 1000);
+  expect(createAuthenticator().acceptedUntil(identity)).toBe((identity.expiresAt + 60) * 1000);
+  expect(createAuthenticator({ clockToleranceSec: 0 }).acceptedUntil(identity)).toBe(
+    identity.expiresAt * 1000,
+  );
+});

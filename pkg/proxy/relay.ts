@@ -15,9 +15,19 @@ export interface RelayOptions {
   onEndpoint?: (data: string) => string | undefined;
   /** Send the response headers only with the first event, or after this many ms without one. */
   headerDelayMs?: number;
-  /** Called once when the relay finishes (either side closed). */
-  onDone?: (outcome: 'ended' | 'truncated' | 'client-closed') => void;
+  /**
+   * End the stream at this time (epoch ms): the caller's token is no longer accepted then. The
+   * client gets what was relayed so far and the end of the stream; the upstream is let go.
+   */
+  endAt?: number;
+  /** Called once when the relay finishes (either side closed, or `endAt`). */
+  onDone?: (outcome: RelayOutcome) => void;
 }
+
+export type RelayOutcome = 'ended' | 'truncated' | 'client-closed' | 'expired';
+
+/** setTimeout's longest delay (~24.8 days); a later `endAt` is reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Stream an upstream SSE body to the client event by event, never buffering the whole stream:
@@ -50,6 +60,7 @@ export function relaySse(
   return new Promise<void>((resolve) => {
     let scheduled: NodeJS.Immediate | undefined;
     let headerTimer: NodeJS.Timeout | undefined;
+    let expiryTimer: NodeJS.Timeout | undefined;
     let finished = false;
     let paused = false;
     const flush = (): void => {
@@ -117,11 +128,12 @@ export function relaySse(
       );
       finish('truncated', reason);
     }
-    function finish(outcome: 'ended' | 'truncated' | 'client-closed', reason?: string): void {
+    function finish(outcome: RelayOutcome, reason?: string): void {
       if (finished) return;
       finished = true;
       if (scheduled !== undefined) clearImmediate(scheduled);
       if (headerTimer !== undefined) clearTimeout(headerTimer);
+      if (expiryTimer !== undefined) clearTimeout(expiryTimer);
       body.off('data', onData);
       body.off('end', onEnd);
       body.off('error', onError);
@@ -133,6 +145,13 @@ export function relaySse(
         options.onDone?.('client-closed');
         resolve();
         return;
+      }
+      if (outcome === 'expired') {
+        // Nothing more reaches this caller: the upstream connection is released.
+        body.destroy();
+        core.logger.info({ event: 'stream-expired' }, "ended a server stream: the caller's token expired");
+        // A comment, which clients ignore, says why to whoever reads the stream.
+        out += serializeSseComment('the access token expired; reconnect with a fresh token');
       }
       if (outcome === 'truncated') {
         // The rest of a broken stream is never read: release the upstream connection.
@@ -168,6 +187,20 @@ export function relaySse(
         headerTimer = undefined;
         if (!finished && !res.headersSent) res.flushHeaders();
       }, options.headerDelayMs);
+    }
+    if (options.endAt !== undefined) {
+      const endAt = options.endAt;
+      const arm = (): void => {
+        const left = endAt - Date.now();
+        if (left <= 0) {
+          finish('expired');
+          return;
+        }
+        expiryTimer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+        expiryTimer.unref();
+      };
+      arm();
+      if (finished) return;
     }
     schedule();
   });

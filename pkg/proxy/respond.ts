@@ -184,6 +184,7 @@ export async function deliverStream(
   ctx: OutboundContext,
   up: UpstreamResponse,
   res: ServerResponse,
+  endAt?: number,
 ): Promise<void> {
   if (up.status === 200 && isSse(up)) {
     copyResponseHeaders(up, res);
@@ -192,7 +193,7 @@ export async function deliverStream(
     res.setHeader('cache-control', 'no-cache');
     res.setHeader('x-accel-buffering', 'no');
     res.flushHeaders();
-    await relaySse(core, ctx, up, res);
+    await relaySse(core, ctx, up, res, endAt === undefined ? {} : { endAt });
     return;
   }
   // 405 (no server stream), 400, 404...: pass the status on with a JSON body.

@@ -53,7 +53,10 @@ const deny = (): Decision => ({
 });
 
 function core(e: PolicyEngine, masker?: Masker): ProxyCore {
-  const auth: Authenticator = { authenticate: async () => identity };
+  const auth: Authenticator = {
+    authenticate: async () => identity,
+    acceptedUntil: () => Number.POSITIVE_INFINITY,
+  };
   return new ProxyCore({
     upstream: 'http://127.0.0.1:9/mcp',
     policySource: { current: () => e, onChange: () => () => undefined, close: async () => undefined },
@@ -330,7 +333,10 @@ test('x-mcp-header declarations are collected through properties chains only', (
 });
 
 test('the session table is bounded per principal (least recently used forgotten)', async () => {
-  const auth: Authenticator = { authenticate: async () => identity };
+  const auth: Authenticator = {
+    authenticate: async () => identity,
+    acceptedUntil: () => Number.POSITIVE_INFINITY,
+  };
   const e = engine(allow);
   const c = new ProxyCore({
     upstream: 'http://127.0.0.1:9/mcp',
@@ -355,7 +361,7 @@ test('an upstream SSE URL on another origin is refused at construction', () => {
   const base = {
     upstream: 'http://127.0.0.1:9/mcp',
     policySource: { current: () => e, onChange: () => () => undefined, close: async () => undefined },
-    authenticator: { authenticate: async () => identity },
+    authenticator: { authenticate: async () => identity, acceptedUntil: () => Number.POSITIVE_INFINITY },
     metrics: createMetrics({ defaultMetrics: false }),
     podName: 'unit',
   };

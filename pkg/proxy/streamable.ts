@@ -338,7 +338,9 @@ export async function handleGet(
   };
   if (session) session.openStreams = (session.openStreams ?? 0) + 1;
   try {
-    await deliverStream(core, ctx, up, res);
+    // The server stream has no end of its own: it ends when the caller's token does, and the
+    // client reconnects with a fresh one (resuming with Last-Event-ID where the upstream can).
+    await deliverStream(core, ctx, up, res, core.options.authenticator.acceptedUntil(identity));
   } finally {
     if (session) {
       session.openStreams = (session.openStreams ?? 1) - 1;
