@@ -6,6 +6,7 @@ import {
   connectStreamable,
   elicitCalls,
   type Harness,
+  openRawSession,
   rootsCalls,
   samplingCalls,
   startHarness,
@@ -63,31 +64,7 @@ afterAll(async () => {
 afterEach(() => source.set(engine(baseRules)));
 
 async function rawSession(version: string, hh: Harness = h): Promise<Record<string, string>> {
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    accept: 'application/json, text/event-stream',
-    authorization: `Bearer ${await hh.token()}`,
-  };
-  const init = await fetch(hh.mcpUrl, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 0,
-      method: 'initialize',
-      params: { protocolVersion: version, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-    }),
-  });
-  expect(init.status).toBe(200);
-  await init.text();
-  const sid = init.headers.get('mcp-session-id')!;
-  const h2 = { ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': version };
-  const ack = await fetch(hh.mcpUrl, {
-    method: 'POST',
-    headers: h2,
-    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
-  });
-  expect(ack.status).toBe(202);
+  const h2 = await openRawSession(hh.mcpUrl, await hh.token(), version);
   // List tools first, as clients do (so the proxy does not need to list them itself).
   const list = await fetch(hh.mcpUrl, {
     method: 'POST',

@@ -2,7 +2,7 @@ import { decodeJwt } from 'jose';
 import { createAuthenticator } from '../../pkg/identity/index.js';
 import { SseParser } from '../../pkg/mcp/sse.js';
 import { createMetrics } from '../../pkg/metrics/catalogue.js';
-import { AUDIENCE, type Harness, startHarness } from './helpers/harness.js';
+import { AUDIENCE, type Harness, openRawSession, startHarness } from './helpers/harness.js';
 import { testEngine, testSource } from './helpers/test-policy.js';
 
 /**
@@ -30,35 +30,6 @@ afterAll(async () => {
   await h?.close();
 });
 
-async function session(token: string): Promise<Record<string, string>> {
-  const headers: Record<string, string> = {
-    'content-type': 'application/json',
-    accept: 'application/json, text/event-stream',
-    authorization: `Bearer ${token}`,
-  };
-  const init = await fetch(h.mcpUrl, {
-    method: 'POST',
-    headers,
-    body: JSON.stringify({
-      jsonrpc: '2.0',
-      id: 0,
-      method: 'initialize',
-      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
-    }),
-  });
-  expect(init.status).toBe(200);
-  await init.text();
-  const sid = init.headers.get('mcp-session-id')!;
-  const h2 = { ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': '2025-06-18' };
-  const ack = await fetch(h.mcpUrl, {
-    method: 'POST',
-    headers: h2,
-    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
-  });
-  expect(ack.status).toBe(202);
-  return h2;
-}
-
 function openStream(headers: Record<string, string>, token: string): Promise<Response> {
   return fetch(h.mcpUrl, {
     method: 'GET',
@@ -68,7 +39,7 @@ function openStream(headers: Record<string, string>, token: string): Promise<Res
 
 test('a server stream ends when the token that opened it expires, and a fresh token opens a new one', async () => {
   const long = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'user-1', groups: ['readers'] });
-  const headers = await session(long);
+  const headers = await openRawSession(h.mcpUrl, long, '2025-06-18');
   const short = await h.issuer.issueToken({
     audience: AUDIENCE,
     oid: 'user-1',
@@ -111,7 +82,7 @@ test('a server stream ends when the token that opened it expires, and a fresh to
 
 test('a stream opened with a token valid for an hour stays open', async () => {
   const long = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'user-2', groups: ['readers'] });
-  const headers = await session(long);
+  const headers = await openRawSession(h.mcpUrl, long, '2025-06-18');
   const res = await openStream(headers, long);
   expect(res.status).toBe(200);
   const reader = res.body!.getReader();

@@ -67,6 +67,46 @@ export async function startHarness(
   };
 }
 
+/**
+ * A session opened by hand over streamable HTTP (`initialize`, then `notifications/initialized`):
+ * the headers to send with it (token, session id, protocol version).
+ */
+export async function openRawSession(
+  mcpUrl: string,
+  token: string,
+  version: string,
+): Promise<Record<string, string>> {
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    authorization: `Bearer ${token}`,
+  };
+  const init = await fetch(mcpUrl, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 0,
+      method: 'initialize',
+      params: { protocolVersion: version, capabilities: {}, clientInfo: { name: 'raw', version: '1' } },
+    }),
+  });
+  const initText = await init.text();
+  const sid = init.headers.get('mcp-session-id');
+  if (init.status !== 200 || sid === null)
+    throw new Error(`initialize: HTTP ${init.status} ${initText.slice(0, 200)}`);
+  const withSession = { ...headers, 'mcp-session-id': sid, 'mcp-protocol-version': version };
+  const ack = await fetch(mcpUrl, {
+    method: 'POST',
+    headers: withSession,
+    body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+  });
+  const ackText = await ack.text();
+  if (ack.status !== 202)
+    throw new Error(`notifications/initialized: HTTP ${ack.status} ${ackText.slice(0, 200)}`);
+  return withSession;
+}
+
 /** A fetch that makes the SDK v1 client ask for `version` in initialize (to pin older versions). */
 function pinVersion(version: string | undefined): typeof fetch {
   return async (input, init) => {
