@@ -179,12 +179,16 @@ export function upstreamFailed(
   });
 }
 
+/**
+ * The answer to a GET: the upstream's server stream, relayed until it ends or until `endAt`
+ * (epoch ms, when the caller's token stops being accepted); an error status is passed on.
+ */
 export async function deliverStream(
   core: ProxyCore,
   ctx: OutboundContext,
   up: UpstreamResponse,
   res: ServerResponse,
-  endAt?: number,
+  endAt: number,
 ): Promise<void> {
   if (up.status === 200 && isSse(up)) {
     copyResponseHeaders(up, res);
@@ -193,7 +197,7 @@ export async function deliverStream(
     res.setHeader('cache-control', 'no-cache');
     res.setHeader('x-accel-buffering', 'no');
     res.flushHeaders();
-    await relaySse(core, ctx, up, res, endAt === undefined ? {} : { endAt });
+    await relaySse(core, ctx, up, res, { endAt });
     return;
   }
   // 405 (no server stream), 400, 404...: pass the status on with a JSON body.
