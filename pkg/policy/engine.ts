@@ -283,19 +283,7 @@ function subjectsMatch(r: CompiledRule, identity: Identity, view: IdentityView):
   return r.subjects(identity, view) && (r.issuers === undefined || r.issuers(identity));
 }
 
-function matchRule(
-  r: CompiledRule,
-  ctx: CallContext,
-  kind: TargetKind,
-  view: IdentityView,
-  scratch: Scratch,
-  whenMode: WhenModeT,
-): Outcome {
-  if (!subjectsMatch(r, ctx.identity, view)) return MatchOutcome.subjects;
-  return matchCall(r, ctx, kind, view, scratch, whenMode);
-}
-
-/** matchRule for a rule whose subjects are known to match the caller. */
+/** Match a call against a rule whose subjects are known to match the caller (see subjectsMatch). */
 function matchCall(
   r: CompiledRule,
   ctx: CallContext,
@@ -580,7 +568,9 @@ class Engine implements CompiledPolicyEngine {
     const kind = methodTarget(ctx.method);
     const rules = this.#declared.map((r) => {
       const scratch: Scratch = { activation: undefined, error: undefined };
-      const outcome = matchRule(r, ctx, kind, view, scratch, WhenMode.evaluate);
+      const outcome = subjectsMatch(r, ctx.identity, view)
+        ? matchCall(r, ctx, kind, view, scratch, WhenMode.evaluate)
+        : MatchOutcome.subjects;
       return {
         policy: r.policy,
         mode: r.audit ? ('audit' as const) : ('enforce' as const),
