@@ -94,6 +94,8 @@ export class ProxyCore {
   publicUrl: string | undefined;
   /** Answers blocked server→client requests of exchanges without a session. */
   readonly answerWithoutSession: (response: JsonRpcResponse) => void;
+  /** Cancels a request held for approval, by session (or principal) and id (approve.ts heldKey). */
+  readonly heldCalls = new Map<string, () => void>();
   /** Last time the proxy listed tools itself for stateless traffic (ms). */
   annotationsFetchedAt = 0;
   readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();

@@ -9,6 +9,7 @@ import {
 import { callContextFromRequest } from '../policy/call.js';
 import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
+import { HeldRequest } from './approve.js';
 import { LIFECYCLE_METHODS, LIST_METHODS, methodLabel, type ProxyCore } from './core.js';
 import type { RequestInfo, Session } from './session.js';
 
@@ -85,14 +86,30 @@ export interface DecideInput {
 
 /**
  * Decide one request. Returns the error response to send instead of forwarding, or undefined
- * when the request may pass (allowed, audit mode, lifecycle or list).
+ * when the request may pass (allowed, audit mode, lifecycle or list). With `canHold` (a client
+ * request that can wait for an answer), an `approve` decision returns a HeldRequest for the
+ * approval stage instead of a refusal.
  */
 export function decideRequest(
   core: ProxyCore,
   input: DecideInput,
   msg: JsonRpcRequest,
   direction: Direction,
-): JsonRpcResponse | undefined {
+  canHold: true,
+): JsonRpcResponse | HeldRequest | undefined;
+export function decideRequest(
+  core: ProxyCore,
+  input: DecideInput,
+  msg: JsonRpcRequest,
+  direction: Direction,
+): JsonRpcResponse | undefined;
+export function decideRequest(
+  core: ProxyCore,
+  input: DecideInput,
+  msg: JsonRpcRequest,
+  direction: Direction,
+  canHold = false,
+): JsonRpcResponse | HeldRequest | undefined {
   if (!isDecided(msg.method, direction)) return undefined;
   const field = TARGET_FIELDS.get(msg.method);
   if (field !== undefined && hasUndecidableTarget(msg.params, field)) {
@@ -142,6 +159,9 @@ export function decideRequest(
   }
   report(core, input, msg, ctx.tool ?? ctx.prompt, decision, direction);
   if (decision.enforced === 'allow') return undefined;
+  if (canHold && decision.enforced === 'approve' && decision.approval !== undefined) {
+    return new HeldRequest(msg, decision);
+  }
   return denialResponse(msg.id, decision);
 }
 
@@ -180,8 +200,12 @@ export function denialResponse(id: JsonRpcRequest['id'], decision: Decision): Js
   const reason = approval ? 'approval required' : decision.reason;
   const data: Record<string, unknown> = { policy: decision.policy, reason };
   if (decision.rule !== undefined) data['rule'] = decision.rule;
-  if (approval)
-    data['approval'] = { status: 'unavailable', detail: 'approvals are not yet supported by this gateway' };
+  if (approval) {
+    data['approval'] = {
+      status: 'unavailable',
+      detail: 'this call cannot be held for approval (a server-to-client request or a notification)',
+    };
+  }
   const where = decision.policy
     ? ` (policy ${decision.policy}${decision.rule ? `, rule ${decision.rule}` : ''})`
     : '';

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { errorResponse, type JsonRpcId } from '../mcp/jsonrpc.js';
+import { serializeSseEvent } from '../mcp/sse.js';
 
 /** Send a JSON body with an explicit length (no chunking for small answers). */
 export function sendJson(
@@ -19,7 +20,11 @@ export function sendJsonText(
   headers?: Record<string, string>,
 ): void {
   if (res.headersSent) {
-    res.end();
+    // The answer is already an event stream (a call held for approval): the message is its last event.
+    const ct = res.getHeader('content-type');
+    if (typeof ct === 'string' && ct.startsWith('text/event-stream') && !res.writableEnded) {
+      res.end(serializeSseEvent({ event: 'message', data: text }));
+    } else res.end();
     return;
   }
   res.statusCode = status;

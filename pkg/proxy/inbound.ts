@@ -23,6 +23,7 @@ import {
 } from '../mcp/version.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
+import { cancelHeld, HeldRequest } from './approve.js';
 import type { ProxyCore } from './core.js';
 import { decideRequest, requestInfo } from './decide.js';
 import { header, sendRpcError } from './http.js';
@@ -49,6 +50,8 @@ export interface InboundResult {
   firstMethod: string;
   /** The refusal of a notification the rules denied (dropped; JSON-RPC gives it no answer). */
   deniedNotification?: JsonRpcResponse;
+  /** Requests decided `approve`: neither forwarded nor refused yet (the approval stage's). */
+  held: HeldRequest[];
 }
 
 /** Read and validate the body. Answers the client and returns undefined when it is bad. */
@@ -187,6 +190,7 @@ export function decideAll(
   const forward: ParsedItem['message'][] = [];
   const refused: JsonRpcResponse[] = [];
   const requestIds: JsonRpcId[] = [];
+  const held: HeldRequest[] = [];
   let initialize = false;
   let hasRequest = false;
   let deniedNotification: JsonRpcResponse | undefined;
@@ -199,7 +203,11 @@ export function decideAll(
     }
     if (item.kind === 'request') {
       const req = msg as JsonRpcRequest;
-      const denied = decideRequest(core, ctx, req, 'client-to-server');
+      const denied = decideRequest(core, ctx, req, 'client-to-server', true);
+      if (denied instanceof HeldRequest) {
+        held.push(denied);
+        continue;
+      }
       if (denied) {
         refused.push(denied);
         record(ctx, 'server-to-client', denied);
@@ -209,6 +217,11 @@ export function decideAll(
       hasRequest = true;
       requestIds.push(req.id);
       rememberPending(ctx.pending, idKey(req.id), requestInfo(req));
+    } else if (
+      item.kind === 'notification' &&
+      (msg as JsonRpcNotification).method === 'notifications/cancelled'
+    ) {
+      cancelHeld(core, ctx, (msg as JsonRpcNotification).params);
     } else if (
       item.kind === 'notification' &&
       !(msg as JsonRpcNotification).method.startsWith('notifications/')
@@ -236,6 +249,7 @@ export function decideAll(
     raw,
     firstMethod: batch ? 'batch' : (first.method ?? 'response'),
     ...(deniedNotification ? { deniedNotification } : {}),
+    held,
   };
 }
 

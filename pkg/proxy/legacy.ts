@@ -5,6 +5,7 @@ import { idKey, type JsonRpcResponse } from '../mcp/jsonrpc.js';
 import { serializeSseEvent } from '../mcp/sse.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import { ensureToolAnnotations } from './annotations.js';
+import { resolveTickets } from './approve.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { sendRpcError } from './http.js';
 import { decideAll, readMessages } from './inbound.js';
@@ -159,6 +160,14 @@ export async function handleLegacyMessage(
     got.items,
     got.raw,
   );
+  // Nothing is held open here (the POST is answered 202 at once): held calls are tickets.
+  if (decided.held.length > 0) {
+    await resolveTickets(
+      core,
+      { engine, identity, session, recorder: session.recorder, pending: session.pending },
+      decided,
+    );
+  }
   if (decided.refused.length > 0 && session.clientSse && !session.clientSse.writableEnded) {
     const data = JSON.stringify(decided.batch && decided.forward.length === 0 ? decided.refused : undefined);
     if (decided.batch && decided.forward.length === 0)

@@ -1,5 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ApprovalBroker } from '../approval/broker.js';
 import type { Authenticator } from '../identity/types.js';
 import type { Logger } from '../log.js';
 import type { Masker } from '../mask/types.js';
@@ -25,6 +26,11 @@ export interface ProxyOptions {
   authenticator: Authenticator;
   metrics: Metrics;
   recorder?: Recorder;
+  /**
+   * Holds calls a policy decides `approve` for a reviewer's verdict (`MCPApproval`). Without it,
+   * such calls are refused (`-31403`, approval unavailable): fail closed.
+   */
+  approvals?: ApprovalBroker;
   podName: string;
   namespace?: string;
   /** Largest request body accepted (default 4 MiB); larger ones get 413. */

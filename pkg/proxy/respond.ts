@@ -19,6 +19,8 @@ import { FORWARD_RESPONSE_HEADERS, readUpstreamBody, type UpstreamResponse } fro
  */
 
 export function copyResponseHeaders(up: UpstreamResponse, res: ServerResponse): void {
+  // Already streaming (a call held for approval opened the answer as SSE): headers are gone.
+  if (res.headersSent) return;
   for (const name of FORWARD_RESPONSE_HEADERS) {
     const v = up.headers[name];
     if (typeof v === 'string') res.setHeader(name, v);
@@ -46,11 +48,13 @@ export async function deliver(
   batch: boolean,
 ): Promise<void> {
   if (up.status >= 200 && up.status < 300 && isSse(up)) {
-    copyResponseHeaders(up, res);
-    res.statusCode = 200;
-    res.setHeader('content-type', 'text/event-stream');
-    res.setHeader('cache-control', 'no-cache');
-    res.setHeader('x-accel-buffering', 'no');
+    if (!res.headersSent) {
+      copyResponseHeaders(up, res);
+      res.statusCode = 200;
+      res.setHeader('content-type', 'text/event-stream');
+      res.setHeader('cache-control', 'no-cache');
+      res.setHeader('x-accel-buffering', 'no');
+    }
     await relaySse(core, ctx, up, res, { prelude: refused, ownIds: requestIds, headerDelayMs: 2 });
     return;
   }
@@ -63,6 +67,8 @@ export async function deliver(
     if (refused.length > 0) {
       copyResponseHeaders(up, res);
       sendJson(res, 200, batch ? refused : refused[0]);
+    } else if (res.headersSent) {
+      res.end();
     } else {
       copyResponseHeaders(up, res);
       res.statusCode = 202;

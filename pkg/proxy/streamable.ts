@@ -12,6 +12,7 @@ import { allowsBatches, isStatelessVersion } from '../mcp/version.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import { ensureToolAnnotations } from './annotations.js';
+import { holdable, holdRequest, resolveTickets } from './approve.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { header, sendJson, sendRpcError } from './http.js';
 import { decideAll, headerMismatch, maskedForRecording, readMessages, refuse } from './inbound.js';
@@ -186,16 +187,31 @@ export async function handlePost(
     got.items,
     got.raw,
   );
+  // Time spent waiting for a reviewer is not the proxy's: durations count from after it.
+  let begun = started;
+  if (decided.held.length > 0) {
+    const approvalCtx = { engine, identity, session, recorder, pending };
+    if (holdable(decided)) {
+      const held = await holdRequest(core, approvalCtx, req, res, decided);
+      begun += held.heldNs;
+      if (held.next === 'answered') {
+        observe(core, decided.firstMethod, begun, 0n);
+        return;
+      }
+    } else {
+      await resolveTickets(core, approvalCtx, decided);
+    }
+  }
   if (decided.forward.length === 0) {
     // Everything was refused: the upstream never hears of it.
     if (decided.refused.length === 0) {
       // Only denied notifications: no JSON-RPC answer, an HTTP error status (MCP transport rule).
       sendJson(res, 403, decided.deniedNotification);
-      observe(core, decided.firstMethod, started, 0n);
+      observe(core, decided.firstMethod, begun, 0n);
       return;
     }
     sendJson(res, 200, decided.batch ? decided.refused : decided.refused[0]);
-    observe(core, decided.firstMethod, started, 0n);
+    observe(core, decided.firstMethod, begun, 0n);
     return;
   }
   const headers = upstreamHeaders(req.headers);
@@ -283,7 +299,7 @@ export async function handlePost(
     await deliver(core, outCtx, up, res, decided.refused, decided.requestIds, decided.batch);
   } finally {
     res.off('close', onClientClose);
-    observe(core, decided.firstMethod, started, upstreamNs);
+    observe(core, decided.firstMethod, begun, upstreamNs);
   }
   if (up.status === 404 && session) void core.closeSession(session, 'ended');
 }

@@ -65,7 +65,15 @@ export function sealValid(line: string): boolean {
   return sha256Hex(line.slice(0, cut)) === line.slice(cut + 8, cut + 8 + 64);
 }
 
-export type LineType = 'header' | 'message' | 'decision' | 'mask' | 'dropped' | 'close' | 'truncated';
+export type LineType =
+  | 'header'
+  | 'message'
+  | 'decision'
+  | 'mask'
+  | 'approval'
+  | 'dropped'
+  | 'close'
+  | 'truncated';
 
 /** A parsed recording line (the fields every type may carry; unknown fields are kept). */
 export interface RecordingLine {

@@ -258,6 +258,9 @@ class SessionWriter implements SessionRecorder {
           this.append(event);
           break;
         }
+        case 'approval':
+          this.append(event);
+          break;
         default:
           this.owner.error(`unknown recording event type`);
       }

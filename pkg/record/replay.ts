@@ -111,6 +111,14 @@ function render(line: RecordingLine): string | undefined {
         .map(([k, v]) => `${k}×${String(v)}`)
         .join(', ')}`;
     }
+    case 'approval': {
+      const outcome = String(line['outcome']);
+      const mark = outcome === 'approved' ? '✓' : outcome === 'pending' ? '⏸' : '✗';
+      const tool = line['tool'] === undefined ? '' : ` ${String(line['tool'])}`;
+      const name = line['approval'] === undefined ? '' : ` ${String(line['approval'])}`;
+      const by = line['decidedBy'] === undefined ? '' : ` by ${String(line['decidedBy'])}`;
+      return `${t}  ${mark} approval${name} for ${String(line['method'])}${tool}: ${outcome}${by}`;
+    }
     case 'dropped':
       return `${t}  ! ${String(line['count'])} event(s) not recorded (the disk did not keep up)`;
     case 'close': {

@@ -32,7 +32,19 @@ export type RecordEvent =
       reason: string;
       requestId?: string | number | null;
     }
-  | { type: 'mask'; method: string; detectors: Record<string, number> };
+  | { type: 'mask'; method: string; detectors: Record<string, number> }
+  | {
+      /** What became of a call held for approval (pkg/approval). */
+      type: 'approval';
+      method: string;
+      tool?: string;
+      policy: string;
+      rule?: string;
+      outcome: 'approved' | 'denied' | 'expired' | 'cancelled' | 'pending' | 'unavailable';
+      approval?: string;
+      decidedBy?: string;
+      requestId?: string | number | null;
+    };
 
 export interface SessionRecorder {
   /** Append one event. Never throws: failures count in `recording_errors_total`. */

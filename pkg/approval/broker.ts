@@ -1,0 +1,450 @@
+import { errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics/catalogue.js';
+import { parseDuration } from '../policy/duration.js';
+import type { MCPApprovalSpec } from '../policy/schema.js';
+import { argumentsDigest } from './digest.js';
+import type {
+  ApprovalChange,
+  ApprovalOutcome,
+  ApprovalStore,
+  HeldCallInput,
+  StoredApproval,
+} from './types.js';
+
+export interface BrokerOptions {
+  store: ApprovalStore;
+  /** The pod (or gateway) holding calls: `spec.pod` of the approvals it creates. */
+  pod: string;
+  metrics: Metrics;
+  logger: Logger;
+  /**
+   * The user the admission webhook stamps as creator of this data path's approvals
+   * (`system:serviceaccount:<ns>:<sa>`). Ticket grants are honoured only from approvals it created:
+   * an approval someone else created (or created past the webhook) grants nothing.
+   */
+  trustedCreator?: string;
+  /** Largest masked-arguments JSON put in an approval (default 256 KiB): reviewers must see the whole call. */
+  maxArgumentsBytes?: number;
+  now?: () => number;
+}
+
+/** The data path's side of one hold. */
+export interface HoldHooks {
+  /** Registers what cancels the hold (the client went away or cancelled the request), and why. */
+  onCancel(listener: (reason: string) => void): void;
+  /** Called once the approval exists (the client can be told its name). */
+  onCreated?(name: string, expiresAt: string): void;
+}
+
+const DEFAULT_TIMEOUT_MS = 5 * 60_000;
+/** setTimeout's longest delay; later deadlines are reached in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A verdict the webhook admitted: Approved or Denied, stamped with who decided. */
+function decisionOf(
+  a: StoredApproval,
+): { verdict: 'Approved' | 'Denied'; decidedBy: string; reason?: string } | undefined {
+  const d = a.spec.decision;
+  if (d === undefined || (d.verdict !== 'Approved' && d.verdict !== 'Denied')) return undefined;
+  // No decidedBy: the decision did not pass through the webhook (not installed, or bypassed).
+  if (typeof d.decidedBy !== 'string' || d.decidedBy === '') return undefined;
+  return { verdict: d.verdict, decidedBy: d.decidedBy, ...(d.reason ? { reason: d.reason } : {}) };
+}
+
+const FINAL_PHASES = new Set(['Executed', 'Cancelled', 'Expired', 'Denied']);
+
+/**
+ * The approval broker: turns an `approve` decision into an `MCPApproval` and the reviewer's verdict
+ * back into "run it" or an error, for both modes of the contract:
+ *
+ * - `hold`: create the approval, keep the caller waiting until a verdict, the timeout or the
+ *   caller leaving; write the phase (Executed, Denied, Expired, Cancelled).
+ * - `ticket`: answer at once with the approval's name; when the same principal repeats the same
+ *   call (same policy, rule, method, tool and arguments digest) after approval, it runs once:
+ *   the phase moves to Executed with an "only if unchanged" write, so two replicas cannot both
+ *   run it.
+ *
+ * Fail closed: when the store is not current or cannot create, the call is refused.
+ */
+export class ApprovalBroker {
+  readonly #o: BrokerOptions;
+  readonly #now: () => number;
+  readonly #waiters = new Map<string, (change: ApprovalChange) => void>();
+  /** Expiry timers of this pod's pending ticket approvals. */
+  readonly #expiry = new Map<string, NodeJS.Timeout>();
+  readonly #unsubscribe: () => void;
+  #warnedUnstamped = false;
+
+  constructor(options: BrokerOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#unsubscribe = options.store.subscribe((change) => this.#onChange(change));
+  }
+
+  /**
+   * After the store's first sync: holds of this pod still pending were lost with the previous
+   * process (their callers are gone), so they are Cancelled; its pending tickets get their expiry
+   * timers back, and verdicts given meanwhile get their phase.
+   */
+  async start(): Promise<void> {
+    await this.#o.store.synced();
+    for (const a of [...this.#o.store.list()]) {
+      if (a.spec.pod !== this.#o.pod || FINAL_PHASES.has(a.phase ?? '') || this.#waiters.has(a.name))
+        continue;
+      if (a.spec.mode !== 'ticket') {
+        if (a.phase === 'Approved') continue;
+        await this.#write(a.name, 'Cancelled', 'the data path restarted; the held call was lost (repeat it)');
+        this.#count(a.spec.policy, 'cancelled');
+        continue;
+      }
+      this.#trackTicket(a);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#unsubscribe();
+    for (const t of this.#expiry.values()) clearTimeout(t);
+    this.#expiry.clear();
+  }
+
+  /** Hold mode: resolves with the verdict, the expiry, or a cancellation. */
+  async hold(call: HeldCallInput, hooks: HoldHooks): Promise<ApprovalOutcome> {
+    const created = await this.#create(call);
+    if ('kind' in created) return created;
+    const { approval, expiresAtMs } = created;
+    const policy = call.policy;
+    this.#o.metrics.approvalsPending.inc({ policy });
+    hooks.onCreated?.(approval.name, approval.spec.expiresAt);
+    try {
+      const outcome = await new Promise<ApprovalOutcome>((resolve) => {
+        let done = false;
+        let timer: NodeJS.Timeout | undefined;
+        const settle = (o: ApprovalOutcome): void => {
+          if (done) return;
+          done = true;
+          if (timer !== undefined) clearTimeout(timer);
+          this.#waiters.delete(approval.name);
+          resolve(o);
+        };
+        const check = (a: StoredApproval | undefined, deleted: boolean): void => {
+          if (deleted || a === undefined) {
+            settle({ kind: 'cancelled', name: approval.name, reason: 'the approval was deleted' });
+            return;
+          }
+          const d = this.#decision(a);
+          if (d === undefined) return;
+          settle(
+            d.verdict === 'Approved'
+              ? { kind: 'approved', name: a.name, decidedBy: d.decidedBy, reason: d.reason }
+              : { kind: 'denied', name: a.name, decidedBy: d.decidedBy, reason: d.reason },
+          );
+        };
+        this.#waiters.set(approval.name, (change) => check(change.approval, change.deleted));
+        const arm = (): void => {
+          const left = expiresAtMs - this.#now();
+          if (left <= 0) {
+            settle({ kind: 'expired', name: approval.name });
+            return;
+          }
+          timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+        };
+        arm();
+        hooks.onCancel((reason) => settle({ kind: 'cancelled', name: approval.name, reason }));
+        // A verdict may have arrived before the waiter was registered.
+        if (!done) check(this.#o.store.get(approval.name) ?? approval, false);
+      });
+      await this.#finishHold(outcome);
+      return outcome;
+    } finally {
+      this.#o.metrics.approvalsPending.dec({ policy });
+    }
+  }
+
+  /**
+   * Ticket mode: an approved, unused approval of this exact call is claimed (approved: run it);
+   * a pending one is named again (no duplicate); otherwise a new approval is created (pending).
+   */
+  async ticket(call: HeldCallInput): Promise<ApprovalOutcome> {
+    if (!this.#o.store.ready()) return unavailable('the approval store is not reachable');
+    const digest = argumentsDigest(call.arguments);
+    const timeoutMs = timeoutOf(call);
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const now = this.#now();
+      let pending: StoredApproval | undefined;
+      let denied: StoredApproval | undefined;
+      let grant: StoredApproval | undefined;
+      for (const a of this.#o.store.list()) {
+        if (!this.#sameCall(a, call, digest)) continue;
+        const expiresAt = Date.parse(a.spec.expiresAt);
+        const d = this.#decision(a);
+        if (d === undefined) {
+          if (!FINAL_PHASES.has(a.phase ?? '') && now < expiresAt) pending = a;
+          continue;
+        }
+        if (d.verdict === 'Denied') {
+          if (now < expiresAt) denied = a;
+          continue;
+        }
+        // Approved: usable once, until one timeout past the approval's own expiry.
+        if (FINAL_PHASES.has(a.phase ?? '') || now >= expiresAt + timeoutMs) continue;
+        if (this.#o.trustedCreator !== undefined && a.createdBy !== this.#o.trustedCreator) continue;
+        grant = a;
+        break;
+      }
+      if (grant !== undefined) {
+        const claimed = await this.#claim(grant);
+        if (claimed) {
+          const d = this.#decision(grant)!;
+          this.#count(call.policy, 'executed');
+          return { kind: 'approved', name: grant.name, decidedBy: d.decidedBy, reason: d.reason };
+        }
+        // Someone else ran it first, or it changed (a phase written meanwhile): look again once the
+        // store has seen the change.
+        await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+        continue;
+      }
+      if (denied !== undefined) {
+        const d = this.#decision(denied)!;
+        return { kind: 'denied', name: denied.name, decidedBy: d.decidedBy, reason: d.reason };
+      }
+      if (pending !== undefined)
+        return { kind: 'pending', name: pending.name, expiresAt: pending.spec.expiresAt };
+      const created = await this.#create(call, digest);
+      if ('kind' in created) return created;
+      this.#trackTicket(created.approval);
+      return { kind: 'pending', name: created.approval.name, expiresAt: created.approval.spec.expiresAt };
+    }
+    return unavailable('the approval changed while it was being claimed; repeat the call');
+  }
+
+  #sameCall(a: StoredApproval, call: HeldCallInput, digest: string): boolean {
+    const s = a.spec;
+    return (
+      s.mode === 'ticket' &&
+      s.argumentsDigest === digest &&
+      s.requester.principal === call.principal &&
+      s.policy === call.policy &&
+      s.rule === call.rule &&
+      s.method === call.method &&
+      (s.tool ?? undefined) === call.tool
+    );
+  }
+
+  #decision(a: StoredApproval): ReturnType<typeof decisionOf> {
+    const d = decisionOf(a);
+    if (d === undefined && a.spec.decision !== undefined && !this.#warnedUnstamped) {
+      this.#warnedUnstamped = true;
+      this.#o.logger.warn(
+        { event: 'approval-decision-unstamped', approval: a.name },
+        'ignored an approval decision without decidedBy: decisions must pass the mcp-warden admission webhook',
+      );
+    }
+    return d;
+  }
+
+  async #create(
+    call: HeldCallInput,
+    digest = argumentsDigest(call.arguments),
+  ): Promise<{ approval: StoredApproval; expiresAtMs: number } | ApprovalOutcome> {
+    const { store, logger } = this.#o;
+    if (!store.ready()) return unavailable('the approval store is not reachable');
+    const masked = JSON.stringify(call.maskedArguments ?? {});
+    const max = this.#o.maxArgumentsBytes ?? 256 * 1024;
+    if (Buffer.byteLength(masked) > max) {
+      return unavailable(
+        `the arguments are too large to be reviewed (${Buffer.byteLength(masked)} bytes, at most ${max})`,
+      );
+    }
+    const expiresAtMs = this.#now() + timeoutOf(call);
+    const args = call.maskedArguments;
+    const spec: MCPApprovalSpec = {
+      policy: call.policy,
+      rule: call.rule,
+      pod: this.#o.pod,
+      ...(call.session !== undefined ? { session: call.session } : {}),
+      requester: {
+        principal: call.principal,
+        ...(call.user !== undefined ? { user: call.user } : {}),
+        ...(call.appId !== undefined ? { appId: call.appId } : {}),
+      },
+      method: call.method,
+      ...(call.tool !== undefined ? { tool: call.tool } : {}),
+      arguments:
+        typeof args === 'object' && args !== null && !Array.isArray(args)
+          ? (args as Record<string, unknown>)
+          : { value: args ?? null },
+      argumentsDigest: digest,
+      expiresAt: new Date(expiresAtMs).toISOString(),
+      mode: call.settings.mode,
+      approvers: call.settings.approvers,
+    };
+    let approval: StoredApproval;
+    try {
+      approval = await store.create(spec, {
+        'app.kubernetes.io/managed-by': 'mcp-warden',
+        'mcpwarden.io/mode': call.settings.mode,
+      });
+    } catch (err) {
+      logger.error(
+        { event: 'approval-create-failed', policy: call.policy, rule: call.rule, err: errorMessage(err) },
+        'could not create an approval; the call is refused',
+      );
+      this.#count(call.policy, 'unavailable');
+      return unavailable('the approval could not be requested');
+    }
+    this.#count(call.policy, 'requested');
+    logger.info(
+      {
+        event: 'approval-requested',
+        approval: approval.name,
+        policy: call.policy,
+        rule: call.rule,
+        method: call.method,
+        tool: call.tool,
+        mode: call.settings.mode,
+      },
+      'call held for approval',
+    );
+    return { approval, expiresAtMs };
+  }
+
+  /** Write the phase that ends a hold (the approved call is then run by the caller). */
+  async #finishHold(outcome: ApprovalOutcome): Promise<void> {
+    if (outcome.kind === 'pending' || outcome.kind === 'unavailable') return;
+    const a = this.#o.store.get(outcome.name);
+    const policy = a?.spec.policy ?? '';
+    switch (outcome.kind) {
+      case 'approved':
+        this.#count(policy, 'approved');
+        await this.#write(
+          outcome.name,
+          'Executed',
+          `approved by ${outcome.decidedBy}; the call was forwarded`,
+        );
+        break;
+      case 'denied':
+        this.#count(policy, 'denied');
+        await this.#write(outcome.name, 'Denied', `denied by ${outcome.decidedBy ?? 'a reviewer'}`);
+        break;
+      case 'expired':
+        this.#count(policy, 'expired');
+        await this.#write(outcome.name, 'Expired', 'no verdict before expiresAt; the call was refused');
+        break;
+      case 'cancelled':
+        this.#count(policy, 'cancelled');
+        if (a !== undefined) await this.#write(outcome.name, 'Cancelled', outcome.reason);
+        break;
+    }
+  }
+
+  /** Run-once: move an approved ticket to Executed only if nobody changed it since we read it. */
+  async #claim(a: StoredApproval): Promise<boolean> {
+    try {
+      return await this.#o.store.setPhase(
+        a.name,
+        'Executed',
+        `run once for ${a.spec.requester.principal} after approval`,
+        a.resourceVersion,
+      );
+    } catch (err) {
+      this.#o.logger.error(
+        { event: 'approval-claim-failed', approval: a.name, err: errorMessage(err) },
+        'could not claim an approved call; it is refused',
+      );
+      return false;
+    }
+  }
+
+  async #write(
+    name: string,
+    phase: 'Executed' | 'Denied' | 'Expired' | 'Cancelled' | 'Approved',
+    message: string,
+  ): Promise<void> {
+    try {
+      await this.#o.store.setPhase(name, phase, message);
+    } catch (err) {
+      // The outcome stands (the call was refused or run); only the report is missing.
+      this.#o.logger.warn(
+        { event: 'approval-status-failed', approval: name, phase, err: errorMessage(err) },
+        'could not write an approval phase',
+      );
+    }
+  }
+
+  /** A pending ticket of this pod: its verdict's phase is written when it comes; it expires on time. */
+  #trackTicket(a: StoredApproval): void {
+    if (this.#expiry.has(a.name)) return;
+    const policy = a.spec.policy;
+    const expiresAtMs = Date.parse(a.spec.expiresAt);
+    this.#o.metrics.approvalsPending.inc({ policy });
+    const arm = (): void => {
+      const left = expiresAtMs - this.#now();
+      if (left > 0) {
+        const t = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+        t.unref();
+        this.#expiry.set(a.name, t);
+        return;
+      }
+      this.#untrackTicket(a.name, policy);
+      const current = this.#o.store.get(a.name);
+      if (
+        current !== undefined &&
+        this.#decision(current) === undefined &&
+        !FINAL_PHASES.has(current.phase ?? '')
+      ) {
+        this.#count(policy, 'expired');
+        void this.#write(a.name, 'Expired', 'no verdict before expiresAt');
+      }
+    };
+    arm();
+  }
+
+  #untrackTicket(name: string, policy: string): void {
+    const t = this.#expiry.get(name);
+    if (t === undefined) return;
+    clearTimeout(t);
+    this.#expiry.delete(name);
+    this.#o.metrics.approvalsPending.dec({ policy });
+  }
+
+  #onChange(change: ApprovalChange): void {
+    const waiter = this.#waiters.get(change.approval.name);
+    if (waiter !== undefined) {
+      waiter(change);
+      return;
+    }
+    const a = change.approval;
+    if (!this.#expiry.has(a.name)) return;
+    if (change.deleted) {
+      this.#untrackTicket(a.name, a.spec.policy);
+      return;
+    }
+    const d = this.#decision(a);
+    if (d === undefined) return;
+    // A verdict on one of this pod's tickets: record it in the phase (the grant is claimed later).
+    this.#untrackTicket(a.name, a.spec.policy);
+    if (a.phase === undefined || a.phase === 'Pending') {
+      this.#count(a.spec.policy, d.verdict === 'Approved' ? 'approved' : 'denied');
+      void this.#write(
+        a.name,
+        d.verdict,
+        d.verdict === 'Approved'
+          ? `approved by ${d.decidedBy}; the requester may repeat the call once`
+          : `denied by ${d.decidedBy}`,
+      );
+    }
+  }
+
+  #count(policy: string, outcome: string): void {
+    this.#o.metrics.approvals.inc({ policy, outcome });
+  }
+}
+
+function timeoutOf(call: HeldCallInput): number {
+  return parseDuration(call.settings.timeout) ?? DEFAULT_TIMEOUT_MS;
+}
+
+function unavailable(reason: string): ApprovalOutcome {
+  return { kind: 'unavailable', reason };
+}

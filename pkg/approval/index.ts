@@ -1,0 +1,10 @@
+export { ApprovalBroker, type BrokerOptions, type HoldHooks } from './broker.js';
+export { argumentsDigest, canonicalJson, sessionDigest } from './digest.js';
+export { MemoryApprovalStore } from './memory-store.js';
+export type {
+  ApprovalChange,
+  ApprovalOutcome,
+  ApprovalStore,
+  HeldCallInput,
+  StoredApproval,
+} from './types.js';

@@ -1,0 +1,80 @@
+import type { ApprovalSettings } from '../policy/decision.js';
+import type { ApprovalPhase, MCPApprovalSpec } from '../policy/schema.js';
+
+/**
+ * The approval broker's view of one `MCPApproval`: the held call (spec, immutable once created),
+ * the reviewer's decision (spec.decision, admitted and stamped by the webhook) and the phase the
+ * data path wrote (status.phase). The broker trusts the decision, never the phase: anyone who may
+ * write the status could set a phase, only an approver can set a decision.
+ */
+export interface StoredApproval {
+  name: string;
+  /** Opaque version, for "only if unchanged" phase writes (claims of a ticket grant). */
+  resourceVersion: string;
+  spec: MCPApprovalSpec;
+  phase: ApprovalPhase | undefined;
+  /** When the phase last changed (ISO 8601), as written with it. */
+  phaseTime: string | undefined;
+  /** The principal that created the object, stamped by the admission webhook (`mcpwarden.io/created-by`). */
+  createdBy: string | undefined;
+  labels: Readonly<Record<string, string>>;
+}
+
+export interface ApprovalChange {
+  approval: StoredApproval;
+  deleted: boolean;
+}
+
+/**
+ * Where approvals live: `MCPApproval` objects through the API server (pkg/kube/approval-store.ts)
+ * or memory (tests, a gateway without a cluster). Reads come from a view the store keeps current
+ * (a watch); writes go to the backing store and come back through `subscribe`.
+ */
+export interface ApprovalStore {
+  /** Create an approval for a held call (the store assigns the name). */
+  create(spec: MCPApprovalSpec, labels: Record<string, string>): Promise<StoredApproval>;
+  /**
+   * Write status.phase. With `ifResourceVersion`, only if the object is still at that version:
+   * resolves false when it changed first (someone else claimed it), so a grant runs once.
+   */
+  setPhase(name: string, phase: ApprovalPhase, message: string, ifResourceVersion?: string): Promise<boolean>;
+  get(name: string): StoredApproval | undefined;
+  list(): Iterable<StoredApproval>;
+  /** Called for every change seen after it subscribed. Returns the unsubscribe function. */
+  subscribe(listener: (change: ApprovalChange) => void): () => void;
+  /** True while the view is current. When false the broker holds nothing and grants nothing. */
+  ready(): boolean;
+  /** Resolves once the view holds every existing approval (the first sync). */
+  synced(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A call the policy holds for a human decision, as the data path hands it to the broker. */
+export interface HeldCallInput {
+  policy: string;
+  rule: string;
+  settings: ApprovalSettings;
+  principal: string;
+  user: string | undefined;
+  appId: string | undefined;
+  /** Digest of the MCP session id (never the id itself), when there is a session. */
+  session: string | undefined;
+  method: string;
+  tool: string | undefined;
+  /** The call's arguments as received (digested, never stored). */
+  arguments: unknown;
+  /** The same arguments after the policy's masking: what reviewers see. */
+  maskedArguments: unknown;
+}
+
+export type ApprovalOutcome =
+  /** A reviewer approved (hold), or an approved ticket was claimed now: run the call once. */
+  | { kind: 'approved'; name: string; decidedBy: string; reason: string | undefined }
+  | { kind: 'denied'; name: string; decidedBy: string | undefined; reason: string | undefined }
+  | { kind: 'expired'; name: string }
+  /** The client went away (hold) or the approval was deleted. */
+  | { kind: 'cancelled'; name: string; reason: string }
+  /** Ticket mode: waiting for a verdict; the client repeats the call once it is approved. */
+  | { kind: 'pending'; name: string; expiresAt: string }
+  /** No approval could be requested (store down, arguments too large): the call is refused. */
+  | { kind: 'unavailable'; reason: string };

@@ -1,0 +1,315 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { sessionDigest } from '../approval/digest.js';
+import type { ApprovalOutcome, HeldCallInput } from '../approval/types.js';
+import type { Identity } from '../identity/types.js';
+import { errorResponse, idKey, type JsonRpcRequest, type JsonRpcResponse, RpcCodes } from '../mcp/jsonrpc.js';
+import { serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
+import type { Decision, PolicyEngine } from '../policy/decision.js';
+import type { SessionRecorder } from '../record/types.js';
+import type { ProxyCore } from './core.js';
+import { requestInfo } from './decide.js';
+import { header } from './http.js';
+import type { InboundResult } from './inbound.js';
+import { record } from './outbound.js';
+import { type RequestInfo, rememberPending, type Session } from './session.js';
+
+/**
+ * The approval stage: requests the policy decided `approve` (and the data path can hold) wait
+ * here for a reviewer's verdict, through the approval broker (pkg/approval).
+ *
+ * - `hold` (a POST carrying just that request): the client's request stays open. When it accepts
+ *   SSE, the answer becomes an event stream at once: a comment every 15 s keeps proxies from
+ *   timing it out, and `notifications/progress` tells a client that sent a `progressToken` which
+ *   approval it waits for. Approved: the call is forwarded and its answer relayed in the same
+ *   stream. Denied, expired: a JSON-RPC error (`-31409`, `-31408`).
+ * - `ticket`, and `hold` where the request cannot be held alone (a batch, legacy HTTP+SSE): the
+ *   client gets `-31403` naming the approval at once; the same call repeated after approval runs
+ *   once.
+ */
+
+/** A request waiting for an approval decision (decideRequest's answer for `approve`). */
+export class HeldRequest {
+  constructor(
+    readonly msg: JsonRpcRequest,
+    readonly decision: Decision,
+  ) {}
+}
+
+export interface ApprovalContext {
+  engine: PolicyEngine;
+  identity: Identity;
+  session: Session | undefined;
+  recorder: SessionRecorder | undefined;
+  pending: Map<string, RequestInfo>;
+}
+
+const KEEPALIVE_MS = 15_000;
+
+function asObject(v: unknown): Record<string, unknown> | undefined {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+    ? (v as Record<string, unknown>)
+    : undefined;
+}
+
+/** What reviewers see and what the verdict is bound to, built from a held request. */
+export function heldCallInput(core: ProxyCore, ctx: ApprovalContext, held: HeldRequest): HeldCallInput {
+  const { msg, decision } = held;
+  const params = asObject(msg.params) ?? {};
+  const named = msg.method === 'tools/call' || msg.method === 'prompts/get';
+  const tool = named && typeof params['name'] === 'string' ? params['name'] : undefined;
+  // The policy's `args`: a tool's or prompt's arguments, else the params (a resource's uri, ...).
+  const args: unknown = named ? (params['arguments'] ?? {}) : params;
+  const masker = core.maskerFor(ctx.engine);
+  let masked: unknown = args;
+  if (masker) {
+    const maskedMsg = masker.maskMessage(
+      { ...msg, params: { ...params, ...(named ? { arguments: args } : {}) } },
+      { method: msg.method, ...(tool !== undefined ? { tool } : {}) },
+    ).value as { params?: Record<string, unknown> };
+    masked = named ? maskedMsg.params?.['arguments'] : maskedMsg.params;
+  }
+  const identity = ctx.identity;
+  return {
+    policy: decision.policy,
+    rule: decision.rule ?? '',
+    settings: decision.approval ?? { approvers: [], timeout: '5m', mode: 'ticket' },
+    principal: identity.principal,
+    user: identity.user,
+    appId: identity.appId,
+    session: ctx.session ? sessionDigest(ctx.session.id) : undefined,
+    method: msg.method,
+    tool,
+    arguments: args,
+    maskedArguments: masked,
+  };
+}
+
+/** The JSON-RPC answer for a held request that is not run (see docs/errors.md). */
+export function outcomeResponse(held: HeldRequest, outcome: ApprovalOutcome): JsonRpcResponse {
+  const { msg, decision } = held;
+  const base: Record<string, unknown> = { policy: decision.policy };
+  if (decision.rule !== undefined) base['rule'] = decision.rule;
+  switch (outcome.kind) {
+    case 'denied':
+      return errorResponse(
+        msg.id,
+        RpcCodes.approvalDenied,
+        `Approval denied by a reviewer (approval ${outcome.name})${outcome.reason ? `: ${outcome.reason}` : ''}`,
+        {
+          ...base,
+          reason: outcome.reason ?? 'denied by a reviewer',
+          approval: { name: outcome.name, status: 'Denied' },
+        },
+      );
+    case 'expired':
+      return errorResponse(
+        msg.id,
+        RpcCodes.approvalExpired,
+        `Approval expired: no reviewer decided in time (approval ${outcome.name}); repeat the call to ask again`,
+        { ...base, reason: 'approval expired', approval: { name: outcome.name, status: 'Expired' } },
+      );
+    case 'cancelled':
+      return errorResponse(
+        msg.id,
+        RpcCodes.denied,
+        `Approval cancelled: ${outcome.reason} (approval ${outcome.name})`,
+        {
+          ...base,
+          reason: outcome.reason,
+          approval: { name: outcome.name, status: 'Cancelled' },
+        },
+      );
+    case 'pending':
+      return errorResponse(
+        msg.id,
+        RpcCodes.denied,
+        `Approval required: approval ${outcome.name} is pending; repeat this call once a reviewer approved it (before ${outcome.expiresAt})`,
+        {
+          ...base,
+          reason: 'approval required',
+          approval: { name: outcome.name, status: 'Pending', mode: 'ticket', expiresAt: outcome.expiresAt },
+        },
+      );
+    case 'unavailable':
+      return errorResponse(
+        msg.id,
+        RpcCodes.denied,
+        `Forbidden by policy (policy ${decision.policy}${decision.rule ? `, rule ${decision.rule}` : ''}): approval required, but ${outcome.reason}`,
+        { ...base, reason: 'approval required', approval: { status: 'unavailable', detail: outcome.reason } },
+      );
+    case 'approved':
+      throw new Error('an approved call has no refusal');
+  }
+}
+
+function recordOutcome(ctx: ApprovalContext, held: HeldRequest, outcome: ApprovalOutcome): void {
+  ctx.recorder?.record({
+    type: 'approval',
+    method: held.msg.method,
+    ...(held.msg.method === 'tools/call' && typeof asObject(held.msg.params)?.['name'] === 'string'
+      ? { tool: asObject(held.msg.params)!['name'] as string }
+      : {}),
+    policy: held.decision.policy,
+    ...(held.decision.rule !== undefined ? { rule: held.decision.rule } : {}),
+    outcome: outcome.kind,
+    ...('name' in outcome ? { approval: outcome.name } : {}),
+    ...('decidedBy' in outcome && outcome.decidedBy !== undefined ? { decidedBy: outcome.decidedBy } : {}),
+    requestId: held.msg.id,
+  });
+}
+
+/** Who may cancel a held request: the same session (or, without one, the same principal) and id. */
+function heldKey(
+  ctx: { session: Session | undefined; identity: Identity },
+  id: JsonRpcRequest['id'],
+): string {
+  return `${ctx.session ? `s:${ctx.session.id}` : `p:${ctx.identity.principal}`}\0${idKey(id)}`;
+}
+
+/** `notifications/cancelled` for a request held for approval: the hold ends (Cancelled). */
+export function cancelHeld(
+  core: ProxyCore,
+  ctx: { session: Session | undefined; identity: Identity },
+  params: unknown,
+): void {
+  const requestId = asObject(params)?.['requestId'];
+  if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
+  core.heldCalls.get(heldKey(ctx, requestId))?.();
+}
+
+/** Move an approved request into what is forwarded. */
+function release(ctx: ApprovalContext, decided: InboundResult, msg: JsonRpcRequest): void {
+  decided.forward.push(msg);
+  decided.requestIds.push(msg.id);
+  decided.hasRequest = true;
+  rememberPending(ctx.pending, idKey(msg.id), requestInfo(msg));
+}
+
+/** Can this exchange be held open (the request alone in its POST, `hold` mode)? */
+export function holdable(decided: InboundResult): boolean {
+  return (
+    !decided.batch &&
+    decided.held.length === 1 &&
+    decided.forward.length === 0 &&
+    decided.refused.length === 0 &&
+    decided.held[0]!.decision.approval?.mode !== 'ticket'
+  );
+}
+
+/**
+ * Ticket resolution for every held request of an exchange that is not held open: approved
+ * tickets are claimed and forwarded, the others answered (pending, denied, unavailable).
+ */
+export async function resolveTickets(
+  core: ProxyCore,
+  ctx: ApprovalContext,
+  decided: InboundResult,
+): Promise<void> {
+  const broker = core.options.approvals;
+  for (const held of decided.held) {
+    const outcome: ApprovalOutcome = broker
+      ? await broker.ticket(heldCallInput(core, ctx, held))
+      : { kind: 'unavailable', reason: 'approvals are not configured on this data path' };
+    recordOutcome(ctx, held, outcome);
+    if (outcome.kind === 'approved') {
+      release(ctx, decided, held.msg);
+      continue;
+    }
+    const answer = outcomeResponse(held, outcome);
+    decided.refused.push(answer);
+    record(ctx, 'server-to-client', answer);
+  }
+  decided.held = [];
+}
+
+/**
+ * Hold one request open until its verdict. Returns `continue` when the caller goes on with the
+ * exchange (approved: the request is now in `decided.forward`, and the answer may already be an
+ * open SSE stream; refused without a stream: the refusal is in `decided.refused`), `answered` when
+ * the client got its answer (or left), and the time spent waiting.
+ */
+export async function holdRequest(
+  core: ProxyCore,
+  ctx: ApprovalContext,
+  req: IncomingMessage,
+  res: ServerResponse,
+  decided: InboundResult,
+): Promise<{ next: 'continue' | 'answered'; heldNs: bigint }> {
+  const held = decided.held[0]!;
+  decided.held = [];
+  const broker = core.options.approvals;
+  const startedAt = process.hrtime.bigint();
+  const stream = /text\/event-stream/i.test(header(req.headers['accept']) ?? '');
+  const progressToken = asObject(asObject(held.msg.params)?.['_meta'])?.['progressToken'];
+  let keepalive: NodeJS.Timeout | undefined;
+  const cancelListeners: Array<(reason: string) => void> = [];
+  const cancel = (reason: string): void => {
+    for (const l of cancelListeners) l(reason);
+  };
+  const onClose = (): void => {
+    if (!res.writableFinished) cancel('the client closed the request');
+  };
+  res.on('close', onClose);
+  // The MCP way to give up on a request: notifications/cancelled naming its id (heldKey).
+  const key = heldKey(ctx, held.msg.id);
+  core.heldCalls.set(key, () => cancel('the client cancelled the request'));
+  const opened = (name: string, expiresAt: string): void => {
+    if (!stream || res.writableEnded) return;
+    res.statusCode = 200;
+    res.setHeader('content-type', 'text/event-stream');
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('x-accel-buffering', 'no');
+    if (ctx.session) res.setHeader('mcp-session-id', ctx.session.id);
+    const totalSec = Math.max(1, Math.round((Date.parse(expiresAt) - Date.now()) / 1000));
+    const started = Date.now();
+    const tick = (): void => {
+      if (res.writableEnded) return;
+      let out = serializeSseComment(`waiting for approval ${name}`);
+      if (typeof progressToken === 'string' || typeof progressToken === 'number') {
+        const progress = Math.min(totalSec, Math.round((Date.now() - started) / 1000));
+        out += serializeSseEvent({
+          event: 'message',
+          data: JSON.stringify({
+            jsonrpc: '2.0',
+            method: 'notifications/progress',
+            params: {
+              progressToken,
+              progress,
+              total: totalSec,
+              message: `waiting for approval ${name} (expires ${expiresAt})`,
+            },
+          }),
+        });
+      }
+      res.write(out);
+    };
+    tick();
+    keepalive = setInterval(tick, KEEPALIVE_MS);
+  };
+  let outcome: ApprovalOutcome;
+  try {
+    outcome = broker
+      ? await broker.hold(heldCallInput(core, ctx, held), {
+          onCancel: (l) => cancelListeners.push(l),
+          onCreated: opened,
+        })
+      : { kind: 'unavailable', reason: 'approvals are not configured on this data path' };
+  } finally {
+    if (keepalive !== undefined) clearInterval(keepalive);
+    res.off('close', onClose);
+    core.heldCalls.delete(key);
+  }
+  const heldNs = process.hrtime.bigint() - startedAt;
+  recordOutcome(ctx, held, outcome);
+  if (outcome.kind === 'approved') {
+    release(ctx, decided, held.msg);
+    return { next: 'continue', heldNs };
+  }
+  if (res.destroyed || res.writableEnded) return { next: 'answered', heldNs };
+  const answer = outcomeResponse(held, outcome);
+  record(ctx, 'server-to-client', answer);
+  decided.refused.push(answer);
+  if (!res.headersSent) return { next: 'continue', heldNs }; // answered as JSON by the caller
+  res.end(serializeSseEvent({ event: 'message', data: JSON.stringify(answer) }));
+  return { next: 'answered', heldNs };
+}

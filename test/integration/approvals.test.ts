@@ -1,0 +1,480 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { CallToolResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ApprovalBroker,
+  argumentsDigest,
+  MemoryApprovalStore,
+  type StoredApproval,
+} from '../../pkg/approval/index.js';
+import { createLogger } from '../../pkg/log.js';
+import { createMetrics, type Metrics } from '../../pkg/metrics/catalogue.js';
+import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
+import { createRecorder } from '../../pkg/record/index.js';
+import {
+  AUDIENCE,
+  connectStreamable,
+  type Harness,
+  openRawSession,
+  startHarness,
+} from './helpers/harness.js';
+
+/**
+ * Calls held for a human decision, end to end through the gateway's data path: a real SDK client
+ * and server, the real policy engine, the approval broker over an in-memory store (the sidecar
+ * uses the same broker over MCPApproval objects: test/e2e/approvals.test.ts).
+ */
+
+function policy(issuer: string): PolicyDocument {
+  return {
+    apiVersion: 'mcpwarden.io/v1alpha1',
+    kind: 'MCPPolicy',
+    metadata: { name: 'repo-tools', namespace: 'agents', generation: 2 },
+    spec: {
+      podSelector: {},
+      identity: { issuers: [{ issuer, audiences: [AUDIENCE] }] },
+      rules: [
+        { name: 'read', subjects: [{ any: true }], match: { tools: ['get_*'] }, action: 'allow' },
+        {
+          name: 'deletes-need-approval',
+          subjects: [{ any: true }],
+          match: { tools: ['delete_*'] },
+          action: 'approve',
+          approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '2s', mode: 'hold' },
+        },
+        {
+          name: 'queries-by-ticket',
+          subjects: [{ any: true }],
+          match: { tools: ['run_query'] },
+          action: 'approve',
+          approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' },
+        },
+      ],
+      masking: [{ name: 'secrets', detectors: ['email'] }],
+      recording: { enabled: true, payloads: 'masked' },
+    },
+  } as PolicyDocument;
+}
+
+let h: Harness;
+let store: MemoryApprovalStore;
+let broker: ApprovalBroker;
+let dir: string;
+
+let metrics: Metrics;
+
+beforeAll(async () => {
+  store = new MemoryApprovalStore({ creator: 'system:serviceaccount:agents:github-mcp' });
+  dir = mkdtempSync(join(tmpdir(), 'approvals-it-'));
+  metrics = createMetrics({ defaultMetrics: false });
+  broker = new ApprovalBroker({
+    store,
+    pod: 'github-mcp-0',
+    metrics,
+    logger: createLogger('approvals-it'),
+    trustedCreator: 'system:serviceaccount:agents:github-mcp',
+  });
+  await broker.start();
+  h = await startHarness(
+    (trusted) => {
+      const engine = compilePolicies([policy(trusted[0]!.issuer)]);
+      return { current: () => engine, onChange: () => () => undefined, close: async () => undefined };
+    },
+    {
+      metrics,
+      approvals: broker,
+      recorder: createRecorder({ directory: dir, metrics, logger: createLogger('approvals-it') }),
+      podName: 'github-mcp-0',
+    },
+  );
+});
+
+afterAll(async () => {
+  await broker?.close();
+  await h?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** The approvals created since `before` (names), newest last. */
+function created(before: Set<string>): StoredApproval[] {
+  return [...store.list()].filter((a) => !before.has(a.name));
+}
+
+async function waitFor<T>(probe: () => T | undefined, what: string, ms = 5000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = probe();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+function toolCalls(): number {
+  return h.upstream.stats.methods.filter((m) => m === 'tools/call').length;
+}
+
+async function metric(name: string, labels: Record<string, string>): Promise<number> {
+  const m = await metrics.registry.getSingleMetric(name)?.get();
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, l]) => x.labels[k] === l));
+  return v?.value ?? 0;
+}
+
+async function client(oid = 'user-1'): Promise<Client> {
+  return connectStreamable(h.mcpUrl, await h.token({ oid }));
+}
+
+describe('hold mode', () => {
+  it('holds the call open, tells the client which approval it waits for, and runs it once approved', async () => {
+    const c = await client();
+    const before = new Set([...store.list()].map((a) => a.name));
+    const calls = toolCalls();
+    const progress: string[] = [];
+    const pending = c.callTool(
+      { name: 'delete_repo', arguments: { name: 'widgets', owner: 'ops@example.com' } },
+      CallToolResultSchema,
+      { onprogress: (p) => progress.push(String(p.message)), timeout: 10_000 },
+    );
+    const a = await waitFor(() => created(before)[0], 'an approval');
+    // What reviewers see: the call, masked, bound to the unmasked arguments by their digest.
+    expect(a.spec).toMatchObject({
+      policy: 'agents/repo-tools',
+      rule: 'deletes-need-approval',
+      pod: 'github-mcp-0',
+      method: 'tools/call',
+      tool: 'delete_repo',
+      mode: 'hold',
+      approvers: [{ group: 'mcp-reviewers' }],
+      arguments: { name: 'widgets', owner: 'masked-email@masked.invalid' },
+      argumentsDigest: argumentsDigest({ owner: 'ops@example.com', name: 'widgets' }),
+    });
+    expect(a.spec.requester.principal).toContain('user-1');
+    expect(a.spec.session).toMatch(/^[0-9a-f]{16}$/);
+    expect(JSON.stringify(a.spec)).not.toContain('ops@example.com');
+    await waitFor(() => (progress.length > 0 ? true : undefined), 'a progress notification');
+    expect(progress[0]).toContain(a.name);
+    expect(toolCalls()).toBe(calls); // nothing reached the upstream while held
+    store.decide(a.name, 'Approved', 'rita', 'ok for the cleanup');
+    const result = await pending;
+    expect(result.content).toEqual([{ type: 'text', text: 'deleted widgets' }]);
+    expect(toolCalls()).toBe(calls + 1);
+    await waitFor(() => (store.get(a.name)?.phase === 'Executed' ? true : undefined), 'phase Executed');
+    expect(await metric('mcp_warden_approvals_total', { outcome: 'approved' })).toBeGreaterThanOrEqual(1);
+    expect(await metric('mcp_warden_approvals_pending', { policy: 'agents/repo-tools' })).toBe(0);
+    await c.close();
+  });
+
+  it('answers -31409 with the reviewer reason when denied, and never runs the call', async () => {
+    const c = await client();
+    const before = new Set([...store.list()].map((a) => a.name));
+    const calls = toolCalls();
+    const pending = c.callTool({ name: 'delete_repo', arguments: { name: 'prod' } }, CallToolResultSchema, {
+      timeout: 10_000,
+    });
+    const a = await waitFor(() => created(before)[0], 'an approval');
+    store.decide(a.name, 'Denied', 'rita', 'not the production repo');
+    const err = (await pending.catch((e: unknown) => e)) as McpError;
+    expect(err).toBeInstanceOf(McpError);
+    expect(err.code).toBe(-31409);
+    expect(err.message).toContain('not the production repo');
+    expect(err.data).toMatchObject({
+      policy: 'agents/repo-tools',
+      rule: 'deletes-need-approval',
+      approval: { name: a.name, status: 'Denied' },
+    });
+    expect(toolCalls()).toBe(calls);
+    await waitFor(() => (store.get(a.name)?.phase === 'Denied' ? true : undefined), 'phase Denied');
+    await c.close();
+  });
+
+  it('answers -31408 when nobody decides before the timeout', async () => {
+    const c = await client();
+    const before = new Set([...store.list()].map((a) => a.name));
+    const calls = toolCalls();
+    const err = (await c
+      .callTool({ name: 'delete_repo', arguments: { name: 'stale' } }, CallToolResultSchema, {
+        timeout: 10_000,
+      })
+      .catch((e: unknown) => e)) as McpError;
+    expect(err.code).toBe(-31408);
+    const a = created(before)[0]!;
+    expect(err.data).toMatchObject({ approval: { name: a.name, status: 'Expired' } });
+    expect(store.get(a.name)?.phase).toBe('Expired');
+    expect(toolCalls()).toBe(calls);
+    // A verdict after expiry changes nothing: the call is gone.
+    store.decide(a.name, 'Approved', 'rita');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(toolCalls()).toBe(calls);
+    await c.close();
+  });
+
+  it('cancels the approval when the client cancels the request (notifications/cancelled)', async () => {
+    const c = await client();
+    const before = new Set([...store.list()].map((a) => a.name));
+    const calls = toolCalls();
+    const abort = new AbortController();
+    const pending = c
+      .callTool({ name: 'delete_repo', arguments: { name: 'gone' } }, CallToolResultSchema, {
+        signal: abort.signal,
+        timeout: 10_000,
+      })
+      .catch((e: unknown) => e);
+    const a = await waitFor(() => created(before)[0], 'an approval');
+    abort.abort();
+    await pending;
+    // The SDK sends notifications/cancelled for the request id: the hold ends.
+    await waitFor(() => (store.get(a.name)?.phase === 'Cancelled' ? true : undefined), 'phase Cancelled');
+    store.decide(a.name, 'Approved', 'rita');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(toolCalls()).toBe(calls);
+    await c.close();
+  });
+
+  it('cancels the approval when the client drops the connection', async () => {
+    const headers = await openRawSession(h.mcpUrl, await h.token({ oid: 'user-8' }), '2025-06-18');
+    const before = new Set([...store.list()].map((a) => a.name));
+    const calls = toolCalls();
+    const abort = new AbortController();
+    const response = await fetch(h.mcpUrl, {
+      method: 'POST',
+      headers,
+      signal: abort.signal,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 9,
+        method: 'tools/call',
+        params: { name: 'delete_repo', arguments: { name: 'dropped' } },
+      }),
+    });
+    // The answer is an event stream from the start, with the approval's name in a comment.
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    const reader = response.body!.getReader();
+    const first = new TextDecoder().decode((await reader.read()).value);
+    const a = await waitFor(() => created(before)[0], 'an approval');
+    expect(first).toContain(`waiting for approval ${a.name}`);
+    abort.abort();
+    await waitFor(() => (store.get(a.name)?.phase === 'Cancelled' ? true : undefined), 'phase Cancelled');
+    expect(toolCalls()).toBe(calls);
+  });
+
+  it('records the hold and its outcome in the session recording, masked', async () => {
+    const read = (): { text: string; lines: Array<Record<string, unknown>> } => {
+      const text = readdirSync(dir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .map((f) => readFileSync(join(dir, f), 'utf8'))
+        .join('');
+      const lines = text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      return { text, lines };
+    };
+    const wanted = ['approved', 'denied', 'expired', 'cancelled'];
+    // Recordings are written in the background (at most a second behind).
+    const { text, lines } = await waitFor(() => {
+      const r = read();
+      const outcomes = new Set(r.lines.filter((l) => l['type'] === 'approval').map((l) => l['outcome']));
+      return wanted.every((w) => outcomes.has(w)) ? r : undefined;
+    }, 'the approval outcomes in the recordings');
+    expect(lines.find((l) => l['type'] === 'approval' && l['outcome'] === 'approved')).toMatchObject({
+      method: 'tools/call',
+      tool: 'delete_repo',
+      policy: 'agents/repo-tools',
+      rule: 'deletes-need-approval',
+      decidedBy: 'rita',
+    });
+    expect(text).not.toContain('ops@example.com');
+  });
+});
+
+describe('ticket mode', () => {
+  const query = { query: 'select count(*) from orders' };
+
+  async function callQuery(c: Client, args: Record<string, unknown> = query): Promise<McpError | string> {
+    try {
+      const r = await c.callTool({ name: 'run_query', arguments: args }, CallToolResultSchema);
+      return (r.content as Array<{ text: string }>)[0]!.text;
+    } catch (e) {
+      return e as McpError;
+    }
+  }
+
+  it('answers at once with the approval name; the same call repeated after approval runs exactly once', async () => {
+    const c = await client('user-2');
+    const calls = toolCalls();
+    const first = (await callQuery(c)) as McpError;
+    expect(first.code).toBe(-31403);
+    const approval = (first.data as { approval: { name: string; status: string; mode: string } }).approval;
+    expect(approval).toMatchObject({ status: 'Pending', mode: 'ticket' });
+    expect(first.message).toContain(approval.name);
+    // Repeated before any verdict: the same approval, not a second one.
+    const again = (await callQuery(c)) as McpError;
+    expect((again.data as { approval: { name: string } }).approval.name).toBe(approval.name);
+    expect(toolCalls()).toBe(calls);
+
+    store.decide(approval.name, 'Approved', 'rita');
+    await waitFor(
+      () => (store.get(approval.name)?.phase === 'Approved' ? true : undefined),
+      'phase Approved',
+    );
+    // Another principal repeating the same call is not covered by the verdict.
+    const other = await client('user-3');
+    const theirs = (await callQuery(other)) as McpError;
+    expect(theirs.code).toBe(-31403);
+    expect((theirs.data as { approval: { name: string } }).approval.name).not.toBe(approval.name);
+    // Other arguments are another call.
+    const changed = (await callQuery(c, { query: 'drop table orders' })) as McpError;
+    expect(changed.code).toBe(-31403);
+
+    expect(await callQuery(c)).toBe('ran: select count(*) from orders');
+    expect(store.get(approval.name)?.phase).toBe('Executed');
+    expect(toolCalls()).toBe(calls + 1);
+    // Once: the next repeat needs a new approval.
+    const third = (await callQuery(c)) as McpError;
+    expect(third.code).toBe(-31403);
+    expect((third.data as { approval: { name: string } }).approval.name).not.toBe(approval.name);
+    expect(toolCalls()).toBe(calls + 1);
+    await other.close();
+    await c.close();
+  });
+
+  it('answers -31409 while a denial stands', async () => {
+    const c = await client('user-4');
+    const first = (await callQuery(c, { query: 'delete from users' })) as McpError;
+    const name = (first.data as { approval: { name: string } }).approval.name;
+    store.decide(name, 'Denied', 'rita', 'no deletes');
+    const again = (await callQuery(c, { query: 'delete from users' })) as McpError;
+    expect(again.code).toBe(-31409);
+    expect(again.message).toContain('no deletes');
+    await c.close();
+  });
+
+  it('ignores an approved ticket that the data path did not create (created-by is not trusted)', async () => {
+    const forged = new MemoryApprovalStore({ creator: 'mallory' });
+    const fb = new ApprovalBroker({
+      store: forged,
+      pod: 'p',
+      metrics,
+      logger: createLogger('forged'),
+      trustedCreator: 'system:serviceaccount:agents:github-mcp',
+    });
+    const call = {
+      policy: 'agents/repo-tools',
+      rule: 'queries-by-ticket',
+      settings: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' as const },
+      principal: 'x',
+      user: undefined,
+      appId: undefined,
+      session: undefined,
+      method: 'tools/call',
+      tool: 'run_query',
+      arguments: { query: 'select 1' },
+      maskedArguments: { query: 'select 1' },
+    };
+    const pending = await fb.ticket(call);
+    expect(pending.kind).toBe('pending');
+    forged.decide((pending as { name: string }).name, 'Approved', 'rita');
+    const next = await fb.ticket(call);
+    expect(next.kind).toBe('pending');
+    expect((next as { name: string }).name).not.toBe((pending as { name: string }).name);
+    await fb.close();
+  });
+});
+
+describe('fail closed', () => {
+  it('refuses a held call when the approval store is unreachable', async () => {
+    const c = await client();
+    store.setReady(false);
+    try {
+      const calls = toolCalls();
+      const err = (await c
+        .callTool({ name: 'delete_repo', arguments: { name: 'x' } }, CallToolResultSchema)
+        .catch((e: unknown) => e)) as McpError;
+      expect(err.code).toBe(-31403);
+      expect(err.data).toMatchObject({ approval: { status: 'unavailable' } });
+      expect(toolCalls()).toBe(calls);
+    } finally {
+      store.setReady(true);
+    }
+    await c.close();
+  });
+
+  it('a batch cannot be held open: its held request is answered as a ticket', async () => {
+    const token = await h.token({ oid: 'user-6' });
+    const headers = {
+      authorization: `Bearer ${token}`,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      'mcp-protocol-version': '2025-03-26',
+    };
+    const init = await fetch(h.mcpUrl, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: {
+          protocolVersion: '2025-03-26',
+          capabilities: {},
+          clientInfo: { name: 'raw', version: '1' },
+        },
+      }),
+    });
+    const sid = init.headers.get('mcp-session-id')!;
+    await init.text();
+    await fetch(h.mcpUrl, {
+      method: 'POST',
+      headers: { ...headers, 'mcp-session-id': sid },
+      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    }).then((r) => r.text());
+    const calls = toolCalls();
+    const r = await fetch(h.mcpUrl, {
+      method: 'POST',
+      headers: { ...headers, 'mcp-session-id': sid },
+      body: JSON.stringify([
+        {
+          jsonrpc: '2.0',
+          id: 2,
+          method: 'tools/call',
+          params: { name: 'delete_repo', arguments: { name: 'b' } },
+        },
+        {
+          jsonrpc: '2.0',
+          id: 3,
+          method: 'tools/call',
+          params: { name: 'get_weather', arguments: { city: 'Oslo' } },
+        },
+      ]),
+    });
+    const text = await r.text();
+    if (!text.includes('"id":2')) throw new Error(`HTTP ${r.status}: ${text}`);
+    const body = (text.startsWith('[') ? JSON.parse(text) : parseSse(text)) as Array<Record<string, unknown>>;
+    const held = body.find((m) => m['id'] === 2) as {
+      error: { code: number; data: { approval: { status: string } } };
+    };
+    expect(held.error.code).toBe(-31403);
+    expect(held.error.data.approval.status).toBe('Pending');
+    const weather = body.find((m) => m['id'] === 3) as { result: unknown };
+    expect(JSON.stringify(weather.result)).toContain('sunny in Oslo');
+    expect(toolCalls()).toBe(calls + 1);
+  });
+});
+
+function parseSse(text: string): unknown[] {
+  const out: unknown[] = [];
+  for (const block of text.split('\n\n')) {
+    const data = block
+      .split('\n')
+      .filter((l) => l.startsWith('data:'))
+      .map((l) => l.slice(5).trimStart())
+      .join('\n');
+    if (data === '') continue;
+    const v = JSON.parse(data) as unknown;
+    if (Array.isArray(v)) out.push(...v);
+    else out.push(v);
+  }
+  return out;
+}
