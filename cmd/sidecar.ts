@@ -6,7 +6,8 @@
  * Configuration (flags win over env). The env names are the ones webhook/injector.ts sets:
  *   MCP_WARDEN_POD_NAME, MCP_WARDEN_POD_NAMESPACE, MCP_WARDEN_POD_UID
  *                                   downward API (metadata.name/namespace/uid); name and namespace required
- *   MCP_WARDEN_SERVICE_ACCOUNT      downward API (spec.serviceAccountName), logged only
+ *   MCP_WARDEN_SERVICE_ACCOUNT      downward API (spec.serviceAccountName): approvals this service account
+ *                                   created (stamped by the webhook) are the only ones whose tickets are honoured
  *   MCP_WARDEN_UPSTREAM             --upstream URL   the app's MCP endpoint, e.g. http://127.0.0.1:8080/mcp
  *   MCP_WARDEN_TRANSPORT            --transport      streamable-http (default) | sse (legacy HTTP+SSE upstream)
  *   MCP_WARDEN_MCP_PATH             --mcp-path       path served by the proxy (default: the upstream URL's path)
@@ -29,8 +30,10 @@
 import { existsSync, type FSWatcher, readFileSync, watch } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { ApprovalBroker } from '../pkg/approval/broker.js';
 import { ErrorCodes, errorMessage, isWardenError, WardenError } from '../pkg/errors.js';
 import { createAuthenticator, createGraphResolverFromEnv } from '../pkg/identity/index.js';
+import { createKubeApprovalStore } from '../pkg/kube/approval-store.js';
 import {
   createKubeClient,
   createKubePolicySource,
@@ -302,6 +305,27 @@ export async function run(argv: string[]): Promise<number> {
     logger,
   });
 
+  // Calls a policy decides `approve` become MCPApproval objects in the pod's namespace; the
+  // reviewer's verdict (admitted and stamped by the webhook) comes back through a watch.
+  const approvalStore = createKubeApprovalStore({ client, namespace: config.namespace, logger });
+  const approvals = new ApprovalBroker({
+    store: approvalStore,
+    pod: config.podName,
+    metrics,
+    logger,
+    ...(config.serviceAccount === undefined
+      ? {}
+      : { trustedCreator: `system:serviceaccount:${config.namespace}:${config.serviceAccount}` }),
+  });
+  approvals
+    .start()
+    .catch((err: unknown) =>
+      logger.error(
+        { event: 'approvals-start-failed', err: errorMessage(err) },
+        'approval broker failed to start',
+      ),
+    );
+
   const proxy = createProxy({
     upstream: config.upstream,
     mcpPath: config.transport === 'sse' ? '/mcp' : config.mcpPath,
@@ -319,6 +343,7 @@ export async function run(argv: string[]): Promise<number> {
     }),
     metrics,
     ...(recorder ? { recorder } : {}),
+    approvals,
     podName: config.podName,
     namespace: config.namespace,
     logger,
@@ -365,6 +390,8 @@ export async function run(argv: string[]): Promise<number> {
       reporter.close(),
       source.close(),
       recorder?.close(),
+      approvals.close(),
+      approvalStore.close(),
     ]);
     throw err;
   }
@@ -378,6 +405,7 @@ export async function run(argv: string[]): Promise<number> {
   saIssuer.close();
   // The last counts reach the status before the pod goes away.
   const results = await Promise.allSettled([reporter.close(), recorder?.close(), admin.close()]);
+  await Promise.allSettled([approvals.close(), approvalStore.close()]);
   await source.close();
   for (const r of results)
     if (r.status === 'rejected') logger.warn({ err: errorMessage(r.reason) }, 'shutdown step failed');

@@ -59,6 +59,7 @@ const NEEDED: Attributes[] = [
   { verb: 'create', resource: 'mcpapprovals' },
   { verb: 'get', resource: 'mcpapprovals' },
   { verb: 'watch', resource: 'mcpapprovals' },
+  { verb: 'patch', resource: 'mcpapprovals', subresource: 'status' },
 ];
 
 const FORBIDDEN: Attributes[] = [
@@ -71,6 +72,7 @@ const FORBIDDEN: Attributes[] = [
   { verb: 'update', resource: 'mcpapprovals' },
   { verb: 'patch', resource: 'mcpapprovals' },
   { verb: 'delete', resource: 'mcpapprovals' },
+  { verb: 'update', resource: 'mcpapprovals', subresource: 'status' },
   { verb: 'get', resource: 'secrets', group: '' },
   { verb: 'list', resource: 'secrets', group: '' },
   { verb: 'get', resource: 'pods', group: '' },
@@ -162,6 +164,7 @@ describe('sidecar RBAC (charts/mcp-warden/templates/rbac-sidecar.yaml) on the re
         'create mcpapprovals',
         'get mcpapprovals',
         'watch mcpapprovals',
+        'patch mcpapprovals/status',
       ].sort(),
     );
     // And the API server enforces it on a real request: reading secrets is refused.

@@ -6,8 +6,9 @@ import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { KubeObject } from '../../pkg/kube/client.js';
 import type { PolicyObject } from '../../pkg/kube/policy-source.js';
-import { policiesPath } from '../../pkg/kube/resources.js';
+import { approvalsPath, policiesPath } from '../../pkg/kube/resources.js';
 import { defaultResources, injectPod } from '../../webhook/injector.js';
 import { applyPatch } from '../../webhook/jsonpatch.js';
 import { startUpstream, type Upstream } from '../integration/helpers/upstream-v1.js';
@@ -390,6 +391,76 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
       expect(
         (await client.callTool({ name: 'get_weather', arguments: { city: 'Oslo' } })).isError,
       ).toBeFalsy();
+    } finally {
+      await end();
+    }
+  });
+
+  test('holds a call for approval as an MCPApproval, runs it once decided, and writes its phase', async () => {
+    const approveRule = {
+      name: 'deletes-need-approval',
+      subjects: [{ serviceAccount: 'agents/planner' }],
+      match: { tools: ['delete_*'] },
+      action: 'approve',
+      approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '1m', mode: 'hold' },
+    };
+    await kubectlOk(['apply', '-f', '-'], policyDoc([readRule, approveRule]));
+    const generation = Number(
+      JSON.parse(await kubectlOk(['get', 'mcpp', 'github-tools', '-n', NS, '-o', 'json'])).metadata
+        .generation,
+    );
+    await waitForObject<PolicyObject>(cluster.admin.client, policiesPath(NS), 'github-tools', (o) =>
+      ((o.status?.['pods'] as Array<Record<string, unknown>> | undefined) ?? []).some(
+        (p) => p['name'] === POD && p['generation'] === generation,
+      ),
+    );
+    const { client, end } = await mcpClient(plannerToken);
+    try {
+      const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
+      const pending = client.callTool({ name: 'delete_repo', arguments: { name: 'held' } });
+      // The sidecar (as the pod's service account, with the chart's Role) created the approval.
+      let name = '';
+      for (let i = 0; i < 100 && name === ''; i++) {
+        const list = JSON.parse(await kubectlOk(['get', 'mcpa', '-n', NS, '-o', 'json'])) as {
+          items: Array<{ metadata: { name: string }; spec: Record<string, unknown> }>;
+        };
+        const mine = list.items.find((a) => a.spec['pod'] === POD && a.spec['tool'] === 'delete_repo');
+        if (mine) {
+          name = mine.metadata.name;
+          expect(mine.spec).toMatchObject({
+            policy: `${NS}/github-tools`,
+            rule: 'deletes-need-approval',
+            method: 'tools/call',
+            mode: 'hold',
+            arguments: { name: 'held' },
+            requester: { principal: 'system:serviceaccount:agents:planner' },
+          });
+        } else await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(name).not.toBe('');
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls);
+      // The verdict as the admission webhook would leave it (this suite runs no webhook).
+      await kubectlOk([
+        'patch',
+        'mcpa',
+        name,
+        '-n',
+        NS,
+        '--type',
+        'merge',
+        '-p',
+        JSON.stringify({ spec: { decision: { verdict: 'Approved', decidedBy: 'rita', reason: 'ok' } } }),
+      ]);
+      const result = await pending;
+      expect(result.content).toEqual([{ type: 'text', text: 'deleted held' }]);
+      // The sidecar wrote the phase (patch on mcpapprovals/status, the chart's Role).
+      const done = await waitForObject<KubeObject & { status?: { phase?: string; message?: string } }>(
+        cluster.admin.client,
+        approvalsPath(NS),
+        name,
+        (o) => o.status?.phase === 'Executed',
+      );
+      expect(done.status?.message).toContain('approved by rita');
     } finally {
       await end();
     }
