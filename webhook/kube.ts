@@ -48,6 +48,7 @@ export const paths = {
   validatingConfig: (name: string) =>
     `/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/${enc(name)}`,
   allPolicies: () => '/apis/mcpwarden.io/v1alpha1/mcppolicies',
+  allApprovals: () => '/apis/mcpwarden.io/v1alpha1/mcpapprovals',
   policyStatus: (ns: string, name: string) =>
     `/apis/mcpwarden.io/v1alpha1/namespaces/${enc(ns)}/mcppolicies/${enc(name)}/status`,
   version: () => '/version',

@@ -1,4 +1,4 @@
-import { type PodEntry, staleEntries, summarize } from './status.js';
+import { type PodEntry, staleEntries, summarize, summarizeApprovals } from './status.js';
 
 const entry = (name: string, lastReportTime: string, allowed = 1): PodEntry => ({
   name,
@@ -45,4 +45,45 @@ test('summary sums the kept entries and counts the rules', () => {
     masked: 0,
     sessions: 0,
   });
+});
+
+test('status.approvals: counts by phase and the most recent first, at most 20', () => {
+  const approval = (name: string, phase: string | undefined, time: string) => ({
+    metadata: { name, namespace: 'agents', creationTimestamp: '2026-01-01T00:00:00Z' },
+    spec: { policy: 'agents/p', rule: 'r', tool: 'delete_repo', requester: { principal: 't/u' } },
+    ...(phase === undefined ? {} : { status: { phase, lastTransitionTime: time } }),
+  });
+  const items = [
+    approval('a', undefined, ''),
+    approval('b', 'Executed', '2026-01-01T00:05:00Z'),
+    approval('c', 'Approved', '2026-01-01T00:04:00Z'),
+    approval('d', 'Denied', '2026-01-01T00:03:00Z'),
+    approval('e', 'Expired', '2026-01-01T00:02:00Z'),
+    approval('f', 'Cancelled', '2026-01-01T00:06:00Z'),
+  ];
+  const s = summarizeApprovals(items);
+  expect({ ...s, recent: undefined }).toEqual({
+    pending: 1,
+    approved: 2,
+    denied: 1,
+    expired: 1,
+    recent: undefined,
+  });
+  expect(s.recent.map((r) => r.name)).toEqual(['f', 'b', 'c', 'd', 'e', 'a']);
+  expect(s.recent[0]).toEqual({
+    name: 'f',
+    rule: 'r',
+    tool: 'delete_repo',
+    requester: 't/u',
+    phase: 'Cancelled',
+    time: '2026-01-01T00:06:00Z',
+  });
+  expect(s.recent[5]).toMatchObject({ name: 'a', phase: 'Pending', time: '2026-01-01T00:00:00Z' });
+  const many = Array.from({ length: 30 }, (_, i) =>
+    approval(`x${i}`, 'Denied', new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString()),
+  );
+  const capped = summarizeApprovals(many);
+  expect(capped.recent).toHaveLength(20);
+  expect(capped.recent[0]!.name).toBe('x29');
+  expect(capped.denied).toBe(30);
 });

@@ -4,8 +4,9 @@ import { type KubeApi, paths, statusOf } from './kube.js';
 
 /**
  * The webhook leader's part of `MCPPolicy.status`: prune `status.pods` entries of pods that no
- * longer exist, and aggregate the per-pod counts into `status.summary` (what `kubectl get mcpp`
- * prints). Sidecars own their own entries (server-side apply, manager `mcp-warden-sidecar.<pod>`);
+ * longer exist, aggregate the per-pod counts into `status.summary` (what `kubectl get mcpp`
+ * prints), and the policy's `MCPApproval` objects into `status.approvals` (counts by phase and the
+ * 20 most recent). Sidecars own their own entries (server-side apply, manager `mcp-warden-sidecar.<pod>`);
  * the webhook owns `status.summary` (manager `mcp-warden-webhook`).
  *
  * Pruning uses a JSON patch with a `test` of the entry's name before each `remove`, so a list that
@@ -25,7 +26,72 @@ export interface PodEntry {
 export interface PolicyForStatus {
   metadata?: { name?: string; namespace?: string };
   spec?: { rules?: unknown[] };
-  status?: { pods?: PodEntry[]; summary?: Record<string, number> };
+  status?: { pods?: PodEntry[]; summary?: Record<string, number>; approvals?: ApprovalsStatus };
+}
+
+/** The fields of an `MCPApproval` the summary reads. */
+export interface ApprovalForStatus {
+  metadata?: { name?: string; namespace?: string; creationTimestamp?: string };
+  spec?: {
+    policy?: string;
+    rule?: string;
+    tool?: string;
+    method?: string;
+    requester?: { principal?: string };
+  };
+  status?: { phase?: string; lastTransitionTime?: string };
+}
+
+export interface ApprovalsStatus {
+  pending: number;
+  approved: number;
+  denied: number;
+  expired: number;
+  recent: Array<{
+    name: string;
+    rule?: string;
+    tool?: string;
+    requester?: string;
+    phase: string;
+    time?: string;
+  }>;
+}
+
+/** At most this many entries in `status.approvals.recent`. */
+export const RECENT_APPROVALS = 20;
+
+/**
+ * `status.approvals` of one policy from its approvals: counts by phase (Executed counts as
+ * approved; Cancelled in none) and the most recent by the time of their last phase change.
+ */
+export function summarizeApprovals(items: ApprovalForStatus[]): ApprovalsStatus {
+  const out: ApprovalsStatus = { pending: 0, approved: 0, denied: 0, expired: 0, recent: [] };
+  const dated: Array<{ t: number; entry: ApprovalsStatus['recent'][number] }> = [];
+  for (const a of items) {
+    const name = a.metadata?.name;
+    if (name === undefined) continue;
+    const phase = a.status?.phase ?? 'Pending';
+    if (phase === 'Pending') out.pending++;
+    else if (phase === 'Approved' || phase === 'Executed') out.approved++;
+    else if (phase === 'Denied') out.denied++;
+    else if (phase === 'Expired') out.expired++;
+    const time = a.status?.lastTransitionTime ?? a.metadata?.creationTimestamp;
+    const s = a.spec ?? {};
+    dated.push({
+      t: time === undefined ? 0 : Date.parse(time) || 0,
+      entry: {
+        name,
+        ...(s.rule !== undefined ? { rule: s.rule } : {}),
+        ...(s.tool !== undefined ? { tool: s.tool } : s.method !== undefined ? { tool: s.method } : {}),
+        ...(s.requester?.principal !== undefined ? { requester: s.requester.principal } : {}),
+        phase,
+        ...(time !== undefined ? { time } : {}),
+      },
+    });
+  }
+  dated.sort((x, y) => y.t - x.t || (x.entry.name < y.entry.name ? -1 : 1));
+  out.recent = dated.slice(0, RECENT_APPROVALS).map((d) => d.entry);
+  return out;
 }
 
 export interface Summary {
@@ -90,6 +156,23 @@ export async function reconcileStatuses(
   const now = options.now ?? Date.now;
   const result: StatusPassResult = { pruned: 0, summarized: 0, errors: 0 };
   const list = await kube.request<{ items?: PolicyForStatus[] }>('GET', paths.allPolicies());
+  // Approvals by the policy that held them (`spec.policy` is `namespace/name`).
+  let approvalsByPolicy: Map<string, ApprovalForStatus[]> | undefined;
+  try {
+    const approvals = await kube.request<{ items?: ApprovalForStatus[] }>('GET', paths.allApprovals());
+    approvalsByPolicy = new Map();
+    for (const a of approvals.items ?? []) {
+      const key = a.spec?.policy;
+      if (key === undefined || !key.startsWith(`${a.metadata?.namespace ?? ''}/`)) continue;
+      const group = approvalsByPolicy.get(key);
+      if (group === undefined) approvalsByPolicy.set(key, [a]);
+      else group.push(a);
+    }
+  } catch (err) {
+    // Summaries and pruning go on; only the approval counts wait for the next pass.
+    result.errors++;
+    options.logger.warn({ err: errorMessage(err) }, 'cannot list MCPApprovals for the policy status');
+  }
   const podsByNamespace = new Map<string, Set<string>>();
   for (const policy of list.items ?? []) {
     const namespace = policy.metadata?.namespace;
@@ -127,7 +210,14 @@ export async function reconcileStatuses(
       }
       const keep = entries.filter((_, i) => !stale.includes(i));
       const summary = summarize(policy, keep);
-      if (!sameSummary(policy.status?.summary, summary)) {
+      const approvals =
+        approvalsByPolicy === undefined
+          ? policy.status?.approvals
+          : summarizeApprovals(approvalsByPolicy.get(`${namespace}/${name}`) ?? []);
+      const approvalsChanged =
+        approvals !== undefined && JSON.stringify(approvals) !== JSON.stringify(policy.status?.approvals);
+      if (!sameSummary(policy.status?.summary, summary) || approvalsChanged) {
+        // The webhook's manager owns both: applying them together keeps each field it set.
         await kube.request('PATCH', paths.policyStatus(namespace, name), {
           query: { fieldManager: WEBHOOK_FIELD_MANAGER, force: 'true' },
           contentType: 'application/apply-patch+yaml',
@@ -135,7 +225,7 @@ export async function reconcileStatuses(
             apiVersion: 'mcpwarden.io/v1alpha1',
             kind: 'MCPPolicy',
             metadata: { name, namespace },
-            status: { summary },
+            status: { summary, ...(approvals !== undefined ? { approvals } : {}) },
           },
         });
         result.summarized++;

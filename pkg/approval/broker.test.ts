@@ -1,0 +1,200 @@
+import { createLogger } from '../log.js';
+import { createMetrics } from '../metrics/catalogue.js';
+import { ApprovalBroker } from './broker.js';
+import { argumentsDigest, canonicalJson } from './digest.js';
+import { MemoryApprovalStore } from './memory-store.js';
+import type { ApprovalOutcome, HeldCallInput } from './types.js';
+
+const CREATOR = 'system:serviceaccount:agents:github-mcp';
+
+function call(over: Partial<HeldCallInput> = {}): HeldCallInput {
+  return {
+    policy: 'agents/repo-tools',
+    rule: 'needs-approval',
+    settings: { approvers: [{ group: 'reviewers' }], timeout: '1m', mode: 'ticket' },
+    principal: 'tenant/user-1',
+    user: 'user1@example.com',
+    appId: undefined,
+    session: undefined,
+    method: 'tools/call',
+    tool: 'delete_repo',
+    arguments: { name: 'widgets' },
+    maskedArguments: { name: 'widgets' },
+    ...over,
+  };
+}
+
+function broker(store: MemoryApprovalStore, over: { pod?: string; now?: () => number } = {}): ApprovalBroker {
+  return new ApprovalBroker({
+    store,
+    pod: over.pod ?? 'pod-a',
+    metrics: createMetrics({ defaultMetrics: false }),
+    logger: createLogger('broker-test'),
+    trustedCreator: CREATOR,
+    ...(over.now ? { now: over.now } : {}),
+  });
+}
+
+const nameOf = (o: ApprovalOutcome): string => (o as { name: string }).name;
+
+describe('argumentsDigest', () => {
+  it('does not depend on key order, and tells different values apart', () => {
+    expect(argumentsDigest({ b: 1, a: { d: [1, 2], c: 'x' } })).toBe(
+      argumentsDigest({ a: { c: 'x', d: [1, 2] }, b: 1 }),
+    );
+    expect(argumentsDigest({ a: 1 })).not.toBe(argumentsDigest({ a: '1' }));
+    expect(argumentsDigest({ a: [1, 2] })).not.toBe(argumentsDigest({ a: [2, 1] }));
+    expect(argumentsDigest(undefined)).toBe(argumentsDigest(null));
+    expect(argumentsDigest({})).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(canonicalJson({ z: 'é', a: null, m: 1.5e300 })).toBe('{"a":null,"m":1.5e+300,"z":"é"}');
+  });
+});
+
+describe('ticket mode', () => {
+  it('two replicas repeating an approved call: exactly one runs it', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = broker(store, { pod: 'pod-a' });
+    const b = broker(store, { pod: 'pod-b' });
+    const first = await a.ticket(call());
+    expect(first.kind).toBe('pending');
+    store.decide(nameOf(first), 'Approved', 'rita');
+    const results = await Promise.all([a.ticket(call()), b.ticket(call())]);
+    const kinds = results.map((r) => r.kind).sort();
+    expect(kinds).toEqual(['approved', 'pending']);
+    expect(store.get(nameOf(first))?.phase).toBe('Executed');
+    await a.close();
+    await b.close();
+  });
+
+  it('ignores a decision that did not pass the webhook (no decidedBy)', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = broker(store);
+    const first = await a.ticket(call());
+    store.decide(nameOf(first), 'Approved', '');
+    const again = await a.ticket(call());
+    expect(again.kind).toBe('pending');
+    expect(nameOf(again)).toBe(nameOf(first));
+    await a.close();
+  });
+
+  it('an approval can be used until one timeout past its expiry, not after', async () => {
+    let now = Date.parse('2026-01-01T00:00:00Z');
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = broker(store, { now: () => now });
+    const first = await a.ticket(call());
+    store.decide(nameOf(first), 'Approved', 'rita');
+    now += 60_000 + 60_000; // expiresAt (1m) + timeout (1m)
+    const late = await a.ticket(call());
+    expect(late.kind).toBe('pending');
+    expect(nameOf(late)).not.toBe(nameOf(first));
+    await a.close();
+  });
+
+  it('expires an undecided ticket at its expiresAt (phase Expired) and asks again afterwards', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = broker(store);
+    const first = await a.ticket(
+      call({ settings: { approvers: [{ user: 'r' }], timeout: '150ms', mode: 'ticket' } }),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    expect(store.get(nameOf(first))?.phase).toBe('Expired');
+    const next = await a.ticket(
+      call({ settings: { approvers: [{ user: 'r' }], timeout: '150ms', mode: 'ticket' } }),
+    );
+    expect(nameOf(next)).not.toBe(nameOf(first));
+    await a.close();
+  });
+
+  it('writes Approved / Denied on its own tickets when the verdict arrives', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = broker(store);
+    const one = await a.ticket(call({ arguments: { n: 1 } }));
+    const two = await a.ticket(call({ arguments: { n: 2 } }));
+    store.decide(nameOf(one), 'Approved', 'rita');
+    store.decide(nameOf(two), 'Denied', 'rita', 'no');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(store.get(nameOf(one))?.phase).toBe('Approved');
+    expect(store.get(nameOf(two))?.phase).toBe('Denied');
+    await a.close();
+  });
+});
+
+describe('hold mode and restarts', () => {
+  const hold = (store: MemoryApprovalStore, b: ApprovalBroker, args: unknown = { name: 'x' }) => {
+    let created = '';
+    const cancel: Array<(reason: string) => void> = [];
+    const outcome = b.hold(
+      call({ settings: { approvers: [{ user: 'r' }], timeout: '1m', mode: 'hold' }, arguments: args }),
+      {
+        onCancel: (l) => cancel.push(l),
+        onCreated: (name) => {
+          created = name;
+        },
+      },
+    );
+    return { outcome, name: () => created, cancel: (why: string) => cancel.forEach((l) => l(why)), store };
+  };
+
+  it('a verdict that arrives while the approval is being created is not lost', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    // The reviewer is faster than the data path: decide inside the store's own create event.
+    const off = store.subscribe(({ approval }) => {
+      if (approval.spec.decision === undefined && approval.phase === undefined) {
+        off();
+        store.decide(approval.name, 'Approved', 'rita');
+      }
+    });
+    const b = broker(store);
+    const h = hold(store, b);
+    const o = await h.outcome;
+    expect(o).toMatchObject({ kind: 'approved', decidedBy: 'rita' });
+    expect(store.get(h.name())?.phase).toBe('Executed');
+    await b.close();
+  });
+
+  it('a deleted approval cancels the hold', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const b = broker(store);
+    const h = hold(store, b);
+    await new Promise((r) => setTimeout(r, 10));
+    store.delete(h.name());
+    expect(await h.outcome).toMatchObject({ kind: 'cancelled', reason: 'the approval was deleted' });
+    await b.close();
+  });
+
+  it('refuses arguments too large to be reviewed, and fails closed when the store is down', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const b = broker(store);
+    const big = { blob: 'x'.repeat(300 * 1024) };
+    expect(await b.ticket(call({ arguments: big, maskedArguments: big }))).toMatchObject({
+      kind: 'unavailable',
+    });
+    store.setReady(false);
+    expect(await b.ticket(call())).toMatchObject({ kind: 'unavailable' });
+    expect(await hold(store, b).outcome).toMatchObject({ kind: 'unavailable' });
+    expect([...store.list()]).toHaveLength(0);
+    await b.close();
+  });
+
+  it('after a restart, holds of this pod still pending are Cancelled; other pods and tickets are left alone', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const before = broker(store, { pod: 'pod-a' });
+    const lost = hold(store, before);
+    const other = hold(store, broker(store, { pod: 'pod-b' }), { name: 'y' });
+    const ticket = await before.ticket(call({ arguments: { q: 1 } }));
+    await new Promise((r) => setTimeout(r, 10));
+    await before.close(); // the process died: its waiters are gone
+    const after = broker(store, { pod: 'pod-a' });
+    await after.start();
+    expect(store.get(lost.name())?.phase).toBe('Cancelled');
+    expect(store.get(other.name())?.phase).toBeUndefined();
+    expect(store.get(nameOf(ticket))?.phase).toBeUndefined();
+    // The restarted broker still writes the verdict of its own ticket.
+    store.decide(nameOf(ticket), 'Approved', 'rita');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(store.get(nameOf(ticket))?.phase).toBe('Approved');
+    other.cancel('test over');
+    await other.outcome;
+    await after.close();
+  });
+});
