@@ -8,11 +8,12 @@
  */
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
+import { ApprovalBroker } from '../pkg/approval/broker.js';
 import { errorMessage, isWardenError, WardenError } from '../pkg/errors.js';
 import { createAuthenticator } from '../pkg/identity/index.js';
-import { createLogger } from '../pkg/log.js';
+import { createLogger, type Logger } from '../pkg/log.js';
 import { parseSize } from '../pkg/mcp/body.js';
-import { createMetrics } from '../pkg/metrics/catalogue.js';
+import { createMetrics, type Metrics } from '../pkg/metrics/catalogue.js';
 import { createFilePolicySource } from '../pkg/policy/loader.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
@@ -36,6 +37,10 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --allowed-origins LIST  comma-separated Origin values accepted
   --no-legacy-sse         do not serve the legacy HTTP+SSE transport (/sse, /message)
   --upstream-sse URL      the upstream's legacy SSE endpoint (default: /sse on the upstream's origin)
+  --approvals-namespace NS  hold calls that policies decide \`approve\` as MCPApproval objects in this
+                          namespace of a cluster (reviewers: \`mcp-warden approvals approve\`);
+                          without it such calls are refused (-31403, approval unavailable)
+  --kubeconfig PATH       the cluster for --approvals-namespace (default: KUBECONFIG, then in-cluster)
 `;
 
 /** Parse `host:port`, `[v6]:port` or `:port`. */
@@ -66,6 +71,48 @@ function list(v: string | undefined): string[] | undefined {
   return items.length > 0 ? items : undefined;
 }
 
+interface Approvals {
+  broker: ApprovalBroker;
+  close(): Promise<void>;
+}
+
+/**
+ * Approvals kept in a cluster for a gateway that runs outside it. Loaded only with the flag (the
+ * Kubernetes adapter stays out of a plain gateway). The gateway's own Kubernetes user is the only
+ * creator whose approvals grant tickets (the webhook stamps it on each approval it creates).
+ */
+async function startApprovals(
+  namespace: string,
+  kubeconfig: string | undefined,
+  metrics: Metrics,
+  logger: Logger,
+): Promise<Approvals> {
+  const { createKubeClient, loadKubeConfig } = await import('../pkg/kube/client.js');
+  const { createKubeApprovalStore, currentUser } = await import('../pkg/kube/approval-store.js');
+  const client = createKubeClient(loadKubeConfig(kubeconfig === undefined ? {} : { kubeconfig }));
+  const me = await currentUser(client);
+  const store = createKubeApprovalStore({ client, namespace, logger });
+  const broker = new ApprovalBroker({ store, pod: hostname(), metrics, logger, trustedCreator: me });
+  broker
+    .start()
+    .then(() =>
+      logger.info({ event: 'approvals-ready', namespace, user: me }, 'approvals: watching MCPApprovals'),
+    )
+    .catch((err: unknown) =>
+      logger.error(
+        { event: 'approvals-start-failed', err: errorMessage(err) },
+        'approval broker failed to start',
+      ),
+    );
+  return {
+    broker,
+    async close() {
+      await broker.close();
+      await store.close();
+    },
+  };
+}
+
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -84,6 +131,8 @@ export async function run(argv: string[]): Promise<number> {
         'allowed-origins': { type: 'string' },
         'no-legacy-sse': { type: 'boolean', default: false },
         'upstream-sse': { type: 'string' },
+        'approvals-namespace': { type: 'string' },
+        kubeconfig: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -144,6 +193,22 @@ export async function run(argv: string[]): Promise<number> {
     metrics,
     logger,
   });
+  let approvals: Approvals | undefined;
+  const approvalsNamespace = values['approvals-namespace'] as string | undefined;
+  if (approvalsNamespace !== undefined) {
+    try {
+      approvals = await startApprovals(
+        approvalsNamespace,
+        values['kubeconfig'] as string | undefined,
+        metrics,
+        logger,
+      );
+    } catch (err) {
+      process.stderr.write(`mcp-warden gateway: --approvals-namespace: ${errorMessage(err)}\n`);
+      await Promise.allSettled([source.close(), recorder?.close()]);
+      return 2;
+    }
+  }
   const allowedHosts = hostAllowlist(values['allowed-hosts'] as string | undefined, listen.host);
   const allowedOrigins = list(values['allowed-origins'] as string | undefined);
   const publicUrl = values['public-url'] as string | undefined;
@@ -160,6 +225,7 @@ export async function run(argv: string[]): Promise<number> {
       authenticator: createAuthenticator({ allowInsecureLoopback: true, metrics }),
       metrics,
       ...(recorder ? { recorder } : {}),
+      ...(approvals ? { approvals: approvals.broker } : {}),
       podName: hostname(),
       maxBodyBytes: maxBody,
       ...(publicUrl ? { publicUrl } : {}),
@@ -169,7 +235,7 @@ export async function run(argv: string[]): Promise<number> {
     });
   } catch (err) {
     process.stderr.write(`mcp-warden gateway: ${errorMessage(err)}\n`);
-    await Promise.allSettled([source.close(), recorder?.close()]);
+    await Promise.allSettled([source.close(), recorder?.close(), approvals?.close()]);
     return 2;
   }
 
@@ -193,7 +259,13 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     logger.error({ event: 'start-failed', err: errorMessage(err) }, 'gateway failed to start');
     process.stderr.write(`mcp-warden gateway: ${errorMessage(err)}\n`);
-    await Promise.allSettled([proxy.close(), admin?.close(), source.close(), recorder?.close()]);
+    await Promise.allSettled([
+      proxy.close(),
+      admin?.close(),
+      source.close(),
+      recorder?.close(),
+      approvals?.close(),
+    ]);
     return 1;
   }
 
@@ -201,7 +273,12 @@ export async function run(argv: string[]): Promise<number> {
   logger.info({ event: 'stopping', signal }, 'gateway stopping');
   // Sessions end first (their recordings close with them), then the recorder flushes.
   await proxy.close();
-  const results = await Promise.allSettled([recorder?.close(), admin.close(), source.close()]);
+  const results = await Promise.allSettled([
+    recorder?.close(),
+    admin.close(),
+    source.close(),
+    approvals?.close(),
+  ]);
   for (const r of results)
     if (r.status === 'rejected') logger.warn({ err: errorMessage(r.reason) }, 'shutdown step failed');
   logger.info({ event: 'stopped' }, 'gateway stopped');

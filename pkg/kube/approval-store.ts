@@ -40,6 +40,34 @@ function toStored(obj: ApprovalObject): StoredApproval | undefined {
   };
 }
 
+/** A DNS-subdomain prefix for approval names from the pod name (a gateway's host name may be anything). */
+function namePrefix(pod: string): string {
+  const cleaned = pod
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]+/g, '-')
+    .replace(/^[^a-z0-9]+/, '')
+    .slice(0, 40)
+    .replace(/[^a-z0-9]+$/, '');
+  return cleaned === '' ? 'mcp-warden' : cleaned;
+}
+
+/**
+ * The Kubernetes user this client acts as (SelfSubjectReview): the creator the admission webhook
+ * stamps on the approvals it creates.
+ */
+export async function currentUser(client: KubeClient): Promise<string> {
+  const review = await client.request<{ status?: { userInfo?: { username?: string } } }>(
+    'POST',
+    '/apis/authentication.k8s.io/v1/selfsubjectreviews',
+    { body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } },
+  );
+  const name = review?.status?.userInfo?.username;
+  if (typeof name !== 'string' || name === '') {
+    throw new KubeApiError(500, 'SelfSubjectReview: the API server did not name the user');
+  }
+  return name;
+}
+
 /**
  * `MCPApproval` objects of one namespace, through the API server. The sidecar's permissions are
  * create/get/watch on `mcpapprovals` and patch on `mcpapprovals/status` (no list): the view is one
@@ -188,7 +216,7 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
         body: {
           apiVersion: MCPAPPROVAL_API.apiVersion,
           kind: MCPAPPROVAL_API.kind,
-          metadata: { generateName: `${spec.pod.slice(0, 40).replace(/[-.]+$/, '')}-`, namespace, labels },
+          metadata: { generateName: `${namePrefix(spec.pod)}-`, namespace, labels },
           spec,
         },
       });
