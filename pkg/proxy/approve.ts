@@ -207,8 +207,11 @@ export async function resolveTickets(
 ): Promise<void> {
   const broker = core.options.approvals;
   for (const held of decided.held) {
+    // A `hold` rule whose request cannot be held alone is a ticket, and recorded as one.
+    const input = heldCallInput(core, ctx, held);
+    input.settings = { ...input.settings, mode: 'ticket' };
     const outcome: ApprovalOutcome = broker
-      ? await broker.ticket(heldCallInput(core, ctx, held))
+      ? await broker.ticket(input)
       : { kind: 'unavailable', reason: 'approvals are not configured on this data path' };
     recordOutcome(ctx, held, outcome);
     if (outcome.kind === 'approved') {

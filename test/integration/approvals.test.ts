@@ -15,6 +15,7 @@ import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js'
 import { createRecorder } from '../../pkg/record/index.js';
 import {
   AUDIENCE,
+  connectLegacy,
   connectStreamable,
   type Harness,
   openRawSession,
@@ -337,6 +338,23 @@ describe('ticket mode', () => {
     expect((third.data as { approval: { name: string } }).approval.name).not.toBe(approval.name);
     expect(toolCalls()).toBe(calls + 1);
     await other.close();
+    await c.close();
+  });
+
+  it('legacy HTTP+SSE: a hold rule works as a ticket (the POST is answered 202 at once)', async () => {
+    const c = await connectLegacy(h.url, await h.token({ oid: 'user-9' }));
+    const calls = toolCalls();
+    const first = (await c
+      .callTool({ name: 'delete_repo', arguments: { name: 'legacy' } }, CallToolResultSchema)
+      .catch((e: unknown) => e)) as McpError;
+    expect(first.code).toBe(-31403);
+    const approval = (first.data as { approval: { name: string; status: string; mode: string } }).approval;
+    expect(approval).toMatchObject({ status: 'Pending', mode: 'ticket' });
+    expect(store.get(approval.name)?.spec.mode).toBe('ticket');
+    store.decide(approval.name, 'Approved', 'rita');
+    const r = await c.callTool({ name: 'delete_repo', arguments: { name: 'legacy' } }, CallToolResultSchema);
+    expect(r.content).toEqual([{ type: 'text', text: 'deleted legacy' }]);
+    expect(toolCalls()).toBe(calls + 1);
     await c.close();
   });
 
