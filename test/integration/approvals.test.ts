@@ -471,10 +471,12 @@ describe('fail closed', () => {
     if (!text.includes('"id":2')) throw new Error(`HTTP ${r.status}: ${text}`);
     const body = (text.startsWith('[') ? JSON.parse(text) : parseSse(text)) as Array<Record<string, unknown>>;
     const held = body.find((m) => m['id'] === 2) as {
-      error: { code: number; data: { approval: { status: string } } };
+      error: { code: number; data: { approval: { name: string; status: string } } };
     };
     expect(held.error.code).toBe(-31403);
     expect(held.error.data.approval.status).toBe('Pending');
+    // Stored as a ticket: the same call repeated after approval finds it.
+    expect(store.get(held.error.data.approval.name)?.spec.mode).toBe('ticket');
     const weather = body.find((m) => m['id'] === 3) as { result: unknown };
     expect(JSON.stringify(weather.result)).toContain('sunny in Oslo');
     expect(toolCalls()).toBe(calls + 1);
