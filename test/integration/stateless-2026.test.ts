@@ -1,6 +1,8 @@
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
+import { ApprovalBroker, MemoryApprovalStore } from '../../pkg/approval/index.js';
 import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import { createAuthenticator } from '../../pkg/identity/index.js';
+import { createLogger } from '../../pkg/log.js';
 import { createMetrics } from '../../pkg/metrics/catalogue.js';
 import { createProxy } from '../../pkg/proxy/index.js';
 import type { WardenProxy } from '../../pkg/proxy/options.js';
@@ -18,6 +20,7 @@ let proxy: WardenProxy;
 let url: string;
 let token: string;
 let source: ReturnType<typeof testSource>;
+let approvals: MemoryApprovalStore;
 
 function engine(mode: 'enforce' | 'audit' = 'enforce') {
   return testEngine({
@@ -39,6 +42,14 @@ function engine(mode: 'enforce' | 'audit' = 'enforce') {
         reason: 'no deletes',
       },
       {
+        name: 'vacuum-needs-approval',
+        methods: ['tools/call'],
+        tools: ['run_query'],
+        when: (c) => /^vacuum\b/i.test(String(c.args['query'])),
+        action: 'approve',
+        approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'hold' },
+      },
+      {
         name: 'no-drop',
         methods: ['tools/call'],
         tools: ['run_query'],
@@ -54,11 +65,14 @@ beforeAll(async () => {
   issuer = await startDevIssuer();
   upstream = await startUpstreamV2();
   source = testSource(engine());
+  const metrics = createMetrics({ defaultMetrics: false });
+  approvals = new MemoryApprovalStore();
   proxy = createProxy({
     upstream: upstream.mcpUrl,
     policySource: source,
     authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-    metrics: createMetrics({ defaultMetrics: false }),
+    metrics,
+    approvals: new ApprovalBroker({ store: approvals, pod: 't', metrics, logger: createLogger('stateless') }),
     podName: 't',
   });
   url = (await proxy.listen('127.0.0.1', 0)).url;
@@ -92,6 +106,26 @@ describe('2026-07-28 with the v2 SDK', () => {
 
   test('negotiates 2026-07-28 through the proxy', () => {
     expect(client.getNegotiatedProtocolVersion()).toBe('2026-07-28');
+  });
+
+  test('a call held for approval (no session): held open, run once approved', async () => {
+    const calls = (): number => upstream.stats.methods.filter((m) => m === 'tools/call').length;
+    const before = calls();
+    const pending = client.callTool({ name: 'run_query', arguments: { query: 'vacuum orders' } });
+    let name: string | undefined;
+    for (let i = 0; i < 200 && name === undefined; i++) {
+      name = [...approvals.list()].find((a) => a.spec.tool === 'run_query')?.name;
+      if (name === undefined) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(name).toBeDefined();
+    const held = approvals.get(name!)!;
+    expect(held.spec.session).toBeUndefined();
+    expect(held.spec.requester.principal).toContain('modern-user');
+    expect(calls()).toBe(before);
+    approvals.decide(name!, 'Approved', 'rita');
+    const r = await pending;
+    expect(r.content).toEqual([{ type: 'text', text: 'ran: vacuum orders' }]);
+    expect(calls()).toBe(before + 1);
   });
 
   test('allowed call', async () => {

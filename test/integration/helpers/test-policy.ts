@@ -1,5 +1,6 @@
 import type { TrustedIssuer } from '../../../pkg/identity/types.js';
 import type {
+  ApprovalSettings,
   CallContext,
   Decision,
   ListMethod,
@@ -22,6 +23,8 @@ export interface TestRule {
   when?: (ctx: CallContext) => boolean;
   action: 'allow' | 'deny' | 'approve';
   reason?: string;
+  /** For `approve`: how the call is held. */
+  approval?: ApprovalSettings;
 }
 
 export interface TestPolicy {
@@ -76,6 +79,7 @@ export function testEngine(p: TestPolicy): PolicyEngine {
         rule: best.name,
         reason: best.reason ?? `rule ${best.name}`,
         mode,
+        ...(best.approval ? { approval: best.approval } : {}),
       };
     },
     filterList(method: ListMethod, items: readonly unknown[], identity) {
