@@ -1,0 +1,292 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { CallToolResultSchema, type McpError } from '@modelcontextprotocol/sdk/types.js';
+import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
+import type { KubeObject } from '../../pkg/kube/client.js';
+import { approvalsPath, policiesPath } from '../../pkg/kube/resources.js';
+import type { MCPApprovalSpec } from '../../pkg/policy/schema.js';
+import { exited, spawnCli, waitForOutput } from '../integration/helpers/cli.js';
+import { AUDIENCE, connectStreamable } from '../integration/helpers/harness.js';
+import { startUpstream, type Upstream } from '../integration/helpers/upstream-v1.js';
+import {
+  type Cluster,
+  type ClusterUser,
+  REPO_ROOT,
+  runProcess,
+  startCluster,
+  tsNodeArgs,
+  waitForObject,
+} from './harness.js';
+import {
+  applyDocs,
+  installWebhook,
+  renderChart,
+  WEBHOOK_NS,
+  type WebhookProcess,
+} from './webhook-helpers.js';
+
+/**
+ * The whole approval loop against a real kube-apiserver: `mcp-warden gateway --approvals-namespace`
+ * holds calls as MCPApproval objects (as the gateway's Kubernetes user, with the chart's sidecar
+ * Role), the mcp-warden webhook stamps the creator and admits decisions only from approvers,
+ * reviewers decide with `mcp-warden approvals`, and the webhook leader reports
+ * `MCPPolicy.status.approvals`. MCP peers are the real SDK client and server.
+ */
+const NS = 'agents';
+let cluster: Cluster;
+let workDir: string;
+let webhook: WebhookProcess;
+let issuer: DevIssuer;
+let upstream: Upstream;
+let gateway: Awaited<ReturnType<typeof spawnCli>>;
+let mcpUrl: string;
+let rita: ClusterUser;
+let requester: ClusterUser;
+
+type Approval = KubeObject & {
+  metadata: { name: string; annotations?: Record<string, string> };
+  spec: MCPApprovalSpec;
+  status?: { phase?: string; message?: string };
+};
+
+function policy(issuerUrl: string): Record<string, unknown> {
+  return {
+    apiVersion: 'mcpwarden.io/v1alpha1',
+    kind: 'MCPPolicy',
+    metadata: { name: 'repo-tools', namespace: NS },
+    spec: {
+      podSelector: {},
+      identity: { issuers: [{ issuer: issuerUrl, audiences: [AUDIENCE] }] },
+      rules: [
+        {
+          name: 'deletes-need-approval',
+          subjects: [{ any: true }],
+          match: { tools: ['delete_*'] },
+          action: 'approve',
+          approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '2m', mode: 'hold' },
+        },
+        {
+          name: 'queries-by-ticket',
+          subjects: [{ any: true }],
+          match: { tools: ['run_query'] },
+          action: 'approve',
+          approval: { approvers: [{ user: 'rita' }], timeout: '2m', mode: 'ticket' },
+        },
+      ],
+    },
+  };
+}
+
+/** `mcp-warden approvals ...` as `user` (its own process, as a reviewer runs it). */
+async function approvals(user: ClusterUser, args: string[]) {
+  return runProcess(
+    process.execPath,
+    [...(await tsNodeArgs(workDir)), join(REPO_ROOT, 'cmd', 'mcp-warden.ts'), 'approvals', ...args],
+    {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env['PATH'] ?? '', HOME: workDir, KUBECONFIG: user.kubeconfigPath },
+    },
+  );
+}
+
+async function approvalsOf(tool: string): Promise<Approval[]> {
+  const list = await cluster.admin.client.request<{ items: Approval[] }>('GET', approvalsPath(NS));
+  return list.items.filter((a) => a.spec.tool === tool);
+}
+
+async function newApproval(tool: string, known: Set<string>): Promise<Approval> {
+  for (let i = 0; i < 200; i++) {
+    const fresh = (await approvalsOf(tool)).find((a) => !known.has(a.metadata.name));
+    if (fresh) return fresh;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`no new approval for ${tool}`);
+}
+
+const names = async (tool: string) => new Set((await approvalsOf(tool)).map((a) => a.metadata.name));
+
+function phase(name: string, want: string): Promise<Approval> {
+  return waitForObject<Approval>(
+    cluster.admin.client,
+    approvalsPath(NS),
+    name,
+    (o) => o.status?.phase === want,
+  );
+}
+
+async function client(oid: string): Promise<Client> {
+  return connectStreamable(mcpUrl, await issuer.issueToken({ audience: AUDIENCE, oid }));
+}
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'mcp-warden-approvals-gw-'));
+  cluster = await startCluster();
+  await cluster.createNamespace(WEBHOOK_NS);
+  await cluster.createNamespace(NS);
+  await cluster.createServiceAccount(NS, 'github-mcp');
+  webhook = await installWebhook(cluster, workDir, ['--status-interval', '500ms']);
+  rita = await cluster.user('rita', ['mcp-reviewers']);
+  // A reviewer by group who is also the caller below (token oid `oid-requester`).
+  requester = await cluster.user('oid-requester', ['mcp-reviewers']);
+  await applyDocs(cluster, [
+    ...(await renderChart(['templates/rbac-approver.yaml', 'templates/rbac-sidecar.yaml'], workDir, [
+      `sidecarRBAC.namespaces[0].name=${NS}`,
+      'sidecarRBAC.namespaces[0].serviceAccounts[0]=github-mcp',
+    ])),
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'mcp-reviewers', namespace: NS },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'mcp-warden-approver' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'mcp-reviewers' }],
+    },
+  ]);
+  issuer = await startDevIssuer();
+  upstream = await startUpstream();
+  const doc = policy(issuer.v2Issuer);
+  // The same policy in the cluster (its status gets the approval counts) and in the gateway's file.
+  await applyDocs(cluster, [doc]);
+  const policyFile = join(workDir, 'policy.json');
+  await writeFile(policyFile, JSON.stringify(doc));
+  // The gateway acts as the MCP server's service account (the chart's sidecar Role).
+  const gatewayUser = await cluster.serviceAccountUser(NS, 'github-mcp', { expirationSeconds: 3600 });
+  gateway = await spawnCli(workDir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    policyFile,
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+    '--approvals-namespace',
+    NS,
+    '--kubeconfig',
+    gatewayUser.kubeconfigPath,
+  ]);
+  const started = await waitForOutput(gateway, /"mcp":"([^"]+)"/, 60_000);
+  mcpUrl = started[1]!;
+  await waitForOutput(gateway, /approvals: watching MCPApprovals/, 60_000);
+}, 240_000);
+
+afterAll(async () => {
+  if (gateway && gateway.exitCode === null) {
+    gateway.kill('SIGTERM');
+    await exited(gateway);
+  }
+  await upstream?.close();
+  await issuer?.close();
+  await webhook?.stop();
+  await cluster?.stop();
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+describe('hold mode through the gateway, decided with the CLI', () => {
+  test('the requester cannot approve their own call; an approver can, and the call runs once', async () => {
+    const c = await client('oid-requester');
+    try {
+      const known = await names('delete_repo');
+      const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
+      const pending = c.callTool(
+        { name: 'delete_repo', arguments: { name: 'widgets' } },
+        CallToolResultSchema,
+        {
+          timeout: 60_000,
+        },
+      );
+      const a = await newApproval('delete_repo', known);
+      // Created by the gateway's user, stamped by the webhook (what ticket grants are checked against).
+      expect(a.metadata.annotations?.['mcpwarden.io/created-by']).toBe(
+        'system:serviceaccount:agents:github-mcp',
+      );
+      expect(a.spec).toMatchObject({
+        policy: `${NS}/repo-tools`,
+        rule: 'deletes-need-approval',
+        mode: 'hold',
+      });
+
+      const self = await approvals(requester, ['approve', a.metadata.name, '-n', NS]);
+      expect(self.code).toBe(1);
+      expect(self.stderr).toContain('requester of the held call');
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls);
+
+      const ok = await approvals(rita, ['approve', a.metadata.name, '-n', NS, '--reason', 'cleanup']);
+      expect(ok.code).toBe(0);
+      const result = await pending;
+      expect(result.content).toEqual([{ type: 'text', text: 'deleted widgets' }]);
+      const done = await phase(a.metadata.name, 'Executed');
+      expect(done.spec.decision).toMatchObject({ verdict: 'Approved', decidedBy: 'rita', reason: 'cleanup' });
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls + 1);
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('denied with the CLI: -31409 with the reason; the phase is Denied', async () => {
+    const c = await client('oid-other');
+    try {
+      const known = await names('delete_repo');
+      const pending = c
+        .callTool({ name: 'delete_repo', arguments: { name: 'prod' } }, CallToolResultSchema, {
+          timeout: 60_000,
+        })
+        .catch((e: unknown) => e as McpError);
+      const a = await newApproval('delete_repo', known);
+      expect((await approvals(rita, ['deny', a.metadata.name, '-n', NS, '--reason', 'not prod'])).code).toBe(
+        0,
+      );
+      const err = (await pending) as McpError;
+      expect(err.code).toBe(-31409);
+      expect(err.message).toContain('not prod');
+      await phase(a.metadata.name, 'Denied');
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('ticket mode through the gateway', () => {
+  test('answered at once with the name; after approval the same call runs exactly once', async () => {
+    const c = await client('oid-ticket');
+    const query = { query: 'select count(*) from orders' };
+    const call = () =>
+      c.callTool({ name: 'run_query', arguments: query }, CallToolResultSchema).then(
+        (r) => (r.content as Array<{ text: string }>)[0]!.text,
+        (e: unknown) => e as McpError,
+      );
+    try {
+      const first = (await call()) as McpError;
+      expect(first.code).toBe(-31403);
+      const name = (first.data as { approval: { name: string } }).approval.name;
+      expect((await approvals(rita, ['approve', name, '-n', NS])).code).toBe(0);
+      await phase(name, 'Approved');
+      expect(await call()).toBe('ran: select count(*) from orders');
+      await phase(name, 'Executed');
+      const again = (await call()) as McpError;
+      expect(again.code).toBe(-31403);
+      expect((again.data as { approval: { name: string } }).approval.name).not.toBe(name);
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+test('MCPPolicy.status.approvals counts the approvals by phase (the webhook leader)', async () => {
+  const obj = await waitForObject<KubeObject & { status?: { approvals?: Record<string, unknown> } }>(
+    cluster.admin.client,
+    policiesPath(NS),
+    'repo-tools',
+    (o) => {
+      const s = o.status?.approvals as { approved?: number; denied?: number } | undefined;
+      return (s?.approved ?? 0) >= 2 && (s?.denied ?? 0) >= 1;
+    },
+  );
+  const s = obj.status?.approvals as { recent: Array<Record<string, unknown>>; pending: number };
+  expect(s.pending).toBeGreaterThanOrEqual(1); // the last ticket, still waiting
+  expect(s.recent.length).toBeGreaterThanOrEqual(4);
+  expect(s.recent.map((r) => r['phase'])).toEqual(expect.arrayContaining(['Executed', 'Denied']));
+  expect(s.recent[0]).toMatchObject({ rule: expect.any(String), requester: expect.stringContaining('oid-') });
+});
