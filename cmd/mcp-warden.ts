@@ -16,6 +16,8 @@ interface CommandEntry {
   load?: () => Promise<CommandModule>;
   /** A long-running server: start-up runs without TurboFan until it is ready (pkg/startup.ts). */
   serves?: boolean;
+  /** A shorthand: these arguments go before the user's (`approve X` runs `approvals approve X`). */
+  prefix?: string[];
 }
 
 const commands: Record<string, CommandEntry> = {
@@ -53,8 +55,22 @@ const commands: Record<string, CommandEntry> = {
   },
   approvals: {
     summary:
-      'Review held calls: `list`, `approve NAME`, `deny NAME` (not yet available: approvals are planned)',
-    usage: 'approvals list | approvals approve NAME [--reason R] | approvals deny NAME [--reason R]',
+      'Review held calls (also `kubectl mcp-warden ...`): `list`, `show NAME`, `approve NAME`, `deny NAME`',
+    usage:
+      'approvals list [-n NS | -A] [--phase P] [-o table|wide|json] | approvals show NAME [-n NS] | approvals approve|deny NAME [-n NS] [--reason R]',
+    load: () => import('./approvals.js'),
+  },
+  approve: {
+    summary: 'Shorthand for `approvals approve NAME` (`kubectl mcp-warden approve NAME`)',
+    usage: 'approve NAME [-n NS] [--reason R]',
+    load: () => import('./approvals.js'),
+    prefix: ['approve'],
+  },
+  deny: {
+    summary: 'Shorthand for `approvals deny NAME` (`kubectl mcp-warden deny NAME`)',
+    usage: 'deny NAME [-n NS] [--reason R]',
+    load: () => import('./approvals.js'),
+    prefix: ['deny'],
   },
   dev: {
     summary: 'Local development: `dev issuer` (an Entra-shaped OIDC issuer), `dev token` (print a token)',
@@ -94,7 +110,8 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`mcp-warden: unknown command "${name}"\n\n${helpText()}\n`);
     return 2;
   }
-  if (rest.length === 0 || rest[0] === '--help' || rest[0] === '-h') {
+  // A shorthand's own command prints its usage (`approve --help`, or `approve` alone).
+  if (entry.prefix === undefined && (rest.length === 0 || rest[0] === '--help' || rest[0] === '-h')) {
     process.stdout.write(`Usage: mcp-warden ${entry.usage}\n`);
     if (rest.length > 0 || entry.load === undefined) return rest.length > 0 ? 0 : 2;
   }
@@ -104,7 +121,7 @@ async function main(argv: string[]): Promise<number> {
   }
   if (entry.serves) holdOptimizingCompiler();
   const mod = await entry.load();
-  return mod.run(rest);
+  return mod.run([...(entry.prefix ?? []), ...rest]);
 }
 
 main(process.argv.slice(2)).then(

@@ -132,7 +132,10 @@ describe('hold mode and restarts', () => {
         },
       },
     );
-    return { outcome, name: () => created, cancel: (why: string) => cancel.forEach((l) => l(why)), store };
+    const cancelAll = (why: string): void => {
+      for (const l of cancel) l(why);
+    };
+    return { outcome, name: () => created, cancel: cancelAll, store };
   };
 
   it('a verdict that arrives while the approval is being created is not lost', async () => {

@@ -254,6 +254,35 @@ export async function waitForObject<T extends KubeObject>(
   }
 }
 
+/**
+ * Run a program to completion and collect its output. Never throws on a non-zero exit; killed
+ * (SIGKILL, code -1) after `timeoutMs` (default 60 s).
+ */
+export async function runProcess(
+  bin: string,
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; input?: string; cwd?: string; timeoutMs?: number },
+): Promise<KubectlResult> {
+  const child = spawn(bin, args, {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: options.env,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (c: string) => {
+    stdout += c;
+  });
+  child.stderr.setEncoding('utf8').on('data', (c: string) => {
+    stderr += c;
+  });
+  child.stdin.end(options.input ?? '');
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const [code] = (await once(child, 'close')) as [number | null];
+  clearTimeout(timer);
+  return { code: code ?? -1, stdout, stderr };
+}
+
 /** `helm template` of one template file of charts/mcp-warden in a throwaway chart (values given). */
 export async function helmTemplate(
   template: string,
@@ -265,19 +294,9 @@ export async function helmTemplate(
   await writeFile(join(chart, 'Chart.yaml'), 'apiVersion: v2\nname: mcp-warden\nversion: 0.1.0\n');
   await copyFile(template, join(chart, 'templates', basename(template)));
   await writeFile(join(chart, 'values.yaml'), values);
-  const child = spawn(requireTools(true).helm, ['template', 'rel', chart], {
+  return runProcess(requireTools(true).helm, ['template', 'rel', chart], {
     env: { PATH: process.env['PATH'] ?? '', HOME: workDir },
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => {
-    stdout += c;
-  });
-  child.stderr.setEncoding('utf8').on('data', (c: string) => {
-    stderr += c;
-  });
-  const [code] = (await once(child, 'close')) as [number | null];
-  return { code: code ?? -1, stdout, stderr };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -709,28 +728,15 @@ async function boot(
   const admin = await makeUser('system:admin', ['system:masters'], adminCert);
   const kubecache = join(dir, 'kubectl-cache');
 
-  const kubectl = async (
+  const kubectl = (
     args: string[],
     opts: { user?: ClusterUser; input?: string; timeoutMs?: number } = {},
-  ): Promise<KubectlResult> => {
-    const child = spawn(tools.kubectl, args, {
-      stdio: ['pipe', 'pipe', 'pipe'],
+  ): Promise<KubectlResult> =>
+    runProcess(tools.kubectl, args, {
       env: { ...childEnv, KUBECONFIG: (opts.user ?? admin).kubeconfigPath, KUBECACHEDIR: kubecache },
+      ...(opts.input === undefined ? {} : { input: opts.input }),
+      ...(opts.timeoutMs === undefined ? {} : { timeoutMs: opts.timeoutMs }),
     });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-    });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    child.stdin.end(opts.input ?? '');
-    const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
-    const [code] = (await once(child, 'close')) as [number | null];
-    clearTimeout(timer);
-    return { code: code ?? -1, stdout, stderr };
-  };
 
   const createServiceAccount = async (namespace: string, name: string): Promise<void> => {
     try {

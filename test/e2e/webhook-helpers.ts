@@ -8,7 +8,15 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { type Cluster, type ClusterUser, REPO_ROOT, requireTools, tsNodeArgs } from './harness.js';
+import {
+  type Cluster,
+  type ClusterUser,
+  REPO_ROOT,
+  requireTools,
+  runProcess,
+  tsNodeArgs,
+  waitForObject,
+} from './harness.js';
 
 export const CHART = join(REPO_ROOT, 'charts', 'mcp-warden');
 export const WEBHOOK_NS = 'mcp-warden';
@@ -21,18 +29,9 @@ export async function renderChart(
 ): Promise<Array<Record<string, unknown>>> {
   const args = ['template', 'rel', CHART, '-n', WEBHOOK_NS, ...templates.flatMap((t) => ['--show-only', t])];
   for (const s of set) args.push('--set', s);
-  const child = spawn(requireTools(true).helm, args, {
+  const { code, stdout, stderr } = await runProcess(requireTools(true).helm, args, {
     env: { PATH: process.env['PATH'] ?? '', HOME: workDir },
   });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => {
-    stdout += c;
-  });
-  child.stderr.setEncoding('utf8').on('data', (c: string) => {
-    stderr += c;
-  });
-  const [code] = (await once(child, 'close')) as [number | null];
   if (code !== 0) throw new Error(`helm template failed (${code}): ${stderr}`);
   return parseAllDocuments(stdout)
     .map((d) => d.toJS() as Record<string, unknown> | null)
@@ -156,6 +155,77 @@ export async function startWebhookProcess(options: {
       const t = setTimeout(() => child.kill('SIGKILL'), 8_000);
       await exited;
       clearTimeout(t);
+    },
+  };
+}
+
+/**
+ * The webhook as the chart installs it: its ServiceAccount and RBAC rendered by helm, one replica
+ * (`webhook-0`) running as that account, both configurations registered by url; resolves once
+ * both carry the CA bundle the webhook published (admission works from then on). The rotation
+ * check and certificate reload run every 300 ms (the configurations appear after the webhook
+ * starts: its next check patches their caBundle); `args` are added to the command line.
+ */
+export async function installWebhook(
+  cluster: Cluster,
+  workDir: string,
+  args: string[] = [],
+): Promise<WebhookProcess> {
+  await applyDocs(
+    cluster,
+    await renderChart(['templates/serviceaccount.yaml', 'templates/rbac-webhook.yaml'], workDir),
+  );
+  const webhookUser = await cluster.serviceAccountUser(WEBHOOK_NS, 'mcp-warden-webhook');
+  const port = await freePort();
+  const webhook = await startWebhookProcess({
+    workDir,
+    kubeconfig: webhookUser.kubeconfigPath,
+    port,
+    identity: 'webhook-0',
+    args: ['--rotation-check-interval', '300ms', '--reload-interval', '300ms', ...args],
+  });
+  try {
+    // Registered by url with the chart's rules and selectors; no caBundle: the webhook publishes it.
+    await applyDocs(cluster, await webhookConfigsByUrl(port, workDir));
+    for (const kind of ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations']) {
+      await waitForObject(
+        cluster.admin.client,
+        `/apis/admissionregistration.k8s.io/v1/${kind}`,
+        'mcp-warden',
+        (o) =>
+          ((o as { webhooks?: Array<{ clientConfig?: { caBundle?: string } }> }).webhooks ?? []).every(
+            (w) => !!w.clientConfig?.caBundle,
+          ),
+      );
+    }
+  } catch (err) {
+    // The caller never gets the process to stop: stop it here, or it keeps jest alive.
+    await webhook.stop();
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\nwebhook log:\n${webhook.log()}`);
+  }
+  return webhook;
+}
+
+/**
+ * An MCPApproval as the sidecar creates it for a held `tools/call` (no decision, no status);
+ * `spec` overrides any field.
+ */
+export function heldCall(name: string, spec: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    apiVersion: 'mcpwarden.io/v1alpha1',
+    kind: 'MCPApproval',
+    metadata: { name },
+    spec: {
+      policy: 'agents/github-tools',
+      rule: 'deletes-need-approval',
+      pod: 'github-mcp-0',
+      requester: { principal: 'tenant-1/oid-requester', user: 'oid-requester' },
+      method: 'tools/call',
+      tool: 'delete_repo',
+      argumentsDigest: `sha256:${'ab'.repeat(32)}`,
+      expiresAt: new Date(Date.now() + 600_000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
+      approvers: [{ group: 'mcp-reviewers' }],
+      ...spec,
     },
   };
 }

@@ -1,5 +1,3 @@
-import { spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,18 +8,18 @@ import {
   helmTemplate,
   REPO_ROOT,
   requireTools,
+  runProcess,
   startCluster,
   waitForObject,
 } from './harness.js';
 import {
   applyDocs,
   CHART,
-  freePort,
+  heldCall,
+  installWebhook,
   renderChart,
-  startWebhookProcess,
   WEBHOOK_NS,
   type WebhookProcess,
-  webhookConfigsByUrl,
 } from './webhook-helpers.js';
 
 /**
@@ -125,41 +123,8 @@ beforeAll(async () => {
   await cluster.createNamespace('sandbox', { 'mcpwarden.io/injection': 'disabled' });
   await cluster.createServiceAccount('kube-system', 'default');
 
-  // The webhook's ServiceAccount and RBAC exactly as the chart renders them.
-  await applyDocs(
-    cluster,
-    await renderChart(['templates/serviceaccount.yaml', 'templates/rbac-webhook.yaml'], workDir),
-  );
-  const webhookUser = await cluster.serviceAccountUser(WEBHOOK_NS, 'mcp-warden-webhook');
-
-  const port = await freePort();
-  webhook = await startWebhookProcess({
-    workDir,
-    kubeconfig: webhookUser.kubeconfigPath,
-    port,
-    identity: 'webhook-0',
-    args: ['--rotation-check-interval', '300ms', '--reload-interval', '300ms', '--status-interval', '500ms'],
-  });
-  // Registered by url with the chart's rules and selectors; no caBundle: the webhook publishes it.
-  await applyDocs(cluster, await webhookConfigsByUrl(port, workDir));
-  await waitForObject(
-    cluster.admin.client,
-    '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations',
-    'mcp-warden',
-    (o) =>
-      ((o as { webhooks?: Array<{ clientConfig?: { caBundle?: string } }> }).webhooks ?? []).every(
-        (w) => !!w.clientConfig?.caBundle,
-      ),
-  );
-  await waitForObject(
-    cluster.admin.client,
-    '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations',
-    'mcp-warden',
-    (o) =>
-      ((o as { webhooks?: Array<{ clientConfig?: { caBundle?: string } }> }).webhooks ?? []).every(
-        (w) => !!w.clientConfig?.caBundle,
-      ),
-  );
+  // The webhook with its ServiceAccount and RBAC exactly as the chart renders them.
+  webhook = await installWebhook(cluster, workDir, ['--status-interval', '500ms']);
 
   // A developer who may create pods in `agents` (nothing else), a reviewer, the requester of a call.
   dev = await cluster.user('dev', ['developers']);
@@ -381,22 +346,7 @@ describe('MCPApproval decisions', () => {
     // The sidecar (the pod's service account) creates the held call.
     const sidecar = await cluster.serviceAccountUser(NS, 'github-mcp');
     await sidecar.client.request('POST', `/apis/mcpwarden.io/v1alpha1/namespaces/${NS}/mcpapprovals`, {
-      body: {
-        apiVersion: 'mcpwarden.io/v1alpha1',
-        kind: 'MCPApproval',
-        metadata: { name: 'hold-1' },
-        spec: {
-          policy: `${NS}/github-tools`,
-          rule: 'deletes-need-approval',
-          pod: 'github-mcp-0',
-          requester: { principal: 'tenant-1/oid-requester', user: 'oid-requester' },
-          method: 'tools/call',
-          tool: 'delete_repo',
-          argumentsDigest: digest,
-          expiresAt: new Date(Date.now() + 600_000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-          approvers: [{ group: 'mcp-reviewers' }],
-        },
-      },
+      body: heldCall('hold-1', { policy: `${NS}/github-tools`, argumentsDigest: digest }),
     });
   });
 
@@ -513,21 +463,8 @@ describe('status pass and metrics', () => {
 });
 
 describe('helm chart', () => {
-  async function helm(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    const child = spawn(requireTools(true).helm, args, {
-      env: { PATH: process.env['PATH'] ?? '', HOME: workDir },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-    });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    const [code] = (await once(child, 'close')) as [number | null];
-    return { code: code ?? -1, stdout, stderr };
-  }
+  const helm = (args: string[]) =>
+    runProcess(requireTools(true).helm, args, { env: { PATH: process.env['PATH'] ?? '', HOME: workDir } });
 
   test('helm lint passes', async () => {
     const r = await helm(['lint', CHART]);
@@ -551,6 +488,7 @@ describe('helm chart', () => {
     expect(r.code).toBe(0);
     const kinds = [...r.stdout.matchAll(/^kind: (\w+)$/gm)].map((m) => m[1]).sort();
     expect(kinds).toEqual([
+      'ClusterRole',
       'ClusterRole',
       'ClusterRoleBinding',
       'CustomResourceDefinition',
