@@ -66,6 +66,17 @@ describe('ticket mode', () => {
     await b.close();
   });
 
+  it('ignores an approved ticket that the data path did not create (created-by is not trusted)', async () => {
+    const forged = new MemoryApprovalStore({ creator: 'mallory' });
+    const a = broker(forged);
+    const first = await a.ticket(call());
+    forged.decide(nameOf(first), 'Approved', 'rita');
+    const next = await a.ticket(call());
+    expect(next.kind).toBe('pending');
+    expect(nameOf(next)).not.toBe(nameOf(first));
+    await a.close();
+  });
+
   it('ignores a decision that did not pass the webhook (no decidedBy)', async () => {
     const store = new MemoryApprovalStore({ creator: CREATOR });
     const a = broker(store);

@@ -2,6 +2,7 @@ import type { ApprovalChange, ApprovalStore, StoredApproval } from '../approval/
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ApprovalPhase, MCPApprovalSpec } from '../policy/schema.js';
+import { jittered, pause } from './backoff.js';
 import { KubeApiError, type KubeClient, type KubeObject, type WatchEvent } from './client.js';
 import { approvalsPath, MCPAPPROVAL_API } from './resources.js';
 
@@ -190,17 +191,7 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
           { event: 'approval-watch-failed', err: errorMessage(err), retryInMs: delay },
           'approval watch failed; holds and grants are refused until it is back',
         );
-        await new Promise<void>((resolve) => {
-          const t = setTimeout(resolve, delay / 2 + Math.random() * (delay / 2));
-          abort.signal.addEventListener(
-            'abort',
-            () => {
-              clearTimeout(t);
-              resolve();
-            },
-            { once: true },
-          );
-        });
+        await pause(jittered(delay), abort.signal);
         delay = Math.min(maxBackoff, delay * 2);
       }
     }

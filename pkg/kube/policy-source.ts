@@ -1,6 +1,7 @@
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PolicyEngine, PolicySource } from '../policy/decision.js';
+import { jittered, pause } from './backoff.js';
 import { KubeApiError, type KubeClient, type KubeObject, type WatchEvent } from './client.js';
 import { MCPPOLICY_API, policiesPath } from './resources.js';
 import { type LabelSelector, selectorMatches } from './selector.js';
@@ -314,18 +315,7 @@ export function createKubePolicySource(options: KubePolicySourceOptions): KubePo
         }
         report(e);
         if (!isGone(err)) {
-          const jittered = delay / 2 + Math.random() * (delay / 2);
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(resolve, jittered);
-            abort.signal.addEventListener(
-              'abort',
-              () => {
-                clearTimeout(t);
-                resolve();
-              },
-              { once: true },
-            );
-          });
+          await pause(jittered(delay), abort.signal);
           delay = Math.min(maxBackoff, delay * 2);
         }
       }

@@ -13,10 +13,9 @@ import {
   tsNodeArgs,
 } from './harness.js';
 import {
-  applyDocs,
+  applyApprovalRbac,
   heldCall,
   installWebhook,
-  renderChart,
   WEBHOOK_NS,
   type WebhookProcess,
 } from './webhook-helpers.js';
@@ -82,19 +81,7 @@ beforeAll(async () => {
   requester = await cluster.user('oid-requester', ['mcp-reviewers']);
   outsider = await cluster.user('olga', ['developers']);
   // The chart's reviewer ClusterRole and sidecar Role, bound as docs/approvals-cli.md says.
-  await applyDocs(cluster, [
-    ...(await renderChart(['templates/rbac-approver.yaml', 'templates/rbac-sidecar.yaml'], workDir, [
-      `sidecarRBAC.namespaces[0].name=${NS}`,
-      'sidecarRBAC.namespaces[0].serviceAccounts[0]=github-mcp',
-    ])),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'mcp-reviewers', namespace: NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'mcp-warden-approver' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'mcp-reviewers' }],
-    },
-  ]);
+  await applyApprovalRbac(cluster, workDir, NS, 'github-mcp');
 
   const sidecar = await cluster.serviceAccountUser(NS, 'github-mcp');
   const create = (name: string, spec: Record<string, unknown> = {}) =>

@@ -20,9 +20,9 @@ import {
   waitForObject,
 } from './harness.js';
 import {
+  applyApprovalRbac,
   applyDocs,
   installWebhook,
-  renderChart,
   WEBHOOK_NS,
   type WebhookProcess,
 } from './webhook-helpers.js';
@@ -130,19 +130,7 @@ beforeAll(async () => {
   rita = await cluster.user('rita', ['mcp-reviewers']);
   // A reviewer by group who is also the caller below (token oid `oid-requester`).
   requester = await cluster.user('oid-requester', ['mcp-reviewers']);
-  await applyDocs(cluster, [
-    ...(await renderChart(['templates/rbac-approver.yaml', 'templates/rbac-sidecar.yaml'], workDir, [
-      `sidecarRBAC.namespaces[0].name=${NS}`,
-      'sidecarRBAC.namespaces[0].serviceAccounts[0]=github-mcp',
-    ])),
-    {
-      apiVersion: 'rbac.authorization.k8s.io/v1',
-      kind: 'RoleBinding',
-      metadata: { name: 'mcp-reviewers', namespace: NS },
-      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'mcp-warden-approver' },
-      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'mcp-reviewers' }],
-    },
-  ]);
+  await applyApprovalRbac(cluster, workDir, NS, 'github-mcp');
   issuer = await startDevIssuer();
   upstream = await startUpstream();
   const doc = policy(issuer.v2Issuer);

@@ -75,6 +75,22 @@ async function kubectlOk(args: string[], input?: string): Promise<string> {
   return r.stdout;
 }
 
+/**
+ * Apply the policy with these rules and wait until the sidecar reports enforcing its generation
+ * (its status entry): wait for that, not for a clock.
+ */
+async function applyEnforced(rules: unknown[]): Promise<void> {
+  await kubectlOk(['apply', '-f', '-'], policyDoc(rules));
+  const generation = Number(
+    JSON.parse(await kubectlOk(['get', 'mcpp', 'github-tools', '-n', NS, '-o', 'json'])).metadata.generation,
+  );
+  await waitForObject<PolicyObject>(cluster.admin.client, policiesPath(NS), 'github-tools', (o) =>
+    ((o.status?.['pods'] as Array<Record<string, unknown>> | undefined) ?? []).some(
+      (p) => p['name'] === POD && p['generation'] === generation,
+    ),
+  );
+}
+
 /** Resolves with the first pino line whose msg matches (the sidecar logs JSON to stderr). */
 function logLine(child: ChildProcess, msg: string): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
@@ -347,17 +363,7 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
     try {
       expect((await callError(client, 'delete_repo', { name: 'warden' }))?.code).toBe(-31403);
       const started = Date.now();
-      await kubectlOk(['apply', '-f', '-'], policyDoc([readRule, deleteRule]));
-      const generation = Number(
-        JSON.parse(await kubectlOk(['get', 'mcpp', 'github-tools', '-n', NS, '-o', 'json'])).metadata
-          .generation,
-      );
-      // The sidecar reports the generation it enforces: wait for that, not for a clock.
-      await waitForObject<PolicyObject>(cluster.admin.client, policiesPath(NS), 'github-tools', (o) =>
-        ((o.status?.['pods'] as Array<Record<string, unknown>> | undefined) ?? []).some(
-          (p) => p['name'] === POD && p['generation'] === generation,
-        ),
-      );
+      await applyEnforced([readRule, deleteRule]);
       const ok = await client.callTool({ name: 'delete_repo', arguments: { name: 'warden' } });
       expect(ok.content).toEqual([{ type: 'text', text: 'deleted warden' }]);
       expect(Date.now() - started).toBeLessThan(10_000);
@@ -404,16 +410,7 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
       action: 'approve',
       approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '1m', mode: 'hold' },
     };
-    await kubectlOk(['apply', '-f', '-'], policyDoc([readRule, approveRule]));
-    const generation = Number(
-      JSON.parse(await kubectlOk(['get', 'mcpp', 'github-tools', '-n', NS, '-o', 'json'])).metadata
-        .generation,
-    );
-    await waitForObject<PolicyObject>(cluster.admin.client, policiesPath(NS), 'github-tools', (o) =>
-      ((o.status?.['pods'] as Array<Record<string, unknown>> | undefined) ?? []).some(
-        (p) => p['name'] === POD && p['generation'] === generation,
-      ),
-    );
+    await applyEnforced([readRule, approveRule]);
     const { client, end } = await mcpClient(plannerToken);
     try {
       const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;

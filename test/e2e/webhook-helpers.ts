@@ -229,3 +229,29 @@ export function heldCall(name: string, spec: Record<string, unknown> = {}): Reco
     },
   };
 }
+
+/**
+ * Approval RBAC as docs/approvals-cli.md sets it up: the chart's reviewer ClusterRole bound to the
+ * group `mcp-reviewers` in `namespace`, and the chart's sidecar Role for the MCP server's
+ * `serviceAccount` (what creates the approvals).
+ */
+export async function applyApprovalRbac(
+  cluster: Cluster,
+  workDir: string,
+  namespace: string,
+  serviceAccount: string,
+): Promise<void> {
+  await applyDocs(cluster, [
+    ...(await renderChart(['templates/rbac-approver.yaml', 'templates/rbac-sidecar.yaml'], workDir, [
+      `sidecarRBAC.namespaces[0].name=${namespace}`,
+      `sidecarRBAC.namespaces[0].serviceAccounts[0]=${serviceAccount}`,
+    ])),
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'mcp-reviewers', namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'mcp-warden-approver' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'mcp-reviewers' }],
+    },
+  ]);
+}

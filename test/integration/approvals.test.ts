@@ -368,37 +368,6 @@ describe('ticket mode', () => {
     expect(again.message).toContain('no deletes');
     await c.close();
   });
-
-  it('ignores an approved ticket that the data path did not create (created-by is not trusted)', async () => {
-    const forged = new MemoryApprovalStore({ creator: 'mallory' });
-    const fb = new ApprovalBroker({
-      store: forged,
-      pod: 'p',
-      metrics,
-      logger: createLogger('forged'),
-      trustedCreator: 'system:serviceaccount:agents:github-mcp',
-    });
-    const call = {
-      policy: 'agents/repo-tools',
-      rule: 'queries-by-ticket',
-      settings: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' as const },
-      principal: 'x',
-      user: undefined,
-      appId: undefined,
-      session: undefined,
-      method: 'tools/call',
-      tool: 'run_query',
-      arguments: { query: 'select 1' },
-      maskedArguments: { query: 'select 1' },
-    };
-    const pending = await fb.ticket(call);
-    expect(pending.kind).toBe('pending');
-    forged.decide((pending as { name: string }).name, 'Approved', 'rita');
-    const next = await fb.ticket(call);
-    expect(next.kind).toBe('pending');
-    expect((next as { name: string }).name).not.toBe((pending as { name: string }).name);
-    await fb.close();
-  });
 });
 
 describe('fail closed', () => {
