@@ -59,6 +59,8 @@ export interface WebhookConfig {
   reloadMs: number;
   statusIntervalMs: number;
   statusGraceMs: number;
+  /** Delete approvals finished (or expired unfinished) longer ago than this; 0 keeps them all. */
+  approvalRetentionMs: number;
   leaseDurationMs: number;
 }
 
@@ -82,6 +84,7 @@ const usage = `Usage: mcp-warden webhook [options]
   --ca-propagation D            wait after publishing a new caBundle before switching CA (default 60s)
   --rotation-check-interval D   (default 1m)   --reload-interval D (default 10s)
   --status-interval D           status prune/aggregate pass (default 30s)  --status-grace D (default 60s)
+  --approval-retention D        delete MCPApprovals finished (or expired) longer ago (default 720h; 0 keeps all)
   --lease-duration D            (default 15s)`;
 
 function configError(message: string): WardenError {
@@ -149,6 +152,7 @@ export function parseWebhookArgs(argv: string[], env: NodeJS.ProcessEnv = proces
           'reload-interval',
           'status-interval',
           'status-grace',
+          'approval-retention',
           'lease-duration',
         ].map((n) => [n, { type: 'string' as const }]),
       ),
@@ -223,6 +227,10 @@ export function parseWebhookArgs(argv: string[], env: NodeJS.ProcessEnv = proces
     reloadMs: duration(values['reload-interval'], 10_000, '--reload-interval'),
     statusIntervalMs: duration(values['status-interval'], 30_000, '--status-interval'),
     statusGraceMs: duration(values['status-grace'], 60_000, '--status-grace'),
+    approvalRetentionMs:
+      values['approval-retention'] === '0'
+        ? 0
+        : duration(values['approval-retention'], 720 * 3_600_000, '--approval-retention'),
     leaseDurationMs: duration(values['lease-duration'], 15_000, '--lease-duration'),
   };
 }
@@ -331,7 +339,11 @@ export async function startWebhook(
     stopLoops.push(
       loop(async () => {
         try {
-          await reconcileStatuses(kube, { logger, graceMs: config.statusGraceMs });
+          await reconcileStatuses(kube, {
+            logger,
+            graceMs: config.statusGraceMs,
+            approvalRetentionMs: config.approvalRetentionMs,
+          });
         } catch (err) {
           logger.warn({ err: errorMessage(err) }, 'status pass failed (retrying)');
         }

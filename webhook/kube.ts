@@ -49,6 +49,8 @@ export const paths = {
     `/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/${enc(name)}`,
   allPolicies: () => '/apis/mcpwarden.io/v1alpha1/mcppolicies',
   allApprovals: () => '/apis/mcpwarden.io/v1alpha1/mcpapprovals',
+  approval: (ns: string, name: string) =>
+    `/apis/mcpwarden.io/v1alpha1/namespaces/${enc(ns)}/mcpapprovals/${enc(name)}`,
   policyStatus: (ns: string, name: string) =>
     `/apis/mcpwarden.io/v1alpha1/namespaces/${enc(ns)}/mcppolicies/${enc(name)}/status`,
   version: () => '/version',

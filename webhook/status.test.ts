@@ -1,4 +1,12 @@
-import { type PodEntry, staleEntries, summarize, summarizeApprovals } from './status.js';
+import { createLogger } from '../pkg/log.js';
+import {
+  type PodEntry,
+  reconcileStatuses,
+  retiredApprovals,
+  staleEntries,
+  summarize,
+  summarizeApprovals,
+} from './status.js';
 
 const entry = (name: string, lastReportTime: string, allowed = 1): PodEntry => ({
   name,
@@ -86,4 +94,82 @@ test('status.approvals: counts by phase and the most recent first, at most 20', 
   expect(capped.recent).toHaveLength(20);
   expect(capped.recent[0]!.name).toBe('x29');
   expect(capped.denied).toBe(30);
+});
+
+describe('approval retention', () => {
+  const day = 24 * 3_600_000;
+  const now = Date.parse('2026-02-01T00:00:00Z');
+  const at = (daysAgo: number) => new Date(now - daysAgo * day).toISOString();
+  const approval = (
+    name: string,
+    phase: string | undefined,
+    phaseDaysAgo: number,
+    expiresDaysAgo: number,
+  ) => ({
+    metadata: { name, namespace: 'agents', resourceVersion: `rv-${name}`, creationTimestamp: at(60) },
+    spec: { policy: 'agents/p', rule: 'r', tool: 't', expiresAt: at(expiresDaysAgo) },
+    ...(phase === undefined ? {} : { status: { phase, lastTransitionTime: at(phaseDaysAgo) } }),
+  });
+  const items = [
+    approval('old-executed', 'Executed', 31, 40),
+    approval('new-executed', 'Executed', 29, 40),
+    approval('old-denied', 'Denied', 45, 46),
+    approval('abandoned-pending', undefined, 0, 31),
+    approval('waiting', undefined, 0, -1),
+    approval('approved-unused-old', 'Approved', 35, 31),
+    approval('approved-unused-new', 'Approved', 35, 10),
+  ];
+
+  test('finished ones past the retention, and unfinished ones expired longer ago than it', () => {
+    expect(retiredApprovals(items, now, 30 * day).map((a) => a.metadata?.name)).toEqual([
+      'old-executed',
+      'old-denied',
+      'abandoned-pending',
+      'approved-unused-old',
+    ]);
+    expect(retiredApprovals(items, now, 0)).toEqual([]);
+  });
+
+  test('the status pass deletes them with a resourceVersion precondition and leaves them out of the counts', async () => {
+    const calls: Array<{ method: string; path: string; body?: unknown }> = [];
+    const kube = {
+      async request(method: string, path: string, options?: { body?: unknown }): Promise<unknown> {
+        calls.push({ method, path, body: options?.body });
+        if (method === 'GET' && path.endsWith('/mcppolicies')) {
+          return {
+            items: [{ metadata: { name: 'p', namespace: 'agents' }, spec: { rules: [] }, status: {} }],
+          };
+        }
+        if (method === 'GET' && path.endsWith('/mcpapprovals')) return { items };
+        // One was changed since it was read: the precondition fails and it stays.
+        if (method === 'DELETE' && path.endsWith('/old-denied'))
+          throw Object.assign(new Error('conflict'), { status: 409 });
+        return {};
+      },
+    };
+    const logger = createLogger('status-test');
+    const result = await reconcileStatuses(kube as never, {
+      logger,
+      now: () => now,
+      approvalRetentionMs: 30 * day,
+    });
+    const deletes = calls.filter((c) => c.method === 'DELETE');
+    expect(deletes.map((c) => c.path.split('/').pop())).toEqual([
+      'old-executed',
+      'old-denied',
+      'abandoned-pending',
+      'approved-unused-old',
+    ]);
+    expect(deletes[0]!.body).toEqual({
+      apiVersion: 'v1',
+      kind: 'DeleteOptions',
+      preconditions: { resourceVersion: 'rv-old-executed' },
+    });
+    expect(result.approvalsDeleted).toBe(3);
+    const apply = calls.find((c) => c.method === 'PATCH') as {
+      body: { status: { approvals: Record<string, unknown> } };
+    };
+    // Kept: new-executed, old-denied (its delete was refused), waiting, approved-unused-new.
+    expect(apply.body.status.approvals).toMatchObject({ approved: 2, denied: 1, pending: 1, expired: 0 });
+  });
 });

@@ -31,13 +31,14 @@ export interface PolicyForStatus {
 
 /** The fields of an `MCPApproval` the summary reads. */
 export interface ApprovalForStatus {
-  metadata?: { name?: string; namespace?: string; creationTimestamp?: string };
+  metadata?: { name?: string; namespace?: string; creationTimestamp?: string; resourceVersion?: string };
   spec?: {
     policy?: string;
     rule?: string;
     tool?: string;
     method?: string;
     requester?: { principal?: string };
+    expiresAt?: string;
   };
   status?: { phase?: string; lastTransitionTime?: string };
 }
@@ -55,6 +56,28 @@ export interface ApprovalsStatus {
     phase: string;
     time?: string;
   }>;
+}
+
+const FINAL_PHASES = new Set(['Executed', 'Denied', 'Expired', 'Cancelled']);
+
+/**
+ * Approvals past their retention: finished (Executed, Denied, Expired, Cancelled) longer ago than
+ * `retentionMs`, or never finished (pending, or approved and never used) and expired longer ago
+ * than that (the data path that held them is gone). `retentionMs <= 0` keeps everything.
+ */
+export function retiredApprovals(
+  items: ApprovalForStatus[],
+  now: number,
+  retentionMs: number,
+): ApprovalForStatus[] {
+  if (retentionMs <= 0) return [];
+  return items.filter((a) => {
+    const finished = FINAL_PHASES.has(a.status?.phase ?? '');
+    const since =
+      (finished ? a.status?.lastTransitionTime : a.spec?.expiresAt) ?? a.metadata?.creationTimestamp;
+    const t = since === undefined ? Number.NaN : Date.parse(since);
+    return Number.isFinite(t) && now - t > retentionMs;
+  });
 }
 
 /** At most this many entries in `status.approvals.recent`. */
@@ -145,23 +168,76 @@ export interface StatusPassResult {
   pruned: number;
   summarized: number;
   errors: number;
+  approvalsDeleted: number;
+}
+
+/**
+ * Delete approvals, each only if unchanged since it was read (a precondition on its
+ * resourceVersion: one decided or written meanwhile stays). Returns those deleted.
+ */
+async function deleteApprovals(
+  kube: KubeApi,
+  items: ApprovalForStatus[],
+  logger: Logger,
+): Promise<ApprovalForStatus[]> {
+  const deleted: ApprovalForStatus[] = [];
+  for (const a of items) {
+    const { name, namespace, resourceVersion } = a.metadata ?? {};
+    if (name === undefined || namespace === undefined) continue;
+    try {
+      await kube.request('DELETE', paths.approval(namespace, name), {
+        body: {
+          apiVersion: 'v1',
+          kind: 'DeleteOptions',
+          ...(resourceVersion !== undefined ? { preconditions: { resourceVersion } } : {}),
+        },
+      });
+      deleted.push(a);
+    } catch (err) {
+      const status = statusOf(err);
+      if (status === 404) deleted.push(a);
+      else if (status !== 409)
+        logger.warn(
+          { namespace, approval: name, err: errorMessage(err) },
+          'cannot delete a retired MCPApproval',
+        );
+    }
+  }
+  if (deleted.length > 0)
+    logger.info({ approvals: deleted.length }, 'deleted MCPApprovals past their retention');
+  return deleted;
 }
 
 /** One pass over every MCPPolicy in the cluster. Errors on one policy do not stop the others. */
 export async function reconcileStatuses(
   kube: KubeApi,
-  options: { logger: Logger; graceMs?: number; now?: () => number },
+  options: {
+    logger: Logger;
+    graceMs?: number;
+    now?: () => number;
+    /** Delete approvals finished (or expired unfinished) longer ago than this; 0 keeps them all. */
+    approvalRetentionMs?: number;
+  },
 ): Promise<StatusPassResult> {
   const graceMs = options.graceMs ?? 60_000;
   const now = options.now ?? Date.now;
-  const result: StatusPassResult = { pruned: 0, summarized: 0, errors: 0 };
+  const result: StatusPassResult = { pruned: 0, summarized: 0, errors: 0, approvalsDeleted: 0 };
   const list = await kube.request<{ items?: PolicyForStatus[] }>('GET', paths.allPolicies());
   // Approvals by the policy that held them (`spec.policy` is `namespace/name`).
   let approvalsByPolicy: Map<string, ApprovalForStatus[]> | undefined;
   try {
     const approvals = await kube.request<{ items?: ApprovalForStatus[] }>('GET', paths.allApprovals());
+    const retired = new Set(
+      await deleteApprovals(
+        kube,
+        retiredApprovals(approvals.items ?? [], now(), options.approvalRetentionMs ?? 0),
+        options.logger,
+      ),
+    );
+    result.approvalsDeleted = retired.size;
     approvalsByPolicy = new Map();
     for (const a of approvals.items ?? []) {
+      if (retired.has(a)) continue;
       const key = a.spec?.policy;
       if (key === undefined || !key.startsWith(`${a.metadata?.namespace ?? ''}/`)) continue;
       const group = approvalsByPolicy.get(key);

@@ -22,6 +22,7 @@ import {
 import {
   applyApprovalRbac,
   applyDocs,
+  heldCall,
   installWebhook,
   WEBHOOK_NS,
   type WebhookProcess,
@@ -126,7 +127,12 @@ beforeAll(async () => {
   await cluster.createNamespace(WEBHOOK_NS);
   await cluster.createNamespace(NS);
   await cluster.createServiceAccount(NS, 'github-mcp');
-  webhook = await installWebhook(cluster, workDir, ['--status-interval', '500ms']);
+  webhook = await installWebhook(cluster, workDir, [
+    '--status-interval',
+    '500ms',
+    '--approval-retention',
+    '1h',
+  ]);
   rita = await cluster.user('rita', ['mcp-reviewers']);
   // A reviewer by group who is also the caller below (token oid `oid-requester`).
   requester = await cluster.user('oid-requester', ['mcp-reviewers']);
@@ -260,6 +266,22 @@ describe('ticket mode through the gateway', () => {
       await c.close();
     }
   });
+});
+
+test('the webhook leader deletes approvals past --approval-retention, and only those', async () => {
+  const sa = await cluster.serviceAccountUser(NS, 'github-mcp');
+  const old = new Date(Date.now() - 2 * 3_600_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+  await sa.client.request('POST', approvalsPath(NS), { body: heldCall('abandoned', { expiresAt: old }) });
+  for (let i = 0; ; i++) {
+    const left = (await cluster.admin.client.request<{ items: Approval[] }>('GET', approvalsPath(NS))).items;
+    if (!left.some((a) => a.metadata.name === 'abandoned')) {
+      // The approvals of the tests above (finished minutes ago) are kept.
+      expect(left.filter((a) => a.status?.phase === 'Executed').length).toBeGreaterThanOrEqual(2);
+      break;
+    }
+    if (i > 100) throw new Error('the abandoned approval was not deleted');
+    await new Promise((r) => setTimeout(r, 200));
+  }
 });
 
 test('MCPPolicy.status.approvals counts the approvals by phase (the webhook leader)', async () => {

@@ -459,6 +459,10 @@ describe('status pass and metrics', () => {
     expect(await can(['get', 'secrets', '-n', NS])).toBe('no');
     expect(await can(['update', 'mutatingwebhookconfigurations/other'])).toBe('no');
     expect(await can(['update', 'mcppolicies.mcpwarden.io', '-n', NS])).toBe('no');
+    // It deletes approvals past their retention, and can never decide one.
+    expect(await can(['delete', 'mcpapprovals.mcpwarden.io', '-n', NS])).toBe('yes');
+    expect(await can(['patch', 'mcpapprovals.mcpwarden.io', '-n', NS])).toBe('no');
+    expect(await can(['update', 'mcpapprovals.mcpwarden.io', '-n', NS])).toBe('no');
   });
 });
 
