@@ -264,3 +264,45 @@ describe('exportRecordings', () => {
     expect(future).toHaveLength(0);
   });
 });
+
+describe('replayRecording with approvals', () => {
+  it('prints each approval outcome, and the chain still verifies', async () => {
+    const recorder = createRecorder({ directory: dir });
+    const s = recorder.open({
+      session: 'held',
+      principal: 'p',
+      pod: 'gw',
+      transport: 'streamable-http',
+      policies: [],
+    });
+    const base = { method: 'tools/call', tool: 'delete_repo', policy: 'agents/repo', rule: 'needs-approval' };
+    s.record({
+      type: 'approval',
+      ...base,
+      outcome: 'approved',
+      approval: 'gw-1',
+      decidedBy: 'rita',
+      requestId: 1,
+    });
+    s.record({ type: 'approval', ...base, outcome: 'pending', approval: 'gw-2', requestId: 2 });
+    s.record({
+      type: 'approval',
+      ...base,
+      outcome: 'denied',
+      approval: 'gw-3',
+      decidedBy: 'rex',
+      requestId: 3,
+    });
+    const file = (await s.close())!.location;
+    await recorder.close();
+    try {
+      const text = await replayRecording(file);
+      expect(text).toMatch(/✓ approval gw-1 for tools\/call delete_repo: approved by rita/);
+      expect(text).toMatch(/⏸ approval gw-2 for tools\/call delete_repo: pending/);
+      expect(text).toMatch(/✗ approval gw-3 for tools\/call delete_repo: denied by rex/);
+      expect(await verifyRecording(file)).toMatchObject({ ok: true });
+    } finally {
+      rmSync(file);
+    }
+  });
+});
