@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.cache/bin:$(PATH)
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools clean crds
+.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus clean crds
 
 all: build
 
@@ -32,13 +32,17 @@ format: install
 k8s-tools:
 	bash hack/build-k8s-tools.sh
 
-test: build k8s-tools
+# Prometheus and promtool from Debian's packages (the monitoring suite's real Prometheus).
+prometheus:
+	bash hack/ensure-prometheus.sh
+
+test: build k8s-tools prometheus
 	bash hack/run-tests.sh
 
 test-unit: build
 	npm run -s test:unit
 
-test-integration: build
+test-integration: build prometheus
 	npm run -s test:integration
 
 test-e2e: build k8s-tools

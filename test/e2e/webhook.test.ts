@@ -1,7 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import type { KubeClient } from '../../pkg/kube/client.js';
+import { Sidecar } from '../../webhook/constants.js';
 import {
   type Cluster,
   type ClusterUser,
@@ -537,6 +539,55 @@ describe('helm chart', () => {
         ],
       },
     });
+  });
+
+  test('monitoring: the dashboard and rules come from the chart files; the monitors select the sidecars and the webhook', async () => {
+    const docs = await renderChart(['templates/monitoring.yaml', 'templates/service.yaml'], workDir, [
+      'monitoring.dashboard.enabled=true',
+      'monitoring.prometheusRule.enabled=true',
+      'monitoring.podMonitor.enabled=true',
+      'monitoring.serviceMonitor.enabled=true',
+    ]);
+    const byKind = <T>(kind: string): T => docs.find((d) => d['kind'] === kind) as T;
+    type Labelled = { metadata: { labels: Record<string, string> } };
+    const dashboard = byKind<Labelled & { data: Record<string, string> }>('ConfigMap');
+    expect(dashboard.metadata.labels['grafana_dashboard']).toBe('1');
+    expect(JSON.parse(dashboard.data['mcp-warden.json']!)).toEqual(
+      JSON.parse(await readFile(join(CHART, 'dashboards', 'mcp-warden.json'), 'utf8')),
+    );
+    expect(byKind<{ spec: unknown }>('PrometheusRule').spec).toEqual(
+      parseYaml(await readFile(join(CHART, 'prometheus', 'alerts.yaml'), 'utf8')),
+    );
+    // The PodMonitor scrapes the port the injector gives the sidecar's admin server.
+    const pods = byKind<{
+      spec: {
+        podMetricsEndpoints: Array<{ port: string }>;
+        selector: { matchLabels: Record<string, string> };
+        namespaceSelector: unknown;
+      };
+    }>('PodMonitor').spec;
+    expect(pods.podMetricsEndpoints[0]!.port).toBe(Sidecar.adminPortName);
+    expect(pods.selector.matchLabels).toEqual({ 'mcpwarden.io/inject': 'true' });
+    expect(pods.namespaceSelector).toEqual({ any: true });
+    // The ServiceMonitor's selector matches the webhook Service, and its port exists there.
+    const svc = byKind<Labelled & { spec: { ports: Array<{ name: string }> } }>('Service');
+    const sm = byKind<{
+      spec: { selector: { matchLabels: Record<string, string> }; endpoints: Array<{ port: string }> };
+    }>('ServiceMonitor').spec;
+    for (const [k, v] of Object.entries(sm.selector.matchLabels)) expect(svc.metadata.labels[k]).toBe(v);
+    expect(svc.spec.ports.map((p) => p.name)).toContain(sm.endpoints[0]!.port);
+    // Off by default: a plain install renders none of them.
+    const off = await helm([
+      'template',
+      'rel',
+      CHART,
+      '-n',
+      WEBHOOK_NS,
+      '--show-only',
+      'templates/monitoring.yaml',
+    ]);
+    expect(off.code).not.toBe(0);
+    expect(off.stderr).toContain('could not find template');
   });
 
   test('cert-manager mode: a Certificate, the mounted secret, --cert-dir, and no secret creation right', async () => {
