@@ -13,6 +13,7 @@ export class MemoryApprovalStore implements ApprovalStore {
   readonly #listeners = new Set<(change: ApprovalChange) => void>();
   #version = 0;
   #ready = true;
+  #createDelayMs = 0;
   /** The creator recorded on every approval (what the webhook would stamp). */
   readonly #creator: string | undefined;
 
@@ -21,6 +22,7 @@ export class MemoryApprovalStore implements ApprovalStore {
   }
 
   async create(spec: MCPApprovalSpec, labels: Record<string, string>): Promise<StoredApproval> {
+    if (this.#createDelayMs > 0) await new Promise((r) => setTimeout(r, this.#createDelayMs));
     if (!this.#ready) throw new WardenError('ERR_KUBE', 'the approval store is not reachable');
     const name = `${spec.pod.slice(0, 40)}-${randomBytes(4).toString('hex')}`;
     const a: StoredApproval = {
@@ -65,6 +67,11 @@ export class MemoryApprovalStore implements ApprovalStore {
     if (a === undefined) return;
     this.#items.delete(name);
     this.#emit(a, true);
+  }
+
+  /** Testing seam: a slow backend (each create takes this long). */
+  setCreateDelay(ms: number): void {
+    this.#createDelayMs = ms;
   }
 
   /** Testing seam: a store whose backend is unreachable. */

@@ -246,7 +246,10 @@ export async function holdRequest(
   const progressToken = asObject(asObject(held.msg.params)?.['_meta'])?.['progressToken'];
   let keepalive: NodeJS.Timeout | undefined;
   const cancelListeners: Array<(reason: string) => void> = [];
+  // The client may leave while the approval is still being created, before the broker listens.
+  let cancelledWith: string | undefined;
   const cancel = (reason: string): void => {
+    cancelledWith ??= reason;
     for (const l of cancelListeners) l(reason);
   };
   const onClose = (): void => {
@@ -293,7 +296,10 @@ export async function holdRequest(
   try {
     outcome = broker
       ? await broker.hold(heldCallInput(core, ctx, held), {
-          onCancel: (l) => cancelListeners.push(l),
+          onCancel: (l) => {
+            cancelListeners.push(l);
+            if (cancelledWith !== undefined) l(cancelledWith);
+          },
           onCreated: opened,
         })
       : { kind: 'unavailable', reason: 'approvals are not configured on this data path' };

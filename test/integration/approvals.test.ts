@@ -260,6 +260,38 @@ describe('hold mode', () => {
     expect(toolCalls()).toBe(calls);
   });
 
+  it('a client that leaves while the approval is still being created cancels it at once', async () => {
+    const headers = await openRawSession(h.mcpUrl, await h.token({ oid: 'user-10' }), '2025-06-18');
+    const before = new Set([...store.list()].map((a) => a.name));
+    store.setCreateDelay(300);
+    try {
+      const abort = new AbortController();
+      const response = fetch(h.mcpUrl, {
+        method: 'POST',
+        headers,
+        signal: abort.signal,
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 11,
+          method: 'tools/call',
+          params: { name: 'delete_repo', arguments: { name: 'early' } },
+        }),
+      }).catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 50));
+      abort.abort();
+      await response;
+      const a = await waitFor(() => created(before)[0], 'the approval');
+      // Cancelled as soon as it exists, not left to expire (the rule's timeout is 2 s).
+      await waitFor(
+        () => (store.get(a.name)?.phase === 'Cancelled' ? true : undefined),
+        'phase Cancelled',
+        1000,
+      );
+    } finally {
+      store.setCreateDelay(0);
+    }
+  });
+
   it('records the hold and its outcome in the session recording, masked', async () => {
     const read = (): { text: string; lines: Array<Record<string, unknown>> } => {
       const text = readdirSync(dir)
