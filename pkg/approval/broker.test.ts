@@ -77,6 +77,15 @@ describe('ticket mode', () => {
     await a.close();
   });
 
+  it('a new approval shows phase Pending at once', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = broker(store);
+    const first = await a.ticket(call());
+    await new Promise((r) => setTimeout(r, 0));
+    expect(store.get(nameOf(first))?.phase).toBe('Pending');
+    await a.close();
+  });
+
   it('ignores a decision that did not pass the webhook (no decidedBy)', async () => {
     const store = new MemoryApprovalStore({ creator: CREATOR });
     const a = broker(store);
@@ -201,8 +210,8 @@ describe('hold mode and restarts', () => {
     const after = broker(store, { pod: 'pod-a' });
     await after.start();
     expect(store.get(lost.name())?.phase).toBe('Cancelled');
-    expect(store.get(other.name())?.phase).toBeUndefined();
-    expect(store.get(nameOf(ticket))?.phase).toBeUndefined();
+    expect(store.get(other.name())?.phase).toBe('Pending');
+    expect(store.get(nameOf(ticket))?.phase).toBe('Pending');
     // The restarted broker still writes the verdict of its own ticket.
     store.decide(nameOf(ticket), 'Approved', 'rita');
     await new Promise((r) => setTimeout(r, 10));

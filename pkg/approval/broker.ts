@@ -294,6 +294,21 @@ export class ApprovalBroker {
       return unavailable('the approval could not be requested');
     }
     this.#count(call.policy, 'requested');
+    // `kubectl get mcpa` shows the phase: Pending from the start, unless something (a verdict, an
+    // outcome) changed the object first, which this write then leaves alone.
+    store
+      .setPhase(approval.name, 'Pending', 'waiting for a reviewer', approval.resourceVersion)
+      .catch((err: unknown) =>
+        logger.warn(
+          {
+            event: 'approval-status-failed',
+            approval: approval.name,
+            phase: 'Pending',
+            err: errorMessage(err),
+          },
+          'could not write an approval phase',
+        ),
+      );
     logger.info(
       {
         event: 'approval-requested',
