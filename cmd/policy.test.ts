@@ -78,6 +78,33 @@ spec:
 `,
   );
   await writeFile(file('not-json.json'), '{');
+  await writeFile(
+    file('completion.yaml'),
+    `apiVersion: mcpwarden.io/v1alpha1
+kind: MCPPolicy
+metadata: {name: completions}
+spec:
+  podSelector: {}
+  rules:
+    - name: complete-anything
+      subjects: [{any: true}]
+      match: {methods: [completion/complete]}
+      action: allow
+    - name: public-prompts
+      subjects: [{any: true}]
+      match: {prompts: ["public_*"]}
+      action: allow
+`,
+  );
+  const complete = (name: string) =>
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 3,
+      method: 'completion/complete',
+      params: { ref: { type: 'ref/prompt', name }, argument: { name: 'team', value: 'p' } },
+    });
+  await writeFile(file('complete-public.json'), complete('public_summary'));
+  await writeFile(file('complete-admin.json'), complete('admin_salaries'));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -149,6 +176,22 @@ describe('policy test', () => {
     expect(r.stdout).toMatch(/decision: allow/);
     expect(r.stdout).toMatch(/policy:\s+demo-tools/);
     expect(r.stdout).toMatch(/rule:\s+read-only-tools/);
+  });
+
+  test('completion/complete: decided as the data path does, also by the prompt it completes', async () => {
+    const args = (call: string) => [
+      'test',
+      file('completion.yaml'),
+      '--identity',
+      file('reader.json'),
+      '--call',
+      file(call),
+    ];
+    const ok = await cli(args('complete-public.json'));
+    expect(ok.code).toBe(0);
+    const refused = await cli(args('complete-admin.json'));
+    expect(refused.code).toBe(3);
+    expect(refused.stdout).toMatch(/reason:\s+completing prompt admin_salaries: no rule allows/);
   });
 
   test('denied call: exit 3 with the reason', async () => {

@@ -11,7 +11,7 @@ import type { JWTPayload } from 'jose';
 import { errorMessage, isWardenError } from '../pkg/errors.js';
 import { toIdentity } from '../pkg/identity/claims.js';
 import type { Identity } from '../pkg/identity/types.js';
-import { callContextFromRequest } from '../pkg/policy/call.js';
+import { callContextFromRequest, withCompletionTarget } from '../pkg/policy/call.js';
 import { compilePolicies } from '../pkg/policy/compile.js';
 import type { Action, Decision, Direction } from '../pkg/policy/decision.js';
 import type { Explanation } from '../pkg/policy/engine.js';
@@ -248,7 +248,14 @@ async function test(argv: string[]): Promise<number> {
       ...(annotations === undefined ? {} : { toolAnnotations: annotations }),
     });
     const explanation = engine.explain(ctx);
-    const d = explanation.decision;
+    // As the data path decides it: a completion also by the prompt or resource it completes.
+    const d = withCompletionTarget(
+      engine,
+      explanation.decision,
+      { method, params: call['params'] },
+      identity,
+      parsed.direction,
+    );
     let filtered: string[] | undefined;
     if (method === 'tools/list' && tools !== undefined) {
       filtered = engine

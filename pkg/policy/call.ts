@@ -1,5 +1,5 @@
 import type { Identity } from '../identity/types.js';
-import type { CallContext, Direction } from './decision.js';
+import type { CallContext, Decision, Direction } from './decision.js';
 
 function asObject(v: unknown): Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
@@ -42,4 +42,44 @@ export function callContextFromRequest(
       break;
   }
   return ctx;
+}
+
+/**
+ * The call a `completion/complete` completes the arguments of: `prompts/get` of a `ref/prompt`,
+ * `resources/read` of a `ref/resource` (its URI template read as a URI, as list filtering does).
+ * Undefined for any other request, or a ref that names neither.
+ */
+export function completionTarget(request: {
+  method: string;
+  params?: unknown;
+}): { method: string; params: Record<string, unknown>; what: string } | undefined {
+  if (request.method !== 'completion/complete') return undefined;
+  const ref = asObject(asObject(request.params)['ref']);
+  if (ref['type'] === 'ref/prompt' && typeof ref['name'] === 'string') {
+    return { method: 'prompts/get', params: { name: ref['name'] }, what: `prompt ${ref['name']}` };
+  }
+  if (ref['type'] === 'ref/resource' && typeof ref['uri'] === 'string') {
+    return { method: 'resources/read', params: { uri: ref['uri'] }, what: `resource ${ref['uri']}` };
+  }
+  return undefined;
+}
+
+/**
+ * The decision for a request, given the engine's decision on the request itself: completing a
+ * prompt's or resource template's arguments reveals what the server would offer for it, so a
+ * `completion/complete` is refused when the caller could not get that prompt or read that
+ * resource (nor have it held for approval), whatever the rules say of the method.
+ */
+export function withCompletionTarget(
+  engine: { decide(ctx: CallContext): Decision },
+  decision: Decision,
+  request: { method: string; params?: unknown },
+  identity: Identity,
+  direction: Direction,
+): Decision {
+  const target = completionTarget(request);
+  if (target === undefined || decision.enforced === 'deny') return decision;
+  const targetDecision = engine.decide(callContextFromRequest(target, identity, { direction }));
+  if (targetDecision.enforced !== 'deny') return decision;
+  return { ...targetDecision, reason: `completing ${target.what}: ${targetDecision.reason}` };
 }

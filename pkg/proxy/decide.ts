@@ -6,7 +6,7 @@ import {
   type JsonRpcResponse,
   RpcCodes,
 } from '../mcp/jsonrpc.js';
-import { callContextFromRequest } from '../policy/call.js';
+import { callContextFromRequest, withCompletionTarget } from '../policy/call.js';
 import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import { HeldRequest } from './approve.js';
@@ -70,6 +70,18 @@ const TARGET_FIELDS: ReadonlyMap<string, string> = new Map([
   ['resources/unsubscribe', 'uri'],
 ]);
 
+/** A `completion/complete` whose `ref` names no prompt or resource the policy can decide. */
+function undecidableCompletion(params: unknown): boolean {
+  const p = asObject(params);
+  if (!Object.hasOwn(p, 'ref')) return false;
+  const ref = p['ref'];
+  if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) return true;
+  const r = ref as Record<string, unknown>;
+  if (r['type'] === 'ref/prompt') return typeof r['name'] !== 'string';
+  if (r['type'] === 'ref/resource') return typeof r['uri'] !== 'string';
+  return true;
+}
+
 /** Positional params, or a target field present with a value that is not a string. */
 function hasUndecidableTarget(params: unknown, field: string): boolean {
   if (Array.isArray(params)) return true;
@@ -125,6 +137,19 @@ export function decideRequest(
       { code: 'ERR_BAD_REQUEST' },
     );
   }
+  if (
+    msg.method === 'completion/complete' &&
+    (Array.isArray(msg.params) || undecidableCompletion(msg.params))
+  ) {
+    // A ref the policy cannot read (another type, a name that is not a string) could complete
+    // the arguments of a prompt or resource the caller may not use.
+    return errorResponse(
+      msg.id,
+      RpcCodes.invalidParams,
+      'Invalid params: completion/complete needs ref {type: "ref/prompt", name} or {type: "ref/resource", uri}',
+      { code: 'ERR_BAD_REQUEST' },
+    );
+  }
   let annotations: Record<string, unknown> | undefined;
   if (msg.method === 'tools/call') {
     const name = asObject(msg.params)['name'];
@@ -143,6 +168,8 @@ export function decideRequest(
       const other = input.engine.decide({ ...ctx, resource: canonical });
       if (strictness(other) > strictness(decision)) decision = other;
     }
+    // A completion is also decided by the prompt or resource it completes (pkg/policy/call.ts).
+    decision = withCompletionTarget(input.engine, decision, msg, input.identity, direction);
   } catch (err) {
     // An engine failure must never let a call through.
     core.logger.error(
