@@ -30,10 +30,13 @@ interface ApprovalObject extends KubeObject {
 function toStored(obj: ApprovalObject): StoredApproval | undefined {
   const m = obj.metadata as (KubeObject['metadata'] & { annotations?: Record<string, string> }) | undefined;
   if (typeof m?.name !== 'string' || obj.spec === undefined) return undefined;
+  // The masked arguments are for reviewers (up to 256 KiB each); the broker matches calls by
+  // their digest. Not keeping them bounds what a namespace full of approvals costs the sidecar.
+  const { arguments: _forReviewers, ...spec } = obj.spec;
   return {
     name: m.name,
     resourceVersion: m.resourceVersion ?? '',
-    spec: obj.spec,
+    spec: spec as MCPApprovalSpec,
     phase: obj.status?.phase,
     phaseTime: obj.status?.lastTransitionTime,
     createdBy: m.annotations?.[CREATED_BY],
