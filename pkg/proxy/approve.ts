@@ -57,13 +57,15 @@ export function heldCallInput(core: ProxyCore, ctx: ApprovalContext, held: HeldR
   const params = asObject(msg.params) ?? {};
   const named = msg.method === 'tools/call' || msg.method === 'prompts/get';
   const tool = named && typeof params['name'] === 'string' ? params['name'] : undefined;
-  // The policy's `args`: a tool's or prompt's arguments, else the params (a resource's uri, ...).
-  const args: unknown = named ? (params['arguments'] ?? {}) : params;
+  // The policy's `args`: a tool's or prompt's arguments, else the params (a resource's uri, ...)
+  // without `_meta`, which changes per request (a progress token) and is not part of the call.
+  const { _meta: _perRequest, ...rest } = params;
+  const args: unknown = named ? (params['arguments'] ?? {}) : rest;
   const masker = core.maskerFor(ctx.engine);
   let masked: unknown = args;
   if (masker) {
     const maskedMsg = masker.maskMessage(
-      { ...msg, params: { ...params, ...(named ? { arguments: args } : {}) } },
+      { ...msg, params: named ? { ...params, arguments: args } : rest },
       { method: msg.method, ...(tool !== undefined ? { tool } : {}) },
     ).value as { params?: Record<string, unknown> };
     masked = named ? maskedMsg.params?.['arguments'] : maskedMsg.params;

@@ -46,6 +46,13 @@ function policy(issuer: string): PolicyDocument {
           approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '2s', mode: 'hold' },
         },
         {
+          name: 'secrets-by-ticket',
+          subjects: [{ any: true }],
+          match: { resources: ['file:///secrets.txt'] },
+          action: 'approve',
+          approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' },
+        },
+        {
           name: 'queries-by-ticket',
           subjects: [{ any: true }],
           match: { tools: ['run_query'] },
@@ -387,6 +394,26 @@ describe('ticket mode', () => {
     const r = await c.callTool({ name: 'delete_repo', arguments: { name: 'legacy' } }, CallToolResultSchema);
     expect(r.content).toEqual([{ type: 'text', text: 'deleted legacy' }]);
     expect(toolCalls()).toBe(calls + 1);
+    await c.close();
+  });
+
+  it('a resource read repeated with another progress token is the same call', async () => {
+    const c = await client('user-11');
+    const read = (token: string) =>
+      c.readResource({ uri: 'file:///secrets.txt', _meta: { progressToken: token } }).then(
+        (r) => r,
+        (e: unknown) => e as McpError,
+      );
+    const first = (await read('t-1')) as McpError;
+    expect(first.code).toBe(-31403);
+    const name = (first.data as { approval: { name: string } }).approval.name;
+    // `_meta` is not part of the call: the same approval, not a second one.
+    const again = (await read('t-2')) as McpError;
+    expect((again.data as { approval: { name: string } }).approval.name).toBe(name);
+    expect(store.get(name)?.spec.arguments).toEqual({ uri: 'file:///secrets.txt' });
+    store.decide(name, 'Approved', 'rita');
+    const ok = (await read('t-3')) as { contents: Array<{ uri: string }> };
+    expect(ok.contents[0]!.uri).toBe('file:///secrets.txt');
     await c.close();
   });
 
