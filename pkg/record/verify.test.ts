@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { exportRecordings } from './export.js';
 import { createRecorder } from './recorder.js';
 import { replayRecording } from './replay.js';
+import type { RecordEvent } from './types.js';
 import { verifyRecording } from './verify.js';
 
 let dir: string;
@@ -211,24 +212,26 @@ describe('replayRecording', () => {
   });
 });
 
+/** A recording of one session with these events (closed); returns its file. */
+async function recordSession(session: string, events: RecordEvent[]): Promise<string> {
+  const recorder = createRecorder({ directory: dir });
+  const s = recorder.open({ session, principal: 'p', pod: 'gw', transport: 'streamable-http', policies: [] });
+  for (const e of events) s.record(e);
+  const file = (await s.close())!.location;
+  await recorder.close();
+  return file;
+}
+
 describe('replayRecording without payloads', () => {
   it('says the payload was not recorded', async () => {
-    const recorder = createRecorder({ directory: dir });
-    const s = recorder.open({
-      session: 'bare',
-      principal: 'p',
-      pod: 'gw',
-      transport: 'streamable-http',
-      policies: [],
-    });
-    s.record({
-      type: 'message',
-      direction: 'client-to-server',
-      message: { jsonrpc: '2.0', id: 1, method: 'tools/call' },
-    });
-    s.record({ type: 'message', direction: 'server-to-client', message: { jsonrpc: '2.0', id: 1 } });
-    const file = (await s.close())!.location;
-    await recorder.close();
+    const file = await recordSession('bare', [
+      {
+        type: 'message',
+        direction: 'client-to-server',
+        message: { jsonrpc: '2.0', id: 1, method: 'tools/call' },
+      },
+      { type: 'message', direction: 'server-to-client', message: { jsonrpc: '2.0', id: 1 } },
+    ]);
     try {
       expect(await replayRecording(file)).toMatch(
         /← server answers #1 \(tools\/call\): \(payload not recorded\)/,
@@ -267,34 +270,12 @@ describe('exportRecordings', () => {
 
 describe('replayRecording with approvals', () => {
   it('prints each approval outcome, and the chain still verifies', async () => {
-    const recorder = createRecorder({ directory: dir });
-    const s = recorder.open({
-      session: 'held',
-      principal: 'p',
-      pod: 'gw',
-      transport: 'streamable-http',
-      policies: [],
-    });
     const base = { method: 'tools/call', tool: 'delete_repo', policy: 'agents/repo', rule: 'needs-approval' };
-    s.record({
-      type: 'approval',
-      ...base,
-      outcome: 'approved',
-      approval: 'gw-1',
-      decidedBy: 'rita',
-      requestId: 1,
-    });
-    s.record({ type: 'approval', ...base, outcome: 'pending', approval: 'gw-2', requestId: 2 });
-    s.record({
-      type: 'approval',
-      ...base,
-      outcome: 'denied',
-      approval: 'gw-3',
-      decidedBy: 'rex',
-      requestId: 3,
-    });
-    const file = (await s.close())!.location;
-    await recorder.close();
+    const file = await recordSession('held', [
+      { type: 'approval', ...base, outcome: 'approved', approval: 'gw-1', decidedBy: 'rita', requestId: 1 },
+      { type: 'approval', ...base, outcome: 'pending', approval: 'gw-2', requestId: 2 },
+      { type: 'approval', ...base, outcome: 'denied', approval: 'gw-3', decidedBy: 'rex', requestId: 3 },
+    ]);
     try {
       const text = await replayRecording(file);
       expect(text).toMatch(/✓ approval gw-1 for tools\/call delete_repo: approved by rita/);
