@@ -175,6 +175,34 @@ describe('hold mode and restarts', () => {
     await b.close();
   });
 
+  it('the restart sweep leaves alone a hold created while the first sync was ending', async () => {
+    let synced!: () => void;
+    const syncedOnce = new Promise<void>((r) => {
+      synced = r;
+    });
+    class SlowSync extends MemoryApprovalStore {
+      override synced(): Promise<void> {
+        return syncedOnce;
+      }
+    }
+    const store = new SlowSync({ creator: CREATOR });
+    // The first sync ends exactly when the new approval reaches the store, before the broker's
+    // own code after the create has run.
+    const off = store.subscribe(() => {
+      off();
+      synced();
+    });
+    const b = broker(store);
+    const started = b.start();
+    const h = hold(store, b);
+    await started;
+    await new Promise((r) => setTimeout(r, 10));
+    expect(store.get(h.name())?.phase).toBe('Pending');
+    store.decide(h.name(), 'Approved', 'rita');
+    expect(await h.outcome).toMatchObject({ kind: 'approved' });
+    await b.close();
+  });
+
   it('a deleted approval cancels the hold', async () => {
     const store = new MemoryApprovalStore({ creator: CREATOR });
     const b = broker(store);

@@ -75,6 +75,8 @@ export class ApprovalBroker {
   readonly #expiry = new Map<string, NodeJS.Timeout>();
   readonly #unsubscribe: () => void;
   #warnedUnstamped = false;
+  /** Approvals this process created before its restart sweep ran (the sweep leaves them alone). */
+  #createdBeforeSweep: Set<string> | undefined = new Set();
 
   constructor(options: BrokerOptions) {
     this.#o = options;
@@ -89,9 +91,15 @@ export class ApprovalBroker {
    */
   async start(): Promise<void> {
     await this.#o.store.synced();
-    for (const a of [...this.#o.store.list()]) {
-      if (a.spec.pod !== this.#o.pod || FINAL_PHASES.has(a.phase ?? '') || this.#waiters.has(a.name))
-        continue;
+    // Calls may already be held (the data path serves before the first sync ends): let every
+    // creation that reached the store record itself first.
+    await new Promise((r) => setImmediate(r));
+    const mine = this.#createdBeforeSweep ?? new Set<string>();
+    const snapshot = [...this.#o.store.list()];
+    this.#createdBeforeSweep = undefined;
+    for (const a of snapshot) {
+      if (a.spec.pod !== this.#o.pod || FINAL_PHASES.has(a.phase ?? '') || mine.has(a.name)) continue;
+      if (this.#waiters.has(a.name) || this.#expiry.has(a.name)) continue;
       if (a.spec.mode !== 'ticket') {
         if (a.phase === 'Approved') continue;
         await this.#write(a.name, 'Cancelled', 'the data path restarted; the held call was lost (repeat it)');
@@ -293,6 +301,7 @@ export class ApprovalBroker {
       this.#count(call.policy, 'unavailable');
       return unavailable('the approval could not be requested');
     }
+    this.#createdBeforeSweep?.add(approval.name);
     this.#count(call.policy, 'requested');
     // `kubectl get mcpa` shows the phase: Pending from the start, unless something (a verdict, an
     // outcome) changed the object first, which this write then leaves alone.
