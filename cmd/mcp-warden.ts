@@ -8,6 +8,8 @@ import { holdOptimizingCompiler } from '../pkg/startup.js';
 
 interface CommandModule {
   run(argv: string[]): Promise<number>;
+  /** The command's full help text (every option), printed for `mcp-warden <command> --help`. */
+  usage?: string;
 }
 
 interface CommandEntry {
@@ -112,7 +114,9 @@ async function main(argv: string[]): Promise<number> {
   }
   // A shorthand's own command prints its usage (`approve --help`, or `approve` alone).
   if (entry.prefix === undefined && (rest.length === 0 || rest[0] === '--help' || rest[0] === '-h')) {
-    process.stdout.write(`Usage: mcp-warden ${entry.usage}\n`);
+    // `--help`: the command's full usage when it has one (every option), else the one-line form.
+    const full = rest.length > 0 && entry.load !== undefined ? (await entry.load()).usage : undefined;
+    process.stdout.write(full ?? `Usage: mcp-warden ${entry.usage}\n`);
     if (rest.length > 0 || entry.load === undefined) return rest.length > 0 ? 0 : 2;
   }
   if (entry.load === undefined) {

@@ -114,6 +114,17 @@ test('bad flags exit 2 with usage', async () => {
   expect(child.output()).toContain('--upstream and --policy are required');
 });
 
+test('--help prints every option of the command (exit 0), not just the one-line form', async () => {
+  const gateway = await spawnCli(dir, ['gateway', '--help']);
+  expect(await exited(gateway)).toBe(0);
+  expect(gateway.output()).toContain('--approvals-namespace NS');
+  expect(gateway.output()).toContain('--allowed-origins LIST');
+  const approvals = await spawnCli(dir, ['approvals', '--help']);
+  expect(await exited(approvals)).toBe(0);
+  expect(approvals.output()).toContain('mcp-warden approvals show NAME');
+  expect(approvals.output()).toContain('--reason TEXT');
+});
+
 describe('a running gateway', () => {
   let gw: Awaited<ReturnType<typeof spawnCli>>;
   let mcpUrl: string;
