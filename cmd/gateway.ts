@@ -14,6 +14,7 @@ import { createAuthenticator } from '../pkg/identity/index.js';
 import { createLogger, type Logger } from '../pkg/log.js';
 import { parseSize } from '../pkg/mcp/body.js';
 import { createMetrics, type Metrics } from '../pkg/metrics/catalogue.js';
+import { durationError, parseDuration } from '../pkg/policy/duration.js';
 import { createFilePolicySource } from '../pkg/policy/loader.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
 import { createRecorder } from '../pkg/record/index.js';
@@ -37,6 +38,8 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --allowed-origins LIST  comma-separated Origin values accepted
   --no-legacy-sse         do not serve the legacy HTTP+SSE transport (/sse, /message)
   --upstream-sse URL      the upstream's legacy SSE endpoint (default: /sse on the upstream's origin)
+  --upstream-timeout D    how long to wait for the upstream's answer headers, e.g. 15m (default 5m: a
+                          server answering in JSON sends its headers only when the tool finishes)
   --approvals-namespace NS  hold calls that policies decide \`approve\` as MCPApproval objects in this
                           namespace of a cluster (reviewers: \`mcp-warden approvals approve\`);
                           without it such calls are refused (-31403, approval unavailable)
@@ -132,6 +135,7 @@ export async function run(argv: string[]): Promise<number> {
         'no-legacy-sse': { type: 'boolean', default: false },
         'upstream-sse': { type: 'string' },
         'approvals-namespace': { type: 'string' },
+        'upstream-timeout': { type: 'string', default: '5m' },
         kubeconfig: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -155,10 +159,15 @@ export async function run(argv: string[]): Promise<number> {
   let listen: { host: string; port: number };
   let adminListen: { host: string; port: number };
   let maxBody: number;
+  let upstreamTimeoutMs: number;
   try {
     listen = parseListen(values['listen'] as string, '--listen');
     adminListen = parseListen(values['admin-listen'] as string, '--admin-listen');
     maxBody = parseSize(values['max-body'] as string);
+    const timeout = values['upstream-timeout'] as string;
+    const problem = durationError(timeout);
+    if (problem !== undefined) throw new WardenError('ERR_CONFIG', `--upstream-timeout: ${problem}`);
+    upstreamTimeoutMs = parseDuration(timeout)!;
     const mcpPath = values['mcp-path'] as string;
     if (!mcpPath.startsWith('/'))
       throw new WardenError('ERR_CONFIG', `--mcp-path must start with "/": "${mcpPath}"`);
@@ -228,6 +237,7 @@ export async function run(argv: string[]): Promise<number> {
       ...(approvals ? { approvals: approvals.broker } : {}),
       podName: hostname(),
       maxBodyBytes: maxBody,
+      upstreamTimeoutMs,
       ...(publicUrl ? { publicUrl } : {}),
       ...(allowedHosts ? { allowedHosts } : {}),
       ...(allowedOrigins ? { allowedOrigins } : {}),

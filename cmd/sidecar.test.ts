@@ -52,7 +52,21 @@ describe('sidecar configuration', () => {
       podLabels: { app: 'github-mcp', 'mcpwarden.io/inject': 'true', quote: 'a"b' },
       graceMs: 30_000,
       statusIntervalMs: 5000,
+      upstreamTimeoutMs: 300_000,
     });
+  });
+
+  test('the upstream timeout: MCP_WARDEN_UPSTREAM_TIMEOUT (from the annotation) or the flag, a duration', () => {
+    expect(parseConfig([], { ...baseEnv(), MCP_WARDEN_UPSTREAM_TIMEOUT: '15m' }).upstreamTimeoutMs).toBe(
+      900_000,
+    );
+    expect(
+      parseConfig(['--upstream-timeout', '90s'], { ...baseEnv(), MCP_WARDEN_UPSTREAM_TIMEOUT: '15m' })
+        .upstreamTimeoutMs,
+    ).toBe(90_000);
+    expect(configError(() => parseConfig(['--upstream-timeout', 'forever'], baseEnv()))).toMatch(
+      /--upstream-timeout/,
+    );
   });
 
   test('labels from MCP_WARDEN_POD_LABELS (JSON) take precedence over the file', () => {

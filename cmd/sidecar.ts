@@ -18,6 +18,8 @@
  *   MCP_WARDEN_POD_LABELS_FILE      a downward-API `metadata.labels` file (default
  *                                   /var/run/secrets/kubernetes.io/serviceaccount/labels when present).
  *                                   Without labels the sidecar cannot evaluate podSelector: it refuses to start.
+ *   MCP_WARDEN_UPSTREAM_TIMEOUT     --upstream-timeout  how long to wait for the app's answer headers (a
+ *                                   duration, default 5m; annotation mcpwarden.io/upstream-timeout)
  *   MCP_WARDEN_POLICY_GRACE_SECONDS --policy-grace   serve the last policies this long while the API server
  *                                   is unreachable, then refuse every call (default 30)
  *   MCP_WARDEN_STATUS_INTERVAL_SECONDS --status-interval  least time between two status writes per policy (default 5)
@@ -50,6 +52,7 @@ import { createMetrics } from '../pkg/metrics/catalogue.js';
 // The policy modules themselves, not pkg/policy/index.js: that also loads the file source (and
 // the yaml parser), which a sidecar never uses.
 import { compilePolicies } from '../pkg/policy/compile.js';
+import { durationError, parseDuration } from '../pkg/policy/duration.js';
 import { KubernetesDefaultIssuer } from '../pkg/policy/engine.js';
 import type { PolicyDocument } from '../pkg/policy/schema.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
@@ -74,6 +77,7 @@ export interface SidecarConfig {
   /** The downward-API labels file, when labels come from one (watched: pods can be relabelled). */
   podLabelsFile: string | undefined;
   graceMs: number;
+  upstreamTimeoutMs: number;
   statusIntervalMs: number;
   kubeconfig: string | undefined;
   fsPrefix: string;
@@ -175,6 +179,14 @@ function watchLabels(
   };
 }
 
+/** `--upstream-timeout` / MCP_WARDEN_UPSTREAM_TIMEOUT: a duration (default 5m, at most 168h). */
+function upstreamTimeout(value: string | undefined): number {
+  if (value === undefined || value === '') return 5 * 60_000;
+  const problem = durationError(value);
+  if (problem !== undefined) throw configError(`--upstream-timeout: ${problem}`);
+  return parseDuration(value)!;
+}
+
 function seconds(value: string | undefined, what: string, fallback: number): number {
   if (value === undefined || value === '') return fallback * 1000;
   const n = Number(value);
@@ -198,6 +210,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
         'admin-listen': { type: 'string' },
         recordings: { type: 'string' },
         'policy-grace': { type: 'string' },
+        'upstream-timeout': { type: 'string' },
         'status-interval': { type: 'string' },
         kubeconfig: { type: 'string' },
       },
@@ -245,6 +258,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
     podLabels: labels.labels,
     podLabelsFile: labels.file,
     graceMs: seconds(values['policy-grace'] ?? env['MCP_WARDEN_POLICY_GRACE_SECONDS'], '--policy-grace', 30),
+    upstreamTimeoutMs: upstreamTimeout(values['upstream-timeout'] ?? env['MCP_WARDEN_UPSTREAM_TIMEOUT']),
     statusIntervalMs: seconds(
       values['status-interval'] ?? env['MCP_WARDEN_STATUS_INTERVAL_SECONDS'],
       '--status-interval',
@@ -333,6 +347,7 @@ export async function run(argv: string[]): Promise<number> {
       ? { legacySsePaths: { sse: config.mcpPath, message: '/message' }, upstreamSse: config.upstream }
       : {}),
     policySource: source,
+    upstreamTimeoutMs: config.upstreamTimeoutMs,
     // Groups overage (`groupsOverage: graph`) resolves through Microsoft Graph with the pod's own
     // workload identity (AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE, as the Azure
     // Workload Identity webhook injects them); without them an overage token is refused (fail closed).

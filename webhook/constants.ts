@@ -22,6 +22,8 @@ export const Annotations = {
   memoryRequest: `${DOMAIN}/memory-request`,
   memoryLimit: `${DOMAIN}/memory-limit`,
   recordingsVolume: `${DOMAIN}/recordings-volume`,
+  /** How long the sidecar waits for the app's answer headers (a duration, e.g. 15m). */
+  upstreamTimeout: `${DOMAIN}/upstream-timeout`,
   /** Written by the injector: `{"version":…,"hash":…}` of the injected spec. */
   status: `${DOMAIN}/status`,
   /** Written by the injector when a labelled pod is not injected. */

@@ -131,6 +131,19 @@ test('injection clears a skip-reason left by an earlier skipped attempt', () => 
   expect(out.metadata?.annotations?.['mcpwarden.io/skip-reason']).toBeUndefined();
 });
 
+test('mcpwarden.io/upstream-timeout becomes the sidecar env MCP_WARDEN_UPSTREAM_TIMEOUT; absent, none', () => {
+  const env = (p: V1Pod) =>
+    injected(p).sidecar.env?.find((e) => e.name === 'MCP_WARDEN_UPSTREAM_TIMEOUT')?.value;
+  expect(env(pod({ 'mcpwarden.io/upstream-timeout': '15m' }))).toBe('15m');
+  expect(env(pod())).toBeUndefined();
+  expect(badRequest(pod({ 'mcpwarden.io/upstream-timeout': 'soon' }))).toMatch(
+    /mcpwarden.io\/upstream-timeout/,
+  );
+  expect(badRequest(pod({ 'mcpwarden.io/upstream-timeout': '500h' }))).toMatch(
+    /mcpwarden.io\/upstream-timeout/,
+  );
+});
+
 test('malformed annotations are refused with a message naming the annotation', () => {
   expect(badRequest(pod({ 'mcpwarden.io/cpu-limit': 'lots' }))).toMatch(/mcpwarden.io\/cpu-limit.*quantity/);
   expect(badRequest(pod({ 'mcpwarden.io/transport': 'websocket' }))).toMatch(/mcpwarden.io\/transport/);

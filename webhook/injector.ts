@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { V1Container, V1ContainerPort, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { WardenError } from '../pkg/errors.js';
+import { durationError } from '../pkg/policy/duration.js';
 import {
   Annotations,
   DefaultMcpPath,
@@ -330,6 +331,11 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       invalid(`the pod already has a volume named "${v.name}" (reserved for mcp-warden)`);
   }
 
+  const upstreamTimeout = annotation(pod, Annotations.upstreamTimeout);
+  if (upstreamTimeout !== undefined) {
+    const problem = durationError(upstreamTimeout);
+    if (problem !== undefined) invalid(`annotation ${Annotations.upstreamTimeout}: ${problem}`);
+  }
   const upstream = `http://127.0.0.1:${mcp.number}${mcpPath}`;
   const listen = `0.0.0.0:${Sidecar.proxyPort}`;
   const adminListen = `0.0.0.0:${Sidecar.adminPort}`;
@@ -371,6 +377,9 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       { name: 'MCP_WARDEN_LISTEN', value: listen },
       { name: 'MCP_WARDEN_ADMIN_LISTEN', value: adminListen },
       { name: 'MCP_WARDEN_RECORDINGS_DIR', value: Sidecar.recordingsMountPath },
+      ...(upstreamTimeout === undefined
+        ? []
+        : [{ name: 'MCP_WARDEN_UPSTREAM_TIMEOUT', value: upstreamTimeout }]),
       { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
       ...SIDECAR_MALLOC_ENV.map((e) => ({ ...e })),
     ],

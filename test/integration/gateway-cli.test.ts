@@ -112,6 +112,17 @@ test('bad flags exit 2 with usage', async () => {
   const child = await spawnCli(dir, ['gateway', '--upstream', upstream.mcpUrl]);
   expect(await exited(child)).toBe(2);
   expect(child.output()).toContain('--upstream and --policy are required');
+  const timeout = await spawnCli(dir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    join(dir, 'policy.yaml'),
+    '--upstream-timeout',
+    'whenever',
+  ]);
+  expect(await exited(timeout)).toBe(2);
+  expect(timeout.output()).toContain('--upstream-timeout');
 });
 
 test('--help prints every option of the command (exit 0), not just the one-line form', async () => {
