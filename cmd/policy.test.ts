@@ -94,6 +94,10 @@ spec:
       subjects: [{any: true}]
       match: {prompts: ["public_*"]}
       action: allow
+    - name: public-subscriptions
+      subjects: [{any: true}]
+      match: {methods: [resources/subscribe], resources: ["public://**"]}
+      action: allow
 `,
   );
   const complete = (name: string) =>
@@ -105,6 +109,15 @@ spec:
     });
   await writeFile(file('complete-public.json'), complete('public_summary'));
   await writeFile(file('complete-admin.json'), complete('admin_salaries'));
+  const listen = (uris: string[]) =>
+    JSON.stringify({
+      jsonrpc: '2.0',
+      id: 4,
+      method: 'subscriptions/listen',
+      params: { notifications: { resourceSubscriptions: uris } },
+    });
+  await writeFile(file('listen-public.json'), listen(['public://news']));
+  await writeFile(file('listen-secret.json'), listen(['public://news', 'secret://payroll']));
 });
 afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
@@ -192,6 +205,11 @@ describe('policy test', () => {
     const refused = await cli(args('complete-admin.json'));
     expect(refused.code).toBe(3);
     expect(refused.stdout).toMatch(/reason:\s+completing prompt admin_salaries: no rule allows/);
+    // subscriptions/listen (2026-07-28): each resource it subscribes to, as resources/subscribe.
+    expect((await cli(args('listen-public.json'))).code).toBe(0);
+    const secret = await cli(args('listen-secret.json'));
+    expect(secret.code).toBe(3);
+    expect(secret.stdout).toMatch(/reason:\s+subscribing to secret:\/\/payroll: no rule allows/);
   });
 
   test('denied call: exit 3 with the reason', async () => {

@@ -11,7 +11,7 @@ import type { JWTPayload } from 'jose';
 import { errorMessage, isWardenError } from '../pkg/errors.js';
 import { toIdentity } from '../pkg/identity/claims.js';
 import type { Identity } from '../pkg/identity/types.js';
-import { callContextFromRequest, withCompletionTarget } from '../pkg/policy/call.js';
+import { callContextFromRequest, subscriptionTargets, withCompletionTarget } from '../pkg/policy/call.js';
 import { compilePolicies } from '../pkg/policy/compile.js';
 import type { Action, Decision, Direction } from '../pkg/policy/decision.js';
 import type { Explanation } from '../pkg/policy/engine.js';
@@ -249,13 +249,28 @@ async function test(argv: string[]): Promise<number> {
     });
     const explanation = engine.explain(ctx);
     // As the data path decides it: a completion also by the prompt or resource it completes.
-    const d = withCompletionTarget(
+    let d = withCompletionTarget(
       engine,
       explanation.decision,
       { method, params: call['params'] },
       identity,
       parsed.direction,
     );
+    // A 2026-07-28 subscriptions/listen: each resource it subscribes to, as resources/subscribe.
+    const subscriptions = subscriptionTargets({ method, params: call['params'] });
+    if (subscriptions === 'invalid')
+      throw new Error('subscriptions/listen: notifications.resourceSubscriptions is not a list of URIs');
+    for (const uri of subscriptions ?? []) {
+      const sub = engine.decide(
+        callContextFromRequest({ method: 'resources/subscribe', params: { uri } }, identity, {
+          direction: parsed.direction,
+        }),
+      );
+      if (sub.enforced !== 'allow') {
+        d = { ...sub, reason: `subscribing to ${uri}: ${sub.reason}` };
+        break;
+      }
+    }
     let filtered: string[] | undefined;
     if (method === 'tools/list' && tools !== undefined) {
       filtered = engine

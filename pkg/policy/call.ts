@@ -83,3 +83,24 @@ export function withCompletionTarget(
   if (targetDecision.enforced !== 'deny') return decision;
   return { ...targetDecision, reason: `completing ${target.what}: ${targetDecision.reason}` };
 }
+
+/**
+ * The resources a 2026-07-28 `subscriptions/listen` subscribes to
+ * (`params.notifications.resourceSubscriptions`, which replaces `resources/subscribe`): each is
+ * decided as a `resources/subscribe` of that URI. Undefined when the request subscribes to none;
+ * `'invalid'` when the list is not an array of strings (the policy could not read it).
+ */
+export function subscriptionTargets(request: {
+  method: string;
+  params?: unknown;
+}): string[] | 'invalid' | undefined {
+  if (request.method !== 'subscriptions/listen') return undefined;
+  const notifications = asObject(request.params)['notifications'];
+  if (notifications === undefined) return undefined;
+  if (typeof notifications !== 'object' || notifications === null || Array.isArray(notifications))
+    return 'invalid';
+  const uris = (notifications as Record<string, unknown>)['resourceSubscriptions'];
+  if (uris === undefined) return undefined;
+  if (!Array.isArray(uris) || uris.some((u) => typeof u !== 'string')) return 'invalid';
+  return uris as string[];
+}

@@ -6,7 +6,7 @@ import {
   type JsonRpcResponse,
   RpcCodes,
 } from '../mcp/jsonrpc.js';
-import { callContextFromRequest, withCompletionTarget } from '../policy/call.js';
+import { callContextFromRequest, subscriptionTargets, withCompletionTarget } from '../policy/call.js';
 import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import { HeldRequest } from './approve.js';
@@ -122,6 +122,9 @@ export function decideRequest(
   direction: Direction,
   canHold = false,
 ): JsonRpcResponse | HeldRequest | undefined {
+  if (msg.method === 'subscriptions/listen' && direction === 'client-to-server') {
+    return decideSubscriptions(core, input, msg);
+  }
   if (!isDecided(msg.method, direction)) return undefined;
   const field = TARGET_FIELDS.get(msg.method);
   if (field !== undefined && hasUndecidableTarget(msg.params, field)) {
@@ -190,6 +193,47 @@ export function decideRequest(
     return new HeldRequest(msg, decision);
   }
   return denialResponse(msg.id, decision);
+}
+
+/**
+ * 2026-07-28 `subscriptions/listen` is a protocol method (the client's notification stream), but
+ * the resources it subscribes to are decided one by one as `resources/subscribe`: one refused
+ * URI refuses the request, so a caller cannot subscribe to what it may not subscribe to.
+ */
+function decideSubscriptions(
+  core: ProxyCore,
+  input: DecideInput,
+  msg: JsonRpcRequest,
+): JsonRpcResponse | undefined {
+  const uris = subscriptionTargets(msg);
+  if (uris === undefined) return undefined;
+  if (uris === 'invalid') {
+    return errorResponse(
+      msg.id,
+      RpcCodes.invalidParams,
+      'Invalid params: subscriptions/listen needs notifications.resourceSubscriptions to be a list of URIs',
+      { code: 'ERR_BAD_REQUEST' },
+    );
+  }
+  for (const uri of uris) {
+    const subscribe: JsonRpcRequest = {
+      jsonrpc: '2.0',
+      id: msg.id,
+      method: 'resources/subscribe',
+      params: { uri },
+    };
+    const refused = decideRequest(core, input, subscribe, 'client-to-server');
+    if (refused?.error) {
+      // Say which subscription was refused: the request carries many.
+      const data = { ...(refused.error.data as Record<string, unknown> | undefined), resource: uri };
+      return {
+        ...refused,
+        error: { ...refused.error, message: `${refused.error.message} (subscribing to ${uri})`, data },
+      };
+    }
+    if (refused) return refused;
+  }
+  return undefined;
 }
 
 const RANK = { allow: 0, approve: 1, deny: 2 } as const;

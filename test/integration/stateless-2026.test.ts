@@ -49,6 +49,14 @@ function engine(mode: 'enforce' | 'audit' = 'enforce') {
         action: 'approve',
         approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'hold' },
       },
+      { name: 'subscribe', methods: ['resources/subscribe'], action: 'allow' },
+      {
+        name: 'no-secret-subscriptions',
+        methods: ['resources/subscribe'],
+        tools: ['secret://*'],
+        action: 'deny',
+        reason: 'secrets are not for watching',
+      },
       {
         name: 'no-drop',
         methods: ['tools/call'],
@@ -182,6 +190,77 @@ describe('2026-07-28 with the v2 SDK', () => {
     expect(upstream.stats.authorizationSeen).toBe(0);
     const call = upstream.stats.headers.find((h) => h['mcp-method'] === 'tools/call');
     expect(call?.['mcp-name']).toBeDefined();
+  });
+});
+
+describe('subscriptions/listen: each resource it subscribes to is decided as resources/subscribe', () => {
+  const meta = {
+    'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+    'io.modelcontextprotocol/clientCapabilities': {},
+    'io.modelcontextprotocol/clientInfo': { name: 'raw', version: '1' },
+  };
+  async function listen(notifications: unknown): Promise<{ status: number; text: string }> {
+    const abort = new AbortController();
+    const res = await fetch(`${url}/mcp`, {
+      method: 'POST',
+      signal: abort.signal,
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'subscriptions/listen',
+      },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 21,
+        method: 'subscriptions/listen',
+        params: { notifications, _meta: meta },
+      }),
+    });
+    // An allowed listen is a long-lived stream: its status is enough.
+    if (res.headers.get('content-type')?.startsWith('text/event-stream')) {
+      abort.abort();
+      return { status: res.status, text: '' };
+    }
+    return { status: res.status, text: await res.text() };
+  }
+  const listens = (): number => upstream.stats.methods.filter((m) => m === 'subscriptions/listen').length;
+
+  test('one refused URI refuses the request before the upstream sees it, naming the URI and the rule', async () => {
+    const before = listens();
+    const r = await listen({
+      resourceSubscriptions: ['public://news', 'secret://payroll'],
+      toolsListChanged: true,
+    });
+    const body = JSON.parse(r.text) as {
+      error: { code: number; message: string; data: Record<string, unknown> };
+    };
+    expect(body.error.code).toBe(-31403);
+    expect(body.error.message).toContain('subscribing to secret://payroll');
+    expect(body.error.data).toMatchObject({ rule: 'no-secret-subscriptions', resource: 'secret://payroll' });
+    expect(listens()).toBe(before);
+  });
+
+  test('a list the policy cannot read is invalid params, answered before the upstream sees it', async () => {
+    const before = listens();
+    for (const notifications of [
+      { resourceSubscriptions: 'secret://payroll' },
+      { resourceSubscriptions: [7] },
+      'all',
+    ]) {
+      const r = await listen(notifications);
+      expect(JSON.parse(r.text)).toMatchObject({ error: { code: -32602 } });
+    }
+    expect(listens()).toBe(before);
+  });
+
+  test('allowed subscriptions, and listens without any, reach the upstream', async () => {
+    const before = listens();
+    const r = await listen({ resourceSubscriptions: ['public://news'], toolsListChanged: true });
+    expect(r.text).not.toContain('-31403');
+    await listen({ toolsListChanged: true });
+    expect(listens()).toBe(before + 2);
   });
 });
 
