@@ -6,7 +6,12 @@ import {
   type JsonRpcResponse,
   RpcCodes,
 } from '../mcp/jsonrpc.js';
-import { callContextFromRequest, subscriptionTargets, withCompletionTarget } from '../policy/call.js';
+import {
+  callContextFromRequest,
+  completionTarget,
+  subscriptionTargets,
+  withCompletionTarget,
+} from '../policy/call.js';
 import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import { HeldRequest } from './approve.js';
@@ -71,15 +76,9 @@ const TARGET_FIELDS: ReadonlyMap<string, string> = new Map([
 ]);
 
 /** A `completion/complete` whose `ref` names no prompt or resource the policy can decide. */
-function undecidableCompletion(params: unknown): boolean {
-  const p = asObject(params);
-  if (!Object.hasOwn(p, 'ref')) return false;
-  const ref = p['ref'];
-  if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) return true;
-  const r = ref as Record<string, unknown>;
-  if (r['type'] === 'ref/prompt') return typeof r['name'] !== 'string';
-  if (r['type'] === 'ref/resource') return typeof r['uri'] !== 'string';
-  return true;
+function undecidableCompletion(msg: JsonRpcRequest): boolean {
+  if (Array.isArray(msg.params)) return true;
+  return Object.hasOwn(asObject(msg.params), 'ref') && completionTarget(msg) === undefined;
 }
 
 /** Positional params, or a target field present with a value that is not a string. */
@@ -140,10 +139,7 @@ export function decideRequest(
       { code: 'ERR_BAD_REQUEST' },
     );
   }
-  if (
-    msg.method === 'completion/complete' &&
-    (Array.isArray(msg.params) || undecidableCompletion(msg.params))
-  ) {
+  if (msg.method === 'completion/complete' && undecidableCompletion(msg)) {
     // A ref the policy cannot read (another type, a name that is not a string) could complete
     // the arguments of a prompt or resource the caller may not use.
     return errorResponse(
