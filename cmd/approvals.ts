@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { ErrorCodes, errorMessage, isWardenError } from '../pkg/errors.js';
 import { createKubeClient, KubeApiError, type KubeClient, loadKubeConfig } from '../pkg/kube/client.js';
 import { currentNamespace, kubectlConfigPath } from '../pkg/kube/kubectl-config.js';
-import { approvalsPath, GROUP, MCPAPPROVAL_API, VERSION } from '../pkg/kube/resources.js';
+import { allApprovalsPath, approvalPath, approvalsPath, GROUP, VERSION } from '../pkg/kube/resources.js';
 import { type ApprovalPhase, ApprovalPhases } from '../pkg/policy/schema.js';
 import {
   decisionText,
@@ -178,10 +178,6 @@ function connect(kubeconfig: string | undefined): Connection {
   return { client, defaultNamespace: currentNamespace(path) ?? 'default' };
 }
 
-const allApprovalsPath = `/apis/${GROUP}/${VERSION}/${MCPAPPROVAL_API.plural}`;
-const approvalPath = (namespace: string, name: string): string =>
-  `${approvalsPath(namespace)}/${encodeURIComponent(name)}`;
-
 /** The API server's own message: KubeApiError prefixes it with `METHOD PATH: STATUS `. */
 function apiMessage(err: KubeApiError): string {
   return err.message.replace(/^[A-Z]+ \S+: (\d{3} )?/, '').replace(/\s*\n\s*/g, ' ');
@@ -230,7 +226,7 @@ async function list(c: Connection, args: ApprovalsArgs, io: Io, now: Date): Prom
   const namespace = args.namespace ?? c.defaultNamespace;
   const res = await c.client.request<{ items?: StoredApproval[] }>(
     'GET',
-    args.allNamespaces ? allApprovalsPath : approvalsPath(namespace),
+    args.allNamespaces ? allApprovalsPath() : approvalsPath(namespace),
   );
   const items = sortOldestFirst(
     (res.items ?? []).filter((a) => args.phase === undefined || phaseOf(a) === args.phase),

@@ -3,6 +3,8 @@
  * satisfies it; so can anything that speaks JSON to an API server. Errors carry the HTTP `status`
  * (0 when there was no answer).
  */
+import { allApprovalsPath, approvalPath } from '../pkg/kube/resources.js';
+
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 export interface KubeApi {
@@ -48,9 +50,8 @@ export const paths = {
   validatingConfig: (name: string) =>
     `/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/${enc(name)}`,
   allPolicies: () => '/apis/mcpwarden.io/v1alpha1/mcppolicies',
-  allApprovals: () => '/apis/mcpwarden.io/v1alpha1/mcpapprovals',
-  approval: (ns: string, name: string) =>
-    `/apis/mcpwarden.io/v1alpha1/namespaces/${enc(ns)}/mcpapprovals/${enc(name)}`,
+  allApprovals: allApprovalsPath,
+  approval: approvalPath,
   policyStatus: (ns: string, name: string) =>
     `/apis/mcpwarden.io/v1alpha1/namespaces/${enc(ns)}/mcppolicies/${enc(name)}/status`,
   version: () => '/version',

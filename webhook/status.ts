@@ -1,5 +1,6 @@
 import { errorMessage } from '../pkg/errors.js';
 import type { Logger } from '../pkg/log.js';
+import { FinalApprovalPhases } from '../pkg/policy/schema.js';
 import { type KubeApi, paths, statusOf } from './kube.js';
 
 /**
@@ -58,8 +59,6 @@ export interface ApprovalsStatus {
   }>;
 }
 
-const FINAL_PHASES = new Set(['Executed', 'Denied', 'Expired', 'Cancelled']);
-
 /**
  * Approvals past their retention: finished (Executed, Denied, Expired, Cancelled) longer ago than
  * `retentionMs`, or never finished (pending, or approved and never used) and expired longer ago
@@ -72,7 +71,7 @@ export function retiredApprovals(
 ): ApprovalForStatus[] {
   if (retentionMs <= 0) return [];
   return items.filter((a) => {
-    const finished = FINAL_PHASES.has(a.status?.phase ?? '');
+    const finished = FinalApprovalPhases.has(a.status?.phase ?? '');
     const since =
       (finished ? a.status?.lastTransitionTime : a.spec?.expiresAt) ?? a.metadata?.creationTimestamp;
     const t = since === undefined ? Number.NaN : Date.parse(since);

@@ -2,7 +2,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import { parseDuration } from '../policy/duration.js';
-import type { MCPApprovalSpec } from '../policy/schema.js';
+import { FinalApprovalPhases, type MCPApprovalSpec } from '../policy/schema.js';
 import { argumentsDigest } from './digest.js';
 import type {
   ApprovalChange,
@@ -52,8 +52,6 @@ function decisionOf(
   return { verdict: d.verdict, decidedBy: d.decidedBy, ...(d.reason ? { reason: d.reason } : {}) };
 }
 
-const FINAL_PHASES = new Set(['Executed', 'Cancelled', 'Expired', 'Denied']);
-
 /**
  * The approval broker: turns an `approve` decision into an `MCPApproval` and the reviewer's verdict
  * back into "run it" or an error, for both modes of the contract:
@@ -98,7 +96,7 @@ export class ApprovalBroker {
     const snapshot = [...this.#o.store.list()];
     this.#createdBeforeSweep = undefined;
     for (const a of snapshot) {
-      if (a.spec.pod !== this.#o.pod || FINAL_PHASES.has(a.phase ?? '') || mine.has(a.name)) continue;
+      if (a.spec.pod !== this.#o.pod || FinalApprovalPhases.has(a.phase ?? '') || mine.has(a.name)) continue;
       if (this.#waiters.has(a.name) || this.#expiry.has(a.name)) continue;
       if (a.spec.mode !== 'ticket') {
         if (a.phase === 'Approved') continue;
@@ -187,7 +185,7 @@ export class ApprovalBroker {
         const expiresAt = Date.parse(a.spec.expiresAt);
         const d = this.#decision(a);
         if (d === undefined) {
-          if (!FINAL_PHASES.has(a.phase ?? '') && now < expiresAt) pending = a;
+          if (!FinalApprovalPhases.has(a.phase ?? '') && now < expiresAt) pending = a;
           continue;
         }
         if (d.verdict === 'Denied') {
@@ -195,7 +193,7 @@ export class ApprovalBroker {
           continue;
         }
         // Approved: usable once, until one timeout past the approval's own expiry.
-        if (FINAL_PHASES.has(a.phase ?? '') || now >= expiresAt + timeoutMs) continue;
+        if (FinalApprovalPhases.has(a.phase ?? '') || now >= expiresAt + timeoutMs) continue;
         if (this.#o.trustedCreator !== undefined && a.createdBy !== this.#o.trustedCreator) continue;
         grant = a;
         break;
@@ -415,7 +413,7 @@ export class ApprovalBroker {
       if (
         current !== undefined &&
         this.#decision(current) === undefined &&
-        !FINAL_PHASES.has(current.phase ?? '')
+        !FinalApprovalPhases.has(current.phase ?? '')
       ) {
         this.#count(policy, 'expired');
         void this.#write(a.name, 'Expired', 'no verdict before expiresAt');

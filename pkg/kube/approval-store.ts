@@ -4,7 +4,7 @@ import type { Logger } from '../log.js';
 import type { ApprovalPhase, MCPApprovalSpec } from '../policy/schema.js';
 import { jittered, pause } from './backoff.js';
 import { KubeApiError, type KubeClient, type KubeObject, type WatchEvent } from './client.js';
-import { approvalsPath, MCPAPPROVAL_API } from './resources.js';
+import { approvalPath, approvalsPath, MCPAPPROVAL_API } from './resources.js';
 
 /** Annotation the admission webhook stamps on CREATE (webhook/validators.ts CREATED_BY_ANNOTATION). */
 const CREATED_BY = 'mcpwarden.io/created-by';
@@ -201,9 +201,6 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
   };
   void loop();
 
-  const objectPath = (name: string, sub?: 'status'): string =>
-    `${path}/${encodeURIComponent(name)}${sub ? `/${sub}` : ''}`;
-
   return {
     async create(spec, labels) {
       const obj = await client.request<ApprovalObject>('POST', path, {
@@ -226,7 +223,7 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
       // In a merge patch, metadata.resourceVersion is a precondition: 409 when the object moved on.
       if (ifResourceVersion !== undefined) body['metadata'] = { resourceVersion: ifResourceVersion };
       try {
-        const obj = await client.request<ApprovalObject>('PATCH', objectPath(name, 'status'), {
+        const obj = await client.request<ApprovalObject>('PATCH', approvalPath(namespace, name, 'status'), {
           body,
           contentType: 'application/merge-patch+json',
         });

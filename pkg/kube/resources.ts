@@ -26,3 +26,12 @@ export function policyPath(namespace: string, name: string, subresource?: 'statu
 export function approvalsPath(namespace: string): string {
   return `/apis/${GROUP}/${VERSION}/namespaces/${segment(namespace)}/${MCPAPPROVAL_API.plural}`;
 }
+
+/** Every namespace's approvals (list). */
+export function allApprovalsPath(): string {
+  return `/apis/${GROUP}/${VERSION}/${MCPAPPROVAL_API.plural}`;
+}
+
+export function approvalPath(namespace: string, name: string, subresource?: 'status'): string {
+  return `${approvalsPath(namespace)}/${segment(name)}${subresource ? `/${subresource}` : ''}`;
+}

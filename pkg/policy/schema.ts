@@ -755,6 +755,13 @@ export const MCPPolicySchema = Type.Object(
 const immutable: CelRule[] = [{ rule: 'self == oldSelf', message: 'is immutable' }];
 
 export const ApprovalPhases = ['Pending', 'Approved', 'Denied', 'Expired', 'Executed', 'Cancelled'] as const;
+/** Phases after which nothing more happens to a held call (Approved still waits to be used). */
+export const FinalApprovalPhases: ReadonlySet<string> = new Set([
+  'Denied',
+  'Expired',
+  'Executed',
+  'Cancelled',
+]);
 
 export const ApprovalSpecSchema = Obj(
   {
