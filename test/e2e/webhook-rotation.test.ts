@@ -151,6 +151,24 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
   let switchedToNewCa = false;
   let created = 0;
   const failures: string[] = [];
+  // The secret is watched on its own pace (every 100 ms), not between two pod creations: the CA
+  // overlap lasts --ca-propagation (2 s), shorter than a loop turn on a busy machine.
+  let observing = true;
+  const observer = (async () => {
+    while (observing) {
+      const now = await readSecret();
+      servingSeen.add(now.serving.fingerprint256);
+      if (now.bundle.length >= 2 && now.bundle.includes(firstCa)) sawOverlap = true;
+      const newest = new X509Certificate(now.bundle[0]!);
+      if (
+        newest.fingerprint256 !== new X509Certificate(firstCa).fingerprint256 &&
+        now.serving.checkIssued(newest)
+      ) {
+        switchedToNewCa = true;
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline && failures.length < 5 && !(switchedToNewCa && servingSeen.size >= 4)) {
     const name = `rot-${created}`;
@@ -172,17 +190,9 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
       failures.push(`${name}: ${(err as Error).message}`);
     }
     created++;
-    const now = await readSecret();
-    servingSeen.add(now.serving.fingerprint256);
-    if (now.bundle.length >= 2 && now.bundle.includes(firstCa)) sawOverlap = true;
-    const newest = new X509Certificate(now.bundle[0]!);
-    if (
-      newest.fingerprint256 !== new X509Certificate(firstCa).fingerprint256 &&
-      now.serving.checkIssued(newest)
-    ) {
-      switchedToNewCa = true;
-    }
   }
+  observing = false;
+  await observer;
   expect(failures).toEqual([]);
   expect(created).toBeGreaterThan(20);
   expect(sawOverlap).toBe(true);
