@@ -1,11 +1,11 @@
 import {
+  type ApprovalResource,
   expiresOf,
   formatShow,
   formatTable,
   humanDuration,
   notDecidable,
   printable,
-  type StoredApproval,
   shortDigest,
   sortOldestFirst,
 } from './approvals-format.js';
@@ -14,7 +14,11 @@ const NOW = new Date('2026-11-30T12:00:00Z');
 const at = (secondsFromNow: number): string => new Date(NOW.getTime() + secondsFromNow * 1000).toISOString();
 const DIGEST = `sha256:${'0123456789abcdef'.repeat(4)}`;
 
-function approval(name: string, overrides: Partial<StoredApproval['spec']> = {}, extra = {}): StoredApproval {
+function approval(
+  name: string,
+  overrides: Partial<ApprovalResource['spec']> = {},
+  extra = {},
+): ApprovalResource {
   return {
     apiVersion: 'mcpwarden.io/v1alpha1',
     kind: 'MCPApproval',

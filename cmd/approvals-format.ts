@@ -6,7 +6,7 @@
 import type { ApprovalPhase, MCPApproval, MCPApprovalSpec } from '../pkg/policy/schema.js';
 
 /** An MCPApproval as the API server returns it (metadata carries more than the schema declares). */
-export type StoredApproval = Omit<MCPApproval, 'metadata'> & {
+export type ApprovalResource = Omit<MCPApproval, 'metadata'> & {
   metadata: MCPApproval['metadata'] & {
     creationTimestamp?: string;
     resourceVersion?: string;
@@ -54,11 +54,11 @@ function time(value: string | undefined): number | undefined {
 }
 
 /** `status.phase`; an approval the sidecar has not reported on yet is Pending. */
-export function phaseOf(a: StoredApproval): ApprovalPhase {
+export function phaseOf(a: ApprovalResource): ApprovalPhase {
   return a.status?.phase ?? 'Pending';
 }
 
-export function ageOf(a: StoredApproval, now: Date): string {
+export function ageOf(a: ApprovalResource, now: Date): string {
   const created = time(a.metadata.creationTimestamp);
   return created === undefined ? '<unknown>' : humanDuration(now.getTime() - created);
 }
@@ -67,7 +67,7 @@ export function ageOf(a: StoredApproval, now: Date): string {
  * How long a reviewer has left: `in 2m`, or `expired` once `spec.expiresAt` has passed. `-` when
  * the question is settled (a decision was made, or the phase moved on from Pending).
  */
-export function expiresOf(a: StoredApproval, now: Date): string {
+export function expiresOf(a: ApprovalResource, now: Date): string {
   const phase = phaseOf(a);
   if (phase === 'Expired') return 'expired';
   if (phase !== 'Pending' || a.spec.decision !== undefined) return '-';
@@ -97,8 +97,8 @@ export function decisionText(d: Decision): string {
 }
 
 /** Oldest first (creation time, then namespace and name). */
-export function sortOldestFirst(items: StoredApproval[]): StoredApproval[] {
-  const key = (a: StoredApproval): number => time(a.metadata.creationTimestamp) ?? 0;
+export function sortOldestFirst(items: ApprovalResource[]): ApprovalResource[] {
+  const key = (a: ApprovalResource): number => time(a.metadata.creationTimestamp) ?? 0;
   return [...items].sort(
     (a, b) =>
       key(a) - key(b) ||
@@ -115,7 +115,7 @@ export interface TableOptions {
 }
 
 /** Columns separated by three spaces, empty cells `<none>`, as kubectl prints them. */
-export function formatTable(items: StoredApproval[], options: TableOptions): string {
+export function formatTable(items: ApprovalResource[], options: TableOptions): string {
   const { now, wide = false, allNamespaces = false } = options;
   const header = [
     ...(allNamespaces ? ['NAMESPACE'] : []),
@@ -165,7 +165,7 @@ function approverText(a: MCPApprovalSpec['approvers'][number]): string {
 }
 
 /** Everything a reviewer needs to judge one held call, one field per line. */
-export function formatShow(a: StoredApproval, now: Date): string {
+export function formatShow(a: ApprovalResource, now: Date): string {
   const s = a.spec;
   const created = a.metadata.creationTimestamp;
   const expires = expiresOf(a, now);
@@ -215,7 +215,7 @@ export function formatShow(a: StoredApproval, now: Date): string {
  * Why this approval can no longer be decided, or undefined when it can: a decision is already
  * there (it is immutable), the phase has moved on from Pending, or `spec.expiresAt` has passed.
  */
-export function notDecidable(a: StoredApproval, now: Date): string | undefined {
+export function notDecidable(a: ApprovalResource, now: Date): string | undefined {
   const name = `mcpapproval "${a.metadata.name}"`;
   if (a.spec.decision !== undefined) {
     return `${name} is already decided: ${decisionText(a.spec.decision)}; a decision cannot be changed`;

@@ -2,7 +2,7 @@ import { PassThrough } from 'node:stream';
 import type { HttpMethod, KubeClient, KubeRequestOptions } from '../pkg/kube/client.js';
 import { KubeApiError } from '../pkg/kube/client.js';
 import { type Connection, parseApprovalsArgs, run } from './approvals.js';
-import type { StoredApproval } from './approvals-format.js';
+import type { ApprovalResource } from './approvals-format.js';
 
 /**
  * Argument parsing, and `run` against a fake KubeClient (an in-memory API server that stamps
@@ -13,7 +13,7 @@ const NOW = new Date('2026-11-30T12:00:00Z');
 const at = (s: number): string => new Date(NOW.getTime() + s * 1000).toISOString();
 const BASE = '/apis/mcpwarden.io/v1alpha1';
 
-function approval(name: string, namespace = 'agents', spec: Partial<StoredApproval['spec']> = {}) {
+function approval(name: string, namespace = 'agents', spec: Partial<ApprovalResource['spec']> = {}) {
   return {
     apiVersion: 'mcpwarden.io/v1alpha1' as const,
     kind: 'MCPApproval' as const,
@@ -30,7 +30,7 @@ function approval(name: string, namespace = 'agents', spec: Partial<StoredApprov
       approvers: [{ group: 'mcp-reviewers' }],
       ...spec,
     },
-  } satisfies StoredApproval as StoredApproval;
+  } satisfies ApprovalResource as ApprovalResource;
 }
 
 interface Call {
@@ -40,7 +40,7 @@ interface Call {
 }
 
 /** An in-memory API server for MCPApprovals; `onPatch` may throw to play the webhook or RBAC. */
-function fakeApi(objects: StoredApproval[], onPatch?: (obj: StoredApproval, n: number) => void) {
+function fakeApi(objects: ApprovalResource[], onPatch?: (obj: ApprovalResource, n: number) => void) {
   const calls: Call[] = [];
   let patches = 0;
   const find = (path: string) =>

@@ -16,12 +16,12 @@ import { currentNamespace, kubectlConfigPath } from '../pkg/kube/kubectl-config.
 import { allApprovalsPath, approvalPath, approvalsPath, GROUP, VERSION } from '../pkg/kube/resources.js';
 import { type ApprovalPhase, ApprovalPhases } from '../pkg/policy/schema.js';
 import {
+  type ApprovalResource,
   decisionText,
   formatShow,
   formatTable,
   notDecidable,
   phaseOf,
-  type StoredApproval,
   sortOldestFirst,
 } from './approvals-format.js';
 
@@ -218,13 +218,13 @@ export function describeError(
   return errorMessage(err);
 }
 
-async function getApproval(client: KubeClient, namespace: string, name: string): Promise<StoredApproval> {
-  return client.request<StoredApproval>('GET', approvalPath(namespace, name));
+async function getApproval(client: KubeClient, namespace: string, name: string): Promise<ApprovalResource> {
+  return client.request<ApprovalResource>('GET', approvalPath(namespace, name));
 }
 
 async function list(c: Connection, args: ApprovalsArgs, io: Io, now: Date): Promise<number> {
   const namespace = args.namespace ?? c.defaultNamespace;
-  const res = await c.client.request<{ items?: StoredApproval[] }>(
+  const res = await c.client.request<{ items?: ApprovalResource[] }>(
     'GET',
     args.allNamespaces ? allApprovalsPath() : approvalsPath(namespace),
   );
@@ -281,7 +281,7 @@ async function decide(
       // resourceVersion makes the patch conditional: if the sidecar expired or cancelled the call
       // (or another reviewer decided) after the check above, the API server answers 409 and the
       // check runs again on the new state.
-      const updated = await c.client.request<StoredApproval>('PATCH', approvalPath(namespace, name), {
+      const updated = await c.client.request<ApprovalResource>('PATCH', approvalPath(namespace, name), {
         contentType: 'application/merge-patch+json',
         body: {
           metadata: { resourceVersion: current.metadata.resourceVersion },
