@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.cache/bin:$(PATH)
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus clean crds
+.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus clean crds image
 
 all: build
 
@@ -48,6 +48,11 @@ test-integration: build prometheus
 test-e2e: build k8s-tools
 	npm run -s test:e2e
 
+# The container image (webhook and sidecar), without a container engine: out/image/oci (OCI
+# layout) and out/image/mcp-warden-<version>-linux-amd64.tar (docker load / crane push).
+image: install
+	bash hack/build-image.sh
+
 demo: build
 	node dist/examples/demo.js
 
@@ -58,4 +63,4 @@ bench: build
 	bash bench/run.sh
 
 clean:
-	rm -rf dist coverage
+	rm -rf dist coverage out

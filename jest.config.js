@@ -10,6 +10,8 @@ const common = {
   },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testEnvironment: 'node',
+  // Build outputs and caches (the image's staged app and dependencies carry package.json files).
+  modulePathIgnorePatterns: ['<rootDir>/.cache/', '<rootDir>/out/'],
 };
 
 export default {

@@ -5,6 +5,7 @@
  */
 import { errorMessage, isWardenError } from '../pkg/errors.js';
 import { holdOptimizingCompiler } from '../pkg/startup.js';
+import { VERSION } from '../pkg/version.js';
 
 interface CommandModule {
   run(argv: string[]): Promise<number>;
@@ -104,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version') {
-    process.stdout.write('0.1.0\n');
+    process.stdout.write(`${VERSION}\n`);
     return 0;
   }
   const entry = commands[name];

@@ -23,6 +23,7 @@ import { parseDuration } from '../pkg/policy/duration.js';
 import { validatePolicy } from '../pkg/policy/validate.js';
 import { startAdminServer } from '../pkg/proxy/admin.js';
 import { releaseOptimizingCompiler } from '../pkg/startup.js';
+import { VERSION } from '../pkg/version.js';
 import { createAdmissionApp } from '../webhook/admission.js';
 import { type CertStore, defaultRotation, type RotationOptions, reconcileCerts } from '../webhook/certs.js';
 import {
@@ -37,8 +38,6 @@ import { createLeaderElector } from '../webhook/leader.js';
 import { type CertSource, fileCertSource, secretCertSource, startHttpsServer } from '../webhook/serving.js';
 import { reconcileStatuses } from '../webhook/status.js';
 import { waitForStopSignal } from './signals.js';
-
-export const VERSION = '0.1.0';
 
 export interface WebhookConfig {
   listen: { host: string; port: number };

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
@@ -17,17 +17,19 @@ import {
   helmTemplate,
   REPO_ROOT,
   startCluster,
-  tsNodeArgs,
   waitForObject,
   writeTokenVolume,
 } from './harness.js';
+import { type BuiltImage, buildImage, containerCommand } from './image-runtime.js';
 
 /**
- * `mcp-warden sidecar` as a local process, run from the sidecar container the webhook's injector
- * put into a real stored Pod: its args, its downward-API env resolved from the stored pod, its
- * projected token volume emulated (a pod-bound TokenRequest token, CA, namespace, labels) and the
- * in-cluster config path (KUBERNETES_SERVICE_HOST/PORT) — in front of a real MCP server (SDK v1),
- * against a real kube-apiserver with the chart's sidecar Role.
+ * The sidecar container the webhook's injector put into a real stored Pod, run from the real
+ * mcp-warden image (hack/build-image.sh, started by image-runtime.ts as a kubelet would: the
+ * image's entrypoint, the container's args, its downward-API env resolved from the stored pod,
+ * its uid/gid and read-only root filesystem, its volumes mounted at their paths: the projected
+ * token volume emulated with a pod-bound TokenRequest token, CA, namespace and labels, and the
+ * two emptyDirs) with the in-cluster config (KUBERNETES_SERVICE_HOST/PORT) — in front of a real
+ * MCP server (SDK v1), against a real kube-apiserver with the chart's sidecar Role.
  */
 const NS = 'agents';
 const POD = 'github-mcp-0';
@@ -41,6 +43,9 @@ let adminUrl: string;
 let plannerToken: string;
 let intruderToken: string;
 let saDir: string;
+/** The recordings emptyDir, mounted into the sidecar container. */
+let recordingsDir: string;
+let image: BuiltImage;
 
 function policyDoc(rules: unknown[]): string {
   return JSON.stringify({
@@ -163,6 +168,8 @@ async function callError(
 
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'mcp-warden-sidecar-e2e-'));
+  const built = buildImage(join(workDir, 'image'), 'e2e');
+  built.catch(() => {});
   cluster = await startCluster();
   const crd = await cluster.kubectl(['get', 'crd', 'mcppolicies.mcpwarden.io', '-o', 'name']);
   if (crd.code !== 0)
@@ -199,10 +206,11 @@ beforeAll(async () => {
       ],
     },
   };
+  image = await built;
   const injected = injectPod(userPod, {
     namespace: NS,
     config: {
-      image: 'example.invalid/mcp-warden:e2e',
+      image: image.ref,
       version: '0.1.0',
       nativeSidecars: true,
       resources: { ...defaultResources },
@@ -214,6 +222,7 @@ beforeAll(async () => {
   ) as V1Pod;
   const container = stored.spec?.initContainers?.find((c) => c.name === 'mcp-warden');
   if (container?.args === undefined) throw new Error('the stored pod has no mcp-warden sidecar');
+  expect(container.image).toBe(image.ref);
 
   // What the kubelet would provide: the downward-API env...
   const fieldValue = (path: string): string => {
@@ -235,21 +244,33 @@ beforeAll(async () => {
   const tokenVolume = stored.spec?.volumes?.find((v) => v.name === 'mcp-warden-token');
   const expirationSeconds = tokenVolume?.projected?.sources?.find((src) => src.serviceAccountToken)
     ?.serviceAccountToken?.expirationSeconds;
-  const mount = container.volumeMounts?.find((m) => m.name === 'mcp-warden-token')?.mountPath ?? '';
-  const fsPrefix = join(workDir, 'root');
   const podToken = await cluster.serviceAccountToken(NS, fieldValue('spec.serviceAccountName'), {
     ...(expirationSeconds === undefined ? {} : { expirationSeconds }),
     boundPod: { name: POD, uid: fieldValue('metadata.uid') },
   });
-  saDir = await writeTokenVolume(join(fsPrefix, mount), {
+  saDir = await writeTokenVolume(join(workDir, 'volumes', 'mcp-warden-token'), {
     token: podToken,
     caPem: cluster.caPem,
     namespace: NS,
     labels: stored.metadata?.labels,
   });
-  // ...and the recordings volume.
-  const recordings = join(workDir, 'recordings');
-  await mkdir(recordings);
+  // ...and the two emptyDir volumes (world-writable, as the kubelet makes them).
+  const emptyDir = async (name: string): Promise<string> => {
+    const dir = join(workDir, 'volumes', name);
+    await mkdir(dir, { recursive: true });
+    await chmod(dir, 0o777);
+    return dir;
+  };
+  const volumeDirs: Record<string, string> = { 'mcp-warden-token': saDir };
+  for (const v of stored.spec?.volumes ?? []) {
+    if (v.emptyDir !== undefined) volumeDirs[v.name] = await emptyDir(v.name);
+  }
+  const mounts = (container.volumeMounts ?? []).map((m) => {
+    const hostPath = volumeDirs[m.name];
+    if (hostPath === undefined) throw new Error(`no emulation for the sidecar's volume ${m.name}`);
+    return { hostPath, containerPath: m.mountPath, readOnly: m.readOnly === true };
+  });
+  recordingsDir = volumeDirs['mcp-warden-recordings'] ?? '';
 
   plannerToken = await cluster.serviceAccountToken(NS, 'planner', { audiences: ['github-mcp'] });
   intruderToken = await cluster.serviceAccountToken(NS, 'intruder', { audiences: ['github-mcp'] });
@@ -260,27 +281,28 @@ beforeAll(async () => {
     all[i - 1] === '--listen' || all[i - 1] === '--admin-listen' ? '127.0.0.1:0' : a,
   );
   expect(args.slice(0, 3)).toEqual(['sidecar', '--upstream', upstream.mcpUrl]);
+  const security = container.securityContext;
+  if (security?.runAsUser === undefined || security.runAsGroup === undefined)
+    throw new Error('the injected sidecar has no runAsUser / runAsGroup');
   const server = new URL(cluster.server);
-  sidecar = spawn(
-    process.execPath,
-    [...(await tsNodeArgs(workDir)), join(REPO_ROOT, 'cmd', 'mcp-warden.ts'), ...args],
-    {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: {
-        PATH: process.env['PATH'] ?? '',
-        HOME: workDir,
-        ...env,
-        // In-cluster config: the kubelet's service env plus the emulated volume.
-        KUBERNETES_SERVICE_HOST: server.hostname,
-        KUBERNETES_SERVICE_PORT: server.port,
-        MCP_WARDEN_FS_PREFIX: fsPrefix,
-        MCP_WARDEN_RECORDINGS_DIR: recordings,
-        MCP_WARDEN_LOG_LEVEL: 'info',
-        MCP_WARDEN_STATUS_INTERVAL_SECONDS: '1',
-      },
+  const command = await containerCommand(image, {
+    args,
+    env: {
+      ...env,
+      // The kubelet's service env (in-cluster config) and HOSTNAME.
+      KUBERNETES_SERVICE_HOST: server.hostname,
+      KUBERNETES_SERVICE_PORT: server.port,
+      HOSTNAME: POD,
+      HOME: '/home/nonroot',
+      MCP_WARDEN_LOG_LEVEL: 'info',
+      MCP_WARDEN_STATUS_INTERVAL_SECONDS: '1',
     },
-  );
+    mounts,
+    runAsUser: security.runAsUser,
+    runAsGroup: security.runAsGroup,
+    readOnlyRootFilesystem: security.readOnlyRootFilesystem === true,
+  });
+  sidecar = spawn(command.bin, command.args, { stdio: ['ignore', 'pipe', 'pipe'], env: command.env });
   sidecar.stderr?.on('data', (c: Buffer) => {
     sidecarLog = (sidecarLog + c.toString('utf8')).slice(-20000);
   });
@@ -292,7 +314,7 @@ beforeAll(async () => {
   mcpUrl = `${String(started['listen']).replace(/\/$/, '')}/mcp`;
   adminUrl = String(started['admin']).replace(/\/$/, '');
   await loaded;
-}, 180_000);
+}, 900_000);
 
 afterAll(async () => {
   if (process.env['E2E_DUMP_SIDECAR_LOG']) await writeFile(process.env['E2E_DUMP_SIDECAR_LOG'], sidecarLog);
@@ -487,7 +509,7 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
     expect(code).toBe(0);
     expect(sidecarLog).toContain('sidecar stopped');
     expect(sidecarLog).not.toMatch(new RegExp(plannerToken.slice(-20)));
-    const files = await readdir(join(workDir, 'recordings'));
+    const files = await readdir(recordingsDir);
     expect(files.length).toBeGreaterThan(0);
   });
 });

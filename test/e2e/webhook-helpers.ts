@@ -20,6 +20,8 @@ import {
 
 export const CHART = join(REPO_ROOT, 'charts', 'mcp-warden');
 export const WEBHOOK_NS = 'mcp-warden';
+/** `--sidecar-image` of every webhook the e2e suite starts (image.test.ts builds this tag). */
+export const SIDECAR_IMAGE = 'ghcr.io/mcp-warden/mcp-warden:e2e';
 
 /** `helm template` of the real chart, only the given templates, parsed. */
 export async function renderChart(
@@ -81,43 +83,53 @@ export interface WebhookProcess {
   stop(): Promise<void>;
 }
 
+/**
+ * How to start `mcp-warden <args>`: by default from the TypeScript sources with a kubeconfig;
+ * image.test.ts starts it from the container image (in-cluster credentials, no kubeconfig).
+ */
+export type Launcher = (args: string[]) => Promise<{ bin: string; args: string[]; env: NodeJS.ProcessEnv }>;
+
+function sourcesLauncher(workDir: string): Launcher {
+  return async (args) => ({
+    bin: process.execPath,
+    args: [...(await tsNodeArgs(workDir)), join(REPO_ROOT, 'cmd', 'mcp-warden.ts'), ...args],
+    env: { PATH: process.env['PATH'] ?? '', HOME: workDir, MCP_WARDEN_LOG_LEVEL: 'info' },
+  });
+}
+
 /** Starts `mcp-warden webhook` and resolves once it printed its `listening` line (it has a certificate). */
 export async function startWebhookProcess(options: {
   workDir: string;
-  kubeconfig: string;
+  /** Omitted with a `launch` that provides in-cluster credentials. */
+  kubeconfig?: string;
   port: number;
   identity: string;
   args?: string[];
   timeoutMs?: number;
+  launch?: Launcher;
 }): Promise<WebhookProcess> {
-  const child = spawn(
-    process.execPath,
-    [
-      ...(await tsNodeArgs(options.workDir)),
-      join(REPO_ROOT, 'cmd', 'mcp-warden.ts'),
-      'webhook',
-      '--listen',
-      `127.0.0.1:${options.port}`,
-      '--admin-listen',
-      '127.0.0.1:0',
-      '--namespace',
-      WEBHOOK_NS,
-      '--kubeconfig',
-      options.kubeconfig,
-      '--identity',
-      options.identity,
-      '--cert-names',
-      '127.0.0.1',
-      '--sidecar-image',
-      'ghcr.io/mcp-warden/mcp-warden:e2e',
-      ...(options.args ?? []),
-    ],
-    {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { PATH: process.env['PATH'] ?? '', HOME: options.workDir, MCP_WARDEN_LOG_LEVEL: 'info' },
-    },
-  );
+  const command = await (options.launch ?? sourcesLauncher(options.workDir))([
+    'webhook',
+    '--listen',
+    `127.0.0.1:${options.port}`,
+    '--admin-listen',
+    '127.0.0.1:0',
+    '--namespace',
+    WEBHOOK_NS,
+    ...(options.kubeconfig === undefined ? [] : ['--kubeconfig', options.kubeconfig]),
+    '--identity',
+    options.identity,
+    '--cert-names',
+    '127.0.0.1',
+    '--sidecar-image',
+    SIDECAR_IMAGE,
+    ...(options.args ?? []),
+  ]);
+  const child = spawn(command.bin, command.args, {
+    cwd: REPO_ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: command.env,
+  });
   let log = '';
   child.stderr?.setEncoding('utf8').on('data', (c: string) => {
     log = (log + c).slice(-40_000);
@@ -142,8 +154,15 @@ export async function startWebhookProcess(options: {
   const early = exited.then(() => {
     throw new Error(`webhook ${options.identity} exited early (${child.exitCode}):\n${log}`);
   });
-  const addr = await Promise.race([listening, timeout, early]);
   early.catch(() => {});
+  let addr: { url: string; admin: string };
+  try {
+    addr = await Promise.race([listening, timeout, early]);
+  } catch (err) {
+    // A webhook that never listened is stopped here: nobody else holds it.
+    child.kill('SIGKILL');
+    throw err;
+  }
   return {
     child,
     url: addr.url,
@@ -164,22 +183,25 @@ export async function startWebhookProcess(options: {
  * (`webhook-0`) running as that account, both configurations registered by url; resolves once
  * both carry the CA bundle the webhook published (admission works from then on). The rotation
  * check and certificate reload run every 300 ms (the configurations appear after the webhook
- * starts: its next check patches their caBundle); `args` are added to the command line.
+ * starts: its next check patches their caBundle); `args` are added to the command line;
+ * `launch` starts it another way than from the sources with a kubeconfig (image.test.ts).
  */
 export async function installWebhook(
   cluster: Cluster,
   workDir: string,
   args: string[] = [],
+  launch?: Launcher,
 ): Promise<WebhookProcess> {
   await applyDocs(
     cluster,
     await renderChart(['templates/serviceaccount.yaml', 'templates/rbac-webhook.yaml'], workDir),
   );
-  const webhookUser = await cluster.serviceAccountUser(WEBHOOK_NS, 'mcp-warden-webhook');
   const port = await freePort();
   const webhook = await startWebhookProcess({
     workDir,
-    kubeconfig: webhookUser.kubeconfigPath,
+    ...(launch === undefined
+      ? { kubeconfig: (await cluster.serviceAccountUser(WEBHOOK_NS, 'mcp-warden-webhook')).kubeconfigPath }
+      : { launch }),
     port,
     identity: 'webhook-0',
     args: ['--rotation-check-interval', '300ms', '--reload-interval', '300ms', ...args],

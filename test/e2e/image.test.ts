@@ -1,0 +1,256 @@
+import { execFile } from 'node:child_process';
+import { chmod, lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { VERSION } from '../../pkg/version.js';
+import { Sidecar } from '../../webhook/constants.js';
+import { type Cluster, REPO_ROOT, startCluster, writeTokenVolume } from './harness.js';
+import { type BuiltImage, buildImage, type ContainerSpec, containerCommand } from './image-runtime.js';
+import {
+  installWebhook,
+  type Launcher,
+  renderChart,
+  SIDECAR_IMAGE,
+  WEBHOOK_NS,
+  type WebhookProcess,
+} from './webhook-helpers.js';
+
+/**
+ * The container image hack/build-image.sh makes (`make image`): what it holds, that its digests
+ * verify and that it builds reproducibly, that it runs as its non-root user under a read-only root,
+ * and the webhook started from it (in-cluster credentials, the chart's securityContext) injecting
+ * a pod through a real kube-apiserver. The sidecar role runs from the same image in
+ * sidecar.test.ts.
+ */
+const run = promisify(execFile);
+let workDir: string;
+let image: BuiltImage;
+let cluster: Cluster;
+let webhook: WebhookProcess | undefined;
+
+/** Runs a container from the image to its end; stdout, stderr and exit code. */
+async function runContainer(
+  spec: Partial<ContainerSpec>,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const full: ContainerSpec = {
+    args: [],
+    env: {},
+    mounts: [],
+    runAsUser: 65532,
+    runAsGroup: 65532,
+    readOnlyRootFilesystem: true,
+    ...spec,
+  };
+  const cmd = await containerCommand(image, full);
+  try {
+    const r = await run(cmd.bin, cmd.args, { env: cmd.env, timeout: 60_000 });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+/** A world-writable directory, as the kubelet makes an emptyDir volume. */
+async function emptyDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(workDir, prefix));
+  await chmod(dir, 0o777);
+  return dir;
+}
+
+async function worldReadableDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(workDir, prefix));
+  await chmod(dir, 0o755);
+  return dir;
+}
+
+/** Every path under `dir` (relative), directories included. */
+async function walk(dir: string, prefix = ''): Promise<string[]> {
+  const out: string[] = [];
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix === '' ? entry.name : `${prefix}/${entry.name}`;
+    out.push(rel);
+    if (entry.isDirectory()) out.push(...(await walk(dir, rel)));
+  }
+  return out;
+}
+
+beforeAll(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'mcp-warden-image-e2e-'));
+  const started = startCluster();
+  started.catch(() => {});
+  image = await buildImage(join(workDir, 'image'), 'e2e');
+  cluster = await started;
+}, 900_000);
+
+afterAll(async () => {
+  await webhook?.stop();
+  await cluster?.stop();
+  if (workDir) await rm(workDir, { recursive: true, force: true });
+});
+
+describe('the image', () => {
+  test('config: entrypoint, non-root user, no secrets in its env, OCI labels', async () => {
+    const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const head = (await run('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT })).stdout.trim();
+    expect(image.ref).toBe(SIDECAR_IMAGE);
+    expect(image.config.os).toBe('linux');
+    expect(image.config.architecture).toBe('amd64');
+    expect(image.config.config.Entrypoint).toEqual(['/usr/local/bin/node', '/app/dist/cmd/mcp-warden.js']);
+    expect(image.config.config.User).toBe('65532:65532');
+    expect(image.config.config.WorkingDir).toBe('/app');
+    expect(image.config.config.Env).toEqual(['PATH=/usr/local/bin:/usr/bin:/bin', 'NODE_ENV=production']);
+    expect(image.config.config.Labels).toMatchObject({
+      'org.opencontainers.image.version': pkg.version,
+      'org.opencontainers.image.revision': head,
+      'org.opencontainers.image.licenses': 'Apache-2.0',
+    });
+    expect(image.layerMediaTypes).toHaveLength(3);
+    expect(image.config.history?.map((h) => h.created_by)).toEqual([
+      expect.stringMatching(/Debian libc6 libgcc-s1 libstdc\+\+6 libraries/),
+      expect.stringMatching(/Node\.js v24\./),
+      expect.stringMatching(new RegExp(`mcp-warden ${pkg.version.replace(/\./g, '\\.')}`)),
+    ]);
+  });
+
+  test('the OCI layout verifies (every digest, diff ID and size recomputed) and the docker archive names the tag', async () => {
+    const verified = JSON.parse(
+      (await run(join(REPO_ROOT, '.cache', 'bin', 'imagebuild'), ['verify', image.ociDir])).stdout,
+    ) as { digest: string; ref: string };
+    expect(verified).toMatchObject({ digest: image.digest, ref: image.ref });
+    const manifest = JSON.parse(
+      (await run('tar', ['-xOf', image.tarball, 'manifest.json'], { maxBuffer: 1 << 20 })).stdout,
+    ) as Array<{ RepoTags: string[]; Layers: string[] }>;
+    expect(manifest).toHaveLength(1);
+    expect(manifest[0]?.RepoTags).toEqual([image.ref]);
+    expect(manifest[0]?.Layers).toHaveLength(3);
+  });
+
+  test('the same sources and epoch give the same digest', async () => {
+    const again = await buildImage(join(workDir, 'again'), 'e2e');
+    expect(again.digest).toBe(image.digest);
+  }, 900_000);
+
+  test('no shell or package manager; only the production dependencies; root owns everything but the home', async () => {
+    const root = image.rootfs;
+    const paths = await walk(root);
+    for (const absent of ['usr/bin/sh', 'usr/bin/bash', 'usr/bin/dpkg', 'usr/bin/apt', 'usr/sbin/ldconfig'])
+      expect(paths).not.toContain(absent);
+    expect(paths.filter((p) => p.startsWith('usr/bin/') || p.startsWith('usr/sbin/'))).toEqual([]);
+    const lock = JSON.parse(await readFile(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { dev?: boolean }>;
+    };
+    const installed = new Set(paths.filter((p) => p.startsWith('app/node_modules/')));
+    // Every package of the lock file that is not a dev dependency is there, and no dev dependency.
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      if (path === '') continue;
+      expect([path, installed.has(`app/${path}`)]).toEqual([path, entry.dev !== true]);
+    }
+    expect(installed.has('app/node_modules/jose')).toBe(true);
+    expect(installed.has('app/node_modules/jest')).toBe(false);
+    expect(paths.some((p) => p.endsWith('.ts') && p.startsWith('app/dist/'))).toBe(false);
+    for (const p of paths) {
+      const st = await lstat(join(root, p));
+      const home = p === 'home/nonroot';
+      expect([p, st.uid, st.gid]).toEqual([p, home ? 65532 : 0, home ? 65532 : 0]);
+    }
+    expect((await lstat(join(root, 'tmp'))).mode & 0o7777).toBe(0o1777);
+    // Scanners find the Debian packages and their versions.
+    for (const pkg of ['libc6', 'libgcc-s1', 'libstdc++6']) {
+      const status = await readFile(join(root, 'var/lib/dpkg/status.d', pkg), 'utf8');
+      const host = (await run('dpkg-query', ['-W', '-f=$' + '{Version}', `${pkg}:amd64`])).stdout;
+      expect(status).toContain(`Package: ${pkg}\n`);
+      expect(status).toContain(`Version: ${host}\n`);
+    }
+  });
+
+  test('runs as 65532 with a read-only root: --version answers, writes outside the volumes fail', async () => {
+    const version = await runContainer({ args: ['--version'] });
+    expect(version).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
+    const probe = await runContainer({
+      command: [
+        '/usr/local/bin/node',
+        '-e',
+        `const fs = require('node:fs');
+         let app; try { fs.writeFileSync('/app/x', 'y'); app = 'written'; } catch (e) { app = e.code; }
+         fs.writeFileSync('/tmp/x', 'y');
+         console.log(JSON.stringify({ uid: process.getuid(), gid: process.getgid(), groups: process.getgroups(), app, cwd: process.cwd() }));`,
+      ],
+      mounts: [{ hostPath: await emptyDir('tmp-'), containerPath: '/tmp' }],
+    });
+    expect(probe.stderr).toBe('');
+    // process.getgroups() always lists the effective gid; no other group is kept.
+    expect(JSON.parse(probe.stdout)).toEqual({
+      uid: 65532,
+      gid: 65532,
+      groups: [65532],
+      app: 'EROFS',
+      cwd: '/app',
+    });
+  });
+});
+
+describe('the webhook from the image', () => {
+  test('starts with in-cluster credentials under the chart securityContext and injects a pod', async () => {
+    const [deployment] = (await renderChart(['templates/deployment.yaml'], workDir)) as Array<{
+      spec: { template: { spec: { containers: Array<{ securityContext: Record<string, unknown> }> } } };
+    }>;
+    const security = deployment?.spec.template.spec.containers[0]?.securityContext ?? {};
+    expect(security).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true });
+    const [, imageGid] = (image.config.config.User ?? '').split(':');
+    const server = new URL(cluster.server);
+    const launch: Launcher = async (args) => {
+      const token = await cluster.serviceAccountToken(WEBHOOK_NS, 'mcp-warden-webhook');
+      // Readable by the container's user, as the kubelet writes a projected volume.
+      const sa = await writeTokenVolume(await worldReadableDir('webhook-sa-'), {
+        token,
+        caPem: cluster.caPem,
+        namespace: WEBHOOK_NS,
+        labels: undefined,
+      });
+      return containerCommand(image, {
+        args,
+        env: {
+          KUBERNETES_SERVICE_HOST: server.hostname,
+          KUBERNETES_SERVICE_PORT: server.port,
+          POD_NAME: 'webhook-0',
+          POD_NAMESPACE: WEBHOOK_NS,
+          HOSTNAME: 'webhook-0',
+          HOME: '/home/nonroot',
+          MCP_WARDEN_LOG_LEVEL: 'info',
+        },
+        mounts: [{ hostPath: sa, containerPath: Sidecar.tokenMountPath, readOnly: true }],
+        runAsUser: Number(security['runAsUser']),
+        runAsGroup: Number(security['runAsGroup'] ?? imageGid),
+        readOnlyRootFilesystem: security['readOnlyRootFilesystem'] === true,
+      });
+    };
+    await cluster.createNamespace(WEBHOOK_NS);
+    await cluster.createNamespace('agents');
+    webhook = await installWebhook(cluster, workDir, [], launch);
+    const pod = await cluster.admin.client.request<{
+      spec: { initContainers?: Array<{ name: string; image: string; args?: string[] }> };
+    }>('POST', '/api/v1/namespaces/agents/pods', {
+      body: {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'github-mcp-0', labels: { app: 'github-mcp', 'mcpwarden.io/inject': 'true' } },
+        spec: {
+          containers: [
+            {
+              name: 'server',
+              image: 'ghcr.io/example/github-mcp:1.2.0',
+              ports: [{ name: 'mcp', containerPort: 8080 }],
+            },
+          ],
+        },
+      },
+    });
+    const sidecar = pod.spec.initContainers?.find((c) => c.name === Sidecar.containerName);
+    expect(sidecar?.image).toBe(image.ref);
+    expect(sidecar?.args?.[0]).toBe('sidecar');
+    const metrics = await (await fetch(`${webhook.admin.replace(/\/$/, '')}/metrics`)).text();
+    expect(metrics).toMatch(/mcp_warden_admission_requests_total\{[^}]*\} [1-9]/);
+  }, 300_000);
+});
