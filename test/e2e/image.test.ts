@@ -191,6 +191,33 @@ describe('the image', () => {
   });
 });
 
+describe('the chart with the built image', () => {
+  test('image.digest pins the webhook and the injected sidecar to the digest make image printed', async () => {
+    type Rendered = {
+      spec: { template: { spec: { containers: Array<{ image: string; args: string[] }> } } };
+    };
+    const render = async (set: string[]) => {
+      const [deployment] = (await renderChart(['templates/deployment.yaml'], workDir, set)) as Rendered[];
+      const container = deployment?.spec.template.spec.containers[0];
+      return {
+        image: container?.image,
+        sidecar: container?.args.find((a) => a.startsWith('--sidecar-image=')),
+      };
+    };
+    const repository = 'registry.example/platform/mcp-warden';
+    expect(
+      await render([`image.repository=${repository}`, `image.digest=${image.digest}`, 'image.tag=e2e']),
+    ).toEqual({
+      image: `${repository}@${image.digest}`,
+      sidecar: `--sidecar-image=${repository}@${image.digest}`,
+    });
+    expect(await render([`image.repository=${repository}`])).toEqual({
+      image: `${repository}:${VERSION}`,
+      sidecar: `--sidecar-image=${repository}:${VERSION}`,
+    });
+  });
+});
+
 describe('the webhook from the image', () => {
   test('starts with in-cluster credentials under the chart securityContext and injects a pod', async () => {
     const [deployment] = (await renderChart(['templates/deployment.yaml'], workDir)) as Array<{

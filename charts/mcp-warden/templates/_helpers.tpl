@@ -13,8 +13,13 @@ app.kubernetes.io/component: webhook
 app.kubernetes.io/instance: {{ .Release.Name | quote }}
 {{- end }}
 
+{{- /* repository@digest when image.digest is set (a pinned image), else repository:tag. */ -}}
 {{- define "mcp-warden.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
 {{- end }}
 
 {{- define "mcp-warden.sidecarImage" -}}
