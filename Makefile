@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.cache/bin:$(PATH)
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus clean crds image
+.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus qemu clean crds image
 
 all: build
 
@@ -36,7 +36,11 @@ k8s-tools:
 prometheus:
 	bash hack/ensure-prometheus.sh
 
-test: build k8s-tools prometheus
+# qemu-aarch64-static from Debian's packages (the image suite runs the arm64 image's node under it).
+qemu:
+	bash hack/ensure-qemu.sh
+
+test: build k8s-tools prometheus qemu
 	bash hack/run-tests.sh
 
 test-unit: build
@@ -45,11 +49,12 @@ test-unit: build
 test-integration: build prometheus
 	npm run -s test:integration
 
-test-e2e: build k8s-tools
+test-e2e: build k8s-tools qemu
 	npm run -s test:e2e
 
-# The container image (webhook and sidecar), without a container engine: out/image/oci (OCI
-# layout) and out/image/mcp-warden-<version>-linux-amd64.tar (docker load / crane push).
+# The container image (webhook and sidecar; linux/amd64 and linux/arm64), without a container
+# engine: out/image/oci (OCI layout, multi-platform index: crane push / skopeo copy --all) and
+# out/image/mcp-warden-<version>-linux-<arch>.tar (docker load).
 image: install
 	bash hack/build-image.sh
 

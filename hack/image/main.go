@@ -1,12 +1,14 @@
 // Command imagebuild assembles the mcp-warden container image from staged directories, without a
 // container engine: each directory becomes one reproducible layer (sorted entries, one timestamp,
-// owner root unless told otherwise, normalized permissions), and go-containerregistry writes the
-// image as an OCI image layout and as a `docker save` tarball (for `docker load`, `podman load`,
-// `kind load image-archive`, `crane push`).
+// owner root unless told otherwise, normalized permissions); one image per platform, all with the
+// same config; go-containerregistry writes them as an OCI image layout holding one image index
+// (for `crane push`, `skopeo copy --all`) and as one `docker save` tarball per platform (for
+// `docker load`, `podman load`, `kind load image-archive`).
 //
-//	imagebuild build SPEC.json   builds the image SPEC describes, prints {"digest": ..., ...}
-//	imagebuild verify OCI_DIR    validates the image in an OCI layout (every digest, diff ID and
-//	                             size recomputed from the blobs), prints its digest and config
+//	imagebuild build SPEC.json   builds what SPEC describes, prints {"digest": ..., ...}
+//	imagebuild verify OCI_DIR    validates the index in an OCI layout and every image in it (every
+//	                             digest, diff ID and size recomputed from the blobs), prints the
+//	                             index digest and each platform's digest and config
 //
 // hack/build-image.sh writes the SPEC; the same inputs and epoch give the same image digest.
 package main
@@ -47,17 +49,23 @@ type Layer struct {
 	Modes     map[string]int64 `json:"modes,omitempty"`
 }
 
+// Platform is one image of the index: its layers and its `docker save` tarball.
+type Platform struct {
+	OS           string  `json:"os"`
+	Architecture string  `json:"architecture"`
+	Variant      string  `json:"variant,omitempty"`
+	Layers       []Layer `json:"layers"`
+	Tarball      string  `json:"tarball"`
+}
+
 // Spec is what build reads.
 type Spec struct {
-	Tag          string    `json:"tag"`
-	Epoch        int64     `json:"epoch"`
-	OS           string    `json:"os"`
-	Architecture string    `json:"architecture"`
-	Layers       []Layer   `json:"layers"`
-	Config       v1.Config `json:"config"`
-	OCIDir       string    `json:"ociDir"`
-	Tarball      string    `json:"tarball"`
-	WorkDir      string    `json:"workDir"`
+	Tag       string     `json:"tag"`
+	Epoch     int64      `json:"epoch"`
+	Config    v1.Config  `json:"config"`
+	Platforms []Platform `json:"platforms"`
+	OCIDir    string     `json:"ociDir"`
+	WorkDir   string     `json:"workDir"`
 }
 
 func main() {
@@ -91,63 +99,84 @@ func build(specPath string) error {
 	if err := dec.Decode(&spec); err != nil {
 		return fmt.Errorf("%s: %w", specPath, err)
 	}
-	if spec.Tag == "" || spec.OCIDir == "" || spec.Tarball == "" || spec.WorkDir == "" || len(spec.Layers) == 0 {
-		return errors.New("the spec needs tag, ociDir, tarball, workDir and at least one layer")
+	if spec.Tag == "" || spec.OCIDir == "" || spec.WorkDir == "" || len(spec.Platforms) == 0 {
+		return errors.New("the spec needs tag, ociDir, workDir and at least one platform")
 	}
 	ref, err := name.ParseReference(spec.Tag)
 	if err != nil {
 		return fmt.Errorf("tag %q: %w", spec.Tag, err)
 	}
-	created := v1.Time{Time: time.Unix(spec.Epoch, 0).UTC()}
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for i, p := range spec.Platforms {
+		if p.OS == "" || p.Architecture == "" || p.Tarball == "" || len(p.Layers) == 0 {
+			return fmt.Errorf("platform %d needs os, architecture, tarball and at least one layer", i)
+		}
+		img, err := platformImage(spec, p, filepath.Join(spec.WorkDir, fmt.Sprintf("platform-%d", i)))
+		if err != nil {
+			return fmt.Errorf("%s/%s: %w", p.OS, p.Architecture, err)
+		}
+		if err := tarball.WriteToFile(p.Tarball, ref, img); err != nil {
+			return err
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add: img,
+			Descriptor: v1.Descriptor{
+				Platform: &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant},
+			},
+		})
+	}
+	if err := os.RemoveAll(spec.OCIDir); err != nil {
+		return err
+	}
+	l, err := layout.Write(spec.OCIDir, empty.Index)
+	if err != nil {
+		return err
+	}
+	if err := l.AppendIndex(idx, layout.WithAnnotations(map[string]string{
+		"org.opencontainers.image.ref.name": ref.Name(),
+	})); err != nil {
+		return err
+	}
+	// Validated as written: read back from the layout, every digest recomputed from the blobs.
+	return verify(spec.OCIDir)
+}
 
+// platformImage assembles one platform's image: its layers written under dir, the shared config.
+func platformImage(spec Spec, p Platform, dir string) (v1.Image, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	created := v1.Time{Time: time.Unix(spec.Epoch, 0).UTC()}
 	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
 	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
-	for i, l := range spec.Layers {
-		file := filepath.Join(spec.WorkDir, fmt.Sprintf("layer-%d.tar", i))
+	for i, l := range p.Layers {
+		file := filepath.Join(dir, fmt.Sprintf("layer-%d.tar", i))
 		if err := writeLayer(l, spec.Epoch, file); err != nil {
-			return fmt.Errorf("layer %s: %w", l.Dir, err)
+			return nil, fmt.Errorf("layer %s: %w", l.Dir, err)
 		}
 		layer, err := tarball.LayerFromFile(file, tarball.WithMediaType(types.OCILayer))
 		if err != nil {
-			return fmt.Errorf("layer %s: %w", l.Dir, err)
+			return nil, fmt.Errorf("layer %s: %w", l.Dir, err)
 		}
 		img, err = mutate.Append(img, mutate.Addendum{
 			Layer:   layer,
 			History: v1.History{Created: created, CreatedBy: l.CreatedBy},
 		})
 		if err != nil {
-			return err
+			return nil, err
 		}
 	}
 	cf, err := img.ConfigFile()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cf = cf.DeepCopy()
-	cf.OS = spec.OS
-	cf.Architecture = spec.Architecture
+	cf.OS = p.OS
+	cf.Architecture = p.Architecture
+	cf.Variant = p.Variant
 	cf.Created = created
 	cf.Config = spec.Config
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		return err
-	}
-	if err := os.RemoveAll(spec.OCIDir); err != nil {
-		return err
-	}
-	p, err := layout.Write(spec.OCIDir, empty.Index)
-	if err != nil {
-		return err
-	}
-	if err := p.AppendImage(img, layout.WithAnnotations(map[string]string{
-		"org.opencontainers.image.ref.name": ref.Name(),
-	})); err != nil {
-		return err
-	}
-	if err := tarball.WriteToFile(spec.Tarball, ref, img); err != nil {
-		return err
-	}
-	// Validated as written: read back from the layout, every digest recomputed from the blobs.
-	return verify(spec.OCIDir)
+	return mutate.ConfigFile(img, cf)
 }
 
 // writeLayer writes dir as a tar whose bytes depend only on the files' names, contents, kinds,
@@ -245,54 +274,71 @@ func writeLayer(l Layer, epoch int64, file string) error {
 }
 
 func verify(dir string) error {
-	idx, err := layout.ImageIndexFromPath(dir)
+	root, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
+		return err
+	}
+	rm, err := root.IndexManifest()
+	if err != nil {
+		return err
+	}
+	if len(rm.Manifests) != 1 || rm.Manifests[0].MediaType != types.OCIImageIndex {
+		return fmt.Errorf("%s should hold one image index", dir)
+	}
+	desc := rm.Manifests[0]
+	idx, err := root.ImageIndex(desc.Digest)
+	if err != nil {
+		return err
+	}
+	if err := validate.Index(idx); err != nil {
 		return err
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return err
 	}
-	if len(im.Manifests) != 1 {
-		return fmt.Errorf("%s holds %d manifests, expected one image", dir, len(im.Manifests))
-	}
-	desc := im.Manifests[0]
-	img, err := idx.Image(desc.Digest)
-	if err != nil {
-		return err
-	}
-	if err := validate.Image(img); err != nil {
-		return err
-	}
-	return report(img, desc.Annotations["org.opencontainers.image.ref.name"])
-}
-
-func report(img v1.Image, ref string) error {
-	digest, err := img.Digest()
-	if err != nil {
-		return err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return err
-	}
-	layers, err := img.Layers()
-	if err != nil {
-		return err
-	}
-	var size int64
-	for _, l := range layers {
-		s, err := l.Size()
+	platforms := []map[string]any{}
+	for _, m := range im.Manifests {
+		if m.Platform == nil {
+			return fmt.Errorf("manifest %s has no platform", m.Digest)
+		}
+		img, err := idx.Image(m.Digest)
 		if err != nil {
 			return err
 		}
-		size += s
+		if err := validate.Image(img); err != nil {
+			return fmt.Errorf("%s: %w", m.Platform, err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return err
+		}
+		if cf.OS != m.Platform.OS || cf.Architecture != m.Platform.Architecture || cf.Variant != m.Platform.Variant {
+			return fmt.Errorf("the index says %s, the image config %s/%s/%s", m.Platform, cf.OS, cf.Architecture, cf.Variant)
+		}
+		layers, err := img.Layers()
+		if err != nil {
+			return err
+		}
+		var size int64
+		for _, l := range layers {
+			s, err := l.Size()
+			if err != nil {
+				return err
+			}
+			size += s
+		}
+		platforms = append(platforms, map[string]any{
+			"platform":       m.Platform.String(),
+			"digest":         m.Digest.String(),
+			"layers":         len(layers),
+			"compressedSize": size,
+			"config":         cf,
+		})
 	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{
-		"ref":            ref,
-		"digest":         digest.String(),
-		"layers":         len(layers),
-		"compressedSize": size,
-		"config":         cf,
+		"ref":       desc.Annotations["org.opencontainers.image.ref.name"],
+		"digest":    desc.Digest.String(),
+		"platforms": platforms,
 	})
 }

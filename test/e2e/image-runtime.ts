@@ -12,8 +12,8 @@
  * Needs root (mount namespaces and bind mounts; `unshare` from util-linux ≥ 2.38).
  */
 import { execFile } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from './harness.js';
 
@@ -38,30 +38,48 @@ export interface OciImageConfig {
   history?: Array<{ created?: string; created_by?: string }>;
 }
 
-export interface BuiltImage {
-  /** Reference the image was tagged with (`ghcr.io/mcp-warden/mcp-warden:<tag>`). */
-  ref: string;
+/** One platform's image of the index. */
+export interface PlatformImage {
+  /** `linux/amd64`, `linux/arm64/v8`. */
+  platform: string;
   /** Manifest digest. */
   digest: string;
-  ociDir: string;
-  /** `docker save` archive. */
+  /** Its `docker save` archive. */
   tarball: string;
-  /** The unpacked layers. */
+  /** The unpacked layers (unpackPlatform). */
   rootfs: string;
   config: OciImageConfig;
-  /** The layer blobs' media types, in order. */
-  layerMediaTypes: string[];
+  layers: Array<{ digest: string; mediaType: string }>;
+}
+
+/** The built image: the index, and at the top level its linux/amd64 image, unpacked. */
+export interface BuiltImage extends PlatformImage {
+  /** Reference the image was tagged with (`ghcr.io/mcp-warden/mcp-warden:<tag>`). */
+  ref: string;
+  /** Digest of the multi-platform index (what a registry serves under the tag). */
+  indexDigest: string;
+  ociDir: string;
+  outDir: string;
+  tag: string;
+  /** Every platform of the index by architecture, in index order. */
+  platforms: Map<string, Omit<PlatformImage, 'rootfs'>>;
 }
 
 /**
- * Builds the image with hack/build-image.sh into `outDir` (tag `tag`) and unpacks it into
- * `<outDir>/rootfs`. The script serializes concurrent builds (flock).
+ * Builds the image with hack/build-image.sh into `outDir` (tag `tag`; every platform unless
+ * `platforms` names some) and unpacks its linux/amd64 image into `<outDir>/rootfs-amd64`. The
+ * script serializes concurrent builds (flock).
  */
-export async function buildImage(outDir: string, tag: string): Promise<BuiltImage> {
+export async function buildImage(outDir: string, tag: string, platforms?: string[]): Promise<BuiltImage> {
   try {
     await run('bash', [join(REPO_ROOT, 'hack', 'build-image.sh')], {
       cwd: REPO_ROOT,
-      env: { ...process.env, IMAGE_OUT: outDir, IMAGE_TAG: tag },
+      env: {
+        ...process.env,
+        IMAGE_OUT: outDir,
+        IMAGE_TAG: tag,
+        ...(platforms === undefined ? {} : { IMAGE_PLATFORMS: platforms.join(' ') }),
+      },
       maxBuffer: 16 * 1024 * 1024,
       timeout: 15 * 60_000,
     });
@@ -73,17 +91,49 @@ export async function buildImage(outDir: string, tag: string): Promise<BuiltImag
     ref: string;
     digest: string;
   };
-  const rootfs = join(outDir, 'rootfs');
-  const { config, layerMediaTypes } = await unpackImage(join(outDir, 'oci'), rootfs);
-  return {
+  const ociDir = join(outDir, 'oci');
+  const index = await readIndex(ociDir);
+  const images = new Map<string, Omit<PlatformImage, 'rootfs'>>();
+  for (const m of index.manifests) {
+    const manifest = JSON.parse(await readFile(blobPath(ociDir, m.digest), 'utf8')) as {
+      config: { digest: string };
+      layers: Array<{ digest: string; mediaType: string }>;
+    };
+    const config = JSON.parse(
+      await readFile(blobPath(ociDir, manifest.config.digest), 'utf8'),
+    ) as OciImageConfig;
+    const { os, architecture, variant } = m.platform;
+    images.set(architecture, {
+      platform: [os, architecture, ...(variant === undefined ? [] : [variant])].join('/'),
+      digest: m.digest,
+      tarball: join(outDir, `mcp-warden-${tag}-${os}-${architecture}.tar`),
+      config,
+      layers: manifest.layers,
+    });
+  }
+  const image: BuiltImage = {
+    ...(await unpackPlatform({ ociDir, outDir, platforms: images }, 'amd64')),
     ref: built.ref,
-    digest: built.digest,
-    ociDir: join(outDir, 'oci'),
-    tarball: join(outDir, `mcp-warden-${tag}-linux-amd64.tar`),
-    rootfs,
-    config,
-    layerMediaTypes,
+    indexDigest: built.digest,
+    ociDir,
+    outDir,
+    tag,
+    platforms: images,
   };
+  return image;
+}
+
+/** The image index the layout's index.json points to (one entry, the multi-platform index). */
+async function readIndex(ociDir: string): Promise<{
+  manifests: Array<{ digest: string; platform: { os: string; architecture: string; variant?: string } }>;
+}> {
+  const top = JSON.parse(await readFile(join(ociDir, 'index.json'), 'utf8')) as {
+    manifests: Array<{ digest: string; mediaType: string }>;
+  };
+  const entry = top.manifests[0];
+  if (top.manifests.length !== 1 || entry?.mediaType !== 'application/vnd.oci.image.index.v1+json')
+    throw new Error(`${ociDir}/index.json should point to one image index`);
+  return JSON.parse(await readFile(blobPath(ociDir, entry.digest), 'utf8'));
 }
 
 function blobPath(ociDir: string, digest: string): string {
@@ -93,31 +143,24 @@ function blobPath(ociDir: string, digest: string): string {
   return join(ociDir, 'blobs', 'sha256', hex);
 }
 
-/** Unpacks the one image of an OCI layout, layer by layer (ownership and modes as stored). */
-export async function unpackImage(
-  ociDir: string,
-  rootfs: string,
-): Promise<{ config: OciImageConfig; layerMediaTypes: string[] }> {
-  const index = JSON.parse(await readFile(join(ociDir, 'index.json'), 'utf8')) as {
-    manifests: Array<{ digest: string }>;
-  };
-  const entry = index.manifests[0];
-  if (index.manifests.length !== 1 || entry === undefined)
-    throw new Error(`${ociDir} holds ${index.manifests.length} manifests, expected one`);
-  const manifest = JSON.parse(await readFile(blobPath(ociDir, entry.digest), 'utf8')) as {
-    config: { digest: string };
-    layers: Array<{ digest: string; mediaType: string }>;
-  };
-  const config = JSON.parse(
-    await readFile(blobPath(ociDir, manifest.config.digest), 'utf8'),
-  ) as OciImageConfig;
+/**
+ * Unpacks one platform's layers into `<outDir>/rootfs-<arch>` (ownership and modes as stored) and
+ * returns that image with its rootfs.
+ */
+export async function unpackPlatform(
+  built: Pick<BuiltImage, 'ociDir' | 'outDir' | 'platforms'>,
+  architecture: string,
+): Promise<PlatformImage> {
+  const image = built.platforms.get(architecture);
+  if (image === undefined) throw new Error(`the image has no ${architecture} platform`);
+  const rootfs = join(built.outDir, `rootfs-${architecture}`);
   await mkdir(rootfs, { recursive: true });
-  for (const layer of manifest.layers) {
+  for (const layer of image.layers) {
     if (layer.mediaType !== 'application/vnd.oci.image.layer.v1.tar+gzip')
       throw new Error(`layer ${layer.digest} has media type ${layer.mediaType}`);
-    await run('tar', ['-xzpf', blobPath(ociDir, layer.digest), '-C', rootfs, '--numeric-owner']);
+    await run('tar', ['-xzpf', blobPath(built.ociDir, layer.digest), '-C', rootfs, '--numeric-owner']);
   }
-  return { config, layerMediaTypes: manifest.layers.map((l) => l.mediaType) };
+  return { ...image, rootfs };
 }
 
 export interface Mount {
@@ -169,7 +212,7 @@ exec unshare --root "$root" --wd "$wd" --setgid "$gid" --setuid "$uid" -- "$@"
  * guardian), after creating the mount points in the root filesystem as a runtime does.
  */
 export async function containerCommand(
-  image: BuiltImage,
+  image: PlatformImage,
   spec: ContainerSpec,
 ): Promise<{ bin: string; args: string[]; env: Record<string, string> }> {
   if (process.getuid?.() !== 0)
@@ -182,7 +225,13 @@ export async function containerCommand(
   for (const f of ['hosts', 'resolv.conf']) await writeFile(join(rootfs, 'etc', f), '', { flag: 'a' });
   const triples: string[] = [];
   for (const m of spec.mounts) {
-    await mkdir(join(rootfs, m.containerPath), { recursive: true });
+    // A file is mounted on a file, a directory on a directory.
+    if ((await stat(m.hostPath)).isDirectory())
+      await mkdir(join(rootfs, m.containerPath), { recursive: true });
+    else {
+      await mkdir(dirname(join(rootfs, m.containerPath)), { recursive: true });
+      await writeFile(join(rootfs, m.containerPath), '', { flag: 'a' });
+    }
     triples.push(m.hostPath, m.containerPath, m.readOnly === true ? 'ro' : 'rw');
   }
   const env: Record<string, string> = {};

@@ -6,7 +6,14 @@ import { promisify } from 'node:util';
 import { VERSION } from '../../pkg/version.js';
 import { Sidecar } from '../../webhook/constants.js';
 import { type Cluster, REPO_ROOT, startCluster, writeTokenVolume } from './harness.js';
-import { type BuiltImage, buildImage, type ContainerSpec, containerCommand } from './image-runtime.js';
+import {
+  type BuiltImage,
+  buildImage,
+  type ContainerSpec,
+  containerCommand,
+  type PlatformImage,
+  unpackPlatform,
+} from './image-runtime.js';
 import {
   installWebhook,
   type Launcher,
@@ -32,6 +39,7 @@ let webhook: WebhookProcess | undefined;
 /** Runs a container from the image to its end; stdout, stderr and exit code. */
 async function runContainer(
   spec: Partial<ContainerSpec>,
+  platform: PlatformImage = image,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const full: ContainerSpec = {
     args: [],
@@ -42,9 +50,9 @@ async function runContainer(
     readOnlyRootFilesystem: true,
     ...spec,
   };
-  const cmd = await containerCommand(image, full);
+  const cmd = await containerCommand(platform, full);
   try {
-    const r = await run(cmd.bin, cmd.args, { env: cmd.env, timeout: 60_000 });
+    const r = await run(cmd.bin, cmd.args, { env: cmd.env, timeout: 180_000 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -106,7 +114,12 @@ describe('the image', () => {
       'org.opencontainers.image.revision': head,
       'org.opencontainers.image.licenses': 'Apache-2.0',
     });
-    expect(image.layerMediaTypes).toHaveLength(3);
+    expect(image.layers).toHaveLength(3);
+    // The arm64 image: the same config but for its platform.
+    const arm64 = image.platforms.get('arm64');
+    expect(arm64?.platform).toBe('linux/arm64/v8');
+    expect(arm64?.config).toMatchObject({ os: 'linux', architecture: 'arm64', variant: 'v8' });
+    expect(arm64?.config.config).toEqual(image.config.config);
     expect(image.config.history?.map((h) => h.created_by)).toEqual([
       expect.stringMatching(/Debian libc6 libgcc-s1 libstdc\+\+6 libraries/),
       expect.stringMatching(/Node\.js v24\./),
@@ -114,21 +127,32 @@ describe('the image', () => {
     ]);
   });
 
-  test('the OCI layout verifies (every digest, diff ID and size recomputed) and the docker archive names the tag', async () => {
+  test('the OCI layout verifies (every digest, diff ID and size recomputed); one docker archive per platform names the tag', async () => {
     const verified = JSON.parse(
       (await run(join(REPO_ROOT, '.cache', 'bin', 'imagebuild'), ['verify', image.ociDir])).stdout,
-    ) as { digest: string; ref: string };
-    expect(verified).toMatchObject({ digest: image.digest, ref: image.ref });
-    const manifest = JSON.parse(
-      (await run('tar', ['-xOf', image.tarball, 'manifest.json'], { maxBuffer: 1 << 20 })).stdout,
-    ) as Array<{ RepoTags: string[]; Layers: string[] }>;
-    expect(manifest).toHaveLength(1);
-    expect(manifest[0]?.RepoTags).toEqual([image.ref]);
-    expect(manifest[0]?.Layers).toHaveLength(3);
+    ) as { digest: string; ref: string; platforms: Array<{ platform: string; digest: string }> };
+    expect(verified).toMatchObject({ digest: image.indexDigest, ref: image.ref });
+    expect(verified.platforms.map((p) => [p.platform, p.digest])).toEqual(
+      [...image.platforms.values()].map((p) => [p.platform, p.digest]),
+    );
+    expect([...image.platforms.keys()]).toEqual(['amd64', 'arm64']);
+    for (const p of image.platforms.values()) {
+      const manifest = JSON.parse(
+        (await run('tar', ['-xOf', p.tarball, 'manifest.json'], { maxBuffer: 1 << 20 })).stdout,
+      ) as Array<{ RepoTags: string[]; Layers: string[]; Config: string }>;
+      expect(manifest).toHaveLength(1);
+      expect(manifest[0]?.RepoTags).toEqual([image.ref]);
+      expect(manifest[0]?.Layers).toHaveLength(3);
+      const config = JSON.parse(
+        (await run('tar', ['-xOf', p.tarball, manifest[0]?.Config ?? ''], { maxBuffer: 1 << 20 })).stdout,
+      ) as { architecture: string };
+      expect(config.architecture).toBe(p.config.architecture);
+    }
   });
 
   test('the same sources and epoch give the same digest', async () => {
     const again = await buildImage(join(workDir, 'again'), 'e2e');
+    expect(again.indexDigest).toBe(image.indexDigest);
     expect(again.digest).toBe(image.digest);
   }, 900_000);
 
@@ -164,6 +188,47 @@ describe('the image', () => {
       expect(status).toContain(`Version: ${host}\n`);
     }
   });
+
+  test('linux/arm64: AArch64 node and Debian arm64 libraries, the same /app layer, runs under user-mode emulation', async () => {
+    const qemu = await run('sh', ['-c', 'command -v qemu-aarch64-static']).catch(() => undefined);
+    if (qemu === undefined)
+      throw new Error('qemu-aarch64-static is missing: make qemu (hack/ensure-qemu.sh) installs it');
+    const arm64 = await unpackPlatform(image, 'arm64');
+    // ELF e_machine (little-endian u16 at offset 18): 183 is AArch64, 62 x86-64.
+    const machine = async (file: string) => (await readFile(file)).readUInt16LE(18);
+    expect(await machine(join(arm64.rootfs, 'usr/local/bin/node'))).toBe(183);
+    expect(await machine(join(image.rootfs, 'usr/local/bin/node'))).toBe(62);
+    expect(await machine(join(arm64.rootfs, 'usr/lib/aarch64-linux-gnu/libc.so.6'))).toBe(183);
+    const status = await readFile(join(arm64.rootfs, 'var/lib/dpkg/status.d/libc6'), 'utf8');
+    expect(status).toMatch(/^Package: libc6\nStatus: install ok installed\n/);
+    expect(status).toContain('Architecture: arm64\n');
+    // The application layer is one blob for both platforms: pulled once.
+    expect(arm64.layers[2]?.digest).toBe(image.layers[2]?.digest);
+    expect(arm64.layers[1]?.digest).not.toBe(image.layers[1]?.digest);
+
+    const policyFile = join(REPO_ROOT, 'examples', 'policy.yaml');
+    const emulated = (args: string[]) =>
+      runContainer(
+        {
+          command: ['/qemu-aarch64-static', '/usr/local/bin/node', '/app/dist/cmd/mcp-warden.js'],
+          args,
+          mounts: [
+            { hostPath: qemu.stdout.trim(), containerPath: '/qemu-aarch64-static', readOnly: true },
+            { hostPath: policyFile, containerPath: '/policy/policy.yaml', readOnly: true },
+          ],
+        },
+        arm64,
+      );
+    expect(await emulated(['--version'])).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
+    // The policy toolchain loads (yaml, ajv, CEL, RE2) and agrees with the amd64 image.
+    const linted = await emulated(['policy', 'lint', '/policy/policy.yaml']);
+    const native = await runContainer({
+      args: ['policy', 'lint', '/policy/policy.yaml'],
+      mounts: [{ hostPath: policyFile, containerPath: '/policy/policy.yaml', readOnly: true }],
+    });
+    expect(native.code).toBe(0);
+    expect(linted).toEqual(native);
+  }, 300_000);
 
   test('runs as 65532 with a read-only root: --version answers, writes outside the volumes fail', async () => {
     const version = await runContainer({ args: ['--version'] });
@@ -206,10 +271,10 @@ describe('the chart with the built image', () => {
     };
     const repository = 'registry.example/platform/mcp-warden';
     expect(
-      await render([`image.repository=${repository}`, `image.digest=${image.digest}`, 'image.tag=e2e']),
+      await render([`image.repository=${repository}`, `image.digest=${image.indexDigest}`, 'image.tag=e2e']),
     ).toEqual({
-      image: `${repository}@${image.digest}`,
-      sidecar: `--sidecar-image=${repository}@${image.digest}`,
+      image: `${repository}@${image.indexDigest}`,
+      sidecar: `--sidecar-image=${repository}@${image.indexDigest}`,
     });
     expect(await render([`image.repository=${repository}`])).toEqual({
       image: `${repository}:${VERSION}`,

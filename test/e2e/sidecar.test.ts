@@ -168,7 +168,8 @@ async function callError(
 
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'mcp-warden-sidecar-e2e-'));
-  const built = buildImage(join(workDir, 'image'), 'e2e');
+  // Its linux/amd64 image only (image.test.ts builds and checks both platforms).
+  const built = buildImage(join(workDir, 'image'), 'e2e', ['amd64']);
   built.catch(() => {});
   cluster = await startCluster();
   const crd = await cluster.kubectl(['get', 'crd', 'mcppolicies.mcpwarden.io', '-o', 'name']);
