@@ -12,7 +12,7 @@
 import { parseArgs } from 'node:util';
 import { ErrorCodes, errorMessage, isWardenError } from '../pkg/errors.js';
 import { createKubeClient, KubeApiError, type KubeClient, loadKubeConfig } from '../pkg/kube/client.js';
-import { currentNamespace, kubectlConfigPath } from '../pkg/kube/kubectl-config.js';
+import { currentNamespace, kubectlConfigPaths } from '../pkg/kube/kubectl-config.js';
 import { allApprovalsPath, approvalPath, approvalsPath, GROUP, VERSION } from '../pkg/kube/resources.js';
 import { type ApprovalPhase, ApprovalPhases } from '../pkg/policy/schema.js';
 import {
@@ -173,9 +173,9 @@ export interface Deps {
 }
 
 function connect(kubeconfig: string | undefined): Connection {
-  const path = kubectlConfigPath({ kubeconfig });
-  const client = createKubeClient(loadKubeConfig(path === undefined ? {} : { kubeconfig: path }));
-  return { client, defaultNamespace: currentNamespace(path) ?? 'default' };
+  const paths = kubectlConfigPaths({ kubeconfig });
+  const client = createKubeClient(loadKubeConfig(paths.length === 0 ? {} : { kubeconfig: paths }));
+  return { client, defaultNamespace: currentNamespace(paths) ?? 'default' };
 }
 
 /** The API server's own message: KubeApiError prefixes it with `METHOD PATH: STATUS `. */

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { delimiter } from 'node:path';
 import { ErrorCodes, errorMessage, WardenError } from '../errors.js';
 import { request as httpRequest } from '../node-http.js';
 import { inClusterCredentials, type KubeCredentials, kubeconfigFileCredentials } from './kubeconfig.js';
@@ -81,12 +83,13 @@ export class KubeApiError extends WardenError {
 }
 
 /**
- * Resolve credentials: an explicit kubeconfig path, else `KUBECONFIG`, else the in-cluster service
- * account (`KUBERNETES_SERVICE_HOST`). Throws ERR_CONFIG when none is available.
+ * Resolve credentials: an explicit kubeconfig path (or paths, merged), else `KUBECONFIG` (a list
+ * separated by `:`; missing files are skipped, the rest merged, as kubectl does), else the
+ * in-cluster service account (`KUBERNETES_SERVICE_HOST`). Throws ERR_CONFIG when none is available.
  */
 export function loadKubeConfig(
   options: {
-    kubeconfig?: string;
+    kubeconfig?: string | readonly string[];
     env?: NodeJS.ProcessEnv;
     /** Testing seam: prefix of `/var/run/secrets/kubernetes.io/serviceaccount/*` for the in-cluster config. */
     pathPrefix?: string;
@@ -94,10 +97,13 @@ export function loadKubeConfig(
 ): KubeCredentials {
   const env = options.env ?? process.env;
   let kc: KubeCredentials;
-  const path = options.kubeconfig ?? env['KUBECONFIG'];
+  const listed = (env['KUBECONFIG'] ?? '').split(delimiter).filter((p) => p !== '');
+  const existing = listed.filter((p) => existsSync(p));
+  // When none of the listed files exists, reading the first one reports the problem.
+  const paths = options.kubeconfig ?? (existing.length > 0 ? existing : listed.slice(0, 1));
   try {
-    if (path !== undefined && path !== '') {
-      kc = kubeconfigFileCredentials(path);
+    if (paths.length > 0) {
+      kc = kubeconfigFileCredentials(paths);
     } else if (env['KUBERNETES_SERVICE_HOST']) {
       kc = inClusterCredentials(options.pathPrefix ?? '', env);
     } else {

@@ -266,6 +266,71 @@ describe('kubeconfig file', () => {
     expect(seen).toEqual([{ authorization: 'Bearer from-exec' }]);
   });
 
+  test('a KUBECONFIG list merges as kubectl does: first file wins each name and the current context; missing files skipped', async () => {
+    // Three files: the context in `a` (current-context set there), its cluster and user in `b`
+    // (whose relative CA path resolves against b's own directory), and in `c` a cluster and a user
+    // of the same names that must lose (wrong CA, wrong token), and another current-context.
+    const a = join(dir, 'merge-a');
+    const b = join(dir, 'merge-b');
+    const c = join(dir, 'merge-c');
+    for (const d of [a, b, c]) await mkdir(d, { recursive: true });
+    await writeFile(join(b, 'ca.pem'), ca.certPem);
+    await writeFile(join(c, 'ca.pem'), otherCa.certPem);
+    const write = (d: string, doc: Record<string, unknown>) => writeFile(join(d, 'config'), stringify(doc));
+    await write(a, {
+      contexts: [{ name: 'work', context: { cluster: 'prod', user: 'me' } }],
+      'current-context': 'work',
+    });
+    const server = `https://127.0.0.1:${port}`;
+    await write(b, {
+      clusters: [{ name: 'prod', cluster: { server, 'certificate-authority': 'ca.pem' } }],
+      users: [{ name: 'me', user: { token: 'from-b' } }],
+    });
+    await write(c, {
+      clusters: [{ name: 'prod', cluster: { server, 'certificate-authority': 'ca.pem' } }],
+      users: [{ name: 'me', user: { token: 'from-c' } }],
+      contexts: [{ name: 'other', context: { cluster: 'prod', user: 'me' } }],
+      'current-context': 'other',
+    });
+    const KUBECONFIG = [join(dir, 'missing'), join(a, 'config'), join(b, 'config'), join(c, 'config')].join(
+      ':',
+    );
+    await createKubeClient(loadKubeConfig({ env: { KUBECONFIG } })).request('GET', '/api');
+    expect(seen).toEqual([{ authorization: 'Bearer from-b' }]);
+
+    // The same merge when the user is an exec plugin (handed to client-node, whose own merge
+    // refuses duplicate names and keeps the last file's current context).
+    const plugin = join(dir, 'merge-exec.mjs');
+    await writeFile(
+      plugin,
+      `process.stdout.write(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: 'exec-b' } }));\n`,
+    );
+    await write(b, {
+      clusters: [{ name: 'prod', cluster: { server, 'certificate-authority': 'ca.pem' } }],
+      users: [
+        {
+          name: 'me',
+          user: {
+            exec: {
+              apiVersion: 'client.authentication.k8s.io/v1',
+              command: process.execPath,
+              args: [plugin],
+              interactiveMode: 'Never',
+            },
+          },
+        },
+      ],
+    });
+    seen.length = 0;
+    await createKubeClient(loadKubeConfig({ env: { KUBECONFIG } })).request('GET', '/api');
+    expect(seen).toEqual([{ authorization: 'Bearer exec-b' }]);
+
+    // None of the listed files exists: the first is named in the error.
+    expect(() =>
+      loadKubeConfig({ env: { KUBECONFIG: `${join(dir, 'nope-1')}:${join(dir, 'nope-2')}` } }),
+    ).toThrow(/cannot load Kubernetes credentials: .*nope-1/);
+  });
+
   test('invalid files are refused at load with client-node’s messages (ERR_CONFIG)', async () => {
     const noServer = join(dir, 'no-server.yaml');
     await writeFile(noServer, stringify({ clusters: [{ name: 'c', cluster: {} }] }));

@@ -148,56 +148,83 @@ function absolute(root: string, file: string | undefined): string | undefined {
   return file === undefined || file === '' || isAbsolute(file) ? file : join(root, file);
 }
 
+/** The first entry of each name, in order: kubectl's rule for merging kubeconfig files. */
+function firstOfEachName<T extends { name: string }>(lists: T[][]): T[] {
+  const seen = new Set<string>();
+  const out: T[] = [];
+  for (const list of lists)
+    for (const item of list) {
+      if (seen.has(item.name)) continue;
+      seen.add(item.name);
+      out.push(item);
+    }
+  return out;
+}
+
 /**
- * A kubeconfig file, as `KubeConfig.loadFromFile(path)`: the same validation errors for entries
- * without a name, cluster or server, relative file paths resolved against the file's directory,
- * `token-file` read at load. Throws on an unreadable or invalid file.
+ * Kubeconfig files, as `KubeConfig.loadFromFile(path)` for one: the same validation errors for
+ * entries without a name, cluster or server, relative file paths resolved against the file's
+ * directory, `token-file` read at load. Several files (a `KUBECONFIG` list) merge as kubectl merges
+ * them: the first file to name a cluster, user or context wins it, and `current-context` comes
+ * from the first file that sets one. Throws on an unreadable or invalid file.
  */
-export function kubeconfigFileCredentials(path: string): KubeCredentials {
-  const root = dirname(path);
+export function kubeconfigFileCredentials(paths: string | readonly string[]): KubeCredentials {
+  const files = typeof paths === 'string' ? [paths] : [...paths];
+  if (files.length === 0) throw new Error('no kubeconfig file given');
   // yaml (CommonJS) only for kubeconfig files: an in-cluster sidecar never parses YAML.
   const { parse } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
-  const doc = (parse(readFileSync(path).toString('utf-8')) ?? {}) as Record<string, unknown>;
-  const clusters: Cluster[] = entries(doc['clusters']).map((elt, i) => {
-    if (!elt.name) throw new Error(`clusters[${i}].name is missing`);
-    const c = elt['cluster'] as Record<string, unknown> | undefined;
-    if (!c) throw new Error(`clusters[${i}].cluster is missing`);
-    if (!c['server']) throw new Error(`clusters[${i}].cluster.server is missing`);
-    return {
-      name: String(elt.name),
-      server: String(c['server']).replace(/\/$/, ''),
-      caFile: absolute(root, str(c['certificate-authority'])),
-      caData: str(c['certificate-authority-data']),
-      skipTLSVerify: c['insecure-skip-tls-verify'] === true,
-      tlsServerName: str(c['tls-server-name']),
-      proxyUrl: str(c['proxy-url']),
-    };
+  const parsed = files.map((path) => {
+    const root = dirname(path);
+    const doc = (parse(readFileSync(path).toString('utf-8')) ?? {}) as Record<string, unknown>;
+    // Errors name the file when there are several.
+    const where = files.length > 1 ? `${path}: ` : '';
+    const clusters: Cluster[] = entries(doc['clusters']).map((elt, i) => {
+      if (!elt.name) throw new Error(`${where}clusters[${i}].name is missing`);
+      const c = elt['cluster'] as Record<string, unknown> | undefined;
+      if (!c) throw new Error(`${where}clusters[${i}].cluster is missing`);
+      if (!c['server']) throw new Error(`${where}clusters[${i}].cluster.server is missing`);
+      return {
+        name: String(elt.name),
+        server: String(c['server']).replace(/\/$/, ''),
+        caFile: absolute(root, str(c['certificate-authority'])),
+        caData: str(c['certificate-authority-data']),
+        skipTLSVerify: c['insecure-skip-tls-verify'] === true,
+        tlsServerName: str(c['tls-server-name']),
+        proxyUrl: str(c['proxy-url']),
+      };
+    });
+    const users: User[] = entries(doc['users']).map((elt, i) => {
+      if (!elt.name) throw new Error(`${where}users[${i}].name is missing`);
+      const u = (elt['user'] ?? {}) as Record<string, unknown>;
+      const tokenFile = str(u['token-file']);
+      return {
+        name: String(elt.name),
+        // client-node reads `token-file` once, at load.
+        token: str(u['token']) || (tokenFile ? readFileSync(tokenFile).toString() : undefined),
+        certFile: absolute(root, str(u['client-certificate'])),
+        certData: str(u['client-certificate-data']),
+        keyFile: absolute(root, str(u['client-key'])),
+        keyData: str(u['client-key-data']),
+        username: str(u['username']),
+        password: str(u['password']),
+        impersonate: str(u['as']),
+        delegated: Boolean(u['exec']) || Boolean(u['auth-provider']),
+      };
+    });
+    const contexts = entries(doc['contexts']).map((elt, i) => {
+      if (!elt.name) throw new Error(`${where}contexts[${i}].name is missing`);
+      const c = elt['context'] as Record<string, unknown> | undefined;
+      if (!c) throw new Error(`${where}contexts[${i}].context is missing`);
+      if (!c['cluster']) throw new Error(`${where}contexts[${i}].context.cluster is missing`);
+      return { name: String(elt.name), cluster: String(c['cluster']), user: str(c['user']) || undefined };
+    });
+    const currentContext = str(doc['current-context']) || undefined;
+    return { clusters, users, contexts, currentContext };
   });
-  const users: User[] = entries(doc['users']).map((elt, i) => {
-    if (!elt.name) throw new Error(`users[${i}].name is missing`);
-    const u = (elt['user'] ?? {}) as Record<string, unknown>;
-    const tokenFile = str(u['token-file']);
-    return {
-      name: String(elt.name),
-      // client-node reads `token-file` once, at load.
-      token: str(u['token']) || (tokenFile ? readFileSync(tokenFile).toString() : undefined),
-      certFile: absolute(root, str(u['client-certificate'])),
-      certData: str(u['client-certificate-data']),
-      keyFile: absolute(root, str(u['client-key'])),
-      keyData: str(u['client-key-data']),
-      username: str(u['username']),
-      password: str(u['password']),
-      impersonate: str(u['as']),
-      delegated: Boolean(u['exec']) || Boolean(u['auth-provider']),
-    };
-  });
-  const contexts = entries(doc['contexts']).map((elt, i) => {
-    if (!elt.name) throw new Error(`contexts[${i}].name is missing`);
-    const c = elt['context'] as Record<string, unknown> | undefined;
-    if (!c) throw new Error(`contexts[${i}].context is missing`);
-    if (!c['cluster']) throw new Error(`contexts[${i}].context.cluster is missing`);
-    return { name: String(elt.name), cluster: String(c['cluster']), user: str(c['user']) || undefined };
-  });
+  const clusters = firstOfEachName(parsed.map((p) => p.clusters));
+  const users = firstOfEachName(parsed.map((p) => p.users));
+  const contexts = firstOfEachName(parsed.map((p) => p.contexts));
+  const doc = { 'current-context': parsed.find((p) => p.currentContext !== undefined)?.currentContext };
   const current = contexts.find((c) => c.name === doc['current-context']);
   const cluster = current === undefined ? null : (clusters.find((c) => c.name === current.cluster) ?? null);
   const user = current === undefined ? null : (users.find((u) => u.name === current.user) ?? null);
@@ -210,7 +237,23 @@ export function kubeconfigFileCredentials(path: string): KubeCredentials {
       applyToHTTPSOptions: async (opts) => {
         delegate ??= import('@kubernetes/client-node').then(({ KubeConfig }) => {
           const kc = new KubeConfig();
-          kc.loadFromFile(path);
+          if (files.length === 1) {
+            kc.loadFromFile(files[0] as string);
+            return kc;
+          }
+          // client-node's own merge refuses duplicate names and keeps the last current context:
+          // merge its per-file loads (relative paths already resolved) the way kubectl does.
+          const loaded = files.map((f) => {
+            const one = new KubeConfig();
+            one.loadFromFile(f);
+            return one;
+          });
+          kc.loadFromOptions({
+            clusters: firstOfEachName(loaded.map((k) => k.clusters)),
+            users: firstOfEachName(loaded.map((k) => k.users)),
+            contexts: firstOfEachName(loaded.map((k) => k.contexts)),
+            currentContext: loaded.find((k) => k.currentContext !== '')?.currentContext ?? '',
+          });
           return kc;
         });
         await (await delegate).applyToHTTPSOptions(opts);

@@ -1,7 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { currentNamespace, kubectlConfigPath } from './kubectl-config.js';
+import { currentNamespace, kubectlConfigPaths } from './kubectl-config.js';
 
 let dir: string;
 const kubeconfig = (current: string | undefined, namespace?: string): string =>
@@ -28,39 +28,47 @@ beforeAll(async () => {
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
-describe('kubectlConfigPath', () => {
+describe('kubectlConfigPaths', () => {
   test('--kubeconfig wins over KUBECONFIG, which wins over ~/.kube/config', () => {
     const env = { KUBECONFIG: join(dir, 'no-ns') };
     const home = join(dir, 'home');
-    expect(kubectlConfigPath({ kubeconfig: '/given', env, home })).toBe('/given');
-    expect(kubectlConfigPath({ env, home })).toBe(join(dir, 'no-ns'));
-    expect(kubectlConfigPath({ env: {}, home })).toBe(join(home, '.kube', 'config'));
+    expect(kubectlConfigPaths({ kubeconfig: '/given', env, home })).toEqual(['/given']);
+    expect(kubectlConfigPaths({ env, home })).toEqual([join(dir, 'no-ns')]);
+    expect(kubectlConfigPaths({ env: {}, home })).toEqual([join(home, '.kube', 'config')]);
   });
 
-  test('nothing at all: undefined (only the in-cluster account is left)', () => {
-    expect(kubectlConfigPath({ env: {}, home: join(dir, 'nowhere') })).toBeUndefined();
+  test('nothing at all: no file (only the in-cluster account is left)', () => {
+    expect(kubectlConfigPaths({ env: {}, home: join(dir, 'nowhere') })).toEqual([]);
   });
 
-  test('a KUBECONFIG list: the first existing file that sets current-context', () => {
+  test('a KUBECONFIG list: every existing file in order; the first entry when none exists', () => {
     const list = [join(dir, 'missing'), join(dir, 'no-current'), join(dir, 'with-ns'), join(dir, 'no-ns')];
-    expect(kubectlConfigPath({ env: { KUBECONFIG: list.join(delimiter) } })).toBe(join(dir, 'with-ns'));
-    const none = [join(dir, 'missing'), join(dir, 'no-current')].join(delimiter);
-    expect(kubectlConfigPath({ env: { KUBECONFIG: none } })).toBe(join(dir, 'no-current'));
-    expect(kubectlConfigPath({ env: { KUBECONFIG: join(dir, 'missing') } })).toBe(join(dir, 'missing'));
+    expect(kubectlConfigPaths({ env: { KUBECONFIG: list.join(delimiter) } })).toEqual(list.slice(1));
+    const none = [join(dir, 'missing'), join(dir, 'missing-2')].join(delimiter);
+    expect(kubectlConfigPaths({ env: { KUBECONFIG: none } })).toEqual([join(dir, 'missing')]);
   });
 });
 
 describe('currentNamespace', () => {
   test("the current context's namespace, not another context's", () => {
-    expect(currentNamespace(join(dir, 'with-ns'))).toBe('agents');
-    expect(currentNamespace(join(dir, 'no-ns'))).toBeUndefined();
-    expect(currentNamespace(join(dir, 'no-current'))).toBeUndefined();
-    expect(currentNamespace(join(dir, 'missing'))).toBeUndefined();
+    expect(currentNamespace([join(dir, 'with-ns')])).toBe('agents');
+    expect(currentNamespace([join(dir, 'no-ns')])).toBeUndefined();
+    expect(currentNamespace([join(dir, 'no-current')])).toBeUndefined();
+    expect(currentNamespace([join(dir, 'missing')])).toBeUndefined();
+  });
+
+  test('merged files: the first current-context, then the first file that defines that context', () => {
+    // no-current defines `work` with namespace agents but sets no current context; no-ns sets
+    // current-context work and defines it without a namespace: kubectl takes no-current's `work`.
+    expect(currentNamespace([join(dir, 'no-current'), join(dir, 'no-ns')])).toBe('agents');
+    expect(currentNamespace([join(dir, 'no-ns'), join(dir, 'no-current')])).toBeUndefined();
+    expect(currentNamespace([join(dir, 'no-current'), join(dir, 'home', '.kube', 'config')])).toBe('agents');
+    expect(currentNamespace([join(dir, 'no-current')])).toBeUndefined();
   });
 
   test('in a pod without a kubeconfig: the service account namespace', () => {
     const env = { KUBERNETES_SERVICE_HOST: '10.96.0.1' };
-    expect(currentNamespace(undefined, { env, serviceAccountDir: join(dir, 'sa') })).toBe('in-cluster-ns');
-    expect(currentNamespace(undefined, { env: {}, serviceAccountDir: join(dir, 'sa') })).toBeUndefined();
+    expect(currentNamespace([], { env, serviceAccountDir: join(dir, 'sa') })).toBe('in-cluster-ns');
+    expect(currentNamespace([], { env: {}, serviceAccountDir: join(dir, 'sa') })).toBeUndefined();
   });
 });

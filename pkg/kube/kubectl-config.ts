@@ -6,13 +6,14 @@ import { delimiter, join } from 'node:path';
 /**
  * Where a command-line tool finds its kubeconfig and default namespace, the way kubectl does
  * (a kubectl plugin inherits the user's environment, not kubectl's flags):
- * `--kubeconfig`, else `KUBECONFIG`, else `~/.kube/config`, else the in-cluster service account.
- * The servers (sidecar, webhook) do not use this: they take `loadKubeConfig`'s explicit rules.
+ * `--kubeconfig`, else `KUBECONFIG` (several files merged), else `~/.kube/config`, else the
+ * in-cluster service account. The servers (sidecar, webhook) do not use this: they take
+ * `loadKubeConfig`'s explicit rules.
  *
  * @example
- * const path = kubectlConfigPath({ kubeconfig: flags.kubeconfig });
- * const creds = loadKubeConfig(path === undefined ? {} : { kubeconfig: path });
- * const namespace = currentNamespace(path) ?? 'default';
+ * const paths = kubectlConfigPaths({ kubeconfig: flags.kubeconfig });
+ * const creds = loadKubeConfig(paths.length === 0 ? {} : { kubeconfig: paths });
+ * const namespace = currentNamespace(paths) ?? 'default';
  */
 export interface KubectlConfigOptions {
   /** `--kubeconfig`: taken as is (a missing file is the caller's error to report). */
@@ -41,32 +42,34 @@ function currentContextOf(doc: Doc | undefined): string | undefined {
 }
 
 /**
- * The kubeconfig file to load, or undefined when there is none (then only the in-cluster service
- * account is left). `KUBECONFIG` may list several files (`:`-separated): kubectl merges them and
- * takes `current-context` from the first file that sets it; this picks that file (its context,
- * cluster and user must be in it), else the first file that exists, else the first entry.
+ * The kubeconfig files to load, in order, or an empty list when there are none (then only the
+ * in-cluster service account is left). `KUBECONFIG` may list several files (`:`-separated):
+ * kubectl skips those that do not exist and merges the rest (loadKubeConfig and currentNamespace
+ * do the same with this list); when none exists, the first is kept so that loading it reports it.
  */
-export function kubectlConfigPath(options: KubectlConfigOptions = {}): string | undefined {
-  if (options.kubeconfig !== undefined && options.kubeconfig !== '') return options.kubeconfig;
+export function kubectlConfigPaths(options: KubectlConfigOptions = {}): string[] {
+  if (options.kubeconfig !== undefined && options.kubeconfig !== '') return [options.kubeconfig];
   const env = options.env ?? process.env;
   const list = (env['KUBECONFIG'] ?? '').split(delimiter).filter((p) => p !== '');
   if (list.length > 0) {
     const existing = list.filter((p) => existsSync(p));
-    return existing.find((p) => currentContextOf(readDoc(p)) !== undefined) ?? existing[0] ?? list[0];
+    return existing.length > 0 ? existing : list.slice(0, 1);
   }
   const home = join(options.home ?? homedir(), '.kube', 'config');
-  return existsSync(home) ? home : undefined;
+  return existsSync(home) ? [home] : [];
 }
 
 /**
- * The namespace of the kubeconfig's current context; without a kubeconfig, the in-cluster service
- * account's namespace. Undefined when neither names one (callers default to `default`).
+ * The namespace of the current context of the kubeconfig files (merged as kubectl merges them: the
+ * first file that sets `current-context`, the first file that defines that context); without a
+ * kubeconfig, the in-cluster service account's namespace. Undefined when neither names one
+ * (callers default to `default`).
  */
 export function currentNamespace(
-  kubeconfigPath: string | undefined,
+  kubeconfigPaths: readonly string[],
   options: { env?: NodeJS.ProcessEnv; serviceAccountDir?: string } = {},
 ): string | undefined {
-  if (kubeconfigPath === undefined) {
+  if (kubeconfigPaths.length === 0) {
     const env = options.env ?? process.env;
     if (!env['KUBERNETES_SERVICE_HOST']) return undefined;
     const file = join(
@@ -79,10 +82,15 @@ export function currentNamespace(
       return undefined;
     }
   }
-  const doc = readDoc(kubeconfigPath);
-  const current = currentContextOf(doc);
-  const contexts = Array.isArray(doc?.['contexts']) ? (doc['contexts'] as Doc[]) : [];
-  const ctx = contexts.find((c) => c?.['name'] === current)?.['context'] as Doc | undefined;
-  const ns = ctx?.['namespace'];
-  return typeof ns === 'string' && ns !== '' ? ns : undefined;
+  const docs = kubeconfigPaths.map(readDoc);
+  const current = docs.map(currentContextOf).find((c) => c !== undefined);
+  if (current === undefined) return undefined;
+  for (const doc of docs) {
+    const contexts = Array.isArray(doc?.['contexts']) ? (doc['contexts'] as Doc[]) : [];
+    const found = contexts.find((c) => c?.['name'] === current);
+    if (found === undefined) continue;
+    const ns = (found['context'] as Doc | undefined)?.['namespace'];
+    return typeof ns === 'string' && ns !== '' ? ns : undefined;
+  }
+  return undefined;
 }
