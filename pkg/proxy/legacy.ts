@@ -76,6 +76,9 @@ export async function handleLegacySse(
   res.setHeader('x-accel-buffering', 'no');
   res.flushHeaders();
   await relaySse(core, ctx, up, res, {
+    // The stream is this transport's whole session: it ends, and the session with it, when the
+    // caller's token stops being accepted. The client starts a new session with a fresh token.
+    endAt: core.options.authenticator.acceptedUntil(identity),
     onEndpoint: (data) => {
       let target: URL;
       try {

@@ -7,7 +7,8 @@ import { testEngine, testSource } from './helpers/test-policy.js';
 
 /**
  * A server stream (GET) ends when the token that opened it is no longer accepted: its `exp` plus
- * the authenticator's clock tolerance (0 here). The client reconnects with a fresh token.
+ * the authenticator's clock tolerance (0 here). The client reconnects with a fresh token. A legacy
+ * `/sse` stream ends the same way, and its session with it.
  */
 let h: Harness;
 
@@ -30,6 +31,27 @@ afterAll(async () => {
   await h?.close();
 });
 
+/** Reads an SSE response to its end (or 10 s): its comments, events and when it ended. */
+async function readToEnd(
+  res: Response,
+): Promise<{ comments: string[]; events: Array<{ event: string; data: string }>; endedAt: number }> {
+  const reader = res.body!.getReader();
+  const parser = new SseParser();
+  const comments: string[] = [];
+  const events: Array<{ event: string; data: string }> = [];
+  const deadline = setTimeout(() => void reader.cancel(), 10_000);
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    for (const item of parser.push(new TextDecoder().decode(value))) {
+      if (item.type === 'comment') comments.push(item.text);
+      else events.push({ event: item.event ?? 'message', data: item.data ?? '' });
+    }
+  }
+  clearTimeout(deadline);
+  return { comments, events, endedAt: Date.now() };
+}
+
 function openStream(headers: Record<string, string>, token: string): Promise<Response> {
   return fetch(h.mcpUrl, {
     method: 'GET',
@@ -51,21 +73,7 @@ test('a server stream ends when the token that opened it expires, and a fresh to
   const res = await openStream(headers, short);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toBe('text/event-stream');
-  const reader = res.body!.getReader();
-  const parser = new SseParser();
-  const comments: string[] = [];
-  const deadline = setTimeout(() => void reader.cancel(), 10_000);
-  let endedAt = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) {
-      endedAt = Date.now();
-      break;
-    }
-    for (const item of parser.push(new TextDecoder().decode(value)))
-      if (item.type === 'comment') comments.push(item.text);
-  }
-  clearTimeout(deadline);
+  const { comments, endedAt } = await readToEnd(res);
   // Not before the token expired, and not long after.
   expect(endedAt).toBeGreaterThanOrEqual(endAt);
   expect(endedAt - endAt).toBeLessThan(5_000);
@@ -102,3 +110,31 @@ test('a stream opened with a token valid for an hour stays open', async () => {
   await reader.cancel();
   await reading;
 });
+
+test('a legacy /sse stream ends when its token expires, and its session with it', async () => {
+  const short = await h.issuer.issueToken({
+    audience: AUDIENCE,
+    oid: 'user-3',
+    groups: ['readers'],
+    expiresInSec: 2,
+  });
+  const endAt = (decodeJwt(short).exp as number) * 1000;
+  const res = await fetch(`${h.url}/sse`, { headers: { authorization: `Bearer ${short}` } });
+  expect(res.status).toBe(200);
+  const { comments, events, endedAt } = await readToEnd(res);
+  expect(endedAt).toBeGreaterThanOrEqual(endAt);
+  expect(endedAt - endAt).toBeLessThan(5_000);
+  expect(comments.some((c) => c.includes('access token expired'))).toBe(true);
+  const endpoint = events.find((e) => e.event === 'endpoint')?.data;
+  expect(endpoint).toMatch(/^\/message\?sessionId=/);
+
+  // The session is gone: a message to it, even with a valid token of the same caller, is refused.
+  const fresh = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'user-3', groups: ['readers'] });
+  const posted = await fetch(`${h.url}${endpoint}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${fresh}` },
+    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+  });
+  expect(posted.status).toBe(404);
+  await posted.text();
+}, 20_000);
