@@ -31,6 +31,12 @@ afterAll(async () => {
   await h?.close();
 });
 
+/** A token of `oid` that expires in 2 s, and when (epoch ms). */
+async function shortToken(oid: string): Promise<{ token: string; endAt: number }> {
+  const token = await h.issuer.issueToken({ audience: AUDIENCE, oid, groups: ['readers'], expiresInSec: 2 });
+  return { token, endAt: (decodeJwt(token).exp as number) * 1000 };
+}
+
 /** Reads an SSE response to its end (or 10 s): its comments, events and when it ended. */
 async function readToEnd(
   res: Response,
@@ -52,6 +58,15 @@ async function readToEnd(
   return { comments, events, endedAt: Date.now() };
 }
 
+/** The stream ends not before `endAt` and not long after, saying why; what it carried. */
+async function endsAtExpiry(res: Response, endAt: number): ReturnType<typeof readToEnd> {
+  const read = await readToEnd(res);
+  expect(read.endedAt).toBeGreaterThanOrEqual(endAt);
+  expect(read.endedAt - endAt).toBeLessThan(5_000);
+  expect(read.comments.some((c) => c.includes('access token expired'))).toBe(true);
+  return read;
+}
+
 function openStream(headers: Record<string, string>, token: string): Promise<Response> {
   return fetch(h.mcpUrl, {
     method: 'GET',
@@ -62,22 +77,12 @@ function openStream(headers: Record<string, string>, token: string): Promise<Res
 test('a server stream ends when the token that opened it expires, and a fresh token opens a new one', async () => {
   const long = await h.issuer.issueToken({ audience: AUDIENCE, oid: 'user-1', groups: ['readers'] });
   const headers = await openRawSession(h.mcpUrl, long, '2025-06-18');
-  const short = await h.issuer.issueToken({
-    audience: AUDIENCE,
-    oid: 'user-1',
-    groups: ['readers'],
-    expiresInSec: 2,
-  });
-  const endAt = (decodeJwt(short).exp as number) * 1000;
+  const { token: short, endAt } = await shortToken('user-1');
 
   const res = await openStream(headers, short);
   expect(res.status).toBe(200);
   expect(res.headers.get('content-type')).toBe('text/event-stream');
-  const { comments, endedAt } = await readToEnd(res);
-  // Not before the token expired, and not long after.
-  expect(endedAt).toBeGreaterThanOrEqual(endAt);
-  expect(endedAt - endAt).toBeLessThan(5_000);
-  expect(comments.some((c) => c.includes('access token expired'))).toBe(true);
+  await endsAtExpiry(res, endAt);
 
   // The expired token itself is refused now; a fresh one opens the stream again on the same session.
   const refused = await openStream(headers, short);
@@ -112,19 +117,10 @@ test('a stream opened with a token valid for an hour stays open', async () => {
 });
 
 test('a legacy /sse stream ends when its token expires, and its session with it', async () => {
-  const short = await h.issuer.issueToken({
-    audience: AUDIENCE,
-    oid: 'user-3',
-    groups: ['readers'],
-    expiresInSec: 2,
-  });
-  const endAt = (decodeJwt(short).exp as number) * 1000;
+  const { token: short, endAt } = await shortToken('user-3');
   const res = await fetch(`${h.url}/sse`, { headers: { authorization: `Bearer ${short}` } });
   expect(res.status).toBe(200);
-  const { comments, events, endedAt } = await readToEnd(res);
-  expect(endedAt).toBeGreaterThanOrEqual(endAt);
-  expect(endedAt - endAt).toBeLessThan(5_000);
-  expect(comments.some((c) => c.includes('access token expired'))).toBe(true);
+  const { events } = await endsAtExpiry(res, endAt);
   const endpoint = events.find((e) => e.event === 'endpoint')?.data;
   expect(endpoint).toMatch(/^\/message\?sessionId=/);
 
