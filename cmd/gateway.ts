@@ -40,6 +40,8 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --upstream-sse URL      the upstream's legacy SSE endpoint (default: /sse on the upstream's origin)
   --upstream-timeout D    how long to wait for the upstream's answer headers, e.g. 15m (default 5m: a
                           server answering in JSON sends its headers only when the tool finishes)
+  --request-timeout D     how long a client may take to send a whole request, e.g. 2m (default 60s;
+                          slower clients get 408): raise it for large bodies over slow links
   --approvals-namespace NS  hold calls that policies decide \`approve\` as MCPApproval objects in this
                           namespace of a cluster (reviewers: \`mcp-warden approvals approve\`);
                           without it such calls are refused (-31403, approval unavailable)
@@ -116,6 +118,13 @@ async function startApprovals(
   };
 }
 
+/** A duration flag's value in ms; ERR_CONFIG naming the flag when it is not a duration. */
+function durationFlag(value: string, flag: string): number {
+  const problem = durationError(value);
+  if (problem !== undefined) throw new WardenError('ERR_CONFIG', `${flag}: ${problem}`);
+  return parseDuration(value) as number;
+}
+
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -136,6 +145,7 @@ export async function run(argv: string[]): Promise<number> {
         'upstream-sse': { type: 'string' },
         'approvals-namespace': { type: 'string' },
         'upstream-timeout': { type: 'string', default: '5m' },
+        'request-timeout': { type: 'string', default: '60s' },
         kubeconfig: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -160,14 +170,13 @@ export async function run(argv: string[]): Promise<number> {
   let adminListen: { host: string; port: number };
   let maxBody: number;
   let upstreamTimeoutMs: number;
+  let requestTimeoutMs: number;
   try {
     listen = parseListen(values['listen'] as string, '--listen');
     adminListen = parseListen(values['admin-listen'] as string, '--admin-listen');
     maxBody = parseSize(values['max-body'] as string);
-    const timeout = values['upstream-timeout'] as string;
-    const problem = durationError(timeout);
-    if (problem !== undefined) throw new WardenError('ERR_CONFIG', `--upstream-timeout: ${problem}`);
-    upstreamTimeoutMs = parseDuration(timeout)!;
+    upstreamTimeoutMs = durationFlag(values['upstream-timeout'] as string, '--upstream-timeout');
+    requestTimeoutMs = durationFlag(values['request-timeout'] as string, '--request-timeout');
     const mcpPath = values['mcp-path'] as string;
     if (!mcpPath.startsWith('/'))
       throw new WardenError('ERR_CONFIG', `--mcp-path must start with "/": "${mcpPath}"`);
@@ -238,6 +247,7 @@ export async function run(argv: string[]): Promise<number> {
       podName: hostname(),
       maxBodyBytes: maxBody,
       upstreamTimeoutMs,
+      requestTimeoutMs,
       ...(publicUrl ? { publicUrl } : {}),
       ...(allowedHosts ? { allowedHosts } : {}),
       ...(allowedOrigins ? { allowedOrigins } : {}),

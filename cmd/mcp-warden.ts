@@ -27,7 +27,7 @@ const commands: Record<string, CommandEntry> = {
   gateway: {
     summary: 'Run the data path as a plain process, policies read from files',
     usage:
-      'gateway --upstream URL --policy PATH [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9090] [--recordings DIR] [--mcp-path /mcp] [--max-body 4MiB] [--public-url URL] [--allowed-hosts H,H] [--allowed-origins O,O] [--no-legacy-sse]',
+      'gateway --upstream URL --policy PATH [--listen 127.0.0.1:8080] [--admin-listen 127.0.0.1:9090] [--recordings DIR] [--mcp-path /mcp] [--max-body 4MiB] [--public-url URL] [--allowed-hosts H,H] [--allowed-origins O,O] [--no-legacy-sse] [--upstream-timeout D] [--request-timeout D]',
     load: () => import('./gateway.js'),
     serves: true,
   },

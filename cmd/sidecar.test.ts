@@ -53,6 +53,7 @@ describe('sidecar configuration', () => {
       graceMs: 30_000,
       statusIntervalMs: 5000,
       upstreamTimeoutMs: 300_000,
+      requestTimeoutMs: 60_000,
     });
   });
 
@@ -66,6 +67,19 @@ describe('sidecar configuration', () => {
     ).toBe(90_000);
     expect(configError(() => parseConfig(['--upstream-timeout', 'forever'], baseEnv()))).toMatch(
       /--upstream-timeout/,
+    );
+  });
+
+  test('the request timeout: MCP_WARDEN_REQUEST_TIMEOUT (from the annotation) or the flag, a duration', () => {
+    expect(parseConfig([], { ...baseEnv(), MCP_WARDEN_REQUEST_TIMEOUT: '2m' }).requestTimeoutMs).toBe(
+      120_000,
+    );
+    expect(
+      parseConfig(['--request-timeout', '5s'], { ...baseEnv(), MCP_WARDEN_REQUEST_TIMEOUT: '2m' })
+        .requestTimeoutMs,
+    ).toBe(5_000);
+    expect(configError(() => parseConfig([], { ...baseEnv(), MCP_WARDEN_REQUEST_TIMEOUT: '0s' }))).toMatch(
+      /--request-timeout.*too short/,
     );
   });
 

@@ -20,6 +20,8 @@
  *                                   Without labels the sidecar cannot evaluate podSelector: it refuses to start.
  *   MCP_WARDEN_UPSTREAM_TIMEOUT     --upstream-timeout  how long to wait for the app's answer headers (a
  *                                   duration, default 5m; annotation mcpwarden.io/upstream-timeout)
+ *   MCP_WARDEN_REQUEST_TIMEOUT      --request-timeout  how long a client may take to send a whole request (a
+ *                                   duration, default 60s; annotation mcpwarden.io/request-timeout)
  *   MCP_WARDEN_POLICY_GRACE_SECONDS --policy-grace   serve the last policies this long while the API server
  *                                   is unreachable, then refuse every call (default 30)
  *   MCP_WARDEN_STATUS_INTERVAL_SECONDS --status-interval  least time between two status writes per policy (default 5)
@@ -78,6 +80,7 @@ export interface SidecarConfig {
   podLabelsFile: string | undefined;
   graceMs: number;
   upstreamTimeoutMs: number;
+  requestTimeoutMs: number;
   statusIntervalMs: number;
   kubeconfig: string | undefined;
   fsPrefix: string;
@@ -179,12 +182,12 @@ function watchLabels(
   };
 }
 
-/** `--upstream-timeout` / MCP_WARDEN_UPSTREAM_TIMEOUT: a duration (default 5m, at most 168h). */
-function upstreamTimeout(value: string | undefined): number {
-  if (value === undefined || value === '') return 5 * 60_000;
+/** A duration flag or its env (`--upstream-timeout`, `--request-timeout`; 1s to 168h), in ms. */
+function duration(value: string | undefined, flag: string, fallbackMs: number): number {
+  if (value === undefined || value === '') return fallbackMs;
   const problem = durationError(value);
-  if (problem !== undefined) throw configError(`--upstream-timeout: ${problem}`);
-  return parseDuration(value)!;
+  if (problem !== undefined) throw configError(`${flag}: ${problem}`);
+  return parseDuration(value) as number;
 }
 
 function seconds(value: string | undefined, what: string, fallback: number): number {
@@ -211,6 +214,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
         recordings: { type: 'string' },
         'policy-grace': { type: 'string' },
         'upstream-timeout': { type: 'string' },
+        'request-timeout': { type: 'string' },
         'status-interval': { type: 'string' },
         kubeconfig: { type: 'string' },
       },
@@ -258,7 +262,16 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
     podLabels: labels.labels,
     podLabelsFile: labels.file,
     graceMs: seconds(values['policy-grace'] ?? env['MCP_WARDEN_POLICY_GRACE_SECONDS'], '--policy-grace', 30),
-    upstreamTimeoutMs: upstreamTimeout(values['upstream-timeout'] ?? env['MCP_WARDEN_UPSTREAM_TIMEOUT']),
+    upstreamTimeoutMs: duration(
+      values['upstream-timeout'] ?? env['MCP_WARDEN_UPSTREAM_TIMEOUT'],
+      '--upstream-timeout',
+      5 * 60_000,
+    ),
+    requestTimeoutMs: duration(
+      values['request-timeout'] ?? env['MCP_WARDEN_REQUEST_TIMEOUT'],
+      '--request-timeout',
+      60_000,
+    ),
     statusIntervalMs: seconds(
       values['status-interval'] ?? env['MCP_WARDEN_STATUS_INTERVAL_SECONDS'],
       '--status-interval',
@@ -348,6 +361,7 @@ export async function run(argv: string[]): Promise<number> {
       : {}),
     policySource: source,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
+    requestTimeoutMs: config.requestTimeoutMs,
     // Groups overage (`groupsOverage: graph`) resolves through Microsoft Graph with the pod's own
     // workload identity (AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE, as the Azure
     // Workload Identity webhook injects them); without them an overage token is refused (fail closed).

@@ -24,6 +24,8 @@ export const Annotations = {
   recordingsVolume: `${DOMAIN}/recordings-volume`,
   /** How long the sidecar waits for the app's answer headers (a duration, e.g. 15m). */
   upstreamTimeout: `${DOMAIN}/upstream-timeout`,
+  /** How long a client may take to send a whole request to the sidecar (a duration, e.g. 2m). */
+  requestTimeout: `${DOMAIN}/request-timeout`,
   /** Written by the injector: `{"version":…,"hash":…}` of the injected spec. */
   status: `${DOMAIN}/status`,
   /** Written by the injector when a labelled pod is not injected. */

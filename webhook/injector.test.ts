@@ -144,6 +144,16 @@ test('mcpwarden.io/upstream-timeout becomes the sidecar env MCP_WARDEN_UPSTREAM_
   );
 });
 
+test('mcpwarden.io/request-timeout becomes the sidecar env MCP_WARDEN_REQUEST_TIMEOUT; absent, none', () => {
+  const env = (p: V1Pod) =>
+    injected(p).sidecar.env?.find((e) => e.name === 'MCP_WARDEN_REQUEST_TIMEOUT')?.value;
+  expect(env(pod({ 'mcpwarden.io/request-timeout': '2m' }))).toBe('2m');
+  expect(env(pod())).toBeUndefined();
+  expect(badRequest(pod({ 'mcpwarden.io/request-timeout': 'later' }))).toMatch(
+    /mcpwarden.io\/request-timeout/,
+  );
+});
+
 test('malformed annotations are refused with a message naming the annotation', () => {
   expect(badRequest(pod({ 'mcpwarden.io/cpu-limit': 'lots' }))).toMatch(/mcpwarden.io\/cpu-limit.*quantity/);
   expect(badRequest(pod({ 'mcpwarden.io/transport': 'websocket' }))).toMatch(/mcpwarden.io\/transport/);

@@ -331,10 +331,17 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       invalid(`the pod already has a volume named "${v.name}" (reserved for mcp-warden)`);
   }
 
-  const upstreamTimeout = annotation(pod, Annotations.upstreamTimeout);
-  if (upstreamTimeout !== undefined) {
-    const problem = durationError(upstreamTimeout);
-    if (problem !== undefined) invalid(`annotation ${Annotations.upstreamTimeout}: ${problem}`);
+  // Duration annotations, passed to the sidecar as its env.
+  const durationEnv: Array<{ name: string; value: string }> = [];
+  for (const [key, name] of [
+    [Annotations.upstreamTimeout, 'MCP_WARDEN_UPSTREAM_TIMEOUT'],
+    [Annotations.requestTimeout, 'MCP_WARDEN_REQUEST_TIMEOUT'],
+  ] as const) {
+    const value = annotation(pod, key);
+    if (value === undefined) continue;
+    const problem = durationError(value);
+    if (problem !== undefined) invalid(`annotation ${key}: ${problem}`);
+    durationEnv.push({ name, value });
   }
   const upstream = `http://127.0.0.1:${mcp.number}${mcpPath}`;
   const listen = `0.0.0.0:${Sidecar.proxyPort}`;
@@ -377,9 +384,7 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       { name: 'MCP_WARDEN_LISTEN', value: listen },
       { name: 'MCP_WARDEN_ADMIN_LISTEN', value: adminListen },
       { name: 'MCP_WARDEN_RECORDINGS_DIR', value: Sidecar.recordingsMountPath },
-      ...(upstreamTimeout === undefined
-        ? []
-        : [{ name: 'MCP_WARDEN_UPSTREAM_TIMEOUT', value: upstreamTimeout }]),
+      ...durationEnv,
       { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
       ...SIDECAR_MALLOC_ENV.map((e) => ({ ...e })),
     ],

@@ -46,6 +46,12 @@ export interface ProxyOptions {
   allowedOrigins?: string[];
   /** Time to wait for upstream response headers (default 5 min: a JSON-mode server sends its headers only when a tool finishes). */
   upstreamTimeoutMs?: number;
+  /**
+   * Time a client has to send a whole request, headers and body (default 60 s; headers alone at
+   * most 30 s): a client that sends more slowly is answered 408 and disconnected (no slowloris).
+   * Responses, SSE streams included, are not bounded by it.
+   */
+  requestTimeoutMs?: number;
   /** Sessions idle longer than this are forgotten (default 30 min). */
   sessionIdleMs?: number;
   /** Sessions one principal may hold (default 100); the least recently used is forgotten beyond. */

@@ -161,15 +161,30 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     events: core.events,
     async listen(host: string, port: number) {
       // requestTimeout bounds receiving a request (headers + body: no slowloris), not the response,
-      // so long-lived SSE answers are unaffected.
+      // so long-lived SSE answers are unaffected. node checks both timeouts every
+      // connectionsCheckingInterval (30 s by default, longer than a short timeout).
+      const requestTimeout = options.requestTimeoutMs ?? 60_000;
       server = createServer(
-        { requestTimeout: 60_000, headersTimeout: 30_000, keepAliveTimeout: 30_000 },
+        {
+          requestTimeout,
+          headersTimeout: Math.min(30_000, requestTimeout),
+          keepAliveTimeout: 30_000,
+          connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4))),
+        },
         handler,
       );
-      server.on('clientError', (err, socket) => {
-        if (socket.writable)
-          socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-        else socket.destroy(err);
+      server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+        if (!socket.writable) {
+          socket.destroy(err);
+          return;
+        }
+        const status =
+          err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? '408 Request Timeout'
+            : err.code === 'HPE_HEADER_OVERFLOW'
+              ? '431 Request Header Fields Too Large'
+              : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
       });
       await new Promise<void>((resolve, reject) => {
         server!.once('error', reject);

@@ -1,5 +1,7 @@
+import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -123,6 +125,78 @@ test('bad flags exit 2 with usage', async () => {
   ]);
   expect(await exited(timeout)).toBe(2);
   expect(timeout.output()).toContain('--upstream-timeout');
+  const requestTimeout = await spawnCli(dir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    join(dir, 'policy.yaml'),
+    '--request-timeout',
+    'eventually',
+  ]);
+  expect(await exited(requestTimeout)).toBe(2);
+  expect(requestTimeout.output()).toContain('--request-timeout');
+});
+
+test('--request-timeout: a client that does not finish sending its request in time gets 408; oversized headers 431, garbage 400', async () => {
+  await writeFile(join(dir, 'policy.yaml'), policyYaml());
+  const gw = await spawnCli(dir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    join(dir, 'policy.yaml'),
+    '--listen',
+    '127.0.0.1:0',
+    '--admin-listen',
+    '127.0.0.1:0',
+    '--request-timeout',
+    '1s',
+  ]);
+  try {
+    const m = await waitForOutput(gw, /"mcp":"(http:\/\/[^"]+)"/);
+    const url = new URL(m[1]!);
+    // An authenticated request (so the gateway reads its body) whose headers announce 100 bytes
+    // of body; 10 arrive, then nothing.
+    const token = await issuer.issueToken({ audience: AUD, oid: 'reader-1', groups: [READERS] });
+    const socket = connect(Number(url.port), url.hostname);
+    await once(socket, 'connect');
+    const started = Date.now();
+    socket.write(
+      `POST ${url.pathname} HTTP/1.1\r\nhost: ${url.host}\r\nauthorization: Bearer ${token}\r\naccept: application/json, text/event-stream\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"jsonrpc"`,
+    );
+    let received = '';
+    socket.on('data', (c: Buffer) => {
+      received += c.toString('latin1');
+    });
+    await once(socket, 'close');
+    const took = Date.now() - started;
+    expect(received).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    expect(took).toBeGreaterThanOrEqual(900);
+    expect(took).toBeLessThan(5_000);
+
+    // What HTTP cannot parse gets its own status, and the connection is closed.
+    const raw = async (text: string): Promise<string> => {
+      const s = connect(Number(url.port), url.hostname);
+      let got = '';
+      s.on('data', (c: Buffer) => {
+        got += c.toString('latin1');
+      });
+      s.on('error', () => {});
+      s.write(text);
+      await once(s, 'close');
+      return got;
+    };
+    expect(
+      await raw(
+        `POST ${url.pathname} HTTP/1.1\r\nhost: ${url.host}\r\nx-filler: ${'a'.repeat(20_000)}\r\n\r\n`,
+      ),
+    ).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    expect(await raw('NOT AN HTTP REQUEST\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+  } finally {
+    gw.kill('SIGKILL');
+    await exited(gw);
+  }
 });
 
 test('--help prints every option of the command (exit 0), not just the one-line form', async () => {
