@@ -35,7 +35,8 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --allowed-hosts LIST    comma-separated Host values accepted (DNS-rebinding protection); on a
                           loopback --listen the default is localhost,127.0.0.1,[::1]; "any" turns
                           the check off
-  --allowed-origins LIST  comma-separated Origin values accepted
+  --allowed-origins LIST  comma-separated Origin values accepted besides the gateway's own (a browser
+                          page of another origin is refused, 403; clients that send no Origin pass)
   --no-legacy-sse         do not serve the legacy HTTP+SSE transport (/sse, /message)
   --upstream-sse URL      the upstream's legacy SSE endpoint (default: /sse on the upstream's origin)
   --upstream-timeout D    how long to wait for the upstream's answer headers, e.g. 15m (default 5m: a

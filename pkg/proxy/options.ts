@@ -42,7 +42,10 @@ export interface ProxyOptions {
   logger?: Logger;
   /** DNS-rebinding protection: accepted `Host` header values (`host` or `host:port`). */
   allowedHosts?: string[];
-  /** Accepted `Origin` header values (exact, e.g. `http://localhost:6274`); requests without Origin pass. */
+  /**
+   * `Origin` header values accepted besides the proxy's own (exact, e.g. `http://localhost:6274`).
+   * Requests without `Origin` pass; others are refused with 403.
+   */
   allowedOrigins?: string[];
   /** Time to wait for upstream response headers (default 5 min: a JSON-mode server sends its headers only when a tool finishes). */
   upstreamTimeoutMs?: number;

@@ -51,10 +51,24 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     return allowedHosts.has(bare);
   }
 
+  /**
+   * A request without `Origin` (every non-browser client) passes. With one, it must be listed in
+   * `allowedOrigins` or be the proxy's own origin: its host and port are the `Host` header's (a
+   * page served from the same host). Anything else, `null` and malformed values included, is a
+   * page of another site: refused (the MCP transport requires servers to validate `Origin`).
+   */
   function originAllowed(req: IncomingMessage): boolean {
     const origin = header(req.headers.origin);
-    if (origin === undefined || !allowedOrigins) return true;
-    return allowedOrigins.has(origin);
+    if (origin === undefined || allowedOrigins?.has(origin)) return true;
+    const host = header(req.headers.host);
+    if (host === undefined) return false;
+    try {
+      const from = new URL(origin);
+      if (from.protocol !== 'http:' && from.protocol !== 'https:') return false;
+      return new URL(`${from.protocol}//${host}`).host === from.host;
+    } catch {
+      return false;
+    }
   }
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -69,9 +83,14 @@ export function createProxy(options: ProxyOptions): WardenProxy {
       return;
     }
     if (!originAllowed(req)) {
-      sendRpcError(res, 403, null, RpcCodes.invalidRequest, 'Forbidden: Origin not allowed', {
-        code: 'ERR_BAD_REQUEST',
-      });
+      sendRpcError(
+        res,
+        403,
+        null,
+        RpcCodes.invalidRequest,
+        "Forbidden: Origin not allowed (only the proxy's own origin and --allowed-origins are accepted)",
+        { code: 'ERR_BAD_REQUEST' },
+      );
       return;
     }
     if (metadataPaths.has(path)) {

@@ -364,6 +364,44 @@ describe('fail closed and upstream trouble', () => {
     }
   });
 
+  test("without --allowed-origins, only the proxy's own Origin passes: another site, null and malformed ones → 403", async () => {
+    const proxy = createProxy({
+      upstream: h.upstream.mcpUrl,
+      policySource: source,
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      podName: 't',
+    });
+    const { port } = await proxy.listen('127.0.0.1', 0);
+    try {
+      const send = async (origin: string | undefined) => {
+        const res = await fetch(`http://127.0.0.1:${port}/mcp`, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            authorization: `Bearer ${good}`,
+            ...(origin === undefined ? {} : { origin }),
+          },
+          body: JSON.stringify(initBody),
+        });
+        await res.text();
+        return res.status;
+      };
+      const before = h.upstream.stats.requests;
+      expect(await send('http://evil.example')).toBe(403);
+      expect(await send(`http://127.0.0.1:${port + 1}`)).toBe(403);
+      expect(await send('null')).toBe(403);
+      expect(await send('not a url')).toBe(403);
+      expect(await send(`file://127.0.0.1:${port}`)).toBe(403);
+      expect(h.upstream.stats.requests).toBe(before);
+      expect(await send(`http://127.0.0.1:${port}`)).toBe(200);
+      expect(await send(undefined)).toBe(200);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('duplicate JSON keys cannot smuggle a call: the upstream gets the re-serialized message that was decided', async () => {
     const bodies: string[] = [];
     const echo: Server = createServer((req, res) => {
