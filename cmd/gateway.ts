@@ -17,6 +17,7 @@ import { createMetrics, type Metrics } from '../pkg/metrics/catalogue.js';
 import { durationError, parseDuration } from '../pkg/policy/duration.js';
 import { createFilePolicySource } from '../pkg/policy/loader.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
+import { parseOrigins } from '../pkg/proxy/origins.js';
 import { createRecorder } from '../pkg/record/index.js';
 import { releaseOptimizingCompiler } from '../pkg/startup.js';
 import { waitForStopSignal } from './signals.js';
@@ -35,8 +36,9 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
   --allowed-hosts LIST    comma-separated Host values accepted (DNS-rebinding protection); on a
                           loopback --listen the default is localhost,127.0.0.1,[::1]; "any" turns
                           the check off
-  --allowed-origins LIST  comma-separated Origin values accepted besides the gateway's own (a browser
-                          page of another origin is refused, 403; clients that send no Origin pass)
+  --allowed-origins LIST  comma-separated origins accepted besides the gateway's own, with CORS, so a
+                          browser page of one can call the gateway (e.g. http://localhost:6274); a
+                          page of any other origin is refused (403); clients without Origin pass
   --no-legacy-sse         do not serve the legacy HTTP+SSE transport (/sse, /message)
   --upstream-sse URL      the upstream's legacy SSE endpoint (default: /sse on the upstream's origin)
   --upstream-timeout D    how long to wait for the upstream's answer headers, e.g. 15m (default 5m: a
@@ -172,11 +174,18 @@ export async function run(argv: string[]): Promise<number> {
   let maxBody: number;
   let upstreamTimeoutMs: number;
   let requestTimeoutMs: number;
+  let allowedOrigins: string[] | undefined;
   try {
     listen = parseListen(values['listen'] as string, '--listen');
     adminListen = parseListen(values['admin-listen'] as string, '--admin-listen');
     maxBody = parseSize(values['max-body'] as string);
     upstreamTimeoutMs = durationFlag(values['upstream-timeout'] as string, '--upstream-timeout');
+    const origins = values['allowed-origins'] as string | undefined;
+    try {
+      allowedOrigins = origins === undefined ? undefined : parseOrigins(origins);
+    } catch (err) {
+      throw new WardenError('ERR_CONFIG', `--allowed-origins: ${errorMessage(err)}`);
+    }
     requestTimeoutMs = durationFlag(values['request-timeout'] as string, '--request-timeout');
     const mcpPath = values['mcp-path'] as string;
     if (!mcpPath.startsWith('/'))
@@ -229,7 +238,6 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
   const allowedHosts = hostAllowlist(values['allowed-hosts'] as string | undefined, listen.host);
-  const allowedOrigins = list(values['allowed-origins'] as string | undefined);
   const publicUrl = values['public-url'] as string | undefined;
   let proxy: ReturnType<typeof createProxy>;
   try {

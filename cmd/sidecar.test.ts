@@ -83,6 +83,19 @@ describe('sidecar configuration', () => {
     );
   });
 
+  test('allowed origins: MCP_WARDEN_ALLOWED_ORIGINS (from the annotation) or the flag; none by default', () => {
+    expect(parseConfig([], baseEnv()).allowedOrigins).toBeUndefined();
+    expect(
+      parseConfig([], {
+        ...baseEnv(),
+        MCP_WARDEN_ALLOWED_ORIGINS: 'https://a.example.com,http://localhost:6274',
+      }).allowedOrigins,
+    ).toEqual(['https://a.example.com', 'http://localhost:6274']);
+    expect(
+      configError(() => parseConfig(['--allowed-origins', 'https://a.example.com/'], baseEnv())),
+    ).toMatch(/--allowed-origins: .*write https:\/\/a\.example\.com/);
+  });
+
   test('labels from MCP_WARDEN_POD_LABELS (JSON) take precedence over the file', () => {
     const c = parseConfig([], { ...baseEnv(), MCP_WARDEN_POD_LABELS: '{"app":"x"}' });
     expect(c.podLabels).toEqual({ app: 'x' });

@@ -22,6 +22,8 @@
  *                                   duration, default 5m; annotation mcpwarden.io/upstream-timeout)
  *   MCP_WARDEN_REQUEST_TIMEOUT      --request-timeout  how long a client may take to send a whole request (a
  *                                   duration, default 60s; annotation mcpwarden.io/request-timeout)
+ *   MCP_WARDEN_ALLOWED_ORIGINS      --allowed-origins  browser origins accepted besides the sidecar's own, with
+ *                                   CORS (comma-separated; annotation mcpwarden.io/allowed-origins)
  *   MCP_WARDEN_POLICY_GRACE_SECONDS --policy-grace   serve the last policies this long while the API server
  *                                   is unreachable, then refuse every call (default 30)
  *   MCP_WARDEN_STATUS_INTERVAL_SECONDS --status-interval  least time between two status writes per policy (default 5)
@@ -58,6 +60,7 @@ import { durationError, parseDuration } from '../pkg/policy/duration.js';
 import { KubernetesDefaultIssuer } from '../pkg/policy/engine.js';
 import type { PolicyDocument } from '../pkg/policy/schema.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
+import { parseOrigins } from '../pkg/proxy/origins.js';
 import { createRecorder } from '../pkg/record/index.js';
 import { releaseOptimizingCompiler } from '../pkg/startup.js';
 import { waitForStopSignal } from './signals.js';
@@ -81,6 +84,8 @@ export interface SidecarConfig {
   graceMs: number;
   upstreamTimeoutMs: number;
   requestTimeoutMs: number;
+  /** Browser origins accepted besides the sidecar's own, with CORS. */
+  allowedOrigins: string[] | undefined;
   statusIntervalMs: number;
   kubeconfig: string | undefined;
   fsPrefix: string;
@@ -190,6 +195,16 @@ function duration(value: string | undefined, flag: string, fallbackMs: number): 
   return parseDuration(value) as number;
 }
 
+/** `--allowed-origins` / MCP_WARDEN_ALLOWED_ORIGINS: origins as browsers send them, or none. */
+function origins(value: string | undefined): string[] | undefined {
+  if (value === undefined || value.trim() === '') return undefined;
+  try {
+    return parseOrigins(value);
+  } catch (err) {
+    throw configError(`--allowed-origins: ${errorMessage(err)}`);
+  }
+}
+
 function seconds(value: string | undefined, what: string, fallback: number): number {
   if (value === undefined || value === '') return fallback * 1000;
   const n = Number(value);
@@ -215,6 +230,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
         'policy-grace': { type: 'string' },
         'upstream-timeout': { type: 'string' },
         'request-timeout': { type: 'string' },
+        'allowed-origins': { type: 'string' },
         'status-interval': { type: 'string' },
         kubeconfig: { type: 'string' },
       },
@@ -272,6 +288,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
       '--request-timeout',
       60_000,
     ),
+    allowedOrigins: origins(values['allowed-origins'] ?? env['MCP_WARDEN_ALLOWED_ORIGINS']),
     statusIntervalMs: seconds(
       values['status-interval'] ?? env['MCP_WARDEN_STATUS_INTERVAL_SECONDS'],
       '--status-interval',
@@ -362,6 +379,7 @@ export async function run(argv: string[]): Promise<number> {
     policySource: source,
     upstreamTimeoutMs: config.upstreamTimeoutMs,
     requestTimeoutMs: config.requestTimeoutMs,
+    ...(config.allowedOrigins === undefined ? {} : { allowedOrigins: config.allowedOrigins }),
     // Groups overage (`groupsOverage: graph`) resolves through Microsoft Graph with the pod's own
     // workload identity (AZURE_CLIENT_ID / AZURE_TENANT_ID / AZURE_FEDERATED_TOKEN_FILE, as the Azure
     // Workload Identity webhook injects them); without them an overage token is refused (fail closed).

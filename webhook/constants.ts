@@ -26,6 +26,8 @@ export const Annotations = {
   upstreamTimeout: `${DOMAIN}/upstream-timeout`,
   /** How long a client may take to send a whole request to the sidecar (a duration, e.g. 2m). */
   requestTimeout: `${DOMAIN}/request-timeout`,
+  /** Browser origins the sidecar accepts besides its own, with CORS (comma-separated). */
+  allowedOrigins: `${DOMAIN}/allowed-origins`,
   /** Written by the injector: `{"version":…,"hash":…}` of the injected spec. */
   status: `${DOMAIN}/status`,
   /** Written by the injector when a labelled pod is not injected. */

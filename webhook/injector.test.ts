@@ -154,6 +154,18 @@ test('mcpwarden.io/request-timeout becomes the sidecar env MCP_WARDEN_REQUEST_TI
   );
 });
 
+test('mcpwarden.io/allowed-origins becomes MCP_WARDEN_ALLOWED_ORIGINS; a value that is not a list of origins is refused', () => {
+  const env = (p: V1Pod) =>
+    injected(p).sidecar.env?.find((e) => e.name === 'MCP_WARDEN_ALLOWED_ORIGINS')?.value;
+  expect(env(pod({ 'mcpwarden.io/allowed-origins': 'https://agents.example.com' }))).toBe(
+    'https://agents.example.com',
+  );
+  expect(env(pod())).toBeUndefined();
+  expect(badRequest(pod({ 'mcpwarden.io/allowed-origins': '*' }))).toMatch(
+    /mcpwarden.io\/allowed-origins.*not an origin/,
+  );
+});
+
 test('malformed annotations are refused with a message naming the annotation', () => {
   expect(badRequest(pod({ 'mcpwarden.io/cpu-limit': 'lots' }))).toMatch(/mcpwarden.io\/cpu-limit.*quantity/);
   expect(badRequest(pod({ 'mcpwarden.io/transport': 'websocket' }))).toMatch(/mcpwarden.io\/transport/);

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { V1Container, V1ContainerPort, V1Pod, V1Volume } from '@kubernetes/client-node';
-import { WardenError } from '../pkg/errors.js';
+import { errorMessage, WardenError } from '../pkg/errors.js';
 import { durationError } from '../pkg/policy/duration.js';
+import { parseOrigins } from '../pkg/proxy/origins.js';
 import {
   Annotations,
   DefaultMcpPath,
@@ -331,8 +332,8 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       invalid(`the pod already has a volume named "${v.name}" (reserved for mcp-warden)`);
   }
 
-  // Duration annotations, passed to the sidecar as its env.
-  const durationEnv: Array<{ name: string; value: string }> = [];
+  // Duration and origin annotations, passed to the sidecar as its env.
+  const annotationEnv: Array<{ name: string; value: string }> = [];
   for (const [key, name] of [
     [Annotations.upstreamTimeout, 'MCP_WARDEN_UPSTREAM_TIMEOUT'],
     [Annotations.requestTimeout, 'MCP_WARDEN_REQUEST_TIMEOUT'],
@@ -341,7 +342,16 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
     if (value === undefined) continue;
     const problem = durationError(value);
     if (problem !== undefined) invalid(`annotation ${key}: ${problem}`);
-    durationEnv.push({ name, value });
+    annotationEnv.push({ name, value });
+  }
+  const allowedOrigins = annotation(pod, Annotations.allowedOrigins);
+  if (allowedOrigins !== undefined) {
+    try {
+      parseOrigins(allowedOrigins);
+    } catch (err) {
+      invalid(`annotation ${Annotations.allowedOrigins}: ${errorMessage(err)}`);
+    }
+    annotationEnv.push({ name: 'MCP_WARDEN_ALLOWED_ORIGINS', value: allowedOrigins });
   }
   const upstream = `http://127.0.0.1:${mcp.number}${mcpPath}`;
   const listen = `0.0.0.0:${Sidecar.proxyPort}`;
@@ -384,7 +394,7 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       { name: 'MCP_WARDEN_LISTEN', value: listen },
       { name: 'MCP_WARDEN_ADMIN_LISTEN', value: adminListen },
       { name: 'MCP_WARDEN_RECORDINGS_DIR', value: Sidecar.recordingsMountPath },
-      ...durationEnv,
+      ...annotationEnv,
       { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
       ...SIDECAR_MALLOC_ENV.map((e) => ({ ...e })),
     ],

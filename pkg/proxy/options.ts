@@ -43,8 +43,9 @@ export interface ProxyOptions {
   /** DNS-rebinding protection: accepted `Host` header values (`host` or `host:port`). */
   allowedHosts?: string[];
   /**
-   * `Origin` header values accepted besides the proxy's own (exact, e.g. `http://localhost:6274`).
-   * Requests without `Origin` pass; others are refused with 403.
+   * `Origin` header values accepted besides the proxy's own (exact, e.g. `http://localhost:6274`),
+   * with CORS: their preflights are answered and the MCP headers exposed, so a browser page of
+   * such an origin can call the proxy. Requests without `Origin` pass; others are refused with 403.
    */
   allowedOrigins?: string[];
   /** Time to wait for upstream response headers (default 5 min: a JSON-mode server sends its headers only when a tool finishes). */

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import cors from 'cors';
 import { errorMessage } from '../errors.js';
 import { protectedResourceMetadata } from '../identity/index.js';
 import { RpcCodes } from '../mcp/jsonrpc.js';
@@ -27,6 +28,17 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     ? new Set(options.allowedHosts.map((h) => h.toLowerCase()))
     : undefined;
   const allowedOrigins = options.allowedOrigins ? new Set(options.allowedOrigins) : undefined;
+  // CORS for the listed origins only (a browser page of another origin calls the proxy directly):
+  // preflights answered, the MCP headers exposed. No credentials mode: the token is a header.
+  const corsHeaders =
+    allowedOrigins === undefined
+      ? undefined
+      : cors({
+          origin: [...allowedOrigins],
+          methods: ['GET', 'POST', 'DELETE'],
+          exposedHeaders: ['mcp-session-id', 'mcp-protocol-version', 'www-authenticate'],
+          maxAge: 600,
+        });
   const metadataPaths = new Set([METADATA_PATH, `${METADATA_PATH}${core.mcpPath}`]);
   let server: Server | undefined;
   let closing = false;
@@ -56,6 +68,7 @@ export function createProxy(options: ProxyOptions): WardenProxy {
    * `allowedOrigins` or be the proxy's own origin: its host and port are the `Host` header's (a
    * page served from the same host). Anything else, `null` and malformed values included, is a
    * page of another site: refused (the MCP transport requires servers to validate `Origin`).
+   * Listed origins also get CORS headers and preflight answers (below).
    */
   function originAllowed(req: IncomingMessage): boolean {
     const origin = header(req.headers.origin);
@@ -92,6 +105,15 @@ export function createProxy(options: ProxyOptions): WardenProxy {
         { code: 'ERR_BAD_REQUEST' },
       );
       return;
+    }
+    const origin = header(req.headers.origin);
+    if (corsHeaders !== undefined && origin !== undefined && allowedOrigins?.has(origin)) {
+      // Sets the CORS headers (synchronously: static options); answers an OPTIONS preflight itself.
+      let preflight = true;
+      corsHeaders(req, res, () => {
+        preflight = false;
+      });
+      if (preflight) return;
     }
     if (metadataPaths.has(path)) {
       if (req.method !== 'GET') {

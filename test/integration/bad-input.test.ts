@@ -402,6 +402,80 @@ describe('fail closed and upstream trouble', () => {
     }
   });
 
+  test('a listed origin gets CORS: preflight answered, MCP headers exposed, on errors too; others get none', async () => {
+    const page = 'http://localhost:6274';
+    const proxy = createProxy({
+      upstream: h.upstream.mcpUrl,
+      policySource: source,
+      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+      metrics: createMetrics({ defaultMetrics: false }),
+      podName: 't',
+      allowedOrigins: [page],
+    });
+    const { port } = await proxy.listen('127.0.0.1', 0);
+    const url = `http://127.0.0.1:${port}/mcp`;
+    try {
+      const preflight = await fetch(url, {
+        method: 'OPTIONS',
+        headers: {
+          origin: page,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': 'authorization, content-type, mcp-protocol-version',
+        },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe(page);
+      expect(preflight.headers.get('access-control-allow-methods')).toBe('GET,POST,DELETE');
+      expect(preflight.headers.get('access-control-allow-headers')).toBe(
+        'authorization, content-type, mcp-protocol-version',
+      );
+      expect(preflight.headers.get('access-control-max-age')).toBe('600');
+      expect(preflight.headers.get('vary')).toMatch(/Origin/);
+      expect(preflight.headers.get('access-control-allow-credentials')).toBeNull();
+      await preflight.text();
+
+      const post = (headers: Record<string, string>) =>
+        fetch(url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            accept: 'application/json, text/event-stream',
+            ...headers,
+          },
+          body: JSON.stringify(initBody),
+        });
+      const ok = await post({ origin: page, authorization: `Bearer ${good}` });
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get('access-control-allow-origin')).toBe(page);
+      expect(ok.headers.get('access-control-expose-headers')).toBe(
+        'mcp-session-id,mcp-protocol-version,www-authenticate',
+      );
+      expect(ok.headers.get('mcp-session-id')).toBeTruthy();
+      await ok.text();
+      // The 401 a browser must read (WWW-Authenticate names the resource metadata) is readable too.
+      const unauthenticated = await post({ origin: page });
+      expect(unauthenticated.status).toBe(401);
+      expect(unauthenticated.headers.get('access-control-allow-origin')).toBe(page);
+      await unauthenticated.text();
+
+      // Another site: refused before any CORS answer, preflight included.
+      const foreign = await fetch(url, {
+        method: 'OPTIONS',
+        headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' },
+      });
+      expect(foreign.status).toBe(403);
+      expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
+      await foreign.text();
+      // The proxy's own origin needs no CORS and gets none.
+      const own = await post({ origin: `http://127.0.0.1:${port}`, authorization: `Bearer ${good}` });
+      expect(own.status).toBe(200);
+      expect(own.headers.get('access-control-allow-origin')).toBeNull();
+      await own.text();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   test('duplicate JSON keys cannot smuggle a call: the upstream gets the re-serialized message that was decided', async () => {
     const bodies: string[] = [];
     const echo: Server = createServer((req, res) => {

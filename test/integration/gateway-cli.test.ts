@@ -136,6 +136,17 @@ test('bad flags exit 2 with usage', async () => {
   ]);
   expect(await exited(requestTimeout)).toBe(2);
   expect(requestTimeout.output()).toContain('--request-timeout');
+  const origins = await spawnCli(dir, [
+    'gateway',
+    '--upstream',
+    upstream.mcpUrl,
+    '--policy',
+    join(dir, 'policy.yaml'),
+    '--allowed-origins',
+    'https://app.example.com/',
+  ]);
+  expect(await exited(origins)).toBe(2);
+  expect(origins.output()).toContain('--allowed-origins: "https://app.example.com/" is not an origin');
 });
 
 test('--request-timeout: a client that does not finish sending its request in time gets 408; oversized headers 431, garbage 400', async () => {
