@@ -4,7 +4,7 @@ import { exportJWK, exportSPKI, generateKeyPair, importJWK, SignJWT } from 'jose
 import { startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import { createAuthenticator } from '../../pkg/identity/index.js';
 import { createMetrics } from '../../pkg/metrics/catalogue.js';
-import { createProxy } from '../../pkg/proxy/index.js';
+import { createProxy, type ProxyOptions } from '../../pkg/proxy/index.js';
 import { AUDIENCE, type Harness, startHarness } from './helpers/harness.js';
 import { testEngine, testSource } from './helpers/test-policy.js';
 
@@ -33,6 +33,16 @@ beforeAll(async () => {
   good = await h.token();
 });
 afterAll(() => h?.close());
+
+/** A proxy of its own for one test: loopback issuers accepted, fresh metrics; `options` add the rest. */
+function localProxy(options: Pick<ProxyOptions, 'upstream' | 'policySource'> & Partial<ProxyOptions>) {
+  return createProxy({
+    authenticator: createAuthenticator({ allowInsecureLoopback: true }),
+    metrics: createMetrics({ defaultMetrics: false }),
+    podName: 't',
+    ...options,
+  });
+}
 
 const initBody = {
   jsonrpc: '2.0',
@@ -308,12 +318,9 @@ describe('fail closed and upstream trouble', () => {
   });
 
   test('Host and Origin outside the allowed lists → 403 before authentication (DNS rebinding)', async () => {
-    const proxy = createProxy({
+    const proxy = localProxy({
       upstream: h.upstream.mcpUrl,
       policySource: source,
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      podName: 't',
       allowedHosts: ['localhost', '127.0.0.1'],
       allowedOrigins: ['http://localhost:6274'],
     });
@@ -365,12 +372,9 @@ describe('fail closed and upstream trouble', () => {
   });
 
   test("without --allowed-origins, only the proxy's own Origin passes: another site, null and malformed ones → 403", async () => {
-    const proxy = createProxy({
+    const proxy = localProxy({
       upstream: h.upstream.mcpUrl,
       policySource: source,
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      podName: 't',
     });
     const { port } = await proxy.listen('127.0.0.1', 0);
     try {
@@ -404,12 +408,9 @@ describe('fail closed and upstream trouble', () => {
 
   test('a listed origin gets CORS: preflight answered, MCP headers exposed, on errors too; others get none', async () => {
     const page = 'http://localhost:6274';
-    const proxy = createProxy({
+    const proxy = localProxy({
       upstream: h.upstream.mcpUrl,
       policySource: source,
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      podName: 't',
       allowedOrigins: [page],
     });
     const { port } = await proxy.listen('127.0.0.1', 0);
@@ -497,12 +498,9 @@ describe('fail closed and upstream trouble', () => {
         rules: [{ name: 'weather', methods: ['tools/call'], tools: ['get_weather'], action: 'allow' }],
       }),
     );
-    const proxy = createProxy({
+    const proxy = localProxy({
       upstream: `http://127.0.0.1:${(echo.address() as AddressInfo).port}/mcp`,
       policySource: allowWeather,
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      podName: 't',
     });
     const { url } = await proxy.listen('127.0.0.1', 0);
     try {
@@ -537,12 +535,9 @@ describe('fail closed and upstream trouble', () => {
     await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
     const port = (dead.address() as AddressInfo).port;
     await new Promise<void>((r) => dead.close(() => r()));
-    const proxy = createProxy({
+    const proxy = localProxy({
       upstream: `http://127.0.0.1:${port}/mcp`,
       policySource: source,
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      podName: 't',
     });
     const { url } = await proxy.listen('127.0.0.1', 0);
     try {
@@ -571,12 +566,9 @@ describe('fail closed and upstream trouble', () => {
       req.resume();
     });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
-    const proxy = createProxy({
+    const proxy = localProxy({
       upstream: `http://127.0.0.1:${(silent.address() as AddressInfo).port}/mcp`,
       policySource: source,
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      podName: 't',
       upstreamTimeoutMs: 300,
     });
     const { url } = await proxy.listen('127.0.0.1', 0);
@@ -614,12 +606,9 @@ describe('fail closed and upstream trouble', () => {
       });
     });
     await new Promise<void>((r) => broken.listen(0, '127.0.0.1', r));
-    const proxy = createProxy({
+    const proxy = localProxy({
       upstream: `http://127.0.0.1:${(broken.address() as AddressInfo).port}/mcp`,
       policySource: source,
-      authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-      metrics: createMetrics({ defaultMetrics: false }),
-      podName: 't',
     });
     const { url } = await proxy.listen('127.0.0.1', 0);
     try {
