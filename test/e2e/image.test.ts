@@ -1,16 +1,20 @@
-import { execFile } from 'node:child_process';
-import { chmod, lstat, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { execFile, spawn } from 'node:child_process';
+import { chmod, lstat, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import { VERSION } from '../../pkg/version.js';
 import { Sidecar } from '../../webhook/constants.js';
+import { connectStreamable } from '../integration/helpers/harness.js';
+import { startUpstream } from '../integration/helpers/upstream-v1.js';
 import { type Cluster, REPO_ROOT, startCluster, writeTokenVolume } from './harness.js';
 import {
   type BuiltImage,
   buildImage,
   type ContainerSpec,
   containerCommand,
+  type Mount,
   type PlatformImage,
   unpackPlatform,
 } from './image-runtime.js';
@@ -82,6 +86,31 @@ async function walk(dir: string, prefix = ''): Promise<string[]> {
     if (entry.isDirectory()) out.push(...(await walk(dir, rel)));
   }
   return out;
+}
+
+let arm64: Promise<PlatformImage> | undefined;
+/** The arm64 image, unpacked once. */
+function arm64Image(): Promise<PlatformImage> {
+  arm64 ??= unpackPlatform(image, 'arm64');
+  return arm64;
+}
+
+/**
+ * A container of the arm64 image whose entrypoint runs under qemu-aarch64-static (Debian's
+ * qemu-user-static, bind-mounted into the root filesystem): `mcp-warden <args>`.
+ */
+async function emulatedSpec(args: string[], mounts: Mount[] = []): Promise<Partial<ContainerSpec>> {
+  const qemu = await run('sh', ['-c', 'command -v qemu-aarch64-static']).catch(() => undefined);
+  if (qemu === undefined)
+    throw new Error('qemu-aarch64-static is missing: make qemu (hack/ensure-qemu.sh) installs it');
+  return {
+    command: ['/qemu-aarch64-static', '/usr/local/bin/node', '/app/dist/cmd/mcp-warden.js'],
+    args,
+    mounts: [
+      { hostPath: qemu.stdout.trim(), containerPath: '/qemu-aarch64-static', readOnly: true },
+      ...mounts,
+    ],
+  };
 }
 
 beforeAll(async () => {
@@ -190,10 +219,7 @@ describe('the image', () => {
   });
 
   test('linux/arm64: AArch64 node and Debian arm64 libraries, the same /app layer, runs under user-mode emulation', async () => {
-    const qemu = await run('sh', ['-c', 'command -v qemu-aarch64-static']).catch(() => undefined);
-    if (qemu === undefined)
-      throw new Error('qemu-aarch64-static is missing: make qemu (hack/ensure-qemu.sh) installs it');
-    const arm64 = await unpackPlatform(image, 'arm64');
+    const arm64 = await arm64Image();
     // ELF e_machine (little-endian u16 at offset 18): 183 is AArch64, 62 x86-64.
     const machine = async (file: string) => (await readFile(file)).readUInt16LE(18);
     expect(await machine(join(arm64.rootfs, 'usr/local/bin/node'))).toBe(183);
@@ -207,16 +233,11 @@ describe('the image', () => {
     expect(arm64.layers[1]?.digest).not.toBe(image.layers[1]?.digest);
 
     const policyFile = join(REPO_ROOT, 'examples', 'policy.yaml');
-    const emulated = (args: string[]) =>
+    const emulated = async (args: string[]) =>
       runContainer(
-        {
-          command: ['/qemu-aarch64-static', '/usr/local/bin/node', '/app/dist/cmd/mcp-warden.js'],
-          args,
-          mounts: [
-            { hostPath: qemu.stdout.trim(), containerPath: '/qemu-aarch64-static', readOnly: true },
-            { hostPath: policyFile, containerPath: '/policy/policy.yaml', readOnly: true },
-          ],
-        },
+        await emulatedSpec(args, [
+          { hostPath: policyFile, containerPath: '/policy/policy.yaml', readOnly: true },
+        ]),
         arm64,
       );
     expect(await emulated(['--version'])).toMatchObject({ code: 0, stdout: `${VERSION}\n` });
@@ -228,6 +249,94 @@ describe('the image', () => {
     });
     expect(native.code).toBe(0);
     expect(linted).toEqual(native);
+  }, 300_000);
+
+  test('linux/arm64: the gateway from the arm64 image enforces a policy for a real MCP client (emulated)', async () => {
+    const arm64 = await arm64Image();
+    const issuer = await startDevIssuer();
+    const upstream = await startUpstream();
+    const policyDir = await worldReadableDir('policy-');
+    const audience = 'api://image-e2e';
+    await writeFile(
+      join(policyDir, 'policy.yaml'),
+      [
+        'apiVersion: mcpwarden.io/v1alpha1',
+        'kind: MCPPolicy',
+        'metadata: {name: arm64}',
+        'spec:',
+        '  podSelector: {}',
+        '  identity:',
+        `    issuers: [{issuer: "${issuer.v2Issuer}", audiences: ["${audience}"]}]`,
+        '  rules:',
+        '    - {name: weather, subjects: [{any: true}], match: {tools: [get_weather]}, action: allow}',
+        '  masking: [{name: pii, detectors: [email]}]',
+      ].join('\n'),
+    );
+    await chmod(join(policyDir, 'policy.yaml'), 0o644);
+    const spec = await emulatedSpec(
+      [
+        'gateway',
+        '--upstream',
+        upstream.mcpUrl,
+        '--policy',
+        '/policy/policy.yaml',
+        '--listen',
+        '127.0.0.1:0',
+        '--admin-listen',
+        '127.0.0.1:0',
+      ],
+      [{ hostPath: policyDir, containerPath: '/policy', readOnly: true }],
+    );
+    const cmd = await containerCommand(arm64, {
+      env: {},
+      runAsUser: 65532,
+      runAsGroup: 65532,
+      readOnlyRootFilesystem: true,
+      args: [],
+      mounts: [],
+      ...spec,
+    });
+    const gateway = spawn(cmd.bin, cmd.args, { env: cmd.env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    try {
+      const mcpUrl = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`the emulated gateway did not start:\n${output}`)),
+          120_000,
+        );
+        const onData = (c: Buffer) => {
+          output += c.toString('utf8');
+          const m = /"mcp":"(http:\/\/[^"]+)"/.exec(output);
+          if (m) {
+            clearTimeout(timer);
+            resolve(m[1] as string);
+          }
+        };
+        gateway.stdout?.on('data', onData);
+        gateway.stderr?.on('data', onData);
+        gateway.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`the emulated gateway exited (${code}):\n${output}`));
+        });
+      });
+      const token = await issuer.issueToken({ audience, oid: 'arm64-user' });
+      const client = await connectStreamable(mcpUrl, token);
+      try {
+        const allowed = await client.callTool({ name: 'get_weather', arguments: { city: 'Oslo' } });
+        expect(allowed.content).toEqual([{ type: 'text', text: 'sunny in Oslo' }]);
+        const refused = await client.callTool({ name: 'delete_repo', arguments: { name: 'x' } }).then(
+          () => undefined,
+          (err: { code?: number }) => err.code,
+        );
+        expect(refused).toBe(-31403);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      gateway.kill('SIGKILL');
+      await upstream.close();
+      await issuer.close();
+    }
   }, 300_000);
 
   test('runs as 65532 with a read-only root: --version answers, writes outside the volumes fail', async () => {
