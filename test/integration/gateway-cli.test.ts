@@ -114,39 +114,28 @@ test('bad flags exit 2 with usage', async () => {
   const child = await spawnCli(dir, ['gateway', '--upstream', upstream.mcpUrl]);
   expect(await exited(child)).toBe(2);
   expect(child.output()).toContain('--upstream and --policy are required');
-  const timeout = await spawnCli(dir, [
-    'gateway',
-    '--upstream',
-    upstream.mcpUrl,
-    '--policy',
-    join(dir, 'policy.yaml'),
-    '--upstream-timeout',
-    'whenever',
-  ]);
-  expect(await exited(timeout)).toBe(2);
-  expect(timeout.output()).toContain('--upstream-timeout');
-  const requestTimeout = await spawnCli(dir, [
-    'gateway',
-    '--upstream',
-    upstream.mcpUrl,
-    '--policy',
-    join(dir, 'policy.yaml'),
-    '--request-timeout',
-    'eventually',
-  ]);
-  expect(await exited(requestTimeout)).toBe(2);
-  expect(requestTimeout.output()).toContain('--request-timeout');
-  const origins = await spawnCli(dir, [
-    'gateway',
-    '--upstream',
-    upstream.mcpUrl,
-    '--policy',
-    join(dir, 'policy.yaml'),
-    '--allowed-origins',
-    'https://app.example.com/',
-  ]);
-  expect(await exited(origins)).toBe(2);
-  expect(origins.output()).toContain('--allowed-origins: "https://app.example.com/" is not an origin');
+  // A flag whose value is refused: exit 2, naming the flag (and why).
+  for (const [flag, value, said] of [
+    ['--upstream-timeout', 'whenever', '--upstream-timeout'],
+    ['--request-timeout', 'eventually', '--request-timeout'],
+    [
+      '--allowed-origins',
+      'https://app.example.com/',
+      '--allowed-origins: "https://app.example.com/" is not an origin',
+    ],
+  ]) {
+    const bad = await spawnCli(dir, [
+      'gateway',
+      '--upstream',
+      upstream.mcpUrl,
+      '--policy',
+      join(dir, 'policy.yaml'),
+      flag as string,
+      value as string,
+    ]);
+    expect(await exited(bad)).toBe(2);
+    expect(bad.output()).toContain(said);
+  }
 });
 
 test('--request-timeout: a client that does not finish sending its request in time gets 408; oversized headers 431, garbage 400', async () => {
