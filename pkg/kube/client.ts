@@ -1,10 +1,13 @@
-import { existsSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { delimiter } from 'node:path';
 import { ErrorCodes, errorMessage, WardenError } from '../errors.js';
 import { request as httpRequest } from '../node-http.js';
-import { inClusterCredentials, type KubeCredentials, kubeconfigFileCredentials } from './kubeconfig.js';
+import {
+  inClusterCredentials,
+  type KubeCredentials,
+  kubeconfigEnvPaths,
+  kubeconfigFileCredentials,
+} from './kubeconfig.js';
 
 export type { KubeCredentials } from './kubeconfig.js';
 
@@ -97,10 +100,7 @@ export function loadKubeConfig(
 ): KubeCredentials {
   const env = options.env ?? process.env;
   let kc: KubeCredentials;
-  const listed = (env['KUBECONFIG'] ?? '').split(delimiter).filter((p) => p !== '');
-  const existing = listed.filter((p) => existsSync(p));
-  // When none of the listed files exists, reading the first one reports the problem.
-  const paths = options.kubeconfig ?? (existing.length > 0 ? existing : listed.slice(0, 1));
+  const paths = options.kubeconfig ?? kubeconfigEnvPaths(env);
   try {
     if (paths.length > 0) {
       kc = kubeconfigFileCredentials(paths);

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import type { Agent as HttpAgentType } from 'node:http';
 import { Agent as HttpsAgent, type RequestOptions } from 'node:https';
 import { createRequire } from 'node:module';
 import { isIPv6 } from 'node:net';
-import { dirname, isAbsolute, join } from 'node:path';
+import { delimiter, dirname, isAbsolute, join } from 'node:path';
 import { Agent as HttpAgent } from '../node-http.js';
 
 /**
@@ -146,6 +146,16 @@ function str(value: unknown): string | undefined {
 
 function absolute(root: string, file: string | undefined): string | undefined {
   return file === undefined || file === '' || isAbsolute(file) ? file : join(root, file);
+}
+
+/**
+ * The files a `KUBECONFIG` value lists (`:`-separated), as kubectl reads it: those that exist, in
+ * order; when none exists, the first, so that loading it reports it; empty when none is listed.
+ */
+export function kubeconfigEnvPaths(env: NodeJS.ProcessEnv): string[] {
+  const listed = (env['KUBECONFIG'] ?? '').split(delimiter).filter((p) => p !== '');
+  const existing = listed.filter((p) => existsSync(p));
+  return existing.length > 0 ? existing : listed.slice(0, 1);
 }
 
 /** The first entry of each name, in order: kubectl's rule for merging kubeconfig files. */

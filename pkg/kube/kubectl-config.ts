@@ -1,7 +1,8 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
+import { kubeconfigEnvPaths } from './kubeconfig.js';
 
 /**
  * Where a command-line tool finds its kubeconfig and default namespace, the way kubectl does
@@ -50,11 +51,8 @@ function currentContextOf(doc: Doc | undefined): string | undefined {
 export function kubectlConfigPaths(options: KubectlConfigOptions = {}): string[] {
   if (options.kubeconfig !== undefined && options.kubeconfig !== '') return [options.kubeconfig];
   const env = options.env ?? process.env;
-  const list = (env['KUBECONFIG'] ?? '').split(delimiter).filter((p) => p !== '');
-  if (list.length > 0) {
-    const existing = list.filter((p) => existsSync(p));
-    return existing.length > 0 ? existing : list.slice(0, 1);
-  }
+  const listed = kubeconfigEnvPaths(env);
+  if (listed.length > 0) return listed;
   const home = join(options.home ?? homedir(), '.kube', 'config');
   return existsSync(home) ? [home] : [];
 }
