@@ -40,12 +40,9 @@ let image: BuiltImage;
 let cluster: Cluster;
 let webhook: WebhookProcess | undefined;
 
-/** Runs a container from the image to its end; stdout, stderr and exit code. */
-async function runContainer(
-  spec: Partial<ContainerSpec>,
-  platform: PlatformImage = image,
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  const full: ContainerSpec = {
+/** A container of `platform` as the injected sidecar runs: uid/gid 65532, read-only root. */
+function sidecarLike(platform: PlatformImage, spec: Partial<ContainerSpec>) {
+  return containerCommand(platform, {
     args: [],
     env: {},
     mounts: [],
@@ -53,8 +50,15 @@ async function runContainer(
     runAsGroup: 65532,
     readOnlyRootFilesystem: true,
     ...spec,
-  };
-  const cmd = await containerCommand(platform, full);
+  });
+}
+
+/** Runs a container from the image to its end; stdout, stderr and exit code. */
+async function runContainer(
+  spec: Partial<ContainerSpec>,
+  platform: PlatformImage = image,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const cmd = await sidecarLike(platform, spec);
   try {
     const r = await run(cmd.bin, cmd.args, { env: cmd.env, timeout: 180_000 });
     return { code: 0, stdout: r.stdout, stderr: r.stderr };
@@ -287,15 +291,7 @@ describe('the image', () => {
       ],
       [{ hostPath: policyDir, containerPath: '/policy', readOnly: true }],
     );
-    const cmd = await containerCommand(arm64, {
-      env: {},
-      runAsUser: 65532,
-      runAsGroup: 65532,
-      readOnlyRootFilesystem: true,
-      args: [],
-      mounts: [],
-      ...spec,
-    });
+    const cmd = await sidecarLike(arm64, spec);
     const gateway = spawn(cmd.bin, cmd.args, { env: cmd.env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     try {
