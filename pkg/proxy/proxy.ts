@@ -64,15 +64,10 @@ export function createProxy(options: ProxyOptions): WardenProxy {
   }
 
   /**
-   * A request without `Origin` (every non-browser client) passes. With one, it must be listed in
-   * `allowedOrigins` or be the proxy's own origin: its host and port are the `Host` header's (a
-   * page served from the same host). Anything else, `null` and malformed values included, is a
-   * page of another site: refused (the MCP transport requires servers to validate `Origin`).
-   * Listed origins also get CORS headers and preflight answers (below).
+   * Whether `origin` is the proxy's own: its host and port are the `Host` header's (a page served
+   * from the same host). `null`, malformed and non-http(s) values are not.
    */
-  function originAllowed(req: IncomingMessage): boolean {
-    const origin = header(req.headers.origin);
-    if (origin === undefined || allowedOrigins?.has(origin)) return true;
+  function ownOrigin(origin: string, req: IncomingMessage): boolean {
     const host = header(req.headers.host);
     if (host === undefined) return false;
     try {
@@ -95,25 +90,29 @@ export function createProxy(options: ProxyOptions): WardenProxy {
       });
       return;
     }
-    if (!originAllowed(req)) {
-      sendRpcError(
-        res,
-        403,
-        null,
-        RpcCodes.invalidRequest,
-        "Forbidden: Origin not allowed (only the proxy's own origin and --allowed-origins are accepted)",
-        { code: 'ERR_BAD_REQUEST' },
-      );
-      return;
-    }
+    // A request without `Origin` (every non-browser client) passes. With one, it must be listed
+    // in `allowedOrigins` (and then gets CORS) or be the proxy's own; any other is a page of
+    // another site: refused (the MCP transport requires servers to validate `Origin`).
     const origin = header(req.headers.origin);
-    if (corsHeaders !== undefined && origin !== undefined && allowedOrigins?.has(origin)) {
-      // Sets the CORS headers (synchronously: static options); answers an OPTIONS preflight itself.
-      let preflight = true;
-      corsHeaders(req, res, () => {
-        preflight = false;
-      });
-      if (preflight) return;
+    if (origin !== undefined) {
+      if (corsHeaders !== undefined && allowedOrigins?.has(origin)) {
+        // Sets the CORS headers (synchronously: static options); answers an OPTIONS preflight itself.
+        let preflight = true;
+        corsHeaders(req, res, () => {
+          preflight = false;
+        });
+        if (preflight) return;
+      } else if (!ownOrigin(origin, req)) {
+        sendRpcError(
+          res,
+          403,
+          null,
+          RpcCodes.invalidRequest,
+          "Forbidden: Origin not allowed (only the proxy's own origin and --allowed-origins are accepted)",
+          { code: 'ERR_BAD_REQUEST' },
+        );
+        return;
+      }
     }
     if (metadataPaths.has(path)) {
       if (req.method !== 'GET') {
