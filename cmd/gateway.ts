@@ -14,12 +14,11 @@ import { createAuthenticator } from '../pkg/identity/index.js';
 import { createLogger, type Logger } from '../pkg/log.js';
 import { parseSize } from '../pkg/mcp/body.js';
 import { createMetrics, type Metrics } from '../pkg/metrics/catalogue.js';
-import { durationError, parseDuration } from '../pkg/policy/duration.js';
 import { createFilePolicySource } from '../pkg/policy/loader.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
-import { parseOrigins } from '../pkg/proxy/origins.js';
 import { createRecorder } from '../pkg/record/index.js';
 import { releaseOptimizingCompiler } from '../pkg/startup.js';
+import { durationFlag, originsFlag } from './flags.js';
 import { waitForStopSignal } from './signals.js';
 
 export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [options]
@@ -121,13 +120,6 @@ async function startApprovals(
   };
 }
 
-/** A duration flag's value in ms; ERR_CONFIG naming the flag when it is not a duration. */
-function durationFlag(value: string, flag: string): number {
-  const problem = durationError(value);
-  if (problem !== undefined) throw new WardenError('ERR_CONFIG', `${flag}: ${problem}`);
-  return parseDuration(value) as number;
-}
-
 export async function run(argv: string[]): Promise<number> {
   let values: Record<string, string | boolean | undefined>;
   try {
@@ -181,11 +173,7 @@ export async function run(argv: string[]): Promise<number> {
     maxBody = parseSize(values['max-body'] as string);
     upstreamTimeoutMs = durationFlag(values['upstream-timeout'] as string, '--upstream-timeout');
     const origins = values['allowed-origins'] as string | undefined;
-    try {
-      allowedOrigins = origins === undefined ? undefined : parseOrigins(origins);
-    } catch (err) {
-      throw new WardenError('ERR_CONFIG', `--allowed-origins: ${errorMessage(err)}`);
-    }
+    allowedOrigins = origins === undefined ? undefined : originsFlag(origins, '--allowed-origins');
     requestTimeoutMs = durationFlag(values['request-timeout'] as string, '--request-timeout');
     const mcpPath = values['mcp-path'] as string;
     if (!mcpPath.startsWith('/'))

@@ -56,13 +56,12 @@ import { createMetrics } from '../pkg/metrics/catalogue.js';
 // The policy modules themselves, not pkg/policy/index.js: that also loads the file source (and
 // the yaml parser), which a sidecar never uses.
 import { compilePolicies } from '../pkg/policy/compile.js';
-import { durationError, parseDuration } from '../pkg/policy/duration.js';
 import { KubernetesDefaultIssuer } from '../pkg/policy/engine.js';
 import type { PolicyDocument } from '../pkg/policy/schema.js';
 import { createProxy, startAdminServer } from '../pkg/proxy/index.js';
-import { parseOrigins } from '../pkg/proxy/origins.js';
 import { createRecorder } from '../pkg/record/index.js';
 import { releaseOptimizingCompiler } from '../pkg/startup.js';
+import { durationFlag, originsFlag } from './flags.js';
 import { waitForStopSignal } from './signals.js';
 
 const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -189,20 +188,12 @@ function watchLabels(
 
 /** A duration flag or its env (`--upstream-timeout`, `--request-timeout`; 1s to 168h), in ms. */
 function duration(value: string | undefined, flag: string, fallbackMs: number): number {
-  if (value === undefined || value === '') return fallbackMs;
-  const problem = durationError(value);
-  if (problem !== undefined) throw configError(`${flag}: ${problem}`);
-  return parseDuration(value) as number;
+  return value === undefined || value === '' ? fallbackMs : durationFlag(value, flag);
 }
 
 /** `--allowed-origins` / MCP_WARDEN_ALLOWED_ORIGINS: origins as browsers send them, or none. */
 function origins(value: string | undefined): string[] | undefined {
-  if (value === undefined || value.trim() === '') return undefined;
-  try {
-    return parseOrigins(value);
-  } catch (err) {
-    throw configError(`--allowed-origins: ${errorMessage(err)}`);
-  }
+  return value === undefined || value.trim() === '' ? undefined : originsFlag(value, '--allowed-origins');
 }
 
 function seconds(value: string | undefined, what: string, fallback: number): number {
