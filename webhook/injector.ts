@@ -332,26 +332,26 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       invalid(`the pod already has a volume named "${v.name}" (reserved for mcp-warden)`);
   }
 
-  // Duration and origin annotations, passed to the sidecar as its env.
+  // Annotations passed to the sidecar as its env, each checked first.
+  const originsError = (value: string): string | undefined => {
+    try {
+      parseOrigins(value);
+      return undefined;
+    } catch (err) {
+      return errorMessage(err);
+    }
+  };
   const annotationEnv: Array<{ name: string; value: string }> = [];
-  for (const [key, name] of [
-    [Annotations.upstreamTimeout, 'MCP_WARDEN_UPSTREAM_TIMEOUT'],
-    [Annotations.requestTimeout, 'MCP_WARDEN_REQUEST_TIMEOUT'],
+  for (const [key, name, problemOf] of [
+    [Annotations.upstreamTimeout, 'MCP_WARDEN_UPSTREAM_TIMEOUT', durationError],
+    [Annotations.requestTimeout, 'MCP_WARDEN_REQUEST_TIMEOUT', durationError],
+    [Annotations.allowedOrigins, 'MCP_WARDEN_ALLOWED_ORIGINS', originsError],
   ] as const) {
     const value = annotation(pod, key);
     if (value === undefined) continue;
-    const problem = durationError(value);
+    const problem = problemOf(value);
     if (problem !== undefined) invalid(`annotation ${key}: ${problem}`);
     annotationEnv.push({ name, value });
-  }
-  const allowedOrigins = annotation(pod, Annotations.allowedOrigins);
-  if (allowedOrigins !== undefined) {
-    try {
-      parseOrigins(allowedOrigins);
-    } catch (err) {
-      invalid(`annotation ${Annotations.allowedOrigins}: ${errorMessage(err)}`);
-    }
-    annotationEnv.push({ name: 'MCP_WARDEN_ALLOWED_ORIGINS', value: allowedOrigins });
   }
   const upstream = `http://127.0.0.1:${mcp.number}${mcpPath}`;
   const listen = `0.0.0.0:${Sidecar.proxyPort}`;
