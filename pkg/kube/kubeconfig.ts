@@ -234,8 +234,8 @@ export function kubeconfigFileCredentials(paths: string | readonly string[]): Ku
   const clusters = firstOfEachName(parsed.map((p) => p.clusters));
   const users = firstOfEachName(parsed.map((p) => p.users));
   const contexts = firstOfEachName(parsed.map((p) => p.contexts));
-  const doc = { 'current-context': parsed.find((p) => p.currentContext !== undefined)?.currentContext };
-  const current = contexts.find((c) => c.name === doc['current-context']);
+  const currentContext = parsed.find((p) => p.currentContext !== undefined)?.currentContext;
+  const current = contexts.find((c) => c.name === currentContext);
   const cluster = current === undefined ? null : (clusters.find((c) => c.name === current.cluster) ?? null);
   const user = current === undefined ? null : (users.find((u) => u.name === current.user) ?? null);
   if (cluster === null) return { getCurrentCluster: () => null, applyToHTTPSOptions: async () => undefined };

@@ -111,7 +111,7 @@ export async function buildImage(outDir: string, tag: string, platforms?: string
       layers: manifest.layers,
     });
   }
-  const image: BuiltImage = {
+  return {
     ...(await unpackPlatform({ ociDir, outDir, platforms: images }, 'amd64')),
     ref: built.ref,
     indexDigest: built.digest,
@@ -120,7 +120,6 @@ export async function buildImage(outDir: string, tag: string, platforms?: string
     tag,
     platforms: images,
   };
-  return image;
 }
 
 /** The image index the layout's index.json points to (one entry, the multi-platform index). */
