@@ -33,6 +33,21 @@ describe('line sealing', () => {
     expect(whole.hash).toBe(sha256Hex(whole.bytes.toString('utf8').slice(0, -1)));
   });
 
+  it('a line given in two parts seals to the same bytes and hash as the joined line', () => {
+    for (const n of [10, 500, 1_000, 1_100, 70_000]) {
+      const o = { seq: 3, prev: GENESIS, message: { text: `ü€${'q'.repeat(n)}😀"\u2028` } };
+      const joined = JSON.stringify(o).slice(0, -1);
+      const cut = joined.indexOf('"message":') + '"message":'.length;
+      for (const at of [0, 1, cut, joined.length - 1, joined.length]) {
+        const two = sealOpenBytes(joined.slice(0, at), joined.slice(at));
+        const one = sealOpenBytes(joined);
+        expect(two.bytes.equals(one.bytes)).toBe(true);
+        expect(two.hash).toBe(one.hash);
+        expect(two.bytes.toString('utf8')).toBe(`${sealLine(o)}\n`);
+      }
+    }
+  });
+
   it('a seal holds for the untouched line and breaks on any change, even payloads that mimic it', () => {
     const line = sealLine(obj);
     expect(sealValid(line)).toBe(true);

@@ -33,22 +33,27 @@ export function sealLine(obj: Record<string, unknown>): string {
 }
 
 /**
- * Seal a line given without its closing brace (`{"seq":1,...`) straight to bytes: the sealed line
- * and its newline in one Buffer, and the line's SHA-256 (the next line's `prev`). The text is
- * encoded to UTF-8 once and hashed from those bytes; a recording line never lives on as a JS
- * string (large lines kept as strings until the next flush were copied by every young-generation
- * GC and then promoted). Long lines are hashed once: the state after the body is copied and
- * finished with the short seal suffix; short lines use two one-shot digests, which cost less
+ * Seal a line given without its closing brace (`{"seq":1,...`), as `open` followed by `rest`
+ * (`rest` may be empty), straight to bytes: the sealed line and its newline in one Buffer, and the
+ * line's SHA-256 (the next line's `prev`). The text is encoded to UTF-8 once and hashed from those
+ * bytes; a recording line never lives on as a JS string (large lines kept as strings until the
+ * next flush were copied by every young-generation GC and then promoted). `rest` is the line's
+ * large part, the message payload: its two parts are encoded into the Buffer one after the other,
+ * never joined into one string first (V8 would flatten `open + rest` into a copy of the payload
+ * on the heap before encoding it). Long lines are hashed once: the state after the body is copied
+ * and finished with the short seal suffix; short lines use two one-shot digests, which cost less
  * than a hash object and its copy.
  */
-export function sealOpenBytes(open: string): { bytes: Buffer; hash: string } {
-  if (open.length <= ONE_SHOT_MAX) {
-    const line = `${open},"sha":"${hash('sha256', open)}"}`;
+export function sealOpenBytes(open: string, rest = ''): { bytes: Buffer; hash: string } {
+  if (open.length + rest.length <= ONE_SHOT_MAX) {
+    const line = `${open}${rest},"sha":"${hash('sha256', open + rest)}"}`;
     return { bytes: Buffer.from(`${line}\n`), hash: hash('sha256', line) };
   }
-  const size = Buffer.byteLength(open);
+  const head = Buffer.byteLength(open);
+  const size = head + Buffer.byteLength(rest);
   const bytes = Buffer.allocUnsafe(size + SHA_SUFFIX_LEN + 1);
-  bytes.write(open, 0, size, 'utf8');
+  bytes.write(open, 0, head, 'utf8');
+  bytes.write(rest, head, size - head, 'utf8');
   const bodyHash = createHash('sha256').update(bytes.subarray(0, size));
   const lineHash = bodyHash.copy();
   const tail = `,"sha":"${bodyHash.digest('hex')}"}`;

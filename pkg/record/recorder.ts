@@ -190,8 +190,8 @@ class SessionWriter implements SessionRecorder {
     const rest = JSON.stringify(fields);
     let open = `{"seq":${this.seq + 1},"prev":"${this.lastHash}","ts":"${isoNow()}","session":${this.sessionJson}`;
     if (rest.length > 2) open += `,${rest.slice(1, -1)}`;
-    if (message !== undefined) open += `,"message":${message}`;
-    const { bytes, hash } = sealOpenBytes(open);
+    if (message !== undefined) open += ',"message":';
+    const { bytes, hash } = sealOpenBytes(open, message);
     this.seq++;
     this.lastHash = hash;
     if (this.stream !== undefined) {
