@@ -31,12 +31,12 @@ import { applyPatch } from '../webhook/jsonpatch.js';
 import type { LoadResult } from './load.js';
 import { benchPolicy } from './policy.js';
 import {
-  cpuMs,
   delay,
   firstLine,
   freePort,
   rssKiB,
   run,
+  runTimeUs,
   type Started,
   start,
   stop,
@@ -119,7 +119,7 @@ async function measure(pid: number, target: Target, o: Options): Promise<Sample>
   const cpuUs: Record<string, number> = {};
   if (o.loadSec > 0) {
     for (const scenario of ['small', 'large']) {
-      const cpu0 = await cpuMs(pid);
+      const cpu0 = await runTimeUs(pid);
       const r = await load(target, scenario, [
         '--mode',
         'saturate',
@@ -130,7 +130,7 @@ async function measure(pid: number, target: Target, o: Options): Promise<Sample>
         '--duration',
         String(o.loadSec),
       ]);
-      cpuUs[scenario] = Math.round((((await cpuMs(pid)) - cpu0) * 1000) / Math.max(1, r.completed));
+      cpuUs[scenario] = Math.round(((await runTimeUs(pid)) - cpu0) / Math.max(1, r.completed));
     }
     peak = (await rssKiB(pid))?.hwm ?? 0;
     await delay(o.settleMs);

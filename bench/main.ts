@@ -30,12 +30,12 @@ import { Scenarios } from './load.js';
 import { writeNginxConfig } from './nginx.js';
 import {
   canPin,
-  cpuMs,
   delay,
   firstLine,
   freePort,
   rssKiB,
   run,
+  runTimeUs,
   sampleRss,
   start,
   stop,
@@ -231,10 +231,10 @@ async function ablation(
     try {
       for (const scenario of ['small', 'large'] as const) {
         log(`ablation: ${v.name}, ${scenario}`);
-        const px0 = await cpuMs(w.target.pid as number);
+        const px0 = await runTimeUs(w.target.pid as number);
         const result = await load(w.target, scenario, 'saturate', { duration, warmup, connections });
         const proxyUs = Math.round(
-          (((await cpuMs(w.target.pid as number)) - px0) * 1000) / Math.max(1, result.completed),
+          ((await runTimeUs(w.target.pid as number)) - px0) / Math.max(1, result.completed),
         );
         const peakKiB = (await rssKiB(w.target.pid as number))?.hwm ?? 0;
         out.push({
@@ -356,13 +356,13 @@ async function main(): Promise<number> {
       for (let rep = 1; rep <= repeat; rep++) {
         for (const t of targets) {
           log(`saturate ${scenario} via ${t.mode} (${rep}/${repeat})`);
-          const up0 = await cpuMs(upstream.pid);
-          const px0 = t.pid === undefined ? 0 : await cpuMs(t.pid);
+          const up0 = await runTimeUs(upstream.pid);
+          const px0 = t.pid === undefined ? 0 : await runTimeUs(t.pid);
           const result = await load(t, scenario, 'saturate', { duration, warmup, connections });
-          const per = (ms: number) => Math.round((ms * 1000) / Math.max(1, result.completed));
+          const per = (us: number) => Math.round(us / Math.max(1, result.completed));
           const cpu = {
-            upstreamUs: per((await cpuMs(upstream.pid)) - up0),
-            ...(t.pid === undefined ? {} : { proxyUs: per((await cpuMs(t.pid)) - px0) }),
+            upstreamUs: per((await runTimeUs(upstream.pid)) - up0),
+            ...(t.pid === undefined ? {} : { proxyUs: per((await runTimeUs(t.pid)) - px0) }),
           };
           sat.set(t.mode, [...(sat.get(t.mode) ?? []), { result, cpu }]);
         }
@@ -390,24 +390,40 @@ async function main(): Promise<number> {
       // are measured in the same seconds and their p50s can be subtracted; each path gets as many
       // requests as a run of its own at `rate` would.
       const rated = new Map<Mode, LoadResult[]>();
+      const ratedCpu = new Map<Mode, number[]>();
       for (let rep = 1; rep <= repeat; rep++) {
         log(`rate ${rate}/s ${scenario}, paths interleaved (${rep}/${repeat})`);
+        // Each proxy's own CPU per request at this rate (the upstream serves every path at once).
+        const before = await Promise.all(targets.map((t) => (t.pid === undefined ? 0 : runTimeUs(t.pid))));
         const results = await loadPaired(targets, scenario, {
           duration: duration * targets.length,
           warmup,
           connections,
           rate,
         });
+        const after = await Promise.all(targets.map((t) => (t.pid === undefined ? 0 : runTimeUs(t.pid))));
         targets.forEach((t, i) => {
           const r = results[i];
-          if (r !== undefined) rated.set(t.mode, [...(rated.get(t.mode) ?? []), r]);
+          if (r === undefined) return;
+          rated.set(t.mode, [...(rated.get(t.mode) ?? []), r]);
+          if (t.pid !== undefined)
+            ratedCpu.set(t.mode, [
+              ...(ratedCpu.get(t.mode) ?? []),
+              Math.round((after[i]! - before[i]!) / Math.max(1, r.completed)),
+            ]);
         });
       }
       for (const t of targets) {
         const runs = rated.get(t.mode) ?? [];
         const m = median(runs, (x) => x.latencyMs.p50);
+        const cpu = ratedCpu.get(t.mode);
         if (m !== undefined)
-          report.rate.push({ target: t.mode, result: m, runs: runs.map((x) => x.latencyMs.p50) });
+          report.rate.push({
+            target: t.mode,
+            result: m,
+            runs: runs.map((x) => x.latencyMs.p50),
+            ...(cpu === undefined ? {} : { proxyUs: medianOf(cpu) }),
+          });
       }
     }
     if (sampler !== undefined) report.rssLoadPeakKiB = await sampler.stop();

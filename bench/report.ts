@@ -76,7 +76,7 @@ export interface BenchReport {
   };
   targets: Array<{ mode: Mode; describe: string }>;
   warden?: WardenDetails;
-  /** `cpu`: CPU time per request at saturation, from /proc (µs), of the upstream and the proxy. */
+  /** `cpu`: time on CPU per request at saturation (scheduler run time, µs), of the upstream and the proxy. */
   saturate: Array<{
     target: Mode;
     result: LoadResult;
@@ -84,8 +84,11 @@ export interface BenchReport {
     /** requests/s of every repetition (the median one is `result`). */
     runs?: number[];
   }>;
-  /** `runs`: p50 (ms) of every repetition (the median one is `result`). */
-  rate: Array<{ target: Mode; result: LoadResult; runs?: number[] }>;
+  /**
+   * `runs`: p50 (ms) of every repetition (the median one is `result`); `proxyUs`: the proxy's time
+   * on CPU per request at that rate (scheduler run time, median of the repetitions).
+   */
+  rate: Array<{ target: Mode; result: LoadResult; runs?: number[]; proxyUs?: number }>;
   rssIdleKiB?: number;
   /**
    * The injected sidecar (bench/idle-rss.ts --mode sidecar): idle (anonymous / file-backed), after
@@ -285,7 +288,7 @@ export function renderReport(r: BenchReport): string {
     out.push(`| ${scenarioNames[h.scenario]} | ${cells.join(' | ')} | ${errs} |`);
   }
   out.push('');
-  out.push('## CPU per request at saturation (µs, user + system, from /proc)', '');
+  out.push('## CPU per request at saturation (µs, scheduler run time)', '');
   out.push(
     'Less sensitive to other load on the machine than throughput: what each request costs the proxy process (nginx: master + worker) and the upstream.',
     '',
@@ -326,6 +329,32 @@ export function renderReport(r: BenchReport): string {
     );
   }
   out.push('');
+  const ratedCpu = (mode: Mode, scenario: Scenario) =>
+    r.rate.find((x) => x.target === mode && x.result.scenario === scenario)?.proxyUs;
+  if (r.rate.some((x) => x.proxyUs !== undefined)) {
+    out.push('## CPU per request at the fixed rate (µs, scheduler run time)', '');
+    out.push(
+      "Each proxy's time on CPU per request during the latency runs above, against the same at saturation: at a moderate rate every request finds the process asleep and its caches cold, so it costs several times more than in a busy loop. This cost, not the busy-loop one, is the one to hold against the added latency. Exact (`/proc/<pid>/task/*/schedstat`), where tick-sampled `/proc/<pid>/stat` times are biased for short bursts.",
+      '',
+    );
+    out.push(
+      `| scenario | ${proxies.map((p) => `${p}: fixed rate / saturated`).join(' | ')} | warden/nginx at the fixed rate |`,
+      `| --- | ${proxies.map(() => '---').join(' | ')} | --- |`,
+    );
+    for (const h of hs) {
+      const cells = proxies.map((p) => {
+        const at = ratedCpu(p, h.scenario);
+        const sat = r.saturate.find((x) => x.target === p && x.result.scenario === h.scenario)?.cpu?.proxyUs;
+        return `${at ?? 'n/a'} / ${sat ?? 'n/a'}`;
+      });
+      const n = ratedCpu('nginx', h.scenario);
+      const w = ratedCpu('warden', h.scenario);
+      out.push(
+        `| ${scenarioNames[h.scenario]} | ${cells.join(' | ')} | ${n !== undefined && w !== undefined && n > 0 ? `${f(w / n, 1)}×` : 'n/a'} |`,
+      );
+    }
+    out.push('');
+  }
 
   if (r.warden !== undefined) {
     out.push('## mcp-warden gateway', '');

@@ -35,6 +35,10 @@ export interface WardenOptions {
    * `nodeFlags` is the sidecar's default, so the bench measures what pods run.
    */
   sidecarEnv?: boolean;
+  /** A built tree to run the gateway from (its `dist/`); default this one. For A/B runs. */
+  root?: string;
+  /** More environment for the gateway process. */
+  env?: Record<string, string>;
 }
 
 export async function startWarden(o: WardenOptions): Promise<{ target: Target; details: WardenDetails }> {
@@ -66,9 +70,10 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`);
   }
   // The real `mcp-warden gateway` when it is built; else the same library pipeline (bench fallback).
-  const real = existsSync(join(root, 'dist/cmd/gateway.js'));
+  const tree = o.root ?? root;
+  const real = existsSync(join(tree, 'dist/cmd/gateway.js'));
   const entry = real
-    ? [join(root, 'dist/cmd/mcp-warden.js'), 'gateway']
+    ? [join(tree, 'dist/cmd/mcp-warden.js'), 'gateway']
     : [join(root, 'dist/bench/inproc-gateway.js')];
   const gateway = start(
     process.execPath,
@@ -94,6 +99,7 @@ export async function startWarden(o: WardenOptions): Promise<{ target: Target; d
         ...((o.sidecarEnv ?? o.nodeFlags === undefined)
           ? Object.fromEntries(SIDECAR_MALLOC_ENV.map((e) => [e.name, e.value]))
           : {}),
+        ...o.env,
       },
     },
   );
