@@ -22,6 +22,9 @@
 # image: an OCI image layout holding the multi-platform index in out/image/oci, and one `docker
 # save` archive per platform, out/image/mcp-warden-<tag>-linux-<arch>.tar. Every timestamp is
 # SOURCE_DATE_EPOCH (default: the last commit's time), so the same inputs give the same digests.
+# Syft (built at a pinned version) scans each platform's image into an SPDX SBOM, written as
+# out/image/sbom-linux-<arch>.spdx.json and attached inside the index as a BuildKit-style SBOM
+# attestation (see hack/image/main.go); creation time and namespace are made reproducible too.
 #
 # Load or push it with any of:
 #   crane push out/image/oci registry.example/mcp-warden:0.1.0        (both platforms)
@@ -80,6 +83,17 @@ if [[ ! -x "${BIN}/imagebuild" || "$(cat "${BIN}/.imagebuild.version" 2>/dev/nul
   (cd hack/image && go build -trimpath -ldflags '-s -w' -o "${BIN}/imagebuild.tmp" .) || die "building hack/image failed"
   mv -f "${BIN}/imagebuild.tmp" "${BIN}/imagebuild"
   printf '%s' "${tool_hash}" >"${BIN}/.imagebuild.version"
+fi
+# Syft writes each platform's SBOM (SPDX); built from the Go module proxy at a pinned version.
+SYFT_VERSION=v1.57.1
+if [[ ! -x "${BIN}/syft" || "$(cat "${BIN}/.syft.version" 2>/dev/null)" != "${SYFT_VERSION}" ]]; then
+  log "building syft ${SYFT_VERSION} (first time only, a few minutes) ..."
+  GOBIN="${STAGE}-syft" go install -trimpath \
+    -ldflags "-s -w -X main.version=${SYFT_VERSION#v}" "github.com/anchore/syft/cmd/syft@${SYFT_VERSION}" ||
+    die "building syft failed"
+  mv -f "${STAGE}-syft/syft" "${BIN}/syft"
+  rm -rf "${STAGE}-syft"
+  printf '%s' "${SYFT_VERSION}" >"${BIN}/.syft.version"
 fi
 
 rm -rf "${STAGE}"
@@ -262,14 +276,16 @@ rm -rf "${app}/node_modules/.bin"
 
 # --- the image ------------------------------------------------------------------------------------
 mkdir -p "${OUT}"
-rm -f "${OUT}"/mcp-warden-*.tar
-SPEC_TAG="${REPOSITORY}:${TAG}" SPEC_EPOCH="${EPOCH}" SPEC_STAGE="${STAGE}" SPEC_OUT="${OUT}" \
+rm -f "${OUT}"/mcp-warden-*.tar "${OUT}"/sbom-*.spdx.json
+SPEC_SYFT="${BIN}/syft" SPEC_TAG="${REPOSITORY}:${TAG}" SPEC_EPOCH="${EPOCH}" SPEC_STAGE="${STAGE}" SPEC_OUT="${OUT}" \
   SPEC_TAGNAME="${TAG}" SPEC_VERSION="${VERSION}" SPEC_REVISION="${REVISION}" \
   SPEC_NODE="${NODE_VERSION}" SPEC_PACKAGES="${DEB_PACKAGES[*]}" SPEC_PLATFORMS="${PLATFORMS[*]}" node -e '
 const e = process.env;
 const pkg = require("./package.json");
 const variants = { arm64: "v8" };
 const spec = {
+  syft: e.SPEC_SYFT,
+  sbomDir: e.SPEC_OUT,
   tag: e.SPEC_TAG,
   epoch: Number(e.SPEC_EPOCH),
   workDir: `${e.SPEC_STAGE}/work`,
@@ -314,5 +330,6 @@ log "assembling ${REPOSITORY}:${TAG} (${PLATFORMS[*]}) ..."
 rm -rf "${STAGE}"/work/platform-*
 node -e 'const r = require(process.argv[1]);
   console.error(`build-image: ${r.ref} ${r.digest}`);
-  for (const p of r.platforms) console.error(`build-image:   ${p.platform} ${p.digest} (${p.layers} layers, ${(p.compressedSize / 1048576).toFixed(1)} MiB compressed)`);' "${OUT}/image.json"
-log "wrote ${OUT}/oci and ${OUT}/mcp-warden-${TAG}-linux-{$(IFS=,; echo "${PLATFORMS[*]}")}.tar"
+  for (const p of r.platforms) console.error(`build-image:   ${p.platform} ${p.digest} (${p.layers} layers, ${(p.compressedSize / 1048576).toFixed(1)} MiB compressed)`);
+  for (const s of r.sboms) console.error(`build-image:   SBOM of ${s.platform}: ${s.packages} packages, attestation ${s.digest}`);' "${OUT}/image.json"
+log "wrote ${OUT}/oci, ${OUT}/mcp-warden-${TAG}-linux-{$(IFS=,; echo "${PLATFORMS[*]}")}.tar and ${OUT}/sbom-linux-{$(IFS=,; echo "${PLATFORMS[*]}")}.spdx.json"

@@ -5,6 +5,15 @@
 // (for `crane push`, `skopeo copy --all`) and as one `docker save` tarball per platform (for
 // `docker load`, `podman load`, `kind load image-archive`).
 //
+// With a Syft binary in the spec, each platform's image is also scanned (from its `docker save`
+// tarball) into an SPDX 2.3 SBOM, made reproducible (creation time the epoch, namespace naming the
+// image's digest instead of a random UUID), written to sbomDir/sbom-linux-<arch>.spdx.json, and
+// attached inside the index as BuildKit attaches `--sbom` attestations: an in-toto statement
+// (predicate type https://spdx.dev/Document, subject the platform image's digest) in a manifest of
+// platform unknown/unknown, annotated vnd.docker.reference.type=attestation-manifest and
+// vnd.docker.reference.digest=<the image>. Runtimes pick their platform and ignore it; Docker
+// Scout, `docker buildx imagetools inspect --format '{{json .SBOM}}'` and Trivy read it.
+//
 //	imagebuild build SPEC.json   builds what SPEC describes, prints {"digest": ..., ...}
 //	imagebuild verify OCI_DIR    validates the index in an OCI layout and every image in it (every
 //	                             digest, diff ID and size recomputed from the blobs), prints the
@@ -15,12 +24,15 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -30,6 +42,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
@@ -60,6 +73,9 @@ type Platform struct {
 
 // Spec is what build reads.
 type Spec struct {
+	// Syft is the path of a Syft binary: with it, every platform gets an SBOM (see above).
+	Syft      string     `json:"syft,omitempty"`
+	SBOMDir   string     `json:"sbomDir,omitempty"`
 	Tag       string     `json:"tag"`
 	Epoch     int64      `json:"epoch"`
 	Config    v1.Config  `json:"config"`
@@ -124,6 +140,23 @@ func build(specPath string) error {
 				Platform: &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant},
 			},
 		})
+		if spec.Syft == "" {
+			continue
+		}
+		att, digest, err := sbomAttestation(spec, ref, p, img)
+		if err != nil {
+			return fmt.Errorf("%s/%s SBOM: %w", p.OS, p.Architecture, err)
+		}
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
+			Add: att,
+			Descriptor: v1.Descriptor{
+				Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
+				Annotations: map[string]string{
+					"vnd.docker.reference.type":   "attestation-manifest",
+					"vnd.docker.reference.digest": digest.String(),
+				},
+			},
+		})
 	}
 	if err := os.RemoveAll(spec.OCIDir); err != nil {
 		return err
@@ -139,6 +172,90 @@ func build(specPath string) error {
 	}
 	// Validated as written: read back from the layout, every digest recomputed from the blobs.
 	return verify(spec.OCIDir)
+}
+
+const (
+	inTotoType    = "application/vnd.in-toto+json"
+	spdxPredicate = "https://spdx.dev/Document"
+)
+
+// sbomAttestation scans one platform's image (its docker tarball) with Syft, writes the SBOM
+// (reproducible) to sbomDir, and returns the attestation manifest for the index and the digest of
+// the image it describes.
+func sbomAttestation(spec Spec, ref name.Reference, p Platform, img v1.Image) (v1.Image, v1.Hash, error) {
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, digest, err
+	}
+	raw := p.Tarball + ".spdx.tmp"
+	defer os.Remove(raw)
+	repo := ref.Context().Name()
+	cmd := exec.Command(spec.Syft, "scan", "docker-archive:"+p.Tarball, "--quiet",
+		"--source-name", repo, "--source-version", ref.Identifier(), "-o", "spdx-json="+raw)
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), "SYFT_CHECK_FOR_APP_UPDATE=false")
+	if err := cmd.Run(); err != nil {
+		return nil, digest, fmt.Errorf("syft: %w", err)
+	}
+	b, err := os.ReadFile(raw)
+	if err != nil {
+		return nil, digest, err
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, digest, err
+	}
+	info, ok := doc["creationInfo"].(map[string]any)
+	if v, _ := doc["spdxVersion"].(string); !ok || !strings.HasPrefix(v, "SPDX-2.") {
+		return nil, digest, errors.New("syft did not write an SPDX 2 JSON document")
+	}
+	platform := p.OS + "/" + p.Architecture
+	if p.Variant != "" {
+		platform += "/" + p.Variant
+	}
+	info["created"] = time.Unix(spec.Epoch, 0).UTC().Format(time.RFC3339)
+	doc["documentNamespace"] = fmt.Sprintf("https://github.com/mcp-warden/mcp-warden/sbom/%s/%s",
+		strings.ReplaceAll(platform, "/", "-"), digest.Hex)
+	pretty, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, digest, err
+	}
+	file := filepath.Join(spec.SBOMDir, fmt.Sprintf("sbom-%s-%s.spdx.json", p.OS, p.Architecture))
+	if err := os.WriteFile(file, append(pretty, '\n'), 0o644); err != nil {
+		return nil, digest, err
+	}
+	statement, err := json.Marshal(map[string]any{
+		"_type":         "https://in-toto.io/Statement/v0.1",
+		"predicateType": spdxPredicate,
+		"subject": []map[string]any{{
+			"name":   fmt.Sprintf("pkg:docker/%s@%s?platform=%s", repo, ref.Identifier(), url.QueryEscape(platform)),
+			"digest": map[string]string{"sha256": digest.Hex},
+		}},
+		"predicate": doc,
+	})
+	if err != nil {
+		return nil, digest, err
+	}
+	layer := static.NewLayer(statement, inTotoType)
+	att := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	att = mutate.ConfigMediaType(att, types.OCIConfigJSON)
+	att, err = mutate.Append(att, mutate.Addendum{
+		Layer:       layer,
+		Annotations: map[string]string{"in-toto.io/predicate-type": spdxPredicate},
+	})
+	if err != nil {
+		return nil, digest, err
+	}
+	diffID, err := layer.DiffID()
+	if err != nil {
+		return nil, digest, err
+	}
+	att, err = mutate.ConfigFile(att, &v1.ConfigFile{
+		OS:           "unknown",
+		Architecture: "unknown",
+		RootFS:       v1.RootFS{Type: "layers", DiffIDs: []v1.Hash{diffID}},
+	})
+	return att, digest, err
 }
 
 // platformImage assembles one platform's image: its layers written under dir, the shared config.
@@ -290,17 +407,32 @@ func verify(dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := validate.Index(idx); err != nil {
+	// The index's own bytes against its descriptor; each child is validated below (an SBOM
+	// attestation by verifyAttestation: validate.Index would take its in-toto layer for a tar).
+	raw, err := idx.RawManifest()
+	if err != nil {
 		return err
+	}
+	if h, n, _ := v1.SHA256(bytes.NewReader(raw)); h != desc.Digest || n != desc.Size {
+		return fmt.Errorf("the index's bytes do not match its descriptor %s", desc.Digest)
 	}
 	im, err := idx.IndexManifest()
 	if err != nil {
 		return err
 	}
 	platforms := []map[string]any{}
+	sboms := []map[string]any{}
 	for _, m := range im.Manifests {
 		if m.Platform == nil {
 			return fmt.Errorf("manifest %s has no platform", m.Digest)
+		}
+		if m.Annotations["vnd.docker.reference.type"] == "attestation-manifest" {
+			sbom, err := verifyAttestation(idx, m, im.Manifests)
+			if err != nil {
+				return fmt.Errorf("attestation %s: %w", m.Digest, err)
+			}
+			sboms = append(sboms, sbom)
+			continue
 		}
 		img, err := idx.Image(m.Digest)
 		if err != nil {
@@ -340,5 +472,82 @@ func verify(dir string) error {
 		"ref":       desc.Annotations["org.opencontainers.image.ref.name"],
 		"digest":    desc.Digest.String(),
 		"platforms": platforms,
+		"sboms":     sboms,
 	})
+}
+
+// verifyAttestation checks an SBOM attestation of the index: platform unknown/unknown, one in-toto
+// layer whose bytes match its digest, a statement whose subject is the image the annotation names
+// (an image of this index) and whose predicate is an SPDX 2 document naming that image's digest.
+func verifyAttestation(idx v1.ImageIndex, m v1.Descriptor, all []v1.Descriptor) (map[string]any, error) {
+	if m.Platform.OS != "unknown" || m.Platform.Architecture != "unknown" {
+		return nil, fmt.Errorf("platform %s, not unknown/unknown", m.Platform)
+	}
+	ref, err := v1.NewHash(m.Annotations["vnd.docker.reference.digest"])
+	if err != nil {
+		return nil, err
+	}
+	var subject *v1.Descriptor
+	for i := range all {
+		if all[i].Digest == ref && all[i].Annotations["vnd.docker.reference.type"] == "" {
+			subject = &all[i]
+		}
+	}
+	if subject == nil {
+		return nil, fmt.Errorf("it names %s, not an image of the index", ref)
+	}
+	img, err := idx.Image(m.Digest)
+	if err != nil {
+		return nil, err
+	}
+	mf, err := img.Manifest()
+	if err != nil {
+		return nil, err
+	}
+	if len(mf.Layers) != 1 || mf.Layers[0].MediaType != inTotoType ||
+		mf.Layers[0].Annotations["in-toto.io/predicate-type"] != spdxPredicate {
+		return nil, errors.New("not one in-toto layer with an SPDX predicate")
+	}
+	layer, err := img.LayerByDigest(mf.Layers[0].Digest)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	if h, n, _ := v1.SHA256(bytes.NewReader(b)); h != mf.Layers[0].Digest || n != mf.Layers[0].Size {
+		return nil, fmt.Errorf("layer %s: its bytes do not match", mf.Layers[0].Digest)
+	}
+	var st struct {
+		PredicateType string `json:"predicateType"`
+		Subject       []struct {
+			Digest map[string]string `json:"digest"`
+		} `json:"subject"`
+		Predicate struct {
+			Version   string `json:"spdxVersion"`
+			Namespace string `json:"documentNamespace"`
+			Packages  []any  `json:"packages"`
+		} `json:"predicate"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	if st.PredicateType != spdxPredicate || len(st.Subject) != 1 || st.Subject[0].Digest["sha256"] != ref.Hex {
+		return nil, fmt.Errorf("the statement is not an SPDX document about %s", ref)
+	}
+	if !strings.HasPrefix(st.Predicate.Version, "SPDX-2.") || !strings.HasSuffix(st.Predicate.Namespace, ref.Hex) {
+		return nil, errors.New("the predicate is not an SPDX 2 document naming the image's digest")
+	}
+	return map[string]any{
+		"platform": subject.Platform.String(),
+		"subject":  ref.String(),
+		"digest":   m.Digest.String(),
+		"packages": len(st.Predicate.Packages),
+	}, nil
 }

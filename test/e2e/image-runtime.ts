@@ -63,6 +63,12 @@ export interface BuiltImage extends PlatformImage {
   tag: string;
   /** Every platform of the index by architecture, in index order. */
   platforms: Map<string, Omit<PlatformImage, 'rootfs'>>;
+  /** The SBOM attestations of the index (platform unknown/unknown), in index order. */
+  attestations: Array<{
+    digest: string;
+    subject: string;
+    layers: Array<{ digest: string; mediaType: string }>;
+  }>;
 }
 
 /**
@@ -94,11 +100,17 @@ export async function buildImage(outDir: string, tag: string, platforms?: string
   const ociDir = join(outDir, 'oci');
   const index = await readIndex(ociDir);
   const images = new Map<string, Omit<PlatformImage, 'rootfs'>>();
+  const attestations: BuiltImage['attestations'] = [];
   for (const m of index.manifests) {
     const manifest = JSON.parse(await readFile(blobPath(ociDir, m.digest), 'utf8')) as {
       config: { digest: string };
       layers: Array<{ digest: string; mediaType: string }>;
     };
+    if (m.annotations?.['vnd.docker.reference.type'] === 'attestation-manifest') {
+      const subject = m.annotations['vnd.docker.reference.digest'] ?? '';
+      attestations.push({ digest: m.digest, subject, layers: manifest.layers });
+      continue;
+    }
     const config = JSON.parse(
       await readFile(blobPath(ociDir, manifest.config.digest), 'utf8'),
     ) as OciImageConfig;
@@ -119,12 +131,17 @@ export async function buildImage(outDir: string, tag: string, platforms?: string
     outDir,
     tag,
     platforms: images,
+    attestations,
   };
 }
 
 /** The image index the layout's index.json points to (one entry, the multi-platform index). */
 async function readIndex(ociDir: string): Promise<{
-  manifests: Array<{ digest: string; platform: { os: string; architecture: string; variant?: string } }>;
+  manifests: Array<{
+    digest: string;
+    platform: { os: string; architecture: string; variant?: string };
+    annotations?: Record<string, string>;
+  }>;
 }> {
   const top = JSON.parse(await readFile(join(ociDir, 'index.json'), 'utf8')) as {
     manifests: Array<{ digest: string; mediaType: string }>;
@@ -135,7 +152,7 @@ async function readIndex(ociDir: string): Promise<{
   return JSON.parse(await readFile(blobPath(ociDir, entry.digest), 'utf8'));
 }
 
-function blobPath(ociDir: string, digest: string): string {
+export function blobPath(ociDir: string, digest: string): string {
   const [algorithm, hex] = digest.split(':');
   if (algorithm !== 'sha256' || hex === undefined || !/^[0-9a-f]{64}$/.test(hex))
     throw new Error(`unexpected digest ${digest}`);

@@ -11,6 +11,7 @@ import { startUpstream } from '../integration/helpers/upstream-v1.js';
 import { type Cluster, REPO_ROOT, startCluster, writeTokenVolume } from './harness.js';
 import {
   type BuiltImage,
+  blobPath,
   buildImage,
   type ContainerSpec,
   containerCommand,
@@ -180,6 +181,89 @@ describe('the image', () => {
         (await run('tar', ['-xOf', p.tarball, manifest[0]?.Config ?? ''], { maxBuffer: 1 << 20 })).stdout,
       ) as { architecture: string };
       expect(config.architecture).toBe(p.config.architecture);
+    }
+  });
+
+  test('every platform carries an SBOM: SPDX of its image, written beside it and attested in the index', async () => {
+    const verified = JSON.parse(
+      (await run(join(REPO_ROOT, '.cache', 'bin', 'imagebuild'), ['verify', image.ociDir])).stdout,
+    ) as { sboms: Array<{ platform: string; subject: string; digest: string; packages: number }> };
+    const platforms = [...image.platforms.values()];
+    // One attestation per platform, naming its image, as `docker buildx build --sbom` attaches them.
+    expect(image.attestations.map((a) => a.subject)).toEqual(platforms.map((p) => p.digest));
+    expect(verified.sboms.map((x) => [x.platform, x.subject, x.digest])).toEqual(
+      platforms.map((p, i) => [p.platform, p.digest, image.attestations[i]?.digest]),
+    );
+    const pkg = JSON.parse(await readFile(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const lock = JSON.parse(await readFile(join(REPO_ROOT, 'package-lock.json'), 'utf8')) as {
+      packages: Record<string, { name?: string; version: string; dev?: boolean }>;
+    };
+    const production = new Set<string>();
+    const dev = new Set<string>();
+    for (const [path, entry] of Object.entries(lock.packages)) {
+      if (path === '') continue;
+      const id = `${entry.name ?? path.slice(path.lastIndexOf('node_modules/') + 13)}@${entry.version}`;
+      (entry.dev === true ? dev : production).add(id);
+    }
+    for (const [i, p] of platforms.entries()) {
+      const arch = p.config.architecture;
+      const file = JSON.parse(await readFile(join(image.outDir, `sbom-linux-${arch}.spdx.json`), 'utf8')) as {
+        spdxVersion: string;
+        documentNamespace: string;
+        creationInfo: { created: string; creators: string[] };
+        packages: Array<{
+          name: string;
+          versionInfo?: string;
+          externalRefs?: Array<{ referenceType: string; referenceLocator: string }>;
+        }>;
+      };
+      // The attestation's in-toto statement carries the same document, about this image.
+      const layer = image.attestations[i]?.layers[0];
+      expect(layer?.mediaType).toBe('application/vnd.in-toto+json');
+      const statement = JSON.parse(await readFile(blobPath(image.ociDir, layer?.digest ?? ''), 'utf8')) as {
+        predicateType: string;
+        subject: Array<{ name: string; digest: { sha256: string } }>;
+        predicate: unknown;
+      };
+      expect(statement.predicateType).toBe('https://spdx.dev/Document');
+      expect(statement.subject).toEqual([
+        {
+          name: expect.stringContaining(`@e2e?platform=${encodeURIComponent(p.platform)}`),
+          digest: { sha256: p.digest.slice(7) },
+        },
+      ]);
+      expect(statement.predicate).toEqual(file);
+      // Reproducible: the epoch, and a namespace naming the image instead of a random UUID.
+      expect(file.spdxVersion).toBe('SPDX-2.3');
+      expect(file.creationInfo.created).toBe(image.config.created?.replace(/\.\d+Z$/, 'Z'));
+      expect(file.documentNamespace.endsWith(`/${p.digest.slice(7)}`)).toBe(true);
+      expect(file.creationInfo.creators).toContain('Tool: syft-1.57.1');
+      const purls = new Set(
+        file.packages.flatMap((x) =>
+          (x.externalRefs ?? []).filter((r) => r.referenceType === 'purl').map((r) => r.referenceLocator),
+        ),
+      );
+      const npm = new Set(
+        [...purls].filter((u) => u.startsWith('pkg:npm/')).map((u) => decodeURIComponent(u.slice(8))),
+      );
+      // Every production package at its locked version, the application itself, no dev dependency.
+      for (const id of production) expect([id, npm.has(id)]).toEqual([id, true]);
+      expect(npm.has(`mcp-warden@${pkg.version}`)).toBe(true);
+      for (const id of dev) if (!production.has(id)) expect([id, npm.has(id)]).toEqual([id, false]);
+      // The Debian libraries at the versions in the image, and the Node.js binary.
+      for (const deb of ['libc6', 'libgcc-s1', 'libstdc++6']) {
+        const status = await readFile(join(image.rootfs, 'var/lib/dpkg/status.d', deb), 'utf8');
+        const version = /^Version: (.+)$/m.exec(status)?.[1] ?? '';
+        expect(
+          [...purls].some((u) =>
+            u.startsWith(
+              `pkg:deb/debian/${encodeURIComponent(deb)}@${encodeURIComponent(version)}?arch=${arch}`,
+            ),
+          ),
+        ).toBe(true);
+      }
+      const node = /Node\.js v(\S+)/.exec(p.config.history?.[1]?.created_by ?? '')?.[1];
+      expect(file.packages.find((x) => x.name === 'node')?.versionInfo).toBe(node);
     }
   });
 
