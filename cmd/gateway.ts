@@ -288,7 +288,9 @@ export async function run(argv: string[]): Promise<number> {
 
   const signal = await waitForStopSignal();
   logger.info({ event: 'stopping', signal }, 'gateway stopping');
-  // Sessions end first (their recordings close with them), then the recorder flushes.
+  // Calls still held stay open for their callers' repeat (the broker stops before the connections
+  // drop); sessions end next (their recordings close with them), then the recorder flushes.
+  await approvals?.broker.close();
   await proxy.close();
   const results = await Promise.allSettled([
     recorder?.close(),

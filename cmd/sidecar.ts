@@ -436,6 +436,8 @@ export async function run(argv: string[]): Promise<number> {
 
   const signal = await waitForStopSignal();
   logger.info({ signal }, 'sidecar stopping');
+  // Before the connections drop: calls still held stay open for their callers' repeat.
+  await approvals.close();
   await proxy.close();
   detach();
   stopObjects();
@@ -443,7 +445,7 @@ export async function run(argv: string[]): Promise<number> {
   saIssuer.close();
   // The last counts reach the status before the pod goes away.
   const results = await Promise.allSettled([reporter.close(), recorder?.close(), admin.close()]);
-  await Promise.allSettled([approvals.close(), approvalStore.close()]);
+  await approvalStore.close();
   await source.close();
   for (const r of results)
     if (r.status === 'rejected') logger.warn({ err: errorMessage(r.reason) }, 'shutdown step failed');

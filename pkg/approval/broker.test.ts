@@ -1,5 +1,6 @@
 import { createLogger } from '../log.js';
 import { createMetrics } from '../metrics/catalogue.js';
+import type { ApprovalPhase } from '../policy/schema.js';
 import { ApprovalBroker } from './broker.js';
 import { argumentsDigest, canonicalJson } from './digest.js';
 import { MemoryApprovalStore } from './memory-store.js';
@@ -227,19 +228,42 @@ describe('hold mode and restarts', () => {
     await b.close();
   });
 
-  it('after a restart, holds of this pod still pending are Cancelled; other pods and tickets are left alone', async () => {
+  /** The holder process died: its waiters are gone, nothing was written. */
+  const restart = async (store: MemoryApprovalStore, before: ApprovalBroker): Promise<ApprovalBroker> => {
+    await new Promise((r) => setTimeout(r, 10));
+    await before.close();
+    const after = broker(store, { pod: 'pod-a' });
+    await after.start();
+    return after;
+  };
+  const created = async (h: { name: () => string }): Promise<string> => {
+    for (let i = 0; i < 100 && h.name() === ''; i++) await new Promise((r) => setTimeout(r, 5));
+    return h.name();
+  };
+
+  it('after a restart, a pending hold stays open: the caller repeating the call waits on it, and it runs once', async () => {
     const store = new MemoryApprovalStore({ creator: CREATOR });
     const before = broker(store, { pod: 'pod-a' });
     const lost = hold(store, before);
     const other = hold(store, broker(store, { pod: 'pod-b' }), { name: 'y' });
     const ticket = await before.ticket(call({ arguments: { q: 1 } }));
-    await new Promise((r) => setTimeout(r, 10));
-    await before.close(); // the process died: its waiters are gone
-    const after = broker(store, { pod: 'pod-a' });
-    await after.start();
-    expect(store.get(lost.name())?.phase).toBe('Cancelled');
+    const after = await restart(store, before);
+    expect(store.get(lost.name())?.phase).toBe('Pending');
     expect(store.get(other.name())?.phase).toBe('Pending');
     expect(store.get(nameOf(ticket))?.phase).toBe('Pending');
+    const count = [...store.list()].length;
+    // The repeat is told the same approval's name and no new one is asked for.
+    const repeat = hold(store, after);
+    expect(await created(repeat)).toBe(lost.name());
+    expect([...store.list()]).toHaveLength(count);
+    store.decide(lost.name(), 'Approved', 'rita');
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name: lost.name(), decidedBy: 'rita' });
+    expect(store.get(lost.name())?.phase).toBe('Executed');
+    // Used: the next repeat asks anew.
+    const next = hold(store, after);
+    expect(await created(next)).not.toBe(lost.name());
+    next.cancel('test over');
+    expect(await next.outcome).toMatchObject({ kind: 'cancelled' });
     // The restarted broker still writes the verdict of its own ticket.
     store.decide(nameOf(ticket), 'Approved', 'rita');
     await new Promise((r) => setTimeout(r, 10));
@@ -248,4 +272,128 @@ describe('hold mode and restarts', () => {
     await other.outcome;
     await after.close();
   });
+
+  it('a hold whose connection closes because the process is stopping is left open for the repeat', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const before = broker(store, { pod: 'pod-a' });
+    const h = hold(store, before);
+    const name = await created(h);
+    await before.close(); // SIGTERM: the broker stops before the data path drops its connections
+    h.cancel('the client closed the request');
+    expect(await h.outcome).toMatchObject({ kind: 'cancelled' });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(store.get(name)?.phase).toBe('Pending');
+    const after = broker(store, { pod: 'pod-a' });
+    await after.start();
+    const repeat = hold(store, after);
+    expect(await created(repeat)).toBe(name);
+    store.decide(name, 'Approved', 'rita');
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
+    // A caller who leaves a running process still cancels its approval.
+    const left = hold(store, after, { name: 'z' });
+    const leftName = await created(left);
+    left.cancel('the client closed the request');
+    await left.outcome;
+    expect(store.get(leftName)?.phase).toBe('Cancelled');
+    await after.close();
+  });
+
+  it('a hold approved while its holder was gone runs at once when repeated; only the same principal and call reach it', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const before = broker(store, { pod: 'pod-a' });
+    const lost = hold(store, before);
+    const after = await restart(store, before);
+    store.decide(lost.name(), 'Approved', 'rita');
+    await new Promise((r) => setTimeout(r, 10));
+    // Nobody waits on it: its phase says the requester may repeat the call.
+    expect(store.get(lost.name())?.phase).toBe('Approved');
+    const settings: HeldCallInput['settings'] = { approvers: [{ user: 'r' }], timeout: '1m', mode: 'hold' };
+    for (const over of [
+      { principal: 'tenant/user-2' },
+      { arguments: { name: 'other' } },
+      { tool: 'archive_repo' },
+    ]) {
+      let name = '';
+      const cancel: Array<(r: string) => void> = [];
+      const o = after.hold(call({ settings, arguments: { name: 'x' }, ...over }), {
+        onCancel: (l) => cancel.push(l),
+        onCreated: (n) => {
+          name = n;
+        },
+      });
+      for (let i = 0; i < 100 && name === ''; i++) await new Promise((r) => setTimeout(r, 5));
+      expect([over, name === lost.name()]).toEqual([over, false]);
+      for (const l of cancel) l('test over');
+      expect(await o).toMatchObject({ kind: 'cancelled' });
+    }
+    // Another pod does not take it over either.
+    const elsewhere = hold(store, broker(store, { pod: 'pod-b' }));
+    expect(await created(elsewhere)).not.toBe(lost.name());
+    elsewhere.cancel('test over');
+    await elsewhere.outcome;
+    const repeat = hold(store, after);
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name: lost.name() });
+    expect(store.get(lost.name())?.phase).toBe('Executed');
+    await after.close();
+  });
+
+  it('a hold denied while its holder was gone is not taken over (the repeat asks again); one nobody repeats expires', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const before = broker(store, { pod: 'pod-a' });
+    const denied = hold(store, before);
+    const settings: HeldCallInput['settings'] = {
+      approvers: [{ user: 'r' }],
+      timeout: '200ms',
+      mode: 'hold',
+    };
+    let short = '';
+    void before.hold(call({ settings, arguments: { name: 'short' } }), {
+      onCancel: () => {},
+      onCreated: (n) => {
+        short = n;
+      },
+    });
+    const after = await restart(store, before);
+    store.decide(denied.name(), 'Denied', 'rita', 'not today');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(store.get(denied.name())?.phase).toBe('Denied');
+    const repeat = hold(store, after);
+    expect(await created(repeat)).not.toBe(denied.name());
+    repeat.cancel('test over');
+    await repeat.outcome;
+    await new Promise((r) => setTimeout(r, 400));
+    expect(store.get(short)?.phase).toBe('Expired');
+    await after.close();
+  });
+
+  it('an approved hold runs only once its approval is recorded as Executed; if that write fails it is refused and can be repeated', async () => {
+    class FailingClaims extends MemoryApprovalStore {
+      failing = true;
+      override setPhase(
+        name: string,
+        phase: ApprovalPhase,
+        message: string,
+        ifVersion?: string,
+      ): Promise<boolean> {
+        if (this.failing && phase === 'Executed')
+          return Promise.reject(new Error('the API server is unreachable'));
+        return super.setPhase(name, phase, message, ifVersion);
+      }
+    }
+    const store = new FailingClaims({ creator: CREATOR });
+    const b = broker(store);
+    const first = hold(store, b);
+    const name = await created(first);
+    store.decide(name, 'Approved', 'rita');
+    expect(await first.outcome).toMatchObject({
+      kind: 'unavailable',
+      reason: expect.stringContaining('could not be recorded as used, so the call was not run'),
+    });
+    expect(store.get(name)?.phase).not.toBe('Executed');
+    store.failing = false;
+    const again = hold(store, b);
+    expect(await again.outcome).toMatchObject({ kind: 'approved', name });
+    expect(store.get(name)?.phase).toBe('Executed');
+    await b.close();
+  }, 10_000);
 });

@@ -57,11 +57,13 @@ function decisionOf(
  * back into "run it" or an error, for both modes of the contract:
  *
  * - `hold`: create the approval, keep the caller waiting until a verdict, the timeout or the
- *   caller leaving; write the phase (Executed, Denied, Expired, Cancelled).
+ *   caller leaving; write the phase (Executed, Denied, Expired, Cancelled). A hold outlives the
+ *   process holding it: the caller's repeat of the same call on this pod waits on it again.
  * - `ticket`: answer at once with the approval's name; when the same principal repeats the same
- *   call (same policy, rule, method, tool and arguments digest) after approval, it runs once:
- *   the phase moves to Executed with an "only if unchanged" write, so two replicas cannot both
- *   run it.
+ *   call (same policy, rule, method, tool and arguments digest) after approval, it runs once.
+ *
+ * Either way an approved call runs once: its phase moves to Executed with an "only if unchanged"
+ * write before it runs, so two replicas, or a process and its successor, cannot both run it.
  *
  * Fail closed: when the store is not current or cannot create, the call is refused.
  */
@@ -73,6 +75,7 @@ export class ApprovalBroker {
   readonly #expiry = new Map<string, NodeJS.Timeout>();
   readonly #unsubscribe: () => void;
   #warnedUnstamped = false;
+  #closed = false;
   /** Approvals this process created before its restart sweep ran (the sweep leaves them alone). */
   #createdBeforeSweep: Set<string> | undefined = new Set();
 
@@ -83,9 +86,10 @@ export class ApprovalBroker {
   }
 
   /**
-   * After the store's first sync: holds of this pod still pending were lost with the previous
-   * process (their callers are gone), so they are Cancelled; its pending tickets get their expiry
-   * timers back, and verdicts given meanwhile get their phase.
+   * After the store's first sync: this pod's pending approvals that no caller waits on, its tickets
+   * and the holds the previous process held (their callers went away with it), get their expiry
+   * timers back and, when a verdict comes, their phase. Such a hold stays open for its caller's
+   * repeat of the same call, which waits on it (see {@link hold}).
    */
   async start(): Promise<void> {
     await this.#o.store.synced();
@@ -98,27 +102,61 @@ export class ApprovalBroker {
     for (const a of snapshot) {
       if (a.spec.pod !== this.#o.pod || FinalApprovalPhases.has(a.phase ?? '') || mine.has(a.name)) continue;
       if (this.#waiters.has(a.name) || this.#expiry.has(a.name)) continue;
-      if (a.spec.mode !== 'ticket') {
-        if (a.phase === 'Approved') continue;
-        await this.#write(a.name, 'Cancelled', 'the data path restarted; the held call was lost (repeat it)');
-        this.#count(a.spec.policy, 'cancelled');
-        continue;
-      }
-      this.#trackTicket(a);
+      if (this.#decision(a) !== undefined) continue;
+      this.#trackUnheld(a);
     }
+    this.#o.logger.info(
+      { event: 'approvals-synced', open: this.#expiry.size },
+      'approvals synced: open approvals of this pod wait for a verdict or a repeat',
+    );
   }
 
+  /**
+   * The process is stopping: from now on, a hold that ends because its connection closes is left
+   * open (Pending, not Cancelled) for its caller's repeat to the next process of this pod. Close
+   * the broker before the data path drops its connections.
+   */
   async close(): Promise<void> {
+    this.#closed = true;
     this.#unsubscribe();
     for (const t of this.#expiry.values()) clearTimeout(t);
     this.#expiry.clear();
   }
 
-  /** Hold mode: resolves with the verdict, the expiry, or a cancellation. */
+  /**
+   * Hold mode: resolves with the verdict, the expiry, or a cancellation. When the same principal's
+   * earlier hold of this exact call is still open on this pod with nobody waiting on it (its holder
+   * was a previous process of the pod), the call waits on that approval instead of asking again;
+   * if a reviewer approved it meanwhile, the call runs at once. An approved call runs once: it is
+   * only run after the approval moved to Executed with a write that succeeds only if nobody changed
+   * the approval since it was read; when that write fails the call is refused (fail closed) and the
+   * approval stays Approved for a repeat.
+   */
   async hold(call: HeldCallInput, hooks: HoldHooks): Promise<ApprovalOutcome> {
-    const created = await this.#create(call);
-    if ('kind' in created) return created;
-    const { approval, expiresAtMs } = created;
+    if (!this.#o.store.ready()) return unavailable('the approval store is not reachable');
+    const digest = argumentsDigest(call.arguments);
+    let approval: StoredApproval;
+    let expiresAtMs: number;
+    const open = this.#openHoldOf(call, digest);
+    if (open !== undefined) {
+      this.#untrackUnheld(open.name, open.spec.policy);
+      this.#o.logger.info(
+        {
+          event: 'approval-resumed',
+          approval: open.name,
+          policy: call.policy,
+          rule: call.rule,
+          tool: call.tool,
+        },
+        'a repeated call waits on the approval its earlier hold asked for',
+      );
+      approval = open;
+      expiresAtMs = Date.parse(open.spec.expiresAt);
+    } else {
+      const created = await this.#create(call, digest);
+      if ('kind' in created) return created;
+      ({ approval, expiresAtMs } = created);
+    }
     const policy = call.policy;
     this.#o.metrics.approvalsPending.inc({ policy });
     hooks.onCreated?.(approval.name, approval.spec.expiresAt);
@@ -155,11 +193,19 @@ export class ApprovalBroker {
           }
           timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
         };
-        arm();
+        // A verdict may have arrived before the waiter was registered (or, for an open hold taken
+        // over, before its expiry: an approval can be used until one timeout past it).
+        check(this.#o.store.get(approval.name) ?? approval, false);
+        if (!done) arm();
         hooks.onCancel((reason) => settle({ kind: 'cancelled', name: approval.name, reason }));
-        // A verdict may have arrived before the waiter was registered.
-        if (!done) check(this.#o.store.get(approval.name) ?? approval, false);
       });
+      if (outcome.kind === 'approved') {
+        const refused = await this.#claimApproved(outcome.name);
+        if (refused !== undefined) {
+          this.#count(policy, 'unavailable');
+          return unavailable(refused);
+        }
+      }
       await this.#finishHold(outcome);
       return outcome;
     } finally {
@@ -181,7 +227,7 @@ export class ApprovalBroker {
       let denied: StoredApproval | undefined;
       let grant: StoredApproval | undefined;
       for (const a of this.#o.store.list()) {
-        if (!this.#sameCall(a, call, digest)) continue;
+        if (!this.#sameCall(a, call, digest, 'ticket')) continue;
         const expiresAt = Date.parse(a.spec.expiresAt);
         const d = this.#decision(a);
         if (d === undefined) {
@@ -199,7 +245,10 @@ export class ApprovalBroker {
         break;
       }
       if (grant !== undefined) {
-        const claimed = await this.#claim(grant);
+        const claimed = await this.#claim(
+          grant,
+          `run once for ${grant.spec.requester.principal} after approval`,
+        );
         if (claimed) {
           const d = this.#decision(grant)!;
           this.#count(call.policy, 'executed');
@@ -218,16 +267,16 @@ export class ApprovalBroker {
         return { kind: 'pending', name: pending.name, expiresAt: pending.spec.expiresAt };
       const created = await this.#create(call, digest);
       if ('kind' in created) return created;
-      this.#trackTicket(created.approval);
+      this.#trackUnheld(created.approval);
       return { kind: 'pending', name: created.approval.name, expiresAt: created.approval.spec.expiresAt };
     }
     return unavailable('the approval changed while it was being claimed; repeat the call');
   }
 
-  #sameCall(a: StoredApproval, call: HeldCallInput, digest: string): boolean {
+  #sameCall(a: StoredApproval, call: HeldCallInput, digest: string, mode: 'hold' | 'ticket'): boolean {
     const s = a.spec;
     return (
-      s.mode === 'ticket' &&
+      s.mode === mode &&
       s.argumentsDigest === digest &&
       s.requester.principal === call.principal &&
       s.policy === call.policy &&
@@ -235,6 +284,46 @@ export class ApprovalBroker {
       s.method === call.method &&
       (s.tool ?? undefined) === call.tool
     );
+  }
+
+  /**
+   * An open hold of this exact call on this pod that no caller waits on (its holder went away with
+   * a previous process, or its final phase could not be written): undecided and not expired, or
+   * approved and usable (until one timeout past its expiry). A denied one is not taken over: the
+   * repeat asks again, as any repeat of a denied hold does. Only approvals this data path created
+   * count, as for ticket grants.
+   */
+  #openHoldOf(call: HeldCallInput, digest: string): StoredApproval | undefined {
+    const now = this.#now();
+    for (const a of this.#o.store.list()) {
+      if (a.spec.pod !== this.#o.pod || !this.#sameCall(a, call, digest, 'hold')) continue;
+      if (this.#waiters.has(a.name) || FinalApprovalPhases.has(a.phase ?? '')) continue;
+      if (this.#o.trustedCreator !== undefined && a.createdBy !== this.#o.trustedCreator) continue;
+      const expiresAt = Date.parse(a.spec.expiresAt);
+      const d = this.#decision(a);
+      if (d === undefined ? now < expiresAt : d.verdict === 'Approved' && now < expiresAt + timeoutOf(call))
+        return a;
+    }
+    return undefined;
+  }
+
+  /**
+   * Run-once for an approved hold: move it to Executed only if nobody changed it since it was read
+   * (retried while the view catches up with a change it has not seen yet). Returns why the call
+   * must be refused, or undefined when it may run.
+   */
+  async #claimApproved(name: string): Promise<string | undefined> {
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const a = this.#o.store.get(name);
+      if (a === undefined) return 'the approval was deleted';
+      if (a.phase === 'Executed') return `approval ${name} already ran its call for another request`;
+      const d = this.#decision(a);
+      if (FinalApprovalPhases.has(a.phase ?? '') || d?.verdict !== 'Approved')
+        return `approval ${name} is ${a.phase ?? 'not approved'}`;
+      if (await this.#claim(a, `approved by ${d.decidedBy}; the call was forwarded`)) return undefined;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+    return `approval ${name} could not be recorded as used, so the call was not run (each approval runs its call once); repeat the call`;
   }
 
   #decision(a: StoredApproval): ReturnType<typeof decisionOf> {
@@ -338,12 +427,8 @@ export class ApprovalBroker {
     const policy = a?.spec.policy ?? '';
     switch (outcome.kind) {
       case 'approved':
+        // Executed was written by the claim.
         this.#count(policy, 'approved');
-        await this.#write(
-          outcome.name,
-          'Executed',
-          `approved by ${outcome.decidedBy}; the call was forwarded`,
-        );
         break;
       case 'denied':
         this.#count(policy, 'denied');
@@ -354,21 +439,24 @@ export class ApprovalBroker {
         await this.#write(outcome.name, 'Expired', 'no verdict before expiresAt; the call was refused');
         break;
       case 'cancelled':
+        if (this.#closed && a !== undefined) {
+          // Cut by this process stopping, not by the caller: its repeat waits on it again.
+          this.#o.logger.info(
+            { event: 'approval-left-open', approval: outcome.name },
+            'the data path is stopping; the held call is left open for its repeat',
+          );
+          break;
+        }
         this.#count(policy, 'cancelled');
         if (a !== undefined) await this.#write(outcome.name, 'Cancelled', outcome.reason);
         break;
     }
   }
 
-  /** Run-once: move an approved ticket to Executed only if nobody changed it since we read it. */
-  async #claim(a: StoredApproval): Promise<boolean> {
+  /** Run-once: move an approved call's approval to Executed only if nobody changed it since we read it. */
+  async #claim(a: StoredApproval, message: string): Promise<boolean> {
     try {
-      return await this.#o.store.setPhase(
-        a.name,
-        'Executed',
-        `run once for ${a.spec.requester.principal} after approval`,
-        a.resourceVersion,
-      );
+      return await this.#o.store.setPhase(a.name, 'Executed', message, a.resourceVersion);
     } catch (err) {
       this.#o.logger.error(
         { event: 'approval-claim-failed', approval: a.name, err: errorMessage(err) },
@@ -394,8 +482,11 @@ export class ApprovalBroker {
     }
   }
 
-  /** A pending ticket of this pod: its verdict's phase is written when it comes; it expires on time. */
-  #trackTicket(a: StoredApproval): void {
+  /**
+   * A pending approval of this pod no caller waits on (a ticket, or a hold whose holder is gone):
+   * its verdict's phase is written when it comes; it expires on time.
+   */
+  #trackUnheld(a: StoredApproval): void {
     if (this.#expiry.has(a.name)) return;
     const policy = a.spec.policy;
     const expiresAtMs = Date.parse(a.spec.expiresAt);
@@ -408,7 +499,7 @@ export class ApprovalBroker {
         this.#expiry.set(a.name, t);
         return;
       }
-      this.#untrackTicket(a.name, policy);
+      this.#untrackUnheld(a.name, policy);
       const current = this.#o.store.get(a.name);
       if (
         current !== undefined &&
@@ -422,7 +513,7 @@ export class ApprovalBroker {
     arm();
   }
 
-  #untrackTicket(name: string, policy: string): void {
+  #untrackUnheld(name: string, policy: string): void {
     const t = this.#expiry.get(name);
     if (t === undefined) return;
     clearTimeout(t);
@@ -439,13 +530,14 @@ export class ApprovalBroker {
     const a = change.approval;
     if (!this.#expiry.has(a.name)) return;
     if (change.deleted) {
-      this.#untrackTicket(a.name, a.spec.policy);
+      this.#untrackUnheld(a.name, a.spec.policy);
       return;
     }
     const d = this.#decision(a);
     if (d === undefined) return;
-    // A verdict on one of this pod's tickets: record it in the phase (the grant is claimed later).
-    this.#untrackTicket(a.name, a.spec.policy);
+    // A verdict nobody waits on (a ticket, a hold whose holder is gone): record it in the phase;
+    // the grant is claimed when the requester repeats the call.
+    this.#untrackUnheld(a.name, a.spec.policy);
     if (a.phase === undefined || a.phase === 'Pending') {
       this.#count(a.spec.policy, d.verdict === 'Approved' ? 'approved' : 'denied');
       void this.#write(

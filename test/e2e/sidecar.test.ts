@@ -46,6 +46,7 @@ let saDir: string;
 /** The recordings emptyDir, mounted into the sidecar container. */
 let recordingsDir: string;
 let image: BuiltImage;
+let sidecarCommand: Awaited<ReturnType<typeof containerCommand>>;
 
 function policyDoc(rules: unknown[]): string {
   return JSON.stringify({
@@ -61,6 +62,13 @@ function policyDoc(rules: unknown[]): string {
   });
 }
 
+const approveRule = {
+  name: 'deletes-need-approval',
+  subjects: [{ serviceAccount: 'agents/planner' }],
+  match: { tools: ['delete_*'] },
+  action: 'approve',
+  approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '1m', mode: 'hold' },
+};
 const readRule = {
   name: 'planner-reads',
   subjects: [{ serviceAccount: 'agents/planner' }],
@@ -303,6 +311,13 @@ beforeAll(async () => {
     runAsGroup: security.runAsGroup,
     readOnlyRootFilesystem: security.readOnlyRootFilesystem === true,
   });
+  sidecarCommand = command;
+  await startSidecar();
+}, 900_000);
+
+/** Starts the sidecar container (again, after it stopped: the kubelet restarting it). */
+async function startSidecar(): Promise<void> {
+  const command = sidecarCommand;
   sidecar = spawn(command.bin, command.args, { stdio: ['ignore', 'pipe', 'pipe'], env: command.env });
   sidecar.stderr?.on('data', (c: Buffer) => {
     sidecarLog = (sidecarLog + c.toString('utf8')).slice(-20000);
@@ -310,12 +325,14 @@ beforeAll(async () => {
   const loaded = Promise.all([
     logLine(sidecar, 'policies loaded'),
     logLine(sidecar, 'service-account issuer loaded'),
+    // Its view of MCPApproval objects is current: holds and grants are served from here on.
+    logLine(sidecar, 'approvals synced: open approvals of this pod wait for a verdict or a repeat'),
   ]);
   const started = await logLine(sidecar, 'sidecar started');
   mcpUrl = `${String(started['listen']).replace(/\/$/, '')}/mcp`;
   adminUrl = String(started['admin']).replace(/\/$/, '');
   await loaded;
-}, 900_000);
+}
 
 afterAll(async () => {
   if (process.env['E2E_DUMP_SIDECAR_LOG']) await writeFile(process.env['E2E_DUMP_SIDECAR_LOG'], sidecarLog);
@@ -426,13 +443,6 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
   });
 
   test('holds a call for approval as an MCPApproval, runs it once decided, and writes its phase', async () => {
-    const approveRule = {
-      name: 'deletes-need-approval',
-      subjects: [{ serviceAccount: 'agents/planner' }],
-      match: { tools: ['delete_*'] },
-      action: 'approve',
-      approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '1m', mode: 'hold' },
-    };
     await applyEnforced([readRule, approveRule]);
     const { client, end } = await mcpClient(plannerToken);
     try {
@@ -501,6 +511,83 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
     expect(recent.every((r) => r['pod'] === POD)).toBe(true);
     expect(recent.map((r) => r['principal'])).toContain('system:serviceaccount:agents:planner');
     for (const r of recent) expect(String(r['sha256'])).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  test('a call held when the sidecar stops stays open: the repeat to the restarted sidecar waits on it and runs once', async () => {
+    await applyEnforced([readRule, approveRule]);
+    const args = { name: 'kept' };
+    const approvalsOf = async () =>
+      (
+        JSON.parse(await kubectlOk(['get', 'mcpa', '-n', NS, '-o', 'json'])) as {
+          items: Array<{
+            metadata: { name: string };
+            spec: Record<string, unknown>;
+            status?: { phase?: string };
+          }>;
+        }
+      ).items.filter(
+        (a) => a.spec['pod'] === POD && JSON.stringify(a.spec['arguments']) === JSON.stringify(args),
+      );
+    const first = await mcpClient(plannerToken);
+    const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
+    const lost = first.client.callTool({ name: 'delete_repo', arguments: args }).then(
+      () => 'answered',
+      () => 'failed',
+    );
+    let held: Awaited<ReturnType<typeof approvalsOf>> = [];
+    for (let i = 0; i < 100 && held.length === 0; i++) {
+      held = await approvalsOf();
+      if (held.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(held).toHaveLength(1);
+    const name = held[0]!.metadata.name;
+    // The creator stamp the admission webhook puts on every approval (this suite runs no webhook):
+    // the sidecar takes over only approvals its own service account created.
+    await kubectlOk([
+      'annotate',
+      'mcpa',
+      name,
+      '-n',
+      NS,
+      'mcpwarden.io/created-by=system:serviceaccount:agents:github-mcp',
+    ]);
+    // The container stops (SIGTERM, as the kubelet stops it) and is started again.
+    const exited = once(sidecar, 'exit');
+    sidecar.kill('SIGTERM');
+    expect((await exited)[0]).toBe(0);
+    // Whatever the client made of its stream ending, closing it settles the request.
+    await first.client.close().catch(() => {});
+    expect(await lost).toBe('failed');
+    expect((await approvalsOf()).map((a) => [a.metadata.name, a.status?.phase])).toEqual([[name, 'Pending']]);
+    await startSidecar();
+    // The caller repeats the call through a new session: it waits on the same approval.
+    const second = await mcpClient(plannerToken);
+    try {
+      const again = second.client.callTool({ name: 'delete_repo', arguments: args });
+      await logLine(sidecar, 'a repeated call waits on the approval its earlier hold asked for');
+      expect((await approvalsOf()).map((a) => a.metadata.name)).toEqual([name]);
+      await kubectlOk([
+        'patch',
+        'mcpa',
+        name,
+        '-n',
+        NS,
+        '--type',
+        'merge',
+        '-p',
+        JSON.stringify({ spec: { decision: { verdict: 'Approved', decidedBy: 'rita' } } }),
+      ]);
+      expect((await again).content).toEqual([{ type: 'text', text: 'deleted kept' }]);
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls + 1);
+      await waitForObject<KubeObject & { status?: { phase?: string } }>(
+        cluster.admin.client,
+        approvalsPath(NS),
+        name,
+        (o) => o.status?.phase === 'Executed',
+      );
+    } finally {
+      await second.end();
+    }
   });
 
   test('SIGTERM: writes the last status and exits 0', async () => {
