@@ -143,6 +143,45 @@ function logLine(child: ChildProcess, msg: string): Promise<Record<string, unkno
 }
 
 /** An MCP client session through the sidecar; `end()` terminates the session (HTTP DELETE) and closes. */
+type ApprovalObject = {
+  metadata: { name: string };
+  spec: Record<string, unknown>;
+  status?: { phase?: string };
+};
+
+/** The pod's MCPApproval objects holding `delete_repo` with these arguments, once at least one exists. */
+async function heldApprovals(args: Record<string, unknown>): Promise<ApprovalObject[]> {
+  for (let i = 0; ; i++) {
+    const list = JSON.parse(await kubectlOk(['get', 'mcpa', '-n', NS, '-o', 'json'])) as {
+      items: ApprovalObject[];
+    };
+    const held = list.items.filter(
+      (a) =>
+        a.spec['pod'] === POD &&
+        a.spec['tool'] === 'delete_repo' &&
+        JSON.stringify(a.spec['arguments']) === JSON.stringify(args),
+    );
+    if (held.length > 0 || i >= 100) return held;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A reviewer's approval as the admission webhook leaves it, stamped (this suite runs no webhook). */
+async function approveAsReviewer(name: string, reason?: string): Promise<void> {
+  const decision = { verdict: 'Approved', decidedBy: 'rita', ...(reason === undefined ? {} : { reason }) };
+  await kubectlOk([
+    'patch',
+    'mcpa',
+    name,
+    '-n',
+    NS,
+    '--type',
+    'merge',
+    '-p',
+    JSON.stringify({ spec: { decision } }),
+  ]);
+}
+
 async function mcpClient(token: string | undefined): Promise<{ client: Client; end(): Promise<void> }> {
   const client = new Client({ name: 'e2e-agent', version: '1.0.0' });
   const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
@@ -449,38 +488,19 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
       const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
       const pending = client.callTool({ name: 'delete_repo', arguments: { name: 'held' } });
       // The sidecar (as the pod's service account, with the chart's Role) created the approval.
-      let name = '';
-      for (let i = 0; i < 100 && name === ''; i++) {
-        const list = JSON.parse(await kubectlOk(['get', 'mcpa', '-n', NS, '-o', 'json'])) as {
-          items: Array<{ metadata: { name: string }; spec: Record<string, unknown> }>;
-        };
-        const mine = list.items.find((a) => a.spec['pod'] === POD && a.spec['tool'] === 'delete_repo');
-        if (mine) {
-          name = mine.metadata.name;
-          expect(mine.spec).toMatchObject({
-            policy: `${NS}/github-tools`,
-            rule: 'deletes-need-approval',
-            method: 'tools/call',
-            mode: 'hold',
-            arguments: { name: 'held' },
-            requester: { principal: 'system:serviceaccount:agents:planner' },
-          });
-        } else await new Promise((r) => setTimeout(r, 100));
-      }
-      expect(name).not.toBe('');
+      const held = await heldApprovals({ name: 'held' });
+      expect(held).toHaveLength(1);
+      const name = held[0]!.metadata.name;
+      expect(held[0]!.spec).toMatchObject({
+        policy: `${NS}/github-tools`,
+        rule: 'deletes-need-approval',
+        method: 'tools/call',
+        mode: 'hold',
+        arguments: { name: 'held' },
+        requester: { principal: 'system:serviceaccount:agents:planner' },
+      });
       expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls);
-      // The verdict as the admission webhook would leave it (this suite runs no webhook).
-      await kubectlOk([
-        'patch',
-        'mcpa',
-        name,
-        '-n',
-        NS,
-        '--type',
-        'merge',
-        '-p',
-        JSON.stringify({ spec: { decision: { verdict: 'Approved', decidedBy: 'rita', reason: 'ok' } } }),
-      ]);
+      await approveAsReviewer(name, 'ok');
       const result = await pending;
       expect(result.content).toEqual([{ type: 'text', text: 'deleted held' }]);
       // The sidecar wrote the phase (patch on mcpapprovals/status, the chart's Role).
@@ -516,29 +536,13 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
   test('a call held when the sidecar stops stays open: the repeat to the restarted sidecar waits on it and runs once', async () => {
     await applyEnforced([readRule, approveRule]);
     const args = { name: 'kept' };
-    const approvalsOf = async () =>
-      (
-        JSON.parse(await kubectlOk(['get', 'mcpa', '-n', NS, '-o', 'json'])) as {
-          items: Array<{
-            metadata: { name: string };
-            spec: Record<string, unknown>;
-            status?: { phase?: string };
-          }>;
-        }
-      ).items.filter(
-        (a) => a.spec['pod'] === POD && JSON.stringify(a.spec['arguments']) === JSON.stringify(args),
-      );
     const first = await mcpClient(plannerToken);
     const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
     const lost = first.client.callTool({ name: 'delete_repo', arguments: args }).then(
       () => 'answered',
       () => 'failed',
     );
-    let held: Awaited<ReturnType<typeof approvalsOf>> = [];
-    for (let i = 0; i < 100 && held.length === 0; i++) {
-      held = await approvalsOf();
-      if (held.length === 0) await new Promise((r) => setTimeout(r, 100));
-    }
+    const held = await heldApprovals(args);
     expect(held).toHaveLength(1);
     const name = held[0]!.metadata.name;
     // The creator stamp the admission webhook puts on every approval (this suite runs no webhook):
@@ -558,25 +562,17 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
     // Whatever the client made of its stream ending, closing it settles the request.
     await first.client.close().catch(() => {});
     expect(await lost).toBe('failed');
-    expect((await approvalsOf()).map((a) => [a.metadata.name, a.status?.phase])).toEqual([[name, 'Pending']]);
+    expect((await heldApprovals(args)).map((a) => [a.metadata.name, a.status?.phase])).toEqual([
+      [name, 'Pending'],
+    ]);
     await startSidecar();
     // The caller repeats the call through a new session: it waits on the same approval.
     const second = await mcpClient(plannerToken);
     try {
       const again = second.client.callTool({ name: 'delete_repo', arguments: args });
       await logLine(sidecar, 'a repeated call waits on the approval its earlier hold asked for');
-      expect((await approvalsOf()).map((a) => a.metadata.name)).toEqual([name]);
-      await kubectlOk([
-        'patch',
-        'mcpa',
-        name,
-        '-n',
-        NS,
-        '--type',
-        'merge',
-        '-p',
-        JSON.stringify({ spec: { decision: { verdict: 'Approved', decidedBy: 'rita' } } }),
-      ]);
+      expect((await heldApprovals(args)).map((a) => a.metadata.name)).toEqual([name]);
+      await approveAsReviewer(name);
       expect((await again).content).toEqual([{ type: 'text', text: 'deleted kept' }]);
       expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls + 1);
       await waitForObject<KubeObject & { status?: { phase?: string } }>(
