@@ -16,19 +16,19 @@
  * the sidecar's malloc settings. Loopback only; servers on CPU 0, the load generator on CPU 1.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
-import { cpus, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { LoadResult, Scenario } from './load.js';
+import type { Scenario } from './load.js';
 import { Scenarios } from './load.js';
-import { firstLine, run, runTimeUs, start, stop } from './proc.js';
+import { loadRun } from './loadgen.js';
+import { firstLine, runTimeUs, start, stop } from './proc.js';
 import type { Target } from './target.js';
 import { startWarden } from './warden.js';
 
 const here = resolve(fileURLToPath(import.meta.url), '../../..');
 const SERVER_CPU = '0';
-const LOAD_CPU = cpus().length >= 2 ? '1' : '0';
 
 interface Variant {
   name: string;
@@ -96,23 +96,11 @@ async function main(): Promise<void> {
         const v = variants[i]!;
         const up0 = await runTimeUs(upstream.pid);
         const px0 = await runTimeUs(t.pid as number);
-        const args = [
-          join(here, 'dist/bench/load.js'),
-          '--scenario',
-          scenario,
-          '--mode',
-          'saturate',
-          '--duration',
-          values.duration,
-          '--warmup',
-          values.warmup,
-          '--connections',
-          values.connections,
-          '--url',
-          t.url,
-        ];
-        for (const h of t.headers) args.push('--header', h);
-        const r = JSON.parse((await run(process.execPath, args, LOAD_CPU)).trim()) as LoadResult;
+        const r = await loadRun(t, scenario, 'saturate', {
+          duration: Number(values.duration),
+          warmup: Number(values.warmup),
+          connections: Number(values.connections),
+        });
         if (r.errors > 0) throw new Error(`${v.name}: ${r.errors} errors: ${r.errorSamples.join('; ')}`);
         const per = (us: number) => us / Math.max(1, r.completed);
         const s = {

@@ -28,14 +28,14 @@ import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { defaultResources, injectPod, SIDECAR_NODE_OPTIONS } from '../webhook/injector.js';
 import { applyPatch } from '../webhook/jsonpatch.js';
-import type { LoadResult } from './load.js';
+import type { LoadResult, Scenario } from './load.js';
+import { type LoadSettings, loadRun } from './loadgen.js';
 import { benchPolicy } from './policy.js';
 import {
   delay,
   firstLine,
   freePort,
   rssKiB,
-  run,
   runTimeUs,
   type Started,
   start,
@@ -80,11 +80,9 @@ async function smaps(pid: number): Promise<{ anon: number; file: number }> {
   return { anon, file: rss - anon };
 }
 
-/** Runs bench/load.js against the target (pinned like the bench: load on CPU 1). */
-async function load(target: Target, scenario: string, extra: string[]): Promise<LoadResult> {
-  const args = [join(distBench, 'load.js'), '--url', target.url, '--scenario', scenario, ...extra];
-  for (const h of target.headers) args.push('--header', h);
-  const result = JSON.parse((await run(node, args, '1')).trim()) as LoadResult;
+/** Runs the load generator against the target; any failed request fails the measurement. */
+async function load(target: Target, scenario: Scenario, o: LoadSettings): Promise<LoadResult> {
+  const result = await loadRun(target, scenario, 'saturate', o);
   if (result.errors > 0)
     throw new Error(`load ${scenario}: ${result.errors} errors: ${result.errorSamples[0]}`);
   return result;
@@ -96,21 +94,8 @@ async function measure(pid: number, target: Target, o: Options): Promise<Sample>
   const idle = (await rssKiB(pid))?.rss ?? 0;
   const parts = await smaps(pid);
   // A first session and a few calls of each kind: lazily loaded code is charged here.
-  for (const scenario of ['small', 'large', 'list']) {
-    await load(target, scenario, [
-      '--mode',
-      'saturate',
-      '--connections',
-      '1',
-      '--sessions',
-      '1',
-      '--warmup',
-      '0',
-      '--duration',
-      '2',
-      '--max-requests',
-      '5',
-    ]);
+  for (const scenario of ['small', 'large', 'list'] as const) {
+    await load(target, scenario, { connections: 1, sessions: 1, warmup: 0, duration: 2, maxRequests: 5 });
   }
   await delay(o.settleMs);
   const warm = (await rssKiB(pid))?.rss ?? 0;
@@ -118,18 +103,9 @@ async function measure(pid: number, target: Target, o: Options): Promise<Sample>
   let after = 0;
   const cpuUs: Record<string, number> = {};
   if (o.loadSec > 0) {
-    for (const scenario of ['small', 'large']) {
+    for (const scenario of ['small', 'large'] as const) {
       const cpu0 = await runTimeUs(pid);
-      const r = await load(target, scenario, [
-        '--mode',
-        'saturate',
-        '--connections',
-        String(o.connections),
-        '--warmup',
-        '0',
-        '--duration',
-        String(o.loadSec),
-      ]);
+      const r = await load(target, scenario, { connections: o.connections, warmup: 0, duration: o.loadSec });
       cpuUs[scenario] = Math.round(((await runTimeUs(pid)) - cpu0) / Math.max(1, r.completed));
     }
     peak = (await rssKiB(pid))?.hwm ?? 0;

@@ -27,6 +27,7 @@ import { SIDECAR_NODE_OPTIONS } from '../webhook/injector.js';
 import type { Sample } from './idle-rss.js';
 import type { LoadResult, Scenario } from './load.js';
 import { Scenarios } from './load.js';
+import { LOAD_CPU, loadPaired, loadRun } from './loadgen.js';
 import { writeNginxConfig } from './nginx.js';
 import {
   canPin,
@@ -52,7 +53,6 @@ const node = process.execPath;
 const SERVER_CPU = '0';
 /** Seconds of saturating small, then 64 KiB, calls for the injected sidecar's RSS under load. */
 const SIDECAR_LOAD_SEC = 4;
-const LOAD_CPU = cpus().length >= 2 ? '1' : '0';
 
 /** Moderate fixed rates (req/s), capped at half the slowest mode's saturated throughput. */
 const defaultRates: Record<Scenario, number> = { small: 200, large: 100, list: 100, sse: 20 };
@@ -125,54 +125,6 @@ async function startNginx(upstreamUrl: string, work: string): Promise<Target> {
   };
 }
 
-/** The load generator's command line for one run, without its target(s). */
-function loadArgs(
-  scenario: Scenario,
-  mode: 'saturate' | 'rate' | 'paired',
-  o: { duration: number; warmup: number; connections: number; rate?: number },
-): string[] {
-  const args = [
-    join(distBench, 'load.js'),
-    '--scenario',
-    scenario,
-    '--mode',
-    mode,
-    '--duration',
-    String(o.duration),
-    '--warmup',
-    String(o.warmup),
-    '--connections',
-    String(o.connections),
-  ];
-  if (o.rate !== undefined) args.push('--rate', String(o.rate));
-  return args;
-}
-
-async function load(
-  target: Target,
-  scenario: Scenario,
-  mode: 'saturate' | 'rate',
-  o: { duration: number; warmup: number; connections: number; rate?: number },
-): Promise<LoadResult> {
-  const args = [...loadArgs(scenario, mode, o), '--url', target.url];
-  for (const h of target.headers) args.push('--header', h);
-  const out = await run(node, args, LOAD_CPU);
-  return JSON.parse(out.trim()) as LoadResult;
-}
-
-/** The paths of `targets` in one paired open loop (bench/load.ts `--mode paired`). */
-async function loadPaired(
-  targets: Target[],
-  scenario: Scenario,
-  o: { duration: number; warmup: number; connections: number; rate: number },
-): Promise<LoadResult[]> {
-  if (targets.length === 1) return [await load(targets[0]!, scenario, 'rate', o)];
-  const args = loadArgs(scenario, 'paired', o);
-  for (const t of targets) args.push('--target', JSON.stringify({ url: t.url, headers: t.headers }));
-  const out = await run(node, args, LOAD_CPU);
-  return JSON.parse(out.trim()) as LoadResult[];
-}
-
 async function microBench(
   script: string,
   cpu: string | undefined,
@@ -232,7 +184,7 @@ async function ablation(
       for (const scenario of ['small', 'large'] as const) {
         log(`ablation: ${v.name}, ${scenario}`);
         const px0 = await runTimeUs(w.target.pid as number);
-        const result = await load(w.target, scenario, 'saturate', { duration, warmup, connections });
+        const result = await loadRun(w.target, scenario, 'saturate', { duration, warmup, connections });
         const proxyUs = Math.round(
           ((await runTimeUs(w.target.pid as number)) - px0) / Math.max(1, result.completed),
         );
@@ -358,7 +310,7 @@ async function main(): Promise<number> {
           log(`saturate ${scenario} via ${t.mode} (${rep}/${repeat})`);
           const up0 = await runTimeUs(upstream.pid);
           const px0 = t.pid === undefined ? 0 : await runTimeUs(t.pid);
-          const result = await load(t, scenario, 'saturate', { duration, warmup, connections });
+          const result = await loadRun(t, scenario, 'saturate', { duration, warmup, connections });
           const per = (us: number) => Math.round(us / Math.max(1, result.completed));
           const cpu = {
             upstreamUs: per((await runTimeUs(upstream.pid)) - up0),
