@@ -15,9 +15,10 @@
 // Scout, `docker buildx imagetools inspect --format '{{json .SBOM}}'` and Trivy read it.
 //
 //	imagebuild build SPEC.json   builds what SPEC describes, prints {"digest": ..., ...}
-//	imagebuild verify OCI_DIR    validates the index in an OCI layout and every image in it (every
-//	                             digest, diff ID and size recomputed from the blobs), prints the
-//	                             index digest and each platform's digest and config
+//	imagebuild verify OCI_DIR    validates the index in an OCI layout, every image in it (every
+//	                             digest, diff ID and size recomputed from the blobs) and every SBOM
+//	                             attestation (bytes, subject, SPDX predicate), prints the index
+//	                             digest, each platform's digest and config, and the SBOMs
 //
 // hack/build-image.sh writes the SPEC; the same inputs and epoch give the same image digest.
 package main
@@ -134,16 +135,15 @@ func build(specPath string) error {
 		if err := tarball.WriteToFile(p.Tarball, ref, img); err != nil {
 			return err
 		}
+		platform := &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant}
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-			Add: img,
-			Descriptor: v1.Descriptor{
-				Platform: &v1.Platform{OS: p.OS, Architecture: p.Architecture, Variant: p.Variant},
-			},
+			Add:        img,
+			Descriptor: v1.Descriptor{Platform: platform},
 		})
 		if spec.Syft == "" {
 			continue
 		}
-		att, digest, err := sbomAttestation(spec, ref, p, img)
+		att, digest, err := sbomAttestation(spec, ref, p, platform.String(), img)
 		if err != nil {
 			return fmt.Errorf("%s/%s SBOM: %w", p.OS, p.Architecture, err)
 		}
@@ -182,7 +182,7 @@ const (
 // sbomAttestation scans one platform's image (its docker tarball) with Syft, writes the SBOM
 // (reproducible) to sbomDir, and returns the attestation manifest for the index and the digest of
 // the image it describes.
-func sbomAttestation(spec Spec, ref name.Reference, p Platform, img v1.Image) (v1.Image, v1.Hash, error) {
+func sbomAttestation(spec Spec, ref name.Reference, p Platform, platform string, img v1.Image) (v1.Image, v1.Hash, error) {
 	digest, err := img.Digest()
 	if err != nil {
 		return nil, digest, err
@@ -208,10 +208,6 @@ func sbomAttestation(spec Spec, ref name.Reference, p Platform, img v1.Image) (v
 	info, ok := doc["creationInfo"].(map[string]any)
 	if v, _ := doc["spdxVersion"].(string); !ok || !strings.HasPrefix(v, "SPDX-2.") {
 		return nil, digest, errors.New("syft did not write an SPDX 2 JSON document")
-	}
-	platform := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		platform += "/" + p.Variant
 	}
 	info["created"] = time.Unix(spec.Epoch, 0).UTC().Format(time.RFC3339)
 	doc["documentNamespace"] = fmt.Sprintf("https://github.com/mcp-warden/mcp-warden/sbom/%s/%s",
