@@ -4,7 +4,13 @@ import type { ApprovalPhase } from '../policy/schema.js';
 import { ApprovalBroker } from './broker.js';
 import { argumentsDigest, canonicalJson } from './digest.js';
 import { MemoryApprovalStore } from './memory-store.js';
-import type { ApprovalOutcome, HeldCallInput } from './types.js';
+import type {
+  ApprovalChange,
+  ApprovalOutcome,
+  ApprovalStore,
+  HeldCallInput,
+  StoredApproval,
+} from './types.js';
 
 const CREATOR = 'system:serviceaccount:agents:github-mcp';
 
@@ -37,6 +43,51 @@ function broker(store: MemoryApprovalStore, over: { pod?: string; now?: () => nu
 }
 
 const nameOf = (o: ApprovalOutcome): string => (o as { name: string }).name;
+
+/**
+ * One replica's view of a shared store, whose watch can fall behind: while paused, changes queue
+ * up instead of reaching the view and its subscribers (what a slow watch of the API server does).
+ * Writes go straight to the shared store, as API requests do.
+ */
+class LaggingView implements ApprovalStore {
+  readonly #items = new Map<string, StoredApproval>();
+  readonly #listeners = new Set<(change: ApprovalChange) => void>();
+  #queue: ApprovalChange[] | undefined;
+  constructor(readonly shared: MemoryApprovalStore) {
+    for (const a of shared.list()) this.#items.set(a.name, a);
+    shared.subscribe((c) => (this.#queue !== undefined ? this.#queue.push(c) : this.#apply(c)));
+  }
+  pause(): void {
+    this.#queue ??= [];
+  }
+  resume(): void {
+    const queued = this.#queue ?? [];
+    this.#queue = undefined;
+    for (const c of queued) this.#apply(c);
+  }
+  #apply(c: ApprovalChange): void {
+    if (c.deleted) this.#items.delete(c.approval.name);
+    else this.#items.set(c.approval.name, c.approval);
+    for (const l of this.#listeners) l(c);
+  }
+  async create(spec: StoredApproval['spec'], labels: Record<string, string>): Promise<StoredApproval> {
+    const a = await this.shared.create(spec, labels);
+    this.#items.set(a.name, a);
+    return a;
+  }
+  setPhase(name: string, phase: ApprovalPhase, message: string, ifVersion?: string): Promise<boolean> {
+    return this.shared.setPhase(name, phase, message, ifVersion);
+  }
+  get = (name: string): StoredApproval | undefined => this.#items.get(name);
+  list = (): Iterable<StoredApproval> => this.#items.values();
+  subscribe(listener: (change: ApprovalChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+  ready = (): boolean => true;
+  synced = (): Promise<void> => Promise.resolve();
+  close = (): Promise<void> => Promise.resolve();
+}
 
 describe('argumentsDigest', () => {
   it('does not depend on key order, and tells different values apart', () => {
@@ -124,6 +175,46 @@ describe('ticket mode', () => {
     );
     expect(nameOf(next)).not.toBe(nameOf(first));
     await a.close();
+  });
+
+  it('a replica whose watch lags never rewinds the phase another replica wrote: an executed ticket cannot run twice', async () => {
+    const shared = new MemoryApprovalStore({ creator: CREATOR });
+    const viewA = new LaggingView(shared);
+    const a = broker(viewA as unknown as MemoryApprovalStore, { pod: 'pod-a' });
+    const b = broker(shared, { pod: 'pod-b' });
+    const first = await a.ticket(call());
+    await new Promise((r) => setTimeout(r, 0));
+    viewA.pause();
+    shared.decide(nameOf(first), 'Approved', 'rita');
+    expect(await b.ticket(call())).toMatchObject({ kind: 'approved', name: nameOf(first) });
+    expect(shared.get(nameOf(first))?.phase).toBe('Executed');
+    // pod-a now sees the verdict, long after pod-b ran the call.
+    viewA.resume();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(shared.get(nameOf(first))?.phase).toBe('Executed');
+    const again = await b.ticket(call());
+    expect(again.kind).toBe('pending');
+    expect(nameOf(again)).not.toBe(nameOf(first));
+    await a.close();
+    await b.close();
+  });
+
+  it('a ticket expiring on a lagging view does not overwrite the Executed another replica wrote', async () => {
+    const shared = new MemoryApprovalStore({ creator: CREATOR });
+    const viewA = new LaggingView(shared);
+    const a = broker(viewA as unknown as MemoryApprovalStore, { pod: 'pod-a' });
+    const b = broker(shared, { pod: 'pod-b' });
+    const settings = { approvers: [{ user: 'r' }], timeout: '200ms', mode: 'ticket' as const };
+    const first = await a.ticket(call({ settings }));
+    await new Promise((r) => setTimeout(r, 0));
+    viewA.pause();
+    shared.decide(nameOf(first), 'Approved', 'rita');
+    expect(await b.ticket(call({ settings }))).toMatchObject({ kind: 'approved' });
+    await new Promise((r) => setTimeout(r, 350)); // past expiresAt: pod-a's expiry timer fires
+    expect(shared.get(nameOf(first))?.phase).toBe('Executed');
+    viewA.resume();
+    await a.close();
+    await b.close();
   });
 
   it('writes Approved / Denied on its own tickets when the verdict arrives', async () => {

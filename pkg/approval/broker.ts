@@ -432,11 +432,21 @@ export class ApprovalBroker {
         break;
       case 'denied':
         this.#count(policy, 'denied');
-        await this.#write(outcome.name, 'Denied', `denied by ${outcome.decidedBy ?? 'a reviewer'}`);
+        await this.#write(
+          outcome.name,
+          'Denied',
+          `denied by ${outcome.decidedBy ?? 'a reviewer'}`,
+          (now) => this.#decision(now)?.verdict === 'Denied',
+        );
         break;
       case 'expired':
         this.#count(policy, 'expired');
-        await this.#write(outcome.name, 'Expired', 'no verdict before expiresAt; the call was refused');
+        await this.#write(
+          outcome.name,
+          'Expired',
+          'no verdict before expiresAt; the call was refused',
+          (now) => this.#decision(now) === undefined,
+        );
         break;
       case 'cancelled':
         if (this.#closed && a !== undefined) {
@@ -466,20 +476,40 @@ export class ApprovalBroker {
     }
   }
 
+  /**
+   * Write a phase onto the version of the approval it was decided from, never blindly: a phase
+   * written from a view that lags (this replica's watch behind another's claim) would otherwise
+   * rewind an Executed approval to Approved, and its call could run again. A write that finds the
+   * approval changed re-reads it and gives up once the phase no longer applies; a final phase is
+   * never overwritten.
+   */
   async #write(
     name: string,
-    phase: 'Executed' | 'Denied' | 'Expired' | 'Cancelled' | 'Approved',
+    phase: 'Denied' | 'Expired' | 'Cancelled' | 'Approved',
     message: string,
+    applies: (a: StoredApproval) => boolean = () => true,
   ): Promise<void> {
-    try {
-      await this.#o.store.setPhase(name, phase, message);
-    } catch (err) {
-      // The outcome stands (the call was refused or run); only the report is missing.
-      this.#o.logger.warn(
-        { event: 'approval-status-failed', approval: name, phase, err: errorMessage(err) },
-        'could not write an approval phase',
-      );
+    for (let attempt = 1; attempt <= 5; attempt++) {
+      const a = this.#o.store.get(name);
+      if (a === undefined || FinalApprovalPhases.has(a.phase ?? '') || a.phase === phase || !applies(a))
+        return;
+      try {
+        if (await this.#o.store.setPhase(name, phase, message, a.resourceVersion)) return;
+      } catch (err) {
+        // The outcome stands (the call was refused or run); only the report is missing.
+        this.#o.logger.warn(
+          { event: 'approval-status-failed', approval: name, phase, err: errorMessage(err) },
+          'could not write an approval phase',
+        );
+        return;
+      }
+      // Changed since this view read it: wait for the view to see the change, then decide again.
+      await new Promise((r) => setTimeout(r, 100 * attempt));
     }
+    this.#o.logger.warn(
+      { event: 'approval-status-failed', approval: name, phase, err: 'it kept changing' },
+      'could not write an approval phase',
+    );
   }
 
   /**
@@ -507,7 +537,12 @@ export class ApprovalBroker {
         !FinalApprovalPhases.has(current.phase ?? '')
       ) {
         this.#count(policy, 'expired');
-        void this.#write(a.name, 'Expired', 'no verdict before expiresAt');
+        void this.#write(
+          a.name,
+          'Expired',
+          'no verdict before expiresAt',
+          (now) => this.#decision(now) === undefined,
+        );
       }
     };
     arm();
@@ -546,6 +581,7 @@ export class ApprovalBroker {
         d.verdict === 'Approved'
           ? `approved by ${d.decidedBy}; the requester may repeat the call once`
           : `denied by ${d.decidedBy}`,
+        (now) => now.phase === undefined || now.phase === 'Pending',
       );
     }
   }

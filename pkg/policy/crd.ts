@@ -61,6 +61,9 @@ export function structuralSchema(schema: TSchema): Json {
     description: root['description'],
     required: ['spec'],
     properties: props,
+    ...(root['x-kubernetes-validations'] !== undefined
+      ? { 'x-kubernetes-validations': root['x-kubernetes-validations'] }
+      : {}),
   };
 }
 

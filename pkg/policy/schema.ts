@@ -853,7 +853,16 @@ export const ApprovalStatusSchema = Obj(
     lastTransitionTime: Type.Optional(Time('When the phase last changed.')),
     observedGeneration: Type.Optional(Count('The generation the status describes.')),
   },
-  { description: 'MCPApprovalStatus, written by the sidecar.' },
+  {
+    description: 'MCPApprovalStatus, written by the sidecar.',
+    celRules: [
+      {
+        // Run once: an Executed approval rewound to Approved could be claimed, and run, again.
+        rule: `!(oldSelf.phase in [${[...FinalApprovalPhases].map((p) => `'${p}'`).join(', ')}]) || self.phase == oldSelf.phase`,
+        message: `a final phase (${[...FinalApprovalPhases].join(', ')}) cannot change`,
+      },
+    ],
+  },
 );
 
 export const MCPApprovalSchema = Type.Object(
@@ -872,7 +881,12 @@ export const MCPApprovalSchema = Type.Object(
     spec: ApprovalSpecSchema,
     status: Type.Optional(ApprovalStatusSchema),
   },
-  { description: 'MCPApproval: one call held for a human decision.' },
+  {
+    description: 'MCPApproval: one call held for a human decision.',
+    'x-kubernetes-validations': [
+      { rule: '!has(oldSelf.status) || has(self.status)', message: 'the status cannot be removed' },
+    ],
+  },
 );
 
 // ---------------------------------------------------------------------------------------------

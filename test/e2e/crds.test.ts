@@ -94,6 +94,64 @@ describe('CRDs enforced by the API server itself', () => {
     expect(action.stderr).toMatch(/spec\.rules\[0\]\.action: Unsupported value: "permit"/);
   });
 
+  test('an approval in a final phase keeps it: no status write rewinds Executed, none removes the status', async () => {
+    const r = await apply(`apiVersion: mcpwarden.io/v1alpha1
+kind: MCPApproval
+metadata: {name: run-once, namespace: crd-e2e}
+spec:
+  policy: crd-e2e/p
+  rule: needs-approval
+  pod: mcp-0
+  requester: {principal: tenant/user-1}
+  method: tools/call
+  tool: delete_repo
+  argumentsDigest: sha256:${'0'.repeat(64)}
+  expiresAt: '2030-01-01T00:00:00Z'
+  approvers: [{group: reviewers}]
+  decision: {verdict: Approved, decidedBy: rita}`);
+    expect(r.stderr).toBe('');
+    const status = (phase: string) =>
+      cluster.kubectl([
+        'patch',
+        'mcpa',
+        'run-once',
+        '-n',
+        'crd-e2e',
+        '--subresource=status',
+        '--type=merge',
+        '-p',
+        JSON.stringify({ status: { phase } }),
+      ]);
+    expect((await status('Approved')).code).toBe(0);
+    expect((await status('Executed')).code).toBe(0);
+    const rewind = await status('Approved');
+    expect(rewind.code).not.toBe(0);
+    expect(rewind.stderr).toContain('a final phase (Denied, Expired, Executed, Cancelled) cannot change');
+    const removed = await cluster.kubectl([
+      'patch',
+      'mcpa',
+      'run-once',
+      '-n',
+      'crd-e2e',
+      '--subresource=status',
+      '--type=json',
+      '-p',
+      '[{"op":"remove","path":"/status"}]',
+    ]);
+    expect(removed.code).not.toBe(0);
+    expect(removed.stderr).toContain('the status cannot be removed');
+    const phase = await cluster.kubectl([
+      'get',
+      'mcpa',
+      'run-once',
+      '-n',
+      'crd-e2e',
+      '-o',
+      'jsonpath={.status.phase}',
+    ]);
+    expect(phase.stdout).toBe('Executed');
+  });
+
   test('kubectl explain shows the schema descriptions', async () => {
     const r = await cluster.kubectl(['explain', 'mcppolicy.spec.rules']);
     expect(r.code).toBe(0);
