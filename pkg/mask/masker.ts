@@ -155,8 +155,14 @@ function compileRule(policy: string, rule: MaskingRule): CompiledRule {
 
 function applies(rule: CompiledRule, scope: MaskScope): boolean {
   if (rule.tools === undefined && rule.resources === undefined) return true;
+  // A message the proxy cannot tie to its call: every scoped rule applies (fail closed).
+  if (scope.unknown === true) return true;
   if (rule.tools !== undefined && scope.tool !== undefined && rule.tools(scope.tool)) return true;
-  return rule.resources !== undefined && scope.resource !== undefined && rule.resources(scope.resource);
+  if (rule.resources === undefined) return false;
+  return (
+    (scope.resource !== undefined && rule.resources(scope.resource)) ||
+    (scope.canonicalResource !== undefined && rule.resources(scope.canonicalResource))
+  );
 }
 
 /**

@@ -6,6 +6,16 @@ export interface MaskScope {
   method: string;
   tool?: string;
   resource?: string;
+  /**
+   * The resource's canonical form (dot segments resolved, unreserved escapes decoded), when it
+   * differs: an alias of a resource a rule names is masked like the resource.
+   */
+  canonicalResource?: string;
+  /**
+   * The message cannot be tied to the call it belongs to (an answer whose request was forgotten, a
+   * message on a session's own stream): every rule scoped to tools or resources applies.
+   */
+  unknown?: boolean;
   /** Session id, for keyed-hash replacements that must be stable within a session. */
   session?: string;
 }

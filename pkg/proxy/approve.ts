@@ -220,6 +220,7 @@ export async function resolveTickets(
       release(ctx, decided, held.msg);
       continue;
     }
+    ctx.pending.delete(idKey(held.msg.id));
     const answer = outcomeResponse(held, outcome);
     decided.refused.push(answer);
     record(ctx, 'server-to-client', answer);
@@ -316,6 +317,7 @@ export async function holdRequest(
     release(ctx, decided, held.msg);
     return { next: 'continue', heldNs };
   }
+  ctx.pending.delete(idKey(held.msg.id));
   if (res.destroyed || res.writableEnded) return { next: 'answered', heldNs };
   const answer = outcomeResponse(held, outcome);
   record(ctx, 'server-to-client', answer);

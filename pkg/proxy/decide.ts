@@ -1,4 +1,5 @@
 import type { Identity } from '../identity/types.js';
+import type { MaskScope } from '../mask/types.js';
 import {
   errorResponse,
   type JsonRpcNotification,
@@ -40,6 +41,10 @@ export function requestInfo(msg: JsonRpcRequest | JsonRpcNotification): RequestI
     typeof params['uri'] === 'string'
   ) {
     info.resource = params['uri'];
+    const canonical = canonicalUri(info.resource);
+    if (canonical !== undefined && canonical !== info.resource) info.canonicalResource = canonical;
+  } else if (method.startsWith('tasks/') && typeof params['taskId'] === 'string') {
+    info.taskId = params['taskId'];
   }
   if (LIST_METHODS.has(method)) info.list = method as ListMethod;
   return info;
@@ -279,6 +284,22 @@ export function denialResponse(id: JsonRpcRequest['id'], decision: Decision): Js
   return errorResponse(id, RpcCodes.denied, `Forbidden by policy${where}: ${reason}`, data);
 }
 
+/** A reason as recorded: a default deny quotes the call's target (a URI, a name), masked like it. */
+function recordedReason(core: ProxyCore, engine: PolicyEngine, msg: JsonRpcRequest, reason: string): string {
+  const masker = core.maskerFor(engine);
+  if (!masker) return reason;
+  const info = requestInfo(msg);
+  const scope: MaskScope = { method: msg.method };
+  if (info.tool !== undefined) scope.tool = info.tool;
+  if (info.resource !== undefined) scope.resource = info.resource;
+  if (info.canonicalResource !== undefined) scope.canonicalResource = info.canonicalResource;
+  try {
+    return masker.maskMessage({ reason }, scope).value.reason;
+  } catch {
+    return 'the reason could not be masked';
+  }
+}
+
 function report(
   core: ProxyCore,
   input: DecideInput,
@@ -316,7 +337,7 @@ function report(
     enforced: decision.enforced,
     policy: decision.policy,
     ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
-    reason: decision.reason,
+    reason: recordedReason(core, input.engine, msg, decision.reason),
     requestId: msg.id,
   });
   if (decision.enforced !== 'allow' || audit) {

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { errorMessage, isWardenError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
-import type { Masker } from '../mask/types.js';
+import type { Masker, MaskScope } from '../mask/types.js';
 import { decodeUtf8, readBody } from '../mcp/body.js';
 import {
   errorResponse,
@@ -203,14 +203,25 @@ export function decideAll(
     }
     if (item.kind === 'request') {
       const req = msg as JsonRpcRequest;
+      if (ctx.pending.has(idKey(req.id))) {
+        // Two requests in flight under one id: their answers could not be told apart, so one
+        // would be filtered and masked as the other (a list matched to a call passes unfiltered).
+        const dup = duplicateIdResponse(req.id);
+        refused.push(dup);
+        record(ctx, 'server-to-client', dup);
+        continue;
+      }
       const denied = decideRequest(core, ctx, req, 'client-to-server', true);
       if (denied instanceof HeldRequest) {
+        // In flight while held: its id stays taken until its outcome.
+        rememberPending(ctx.pending, idKey(req.id), requestInfo(req));
         held.push(denied);
         continue;
       }
       if (denied) {
         refused.push(denied);
-        record(ctx, 'server-to-client', denied);
+        // The refusal may quote the client's input (a URI, a name): masked like the rest.
+        record(ctx, 'server-to-client', masker ? maskedForRecording(core, masker, denied) : denied);
         continue;
       }
       if (req.method === 'initialize') initialize = true;
@@ -232,7 +243,8 @@ export function decideAll(
       const denied = decideRequest(core, ctx, as, 'client-to-server');
       if (denied) {
         deniedNotification = denied;
-        record(ctx, 'server-to-client', denied);
+        // The refusal may quote the client's input (a URI, a name): masked like the rest.
+        record(ctx, 'server-to-client', masker ? maskedForRecording(core, masker, denied) : denied);
         continue;
       }
     }
@@ -253,10 +265,32 @@ export function decideAll(
   };
 }
 
+/** The answer to a request whose id is already used by one of the session's requests in flight. */
+export function duplicateIdResponse(id: JsonRpcId): JsonRpcResponse {
+  return errorResponse(
+    id,
+    RpcCodes.invalidRequest,
+    `Invalid Request: id ${JSON.stringify(id)} is already used by a request of this session that has not been answered`,
+    { code: 'ERR_BAD_REQUEST' },
+  );
+}
+
+/**
+ * A client message masked for the recording, in the scope of the call it is (a request's tool or
+ * resource); an answer to a server request cannot be tied to a call and gets every scoped rule.
+ */
 export function maskedForRecording(core: ProxyCore, masker: Masker, msg: ParsedItem['message']): unknown {
   const m = msg as { jsonrpc: string; id?: unknown; method?: string };
   try {
-    return masker.maskMessage(msg, { method: m.method ?? 'response' }).value;
+    const scope: MaskScope =
+      m.method === undefined ? { method: 'response', unknown: true } : { method: m.method };
+    if (m.method !== undefined) {
+      const info = requestInfo(msg as JsonRpcRequest);
+      if (info.tool !== undefined) scope.tool = info.tool;
+      if (info.resource !== undefined) scope.resource = info.resource;
+      if (info.canonicalResource !== undefined) scope.canonicalResource = info.canonicalResource;
+    }
+    return masker.maskMessage(msg, scope).value;
   } catch (err) {
     // Unmaskable: record the envelope only, never the payload.
     core.logger.error({ event: 'mask-failed', err: errorMessage(err) }, 'masking for the recording failed');

@@ -16,7 +16,7 @@ import { statelessRecordingKey } from '../record/recorder.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyCore } from './core.js';
 import { decideRequest } from './decide.js';
-import type { RequestInfo, Session } from './session.js';
+import { type RequestInfo, rememberPending, type Session } from './session.js';
 
 /**
  * The server → client stages for one message: match a response to its request, learn tool
@@ -29,6 +29,13 @@ export interface OutboundContext {
   recorder: SessionRecorder | undefined;
   /** Requests forwarded by this exchange or session, by id key. */
   pending: Map<string, RequestInfo>;
+  /**
+   * The call whose answer this stream carries (a POST of one request): the messages the server
+   * sends on it without an id of their own (progress, logs, server requests) belong to that call
+   * and are masked in its scope. Absent on a session's own stream (GET, legacy SSE) and for a
+   * batch: those messages are masked with every scoped rule.
+   */
+  call?: RequestInfo;
   /** Answer a blocked server→client request upstream (so the server does not hang). */
   answerUpstream: (response: JsonRpcResponse) => void;
 }
@@ -46,13 +53,28 @@ function asObject(v: unknown): Record<string, unknown> | undefined {
     : undefined;
 }
 
-/** Guess the list kind of a result whose request the proxy does not know (lost after a restart). */
-function inferList(result: Record<string, unknown>): ListMethod | undefined {
-  if (Array.isArray(result['tools'])) return 'tools/list';
-  if (Array.isArray(result['resourceTemplates'])) return 'resources/templates/list';
-  if (Array.isArray(result['resources'])) return 'resources/list';
-  if (Array.isArray(result['prompts'])) return 'prompts/list';
-  return undefined;
+/** The list kinds a result carries (an array under a list method's field), whatever was asked. */
+function listsIn(result: Record<string, unknown>): ListMethod[] {
+  const out: ListMethod[] = [];
+  for (const list in LIST_FIELDS)
+    if (Array.isArray(result[LIST_FIELDS[list as ListMethod]])) out.push(list as ListMethod);
+  return out;
+}
+
+/**
+ * The masking scope of a message: the call it belongs to (tool, resource and its canonical form;
+ * a task's result belongs to the call that created the task). A message the proxy cannot tie to
+ * its call is masked with every scoped rule (fail closed).
+ */
+function scopeOf(ctx: OutboundContext, info: RequestInfo | undefined, method: string): MaskScope {
+  let call = info;
+  if (call?.taskId !== undefined) call = ctx.session?.taskCalls?.get(call.taskId);
+  if (call === undefined) return { method, unknown: true };
+  const scope: MaskScope = { method };
+  if (call.tool !== undefined) scope.tool = call.tool;
+  if (call.resource !== undefined) scope.resource = call.resource;
+  if (call.canonicalResource !== undefined) scope.canonicalResource = call.canonicalResource;
+  return scope;
 }
 
 /** A message to deliver, with its serialization (what the client receives and the recording holds). */
@@ -115,17 +137,22 @@ export function processServerMessageJson(
       const refused = decideInputRequests(core, ctx, res.id, result, engineLost);
       if (refused) return deliverable(core, ctx, refused);
     }
-    // A result shaped like a list is filtered even when the id was last seen on another method: a
-    // client can reuse an id (a batch, or concurrent POSTs of one session) so that a list's answer
-    // is matched to a call and would otherwise pass unfiltered.
-    const list = info?.list ?? (result ? inferList(result) : undefined);
-    // Annotations are learnt only from what is really a tools/list answer (or one the proxy lost
-    // track of), never from a list-shaped result of another request.
-    if (result && list)
-      msg = { ...res, result: filterList(core, ctx, list, result, engineLost, !info || info.list === list) };
-    scope = { method: info?.method ?? 'unknown' };
-    if (info?.tool !== undefined) scope.tool = info.tool;
-    if (info?.resource !== undefined) scope.resource = info.resource;
+    // Every list a result carries is filtered, whatever its request asked: an answer shaped unlike
+    // its request (an upstream's mistake, or an id the proxy lost track of) never passes a list
+    // unfiltered. Annotations are learnt only from what is really a tools/list answer (or one the
+    // proxy lost track of), never from a list-shaped result of another request.
+    if (result) {
+      let filtered = result;
+      for (const list of listsIn(result))
+        filtered = filterList(core, ctx, list, filtered, engineLost, !info || info.list === list);
+      if (filtered !== result) msg = { ...res, result: filtered };
+      const task = asObject(result['task']);
+      if (info?.method === 'tools/call' && ctx.session && typeof task?.['taskId'] === 'string') {
+        ctx.session.taskCalls ??= new Map();
+        rememberPending(ctx.session.taskCalls, task['taskId'], info);
+      }
+    }
+    scope = scopeOf(ctx, info, info?.method ?? 'unknown');
   } else if (c.kind === 'request') {
     const req = msg as JsonRpcRequest;
     const input = {
@@ -137,14 +164,15 @@ export function processServerMessageJson(
     const denied = engineLost
       ? errorResponse(req.id, RpcCodes.policyUnavailable, 'no valid policy is loaded; refused (fail closed)')
       : decideRequest(core, input, req, 'server-to-client');
+    scope = scopeOf(ctx, ctx.call, req.method);
     if (denied) {
-      record(ctx, 'server-to-client', req);
+      recordMasked(core, ctx, req, scope);
       ctx.answerUpstream(denied);
       return undefined;
     }
-    scope = { method: req.method };
   } else {
     const method = (msg as { method: string }).method;
+    scope = scopeOf(ctx, ctx.call, method);
     if (!method.startsWith('notifications/')) {
       // A server request without an id (`sampling/createMessage` as a notification) is decided
       // like the request it names; refused, it is dropped (a notification gets no answer).
@@ -156,7 +184,7 @@ export function processServerMessageJson(
         recorder: ctx.recorder,
       };
       if (engineLost || decideRequest(core, input, as, 'server-to-client')) {
-        record(ctx, 'server-to-client', msg);
+        recordMasked(core, ctx, msg, scope);
         return undefined;
       }
     }
@@ -167,7 +195,6 @@ export function processServerMessageJson(
         ctx.session.toolAnnotations.clear();
       } else core.annotationsFetchedAt = 0;
     }
-    scope = { method };
   }
   // Keyed-hash replacements are stable within a session; stateless traffic (no session) is scoped
   // like its recording, per principal and hour, so principals never share hash tokens.
@@ -200,6 +227,24 @@ export function processServerMessageJson(
     }
   }
   return deliverable(core, ctx, msg);
+}
+
+/** Record a message the client will not receive (a refused server request): masked, as always. */
+function recordMasked(core: ProxyCore, ctx: OutboundContext, msg: JsonRpcMessage, scope: MaskScope): void {
+  if (!ctx.recorder) return;
+  const masker = core.maskerFor(ctx.engine);
+  if (!masker) {
+    record(ctx, 'server-to-client', msg);
+    return;
+  }
+  try {
+    record(ctx, 'server-to-client', masker.maskMessage(msg, scope).value);
+  } catch (err) {
+    // Unmaskable: the envelope only, never the payload.
+    core.logger.error({ event: 'mask-failed', err: errorMessage(err) }, 'masking for the recording failed');
+    const m = msg as { id?: unknown; method?: string };
+    record(ctx, 'server-to-client', { jsonrpc: '2.0', id: m.id, method: m.method });
+  }
 }
 
 /** Serialize and record a message the client will receive. */

@@ -88,7 +88,8 @@ export function relaySse(
       try {
         const items = parser.push(decoder.decode(chunk, { stream: true }));
         for (const item of items) {
-          if (item.type === 'comment') out += serializeSseComment(item.text);
+          // A comment is a keep-alive: relayed bare, since its text was never masked.
+          if (item.type === 'comment') out += ':\n\n';
           else out += relayEvent(core, ctx, item.id ? { ...item, id: idPrefix + item.id } : item, options);
         }
       } catch (err) {
@@ -142,6 +143,9 @@ export function relaySse(
       res.off('drain', onDrain);
       if (outcome === 'client-closed') {
         body.destroy();
+        // The answers will not pass here: their ids are free again (an answer that arrives on a
+        // resumed stream is masked with every scoped rule, its call no longer known).
+        for (const id of options.ownIds ?? []) ctx.pending.delete(idKey(id));
         options.onDone?.('client-closed');
         resolve();
         return;

@@ -47,6 +47,9 @@ export async function deliver(
   requestIds: JsonRpcId[],
   batch: boolean,
 ): Promise<void> {
+  // One request: what the server sends on its stream besides the answer belongs to that call.
+  const call = !batch && requestIds.length === 1 ? ctx.pending.get(idKey(requestIds[0]!)) : undefined;
+  if (call !== undefined) ctx.call = call;
   if (up.status >= 200 && up.status < 300 && isSse(up)) {
     if (!res.headersSent) {
       copyResponseHeaders(up, res);

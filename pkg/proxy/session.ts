@@ -9,6 +9,10 @@ export interface RequestInfo {
   method: string;
   tool?: string;
   resource?: string;
+  /** The resource's canonical form, when it differs: scoped masking matches either. */
+  canonicalResource?: string;
+  /** `tasks/*`: the task it names (its result is masked as the call that created the task). */
+  taskId?: string;
   list?: ListMethod;
 }
 
@@ -29,6 +33,8 @@ export interface Session {
   recorder: SessionRecorder | undefined;
   /** Requests forwarded and not answered yet (for SSE resumption and legacy SSE). */
   pending: Map<string, RequestInfo>;
+  /** Tasks this session's calls created, by task id: the call each result belongs to. */
+  taskCalls?: Map<string, RequestInfo>;
   /** Tool annotations learnt from this session's `tools/list` results. */
   toolAnnotations: Map<string, Record<string, unknown>>;
   lastSeen: number;

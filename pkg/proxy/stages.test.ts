@@ -1,14 +1,22 @@
 import type { IncomingMessage } from 'node:http';
 import type { Authenticator, Identity } from '../identity/types.js';
+import { createMasker } from '../mask/masker.js';
 import type { Masker } from '../mask/types.js';
 import type { JsonRpcRequest, JsonRpcResponse, ParsedItem } from '../mcp/jsonrpc.js';
 import { createMetrics } from '../metrics/catalogue.js';
 import type { CallContext, Decision, PolicyEngine } from '../policy/decision.js';
 import { ProxyCore } from './core.js';
-import { callContext, decideRequest, denialResponse, isDecided } from './decide.js';
+import {
+  callContext,
+  decideRequest,
+  denialResponse,
+  isDecided,
+  requestInfo as requestInfoOf,
+} from './decide.js';
 import { headerMismatch } from './inbound.js';
 import { type OutboundContext, processServerMessage } from './outbound.js';
 import { paramDeclarations } from './params.js';
+import type { RequestInfo, Session } from './session.js';
 
 const identity: Identity = {
   principal: 'tid/oid',
@@ -313,6 +321,167 @@ describe('outbound stage', () => {
   test('invalid messages from the upstream are dropped', () => {
     const c = core(engine(allow));
     expect(processServerMessage(c, ctx(c, []), { jsonrpc: '1.0', id: 1, result: {} })).toBeUndefined();
+  });
+});
+
+describe('masking scope: every message is masked as the call it belongs to, or with every scoped rule', () => {
+  // One rule scoped to a tool, one to a resource tree; nothing unscoped.
+  const masker = createMasker([
+    { policy: 'p', rule: { name: 'crm', detectors: ['email'], tools: ['get_customer'] } },
+    { policy: 'p', rule: { name: 'files', detectors: ['email'], resources: ['file:///srv/customers/**'] } },
+  ]);
+  const text = (v: unknown): string => JSON.stringify(v);
+  const secret = 'dave.private@example.com';
+  function ctx(c: ProxyCore, pending: Array<[string, RequestInfo]>, extra: Partial<OutboundContext> = {}) {
+    return {
+      engine: c.engine()!,
+      identity,
+      session: undefined,
+      recorder: undefined,
+      pending: new Map(pending),
+      answerUpstream: () => undefined,
+      ...extra,
+    } as OutboundContext;
+  }
+  const result = (id: number) => ({
+    jsonrpc: '2.0',
+    id,
+    result: { content: [{ type: 'text', text: `mail ${secret}` }] },
+  });
+
+  test('an answer to a call of another tool is left alone; its own tool is masked', () => {
+    const c = core(engine(allow, true), masker);
+    const other = processServerMessage(
+      c,
+      ctx(c, [['n:1', { method: 'tools/call', tool: 'get_weather' }]]),
+      result(1),
+    );
+    expect(text(other)).toContain(secret);
+    const own = processServerMessage(
+      c,
+      ctx(c, [['n:1', { method: 'tools/call', tool: 'get_customer' }]]),
+      result(1),
+    );
+    expect(text(own)).not.toContain(secret);
+  });
+
+  test('an answer whose request is not known (a replayed event, a forgotten id) gets every scoped rule', () => {
+    const c = core(engine(allow, true), masker);
+    const out = processServerMessage(c, ctx(c, []), result(7));
+    expect(text(out)).not.toContain(secret);
+  });
+
+  test("messages on a call's stream are masked as that call; on a session stream with every scoped rule", () => {
+    const c = core(engine(allow, true), masker);
+    const note = { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: secret } };
+    const weather = ctx(c, [], { call: { method: 'tools/call', tool: 'get_weather' } });
+    expect(text(processServerMessage(c, weather, note))).toContain(secret);
+    const customer = ctx(c, [], { call: { method: 'tools/call', tool: 'get_customer' } });
+    expect(text(processServerMessage(c, customer, note))).not.toContain(secret);
+    expect(text(processServerMessage(c, ctx(c, []), note))).not.toContain(secret);
+  });
+
+  test("a task's result is masked as the call that created the task; an unknown task's with every scoped rule", () => {
+    const c = core(engine(allow, true), masker);
+    const session = { id: 's', taskCalls: undefined } as unknown as Session;
+    const created = processServerMessage(
+      c,
+      ctx(c, [['n:1', { method: 'tools/call', tool: 'get_customer' }]], { session }),
+      { jsonrpc: '2.0', id: 1, result: { task: { taskId: 'task-1', status: 'working' } } },
+    );
+    expect(created).toBeDefined();
+    const fetched = processServerMessage(
+      c,
+      ctx(c, [['n:2', { method: 'tasks/result', taskId: 'task-1' }]], { session }),
+      result(2),
+    );
+    expect(text(fetched)).not.toContain(secret);
+    const unknown = processServerMessage(
+      c,
+      ctx(c, [['n:3', { method: 'tasks/result', taskId: 'task-9' }]], { session }),
+      result(3),
+    );
+    expect(text(unknown)).not.toContain(secret);
+  });
+
+  test('an alias of a resource a rule names is masked like the resource', () => {
+    const c = core(engine(allow, true), masker);
+    for (const uri of ['file:///srv/public/../customers/7.txt', 'file:///srv/%63ustomers/7.txt']) {
+      const info = { method: 'resources/read', resource: uri } as RequestInfo;
+      const read: JsonRpcRequest = { jsonrpc: '2.0', method: 'resources/read', id: 1, params: { uri } };
+      Object.assign(info, requestInfoOf(read));
+      const out = processServerMessage(c, ctx(c, [['n:1', info]]), {
+        jsonrpc: '2.0',
+        id: 1,
+        result: { contents: [{ uri, text: `mail ${secret}` }] },
+      });
+      expect(text(out)).not.toContain(secret);
+    }
+  });
+
+  test('a refused server request is recorded masked, in the scope of the call it came with', () => {
+    const c = core(engine(deny, true), masker);
+    const recorded: unknown[] = [];
+    const recorder = { record: (e: unknown) => recorded.push(e), close: async () => undefined };
+    const out = processServerMessage(
+      c,
+      ctx(c, [], {
+        recorder: recorder as unknown as OutboundContext['recorder'],
+        call: { method: 'tools/call', tool: 'get_customer' },
+      }),
+      {
+        jsonrpc: '2.0',
+        id: 'srv-1',
+        method: 'sampling/createMessage',
+        params: { messages: [{ role: 'user', content: { type: 'text', text: `write to ${secret}` } }] },
+      },
+    );
+    expect(out).toBeUndefined();
+    expect(recorded).toEqual([
+      expect.objectContaining({ type: 'decision', decision: 'deny' }),
+      expect.objectContaining({ type: 'message', direction: 'server-to-client' }),
+    ]);
+    expect(text(recorded)).not.toContain(secret);
+  });
+
+  test("a refusal quoting the call's target is recorded masked", () => {
+    const uri = `file:///srv/customers/${secret}`;
+    const quoting = (): Decision => ({
+      ...deny(),
+      reason: `no rule allows resources/read of resource "${uri}"`,
+    });
+    const c = core(engine(quoting, true), masker);
+    const recorded: unknown[] = [];
+    const recorder = { record: (e: unknown) => recorded.push(e), close: async () => undefined };
+    const read: JsonRpcRequest = { jsonrpc: '2.0', id: 3, method: 'resources/read', params: { uri } };
+    const refused = decideRequest(
+      c,
+      {
+        engine: c.engine()!,
+        identity,
+        session: undefined,
+        recorder: recorder as unknown as OutboundContext['recorder'],
+      },
+      read,
+      'client-to-server',
+    );
+    expect(text(refused)).toContain(secret); // the caller's own input, in its answer
+    expect(recorded).toEqual([expect.objectContaining({ type: 'decision', reason: expect.any(String) })]);
+    expect(text(recorded)).not.toContain(secret);
+  });
+
+  test('every list a result carries is filtered, whatever its request asked', () => {
+    const c = core(engine(allow));
+    const out = processServerMessage(
+      c,
+      ctx(c, [['n:4', { method: 'resources/list', list: 'resources/list' }]]),
+      {
+        jsonrpc: '2.0',
+        id: 4,
+        result: { resources: [], tools: [{ name: 'shown' }, { name: 'hidden' }] },
+      },
+    );
+    expect(out).toEqual({ jsonrpc: '2.0', id: 4, result: { resources: [], tools: [{ name: 'shown' }] } });
   });
 });
 

@@ -1313,17 +1313,13 @@ describe('a malicious upstream', () => {
     expect(e.error.message).not.toContain('alice@example.com');
   });
 
-  test('a tools/list answered after a tools/call reused its id (concurrent POSTs, one session) is still filtered', async () => {
+  test('a request reusing the id of one in flight in its session is refused; the list keeps its filter and the id is free once answered', async () => {
     let releaseList: () => void = () => undefined;
-    let releaseCall: () => void = () => undefined;
     let listArrived: () => void = () => undefined;
-    let callArrived: () => void = () => undefined;
     const listHere = new Promise<void>((r) => {
       listArrived = r;
     });
-    const callHere = new Promise<void>((r) => {
-      callArrived = r;
-    });
+    const calls: number[] = [];
     mal.next = (req, res) => {
       const m = JSON.parse(req.body) as { id?: number; method: string };
       if (m.method === 'initialize')
@@ -1355,9 +1351,8 @@ describe('a malicious upstream', () => {
         return;
       }
       if (m.method === 'tools/call') {
-        releaseCall = () => json(res, 200, { jsonrpc: '2.0', id: m.id, result: { content: [] } });
-        callArrived();
-        return;
+        calls.push(m.id!);
+        return json(res, 200, { jsonrpc: '2.0', id: m.id, result: { content: [] } });
       }
       res.writeHead(202).end();
     };
@@ -1372,24 +1367,29 @@ describe('a malicious upstream', () => {
       `${mal.proxyUrl}/mcp`,
     );
     await listHere;
-    // The same id again while the list is in flight; its answer is held until the list's is out.
-    const call = post(
-      JSON.stringify({
-        jsonrpc: '2.0',
-        id: 77,
-        method: 'tools/call',
-        params: { name: 'get_weather', arguments: {} },
-      }),
-      headers,
-      good,
-      `${mal.proxyUrl}/mcp`,
-    );
-    await callHere;
+    const callBody = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 77,
+      method: 'tools/call',
+      params: { name: 'get_weather', arguments: {} },
+    });
+    // The same id again while the list is in flight: the two answers could not be told apart.
+    const dup = (await (await post(callBody, headers, good, `${mal.proxyUrl}/mcp`)).json()) as {
+      id: number;
+      error: { code: number; message: string };
+    };
+    expect(dup.id).toBe(77);
+    expect(dup.error.code).toBe(-32600);
+    expect(dup.error.message).toContain('already used by a request of this session');
+    expect(calls).toEqual([]);
     releaseList();
     const listed = (await (await listing).json()) as { result: { tools: Array<{ name: string }> } };
-    releaseCall();
-    await (await call).text();
     expect(listed.result.tools.map((t) => t.name)).toEqual(['get_weather']);
+    const later = (await (await post(callBody, headers, good, `${mal.proxyUrl}/mcp`)).json()) as {
+      result?: unknown;
+    };
+    expect(later.result).toEqual({ content: [] });
+    expect(calls).toEqual([77]);
   });
 
   test('a tool result shaped like a tools/list cannot teach the proxy annotations (no readOnlyHint poisoning)', async () => {
