@@ -181,6 +181,7 @@ export function formatShow(a: ApprovalResource, now: Date): string {
     ['Policy', s.policy],
     ['Rule', s.rule],
     ['Pod', s.pod],
+    ['Server', s.server ?? ''],
     ['Session', s.session ?? ''],
     [
       'Requester',

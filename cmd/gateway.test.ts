@@ -1,4 +1,4 @@
-import { hostAllowlist, parseListen } from './gateway.js';
+import { hostAllowlist, parseListen, upstreamServer } from './gateway.js';
 
 test('parseListen', () => {
   expect(parseListen('127.0.0.1:8080', '--listen')).toEqual({ host: '127.0.0.1', port: 8080 });
@@ -17,4 +17,11 @@ test('hostAllowlist: loopback listeners refuse foreign Host names by default', (
   expect(hostAllowlist(undefined, '0.0.0.0')).toBeUndefined();
   expect(hostAllowlist('mcp.example.com, 127.0.0.1', '127.0.0.1')).toEqual(['mcp.example.com', '127.0.0.1']);
   expect(hostAllowlist('any', '127.0.0.1')).toBeUndefined();
+});
+
+test("approvals name a gateway's upstream, never its credentials", () => {
+  expect(upstreamServer('http://bot:s3cret@127.0.0.1:3000/mcp?token=x#f')).toBe('http://127.0.0.1:3000/mcp');
+  expect(upstreamServer('https://mcp.example.com/mcp')).not.toBe(
+    upstreamServer('https://mcp.example.com/other'),
+  );
 });

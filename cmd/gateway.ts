@@ -78,6 +78,20 @@ function list(v: string | undefined): string[] | undefined {
   return items.length > 0 ? items : undefined;
 }
 
+/**
+ * A gateway's server, as its approvals name it (`spec.server`): the upstream URL without
+ * credentials, query or fragment. Two gateways in front of different upstreams never run each
+ * other's approved calls, even under one Kubernetes user.
+ */
+export function upstreamServer(upstream: string): string {
+  const u = new URL(upstream);
+  u.username = '';
+  u.password = '';
+  u.search = '';
+  u.hash = '';
+  return u.href;
+}
+
 interface Approvals {
   broker: ApprovalBroker;
   close(): Promise<void>;
@@ -90,6 +104,7 @@ interface Approvals {
  */
 async function startApprovals(
   namespace: string,
+  upstream: string,
   kubeconfig: string | undefined,
   metrics: Metrics,
   logger: Logger,
@@ -99,7 +114,14 @@ async function startApprovals(
   const client = createKubeClient(loadKubeConfig(kubeconfig === undefined ? {} : { kubeconfig }));
   const me = await currentUser(client);
   const store = createKubeApprovalStore({ client, namespace, logger });
-  const broker = new ApprovalBroker({ store, pod: hostname(), metrics, logger, trustedCreator: me });
+  const broker = new ApprovalBroker({
+    store,
+    pod: hostname(),
+    server: upstreamServer(upstream),
+    metrics,
+    logger,
+    trustedCreator: me,
+  });
   broker
     .start()
     .then(() =>
@@ -215,6 +237,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       approvals = await startApprovals(
         approvalsNamespace,
+        upstream,
         values['kubeconfig'] as string | undefined,
         metrics,
         logger,

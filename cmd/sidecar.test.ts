@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isWardenError } from '../pkg/errors.js';
-import { parseConfig, parseLabelsFile, parseListen } from './sidecar.js';
+import { parseConfig, parseLabelsFile, parseListen, workloadOf } from './sidecar.js';
 
 let dir: string;
 let labelsFile: string;
@@ -137,4 +137,22 @@ describe('sidecar configuration', () => {
     expect(parseLabelsFile('a="1"\n\nb="x=y"\n')).toEqual({ a: '1', b: 'x=y' });
     expect(configError(() => parseLabelsFile('a=1'))).toMatch(/cannot parse line "a=1"/);
   });
+});
+
+test("approvals name the sidecar's workload: replicas share it, other workloads and bare pods do not", () => {
+  expect(
+    workloadOf('github-mcp-7d9f8c5b6-x2k9p', { app: 'github-mcp', 'pod-template-hash': '7d9f8c5b6' }),
+  ).toBe('Deployment/github-mcp');
+  expect(workloadOf('github-mcp-7d9f8c5b6-q8w7e', { 'pod-template-hash': '7d9f8c5b6' })).toBe(
+    'Deployment/github-mcp',
+  );
+  expect(workloadOf('prod-mcp-7d9f8c5b6-x2k9p', { 'pod-template-hash': '7d9f8c5b6' })).toBe(
+    'Deployment/prod-mcp',
+  );
+  expect(workloadOf('db-mcp-2', { 'statefulset.kubernetes.io/pod-name': 'db-mcp-2' })).toBe(
+    'StatefulSet/db-mcp',
+  );
+  // A label that does not fit the pod's name proves nothing: the pod itself.
+  expect(workloadOf('lone', { 'pod-template-hash': 'abc' })).toBe('Pod/lone');
+  expect(workloadOf('lone-2', { 'statefulset.kubernetes.io/pod-name': 'other-2' })).toBe('Pod/lone-2');
 });

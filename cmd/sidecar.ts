@@ -90,6 +90,27 @@ export interface SidecarConfig {
   fsPrefix: string;
 }
 
+/**
+ * The MCP server a sidecar fronts, as approvals name it (`spec.server`): the workload its pod
+ * belongs to, read from the labels its controller sets (`pod-template-hash` for a Deployment's
+ * pods, `statefulset.kubernetes.io/pod-name` for a StatefulSet's), else the pod itself. Replicas
+ * share approvals; two workloads under one service account do not.
+ */
+export function workloadOf(podName: string, labels: Record<string, string>): string {
+  const hash = labels['pod-template-hash'];
+  if (hash !== undefined) {
+    const marker = `-${hash}-`;
+    const at = podName.lastIndexOf(marker);
+    if (at > 0 && /^[a-z0-9]+$/.test(podName.slice(at + marker.length)))
+      return `Deployment/${podName.slice(0, at)}`;
+  }
+  if (labels['statefulset.kubernetes.io/pod-name'] === podName) {
+    const m = /^(.+)-\d+$/.exec(podName);
+    if (m) return `StatefulSet/${m[1]}`;
+  }
+  return `Pod/${podName}`;
+}
+
 function configError(message: string): WardenError {
   return new WardenError(ErrorCodes.config, message);
 }
@@ -346,6 +367,7 @@ export async function run(argv: string[]): Promise<number> {
   const approvals = new ApprovalBroker({
     store: approvalStore,
     pod: config.podName,
+    server: workloadOf(config.podName, config.podLabels),
     metrics,
     logger,
     ...(config.serviceAccount === undefined

@@ -31,10 +31,14 @@ function call(over: Partial<HeldCallInput> = {}): HeldCallInput {
   };
 }
 
-function broker(store: MemoryApprovalStore, over: { pod?: string; now?: () => number } = {}): ApprovalBroker {
+function broker(
+  store: MemoryApprovalStore,
+  over: { pod?: string; server?: string; now?: () => number } = {},
+): ApprovalBroker {
   return new ApprovalBroker({
     store,
     pod: over.pod ?? 'pod-a',
+    ...(over.server !== undefined ? { server: over.server } : {}),
     metrics: createMetrics({ defaultMetrics: false }),
     logger: createLogger('broker-test'),
     trustedCreator: CREATOR,
@@ -116,6 +120,23 @@ describe('ticket mode', () => {
     expect(store.get(nameOf(first))?.phase).toBe('Executed');
     await a.close();
     await b.close();
+  });
+
+  it('an approval asked on one MCP server never runs the call on another under the same service account', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const staging = broker(store, { pod: 'staging-0', server: 'Deployment/staging-mcp' });
+    const prod = broker(store, { pod: 'prod-0', server: 'Deployment/prod-mcp' });
+    const replica = broker(store, { pod: 'staging-1', server: 'Deployment/staging-mcp' });
+    const first = await staging.ticket(call());
+    expect(store.get(nameOf(first))?.spec.server).toBe('Deployment/staging-mcp');
+    store.decide(nameOf(first), 'Approved', 'rita');
+    const onProd = await prod.ticket(call());
+    expect(onProd.kind).toBe('pending');
+    expect(nameOf(onProd)).not.toBe(nameOf(first));
+    expect(await replica.ticket(call())).toMatchObject({ kind: 'approved', name: nameOf(first) });
+    await staging.close();
+    await prod.close();
+    await replica.close();
   });
 
   it('ignores an approved ticket that the data path did not create (created-by is not trusted)', async () => {
@@ -292,6 +313,19 @@ describe('hold mode and restarts', () => {
     expect(store.get(h.name())?.phase).toBe('Pending');
     store.decide(h.name(), 'Approved', 'rita');
     expect(await h.outcome).toMatchObject({ kind: 'approved' });
+    await b.close();
+  });
+
+  it('a hold whose approval the admission webhook did not stamp is refused, never waited on', async () => {
+    const store = new MemoryApprovalStore({ creator: undefined });
+    const b = broker(store);
+    const h = hold(store, b);
+    expect(await h.outcome).toMatchObject({
+      kind: 'unavailable',
+      reason: expect.stringContaining('not stamped by the mcp-warden admission webhook'),
+    });
+    const [only] = [...store.list()];
+    expect(only?.phase).toBe('Cancelled');
     await b.close();
   });
 

@@ -16,6 +16,12 @@ export interface BrokerOptions {
   store: ApprovalStore;
   /** The pod (or gateway) holding calls: `spec.pod` of the approvals it creates. */
   pod: string;
+  /**
+   * The MCP server this data path fronts (`spec.server`): a sidecar's workload, a gateway's
+   * upstream URL. An approval asked on one server never runs its call on another, even when both
+   * run under one service account or Kubernetes user.
+   */
+  server?: string;
   metrics: Metrics;
   logger: Logger;
   /**
@@ -156,6 +162,19 @@ export class ApprovalBroker {
       const created = await this.#create(call, digest);
       if ('kind' in created) return created;
       ({ approval, expiresAtMs } = created);
+      const { trustedCreator } = this.#o;
+      if (trustedCreator !== undefined && approval.createdBy !== trustedCreator) {
+        // Not stamped by the admission webhook: nothing vouches for who would decide it (fail
+        // closed, as a ticket grant from such an approval grants nothing).
+        this.#o.logger.error(
+          { event: 'approval-unstamped', approval: approval.name, createdBy: approval.createdBy },
+          'an approval was not stamped by the admission webhook; the held call is refused',
+        );
+        await this.#write(approval.name, 'Cancelled', 'not stamped by the mcp-warden admission webhook');
+        return unavailable(
+          'the approval was not stamped by the mcp-warden admission webhook, so no verdict on it can be trusted',
+        );
+      }
     }
     const policy = call.policy;
     this.#o.metrics.approvalsPending.inc({ policy });
@@ -277,6 +296,7 @@ export class ApprovalBroker {
     const s = a.spec;
     return (
       s.mode === mode &&
+      s.server === this.#o.server &&
       s.argumentsDigest === digest &&
       s.requester.principal === call.principal &&
       s.policy === call.policy &&
@@ -357,6 +377,7 @@ export class ApprovalBroker {
       policy: call.policy,
       rule: call.rule,
       pod: this.#o.pod,
+      ...(this.#o.server !== undefined ? { server: this.#o.server } : {}),
       ...(call.session !== undefined ? { session: call.session } : {}),
       requester: {
         principal: call.principal,

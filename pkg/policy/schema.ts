@@ -771,6 +771,12 @@ export const ApprovalSpecSchema = Obj(
     }),
     rule: Str('The rule that required approval.', { minLength: 1, 'x-kubernetes-validations': immutable }),
     pod: Str('The pod holding the call.', { minLength: 1, 'x-kubernetes-validations': immutable }),
+    server: Type.Optional(
+      Str(
+        "The MCP server the call was made to: a sidecar's workload (e.g. Deployment/github-mcp), a gateway's upstream URL. The verdict runs the call on that server only.",
+        { minLength: 1, maxLength: 1024, 'x-kubernetes-validations': immutable },
+      ),
+    ),
     session: Type.Optional(
       Str('MCP session id (or a digest of it).', { 'x-kubernetes-validations': immutable }),
     ),
