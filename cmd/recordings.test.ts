@@ -108,6 +108,35 @@ describe('mcp-warden recordings', () => {
     expect(byTool.out().trimEnd().split('\n')).toHaveLength(2);
   });
 
+  it('export checks each hash chain first: a tampered recording fails the command, its events marked invalid', async () => {
+    const tampered = mkdtempSync(join(tmpdir(), 'reccli-tampered-'));
+    try {
+      const [genuine, edited] = files as [string, string];
+      writeFileSync(join(tampered, 'a.jsonl'), readFileSync(genuine));
+      // A denial rewritten as an allow, by hand: the seal no longer matches.
+      writeFileSync(
+        join(tampered, 'b.jsonl'),
+        readFileSync(edited, 'utf8').replace('"decision":"allow"', '"decision":"alloW"'),
+      );
+      const t = io();
+      expect(await run(['export', tampered], t.io)).toBe(1);
+      expect(t.err()).toMatch(/b\.jsonl:3: does not verify/);
+      const records = t
+        .out()
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      expect(
+        new Set(records.filter((r) => r['principal'] === 'tid/alice').map((r) => r['integrity'])),
+      ).toEqual(new Set(['closed']));
+      expect(new Set(records.filter((r) => r['principal'] === 'tid/bob').map((r) => r['integrity']))).toEqual(
+        new Set(['invalid']),
+      );
+    } finally {
+      rmSync(tampered, { recursive: true, force: true });
+    }
+  });
+
   it('answers usage errors with exit 2 and a clear message', async () => {
     const t = io();
     expect(await run(['export', dir, '--since', 'yesterday'], t.io)).toBe(2);

@@ -13,6 +13,7 @@ import {
   type ExportFilter,
   exportRecordings,
   replayRecording,
+  type VerifyResult,
   verifyRecording,
 } from '../pkg/record/index.js';
 
@@ -26,6 +27,8 @@ const usage = `Usage:
   mcp-warden recordings export DIR|FILE [--since ISO|DURATION] [--principal P] [--tool GLOB]
       Print every event as one JSON object per line (for a SIEM). --since takes an ISO time or
       a duration back from now (90s, 30m, 12h, 7d); --principal and --tool take globs (*).
+      Each recording is verified first: its events carry "integrity" (closed, truncated or
+      invalid); exit 1 naming the first bad line of any recording that does not verify.
 `;
 
 export interface Io {
@@ -101,13 +104,21 @@ async function replay(file: string, io: Io): Promise<number> {
 }
 
 async function exportCmd(target: string, filter: ExportFilter, io: Io): Promise<number> {
+  let invalid = 0;
+  const onVerified = (v: VerifyResult): void => {
+    if (v.ok) return;
+    invalid++;
+    io.stderr.write(
+      `${v.file}:${v.error?.line ?? 0}: does not verify (${v.error?.reason ?? 'invalid'}); its events are exported with "integrity":"invalid"\n`,
+    );
+  };
   try {
-    for await (const record of exportRecordings(target, filter)) {
+    for await (const record of exportRecordings(target, filter, onVerified)) {
       if (!io.stdout.write(`${JSON.stringify(record)}\n`)) {
         await new Promise<void>((resolve) => io.stdout.once('drain', () => resolve()));
       }
     }
-    return 0;
+    return invalid > 0 ? 1 : 0;
   } catch (err) {
     io.stderr.write(`${target}: cannot export: ${errorMessage(err)}\n`);
     return 1;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { compileGlob } from '../policy/glob.js';
 import type { RecordingLine } from './format.js';
 import { readLines } from './read.js';
+import { type VerifyResult, verifyRecording } from './verify.js';
 
 export interface ExportFilter {
   /** Only events at or after this time. */
@@ -23,6 +24,11 @@ export interface ExportRecord {
   pod: string;
   namespace?: string;
   type: string;
+  /**
+   * The recording's hash chain as checked before export: `closed` or `truncated` (recovered after a
+   * crash) when it verifies; `invalid` when it does not (edited, reordered or cut by hand).
+   */
+  integrity: 'closed' | 'truncated' | 'invalid';
   [key: string]: unknown;
 }
 
@@ -44,11 +50,16 @@ async function recordingFiles(dir: string): Promise<string[]> {
 export async function* exportRecordings(
   dir: string,
   filter: ExportFilter = {},
+  onVerified?: (result: VerifyResult) => void,
 ): AsyncGenerator<ExportRecord> {
   const principalGlob = filter.principal === undefined ? undefined : compileGlob(filter.principal, 'flat');
   const toolGlob = filter.tool === undefined ? undefined : compileGlob(filter.tool, 'flat');
   const since = filter.since?.getTime();
   for (const file of await recordingFiles(dir)) {
+    // Checked first: a SIEM must be able to tell a tampered recording's events from genuine ones.
+    const verified = await verifyRecording(file);
+    onVerified?.(verified);
+    const integrity = verified.ok ? verified.status : 'invalid';
     let header: RecordingLine | undefined;
     for await (const raw of readLines(file)) {
       let line: RecordingLine;
@@ -79,6 +90,7 @@ export async function* exportRecordings(
         ...(header['namespace'] === undefined ? {} : { namespace: String(header['namespace']) }),
         type,
         ...facts,
+        integrity,
       };
     }
   }
