@@ -553,7 +553,7 @@ const keyCache = new Map<string, boolean>();
 
 /**
  * Whether an object key names a secret (`password`, `db_password`, `clientSecret`, `api-key`):
- * with `password-assignment` enabled, a string value under such a key is masked whole.
+ * with `password-assignment` enabled, any value under such a key (string, number, list, object) is masked whole.
  */
 export function isSensitiveKey(key: string): boolean {
   const cached = keyCache.get(key);

@@ -61,48 +61,59 @@ export function parseJsonPath(path: string): CompiledPath {
   return { source: path, segments };
 }
 
-type Replace = (value: unknown) => unknown;
+/** Replaces a selected value, `depth` levels below the root. */
+type Replace = (value: unknown, depth: number) => unknown;
 
-/** Apply `replace` to every value `path` selects in `root`; returns `root` itself when nothing was selected. */
-export function applyJsonPath(root: unknown, path: CompiledPath, replace: Replace): unknown {
-  return applyFrom(root, path.segments, 0, replace, 0);
+/**
+ * Apply `replace` to every value `path` selects in `root`; returns `root` itself when nothing was
+ * selected. The search stops `maxDepth` levels down: the masker replaces anything deeper whole
+ * with the same limit, so nothing below is left unmasked.
+ */
+export function applyJsonPath(root: unknown, path: CompiledPath, replace: Replace, maxDepth = 512): unknown {
+  return applyFrom(root, path.segments, 0, replace, 0, maxDepth);
 }
 
-/** `$..x` stops descending here; the masker replaces anything deeper than its own limit anyway. */
-const maxDescent = 512;
-
-function applyFrom(node: unknown, segs: Segment[], i: number, replace: Replace, depth: number): unknown {
-  if (i === segs.length) return replace(node);
-  if (typeof node !== 'object' || node === null || depth > maxDescent) return node;
+function applyFrom(
+  node: unknown,
+  segs: Segment[],
+  i: number,
+  replace: Replace,
+  depth: number,
+  maxDepth: number,
+): unknown {
+  if (i === segs.length) return replace(node, depth);
+  if (typeof node !== 'object' || node === null || depth > maxDepth) return node;
   const seg = segs[i]!;
   switch (seg.kind) {
     case 'key': {
       if (Array.isArray(node) || !Object.hasOwn(node, seg.key)) return node;
       const obj = node as Record<string, unknown>;
-      const next = applyFrom(obj[seg.key], segs, i + 1, replace, depth + 1);
+      const next = applyFrom(obj[seg.key], segs, i + 1, replace, depth + 1, maxDepth);
       return next === obj[seg.key] ? node : { ...obj, [seg.key]: next };
     }
     case 'index': {
       if (!Array.isArray(node) || seg.index >= node.length) return node;
-      const next = applyFrom(node[seg.index], segs, i + 1, replace, depth + 1);
+      const next = applyFrom(node[seg.index], segs, i + 1, replace, depth + 1, maxDepth);
       if (next === node[seg.index]) return node;
       const copy = node.slice();
       copy[seg.index] = next;
       return copy;
     }
     case 'wildcard':
-      return mapChildren(node, (child) => applyFrom(child, segs, i + 1, replace, depth + 1));
+      return mapChildren(node, (child) => applyFrom(child, segs, i + 1, replace, depth + 1, maxDepth));
     case 'descend': {
       // `..key`: the key on this node, then the same search in every child.
       let current: unknown = node;
       if (seg.key === undefined) {
-        current = mapChildren(current, (child) => applyFrom(child, segs, i + 1, replace, depth + 1));
+        current = mapChildren(current, (child) =>
+          applyFrom(child, segs, i + 1, replace, depth + 1, maxDepth),
+        );
       } else if (!Array.isArray(current) && Object.hasOwn(current as object, seg.key)) {
         const obj = current as Record<string, unknown>;
-        const next = applyFrom(obj[seg.key], segs, i + 1, replace, depth + 1);
+        const next = applyFrom(obj[seg.key], segs, i + 1, replace, depth + 1, maxDepth);
         if (next !== obj[seg.key]) current = { ...obj, [seg.key]: next };
       }
-      return mapChildren(current, (child) => applyFrom(child, segs, i, replace, depth + 1));
+      return mapChildren(current, (child) => applyFrom(child, segs, i, replace, depth + 1, maxDepth));
     }
   }
 }

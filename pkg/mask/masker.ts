@@ -72,7 +72,10 @@ interface Walk {
   session: string;
   hits: MaskHit[] | undefined;
   produced: Set<string> | undefined;
-  skip: Set<object> | undefined;
+  /** Content items whose `text` is an exact serialization of structuredContent: that text is not masked on its own. */
+  copies: Set<object> | undefined;
+  /** Objects and arrays `maskWhole` built: every leaf and key in them is masked already. */
+  done: Set<object> | undefined;
   spans: Span[];
 }
 
@@ -347,8 +350,31 @@ function charPairPass(s: string, bits: Int32Array, pairs: Int32Array): number {
   return present;
 }
 
-/** The members of a JSON-RPC message that carry what a server sent. */
-const payloadKeys = ['result', 'params', 'error'] as const;
+/**
+ * Base64 as MCP carries it (standard or URL alphabet, padding, MIME line breaks): anything else
+ * in a `blob` or image/audio `data` is not binary and is masked like any string.
+ */
+const notBase64 = /[^A-Za-z0-9+/=_\-\r\n]/;
+
+/**
+ * A base64 payload that masking would only corrupt: `blob` of a resource contents item (it has a
+ * `uri`), `data` of an image or audio content block. Only called for keys `blob` and `data`.
+ */
+function isBinaryMember(obj: Record<string, unknown>, key: string, v: unknown): boolean {
+  if (typeof v !== 'string') return false;
+  if (key === 'blob' ? typeof obj['uri'] !== 'string' : obj['type'] !== 'image' && obj['type'] !== 'audio')
+    return false;
+  return !notBase64.test(v);
+}
+
+/** The clear value a `hash: true` token is keyed on, for a value that is not a string. */
+function clearText(v: unknown): string {
+  try {
+    return JSON.stringify(v) ?? '';
+  } catch {
+    return '';
+  }
+}
 
 function isJsonRpc(v: unknown): v is Record<string, unknown> {
   return isObject(v) && v['jsonrpc'] === '2.0';
@@ -526,7 +552,18 @@ export function createMasker(
     return out + s.slice(cursor);
   }
 
-  /** A value a JSON path selected: strings become a token, numbers 0, booleans false; shape kept. */
+  /** Mask an object key holding a finding: the masked name, or the key itself. */
+  function maskKey(w: Walk, key: string, info: number): string {
+    if ((info & keyScan) === 0) return key;
+    const masked = maskString(w, key);
+    if (masked === key && w.plan.keys.has(key)) w.plan.keys.set(key, info & ~keyScan);
+    return masked;
+  }
+
+  /**
+   * A value a JSON path selected: strings become a token, numbers 0, booleans false; shape kept,
+   * keys masked like anywhere else. Nesting past `maxDepth` is replaced whole, as in `walk`.
+   */
   function maskWhole(w: Walk, owner: number, value: unknown, depth: number): unknown {
     const name = compiled[owner]!.name;
     if (typeof value === 'string') return token(w, owner, name, value, 'field');
@@ -538,11 +575,36 @@ export function createMasker(
       token(w, owner, name, String(value), 'field');
       return false;
     }
-    if (typeof value !== 'object' || value === null || depth > maxDepth) return value;
-    if (Array.isArray(value)) return value.map((v) => maskWhole(w, owner, v, depth + 1));
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) setOwn(out, k, maskWhole(w, owner, v, depth + 1));
+    if (typeof value !== 'object' || value === null) return value;
+    if (depth > maxDepth) return token(w, owner, 'depth-limit', '');
+    let out: unknown[] | Record<string, unknown>;
+    if (Array.isArray(value)) {
+      out = value.map((v) => maskWhole(w, owner, v, depth + 1));
+    } else {
+      const plan = w.plan;
+      let obj: Record<string, unknown> = {};
+      let renames: Map<string, string> | undefined;
+      for (const [k, v] of Object.entries(value)) {
+        setOwn(obj, k, maskWhole(w, owner, v, depth + 1));
+        const masked = maskKey(w, k, plan.keys.get(k) ?? keyInfo(plan, k));
+        if (masked !== k) {
+          renames ??= new Map();
+          renames.set(k, masked);
+        }
+      }
+      if (renames !== undefined) obj = renameKeys(obj, renames);
+      out = obj;
+    }
+    // The walk need not go through it again (and must not mask its 0s and falses a second time).
+    w.done ??= new Set();
+    w.done.add(out);
     return out;
+  }
+
+  /** Masked already, by a finder or a JSON path (numbers and booleans cannot be told). */
+  function isMasked(w: Walk, v: unknown): boolean {
+    if (typeof v === 'string') return w.produced?.has(v) === true;
+    return typeof v === 'object' && v !== null && w.done?.has(v) === true;
   }
 
   function walk(w: Walk, value: unknown, depth: number): unknown {
@@ -552,7 +614,7 @@ export function createMasker(
       // Deeper than any real result: replaced whole rather than passed on unchecked.
       return token(w, w.plan.active[0]!, 'depth-limit', '');
     }
-    if (w.skip?.has(value)) return value;
+    if (w.done?.has(value)) return value;
     if (Array.isArray(value)) {
       let copy: unknown[] | undefined;
       for (let i = 0; i < value.length; i++) {
@@ -567,25 +629,27 @@ export function createMasker(
     const obj = value as Record<string, unknown>;
     let copy: Record<string, unknown> | undefined;
     let renames: Map<string, string> | undefined;
-    const binary = obj['type'] === 'image' || obj['type'] === 'audio';
+    // An exact text copy of structuredContent: its text is re-serialized from the masked
+    // structuredContent afterwards; its other members are masked here like any.
+    const textCopy = w.copies?.has(obj) === true;
     const plan = w.plan;
     for (const key in obj) {
       if (!Object.hasOwn(obj, key)) continue;
       const v = obj[key];
       // Base64 payloads (resource blobs, image/audio data) are not text: a detector hit there would corrupt them.
-      if (key === 'blob' || (binary && key === 'data')) continue;
+      if ((key === 'blob' || key === 'data') && isBinaryMember(obj, key, v)) continue;
       const info = plan.keys.get(key) ?? keyInfo(plan, key);
       let next: unknown;
       const fieldOwner = (info >> keyOwnerShift) - 1;
-      if (fieldOwner >= 0 && !(typeof v === 'string' && w.produced?.has(v))) {
+      // A `$..text` path still masks the copy's text.
+      if (textCopy && key === 'text' && fieldOwner < 0) continue;
+      if (fieldOwner >= 0 && !isMasked(w, v)) {
         next = maskWhole(w, fieldOwner, v, depth + 1);
-      } else if (
-        (info & keySensitive) !== 0 &&
-        typeof v === 'string' &&
-        v.length > 0 &&
-        !w.produced?.has(v)
-      ) {
-        next = token(w, plan.keyOwner, 'password-assignment', v);
+      } else if ((info & keySensitive) !== 0 && v !== null && v !== '' && !isMasked(w, v)) {
+        // Whatever the value under a password-like key is (a string, a number, a list, an
+        // object), it is replaced whole.
+        const clear = typeof v === 'string' ? v : compiled[plan.keyOwner]!.hash ? clearText(v) : '';
+        next = token(w, plan.keyOwner, 'password-assignment', clear);
       } else {
         next = walk(w, v, depth + 1);
       }
@@ -621,14 +685,18 @@ export function createMasker(
   function maskPayload(w: Walk, payload: unknown): unknown {
     const serialized = findSerializations(payload);
     if (serialized !== undefined) {
-      w.skip = new Set(serialized.keys());
+      for (const c of serialized) {
+        if (!c.exact) continue;
+        w.copies ??= new Set();
+        w.copies.add(c.item);
+      }
     }
     let out = payload;
     for (const { path, owner } of w.plan.fields) {
-      out = applyJsonPath(out, path, (v) => maskWhole(w, owner, v, 0));
+      out = applyJsonPath(out, path, (v, depth) => maskWhole(w, owner, v, depth), maxDepth);
     }
     out = walk(w, out, 0);
-    w.skip = undefined;
+    w.copies = undefined;
     if (
       serialized !== undefined &&
       isObject(out) &&
@@ -640,20 +708,51 @@ export function createMasker(
     return out;
   }
 
-  /** One JSON-RPC message (or a bare payload): its result, params and error are masked. */
+  /**
+   * One JSON-RPC message (or a bare payload). Its `result`, `params` and `error` are masked as
+   * payloads (JSON paths are relative to them); every other member but `jsonrpc`, `id` and
+   * `method` is masked as a member of an object (its value, and its name if that holds a finding).
+   */
   function maskOne(w: Walk, m: unknown): unknown {
     if (!isJsonRpc(m)) return maskPayload(w, m);
     let copy: Record<string, unknown> | undefined;
-    for (let k = 0; k < payloadKeys.length; k++) {
-      const key = payloadKeys[k]!;
+    let others: Map<string, Record<string, unknown>> | undefined;
+    for (const key in m) {
       if (!Object.hasOwn(m, key)) continue;
-      const next = maskPayload(w, m[key]);
-      if (next !== m[key]) {
-        copy ??= { ...m };
-        copy[key] = next;
+      if (key === 'result' || key === 'params' || key === 'error') {
+        const next = maskPayload(w, m[key]);
+        if (next !== m[key]) {
+          copy ??= { ...m };
+          copy[key] = next;
+        }
+      } else if (key !== 'jsonrpc' && key !== 'id' && key !== 'method') {
+        // Rare (`_meta`, a server's own `debug`): walked as the one member of an object, so the
+        // key rules (password-like names, `$..name` paths, findings in the name) apply to it.
+        const one: Record<string, unknown> = {};
+        setOwn(one, key, m[key]);
+        const masked = walk(w, one, 0);
+        if (masked !== one) {
+          others ??= new Map();
+          others.set(key, masked as Record<string, unknown>);
+        }
       }
     }
-    return copy ?? m;
+    if (others === undefined) return copy ?? m;
+    const base = copy ?? m;
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(base)) {
+      const masked = others.get(key);
+      if (masked === undefined) {
+        setOwn(out, key, base[key]);
+        continue;
+      }
+      for (const name of Object.keys(masked)) {
+        let unique = name;
+        for (let n = 2; name !== key && Object.hasOwn(out, unique); n++) unique = `${name}#${n}`;
+        setOwn(out, unique, masked[name]);
+      }
+    }
+    return out;
   }
 
   function maskMessage<T>(message: T, scope: MaskScope): MaskResult<T> {
@@ -665,7 +764,8 @@ export function createMasker(
       session: scope.session ?? '',
       hits: undefined,
       produced: undefined,
-      skip: undefined,
+      copies: undefined,
+      done: undefined,
       spans: [],
     };
     const value =
@@ -709,20 +809,37 @@ function mapArray(arr: unknown[], fn: (v: unknown) => unknown): unknown[] {
   return copy ?? arr;
 }
 
+/** A text block of a tool result that holds the JSON of its `structuredContent`. */
+interface TextCopy {
+  /** Its index in `content`. */
+  index: number;
+  item: object;
+  /** Re-serialized compact (0) or indented by 2, as it had no newline or had one. */
+  indent: 0 | 2;
+  /**
+   * Byte-equal to `JSON.stringify(structuredContent)` (or indented by 2): not masked on its own.
+   * Otherwise it only parses to the same value (other spacing, escapes, duplicate keys): it is
+   * masked as text, since what it says need not be what structuredContent says.
+   */
+  exact: boolean;
+}
+
 /**
- * In a tool result, the text blocks that are a JSON serialization of `structuredContent`
- * (servers are asked to send both): item → indent. They are not masked on their own but
- * re-serialized from the masked `structuredContent`, so both copies stay identical.
+ * In a tool result, the text blocks that hold the JSON of `structuredContent` (servers are asked
+ * to send both). When structuredContent had anything masked, their text is re-serialized from the
+ * masked structuredContent, so both copies stay identical and a value a JSON path masked in
+ * structuredContent does not stay in the text.
  */
-function findSerializations(payload: unknown): Map<object, number> | undefined {
+function findSerializations(payload: unknown): TextCopy[] | undefined {
   if (!isObject(payload)) return undefined;
   const sc = payload['structuredContent'];
   const content = payload['content'];
   if (!isObject(sc) || !Array.isArray(content)) return undefined;
-  let found: Map<object, number> | undefined;
+  let found: TextCopy[] | undefined;
   let compact: string | undefined;
   let pretty: string | undefined;
-  for (const item of content) {
+  for (let index = 0; index < content.length; index++) {
+    const item: unknown = content[index];
     if (!isObject(item) || item['type'] !== 'text' || typeof item['text'] !== 'string') continue;
     const text = item['text'];
     const head = text.trimStart()[0];
@@ -730,41 +847,44 @@ function findSerializations(payload: unknown): Map<object, number> | undefined {
     // A compact serialization has no raw newline (JSON.stringify escapes them) and an indented one
     // of a non-empty object always has one ('{}' is both): one of the two is worth building.
     const multiline = text.includes('\n');
-    let indent = -1;
-    if (!multiline) {
-      compact ??= JSON.stringify(sc);
-      if (text === compact) indent = 0;
-    } else {
-      pretty ??= JSON.stringify(sc, null, 2);
-      if (text === pretty) indent = 2;
-    }
-    if (indent === -1) {
-      try {
+    let exact: boolean;
+    let same: boolean;
+    try {
+      if (!multiline) {
         compact ??= JSON.stringify(sc);
-        if (JSON.stringify(JSON.parse(text)) === compact) indent = multiline ? 2 : 0;
-      } catch {
-        indent = -1;
+        exact = text === compact;
+      } else {
+        pretty ??= JSON.stringify(sc, null, 2);
+        exact = text === pretty;
       }
+      if (exact) same = true;
+      else {
+        compact ??= JSON.stringify(sc);
+        same = JSON.stringify(JSON.parse(text)) === compact;
+      }
+    } catch {
+      // Not JSON, or too deep to serialize: masked as text like any.
+      continue;
     }
-    if (indent >= 0) {
-      found ??= new Map();
-      found.set(item, indent);
+    if (same) {
+      found ??= [];
+      found.push({ index, item, indent: multiline ? 2 : 0, exact });
     }
   }
   return found;
 }
 
-function rewriteSerializations(
-  out: Record<string, unknown>,
-  serialized: Map<object, number>,
-): Record<string, unknown> {
+function rewriteSerializations(out: Record<string, unknown>, copies: TextCopy[]): Record<string, unknown> {
   const content = out['content'];
   if (!Array.isArray(content)) return out;
   const sc = out['structuredContent'];
-  const next = content.map((item: unknown) => {
-    const indent = isObject(item) ? serialized.get(item) : undefined;
-    if (indent === undefined || !isObject(item)) return item;
-    return { ...item, text: indent === 0 ? JSON.stringify(sc) : JSON.stringify(sc, null, indent) };
-  });
+  const next = content.slice();
+  const texts: Array<string | undefined> = [undefined, undefined, undefined];
+  for (const { index, indent } of copies) {
+    const item: unknown = next[index];
+    if (!isObject(item)) continue;
+    texts[indent] ??= indent === 0 ? JSON.stringify(sc) : JSON.stringify(sc, null, indent);
+    next[index] = { ...item, text: texts[indent] };
+  }
   return { ...out, content: next };
 }
