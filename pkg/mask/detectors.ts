@@ -548,7 +548,21 @@ export const detectors: ReadonlyMap<string, Finder> = new Map(
 /** Built-in detector names, as policies spell them. */
 export const detectorNames: readonly string[] = [...detectors.keys()];
 
-const sensitiveWords = new Set(['password', 'passwd', 'passphrase', 'pwd', 'secret', 'apikey']);
+/** Words naming a secret, singular and plural (`secrets`, `apiKeys`: a list of them is no less secret). */
+const sensitiveWords = new Set([
+  'password',
+  'passwords',
+  'passwd',
+  'passwds',
+  'passphrase',
+  'passphrases',
+  'pwd',
+  'pwds',
+  'secret',
+  'secrets',
+  'apikey',
+  'apikeys',
+]);
 const keyCache = new Map<string, boolean>();
 
 /**
@@ -566,7 +580,8 @@ export function isSensitiveKey(key: string): boolean {
       .split(/[^a-z0-9]+/);
     for (let i = 0; i < words.length && !result; i++) {
       const w = words[i]!;
-      if (sensitiveWords.has(w) || (w === 'api' && words[i + 1] === 'key')) result = true;
+      if (sensitiveWords.has(w) || (w === 'api' && (words[i + 1] === 'key' || words[i + 1] === 'keys')))
+        result = true;
     }
   }
   if (keyCache.size < 10_000) keyCache.set(key, result);

@@ -226,3 +226,21 @@ describe('values under password-like keys', () => {
     expect(out.hits).toHaveLength(2);
   });
 });
+
+describe('password-like keys, plural too', () => {
+  it('masks what is listed under secrets, passwords or apiKeys', () => {
+    const m = createMasker([{ policy: 'p', rule: { name: 'pw', detectors: ['password-assignment'] } }]);
+    const out = m.maskMessage(
+      {
+        secrets: ['s3cr3t-one', 's3cr3t-two'],
+        db_passwords: { main: 'hunter2' },
+        apiKeys: ['k-123'],
+        api_keys: 'k-456',
+        keys: ['public'],
+      },
+      { method: 'tools/call' },
+    ).value as Record<string, unknown>;
+    expect(JSON.stringify(out)).not.toMatch(/s3cr3t|hunter2|k-123|k-456/);
+    expect(out['keys']).toEqual(['public']);
+  });
+});
