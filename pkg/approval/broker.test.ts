@@ -316,16 +316,23 @@ describe('hold mode and restarts', () => {
     await b.close();
   });
 
-  it('a hold whose approval the admission webhook did not stamp is refused, never waited on', async () => {
+  it('a verdict on a hold the admission webhook did not stamp counts for nothing: the call waits, then expires', async () => {
     const store = new MemoryApprovalStore({ creator: undefined });
     const b = broker(store);
-    const h = hold(store, b);
-    expect(await h.outcome).toMatchObject({
-      kind: 'unavailable',
-      reason: expect.stringContaining('not stamped by the mcp-warden admission webhook'),
-    });
-    const [only] = [...store.list()];
-    expect(only?.phase).toBe('Cancelled');
+    let created = '';
+    const outcome = b.hold(
+      call({ settings: { approvers: [{ user: 'r' }], timeout: '200ms', mode: 'hold' } }),
+      {
+        onCancel: () => undefined,
+        onCreated: (name) => {
+          created = name;
+        },
+      },
+    );
+    while (created === '') await new Promise((r) => setTimeout(r, 5));
+    store.decide(created, 'Approved', 'mallory');
+    expect(await outcome).toMatchObject({ kind: 'expired', name: created });
+    expect(store.get(created)?.phase).not.toBe('Executed');
     await b.close();
   });
 

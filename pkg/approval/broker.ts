@@ -81,6 +81,7 @@ export class ApprovalBroker {
   readonly #expiry = new Map<string, NodeJS.Timeout>();
   readonly #unsubscribe: () => void;
   #warnedUnstamped = false;
+  #warnedUnstampedCreator = false;
   #closed = false;
   /** Approvals this process created before its restart sweep ran (the sweep leaves them alone). */
   #createdBeforeSweep: Set<string> | undefined = new Set();
@@ -162,19 +163,6 @@ export class ApprovalBroker {
       const created = await this.#create(call, digest);
       if ('kind' in created) return created;
       ({ approval, expiresAtMs } = created);
-      const { trustedCreator } = this.#o;
-      if (trustedCreator !== undefined && approval.createdBy !== trustedCreator) {
-        // Not stamped by the admission webhook: nothing vouches for who would decide it (fail
-        // closed, as a ticket grant from such an approval grants nothing).
-        this.#o.logger.error(
-          { event: 'approval-unstamped', approval: approval.name, createdBy: approval.createdBy },
-          'an approval was not stamped by the admission webhook; the held call is refused',
-        );
-        await this.#write(approval.name, 'Cancelled', 'not stamped by the mcp-warden admission webhook');
-        return unavailable(
-          'the approval was not stamped by the mcp-warden admission webhook, so no verdict on it can be trusted',
-        );
-      }
     }
     const policy = call.policy;
     this.#o.metrics.approvalsPending.inc({ policy });
@@ -195,6 +183,9 @@ export class ApprovalBroker {
             settle({ kind: 'cancelled', name: approval.name, reason: 'the approval was deleted' });
             return;
           }
+          // A verdict counts only on an approval the webhook stamped as this data path's: without
+          // the stamp nothing vouches for who decided (as for ticket grants). It waits, then expires.
+          if (!this.#stamped(a)) return;
           const d = this.#decision(a);
           if (d === undefined) return;
           settle(
@@ -344,6 +335,20 @@ export class ApprovalBroker {
       await new Promise((r) => setTimeout(r, 100 * attempt));
     }
     return `approval ${name} could not be recorded as used, so the call was not run (each approval runs its call once); repeat the call`;
+  }
+
+  /** Created by this data path, as the admission webhook stamped it (no trusted creator: any). */
+  #stamped(a: StoredApproval): boolean {
+    const { trustedCreator } = this.#o;
+    if (trustedCreator === undefined || a.createdBy === trustedCreator) return true;
+    if (a.spec.decision !== undefined && !this.#warnedUnstampedCreator) {
+      this.#warnedUnstampedCreator = true;
+      this.#o.logger.warn(
+        { event: 'approval-creator-unstamped', approval: a.name },
+        'ignored a verdict on an approval the admission webhook did not stamp as created by this data path',
+      );
+    }
+    return false;
   }
 
   #decision(a: StoredApproval): ReturnType<typeof decisionOf> {

@@ -143,14 +143,39 @@ function logLine(child: ChildProcess, msg: string): Promise<Record<string, unkno
 }
 
 /** An MCP client session through the sidecar; `end()` terminates the session (HTTP DELETE) and closes. */
+/** The creator the webhook stamps on the sidecar's approvals: the pod's service account. */
+const CREATOR = 'system:serviceaccount:agents:github-mcp';
+
 type ApprovalObject = {
-  metadata: { name: string };
+  metadata: { name: string; annotations?: Record<string, string> };
   spec: Record<string, unknown>;
   status?: { phase?: string };
 };
 
-/** The pod's MCPApproval objects holding `delete_repo` with these arguments, once at least one exists. */
+/**
+ * The pod's MCPApproval objects holding `delete_repo` with these arguments, once at least one
+ * exists, each with the creator stamp the admission webhook puts on an approval when it is created
+ * (this suite runs no webhook): the sidecar honours verdicts only on approvals its own service
+ * account created.
+ */
 async function heldApprovals(args: Record<string, unknown>): Promise<ApprovalObject[]> {
+  const held = await listHeld(args);
+  for (const a of held) {
+    if (a.metadata.annotations?.['mcpwarden.io/created-by'] === CREATOR) continue;
+    await kubectlOk([
+      'annotate',
+      '--overwrite',
+      'mcpa',
+      a.metadata.name,
+      '-n',
+      NS,
+      `mcpwarden.io/created-by=${CREATOR}`,
+    ]);
+  }
+  return held;
+}
+
+async function listHeld(args: Record<string, unknown>): Promise<ApprovalObject[]> {
   for (let i = 0; ; i++) {
     const list = JSON.parse(await kubectlOk(['get', 'mcpa', '-n', NS, '-o', 'json'])) as {
       items: ApprovalObject[];
@@ -545,16 +570,6 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
     const held = await heldApprovals(args);
     expect(held).toHaveLength(1);
     const name = held[0]!.metadata.name;
-    // The creator stamp the admission webhook puts on every approval (this suite runs no webhook):
-    // the sidecar takes over only approvals its own service account created.
-    await kubectlOk([
-      'annotate',
-      'mcpa',
-      name,
-      '-n',
-      NS,
-      'mcpwarden.io/created-by=system:serviceaccount:agents:github-mcp',
-    ]);
     // The container stops (SIGTERM, as the kubelet stops it) and is started again.
     const exited = once(sidecar, 'exit');
     sidecar.kill('SIGTERM');
