@@ -15,7 +15,7 @@ import {
   type ResolvedIssuer,
   resolveIssuer,
 } from './issuers.js';
-import { type KeyGetter, KeyStore } from './keys.js';
+import { type Freshness, type KeyGetter, KeyStore } from './keys.js';
 import { checkFetchUrl, clip } from './lib/url.js';
 import type { Authenticator, GraphResolver, Identity, TrustedIssuer } from './types.js';
 
@@ -38,7 +38,8 @@ export interface AuthenticatorOptions {
   /** Testing seam: the clock of the discovery/JWKS caches (token times use the real clock). */
   now?: () => number;
   /**
-   * How long a verified token is remembered (default 60 s, never past its `exp`; 0 disables).
+   * How long a verified token is remembered (default 60 s; 0 disables): never past its `exp`, nor
+   * past the fetch time + `cacheTtlMs` of the discovery document and JWKS it was checked with.
    * A client sends the same token on every request: re-checking its RSA signature each time was
    * the top cost of the data path in the bench profile.
    */
@@ -71,7 +72,8 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
     ...(options.now === undefined ? {} : { now: options.now }),
   });
 
-  async function keyGetter(resolved: ResolvedIssuer): Promise<KeyGetter> {
+  /** The keys for `resolved`; `freshness` learns how long the cached documents used stay fresh. */
+  async function keyGetter(resolved: ResolvedIssuer, freshness: Freshness): Promise<KeyGetter> {
     const entry = resolved.entries[0]!;
     if (entry.jwks !== undefined)
       return KeyStore.inline(entry.jwks as Parameters<typeof KeyStore.inline>[0], resolved.issuer);
@@ -90,7 +92,7 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
           'ERR_AUTH_ISSUER',
           `the jwksUri of issuer ${resolved.issuer} is refused: ${checked.problem}`,
         );
-      return keys.getter(jwksUri, resolved.issuer);
+      return keys.getter(jwksUri, resolved.issuer, freshness);
     }
     const discoveryUrl = discoveryUrlFor(entry, resolved.issuer, resolved.tenantId);
     const checked = checkFetchUrl(discoveryUrl, allowInsecureLoopback);
@@ -99,11 +101,24 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
         'ERR_AUTH_ISSUER',
         `the discovery URL of issuer ${resolved.issuer} is refused: ${checked.problem}`,
       );
-    const jwksUri = await keys.jwksUriFromDiscovery(discoveryUrl, resolved.issuer, resolved.tenantId);
-    return keys.getter(jwksUri, resolved.issuer);
+    const jwksUri = await keys.jwksUriFromDiscovery(
+      discoveryUrl,
+      resolved.issuer,
+      resolved.tenantId,
+      freshness,
+    );
+    return keys.getter(jwksUri, resolved.issuer, freshness);
   }
 
-  async function verify(token: string, trusted: readonly TrustedIssuer[]): Promise<Identity> {
+  /**
+   * Verify `token`. `freshness.until` ends up at when the cached discovery document and JWKS used
+   * expire (unchanged for keys given inline, which change with the trusted list itself).
+   */
+  async function verify(
+    token: string,
+    trusted: readonly TrustedIssuer[],
+    freshness: Freshness,
+  ): Promise<Identity> {
     if (typeof token !== 'string' || token.trim() === '') {
       throw new WardenError(
         'ERR_AUTH_MISSING',
@@ -145,7 +160,7 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
         `issuer ${resolved.issuer} is trusted with no audiences; add audiences to it in the policy`,
       );
     }
-    const getKey = await keyGetter(resolved);
+    const getKey = await keyGetter(resolved, freshness);
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, getKey, {
@@ -162,6 +177,10 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
     const applicable = resolved.entries.filter((e) => e.audiences.includes(audience));
     const kubernetes = applicable.some((e) => e.kubernetes === true);
     const identity = toIdentity({ claims: payload, issuer: resolved.issuer, audience, kubernetes });
+    // The issuer is the cluster's own (whatever its URL): the policy engine matches it to the
+    // policies whose kubernetes entries name no issuer. A property of the issuer, not the audience.
+    if (kubernetes && resolved.entries.some((e) => e.kubernetes === true && e.clusterIssuer === true))
+      identity.clusterIssuer = true;
     if (!kubernetes && hasGroupsOverage(payload)) {
       identity.groups = await overageGroups(identity, applicable, resolved.issuer);
     }
@@ -206,7 +225,8 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
 
   // Verified tokens, keyed by the trusted issuers they were checked against and the token itself
   // (memory only, never logged). A hit skips the signature check; `exp` still bounds it.
-  // It never outlives the key cache either, so an issuer outage past the TTL still fails closed.
+  // It never outlives the discovery document and JWKS it was checked with either (their fetch
+  // time + TTL, not the verification's), so an issuer outage past the TTL still fails closed.
   const verifiedCacheMs = Math.min(
     nonNegative(options.verifiedCacheMs, 60_000, 'verifiedCacheMs'),
     positive(options.cacheTtlMs, 10 * 60_000, 'cacheTtlMs'),
@@ -235,14 +255,12 @@ export function createAuthenticator(options: AuthenticatorOptions = {}): Authent
         }
       }
       try {
-        const identity = deepFreeze(await verify(token, trusted));
-        if (verifiedCacheMs > 0) {
+        const freshness: Freshness = { until: Number.POSITIVE_INFINITY };
+        const identity = deepFreeze(await verify(token, trusted, freshness));
+        const until = Math.min(cacheNow() + verifiedCacheMs, freshness.until);
+        if (verifiedCacheMs > 0 && until > cacheNow()) {
           if (verified.size >= VERIFIED_CACHE_MAX) verified.delete(verified.keys().next().value as string);
-          verified.set(key, {
-            identity,
-            until: cacheNow() + verifiedCacheMs,
-            expMs: identity.expiresAt * 1000,
-          });
+          verified.set(key, { identity, until, expMs: identity.expiresAt * 1000 });
         }
         return identity;
       } catch (err) {

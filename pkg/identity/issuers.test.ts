@@ -1,4 +1,4 @@
-import { discoveryUrlFor, resolveIssuer } from './issuers.js';
+import { discoveryUrlFor, isIssuerOfTenant, resolveIssuer } from './issuers.js';
 import { checkFetchUrl, isLoopbackHost } from './lib/url.js';
 
 describe('discoveryUrlFor', () => {
@@ -70,5 +70,20 @@ describe('loopback and URL checks', () => {
     expect(checkFetchUrl('not a url', true)).toEqual({
       problem: expect.stringMatching(/not an absolute URL/),
     });
+  });
+});
+
+describe('isIssuerOfTenant', () => {
+  const template = 'https://login.microsoftonline.com/{tenantid}/v2.0';
+  it('is the template filled with exactly that tenant (literal parts case-insensitive, like resolveIssuer)', () => {
+    expect(isIssuerOfTenant(template, 'https://login.microsoftonline.com/t-a/v2.0', 't-a')).toBe(true);
+    expect(isIssuerOfTenant(template, 'https://LOGIN.microsoftonline.com/t-a/v2.0', 't-a')).toBe(true);
+    expect(isIssuerOfTenant(template, 'https://login.microsoftonline.com/t-b/v2.0', 't-a')).toBe(false);
+    expect(isIssuerOfTenant(template, 'https://login.microsoftonline.com/T-A/v2.0', 't-a')).toBe(false);
+    expect(isIssuerOfTenant(template, 'https://login.microsoftonline.com/t-a/v2.0/x', 't-a')).toBe(false);
+    expect(isIssuerOfTenant(template, 'https://login.microsoftonline.com/t-a/v2', 't-a')).toBe(false);
+    expect(isIssuerOfTenant(template, 'https://login.microsoftonline.com//v2.0', '')).toBe(false);
+    expect(isIssuerOfTenant('https://idp/{tenantid}/x/{TenantId}', 'https://idp/t/x/t', 't')).toBe(true);
+    expect(isIssuerOfTenant('https://idp/{tenantid}/x/{tenantid}', 'https://idp/t/x/u', 't')).toBe(false);
   });
 });

@@ -82,6 +82,30 @@ export function resolveIssuer(
   return problem === undefined ? undefined : { problem };
 }
 
+/**
+ * True when `issuer` is `template` with every `{tenantid}` filled with `tenantId`: the literal
+ * parts compared case-insensitively (as `resolveIssuer` matches templates), the tenant exactly.
+ * The policy engine uses it to tell which policy's template entry a verified token belongs to.
+ *
+ * @example
+ * isIssuerOfTenant('https://login.microsoftonline.com/{tenantid}/v2.0',
+ *   'https://login.microsoftonline.com/t-a/v2.0', 't-a'); // true
+ */
+export function isIssuerOfTenant(template: string, issuer: string, tenantId: string): boolean {
+  if (tenantId === '') return false;
+  const parts = template.split(placeholder);
+  let at = 0;
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (issuer.slice(at, at + part.length).toLowerCase() !== part.toLowerCase()) return false;
+    at += part.length;
+    if (i === parts.length - 1) break;
+    if (!issuer.startsWith(tenantId, at)) return false;
+    at += tenantId.length;
+  }
+  return at === issuer.length;
+}
+
 /** Fill `{tenantid}` in a URL template. */
 export function fillTenant(template: string, tenantId: string | undefined): string {
   return tenantId === undefined ? template : template.replace(placeholder, tenantId);

@@ -32,6 +32,15 @@ interface Discovery {
 
 export type KeyGetter = (header: JWSHeaderParameters, token: FlattenedJWSInput) => Promise<CryptoKey>;
 
+/**
+ * Until when (on the store's clock) what one verification took from the caches is fresh: the
+ * earliest `fetchedAt + ttl` of the discovery document and JWKS it used. A verification repeated
+ * after that would have to fetch them again, so its result must not be remembered longer.
+ */
+export interface Freshness {
+  until: number;
+}
+
 export class KeyStore {
   readonly #options: KeyStoreOptions;
   readonly #now: () => number;
@@ -55,7 +64,12 @@ export class KeyStore {
    * The JWKS URI of an issuer, from its discovery document. The document must name the issuer
    * itself (or the Entra `{tenantid}` template of it).
    */
-  async jwksUriFromDiscovery(discoveryUrl: string, issuer: string, tenantId?: string): Promise<string> {
+  async jwksUriFromDiscovery(
+    discoveryUrl: string,
+    issuer: string,
+    tenantId?: string,
+    freshness?: Freshness,
+  ): Promise<string> {
     const entry = await this.#discovery.get(discoveryUrl, async () => {
       const doc = await fetchJson(discoveryUrl, {
         what: `discovery document of issuer ${issuer}`,
@@ -71,6 +85,7 @@ export class KeyStore {
       }
       return { issuer: record['issuer'], jwksUri: record['jwks_uri'] };
     });
+    this.#used(entry.fetchedAt, freshness);
     const named = entry.value.issuer;
     const sameIssuer =
       named === issuer || (tenantId !== undefined && named.replace(/\{tenantid\}/gi, tenantId) === issuer);
@@ -91,11 +106,13 @@ export class KeyStore {
   }
 
   /** A jose key getter over the JWKS at `jwksUri` (refetching once per cooldown on an unknown kid). */
-  getter(jwksUri: string, issuer: string): KeyGetter {
+  getter(jwksUri: string, issuer: string, freshness?: Freshness): KeyGetter {
     return async (header, token) => {
       let entry = await this.#load(jwksUri, issuer, false);
       try {
-        return await entry.value.local(header, token);
+        const key = await entry.value.local(header, token);
+        this.#used(entry.fetchedAt, freshness);
+        return key;
       } catch (err) {
         if (!(err instanceof errors.JWKSNoMatchingKey)) throw keyError(err, issuer, header);
         if (this.#now() - entry.fetchedAt < this.#options.cooldownMs)
@@ -104,7 +121,9 @@ export class KeyStore {
       // Key rotation: the issuer may have published a new key since we fetched.
       entry = await this.#load(jwksUri, issuer, true);
       try {
-        return await entry.value.local(header, token);
+        const key = await entry.value.local(header, token);
+        this.#used(entry.fetchedAt, freshness);
+        return key;
       } catch (err) {
         throw keyError(err, issuer, header);
       }
@@ -121,6 +140,11 @@ export class KeyStore {
         throw keyError(err, issuer, header);
       }
     };
+  }
+
+  #used(fetchedAt: number, freshness: Freshness | undefined): void {
+    if (freshness !== undefined)
+      freshness.until = Math.min(freshness.until, fetchedAt + this.#options.cacheTtlMs);
   }
 
   #load(jwksUri: string, issuer: string, refresh: boolean) {

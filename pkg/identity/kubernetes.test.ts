@@ -81,4 +81,25 @@ describe('Kubernetes service-account tokens', () => {
       'ERR_AUTH_AUDIENCE',
     );
   });
+
+  it("marks tokens of the cluster's own issuer (the entry standing for kubernetes entries without issuer)", async () => {
+    const { privateKey, publicKey } = await generateKeyPair('RS256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'own', alg: 'RS256', use: 'sig' };
+    const discovered = 'https://oidc.cluster.example/abc';
+    const own = await new SignJWT({ aud: ['github-mcp'], ...claimsOf('agents', 'planner') })
+      .setProtectedHeader({ alg: 'RS256', kid: 'own' })
+      .setIssuer(discovered)
+      .setIssuedAt()
+      .setExpirationTime('1h')
+      .sign(privateKey);
+    const entry = { issuer: discovered, audiences: ['github-mcp'], kubernetes: true, jwks: { keys: [jwk] } };
+    const marked = await createAuthenticator().authenticate(own, [{ ...entry, clusterIssuer: true }]);
+    expect(marked).toMatchObject({ issuer: discovered, clusterIssuer: true });
+    // An entry naming its issuer (another cluster, or this one by name) does not mark.
+    const named = await createAuthenticator().authenticate(own, [entry]);
+    expect(named.clusterIssuer).toBeUndefined();
+    expect(
+      (await createAuthenticator().authenticate(await sign(claimsOf('a', 'b')), trusted)).clusterIssuer,
+    ).toBeUndefined();
+  });
 });

@@ -21,6 +21,12 @@ export interface Identity {
   scopes: string[];
   wids: string[];
   serviceAccount?: { namespace: string; name: string; uid?: string };
+  /**
+   * A service-account token of the cluster's own issuer: accepted through a trusted entry marked
+   * `clusterIssuer` (a policy's `kubernetes` entry without `issuer`, which the sidecar points at
+   * the issuer its API server advertises). Such entries match it whatever that issuer's URL is.
+   */
+  clusterIssuer?: boolean;
   /** Verified audience the token was accepted for. */
   audience: string;
   /** Token expiry (seconds since epoch). */
@@ -41,6 +47,13 @@ export interface TrustedIssuer {
   groupsOverage?: 'graph' | 'deny';
   /** This entry is the Kubernetes service-account issuer. */
   kubernetes?: boolean;
+  /**
+   * This `kubernetes` entry stands for the cluster's own service-account issuer (a policy entry
+   * without `issuer`): `issuer` is a placeholder until the sidecar replaces it with the one its API
+   * server advertises. Identities accepted through it carry `clusterIssuer: true`, which is how the
+   * policy engine knows they belong to those policies whatever the advertised URL is.
+   */
+  clusterIssuer?: boolean;
   /** Verification keys given inline instead of fetched (e.g. the API server's `/openid/v1/jwks`,
    * read by the Kubernetes adapter with its own credentials). Takes precedence over `jwksUri`. */
   jwks?: { keys: Array<Record<string, unknown>> };

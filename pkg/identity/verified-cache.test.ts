@@ -77,3 +77,28 @@ it('accepts a token until its exp plus the clock tolerance, which is how long a 
     identity.expiresAt * 1000,
   );
 });
+
+it('never remembers a token past the JWKS it was checked with: issuer down, a fresh check is needed', async () => {
+  const issuer = await startDevIssuer();
+  let t = Date.now();
+  const auth = createAuthenticator({ now: () => t, cacheTtlMs: 600_000, verifiedCacheMs: 60_000 });
+  const own: TrustedIssuer[] = [{ issuer: issuer.v2Issuer, audiences: [aud] }];
+  const early = await issuer.issueToken({ audience: aud, oid: 'aaaaaaaa-0000-4000-8000-0000000000d1' });
+  await auth.authenticate(early, own); // discovery and JWKS fetched now
+  t += 590_000;
+  // First seen 10 s before the JWKS expires: verified with the cached keys.
+  const late = await issuer.issueToken({ audience: aud, oid: 'aaaaaaaa-0000-4000-8000-0000000000d2' });
+  const identity = await auth.authenticate(late, own);
+  expect(issuer.requests.jwks).toBe(1);
+  await issuer.close(); // the issuer goes down
+  t += 9_000;
+  expect(await auth.authenticate(late, own)).toBe(identity); // still within the JWKS TTL
+  t += 2_000; // the JWKS entry is 601 s old: a fresh verification would fail, so must this
+  for (const token of [late, early]) {
+    const err = await auth.authenticate(token, own).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isWardenError(err, 'ERR_AUTH_ISSUER_UNAVAILABLE')).toBe(true);
+  }
+});

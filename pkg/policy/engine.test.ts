@@ -705,7 +705,12 @@ describe('issuers, masking, recording', () => {
     ]);
     expect(engine.trustedIssuers()).toEqual([
       { issuer: iss, audiences: ['api://x', 'api://y'], groupsOverage: 'deny', jwksUri: 'https://k/keys' },
-      { issuer: 'https://kubernetes.default.svc.cluster.local', audiences: ['mcp'], kubernetes: true },
+      {
+        issuer: 'https://kubernetes.default.svc.cluster.local',
+        audiences: ['mcp'],
+        kubernetes: true,
+        clusterIssuer: true,
+      },
     ]);
   });
 
@@ -826,5 +831,178 @@ describe('rules pre-selected per caller', () => {
     expect(Object.isFrozen(list) && Object.isFrozen(list[0]) && Object.isFrozen(list[0]!.audiences)).toBe(
       true,
     );
+  });
+});
+
+describe("a policy's rules apply only to callers of its own issuer entries", () => {
+  const allowAll = (name: string) =>
+    rule(name, 'allow', { subjects: [{ any: true }, { group: 'admins' }], match: { tools: ['get_*'] } });
+
+  describe('{tenantid} templates: only the tenants the entry allows', () => {
+    const template = 'https://login.example/{tenantid}/v2.0';
+    const engine = compilePolicies([
+      policy('team-a', [allowAll('everyone-in-a')], {
+        identity: { issuers: [{ issuer: template, audiences: ['api://x'], allowedTenants: ['tenant-a'] }] },
+      }),
+      policy('partner-b', [rule('b-nothing', 'allow', { match: { tools: ['nothing_here'] } })], {
+        identity: { issuers: [{ issuer: template, audiences: ['api://y'], allowedTenants: ['tenant-b'] }] },
+      }),
+    ]);
+    const caller = (tid: string, aud: string, iss = `https://login.example/${tid}/v2.0`) =>
+      Object.freeze(
+        identity({
+          principal: `${tid}/oid-1`,
+          issuer: iss,
+          tenantId: tid,
+          audience: aud,
+          groups: ['admins'],
+          claims: Object.freeze({ iss, aud, tid, oid: 'oid-1' }),
+        }),
+      );
+
+    test("tenant-b's token for team-a's audience gets none of team-a's rules (any, group)", () => {
+      const b = caller('tenant-b', 'api://x');
+      for (let round = 0; round < 2; round++) {
+        const d = engine.decide(toolCall('get_weather', b));
+        expect(d.enforced).toBe('deny');
+        expect(d.rule).toBeUndefined();
+      }
+      expect(engine.filterList('tools/list', [{ name: 'get_weather' }], b)).toEqual([]);
+      // team-a's own tenant still gets them.
+      expect(engine.decide(toolCall('get_weather', caller('tenant-a', 'api://x'))).rule).toBe(
+        'everyone-in-a',
+      );
+    });
+
+    test("the issuer must be the template filled with the token's own tenant", () => {
+      // tid says tenant-a, but the token comes from tenant-b's issuer.
+      const mixed = caller('tenant-a', 'api://x', 'https://login.example/tenant-b/v2.0');
+      expect(engine.decide(toolCall('get_weather', mixed)).enforced).toBe('deny');
+      const noTid = Object.freeze(
+        identity({
+          issuer: 'https://login.example/tenant-a/v2.0',
+          tenantId: undefined,
+          claims: { aud: 'api://x' },
+        }),
+      );
+      expect(engine.decide(toolCall('get_weather', noTid)).enforced).toBe('deny');
+    });
+
+    test('explain says the caller is not from one of the policy’s issuers', () => {
+      const x = engine.explain(toolCall('get_weather', caller('tenant-b', 'api://x')));
+      expect(x.rules.find((r) => r.rule === 'everyone-in-a')).toMatchObject({
+        matched: false,
+        detail: expect.stringMatching(/not from one of the issuers of policy team-a/),
+      });
+    });
+  });
+
+  test('an exact issuer with allowedTenants: only those tenants, per policy', () => {
+    const iss = 'https://issuer.example/';
+    const engine = compilePolicies([
+      policy('a', [allowAll('a-read')], {
+        identity: { issuers: [{ issuer: iss, audiences: ['api://x'], allowedTenants: ['t-a'] }] },
+      }),
+      policy('b', [], {
+        identity: { issuers: [{ issuer: iss, audiences: ['api://x'], allowedTenants: ['t-b'] }] },
+      }),
+    ]);
+    const who = (tid: string) =>
+      Object.freeze(identity({ issuer: iss, tenantId: tid, claims: { aud: 'api://x', tid } }));
+    expect(engine.decide(toolCall('get_x', who('t-a'))).enforced).toBe('allow');
+    expect(engine.decide(toolCall('get_x', who('t-b'))).enforced).toBe('deny');
+  });
+
+  test('an exact issuer one policy trusts for every tenant stays open when another policy restricts it', () => {
+    const iss = 'https://issuer.example/';
+    const engine = compilePolicies([
+      policy('open', [], { identity: { issuers: [{ issuer: iss, audiences: ['api://x'] }] } }),
+      policy('narrow', [], {
+        identity: { issuers: [{ issuer: iss, audiences: ['api://y'], allowedTenants: ['t-b'] }] },
+      }),
+    ]);
+    expect(engine.trustedIssuers()).toEqual([
+      { issuer: iss, audiences: ['api://x', 'api://y'], groupsOverage: 'deny' },
+    ]);
+  });
+
+  describe('kubernetes entries: only service-account tokens of their own cluster', () => {
+    const sa = (iss: string, extra: Partial<Parameters<typeof identity>[0]> = {}) =>
+      Object.freeze(
+        identity({
+          principal: 'system:serviceaccount:agents:bot',
+          issuer: iss,
+          subject: 'system:serviceaccount:agents:bot',
+          tenantId: undefined,
+          objectId: undefined,
+          user: undefined,
+          appOnly: true,
+          serviceAccount: { namespace: 'agents', name: 'bot' },
+          audience: 'mcp',
+          claims: Object.freeze({ iss, aud: 'mcp', sub: 'system:serviceaccount:agents:bot' }),
+          ...extra,
+        }),
+      );
+    const bot = (name: string) =>
+      rule(name, 'allow', { subjects: [{ serviceAccount: 'agents/bot' }], match: { tools: ['get_*'] } });
+
+    test("another trusted cluster's agents/bot does not get this cluster's serviceAccount rule", () => {
+      const engine = compilePolicies([
+        policy('cluster-a', [bot('bot-a')], {
+          identity: { issuers: [{ kubernetes: { issuer: 'https://a.example', audiences: ['mcp'] } }] },
+        }),
+        policy('cluster-b', [rule('b-nothing', 'allow', { match: { tools: ['nothing_here'] } })], {
+          identity: { issuers: [{ kubernetes: { issuer: 'https://b.example', audiences: ['mcp'] } }] },
+        }),
+      ]);
+      expect(engine.decide(toolCall('get_weather', sa('https://a.example'))).rule).toBe('bot-a');
+      const fromB = sa('https://b.example');
+      expect(engine.decide(toolCall('get_weather', fromB)).enforced).toBe('deny');
+      expect(engine.decide(toolCall('get_weather', fromB)).enforced).toBe('deny');
+      // A token of the right cluster but for another audience does not either.
+      const otherAud = sa('https://a.example', {
+        audience: 'other',
+        claims: Object.freeze({ iss: 'https://a.example', aud: 'other' }),
+      });
+      expect(engine.decide(toolCall('get_weather', otherAud)).enforced).toBe('deny');
+    });
+
+    test('without issuer: the placeholder issuer, or the cluster issuer the authenticator vouched for', () => {
+      const engine = compilePolicies([
+        policy('own-cluster', [bot('bot-own')], {
+          identity: { issuers: [{ kubernetes: { audiences: ['mcp'] } }] },
+        }),
+        policy('cluster-b', [], {
+          identity: { issuers: [{ kubernetes: { issuer: 'https://b.example', audiences: ['mcp'] } }] },
+        }),
+      ]);
+      expect(engine.trustedIssuers()).toContainEqual({
+        issuer: 'https://kubernetes.default.svc.cluster.local',
+        audiences: ['mcp'],
+        kubernetes: true,
+        clusterIssuer: true,
+      });
+      const placeholder = sa('https://kubernetes.default.svc.cluster.local');
+      expect(engine.decide(toolCall('get_weather', placeholder)).rule).toBe('bot-own');
+      // The sidecar replaces the placeholder with the issuer its API server advertises; the
+      // authenticator marks tokens accepted through that entry.
+      const discovered = sa('https://oidc.cluster.example/abc', { clusterIssuer: true });
+      expect(engine.decide(toolCall('get_weather', discovered)).rule).toBe('bot-own');
+      expect(engine.decide(toolCall('get_weather', sa('https://oidc.cluster.example/abc'))).enforced).toBe(
+        'deny',
+      );
+      expect(engine.decide(toolCall('get_weather', sa('https://b.example'))).enforced).toBe('deny');
+    });
+
+    test('a kubernetes entry never vouches for a token that is not a service account’s', () => {
+      const iss = 'https://a.example';
+      const engine = compilePolicies([
+        policy('cluster-a', [allowAll('any-a')], {
+          identity: { issuers: [{ kubernetes: { issuer: iss, audiences: ['mcp'] } }] },
+        }),
+      ]);
+      const notSa = Object.freeze(identity({ issuer: iss, audience: 'mcp', claims: { aud: 'mcp' } }));
+      expect(engine.decide(toolCall('get_weather', notSa)).enforced).toBe('deny');
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { isIssuerOfTenant, isTemplate } from '../identity/issuers.js';
 import type { Identity, TrustedIssuer } from '../identity/types.js';
 import { type CelProgram, compileWhen } from './cel.js';
 import {
@@ -40,6 +41,8 @@ export const MatchOutcome = {
   annotations: 4,
   whenFalse: 5,
   whenError: 6,
+  /** The caller's token is not from one of the issuer entries of the rule's policy. */
+  issuer: 7,
 } as const;
 type Outcome = (typeof MatchOutcome)[keyof typeof MatchOutcome];
 
@@ -202,51 +205,86 @@ function compileRule(
 }
 
 /**
- * Which callers a policy's rules may apply to: those authenticated by one of the issuer entries
- * the policy itself names, issuer and audience (`{tenantid}` templates match any tenant; a
- * `kubernetes` entry matches service-account tokens for its audiences). Issuers are the union
- * across policies, but rules are not: a rule of the policy trusting tenant A (say
- * `subjects: [{any: true}]`) must not apply to the users of the issuer another policy added for
- * tenant B, nor must B's tokens match A's group ids or user names. Undefined (no restriction)
- * for a policy that names no issuers.
+ * Which callers a policy's rules may apply to: those one of the policy's *own* issuer entries
+ * accepts, with everything that entry constrains. Issuers are the union across policies (that is
+ * what authentication checks), but rules are not: a rule of the policy trusting tenant A (say
+ * `subjects: [{any: true}]`) must not apply to the users of tenant B that another policy allows,
+ * nor must B's tokens match A's group ids or user names. Per entry:
+ *
+ * - exact `issuer`: `iss` equals it, an `aud` is one of its audiences, and with `allowedTenants`
+ *   the token's tenant is one of them;
+ * - `{tenantid}` template: the token's tenant is in the entry's `allowedTenants` and `iss` is the
+ *   template filled with that tenant, an `aud` is one of its audiences;
+ * - `kubernetes`: a service-account token whose `iss` is the entry's issuer (`issuer`, or without
+ *   it the cluster's own: the placeholder, or whatever the sidecar discovered, which the
+ *   authenticator marks `clusterIssuer`), an `aud` is one of its audiences.
+ *
+ * Undefined (no restriction) for a policy that names no issuers. The answer is remembered per
+ * identity object: the authenticator hands out one frozen identity per token.
  */
 function issuerMatcher(doc: PolicyDocument): ((identity: Identity) => boolean) | undefined {
   const entries = doc.spec.identity?.issuers ?? [];
   if (entries.length === 0) return undefined;
-  const exact = new Map<string, Set<string>>();
-  const templates: Array<{ re: RegExp; audiences: Set<string> }> = [];
-  const kubernetes = new Set<string>();
-  for (const e of entries) {
-    if (e.kubernetes !== undefined) {
-      for (const a of e.kubernetes.audiences) kubernetes.add(a);
-    } else if (e.issuer !== undefined && /\{tenantid\}/i.test(e.issuer)) {
-      const escaped = e.issuer.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/\\\{tenantid\\\}/gi, '[^/]+');
-      templates.push({ re: new RegExp(`^${escaped}$`, 'i'), audiences: new Set(e.audiences ?? []) });
-    } else if (e.issuer !== undefined) {
-      const set = exact.get(e.issuer) ?? new Set<string>();
-      for (const a of e.audiences ?? []) set.add(a);
-      exact.set(e.issuer, set);
-    }
-  }
+  const accepts = entries.map(entryMatcher);
   const seen = new WeakMap<Identity, boolean>();
   return (identity) => {
     let ok = seen.get(identity);
     if (ok === undefined) {
-      ok = matches(identity);
+      // The token's audiences (a token may carry several); the authenticator checked one is trusted.
+      const aud = identity.claims['aud'];
+      const auds = Array.isArray(aud) ? aud : [aud ?? identity.audience];
+      ok = accepts.some((accept) => accept(identity, auds));
       seen.set(identity, ok);
     }
     return ok;
   };
-  function matches(identity: Identity): boolean {
-    // The token's audiences (a token may carry several); the authenticator checked one is trusted.
-    const aud = identity.claims['aud'];
-    const auds = Array.isArray(aud) ? aud : [aud ?? identity.audience];
-    const any = (set: Set<string>): boolean => auds.some((a) => typeof a === 'string' && set.has(a));
-    if (identity.serviceAccount !== undefined && any(kubernetes)) return true;
-    const own = exact.get(identity.issuer);
-    if (own !== undefined && any(own)) return true;
-    return templates.some((t) => t.re.test(identity.issuer) && any(t.audiences));
+}
+
+type IssuerEntry = NonNullable<PolicyDocument['spec']['identity']>['issuers'][number];
+
+/** One issuer entry as a predicate over a verified identity and its token's audiences. */
+function entryMatcher(e: IssuerEntry): (identity: Identity, auds: readonly unknown[]) => boolean {
+  const audiences = new Set(e.kubernetes?.audiences ?? e.audiences ?? []);
+  const forAudience = (auds: readonly unknown[]): boolean =>
+    auds.some((a) => typeof a === 'string' && audiences.has(a));
+  if (e.kubernetes !== undefined) {
+    const issuer = e.kubernetes.issuer ?? KubernetesDefaultIssuer;
+    // The sidecar replaces the placeholder (named or implied) with the discovered issuer.
+    const ownCluster = issuer === KubernetesDefaultIssuer;
+    return (identity, auds) =>
+      identity.serviceAccount !== undefined &&
+      (identity.issuer === issuer || (ownCluster && identity.clusterIssuer === true)) &&
+      forAudience(auds);
   }
+  const issuer = e.issuer ?? '';
+  const tenants =
+    e.allowedTenants === undefined || e.allowedTenants.length === 0 ? undefined : new Set(e.allowedTenants);
+  if (isTemplate(issuer)) {
+    if (tenants === undefined) return () => false; // refused by validation; never a wildcard
+    return (identity, auds) => {
+      const tid = tenantOf(identity);
+      return (
+        identity.serviceAccount === undefined &&
+        tid !== undefined &&
+        tenants.has(tid) &&
+        isIssuerOfTenant(issuer, identity.issuer, tid) &&
+        forAudience(auds)
+      );
+    };
+  }
+  return (identity, auds) => {
+    if (identity.serviceAccount !== undefined || identity.issuer !== issuer || !forAudience(auds))
+      return false;
+    if (tenants === undefined) return true;
+    const tid = tenantOf(identity);
+    return tid !== undefined && tenants.has(tid);
+  };
+}
+
+/** The tenant the authenticator checked: the token's `tid` claim (Entra identities copy it). */
+function tenantOf(identity: Identity): string | undefined {
+  const tid = identity.claims['tid'];
+  return typeof tid === 'string' && tid !== '' ? tid : identity.tenantId;
 }
 
 /** How `when` is treated: evaluated, or (list filtering) unknown because it reads the arguments. */
@@ -353,6 +391,8 @@ function describeOutcome(r: CompiledRule, outcome: Outcome, ctx: CallContext, sc
       return r.when === undefined ? 'subjects and match apply' : 'subjects and match apply; when is true';
     case MatchOutcome.subjects:
       return 'no subject matches the caller';
+    case MatchOutcome.issuer:
+      return `the caller is not from one of the issuers of policy ${r.policy} (its issuer, tenant, audience or cluster is not one that policy names)`;
     case MatchOutcome.method:
       return r.methods === undefined
         ? `${ctx.method} carries no ${[r.tools && 'tool', r.resources && 'resource', r.prompts && 'prompt'].filter(Boolean).join('/')} (default methods: ${[
@@ -568,9 +608,12 @@ class Engine implements CompiledPolicyEngine {
     const kind = methodTarget(ctx.method);
     const rules = this.#declared.map((r) => {
       const scratch: Scratch = { activation: undefined, error: undefined };
-      const outcome = subjectsMatch(r, ctx.identity, view)
-        ? matchCall(r, ctx, kind, view, scratch, WhenMode.evaluate)
-        : MatchOutcome.subjects;
+      const outcome =
+        r.issuers !== undefined && !r.issuers(ctx.identity)
+          ? MatchOutcome.issuer
+          : !r.subjects(ctx.identity, view)
+            ? MatchOutcome.subjects
+            : matchCall(r, ctx, kind, view, scratch, WhenMode.evaluate);
       return {
         policy: r.policy,
         mode: r.audit ? ('audit' as const) : ('enforce' as const),
@@ -609,6 +652,10 @@ class Engine implements CompiledPolicyEngine {
                 issuer: iss.kubernetes.issuer ?? KubernetesDefaultIssuer,
                 audiences: [...iss.kubernetes.audiences],
                 kubernetes: true,
+                // The entry the sidecar points at the cluster's discovered issuer (see issuerMatcher).
+                ...((iss.kubernetes.issuer ?? KubernetesDefaultIssuer) === KubernetesDefaultIssuer
+                  ? { clusterIssuer: true }
+                  : {}),
               }
             : {
                 issuer: iss.issuer ?? '',
@@ -624,8 +671,11 @@ class Engine implements CompiledPolicyEngine {
           continue;
         }
         prev.audiences = [...new Set([...prev.audiences, ...entry.audiences])];
-        if (entry.allowedTenants)
-          prev.allowedTenants = [...new Set([...(prev.allowedTenants ?? []), ...entry.allowedTenants])];
+        // An entry without allowedTenants accepts every tenant, so the union does too (each
+        // policy's rules still only apply to the tenants its own entry names: issuerMatcher).
+        if (prev.allowedTenants === undefined || entry.allowedTenants === undefined)
+          delete prev.allowedTenants;
+        else prev.allowedTenants = [...new Set([...prev.allowedTenants, ...entry.allowedTenants])];
         if (entry.groupsOverage === 'deny') prev.groupsOverage = 'deny';
         prev.jwksUri ??= entry.jwksUri;
         prev.discoveryUrl ??= entry.discoveryUrl;
