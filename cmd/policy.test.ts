@@ -183,6 +183,47 @@ describe('policy test', () => {
       ...more,
     ]);
 
+  test("--cluster-issuer: a kubernetes entry without issuer matches the cluster's own service-account tokens only", async () => {
+    const policy = `apiVersion: mcpwarden.io/v1alpha1
+kind: MCPPolicy
+metadata: {name: agents, namespace: agents}
+spec:
+  podSelector: {}
+  identity:
+    issuers:
+      - kubernetes: {audiences: [mcp]}
+  rules:
+    - name: bot-reads
+      subjects: [{serviceAccount: agents/bot}]
+      match: {tools: [get_weather]}
+      action: allow
+`;
+    await writeFile(file('sa-policy.yaml'), policy);
+    const iss = 'https://oidc.prod-cluster.example';
+    await writeFile(
+      file('bot.json'),
+      JSON.stringify({
+        iss,
+        aud: ['mcp'],
+        sub: 'system:serviceaccount:agents:bot',
+        exp: 4_102_444_800,
+        'kubernetes.io': { namespace: 'agents', serviceaccount: { name: 'bot', uid: 'u-1' } },
+      }),
+    );
+    const args = [
+      'test',
+      file('sa-policy.yaml'),
+      '--identity',
+      file('bot.json'),
+      '--call',
+      file('weather.json'),
+    ];
+    expect((await cli(args)).code).toBe(3);
+    expect((await cli([...args, '--cluster-issuer', iss])).code).toBe(0);
+    expect((await cli([...args, '--cluster-issuer', 'https://oidc.other-cluster.example'])).code).toBe(3);
+    expect((await cli([...args, '--cluster-issuer'])).code).toBe(2);
+  });
+
   test('allowed call: exit 0, names policy and rule', async () => {
     const r = await test3('reader.json', 'weather.json');
     expect(r.code).toBe(0);

@@ -27,6 +27,10 @@ const usage = `Usage:
                          the list to filter when CALL.json is a list request
       --labels k=v,...   only policies whose podSelector selects these pod labels
       --direction D      client-to-server (default) or server-to-client
+      --cluster-issuer URL
+                         the cluster's service-account issuer (kubectl get --raw
+                         /.well-known/openid-configuration): a service-account token from it
+                         matches kubernetes entries without issuer, as in the sidecar
       --explain          show every rule considered and why it applied or not
       --json             print the result as JSON
 `;
@@ -87,18 +91,20 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** An identity from token claims, exactly as the authenticator would build it after verification. */
-export function identityFromClaims(claims: Record<string, unknown>): Identity {
+/**
+ * An identity from token claims, exactly as the authenticator would build it after verification.
+ * `clusterIssuer`: the cluster's own service-account issuer, which the sidecar discovers; a
+ * service-account token from it is marked as the authenticator marks it.
+ */
+export function identityFromClaims(claims: Record<string, unknown>, clusterIssuer?: string): Identity {
   const aud = claims['aud'];
   const audience =
     typeof aud === 'string' ? aud : Array.isArray(aud) && typeof aud[0] === 'string' ? aud[0] : '';
   const issuer = typeof claims['iss'] === 'string' ? claims['iss'] : '';
-  return toIdentity({
-    claims: claims as JWTPayload,
-    issuer,
-    audience,
-    kubernetes: isObject(claims['kubernetes.io']),
-  });
+  const kubernetes = isObject(claims['kubernetes.io']);
+  const identity = toIdentity({ claims: claims as JWTPayload, issuer, audience, kubernetes });
+  if (kubernetes && clusterIssuer !== undefined && issuer === clusterIssuer) identity.clusterIssuer = true;
+  return identity;
 }
 
 function toolsFrom(value: unknown): Record<string, unknown>[] {
@@ -162,6 +168,7 @@ interface TestArgs {
   call: string;
   tools?: string;
   labels?: string;
+  clusterIssuer?: string;
   direction: Direction;
   explain: boolean;
   json: boolean;
@@ -185,6 +192,12 @@ function parseTestArgs(argv: string[]): TestArgs | string {
       case '--labels':
         a.labels = value();
         break;
+      case '--cluster-issuer': {
+        const v = value();
+        if (v === undefined || v === '') return '--cluster-issuer needs the issuer URL';
+        a.clusterIssuer = v;
+        break;
+      }
       case '--direction': {
         const d = value();
         if (d !== 'client-to-server' && d !== 'server-to-client')
@@ -227,7 +240,7 @@ async function test(argv: string[]): Promise<number> {
     const claims = await readJson(parsed.identity, 'identity claims');
     if (!isObject(claims))
       throw new Error(`identity claims ${parsed.identity} must be a JSON object of token claims`);
-    const identity = identityFromClaims(claims);
+    const identity = identityFromClaims(claims, parsed.clusterIssuer);
     const call = await readJson(parsed.call, 'call');
     if (!isObject(call) || typeof call['method'] !== 'string') {
       throw new Error(`call ${parsed.call} must be a JSON-RPC request with a "method"`);
