@@ -195,3 +195,23 @@ test('MCPPolicy: a validator that throws refuses (fail closed)', () => {
   expect(r.allowed).toBe(false);
   expect(r.code).toBe(500);
 });
+
+test("only the data path that created an approval writes its status: another pod's service account is refused", () => {
+  const status = (username: string, old = approval()): AdmissionRequest => ({
+    uid: 'u2',
+    operation: 'UPDATE',
+    subResource: 'status',
+    namespace: 'agents',
+    userInfo: { username, groups: ['system:serviceaccounts'] },
+    oldObject: old,
+    object: { ...old, status: { phase: 'Denied' } },
+  });
+  expect(validateApproval(status(podSa)).allowed).toBe(true);
+  const other = validateApproval(status('system:serviceaccount:agents:other-mcp'));
+  expect(other.allowed).toBe(false);
+  expect(other.message).toMatch(/only the data path that created this approval/);
+  expect(validateApproval(status('rita')).allowed).toBe(false);
+  const unstamped = approval();
+  unstamped.metadata.annotations = {};
+  expect(validateApproval(status(podSa, unstamped)).allowed).toBe(false);
+});

@@ -262,6 +262,19 @@ export function setsDecision(req: AdmissionRequest): boolean {
  * service account the approval's pod runs as, when the webhook could read the pod.
  */
 export function validateApproval(req: AdmissionRequest, podServiceAccount?: string): Verdict {
+  if (req.subResource === 'status') {
+    // The phase is the data path's record of what it did (Executed, Denied, Expired…): only the
+    // data path that created the approval writes it, so one workload cannot end another's calls.
+    const creator = annotationsOf(req.oldObject ?? req.object)[CREATED_BY_ANNOTATION];
+    const user = req.userInfo?.username;
+    if (creator === undefined || user !== creator) {
+      return deny(
+        403,
+        `status: only the data path that created this approval (${creator ?? 'unknown: no created-by stamp'}) may write its phase, not ${user ?? 'an unknown user'}`,
+      );
+    }
+    return allow();
+  }
   if (req.operation === 'CREATE') {
     if (decisionOf(req.object) !== undefined) {
       return deny(

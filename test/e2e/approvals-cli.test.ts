@@ -105,8 +105,8 @@ beforeAll(async () => {
     await create(name);
   }
   await create('hold-expired', { expiresAt: new Date(Date.now() - 60_000).toISOString() });
-  // What the sidecar reports once a call ran.
-  await cluster.admin.client.request('PATCH', `${APPROVALS}/hold-executed/status`, {
+  // What the sidecar reports once a call ran (only the creator may write the phase).
+  await sidecar.client.request('PATCH', `${APPROVALS}/hold-executed/status`, {
     contentType: 'application/merge-patch+json',
     body: { status: { phase: 'Executed', message: 'ran once' } },
   });
