@@ -126,6 +126,25 @@ test('a labelled pod gets a base64 JSONPatch that adds the sidecar', async () =>
   );
 });
 
+test('injection warnings reach the user as admission warnings; a hostPort on the MCP port is refused', async () => {
+  const beside = pod({ 'mcpwarden.io/inject': 'true' }, { 'mcpwarden.io/upstream-port': '9000' });
+  const r = await review('/inject', podReview(beside));
+  expect(r.allowed).toBe(true);
+  expect(r.warnings).toEqual([
+    expect.stringMatching(/^mcp-warden: container "app" port "mcp" \(8080\) is not the MCP port/),
+  ]);
+  const hostPort = {
+    ...pod({ 'mcpwarden.io/inject': 'true' }),
+    spec: { containers: [{ name: 'app', ports: [{ name: 'mcp', containerPort: 8080, hostPort: 30080 }] }] },
+  };
+  const refused = await review('/inject', podReview(hostPort));
+  expect(refused.allowed).toBe(false);
+  expect(refused.status?.code).toBe(400);
+  expect(refused.status?.message).toMatch(
+    /^mcp-warden cannot inject this pod: container "app" port "mcp" \(8080\) is the MCP port and sets hostPort 30080/,
+  );
+});
+
 test('skips carry a warning, an annotation patch and an event (but no event on dry-run)', async () => {
   const hostNet = {
     ...pod({ 'mcpwarden.io/inject': 'true' }),

@@ -70,7 +70,11 @@ async function injectHandler(req: AdmissionRequest, deps: AdmissionDeps): Promis
     case 'inject':
       deps.metrics.injections.inc({ result: 'injected' });
       deps.logger.info({ namespace, pod: podName, hash: result.status.hash }, 'sidecar injected');
-      return allow({ patch: result.patch, result: 'injected' });
+      return allow({
+        patch: result.patch,
+        result: 'injected',
+        ...(result.warnings.length > 0 ? { warnings: result.warnings.map((w) => `mcp-warden: ${w}`) } : {}),
+      });
     case 'noop':
       deps.metrics.injections.inc({ result: 'already_injected' });
       return allow({ result: 'already_injected' });

@@ -71,7 +71,8 @@ export const Sidecar = {
   runAsUser: 65532,
   tokenVolume: 'mcp-warden-token',
   tokenMountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
-  tokenExpirationSeconds: 3607,
+  /** One hour: not 3607, which the API server extends to a year (--service-account-extend-token-expiration). */
+  tokenExpirationSeconds: 3600,
   recordingsVolume: 'mcp-warden-recordings',
   recordingsMountPath: '/var/lib/mcp-warden/recordings',
   tmpVolume: 'mcp-warden-tmp',

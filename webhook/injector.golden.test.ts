@@ -1,14 +1,16 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { parse } from 'yaml';
+import { isWardenError } from '../pkg/errors.js';
 import { type InjectContext, type InjectorConfig, type InjectResult, injectPod } from './injector.js';
 import { applyPatch } from './jsonpatch.js';
 
 /**
  * Golden files: test/fixtures/golden/<case>/pod.yaml (input) and patch.json (the exact expected
- * JSONPatch). A stale golden fails; `UPDATE_GOLDEN=1` rewrites patch.json from the code, and the
- * diff is what a reviewer reads.
+ * JSONPatch), warnings.txt (the admission warnings, one a line; absent: none), or refusal.txt
+ * instead of patch.json for a pod the webhook refuses (the message). A stale golden fails;
+ * `UPDATE_GOLDEN=1` rewrites them from the code, and the diff is what a reviewer reads.
  */
 const root = join(import.meta.dirname, '..', 'test', 'fixtures', 'golden');
 const update = process.env['UPDATE_GOLDEN'] === '1';
@@ -22,28 +24,35 @@ const config: InjectorConfig = {
 };
 
 /** Per case: the request context and the outcome the case exists to show. */
-const cases: Record<string, { ctx?: Partial<InjectContext>; expect: InjectResult['kind']; reason?: string }> =
-  {
-    'plain-pod': { expect: 'inject' },
-    'named-port': { expect: 'inject' },
-    'unnamed-single-port': { expect: 'inject' },
-    'several-containers': { expect: 'inject' },
-    'existing-init-containers': { expect: 'inject' },
-    'already-injected': { expect: 'noop' },
-    'host-network': { expect: 'skip', reason: 'host_network_enabled' },
-    overrides: { expect: 'inject' },
-    'old-apiserver': { ctx: { config: { ...config, nativeSidecars: false } }, expect: 'inject' },
-    'excluded-namespace': {
-      ctx: { namespace: 'sandbox', namespaceLabels: { 'mcpwarden.io/injection': 'disabled' } },
-      expect: 'skip',
-      reason: 'namespace_excluded',
-    },
-    'kube-system': { ctx: { namespace: 'kube-system' }, expect: 'skip', reason: 'namespace_excluded' },
-    'not-labelled': { expect: 'skip', reason: 'not_labelled' },
-    'no-mcp-port': { expect: 'skip', reason: 'no_mcp_port' },
-    'sidecar-exists': { expect: 'skip', reason: 'sidecar_already_exists' },
-    'webhook-pod': { ctx: { namespace: 'mcp-warden' }, expect: 'skip', reason: 'webhook_pod' },
-  };
+const cases: Record<
+  string,
+  { ctx?: Partial<InjectContext>; expect: InjectResult['kind'] | 'refuse'; reason?: string }
+> = {
+  'plain-pod': { expect: 'inject' },
+  'named-port': { expect: 'inject' },
+  'unnamed-single-port': { expect: 'inject' },
+  'several-containers': { expect: 'inject' },
+  'existing-init-containers': { expect: 'inject' },
+  'already-injected': { expect: 'noop' },
+  'host-network': { expect: 'skip', reason: 'host_network_enabled' },
+  overrides: { expect: 'inject' },
+  'old-apiserver': { ctx: { config: { ...config, nativeSidecars: false } }, expect: 'inject' },
+  'excluded-namespace': {
+    ctx: { namespace: 'sandbox', namespaceLabels: { 'mcpwarden.io/injection': 'disabled' } },
+    expect: 'skip',
+    reason: 'namespace_excluded',
+  },
+  'kube-system': { ctx: { namespace: 'kube-system' }, expect: 'skip', reason: 'namespace_excluded' },
+  'not-labelled': { expect: 'skip', reason: 'not_labelled' },
+  'no-mcp-port': { expect: 'skip', reason: 'no_mcp_port' },
+  'sidecar-exists': { expect: 'skip', reason: 'sidecar_already_exists' },
+  'webhook-pod': { ctx: { namespace: 'mcp-warden' }, expect: 'skip', reason: 'webhook_pod' },
+  'probes-on-mcp-port': { expect: 'inject' },
+  'duplicate-mcp-port': { expect: 'inject' },
+  'upstream-port-beside-mcp': { expect: 'inject' },
+  'host-port': { expect: 'refuse' },
+  'forged-sidecar': { expect: 'refuse' },
+};
 
 function contextFor(name: string): InjectContext {
   return { namespace: 'agents', namespaceLabels: {}, config, ...cases[name]?.ctx };
@@ -58,26 +67,44 @@ test('every golden case has an entry in the table and every entry a folder', () 
   expect(dirs).toEqual(Object.keys(cases).sort());
 });
 
+/** Writes `text` to `file` (or removes it when undefined) under UPDATE_GOLDEN, then compares. */
+function golden(file: string, text: string | undefined): void {
+  if (update) {
+    if (text === undefined) rmSync(file, { force: true });
+    else writeFileSync(file, text);
+  }
+  expect(existsSync(file) ? readFileSync(file, 'utf8') : undefined).toBe(text);
+}
+
+function run(pod: V1Pod, name: string): { result?: InjectResult; refusal?: string } {
+  try {
+    return { result: injectPod(pod, contextFor(name)) };
+  } catch (err) {
+    if (isWardenError(err, 'ERR_BAD_REQUEST')) return { refusal: err.message };
+    throw err;
+  }
+}
+
 describe.each(dirs)('golden %s', (name) => {
   const dir = join(root, name);
   const pod = parse(readFileSync(join(dir, 'pod.yaml'), 'utf8')) as V1Pod;
-  const result = injectPod(pod, contextFor(name));
+  const { result, refusal } = run(pod, name);
 
-  test('patch matches patch.json', () => {
-    const file = join(dir, 'patch.json');
-    const actual = `${JSON.stringify(result.patch, null, 2)}\n`;
-    if (update) writeFileSync(file, actual);
-    const expected = readFileSync(file, 'utf8');
-    expect(actual).toBe(expected);
+  test('patch.json, warnings.txt and refusal.txt match', () => {
+    golden(join(dir, 'patch.json'), result && `${JSON.stringify(result.patch, null, 2)}\n`);
+    const warnings = result?.kind === 'inject' && result.warnings.length > 0 ? result.warnings : undefined;
+    golden(join(dir, 'warnings.txt'), warnings && `${warnings.join('\n')}\n`);
+    golden(join(dir, 'refusal.txt'), refusal && `${refusal}\n`);
   });
 
   test('outcome is the one the case shows', () => {
     const want = cases[name]!;
-    expect(result.kind).toBe(want.expect);
-    if (result.kind === 'skip') expect(result.reason).toBe(want.reason);
+    expect(result?.kind ?? 'refuse').toBe(want.expect);
+    if (result?.kind === 'skip') expect(result.reason).toBe(want.reason);
   });
 
   test('the patch applies, and the patched pod is left alone the second time (idempotent)', () => {
+    if (result === undefined) return;
     const patched = applyPatch(pod, result.patch);
     const again = injectPod(patched, contextFor(name));
     expect(again.patch).toEqual([]);

@@ -205,3 +205,250 @@ test('UDP ports are never the MCP port', () => {
   });
   expect(r.kind === 'skip' && r.reason).toBe('no_mcp_port');
 });
+
+function refusal(p: V1Pod, cfg = config): string {
+  try {
+    injectPod(p, { namespace: 'agents', config: cfg });
+  } catch (err) {
+    if (isWardenError(err, 'ERR_BAD_REQUEST')) return err.message;
+    throw err;
+  }
+  throw new Error('expected a refusal');
+}
+
+function app(out: V1Pod): V1Container {
+  return out.spec!.containers.find((c) => c.name === 'app')!;
+}
+
+test('the projected token lives 3600 s, not 3607 (which the API server extends to a year)', () => {
+  const { pod: out } = injected(pod());
+  const token = out.spec?.volumes?.find((v) => v.name === 'mcp-warden-token');
+  expect(token?.projected?.sources?.[0]?.serviceAccountToken?.expirationSeconds).toBe(3600);
+});
+
+test('probes and lifecycle handlers that name the renamed MCP port get its number; others stay', () => {
+  const p = pod(undefined, [
+    { name: 'http', containerPort: 8080 },
+    { name: 'metrics', containerPort: 9100 },
+  ]);
+  p.metadata!.annotations = { 'mcpwarden.io/upstream-port': 'http' };
+  Object.assign(p.spec!.containers[0]!, {
+    readinessProbe: { httpGet: { path: '/healthz', port: 'http' } },
+    livenessProbe: { tcpSocket: { port: 'http' } },
+    startupProbe: { httpGet: { path: '/m', port: 'metrics' } },
+    lifecycle: {
+      preStop: { httpGet: { path: '/drain', port: 'http' } },
+      postStart: { tcpSocket: { port: 'http' } },
+    },
+  });
+  const { pod: out } = injected(p);
+  const c = app(out);
+  expect(c.ports?.[0]?.name).toBe('http-upstream');
+  expect(c.readinessProbe?.httpGet?.port).toBe(8080);
+  expect(c.livenessProbe?.tcpSocket?.port).toBe(8080);
+  expect(c.startupProbe?.httpGet?.port).toBe('metrics');
+  expect(c.lifecycle?.preStop?.httpGet?.port).toBe(8080);
+  expect(c.lifecycle?.postStart?.tcpSocket?.port).toBe(8080);
+  // After the patch, every named probe port resolves in the probed container's own ports (kubelet).
+  const names = new Set(c.ports?.map((port) => port.name));
+  for (const port of [c.readinessProbe?.httpGet?.port, c.startupProbe?.httpGet?.port]) {
+    if (typeof port === 'string') expect(names.has(port)).toBe(true);
+  }
+});
+
+test('every declaration of the MCP port number is renamed under a distinct valid name, with a warning', () => {
+  const p = pod({ 'mcpwarden.io/upstream-port': 'streamable-http' }, [
+    { name: 'streamable-http', containerPort: 8080 },
+    { name: 'streamable-https', containerPort: 8080 },
+    { name: 'mcp-ish', containerPort: 8080 },
+  ]);
+  const r = injectPod(p, { namespace: 'agents', config });
+  if (r.kind !== 'inject') throw new Error(`expected inject, got ${r.kind}`);
+  const out = applyPatch(p, r.patch);
+  const names = app(out).ports?.map((port) => port.name) ?? [];
+  expect(names).toEqual(['streamable-h-up', 'streamable-up2', 'mcp-ish-up']);
+  for (const n of names) expect(n).toMatch(/^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/);
+  const sidecar = out.spec?.initContainers?.[0];
+  expect(sidecar?.ports?.[0]).toMatchObject({ name: 'streamable-http', containerPort: 15080 });
+  expect(r.warnings).toHaveLength(2);
+  expect(r.warnings[0]).toMatch(/port "streamable-https" also declares the MCP port 8080/);
+  expect(r.warnings[1]).toMatch(
+    /targetPort: mcp-ish finds no port on this pod, use targetPort: streamable-http/,
+  );
+});
+
+test('an unnamed MCP port declared again under a name: the sidecar takes that name', () => {
+  const p = pod({ 'mcpwarden.io/upstream-port': '8080' }, [
+    { containerPort: 8080 } as never,
+    { name: 'http', containerPort: 8080 },
+  ]);
+  const { pod: out, sidecar } = injected(p);
+  expect(app(out).ports?.map((port) => port.name)).toEqual([undefined, 'http-upstream']);
+  expect(sidecar.ports?.[0]?.name).toBe('http');
+});
+
+test('a hostPort or hostIP on the MCP port is refused, naming container, port and what to do', () => {
+  expect(refusal(pod(undefined, [{ name: 'mcp', containerPort: 8080, hostPort: 30080 } as never]))).toMatch(
+    /container "app" port "mcp" \(8080\) is the MCP port and sets hostPort 30080.*Remove hostPort\/hostIP from the MCP port/,
+  );
+  expect(
+    refusal(pod(undefined, [{ name: 'mcp', containerPort: 8080, hostIP: '10.0.0.1' } as never])),
+  ).toMatch(/sets hostIP 10\.0\.0\.1/);
+  // The duplicate declaration counts too; a hostPort on another port is fine.
+  expect(
+    refusal(
+      pod(undefined, [
+        { name: 'mcp', containerPort: 8080 },
+        { name: 'http', containerPort: 8080, hostPort: 80 } as never,
+      ]),
+    ),
+  ).toMatch(/port "http" \(8080\) is the MCP port/);
+  const ok = injected(
+    pod(undefined, [
+      { name: 'mcp', containerPort: 8080 },
+      { name: 'metrics', containerPort: 9100, hostPort: 9100 } as never,
+    ]),
+  );
+  expect(ok.sidecar.name).toBe('mcp-warden');
+});
+
+test('a port of another container named like the sidecar port is refused: it would take its Services', () => {
+  const p = pod();
+  p.spec!.containers.push({ name: 'shipper', image: 's', ports: [{ name: 'mcp', containerPort: 9000 }] });
+  expect(refusal(p)).toMatch(/container "shipper" also names a port "mcp" \(9000\)/);
+});
+
+test('upstream-port elsewhere while a port is named mcp: a warning that mcp reaches the app directly', () => {
+  const p = pod({ 'mcpwarden.io/upstream-port': '9000' });
+  const r = injectPod(p, { namespace: 'agents', config });
+  if (r.kind !== 'inject') throw new Error(`expected inject, got ${r.kind}`);
+  expect(r.warnings).toEqual([
+    expect.stringMatching(
+      /port "mcp" \(8080\) is not the MCP port \(mcpwarden.io\/upstream-port: 9000\): a Service with targetPort: mcp reaches the app on 8080 directly/,
+    ),
+  ]);
+  expect(applyPatch(p, r.patch).spec?.initContainers?.[0]?.ports?.[0]?.name).toBe('mcp-warden');
+});
+
+describe('already injected: left alone only when it is our sidecar', () => {
+  /** The pod as the API server stores and returns it (defaults, the ServiceAccount plugin's volume). */
+  function stored(cfg = config, p = pod()): V1Pod {
+    const { pod: out } = injected(p, cfg);
+    const s = out.spec!.initContainers![0]!;
+    Object.assign(s, { terminationMessagePath: '/dev/termination-log', imagePullPolicy: 'IfNotPresent' });
+    s.startupProbe!.successThreshold = 1;
+    s.readinessProbe!.successThreshold = 1;
+    out.spec!.volumes!.push({ name: 'kube-api-access-x', projected: { sources: [] } });
+    return out;
+  }
+  const sidecarOf = (p: V1Pod) => p.spec!.initContainers![0]!;
+  const noop = (p: V1Pod, cfg = config) =>
+    expect(injectPod(p, { namespace: 'agents', config: cfg }).kind).toBe('noop');
+
+  test('a re-submitted pod with API defaults, identity-webhook env and token mount, a digest-pinned image', () => {
+    noop(stored());
+    const p = stored();
+    sidecarOf(p).image = `img:1@sha256:${'a'.repeat(64)}`;
+    sidecarOf(p).env!.push(
+      { name: 'AZURE_CLIENT_ID', value: 'x' },
+      { name: 'AZURE_FEDERATED_TOKEN_FILE', value: '/t' },
+    );
+    sidecarOf(p).volumeMounts!.push({
+      name: 'azure-identity-token',
+      mountPath: '/var/run/secrets/azure/tokens',
+      readOnly: true,
+    });
+    noop(p);
+    noop(stored(config, pod({ 'mcpwarden.io/sidecar-image': 'mirror/warden:2' })));
+  });
+
+  test('another image, command, env that changes how it runs, or a mount elsewhere is refused', () => {
+    const cases: Array<[(s: V1Container) => void, RegExp]> = [
+      [(s) => (s.image = 'alpine/socat'), /image "alpine\/socat" \(expected "img:1"\)/],
+      [(s) => (s.image = 'img:1@sha256:zz'), /image/],
+      [(s) => (s.command = ['sh', '-c', 'socat ...']), /command \(not injected\)/],
+      [(s) => (s.args = ['sidecar', '--upstream', 'http://10.0.0.1:8080/mcp']), /args/],
+      [(s) => (s.securityContext = { runAsUser: 0 }), /securityContext/],
+      [(s) => (s.livenessProbe = { exec: { command: ['sh'] } }), /livenessProbe \(not injected\)/],
+      [(s) => s.env!.push({ name: 'LD_PRELOAD', value: '/x.so' }), /env LD_PRELOAD \(not injected\)/],
+      [(s) => s.env!.push({ name: 'NODE_OPTIONS', value: '--require /x.js' }), /env NODE_OPTIONS/],
+      [
+        (s) => s.env!.push({ name: 'MCP_WARDEN_GRAPH_URL', value: 'http://evil' }),
+        /env MCP_WARDEN_GRAPH_URL/,
+      ],
+      [
+        (s) => s.volumeMounts!.push({ name: 'code', mountPath: '/app' }),
+        /volumeMounts \/app \(not injected\)/,
+      ],
+      [
+        (s) =>
+          s.volumeMounts!.push({
+            name: 't',
+            mountPath: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+            readOnly: true,
+          }),
+        /volumeMounts/,
+      ],
+      [(s) => (s.restartPolicy = undefined), /restartPolicy/],
+    ];
+    for (const [mutate, message] of cases) {
+      const p = stored();
+      mutate(sidecarOf(p));
+      expect(refusal(p)).toMatch(message);
+      expect(refusal(p)).toMatch(/Remove the container "mcp-warden" and the mcpwarden.io\/status annotation/);
+    }
+  });
+
+  test('a changed volume, a forged or stale status hash, or an app port under the sidecar port name is refused', () => {
+    const vol = stored();
+    vol.spec!.volumes![0]!.projected!.sources![0]!.serviceAccountToken!.expirationSeconds = 3607;
+    expect(refusal(vol)).toMatch(/volumes mcp-warden-token/);
+    const forged = stored();
+    forged.metadata!.annotations!['mcpwarden.io/status'] = '{"version":"0.1.0","hash":"0123456789abcdef"}';
+    expect(refusal(forged)).toMatch(/hash 0123456789abcdef is not this webhook's [0-9a-f]{16}/);
+    const garbage = stored();
+    garbage.metadata!.annotations!['mcpwarden.io/status'] = 'yes';
+    expect(refusal(garbage)).toMatch(/is not JSON/);
+    // Injected by a webhook with another default image: the version/hash says so.
+    expect(refusal(stored({ ...config, image: 'img:0' }))).toMatch(/image "img:0"/);
+    const shadow = stored();
+    shadow.spec!.containers.push({ name: 'x', image: 'x', ports: [{ name: 'mcp', containerPort: 9000 }] });
+    expect(refusal(shadow)).toMatch(/container "x" also names a port "mcp"/);
+  });
+
+  test('a regular-container sidecar (old API servers) is verified the same way', () => {
+    const old = { ...config, nativeSidecars: false };
+    const { pod: out } = injected(pod(), old);
+    noop(out, old);
+    out.spec!.containers[0]!.image = 'evil';
+    expect(refusal(out, old)).toMatch(/image "evil"/);
+  });
+});
+
+test('a native-sidecar init container declaring the MCP port number is renamed too, probes included', () => {
+  const p: V1Pod = {
+    metadata: {
+      name: 'p',
+      labels: { 'mcpwarden.io/inject': 'true' },
+      annotations: { 'mcpwarden.io/upstream-port': '8080' },
+    },
+    spec: {
+      initContainers: [
+        {
+          name: 'mcpsrv',
+          image: 'a',
+          restartPolicy: 'Always',
+          ports: [{ name: 'mcp', containerPort: 8080 }],
+          readinessProbe: { tcpSocket: { port: 'mcp' as never } },
+        },
+      ],
+      containers: [{ name: 'app', image: 'a' }],
+    },
+  };
+  const { pod: out, sidecar } = injected(p);
+  const server = out.spec?.initContainers?.find((c) => c.name === 'mcpsrv');
+  expect(server?.ports?.[0]?.name).toBe('mcp-upstream');
+  expect(server?.readinessProbe?.tcpSocket?.port).toBe(8080);
+  expect(sidecar.ports?.[0]?.name).toBe('mcp');
+  expect(out.spec?.initContainers?.[0]?.name).toBe('mcp-warden');
+});

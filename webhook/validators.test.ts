@@ -211,7 +211,6 @@ test("only the data path that created an approval writes its status: another pod
   expect(other.allowed).toBe(false);
   expect(other.message).toMatch(/only the data path that created this approval/);
   expect(validateApproval(status('rita')).allowed).toBe(false);
-  const unstamped = approval();
-  unstamped.metadata.annotations = {};
-  expect(validateApproval(status(podSa, unstamped)).allowed).toBe(false);
+  const unstamped = { ...approval(), metadata: { name: 'a1', namespace: 'agents' } };
+  expect(validateApproval(status(podSa, unstamped as ReturnType<typeof approval>)).allowed).toBe(false);
 });

@@ -334,6 +334,173 @@ describe('pod injection', () => {
   });
 });
 
+describe('pod injection: what would lead around the sidecar', () => {
+  const labels = { app: 'github-mcp', 'mcpwarden.io/inject': 'true' };
+  const create = (pod: unknown, user: ClusterUser = dev) =>
+    cluster.kubectl(['create', '-n', NS, '-f', '-', '-o', 'json'], { input: JSON.stringify(pod), user });
+  type AppContainer = {
+    name: string;
+    ports?: Array<{ name?: string; containerPort: number }>;
+    readinessProbe?: { httpGet?: { port: unknown } };
+    livenessProbe?: { tcpSocket?: { port: unknown } };
+    lifecycle?: { preStop?: { httpGet?: { port: unknown } } };
+  };
+
+  test('probes and hooks that named the MCP port get its number, which the kubelet resolves', async () => {
+    const pod = mcpPod('probed', labels);
+    Object.assign(pod.spec.containers[0]!, {
+      ports: [{ name: 'http', containerPort: 8080 }],
+      readinessProbe: { httpGet: { path: '/healthz', port: 'http' } },
+      livenessProbe: { tcpSocket: { port: 'http' } },
+      lifecycle: { preStop: { httpGet: { path: '/drain', port: 'http' } } },
+    });
+    const r = await create(pod);
+    expect(r.stderr).toBe('');
+    const stored = JSON.parse(r.stdout) as { spec: { containers: AppContainer[] } };
+    const app = stored.spec.containers.find((c) => c.name === 'server')!;
+    expect(app.ports).toEqual([{ name: 'http-upstream', containerPort: 8080, protocol: 'TCP' }]);
+    expect(app.readinessProbe?.httpGet?.port).toBe(8080);
+    expect(app.livenessProbe?.tcpSocket?.port).toBe(8080);
+    expect(app.lifecycle?.preStop?.httpGet?.port).toBe(8080);
+  });
+
+  test('every declaration of the MCP port is renamed, and kubectl prints why', async () => {
+    const pod = mcpPod('dup', labels);
+    pod.spec.containers[0]!.ports = [
+      { name: 'mcp', containerPort: 8080 },
+      { name: 'http', containerPort: 8080 },
+    ];
+    const r = await create(pod);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(
+      /Warning: mcp-warden: container "server" port "http" also declares the MCP port 8080/,
+    );
+    const stored = JSON.parse(r.stdout) as StoredPod;
+    expect(stored.spec.containers[0]?.ports?.map((p) => p.name)).toEqual(['mcp-upstream', 'http-upstream']);
+    expect(stored.spec.initContainers?.[0]?.ports?.[0]).toMatchObject({ name: 'mcp', containerPort: 15080 });
+  });
+
+  test('upstream-port on another number than the port named mcp: kubectl prints a warning', async () => {
+    const pod = mcpPod('beside', labels);
+    (pod.metadata as Record<string, unknown>)['annotations'] = { 'mcpwarden.io/upstream-port': '9000' };
+    const r = await create(pod);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/Warning: mcp-warden: .*targetPort: mcp reaches the app on 8080 directly/);
+  });
+
+  test('a hostPort on the MCP port is refused, naming the container and port', async () => {
+    const pod = mcpPod('hostport', labels);
+    pod.spec.containers[0]!.ports = [{ name: 'mcp', containerPort: 8080, hostPort: 30080 } as never];
+    const r = await create(pod);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /mcp-warden cannot inject this pod: container "server" port "mcp" \(8080\) is the MCP port and sets hostPort 30080/,
+    );
+    expect(r.stderr).toMatch(/Remove hostPort\/hostIP from the MCP port/);
+  });
+
+  test('its own mcp-warden container with a hand-written status is refused, not taken as injected', async () => {
+    const pod = mcpPod('spoof', labels);
+    (pod.metadata as Record<string, unknown>)['annotations'] = {
+      'mcpwarden.io/status': '{"version":"0.1.0","hash":"0123456789abcdef"}',
+    };
+    pod.spec.containers.push({
+      name: 'mcp-warden',
+      image: 'alpine/socat',
+      ports: [{ name: 'mcp-proxy', containerPort: 15080 }],
+    });
+    const r = await create(pod);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /carries mcpwarden\.io\/status but not the sidecar mcp-warden injects: .*image "alpine\/socat"/,
+    );
+  });
+
+  test('the projected token asks for 3600 s, and the API server issues exactly one hour', async () => {
+    const pod = await cluster.admin.client.request<
+      StoredPod & {
+        metadata: { uid: string };
+        spec: {
+          volumes: Array<{
+            name: string;
+            projected?: { sources: Array<Record<string, { expirationSeconds?: number }>> };
+          }>;
+        };
+      }
+    >('GET', `/api/v1/namespaces/${NS}/pods/github-mcp-0`);
+    const volume = pod.spec.volumes.find((v) => v.name === Sidecar.tokenVolume);
+    const seconds = volume?.projected?.sources[0]?.['serviceAccountToken']?.expirationSeconds;
+    expect(seconds).toBe(3600);
+    // What the kubelet asks for this projection (the legacy 3607 would come back valid for a year).
+    const token = await cluster.serviceAccountToken(NS, 'default', {
+      expirationSeconds: seconds!,
+      boundPod: { name: 'github-mcp-0', uid: pod.metadata.uid },
+    });
+    const claims = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString()) as {
+      exp: number;
+      iat: number;
+    };
+    expect(claims.exp - claims.iat).toBe(3600);
+  });
+});
+
+describe("sidecar guard (the chart's ValidatingAdmissionPolicy)", () => {
+  const imagePatch = (pod: string, path: string, image: string, dryRun = false) =>
+    cluster.kubectl([
+      'patch',
+      'pod',
+      pod,
+      '-n',
+      NS,
+      '--type',
+      'json',
+      ...(dryRun ? ['--dry-run=server'] : []),
+      '-p',
+      JSON.stringify([{ op: 'replace', path, value: image }]),
+    ]);
+
+  beforeAll(async () => {
+    await applyDocs(cluster, await renderChart(['templates/sidecar-guard.yaml'], workDir));
+    // The policy is enforced once the API server's policy informer has it: poll with a dry run.
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const r = await imagePatch('github-mcp-0', '/spec/initContainers/0/image', 'alpine/socat', true);
+      if (r.code !== 0) break;
+      if (Date.now() > deadline) throw new Error('the sidecar guard policy was never enforced');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }, 60_000);
+
+  test('an UPDATE that swaps the injected sidecar image is refused, even for a cluster admin', async () => {
+    const r = await imagePatch('github-mcp-0', '/spec/initContainers/0/image', 'alpine/socat:latest');
+    expect(r.code).not.toBe(0);
+    // The policy's own message: its CEL compiled and evaluated (a broken expression would fail otherwise).
+    expect(r.stderr).toMatch(/the injected sidecar \(container mcp-warden\) of this pod cannot be changed/);
+    const pod = await cluster.admin.client.request<{ spec: { initContainers: Array<{ image: string }> } }>(
+      'GET',
+      `/api/v1/namespaces/${NS}/pods/github-mcp-0`,
+    );
+    expect(pod.spec.initContainers[0]?.image).toBe('ghcr.io/mcp-warden/mcp-warden:e2e');
+  });
+
+  test("the app's own image may still change; pods that were never injected are not matched", async () => {
+    const app = await imagePatch(
+      'github-mcp-0',
+      '/spec/containers/0/image',
+      'ghcr.io/example/github-mcp:1.3.0',
+    );
+    expect(app.stderr).toBe('');
+    expect(app.code).toBe(0);
+    // A hand-added mcp-warden container (skipped: sidecar_already_exists) carries no status.
+    const own = mcpPod('own-warden', { 'mcpwarden.io/inject': 'true' });
+    own.spec.containers.unshift({ name: 'mcp-warden', image: 'x:1', ports: [] });
+    await createPod(cluster.admin.client, NS, own);
+    const r = await imagePatch('own-warden', '/spec/containers/0/image', 'x:2');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+  });
+});
+
 describe('MCPApproval decisions', () => {
   const digest = `sha256:${'ab'.repeat(32)}`;
   const patchDecision = (user: ClusterUser, decision: Record<string, unknown>) =>
@@ -508,10 +675,51 @@ describe('helm chart', () => {
       'RoleBinding',
       'Service',
       'ServiceAccount',
+      'ValidatingAdmissionPolicy',
+      'ValidatingAdmissionPolicyBinding',
       'ValidatingWebhookConfiguration',
     ]);
     const dry = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], {
       input: r.stdout,
+    });
+    expect(dry.stderr).toBe('');
+    expect(dry.code).toBe(0);
+  });
+
+  test('networkPolicy (off by default): per MCP namespace, only the sidecar ports, accepted by the API server', async () => {
+    const off = await helm([
+      'template',
+      'rel',
+      CHART,
+      '-n',
+      WEBHOOK_NS,
+      '--show-only',
+      'templates/networkpolicy.yaml',
+    ]);
+    expect(off.code).not.toBe(0);
+    expect(off.stderr).toContain('could not find template');
+    const docs = await renderChart(['templates/networkpolicy.yaml'], workDir, [
+      'networkPolicy.enabled=true',
+      `sidecarRBAC.namespaces[0].name=${NS}`,
+      'sidecarRBAC.namespaces[0].allServiceAccounts=true',
+      'networkPolicy.extraIngress[0].ports[0].port=9100',
+    ]);
+    expect(docs).toHaveLength(1);
+    expect(docs[0]).toMatchObject({
+      kind: 'NetworkPolicy',
+      metadata: { namespace: NS },
+      spec: {
+        podSelector: { matchLabels: { 'mcpwarden.io/inject': 'true' } },
+        policyTypes: ['Ingress'],
+        ingress: [
+          { ports: [{ protocol: 'TCP', port: Sidecar.proxyPort }] },
+          { ports: [{ protocol: 'TCP', port: Sidecar.adminPort }] },
+          { ports: [{ port: 9100 }] },
+        ],
+      },
+    });
+    const dry = await cluster.kubectl(['apply', '--dry-run=server', '-f', '-'], {
+      input: docs.map((d) => JSON.stringify(d)).join('\n'),
     });
     expect(dry.stderr).toBe('');
     expect(dry.code).toBe(0);
