@@ -53,6 +53,10 @@ export function relaySse(
   const parser = new SseParser({ maxEventBytes: core.maxUpstreamBody });
   const idPrefix = core.eventIdPrefix(ctx.identity.principal);
   const decoder = new TextDecoder('utf-8', { fatal: true });
+  // Whether the client could resume this stream (an event id reached it), and how many messages
+  // the proxy could not deliver: at a clean end, a request left unanswered is answered with an
+  // error when its answer was dropped or the stream cannot be resumed.
+  const seen: RelayState = { resumable: false, undelivered: 0 };
   let out = '';
   if (options.prelude && options.prelude.length > 0) {
     for (const m of options.prelude) out += serializeSseEvent({ event: 'message', data: JSON.stringify(m) });
@@ -90,7 +94,10 @@ export function relaySse(
         for (const item of items) {
           // A comment is a keep-alive: relayed bare, since its text was never masked.
           if (item.type === 'comment') out += ':\n\n';
-          else out += relayEvent(core, ctx, item.id ? { ...item, id: idPrefix + item.id } : item, options);
+          else {
+            if (item.id) seen.resumable = true;
+            out += relayEvent(core, ctx, item.id ? { ...item, id: idPrefix + item.id } : item, options, seen);
+          }
         }
       } catch (err) {
         broken(err);
@@ -157,6 +164,24 @@ export function relaySse(
         // A comment, which clients ignore, says why to whoever reads the stream.
         out += serializeSseComment('the access token expired; reconnect with a fresh token');
       }
+      if (outcome === 'ended' && (seen.undelivered > 0 || !seen.resumable)) {
+        // Ended cleanly without a valid answer the client could still get by resuming.
+        for (const id of options.ownIds ?? []) {
+          const key = idKey(id);
+          if (!ctx.pending.has(key)) continue;
+          ctx.pending.delete(key);
+          core.logger.warn(
+            { event: 'upstream-sse-unanswered' },
+            'the upstream event stream ended without a valid answer',
+          );
+          out += serializeSseEvent({
+            event: 'message',
+            data: JSON.stringify(
+              lostResponse(id, 'the upstream event stream ended without a valid answer to this request'),
+            ),
+          });
+        }
+      }
       if (outcome === 'truncated') {
         // The rest of a broken stream is never read: release the upstream connection.
         body.destroy();
@@ -210,7 +235,18 @@ export function relaySse(
   });
 }
 
-function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options: RelayOptions): string {
+interface RelayState {
+  resumable: boolean;
+  undelivered: number;
+}
+
+function relayEvent(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  ev: SseEvent,
+  options: RelayOptions,
+  seen: RelayState,
+): string {
   // No data, or empty data: nothing to decide or mask. An empty `data:` line is meaningful — the
   // SSE priming event (SEP-1699: id + empty data, sent first so the client can resume) — and
   // dropping the line would stop clients from dispatching it.
@@ -223,6 +259,7 @@ function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options
   if (type !== undefined && type !== 'message') {
     // Only MCP message events are understood; anything else could smuggle unmasked data.
     core.logger.warn({ event: 'upstream-sse-unknown-event' }, 'dropped an SSE event of an unknown type');
+    seen.undelivered++;
     return idOnly(ev);
   }
   let value: unknown;
@@ -230,6 +267,7 @@ function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options
     value = JSON.parse(ev.data);
   } catch {
     core.logger.warn({ event: 'upstream-sse-bad-json' }, 'dropped an SSE event whose data is not JSON');
+    seen.undelivered++;
     return idOnly(ev);
   }
   let data: string | undefined;
@@ -244,7 +282,10 @@ function relayEvent(core: ProxyCore, ctx: OutboundContext, ev: SseEvent, options
   } else {
     data = processServerMessageJson(core, ctx, value)?.json;
   }
-  if (data === undefined) return idOnly(ev);
+  if (data === undefined) {
+    seen.undelivered++;
+    return idOnly(ev);
+  }
   return serializeSseEvent({ ...ev, data });
 }
 

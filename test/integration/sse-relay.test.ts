@@ -204,3 +204,34 @@ test('an upstream connection lost in the middle of the stream ends it with an er
   expect(JSON.parse(last.data)).toMatchObject({ id: 1, error: { code: -32002 } });
   expect(items).toHaveLength(2);
 });
+
+test('a stream that ends cleanly without a valid answer: the request gets an error instead of hanging', async () => {
+  const lost = (items: SseItem[]) =>
+    items
+      .filter((i): i is Extract<SseItem, { type: 'event' }> => i.type === 'event' && !!i.data)
+      .map((i) => JSON.parse(i.data!) as { id?: number; error?: { code: number; message: string } });
+  // The answer is not JSON, not JSON-RPC, or an event of another type: dropped, so it is answered.
+  for (const bad of [
+    'data: {"jsonrpc":"2.0","id":1,"result":\n\n',
+    'data: {"hello":"world"}\n\n',
+    'event: weird\ndata: {"jsonrpc":"2.0","id":1,"result":{}}\n\n',
+  ]) {
+    chunks = [Buffer.from(bad)];
+    const msgs = lost(await call());
+    expect(msgs).toEqual([
+      expect.objectContaining({
+        id: 1,
+        error: expect.objectContaining({
+          code: -32002,
+          message: expect.stringContaining('ended without a valid answer'),
+        }),
+      }),
+    ]);
+  }
+  // No answer at all and no event id to resume from: answered too.
+  chunks = [Buffer.from(': keepalive\n\n')];
+  expect(lost(await call())).toEqual([expect.objectContaining({ id: 1, error: expect.anything() })]);
+  // With an event id the client can resume (GET with Last-Event-ID): the stream ends as it is.
+  chunks = [Buffer.from('id: ev-1\ndata: \n\n')];
+  expect(lost(await call())).toEqual([]);
+});
