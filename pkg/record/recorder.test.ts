@@ -222,7 +222,7 @@ describe('createRecorder', () => {
     await recorder.close();
   });
 
-  it('never throws into the data path: unserializable payloads count as errors', async () => {
+  it('never throws into the data path: unserializable payloads count as errors, and the gap is recorded', async () => {
     const metrics = createMetrics({ defaultMetrics: false });
     const recorder = createRecorder({ directory: dir, metrics });
     const s = recorder.open(header('sess-err'));
@@ -235,6 +235,13 @@ describe('createRecorder', () => {
     const summary = await s.close();
     expect((await metrics.recordingErrors.get()).values[0]!.value).toBe(2);
     expect((await verifyRecording(summary!.location)).ok).toBe(true);
+    // Not lost silently: the recording says two events are missing.
+    const parsed = readFileSync(summary!.location, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const gaps = parsed.filter((l) => l['type'] === 'dropped').map((l) => l['count'] as number);
+    expect(gaps.reduce((a, b) => a + b, 0)).toBe(2);
     await recorder.close();
   });
 

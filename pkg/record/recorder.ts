@@ -265,7 +265,11 @@ class SessionWriter implements SessionRecorder {
           this.owner.error(`unknown recording event type`);
       }
     } catch (err) {
-      // A payload JSON cannot serialize (cycle, BigInt): count it, never throw into the data path.
+      // A payload JSON cannot serialize (cycle, BigInt, nesting deeper than the serializer's
+      // stack): never throw into the data path, but never lose it silently either: the gap is
+      // recorded as a `dropped` line before the next event (or the close), as for a full buffer.
+      this.dropped++;
+      this.counts.dropped++;
       this.owner.error(`cannot record event: ${errorMessage(err)}`);
     }
   }
