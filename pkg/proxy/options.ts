@@ -56,6 +56,8 @@ export interface ProxyOptions {
    * Responses, SSE streams included, are not bounded by it.
    */
   requestTimeoutMs?: number;
+  /** Client connections accepted at once; more are refused. Default: half the open-file limit. */
+  maxConnections?: number;
   /** Sessions idle longer than this are forgotten (default 30 min). */
   sessionIdleMs?: number;
   /** Sessions one principal may hold (default 100); the least recently used is forgotten beyond. */

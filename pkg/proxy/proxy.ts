@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import cors from 'cors';
@@ -202,17 +203,32 @@ export function createProxy(options: ProxyOptions): WardenProxy {
     async listen(host: string, port: number) {
       // requestTimeout bounds receiving a request (headers + body: no slowloris), not the response,
       // so long-lived SSE answers are unaffected. node checks both timeouts every
-      // connectionsCheckingInterval (30 s by default, longer than a short timeout).
+      // connectionsCheckingInterval: at most 5 s here, so a slow client is cut within 5 s of its
+      // deadline (node's default, 30 s, let a 60 s timeout run to 90 s).
       const requestTimeout = options.requestTimeoutMs ?? 60_000;
       server = createServer(
         {
           requestTimeout,
           headersTimeout: Math.min(30_000, requestTimeout),
           keepAliveTimeout: 30_000,
-          connectionsCheckingInterval: Math.min(30_000, Math.max(250, Math.floor(requestTimeout / 4))),
+          connectionsCheckingInterval: Math.min(5_000, Math.max(250, Math.floor(requestTimeout / 4))),
         },
         handler,
       );
+      // Idle or slow connections cost a file descriptor each, before any token is checked: past
+      // half the process's descriptor limit new ones are refused, so the upstream connections,
+      // recordings and key fetches always keep descriptors (else EMFILE refuses everyone).
+      server.maxConnections = options.maxConnections ?? defaultMaxConnections();
+      let droppedAt = 0;
+      server.on('drop', () => {
+        const now = Date.now();
+        if (now - droppedAt < 10_000) return;
+        droppedAt = now;
+        core.logger.warn(
+          { event: 'connections-full', max: server?.maxConnections },
+          'refusing new connections: the connection limit is reached',
+        );
+      });
       server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
         if (!socket.writable) {
           socket.destroy(err);
@@ -253,4 +269,20 @@ export function createProxy(options: ProxyOptions): WardenProxy {
       await core.upstream.destroy();
     },
   };
+}
+
+/**
+ * Half the process's open-file limit (Linux `/proc/self/limits`, soft limit), at least 64 and at
+ * most 100 000; 10 000 where the limit cannot be read.
+ */
+export function defaultMaxConnections(limits = '/proc/self/limits'): number {
+  let soft: number | undefined;
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync(limits, 'utf8'));
+    if (m) soft = m[1] === 'unlimited' ? Number.POSITIVE_INFINITY : Number(m[1]);
+  } catch {
+    // not Linux, or no /proc
+  }
+  if (soft === undefined) return 10_000;
+  return Math.min(100_000, Math.max(64, Math.floor(soft / 2)));
 }
