@@ -110,7 +110,7 @@ spec:
   approvers: [{group: reviewers}]
   decision: {verdict: Approved, decidedBy: rita}`);
     expect(r.stderr).toBe('');
-    const status = (phase: string) =>
+    const patchStatus = (type: 'merge' | 'json', patch: unknown) =>
       cluster.kubectl([
         'patch',
         'mcpa',
@@ -118,26 +118,17 @@ spec:
         '-n',
         'crd-e2e',
         '--subresource=status',
-        '--type=merge',
+        `--type=${type}`,
         '-p',
-        JSON.stringify({ status: { phase } }),
+        JSON.stringify(patch),
       ]);
+    const status = (phase: string) => patchStatus('merge', { status: { phase } });
     expect((await status('Approved')).code).toBe(0);
     expect((await status('Executed')).code).toBe(0);
     const rewind = await status('Approved');
     expect(rewind.code).not.toBe(0);
     expect(rewind.stderr).toContain('a final phase (Denied, Expired, Executed, Cancelled) cannot change');
-    const removed = await cluster.kubectl([
-      'patch',
-      'mcpa',
-      'run-once',
-      '-n',
-      'crd-e2e',
-      '--subresource=status',
-      '--type=json',
-      '-p',
-      '[{"op":"remove","path":"/status"}]',
-    ]);
+    const removed = await patchStatus('json', [{ op: 'remove', path: '/status' }]);
     expect(removed.code).not.toBe(0);
     expect(removed.stderr).toContain('the status cannot be removed');
     const phase = await cluster.kubectl([

@@ -639,6 +639,13 @@ describe('helm chart', () => {
   const helm = (args: string[]) =>
     runProcess(requireTools(true).helm, args, { env: { PATH: process.env['PATH'] ?? '', HOME: workDir } });
 
+  /** A chart template that renders nothing by default (helm finds no such template to show). */
+  async function expectOffByDefault(template: string): Promise<void> {
+    const off = await helm(['template', 'rel', CHART, '-n', WEBHOOK_NS, '--show-only', template]);
+    expect(off.code).not.toBe(0);
+    expect(off.stderr).toContain('could not find template');
+  }
+
   test('helm lint passes', async () => {
     const r = await helm(['lint', CHART]);
     expect(r.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
@@ -687,17 +694,7 @@ describe('helm chart', () => {
   });
 
   test('networkPolicy (off by default): per MCP namespace, only the sidecar ports, accepted by the API server', async () => {
-    const off = await helm([
-      'template',
-      'rel',
-      CHART,
-      '-n',
-      WEBHOOK_NS,
-      '--show-only',
-      'templates/networkpolicy.yaml',
-    ]);
-    expect(off.code).not.toBe(0);
-    expect(off.stderr).toContain('could not find template');
+    await expectOffByDefault('templates/networkpolicy.yaml');
     const docs = await renderChart(['templates/networkpolicy.yaml'], workDir, [
       'networkPolicy.enabled=true',
       `sidecarRBAC.namespaces[0].name=${NS}`,
@@ -785,17 +782,7 @@ describe('helm chart', () => {
     for (const [k, v] of Object.entries(sm.selector.matchLabels)) expect(svc.metadata.labels[k]).toBe(v);
     expect(svc.spec.ports.map((p) => p.name)).toContain(sm.endpoints[0]!.port);
     // Off by default: a plain install renders none of them.
-    const off = await helm([
-      'template',
-      'rel',
-      CHART,
-      '-n',
-      WEBHOOK_NS,
-      '--show-only',
-      'templates/monitoring.yaml',
-    ]);
-    expect(off.code).not.toBe(0);
-    expect(off.stderr).toContain('could not find template');
+    await expectOffByDefault('templates/monitoring.yaml');
   });
 
   test('cert-manager mode: a Certificate, the mounted secret, --cert-dir, and no secret creation right', async () => {
