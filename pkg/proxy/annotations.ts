@@ -6,7 +6,7 @@ import { SseParser } from '../mcp/sse.js';
 import { envelopeVersion, isStatelessVersion } from '../mcp/version.js';
 import type { ProxyCore } from './core.js';
 import type { Session } from './session.js';
-import { readUpstreamBody } from './upstream.js';
+import { discardUpstreamBody, readUpstreamBody } from './upstream.js';
 
 /**
  * Tool annotations (`readOnlyHint`, `destructiveHint`, ...) come from the upstream's `tools/list`.
@@ -18,6 +18,8 @@ import { readUpstreamBody } from './upstream.js';
  */
 const STATELESS_REFRESH_MS = 60_000;
 const MAX_PAGES = 10;
+/** Deadline for the proxy's own tools/list (headers and body each). */
+const LIST_TIMEOUT_MS = 5000;
 
 export async function ensureToolAnnotations(
   core: ProxyCore,
@@ -120,8 +122,8 @@ async function listDirect(
   body: string,
   id: string,
 ): Promise<Record<string, unknown>> {
-  const up = await core.upstream.request('POST', path, headers, body, AbortSignal.timeout(5000));
-  const raw = (await readUpstreamBody(up.body, core.maxUpstreamBody)).toString('utf8');
+  const up = await core.upstream.request('POST', path, headers, body, AbortSignal.timeout(LIST_TIMEOUT_MS));
+  const raw = (await readUpstreamBody(up.body, core.maxUpstreamBody, LIST_TIMEOUT_MS)).toString('utf8');
   if (up.status !== 200) throw new Error(`tools/list answered HTTP ${up.status}`);
   const result = findResult(raw, id, String(up.headers['content-type'] ?? ''));
   if (!result) throw new Error('tools/list gave no result');
@@ -142,7 +144,7 @@ async function listViaLegacy(
     const timer = setTimeout(() => {
       waiters.delete(id);
       reject(new Error('tools/list timed out'));
-    }, 5000);
+    }, LIST_TIMEOUT_MS);
     waiters.set(id, (result) => {
       clearTimeout(timer);
       waiters.delete(id);
@@ -156,9 +158,9 @@ async function listViaLegacy(
       session.upstreamMessagePath,
       { 'content-type': 'application/json' },
       body,
-      AbortSignal.timeout(5000),
+      AbortSignal.timeout(LIST_TIMEOUT_MS),
     );
-    await up.body.text();
+    await discardUpstreamBody(up.body, LIST_TIMEOUT_MS);
     if (up.status >= 300) throw new Error(`tools/list answered HTTP ${up.status}`);
   } catch (err) {
     waiters.get(id)?.(undefined);

@@ -16,7 +16,7 @@ import type { SessionRecorder } from '../record/types.js';
 import type { ProxyOptions } from './options.js';
 import { type ParamHeader, paramDeclarations } from './params.js';
 import type { Session, TransportKind } from './session.js';
-import { Upstream } from './upstream.js';
+import { discardUpstreamBody, Upstream } from './upstream.js';
 
 /** Methods every MCP peer needs to talk at all: never subject to rules (lists are filtered instead). */
 export const LIFECYCLE_METHODS: ReadonlySet<string> = new Set([
@@ -152,7 +152,7 @@ export class ProxyCore {
           { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
           JSON.stringify(response),
         )
-        .then((r) => r.body.text())
+        .then((r) => discardUpstreamBody(r.body, this.upstream.bodyTimeoutMs))
         .catch(() => undefined);
     };
   }

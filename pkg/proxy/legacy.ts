@@ -14,7 +14,7 @@ import { relaySse } from './relay.js';
 import { upstreamFailed } from './respond.js';
 import type { Session } from './session.js';
 import { untagLastEventId } from './streamable.js';
-import { readUpstreamBody, type UpstreamResponse, upstreamHeaders } from './upstream.js';
+import { discardUpstreamBody, type UpstreamResponse, upstreamHeaders } from './upstream.js';
 
 /**
  * Legacy HTTP+SSE (2024-11-05): `GET /sse` opens the server stream, whose first `endpoint` event
@@ -45,7 +45,7 @@ export async function handleLegacySse(
   res.off('close', onClientClose);
   const ct = up.headers['content-type'];
   if (up.status !== 200 || typeof ct !== 'string' || !ct.startsWith('text/event-stream')) {
-    await readUpstreamBody(up.body, 64 * 1024).catch(() => undefined);
+    void discardUpstreamBody(up.body, core.upstream.bodyTimeoutMs);
     sendRpcError(
       res,
       up.status === 200 ? 502 : up.status,
@@ -120,7 +120,7 @@ function postUpstream(core: ProxyCore, session: Session, response: JsonRpcRespon
       { 'content-type': 'application/json' },
       JSON.stringify(response),
     )
-    .then((r) => r.body.text())
+    .then((r) => discardUpstreamBody(r.body, core.upstream.bodyTimeoutMs))
     .catch((err: unknown) =>
       core.logger.warn(
         { event: 'upstream-answer-failed', err: errorMessage(err) },
@@ -208,7 +208,8 @@ export async function handleLegacyMessage(
     upstreamFailed(core, res, err, null);
     return;
   }
-  await up.body.text().catch(() => '');
+  // The answer travels on the event stream: this body is drained (bounded) in the background.
+  void discardUpstreamBody(up.body, core.upstream.bodyTimeoutMs);
   res.statusCode = up.status;
   if (up.status >= 400) {
     sendRpcError(res, up.status, null, -32002, `Upstream error: HTTP ${up.status}`, { code: 'ERR_UPSTREAM' });

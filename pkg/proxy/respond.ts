@@ -10,7 +10,12 @@ import {
   processServerMessageJson,
 } from './outbound.js';
 import { relaySse } from './relay.js';
-import { FORWARD_RESPONSE_HEADERS, readUpstreamBody, type UpstreamResponse } from './upstream.js';
+import {
+  discardUpstreamBody,
+  FORWARD_RESPONSE_HEADERS,
+  readUpstreamBody,
+  type UpstreamResponse,
+} from './upstream.js';
 
 /**
  * The respond stage: turn the upstream's HTTP answer into the client's. `202` passes, JSON is
@@ -66,7 +71,8 @@ export async function deliver(
     up.status === 204 ||
     (up.status >= 200 && up.status < 300 && requestIds.length === 0)
   ) {
-    await up.body.text().catch(() => '');
+    // Nobody reads this body: the client gets its answer now, the body is drained (bounded) meanwhile.
+    void discardUpstreamBody(up.body, core.upstream.bodyTimeoutMs);
     if (refused.length > 0) {
       copyResponseHeaders(up, res);
       sendJson(res, 200, batch ? refused : refused[0]);
@@ -80,20 +86,22 @@ export async function deliver(
     }
     return;
   }
+  const id = batch ? null : (requestIds[0] ?? null);
   let raw: Buffer;
   try {
-    raw = await readUpstreamBody(up.body, core.maxUpstreamBody);
+    raw = await readUpstreamBody(up.body, core.maxUpstreamBody, core.upstream.bodyTimeoutMs);
   } catch (err) {
-    upstreamFailed(core, res, err, batch ? null : (requestIds[0] ?? null));
+    for (const rid of requestIds) ctx.pending.delete(idKey(rid));
+    upstreamFailed(core, res, err, id);
     return;
   }
   if (up.status < 200 || up.status >= 300) {
     // Upstream refused (400 bad session, 404 expired session, 405, 5xx): pass its answer on,
     // but only as JSON we understand.
     copyResponseHeaders(up, res);
-    const body = errorBody(core, ctx, up.status, raw.toString('utf8'));
-    for (const id of requestIds) ctx.pending.delete(idKey(id));
-    sendJson(res, up.status, body);
+    const answer = errorAnswer(core, ctx, up.status, raw.toString('utf8'), id);
+    for (const rid of requestIds) ctx.pending.delete(idKey(rid));
+    sendJson(res, answer.status, answer.body);
     return;
   }
   if (!isJson(up)) {
@@ -145,11 +153,19 @@ export async function deliver(
 }
 
 /**
- * The body passed on for an upstream HTTP error: a JSON-RPC error response goes through the
- * outbound stages (masked, recorded) like any answer; anything else (a `result`, HTML, a stack
- * trace) could carry unmasked or unfiltered data and is replaced by a plain error.
+ * The answer passed on for an upstream HTTP error: a JSON-RPC error response goes through the
+ * outbound stages (masked, recorded) like any answer, with the upstream's status; anything else (a
+ * `result`, HTML, a stack trace) could carry unmasked or unfiltered data and is replaced by a plain
+ * ERR_UPSTREAM error. That one keeps a 4xx status (404 tells a client to re-initialize, 405 that
+ * there is no server stream) and turns anything else (5xx, a redirect) into 502.
  */
-function errorBody(core: ProxyCore, ctx: OutboundContext, status: number, text: string): unknown {
+function errorAnswer(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  status: number,
+  text: string,
+  id: JsonRpcId | null,
+): { status: number; body: unknown } {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -164,12 +180,19 @@ function errorBody(core: ProxyCore, ctx: OutboundContext, status: number, text: 
     !('result' in body)
   ) {
     const m = processServerMessage(core, ctx, body);
-    if (m) return m;
+    if (m) return { status, body: m };
   }
   return {
-    jsonrpc: '2.0',
-    id: null,
-    error: { code: RpcCodes.upstreamError, message: `Upstream answered HTTP ${status}` },
+    status: status >= 400 && status < 500 ? status : 502,
+    body: {
+      jsonrpc: '2.0',
+      id,
+      error: {
+        code: RpcCodes.upstreamError,
+        message: `Upstream error: the upstream answered HTTP ${status}`,
+        data: { code: 'ERR_UPSTREAM', status },
+      },
+    },
   };
 }
 
@@ -212,11 +235,13 @@ export async function deliverStream(
   // 405 (no server stream), 400, 404...: pass the status on with a JSON body.
   let text = '';
   try {
-    text = (await readUpstreamBody(up.body, 64 * 1024)).toString('utf8');
-  } catch {
-    text = '';
+    text = (await readUpstreamBody(up.body, 64 * 1024, core.upstream.bodyTimeoutMs)).toString('utf8');
+  } catch (err) {
+    upstreamFailed(core, res, err, null);
+    return;
   }
-  const body = errorBody(core, ctx, up.status, text);
+  const answer = errorAnswer(core, ctx, up.status, text, null);
   const allow = up.headers['allow'];
-  sendJson(res, up.status === 200 ? 502 : up.status, body, typeof allow === 'string' ? { allow } : undefined);
+  const status = up.status >= 200 && up.status < 300 ? 502 : answer.status;
+  sendJson(res, status, answer.body, typeof allow === 'string' ? { allow } : undefined);
 }

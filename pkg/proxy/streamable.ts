@@ -20,7 +20,14 @@ import { type OutboundContext, record } from './outbound.js';
 import { paramHeaderMismatch } from './params.js';
 import { copyResponseHeaders, deliver, deliverStream, isJson, upstreamFailed } from './respond.js';
 import type { RequestInfo, Session } from './session.js';
-import { UpstreamCancel, type UpstreamResponse, upstreamHeaders } from './upstream.js';
+import {
+  DISCARD_LIMIT,
+  discardUpstreamBody,
+  readUpstreamBody,
+  UpstreamCancel,
+  type UpstreamResponse,
+  upstreamHeaders,
+} from './upstream.js';
 
 /**
  * Streamable HTTP (2025-03-26, 2025-06-18, 2025-11-25) and the stateless 2026-07-28 transport:
@@ -109,7 +116,7 @@ export function answerUpstream(
   if (version) headers['mcp-protocol-version'] = version;
   core.upstream
     .request('POST', upstreamPath(core), headers, JSON.stringify(response))
-    .then((r) => r.body.text())
+    .then((r) => discardUpstreamBody(r.body, core.upstream.bodyTimeoutMs))
     .catch((err: unknown) =>
       core.logger.warn(
         { event: 'upstream-answer-failed', err: errorMessage(err) },
@@ -396,7 +403,19 @@ export async function handleDelete(
     upstreamFailed(core, res, err, null);
     return;
   }
-  const text = await up.body.text().catch(() => '');
+  // Only a JSON body is passed on (bounded); any other body is drained in the background.
+  let text = '';
+  if (isJson(up)) {
+    try {
+      text = (await readUpstreamBody(up.body, DISCARD_LIMIT, core.upstream.bodyTimeoutMs)).toString('utf8');
+    } catch (err) {
+      if (up.status >= 200 && up.status < 300) await core.closeSession(session, 'ended');
+      upstreamFailed(core, res, err, null);
+      return;
+    }
+  } else {
+    void discardUpstreamBody(up.body, core.upstream.bodyTimeoutMs);
+  }
   if (up.status >= 200 && up.status < 300) await core.closeSession(session, 'ended');
   res.statusCode = up.status;
   copyResponseHeaders(up, res);

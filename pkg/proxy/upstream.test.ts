@@ -1,7 +1,14 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { isWardenError } from '../errors.js';
-import { readUpstreamBody, Upstream, UpstreamCancel, upstreamHeaders } from './upstream.js';
+import {
+  DISCARD_LIMIT,
+  discardUpstreamBody,
+  readUpstreamBody,
+  Upstream,
+  UpstreamCancel,
+  upstreamHeaders,
+} from './upstream.js';
 
 /** The upstream client against real loopback servers: keep-alive, timeouts, refusals, headers. */
 let server: Server;
@@ -45,7 +52,7 @@ test('reuses one keep-alive connection and sends the body with its length', asyn
     for (let i = 0; i < 3; i++) {
       const r = await up.request('POST', '/mcp', { 'content-type': 'application/json' }, '{"é":1}');
       expect(r.status).toBe(200);
-      expect(await r.body.text()).toBe('{"ok":true}');
+      expect((await readUpstreamBody(r.body, 1000)).toString('utf8')).toBe('{"ok":true}');
     }
     expect(seen.map((s) => s.body)).toEqual(['{"é":1}', '{"é":1}', '{"é":1}']);
     expect(seen[0]!.length).toBe(String(Buffer.byteLength('{"é":1}')));
@@ -113,7 +120,7 @@ test('a cancelled request closes its upstream connection and fails as aborted; a
     const late = new UpstreamCancel();
     const r = await up.request('POST', '/mcp', {}, '{}', late);
     late.cancel();
-    expect(await r.body.text()).toBe('done');
+    expect((await readUpstreamBody(r.body, 1000)).toString('utf8')).toBe('done');
   } finally {
     await up.destroy();
   }
@@ -128,6 +135,67 @@ test('a body larger than the limit is refused while reading', async () => {
   try {
     const r = await up.request('POST', '/mcp', {}, '{}');
     await expect(readUpstreamBody(r.body, 1000)).rejects.toMatchObject({ code: 'ERR_UPSTREAM' });
+  } finally {
+    await up.destroy();
+  }
+});
+
+test('a body that stalls after its headers times out as ERR_UPSTREAM with timeout set, and its connection is closed', async () => {
+  let upstreamSawClose: Promise<void> = Promise.resolve();
+  handler = (req, res) => {
+    upstreamSawClose = new Promise((r) => req.socket.once('close', () => r()));
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"jsonrpc":"2.0",');
+  };
+  const up = new Upstream(`${base}/mcp`);
+  try {
+    const r = await up.request('POST', '/mcp', {}, '{}');
+    const err = await readUpstreamBody(r.body, 1000, 100).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'ERR_UPSTREAM', details: { timeout: true } });
+    expect((err as Error).message).toContain('response body');
+    await upstreamSawClose;
+  } finally {
+    await up.destroy();
+  }
+});
+
+test('a discarded body: a short one keeps its connection, an endless one is cut at the limit', async () => {
+  let written = 0;
+  const ports = new Set<number | undefined>();
+  handler = (req, res) => {
+    if (req.url === '/endless') {
+      res.writeHead(202, { 'content-type': 'text/plain' });
+      const chunk = Buffer.alloc(16 * 1024, 0x61);
+      const pump = (): void => {
+        while (!res.destroyed && written < 64 * 1024 * 1024) {
+          written += chunk.length;
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+      };
+      pump();
+      return;
+    }
+    ports.add(req.socket.remotePort);
+    res.writeHead(202, { 'content-type': 'text/plain' }).end('accepted');
+  };
+  const up = new Upstream(`${base}/mcp`);
+  try {
+    for (let i = 0; i < 2; i++) {
+      const r = await up.request('POST', '/mcp', {}, '{}');
+      await discardUpstreamBody(r.body, 1000);
+    }
+    expect(ports.size).toBe(1);
+    const r = await up.request('POST', '/endless', {}, '{}');
+    const closed = new Promise<void>((done) => r.body.stream.once('close', () => done()));
+    await discardUpstreamBody(r.body, 10_000);
+    await closed;
+    expect(r.body.stream.destroyed).toBe(true);
+    // Cut near the limit, not read to its end (socket buffers hold a few MiB at most).
+    expect(written).toBeLessThan(16 * 1024 * 1024);
+    expect(DISCARD_LIMIT).toBe(64 * 1024);
   } finally {
     await up.destroy();
   }

@@ -30,9 +30,10 @@ export interface UpstreamBody extends AsyncIterable<Buffer> {
   /** The body as a stream (for relays that read it by events, with pause/resume). */
   readonly stream: Readable;
   destroy(err?: Error): unknown;
-  /** The whole body as UTF-8 text (use readUpstreamBody when the size must be bounded). */
-  text(): Promise<string>;
 }
+
+/** How much of a body nobody reads is drained (to keep its connection) before it is destroyed. */
+export const DISCARD_LIMIT = 64 * 1024;
 
 export interface UpstreamResponse {
   status: number;
@@ -92,11 +93,14 @@ function cancelledError(): Error {
 /**
  * The upstream MCP server, reached through one keep-alive connection pool (node:http's Agent:
  * measured cheaper per request than undici's stream API on this data path, and it adds no
- * package to the process's memory). Every call has a header timeout; bodies have none (SSE
- * streams are long-lived by design).
+ * package to the process's memory). Every call has a header timeout; a body read whole
+ * (readUpstreamBody, discardUpstreamBody) gets `bodyTimeoutMs` of the same length; SSE streams are
+ * long-lived by design and have none.
  */
 export class Upstream {
   readonly url: URL;
+  /** Deadline for reading a whole (non-SSE) body once its headers arrived (= the header timeout). */
+  readonly bodyTimeoutMs: number;
   readonly #agent: HttpAgent;
   readonly #request: typeof httpRequest;
   readonly #headersTimeout: number;
@@ -113,6 +117,7 @@ export class Upstream {
       throw new WardenError('ERR_CONFIG', `Upstream URL must be http(s): "${url}"`);
     }
     this.#headersTimeout = options.headersTimeoutMs ?? 30_000;
+    this.bodyTimeoutMs = this.#headersTimeout;
     const https = this.url.protocol === 'https:';
     // Long-lived SSE streams each hold a connection: the cap must exceed the expected open streams.
     // noDelay: a request is one write, but nothing may ever wait on Nagle + delayed ACK (40 ms).
@@ -209,11 +214,6 @@ function upstreamBody(res: IncomingMessage): UpstreamBody {
     stream: res,
     [Symbol.asyncIterator]: () => res[Symbol.asyncIterator]() as AsyncIterator<Buffer>,
     destroy: (err?: Error) => res.destroy(err),
-    text: async () => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of res) chunks.push(chunk as Buffer);
-      return Buffer.concat(chunks).toString('utf8');
-    },
   };
 }
 
@@ -233,17 +233,68 @@ export function upstreamError(err: unknown): WardenError {
   });
 }
 
-/** Read a whole (JSON) upstream body with a size limit. */
-export async function readUpstreamBody(body: UpstreamResponse['body'], limit: number): Promise<Buffer> {
+/**
+ * Read a whole (JSON) upstream body, bounded in size and in time: past `limit` bytes or
+ * `timeoutMs` the body's connection is destroyed and an ERR_UPSTREAM error thrown (with
+ * `details.timeout` for the deadline, which the client sees as a 504).
+ *
+ * @example
+ * const raw = await readUpstreamBody(up.body, core.maxUpstreamBody, core.upstream.bodyTimeoutMs);
+ */
+export async function readUpstreamBody(
+  body: UpstreamResponse['body'],
+  limit: number,
+  timeoutMs?: number,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) {
-      body.destroy();
-      throw new WardenError('ERR_UPSTREAM', `Upstream response larger than ${limit} bytes`);
+  let timedOut = false;
+  const timer =
+    timeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          timedOut = true;
+          body.destroy(bodyTimeoutError(timeoutMs));
+        }, timeoutMs);
+  try {
+    for await (const chunk of body) {
+      size += chunk.length;
+      if (size > limit) {
+        body.destroy();
+        throw new WardenError('ERR_UPSTREAM', `Upstream response larger than ${limit} bytes`, {
+          details: { limit },
+        });
+      }
+      chunks.push(chunk);
     }
-    chunks.push(chunk);
+  } catch (err) {
+    throw timedOut ? bodyTimeoutError(timeoutMs!) : upstreamError(err);
+  } finally {
+    clearTimeout(timer);
   }
+  // A destroyed stream may end its iteration without an error: never return a cut body.
+  if (timedOut) throw bodyTimeoutError(timeoutMs!);
   return Buffer.concat(chunks, size);
+}
+
+/**
+ * Consume a body nobody needs (the answer to a notification, a DELETE, a fire-and-forget POST):
+ * up to DISCARD_LIMIT bytes within `timeoutMs`, so a well-behaved connection returns to the pool;
+ * past either bound the connection is destroyed. Never rejects.
+ */
+export function discardUpstreamBody(body: UpstreamResponse['body'], timeoutMs: number): Promise<void> {
+  return readUpstreamBody(body, DISCARD_LIMIT, timeoutMs).then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+function bodyTimeoutError(timeoutMs: number): WardenError {
+  return new WardenError(
+    'ERR_UPSTREAM',
+    `Upstream MCP server timed out sending its response body (${timeoutMs} ms)`,
+    {
+      details: { timeout: true },
+    },
+  );
 }

@@ -642,6 +642,200 @@ describe('fail closed and upstream trouble', () => {
     }
   });
 
+  /**
+   * A hostile upstream: answers `initialize` (session `s1`) and `tools/list` properly, everything else with
+   * `answer`. Returns the proxy's URL and a `post` that sends one message on that session.
+   */
+  async function hostile(
+    answer: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void,
+    options: Partial<ProxyOptions> = {},
+  ) {
+    const server: Server = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => {
+        body += c.toString();
+      });
+      req.on('end', () => {
+        if (body.includes('"initialize"')) {
+          res.writeHead(200, { 'content-type': 'application/json', 'mcp-session-id': 's1' });
+          res.end(
+            JSON.stringify({
+              jsonrpc: '2.0',
+              id: 1,
+              result: {
+                protocolVersion: '2025-06-18',
+                capabilities: { tools: {} },
+                serverInfo: { name: 'hostile', version: '1' },
+              },
+            }),
+          );
+          return;
+        }
+        if (body.includes('"tools/list"')) {
+          const id = (JSON.parse(body) as { id: unknown }).id;
+          res.writeHead(200, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ jsonrpc: '2.0', id, result: { tools: [] } }));
+          return;
+        }
+        answer(req, res);
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const proxy = localProxy({
+      upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}/mcp`,
+      policySource: source,
+      ...options,
+    });
+    const { url } = await proxy.listen('127.0.0.1', 0);
+    const headers = {
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+      authorization: `Bearer ${good}`,
+      'mcp-protocol-version': '2025-06-18',
+    };
+    const init = await fetch(`${url}/mcp`, { method: 'POST', headers, body: JSON.stringify(initBody) });
+    expect(init.status).toBe(200);
+    await init.text();
+    const onSession = { ...headers, 'mcp-session-id': 's1' };
+    return {
+      post: (message: unknown) =>
+        fetch(`${url}/mcp`, { method: 'POST', headers: onSession, body: JSON.stringify(message) }),
+      delete: () => fetch(`${url}/mcp`, { method: 'DELETE', headers: onSession }),
+      close: async () => {
+        await proxy.close();
+        server.closeAllConnections();
+        await new Promise<void>((r) => server.close(() => r()));
+      },
+    };
+  }
+
+  /** Writes 1 MiB chunks until the client goes away (or 1 GiB); `sent()` says how much went out. */
+  function endless(status: number) {
+    let sent = 0;
+    const chunk = Buffer.alloc(1024 * 1024, 0x61);
+    return {
+      sent: () => sent,
+      answer: (_req: unknown, res: import('node:http').ServerResponse) => {
+        res.writeHead(status, { 'content-type': 'text/plain' });
+        const pump = (): void => {
+          while (!res.destroyed && sent < 1024 * 1024 * 1024) {
+            sent += chunk.length;
+            if (!res.write(chunk)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+        };
+        pump();
+      },
+    };
+  }
+
+  const toolsCall = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'x', arguments: {} } };
+
+  test('an endless body on a 202 (notification) or a DELETE: the client gets its status, the body is cut', async () => {
+    for (const kind of ['notification', 'delete'] as const) {
+      const body = endless(kind === 'delete' ? 200 : 202);
+      const up = await hostile((req, res) => body.answer(req, res));
+      try {
+        const res =
+          kind === 'delete'
+            ? await up.delete()
+            : await up.post({
+                jsonrpc: '2.0',
+                method: 'notifications/progress',
+                params: { progressToken: 1, progress: 1 },
+              });
+        expect(res.status).toBe(kind === 'delete' ? 200 : 202);
+        expect(await res.text()).toBe('');
+        // Drained up to a small cap, then the connection is closed: the upstream stops at its
+        // socket buffers, far below the gigabyte it would send.
+        await new Promise((r) => setTimeout(r, 100));
+        expect(body.sent()).toBeLessThan(64 * 1024 * 1024);
+      } finally {
+        await up.close();
+      }
+    }
+  });
+
+  test('a JSON body that stalls after its headers → 504, -32002 ERR_UPSTREAM after upstreamTimeoutMs', async () => {
+    const up = await hostile(
+      (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"jsonrpc":"2.0",');
+      },
+      { upstreamTimeoutMs: 300 },
+    );
+    try {
+      const res = await up.post(toolsCall);
+      expect(res.status).toBe(504);
+      const body = (await res.json()) as { id: unknown; error: Record<string, unknown> };
+      expect(body.id).toBe(7);
+      expect(body.error).toMatchObject({
+        code: -32002,
+        message: expect.stringContaining('timed out'),
+        data: { code: 'ERR_UPSTREAM' },
+      });
+    } finally {
+      await up.close();
+    }
+  });
+
+  test.each([
+    ['HTTP 500 with HTML', 500, 'text/html', '<html>Internal Server Error secret=abc</html>'],
+    ['HTTP 500 with broken JSON', 500, 'application/json', '{"oops": true, "token":"sekrit'],
+    ['a 302 redirect', 302, undefined, ''],
+    [
+      'a 307 redirect with a result body',
+      307,
+      'application/json',
+      '{"jsonrpc":"2.0","id":7,"result":{"content":[]}}',
+    ],
+  ])(
+    '%s → 502 with the request id and data {code: ERR_UPSTREAM, status}',
+    async (_name, status, type, text) => {
+      const up = await hostile((_req, res) => {
+        res.writeHead(status, {
+          location: 'http://127.0.0.1:1/evil',
+          ...(type ? { 'content-type': type } : {}),
+        });
+        res.end(text);
+      });
+      try {
+        const res = await up.post(toolsCall);
+        expect(res.status).toBe(502);
+        expect(res.headers.get('location')).toBeNull();
+        const raw = await res.text();
+        expect(raw).not.toMatch(/secret|sekrit|content/);
+        expect(JSON.parse(raw)).toEqual({
+          jsonrpc: '2.0',
+          id: 7,
+          error: {
+            code: -32002,
+            message: `Upstream error: the upstream answered HTTP ${status}`,
+            data: { code: 'ERR_UPSTREAM', status },
+          },
+        });
+      } finally {
+        await up.close();
+      }
+    },
+  );
+
+  test("an upstream 5xx with a JSON-RPC error body is passed on as the upstream's error, with its status", async () => {
+    const up = await hostile((_req, res) => {
+      res.writeHead(503, { 'content-type': 'application/json' });
+      res.end('{"jsonrpc":"2.0","id":7,"error":{"code":-32603,"message":"overloaded"}}');
+    });
+    try {
+      const res = await up.post(toolsCall);
+      expect(res.status).toBe(503);
+      expect(await res.json()).toMatchObject({ id: 7, error: { code: -32603, message: 'overloaded' } });
+    } finally {
+      await up.close();
+    }
+  });
+
   test('the proxy is still healthy after all of the above', async () => {
     const res = await post(JSON.stringify(initBody));
     expect(res.status).toBe(200);
