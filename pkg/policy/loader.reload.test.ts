@@ -4,12 +4,10 @@
 import { mkdir, mkdtemp, realpath, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { pino } from 'pino';
 import { isWardenError } from '../errors.js';
 import type { PolicyEngine } from './decision.js';
 import { createFilePolicySource, type FilePolicySource } from './loader.js';
-import { identity, toolCall } from './testing.js';
+import { captureLogs as capture, identity, toolCall } from './testing.js';
 
 const who = identity({ groups: ['readers'] });
 
@@ -25,16 +23,6 @@ spec:
       match: {tools: [t]}
       action: ${action}
 ${comment}`;
-}
-
-function capture() {
-  const stream = new PassThrough();
-  const lines: Array<Record<string, unknown>> = [];
-  stream.on('data', (chunk: Buffer) => {
-    for (const l of chunk.toString().split('\n').filter(Boolean))
-      lines.push(JSON.parse(l) as Record<string, unknown>);
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
 }
 
 /** The next engine the source applies. */

@@ -2,12 +2,10 @@ import { once } from 'node:events';
 import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
-import { pino } from 'pino';
 import { isWardenError, type WardenError } from '../errors.js';
 import type { PolicyEngine } from './decision.js';
 import { createFilePolicySource, loadPolicyPath } from './loader.js';
-import { identity, toolCall } from './testing.js';
+import { captureLogs as capture, identity, toolCall } from './testing.js';
 
 const who = identity({ groups: ['readers'] });
 
@@ -120,16 +118,6 @@ describe('loadPolicyPath', () => {
     ]);
   });
 });
-
-function capture() {
-  const stream = new PassThrough();
-  const lines: Array<Record<string, unknown>> = [];
-  stream.on('data', (chunk: Buffer) => {
-    for (const l of chunk.toString().split('\n').filter(Boolean))
-      lines.push(JSON.parse(l) as Record<string, unknown>);
-  });
-  return { logger: pino({ level: 'info' }, stream), lines };
-}
 
 describe('createFilePolicySource', () => {
   test('refuses to start on an invalid policy', async () => {

@@ -1,3 +1,5 @@
+import { PassThrough } from 'node:stream';
+import { type Logger, pino } from 'pino';
 import type { Identity } from '../identity/types.js';
 import type { CallContext } from './decision.js';
 import type { PolicyDocument, PolicyRule, PolicySpec } from './schema.js';
@@ -55,4 +57,15 @@ export function toolCall(
     direction: 'client-to-server',
     ...(toolAnnotations === undefined ? {} : { toolAnnotations }),
   };
+}
+
+/** A logger whose JSON lines are collected (what an operator would read), for assertions. */
+export function captureLogs(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const stream = new PassThrough();
+  const lines: Array<Record<string, unknown>> = [];
+  stream.on('data', (chunk: Buffer) => {
+    for (const l of chunk.toString().split('\n').filter(Boolean))
+      lines.push(JSON.parse(l) as Record<string, unknown>);
+  });
+  return { logger: pino({ level: 'info' }, stream), lines };
 }
