@@ -44,6 +44,7 @@ const fastRotation = [
 ];
 
 interface SecretObject {
+  metadata?: { resourceVersion?: string };
   data: Record<string, string>;
 }
 
@@ -51,12 +52,25 @@ const decode = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toStrin
 const pems = (bundle: string) =>
   bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
 
-async function readSecret(): Promise<{ bundle: string[]; serving: X509Certificate }> {
-  const s = await cluster.admin.client.request<SecretObject>(
-    'GET',
-    `/api/v1/namespaces/${WEBHOOK_NS}/secrets/mcp-warden-webhook-tls`,
+function secretOf(s: SecretObject): { bundle: string[]; serving: X509Certificate; resourceVersion: string } {
+  return {
+    bundle: pems(decode(s.data['ca.crt'])),
+    serving: new X509Certificate(decode(s.data['tls.crt'])),
+    resourceVersion: s.metadata?.resourceVersion ?? '',
+  };
+}
+
+async function readSecret(): Promise<{
+  bundle: string[];
+  serving: X509Certificate;
+  resourceVersion: string;
+}> {
+  return secretOf(
+    await cluster.admin.client.request<SecretObject>(
+      'GET',
+      `/api/v1/namespaces/${WEBHOOK_NS}/secrets/mcp-warden-webhook-tls`,
+    ),
   );
-  return { bundle: pems(decode(s.data['ca.crt'])), serving: new X509Certificate(decode(s.data['tls.crt'])) };
 }
 
 /** Fingerprint of the certificate a TLS server presents (handshake without verification: we only look). */
@@ -151,24 +165,36 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
   let switchedToNewCa = false;
   let created = 0;
   const failures: string[] = [];
-  // The secret is watched on its own pace (every 100 ms), not between two pod creations: the CA
-  // overlap lasts --ca-propagation (2 s), shorter than a loop turn on a busy machine.
-  let observing = true;
-  const observer = (async () => {
-    while (observing) {
-      const now = await readSecret();
-      servingSeen.add(now.serving.fingerprint256);
-      if (now.bundle.length >= 2 && now.bundle.includes(firstCa)) sawOverlap = true;
-      const newest = new X509Certificate(now.bundle[0]!);
-      if (
-        newest.fingerprint256 !== new X509Certificate(firstCa).fingerprint256 &&
-        now.serving.checkIssued(newest)
-      ) {
-        switchedToNewCa = true;
-      }
-      await new Promise((r) => setTimeout(r, 100));
+  // Every version of the secret is seen through a watch (the CA overlap lasts --ca-propagation,
+  // 2 s: polling it, even every 100 ms, missed it on a busy machine).
+  const see = (now: { bundle: string[]; serving: X509Certificate }): void => {
+    servingSeen.add(now.serving.fingerprint256);
+    if (now.bundle.length >= 2 && now.bundle.includes(firstCa)) sawOverlap = true;
+    const newest = new X509Certificate(now.bundle[0]!);
+    if (
+      newest.fingerprint256 !== new X509Certificate(firstCa).fingerprint256 &&
+      now.serving.checkIssued(newest)
+    ) {
+      switchedToNewCa = true;
     }
-  })();
+  };
+  const stopWatching = new AbortController();
+  const observer = cluster.admin.client
+    .watch(
+      `/api/v1/namespaces/${WEBHOOK_NS}/secrets`,
+      {
+        query: {
+          fieldSelector: 'metadata.name=mcp-warden-webhook-tls',
+          resourceVersion: first.resourceVersion,
+        },
+        signal: stopWatching.signal,
+      },
+      (ev) => {
+        if (ev.type === 'ADDED' || ev.type === 'MODIFIED')
+          see(secretOf(ev.object as unknown as SecretObject));
+      },
+    )
+    .catch(() => undefined);
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline && failures.length < 5 && !(switchedToNewCa && servingSeen.size >= 4)) {
     const name = `rot-${created}`;
@@ -191,7 +217,7 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
     }
     created++;
   }
-  observing = false;
+  stopWatching.abort();
   await observer;
   expect(failures).toEqual([]);
   expect(created).toBeGreaterThan(20);
