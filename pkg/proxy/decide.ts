@@ -50,6 +50,15 @@ export function requestInfo(msg: JsonRpcRequest | JsonRpcNotification): RequestI
   return info;
 }
 
+/** The masking scope of a call: the method masked, and the tool or resource (both forms) the call names. */
+export function maskScopeOf(method: string, call: RequestInfo): MaskScope {
+  const scope: MaskScope = { method };
+  if (call.tool !== undefined) scope.tool = call.tool;
+  if (call.resource !== undefined) scope.resource = call.resource;
+  if (call.canonicalResource !== undefined) scope.canonicalResource = call.canonicalResource;
+  return scope;
+}
+
 export function callContext(
   msg: JsonRpcRequest,
   identity: Identity,
@@ -288,13 +297,8 @@ export function denialResponse(id: JsonRpcRequest['id'], decision: Decision): Js
 function recordedReason(core: ProxyCore, engine: PolicyEngine, msg: JsonRpcRequest, reason: string): string {
   const masker = core.maskerFor(engine);
   if (!masker) return reason;
-  const info = requestInfo(msg);
-  const scope: MaskScope = { method: msg.method };
-  if (info.tool !== undefined) scope.tool = info.tool;
-  if (info.resource !== undefined) scope.resource = info.resource;
-  if (info.canonicalResource !== undefined) scope.canonicalResource = info.canonicalResource;
   try {
-    return masker.maskMessage({ reason }, scope).value.reason;
+    return masker.maskMessage({ reason }, maskScopeOf(msg.method, requestInfo(msg))).value.reason;
   } catch {
     return 'the reason could not be masked';
   }

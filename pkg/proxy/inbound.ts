@@ -25,7 +25,7 @@ import type { PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import { cancelHeld, HeldRequest } from './approve.js';
 import type { ProxyCore } from './core.js';
-import { decideRequest, requestInfo } from './decide.js';
+import { decideRequest, maskScopeOf, requestInfo } from './decide.js';
 import { header, sendRpcError } from './http.js';
 import { record } from './outbound.js';
 import { type RequestInfo, rememberPending, type Session } from './session.js';
@@ -283,13 +283,9 @@ export function maskedForRecording(core: ProxyCore, masker: Masker, msg: ParsedI
   const m = msg as { jsonrpc: string; id?: unknown; method?: string };
   try {
     const scope: MaskScope =
-      m.method === undefined ? { method: 'response', unknown: true } : { method: m.method };
-    if (m.method !== undefined) {
-      const info = requestInfo(msg as JsonRpcRequest);
-      if (info.tool !== undefined) scope.tool = info.tool;
-      if (info.resource !== undefined) scope.resource = info.resource;
-      if (info.canonicalResource !== undefined) scope.canonicalResource = info.canonicalResource;
-    }
+      m.method === undefined
+        ? { method: 'response', unknown: true }
+        : maskScopeOf(m.method, requestInfo(msg as JsonRpcRequest));
     return masker.maskMessage(msg, scope).value;
   } catch (err) {
     // Unmaskable: record the envelope only, never the payload.

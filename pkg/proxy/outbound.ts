@@ -15,7 +15,7 @@ import type { ListMethod, PolicyEngine } from '../policy/decision.js';
 import { statelessRecordingKey } from '../record/recorder.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyCore } from './core.js';
-import { decideRequest } from './decide.js';
+import { decideRequest, maskScopeOf } from './decide.js';
 import { type RequestInfo, rememberPending, type Session } from './session.js';
 
 /**
@@ -69,12 +69,7 @@ function listsIn(result: Record<string, unknown>): ListMethod[] {
 function scopeOf(ctx: OutboundContext, info: RequestInfo | undefined, method: string): MaskScope {
   let call = info;
   if (call?.taskId !== undefined) call = ctx.session?.taskCalls?.get(call.taskId);
-  if (call === undefined) return { method, unknown: true };
-  const scope: MaskScope = { method };
-  if (call.tool !== undefined) scope.tool = call.tool;
-  if (call.resource !== undefined) scope.resource = call.resource;
-  if (call.canonicalResource !== undefined) scope.canonicalResource = call.canonicalResource;
-  return scope;
+  return call === undefined ? { method, unknown: true } : maskScopeOf(method, call);
 }
 
 /** A message to deliver, with its serialization (what the client receives and the recording holds). */
