@@ -181,6 +181,38 @@ describe('verifyRecording', () => {
     });
   });
 
+  it('refuses a byte swapped for one that decodes to the same text (invalid UTF-8)', async () => {
+    // A recorded U+FFFD (EF BF BD) and a lone 0xFF byte both decode to U+FFFD: hashing the decoded
+    // text alone would let the swap verify.
+    const own = mkdtempSync(join(dir, 'fffd-'));
+    const recorder = createRecorder({ directory: own });
+    const s = recorder.open({
+      session: 'sess-fffd',
+      principal: 'tid/bob',
+      pod: 'gw',
+      transport: 'streamable-http',
+    });
+    s.record({
+      type: 'message',
+      direction: 'server-to-client',
+      message: { jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'caf\uFFFD' }] } },
+    });
+    const original = (await s.close())!.location;
+    await recorder.close();
+    expect(await verifyRecording(original)).toMatchObject({ ok: true });
+    const bytes = readFileSync(original);
+    const at = bytes.indexOf(Buffer.from('caf\uFFFD'));
+    expect(at).toBeGreaterThan(0);
+    const swapped = Buffer.concat([bytes.subarray(0, at + 3), Buffer.from([0xff]), bytes.subarray(at + 6)]);
+    const file = join(own, 'fffd.jsonl.tampered');
+    writeFileSync(file, swapped);
+    expect(swapped.toString('utf8')).toBe(bytes.toString('utf8'));
+    expect(await verifyRecording(file)).toMatchObject({
+      ok: false,
+      error: { line: 2, reason: expect.stringMatching(/not valid UTF-8/) },
+    });
+  });
+
   it('reports a missing file and an empty file clearly', async () => {
     expect(await verifyRecording(join(dir, 'missing.jsonl'))).toMatchObject({
       ok: false,

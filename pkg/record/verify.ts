@@ -46,6 +46,9 @@ export async function verifyRecording(path: string): Promise<VerifyResult> {
           `data after the ${terminal} line ${n - 1}: lines were appended after the recording was closed`,
         );
       if (!raw.terminated) return fail(n, 'incomplete line (no newline): the file was cut mid-line');
+      // The recorder writes UTF-8 only; hashes are checked over the decoded text, which is the
+      // bytes' exact image only when they are valid UTF-8 (else a changed byte reads as U+FFFD).
+      if (!raw.utf8) return fail(n, 'not valid UTF-8: a byte of the line was changed or corrupted');
       let line: RecordingLine;
       try {
         line = JSON.parse(raw.text) as RecordingLine;
