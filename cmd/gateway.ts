@@ -25,6 +25,9 @@ export const usage = `Usage: mcp-warden gateway --upstream URL --policy PATH [op
 
   --upstream URL          upstream MCP endpoint, e.g. http://127.0.0.1:3000/mcp (required)
   --policy PATH           MCPPolicy YAML file (several documents allowed) or a directory (required)
+  --policy-poll-interval D  re-read the policy this often besides watching it, so a change the
+                          file watch missed (network file systems) still applies, e.g. 30s
+                          (default 10s; 0 turns polling off and leaves the watch alone)
   --listen HOST:PORT      where clients connect (default 127.0.0.1:8080)
   --admin-listen HOST:PORT  /metrics, /healthz, /readyz (default 127.0.0.1:9090)
   --recordings DIR        write session recordings here (policies with recording.sink: stdout, or all
@@ -150,6 +153,7 @@ export async function run(argv: string[]): Promise<number> {
       options: {
         upstream: { type: 'string' },
         policy: { type: 'string' },
+        'policy-poll-interval': { type: 'string', default: '10s' },
         listen: { type: 'string', default: '127.0.0.1:8080' },
         'admin-listen': { type: 'string', default: '127.0.0.1:9090' },
         recordings: { type: 'string' },
@@ -188,6 +192,7 @@ export async function run(argv: string[]): Promise<number> {
   let maxBody: number;
   let upstreamTimeoutMs: number;
   let requestTimeoutMs: number;
+  let pollIntervalMs: number;
   let allowedOrigins: string[] | undefined;
   try {
     listen = parseListen(values['listen'] as string, '--listen');
@@ -197,6 +202,8 @@ export async function run(argv: string[]): Promise<number> {
     const origins = values['allowed-origins'] as string | undefined;
     allowedOrigins = origins === undefined ? undefined : originsFlag(origins, '--allowed-origins');
     requestTimeoutMs = durationFlag(values['request-timeout'] as string, '--request-timeout');
+    const poll = values['policy-poll-interval'] as string;
+    pollIntervalMs = poll.trim() === '0' ? 0 : durationFlag(poll, '--policy-poll-interval');
     const mcpPath = values['mcp-path'] as string;
     if (!mcpPath.startsWith('/'))
       throw new WardenError('ERR_CONFIG', `--mcp-path must start with "/": "${mcpPath}"`);
@@ -207,14 +214,8 @@ export async function run(argv: string[]): Promise<number> {
 
   let source: Awaited<ReturnType<typeof createFilePolicySource>>;
   try {
-    source = await createFilePolicySource(policyPath, {
-      logger,
-      onError: (err) =>
-        logger.error(
-          { event: 'policy-rejected', err: errorMessage(err) },
-          'policy change rejected; the last good policy stays in force',
-        ),
-    });
+    // The source logs every rejected change and unreadable path itself, once, with its issues.
+    source = await createFilePolicySource(policyPath, { logger, pollIntervalMs });
   } catch (err) {
     // File, field and reason are in the message (ERR_POLICY_INVALID).
     const code = isWardenError(err) ? ` [${err.code}]` : '';

@@ -323,13 +323,13 @@ export async function createFilePolicySource(
       failing = key;
       if (isWardenError(err, 'ERR_POLICY_UNAVAILABLE')) {
         logger.warn(
-          { path: target, code, err: errorMessage(err) },
+          { event: 'policy-unavailable', path: target, code, err: errorMessage(err) },
           'POLICY PATH GONE OR UNREADABLE: keeping the last good policy',
         );
       } else {
         const issues = isWardenError(err) ? err.details?.['issues'] : undefined;
         logger.error(
-          { path: target, code, issues, err: errorMessage(err) },
+          { event: 'policy-rejected', path: target, code, issues, err: errorMessage(err) },
           'POLICY CHANGE REJECTED: keeping the last good policy',
         );
       }

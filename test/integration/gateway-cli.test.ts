@@ -118,6 +118,8 @@ test('bad flags exit 2 with usage', async () => {
   for (const [flag, value, said] of [
     ['--upstream-timeout', 'whenever', '--upstream-timeout'],
     ['--request-timeout', 'eventually', '--request-timeout'],
+    ['--policy-poll-interval', 'often', '--policy-poll-interval'],
+    ['--policy-poll-interval', '500ms', '--policy-poll-interval: "500ms" is too short'],
     [
       '--allowed-origins',
       'https://app.example.com/',
@@ -234,6 +236,8 @@ describe('a running gateway', () => {
       recordings(),
       '--allowed-hosts',
       'localhost,127.0.0.1,[::1]',
+      '--policy-poll-interval',
+      '1s',
     ]);
     const m = await waitForOutput(gw, /"mcp":"(http:\/\/[^"]+)","admin":"(http:\/\/[^"]+)"/);
     mcpUrl = m[1]!;
@@ -351,12 +355,20 @@ describe('a running gateway', () => {
       policyFile(),
       'apiVersion: mcpwarden.io/v1alpha1\nkind: MCPPolicy\nmetadata: {name: tools}\nspec: {rules: [{name: x, action: nope}]}\n',
     );
-    await waitForOutput(gw, /policy change rejected|rejected/);
+    await waitForOutput(gw, /"event":"policy-rejected"/);
     const e = (await client
       .callTool({ name: 'get_weather', arguments: { city: 'Bern' } })
       .catch((x: unknown) => x)) as McpError;
     expect(e.data).toMatchObject({ rule: 'weather-closed' });
     expect((await fetch(`${adminUrl}/readyz`)).status).toBe(200);
+    // One line per rejected change, naming the field, whatever noticed it (watch or poll).
+    const rejected = gw
+      .output()
+      .split('\n')
+      .filter((l) => /rejected/i.test(l));
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0]).toContain('POLICY CHANGE REJECTED');
+    expect(rejected[0]).toContain('spec.rules[0].action');
   });
 
   test('SIGTERM: graceful exit 0, recordings closed and verifiable', async () => {
