@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.cache/bin:$(PATH)
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus qemu clean crds image
+.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus qemu chromium clean crds image
 
 all: build
 
@@ -36,17 +36,21 @@ k8s-tools:
 prometheus:
 	bash hack/ensure-prometheus.sh
 
+# Chromium from Debian's packages (the browser suite: the MCP SDK client in a real page, CORS).
+chromium:
+	bash hack/ensure-chromium.sh
+
 # qemu-aarch64-static from Debian's packages (the image suite runs the arm64 image's node under it).
 qemu:
 	bash hack/ensure-qemu.sh
 
-test: build k8s-tools prometheus qemu
+test: build k8s-tools prometheus qemu chromium
 	bash hack/run-tests.sh
 
 test-unit: build
 	npm run -s test:unit
 
-test-integration: build prometheus
+test-integration: build prometheus chromium
 	npm run -s test:integration
 
 test-e2e: build k8s-tools qemu
