@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/.cache/bin:$(PATH)
 STAMP := node_modules/.install-stamp
 
-.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus qemu chromium clean crds image
+.PHONY: all install build test test-unit test-integration test-e2e demo lint format conformance bench k8s-tools prometheus qemu chromium clean crds image sign sign-tools
 
 all: build
 
@@ -44,7 +44,12 @@ chromium:
 qemu:
 	bash hack/ensure-qemu.sh
 
-test: build k8s-tools prometheus qemu chromium
+# cosign and crane, built from the Go module proxy, cached in .cache/bin (make sign; the image
+# signing e2e test).
+sign-tools:
+	bash hack/build-sign-tools.sh
+
+test: build k8s-tools prometheus qemu chromium sign-tools
 	bash hack/run-tests.sh
 
 test-unit: build
@@ -53,7 +58,7 @@ test-unit: build
 test-integration: build prometheus chromium
 	npm run -s test:integration
 
-test-e2e: build k8s-tools qemu
+test-e2e: build k8s-tools qemu sign-tools
 	npm run -s test:e2e
 
 # The container image (webhook and sidecar; linux/amd64 and linux/arm64), without a container
@@ -61,6 +66,13 @@ test-e2e: build k8s-tools qemu
 # out/image/mcp-warden-<version>-linux-<arch>.tar (docker load).
 image: install
 	bash hack/build-image.sh
+
+# Pushes out/image/oci to IMAGE_REF and signs it with cosign (COSIGN_KEY, COSIGN_PASSWORD): the
+# index and every platform image, plus each platform's SBOM as a signed attestation. See
+# docs/image.md (signing; keyless signing in the release pipeline).
+#   make sign IMAGE_REF=registry.example/mcp-warden:0.1.0 COSIGN_KEY=cosign.key
+sign: install
+	bash hack/sign-image.sh "$(IMAGE_REF)"
 
 demo: build
 	node dist/examples/demo.js
