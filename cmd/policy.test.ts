@@ -232,6 +232,41 @@ spec:
     expect(r.stdout).toMatch(/rule:\s+read-only-tools/);
   });
 
+  test('a call some rate limit covers: the decision lists every limit that counts it', async () => {
+    const policy = `apiVersion: mcpwarden.io/v1alpha1
+kind: MCPPolicy
+metadata: {name: limited}
+spec:
+  podSelector: {}
+  rules:
+    - name: weather
+      subjects: [{any: true}]
+      match: {tools: [get_weather]}
+      action: allow
+      rateLimit: {requests: 60, per: 1m}
+    - name: everything-shared
+      subjects: [{any: true}]
+      action: allow
+      rateLimit: {requests: 1000, per: 1h, by: all}
+`;
+    await writeFile(file('limited.yaml'), policy);
+    const r = await cli([
+      'test',
+      file('limited.yaml'),
+      '--identity',
+      file('reader.json'),
+      '--call',
+      file('weather.json'),
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(
+      'limit:    limited/weather: 60 calls per 1m per caller (counted by the proxy, not here)',
+    );
+    expect(r.stdout).toContain(
+      'limit:    limited/everything-shared: 1000 calls per 1h for all callers together (counted by the proxy, not here)',
+    );
+  });
+
   test('completion/complete: decided as the data path does, also by the prompt it completes', async () => {
     const args = (call: string) => [
       'test',

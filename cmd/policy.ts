@@ -143,6 +143,12 @@ function formatDecision(d: Decision): string[] {
         .join(', ')}`,
     );
   }
+  for (const l of d.limits ?? []) {
+    const who = l.by === 'all' ? 'for all callers together' : 'per caller';
+    lines.push(
+      `limit:    ${l.policy}/${l.rule}: ${l.requests} calls per ${l.per} ${who}${l.audit ? ' (audit)' : ''} (counted by the proxy, not here)`,
+    );
+  }
   return lines;
 }
 

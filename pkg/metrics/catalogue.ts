@@ -114,7 +114,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     registry,
     requests: new Counter({
       name: 'mcp_warden_requests_total',
-      help: 'MCP messages decided, by policy, method and decision (allow, deny, approve, audit-deny).',
+      help: 'MCP messages decided, by policy, method and decision (allow, deny, approve, rate-limited; audit-deny, audit-approve, audit-rate-limited).',
       labelNames: ['policy', 'method', 'decision'],
       registers,
     }),

@@ -33,6 +33,20 @@ export interface ApprovalSettings {
   mode: 'hold' | 'ticket';
 }
 
+/** A rule's `rateLimit`, as the data path counts it (see pkg/proxy/ratelimit.ts). */
+export interface RateLimit {
+  /** `namespace/name` or `name` of the rule's policy. */
+  policy: string;
+  rule: string;
+  requests: number;
+  perMs: number;
+  /** The period as the policy spells it (`1m`), for messages. */
+  per: string;
+  by: 'principal' | 'all';
+  /** The rule's policy is in audit mode: an exceeded limit is reported, not enforced. */
+  audit: boolean;
+}
+
 export interface Decision {
   /** What the applicable rules decided. */
   action: Action;
@@ -46,6 +60,16 @@ export interface Decision {
   reason: string;
   mode: 'enforce' | 'audit';
   approval?: ApprovalSettings;
+  /**
+   * The rate limits of every applicable rule that has one, when the call is not denied: the data
+   * path refuses the call (-31429) when any of them is exhausted.
+   */
+  limits?: readonly RateLimit[];
+  /**
+   * Set by the data path on the decision it reports when a limit is exhausted: it refused the call,
+   * or (`audit`) only an audit-mode policy's limit was, and the call went on as decided.
+   */
+  rateLimited?: { retryAfterMs: number; audit: boolean };
 }
 
 export type ListMethod = 'tools/list' | 'resources/list' | 'resources/templates/list' | 'prompts/list';

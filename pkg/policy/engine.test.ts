@@ -1006,3 +1006,84 @@ describe("a policy's rules apply only to callers of its own issuer entries", () 
     });
   });
 });
+
+describe('rate limits', () => {
+  const limited = (requests: number, extra: Partial<PolicyRule> = {}) =>
+    rule(`limit-${requests}`, 'allow', { rateLimit: { requests, per: '1m' }, ...extra });
+
+  test('every applicable rule that has a limit lends it to the decision, not only the deciding one', () => {
+    const engine = compilePolicies([
+      policy('p', [
+        rule('a-allow-all', 'allow'),
+        limited(10, { match: { tools: ['search_*'] } }),
+        limited(100, { rateLimit: { requests: 100, per: '1h', by: 'all' } }),
+      ]),
+    ]);
+    const d = engine.decide(toolCall('search_code', alice));
+    expect(d).toMatchObject({ enforced: 'allow', rule: 'a-allow-all' });
+    expect(d.limits).toEqual([
+      {
+        policy: 'p',
+        rule: 'limit-10',
+        requests: 10,
+        perMs: 60_000,
+        per: '1m',
+        by: 'principal',
+        audit: false,
+      },
+      { policy: 'p', rule: 'limit-100', requests: 100, perMs: 3_600_000, per: '1h', by: 'all', audit: false },
+    ]);
+    // A tool the narrower rule does not cover gets the wide limit only.
+    expect(engine.decide(toolCall('get_issue', alice)).limits?.map((l) => l.rule)).toEqual(['limit-100']);
+  });
+
+  test('a denied call carries no limits (nothing to count); an approval does', () => {
+    const engine = compilePolicies([
+      policy('p', [limited(5), rule('no-delete', 'deny', { match: { tools: ['delete_*'] } })]),
+      policy('q', [rule('review', 'approve', { match: { tools: ['deploy'] } })]),
+    ]);
+    expect(engine.decide(toolCall('delete_repo', alice)).limits).toBeUndefined();
+    expect(engine.decide(toolCall('deploy', alice))).toMatchObject({
+      enforced: 'approve',
+      limits: [expect.objectContaining({ rule: 'limit-5' })],
+    });
+  });
+
+  test('a limit applies only to the callers and calls its rule covers; a when that fails counts (fail closed)', () => {
+    const engine = compilePolicies([
+      policy('p', [
+        rule('all', 'allow'),
+        limited(1, { subjects: [{ group: 'operators' }] }),
+        rule('broken-when', 'allow', {
+          rateLimit: { requests: 2, per: '1s' },
+          match: { when: 'args.n > 1' },
+        }),
+      ]),
+    ]);
+    expect(engine.decide(toolCall('t', alice, { n: 0 })).limits).toBeUndefined();
+    expect(engine.decide(toolCall('t', bob, { n: 0 })).limits?.map((l) => l.rule)).toEqual(['limit-1']);
+    // `args.n > 1` on a string fails to evaluate: the limit still counts.
+    expect(engine.decide(toolCall('t', alice, { n: 'x' })).limits?.map((l) => l.rule)).toEqual([
+      'broken-when',
+    ]);
+  });
+
+  test('an audit-mode policy lends its limit marked audit', () => {
+    const engine = compilePolicies([
+      policy('p', [rule('all', 'allow')]),
+      policy('trial', [limited(3)], { mode: 'audit' }),
+    ]);
+    expect(engine.decide(toolCall('t', alice)).limits).toEqual([
+      expect.objectContaining({ rule: 'limit-3', audit: true }),
+    ]);
+  });
+
+  test('list filtering is unaffected by limits', () => {
+    const engine = compilePolicies([policy('p', [limited(1, { match: { tools: ['a'] } })])]);
+    const tools = [
+      { name: 'a', inputSchema: { type: 'object' } },
+      { name: 'b', inputSchema: { type: 'object' } },
+    ];
+    expect(engine.filterList('tools/list', tools, alice)).toEqual([tools[0]]);
+  });
+});

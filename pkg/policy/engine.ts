@@ -9,7 +9,9 @@ import {
   Directions,
   type ListMethod,
   type PolicyEngine,
+  type RateLimit,
 } from './decision.js';
+import { parseDuration } from './duration.js';
 import { compileGlobs } from './glob.js';
 import { DefaultMethods, methodClass, methodTarget, type TargetKind } from './methods.js';
 import type { MaskingRule, PolicyDocument, PolicyRule, ToolAnnotations } from './schema.js';
@@ -68,6 +70,7 @@ interface CompiledRule {
   readonly whenUsesArgs: boolean;
   readonly reason: string;
   readonly approval: ApprovalSettings | undefined;
+  readonly limit: RateLimit | undefined;
   /** The decision this rule produces when it decides alone (precomputed: no allocation per call). */
   decision: Decision;
 }
@@ -168,6 +171,18 @@ function compileRule(
           mode: rule.approval.mode ?? 'hold',
         });
   const reason = rule.reason ?? defaultReason(rule, policy);
+  const limit: RateLimit | undefined =
+    rule.rateLimit === undefined
+      ? undefined
+      : freeze({
+          policy,
+          rule: rule.name,
+          requests: rule.rateLimit.requests,
+          perMs: parseDuration(rule.rateLimit.per) ?? 60_000,
+          per: rule.rateLimit.per,
+          by: rule.rateLimit.by ?? 'principal',
+          audit,
+        });
   const annotations =
     match.toolAnnotations === undefined
       ? undefined
@@ -193,6 +208,7 @@ function compileRule(
     whenUsesArgs: when?.variables.has('args') === true,
     reason,
     approval,
+    limit,
     decision: PROTOCOL_ALLOW,
   };
   const base = { action: rule.action, policy, rule: rule.name, reason, ...(approval ? { approval } : {}) };
@@ -432,6 +448,8 @@ class Engine implements CompiledPolicyEngine {
   readonly #auditDecisions = new Map<string, Decision>();
   readonly #scratch: Scratch = { activation: undefined, error: undefined };
   readonly #byIdentity = new WeakMap<Identity, CompiledRule[]>();
+  /** Per identity: its rules that carry a `rateLimit` (usually none). */
+  readonly #limitedByIdentity = new WeakMap<Identity, CompiledRule[]>();
 
   constructor(docs: PolicyDocument[]) {
     this.#docs = docs;
@@ -476,6 +494,28 @@ class Engine implements CompiledPolicyEngine {
   }
 
   #decide(ctx: CallContext, whenMode: WhenModeT): Decision {
+    const decision = this.#decideRules(ctx, whenMode);
+    if (decision.enforced === 'deny') return decision;
+    let limited = this.#limitedByIdentity.get(ctx.identity);
+    if (limited === undefined) {
+      limited = this.#rulesFor(ctx.identity, identityView(ctx.identity)).filter((r) => r.limit !== undefined);
+      this.#limitedByIdentity.set(ctx.identity, limited);
+    }
+    if (limited.length === 0) return decision;
+    // Every applicable rule's limit counts, not only the deciding rule's: a second rule that also
+    // allows the call must not be a way around the first one's limit. A `when` that fails to
+    // evaluate counts as applying (fail closed).
+    const view = identityView(ctx.identity);
+    const kind = methodTarget(ctx.method);
+    const limits: RateLimit[] = [];
+    for (const r of limited) {
+      const outcome = matchCall(r, ctx, kind, view, this.#scratch, whenMode);
+      if (outcome === MatchOutcome.matched || outcome === MatchOutcome.whenError) limits.push(r.limit!);
+    }
+    return limits.length === 0 ? decision : freeze({ ...decision, limits: freeze(limits) });
+  }
+
+  #decideRules(ctx: CallContext, whenMode: WhenModeT): Decision {
     if (this.#docs.length === 0)
       return this.#defaultDeny(ctx, 'no MCPPolicy applies here, so every call is denied');
     const view = identityView(ctx.identity);

@@ -308,6 +308,35 @@ export const ApprovalSchema = Obj(
   { description: 'Approval settings, required when (and only when) action is approve.' },
 );
 
+export const RateLimitKeys = ['principal', 'all'] as const;
+
+export const RateLimitSchema = Obj(
+  {
+    requests: Type.Integer({
+      minimum: 1,
+      maximum: 1_000_000,
+      description:
+        'How many calls the rule lets through per period (a token bucket of this size, refilled evenly).',
+    }),
+    per: Type.String({
+      pattern: DurationPattern,
+      maxLength: 32,
+      description: 'The period, e.g. 1s, 1m, 1h (at least 1s, at most 24h).',
+    }),
+    by: Type.Optional(
+      StrEnum(RateLimitKeys, {
+        default: 'principal',
+        description:
+          'principal: one bucket per caller. all: one bucket shared by every caller the rule covers. Counted per sidecar or gateway process.',
+      }),
+    ),
+  },
+  {
+    description:
+      'Limit the calls this rule covers; a call over the limit is refused with -31429 (data.retryAfterSeconds), whatever else allows it.',
+  },
+);
+
 export const RuleSchema = Obj(
   {
     name: Type.String({
@@ -330,6 +359,7 @@ export const RuleSchema = Obj(
       Type.String({ maxLength: 1024, description: 'Human-readable reason, shown to the client on deny.' }),
     ),
     approval: Type.Optional(ApprovalSchema),
+    rateLimit: Type.Optional(RateLimitSchema),
   },
   {
     description: 'One access rule: subjects, the calls it covers, and the action.',
@@ -338,6 +368,11 @@ export const RuleSchema = Obj(
         rule: "self.action == 'approve' ? has(self.approval) : !has(self.approval)",
         message: 'approval is required when action is approve, and allowed only then',
         fieldPath: '.approval',
+      },
+      {
+        rule: "self.action != 'deny' || !has(self.rateLimit)",
+        message: 'rateLimit limits the calls a rule lets through: allowed on allow and approve rules only',
+        fieldPath: '.rateLimit',
       },
     ],
   },

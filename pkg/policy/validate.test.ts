@@ -201,3 +201,29 @@ test('empty match lists are refused (a rule with tools: [] could never apply)', 
     { path: 'spec.rules[0].match.tools', message: 'must have at least 1 item' },
   ]);
 });
+
+test('rateLimit: only on allow and approve rules; per between 1s and 24h; requests a positive integer', () => {
+  const limited = (extra: Partial<PolicyRule>) => validatePolicy(base([{ ...ok, ...extra }]));
+  expect(limited({ rateLimit: { requests: 60, per: '1m' } })).toEqual([]);
+  expect(limited({ rateLimit: { requests: 60, per: '1m', by: 'all' } })).toEqual([]);
+  expect(limited({ action: 'deny', rateLimit: { requests: 60, per: '1m' } })).toEqual([
+    {
+      path: 'spec.rules[0].rateLimit',
+      message: 'rateLimit limits the calls a rule lets through: allowed on allow and approve rules only',
+    },
+  ]);
+  expect(limited({ rateLimit: { requests: 60, per: '25h' } })).toEqual([
+    { path: 'spec.rules[0].rateLimit.per', message: '"25h" is too long: at most 24h' },
+  ]);
+  expect(limited({ rateLimit: { requests: 60, per: '500ms' } })[0]?.message).toMatch(/too short/);
+  expect(limited({ rateLimit: { requests: 0, per: '1m' } })[0]?.path).toBe(
+    'spec.rules[0].rateLimit.requests',
+  );
+  expect(limited({ rateLimit: { requests: 1.5, per: '1m' } })[0]?.path).toBe(
+    'spec.rules[0].rateLimit.requests',
+  );
+  expect(
+    limited({ rateLimit: { requests: 1, per: '1m', by: 'session' } as unknown as PolicyRule['rateLimit'] })[0]
+      ?.path,
+  ).toBe('spec.rules[0].rateLimit.by');
+});

@@ -307,6 +307,15 @@ function semanticIssues(doc: unknown): ValidationIssue[] {
       const e = durationError(approval['timeout']);
       if (e !== undefined) out.push({ path: `${base}.approval.timeout`, message: e });
     }
+    const limit = asObject(rule['rateLimit']);
+    if (
+      limit !== undefined &&
+      typeof limit['per'] === 'string' &&
+      parseDuration(limit['per']) !== undefined
+    ) {
+      const e = durationError(limit['per'], 24 * 3_600_000);
+      if (e !== undefined) out.push({ path: `${base}.rateLimit.per`, message: e });
+    }
   });
 
   asArray(asObject(spec['identity'])?.['issuers']).forEach((x, i) => {

@@ -15,6 +15,7 @@ import { statelessRecordingKey } from '../record/recorder.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyOptions } from './options.js';
 import { type ParamHeader, paramDeclarations } from './params.js';
+import { RateLimiter } from './ratelimit.js';
 import type { Session, TransportKind } from './session.js';
 import { discardUpstreamBody, Upstream } from './upstream.js';
 
@@ -91,6 +92,8 @@ export class ProxyCore {
   readonly toolParamHeaders = new Map<string, ParamHeader[]>();
   /** Latest annotations per tool, across sessions (used before a session listed its tools). */
   readonly toolAnnotations = new Map<string, Record<string, unknown>>();
+  /** The policies' `rateLimit` buckets (this process's share of every limit). */
+  readonly rateLimiter = new RateLimiter();
   publicUrl: string | undefined;
   /** Answers blocked server→client requests of exchanges without a session. */
   readonly answerWithoutSession: (response: JsonRpcResponse) => void;

@@ -197,7 +197,14 @@ export function decideRequest(
       mode: 'enforce',
     };
   }
-  report(core, input, msg, ctx.tool ?? ctx.prompt, decision, direction);
+  if (decision.limits !== undefined) {
+    const limited = applyRateLimits(core, input, decision);
+    report(core, input, msg, ctx.tool ?? ctx.prompt, limited, direction);
+    if (limited.rateLimited !== undefined && !limited.rateLimited.audit)
+      return rateLimitedResponse(msg.id, limited);
+  } else {
+    report(core, input, msg, ctx.tool ?? ctx.prompt, decision, direction);
+  }
   if (decision.enforced === 'allow') return undefined;
   if (canHold && decision.enforced === 'approve' && decision.approval !== undefined) {
     return new HeldRequest(msg, decision);
@@ -275,6 +282,43 @@ export function canonicalUri(uri: string): string | undefined {
   return current;
 }
 
+/**
+ * Count a call that is not denied against its rules' rate limits. Returns the decision to report:
+ * the same one when every limit had room; a refusal (`rateLimited`, enforced `deny`) when an
+ * enforced limit is exhausted; with only an audit-mode limit exhausted, the original outcome
+ * reported as `audit-rate-limited` (the call goes on as decided).
+ */
+function applyRateLimits(core: ProxyCore, input: DecideInput, decision: Decision): Decision {
+  const taken = core.rateLimiter.take(decision.limits!, input.identity.principal);
+  const over = taken.ok ? taken.audit : taken.limit;
+  if (over === undefined) return decision;
+  const retryAfterMs = taken.ok ? 0 : taken.retryAfterMs;
+  const per = over.by === 'all' ? 'for all callers together' : 'per caller';
+  const reason =
+    `rate limit of ${over.requests} calls per ${over.per} ${per} (rule ${over.rule}) exceeded` +
+    (taken.ok ? '' : `; retry in ${Math.max(1, Math.ceil(retryAfterMs / 1000))}s`);
+  return {
+    action: 'deny',
+    enforced: taken.ok ? decision.enforced : 'deny',
+    policy: over.policy,
+    rule: over.rule,
+    reason,
+    mode: taken.ok ? 'audit' : 'enforce',
+    rateLimited: { retryAfterMs, audit: taken.ok },
+  };
+}
+
+/** The JSON-RPC error a call over a rate limit gets (`-31429`, data adds `retryAfterSeconds`). */
+function rateLimitedResponse(id: JsonRpcRequest['id'], decision: Decision): JsonRpcResponse {
+  const retryAfterSeconds = Math.max(1, Math.ceil((decision.rateLimited?.retryAfterMs ?? 0) / 1000));
+  return errorResponse(
+    id,
+    RpcCodes.rateLimited,
+    `Rate limited (policy ${decision.policy}, rule ${decision.rule}): ${decision.reason}`,
+    { policy: decision.policy, rule: decision.rule, reason: decision.reason, retryAfterSeconds },
+  );
+}
+
 /** The JSON-RPC error a blocked call gets (`-31403`, data names policy, rule and reason). */
 export function denialResponse(id: JsonRpcRequest['id'], decision: Decision): JsonRpcResponse {
   const approval = decision.enforced === 'approve';
@@ -313,15 +357,30 @@ function report(
   direction: Direction,
 ): void {
   const m = core.metrics;
-  const audit = decision.action !== decision.enforced;
-  const label = audit ? `audit-${decision.action}` : decision.enforced;
+  const limited = decision.rateLimited;
+  const audit = limited !== undefined ? limited.audit : decision.action !== decision.enforced;
+  const label =
+    limited !== undefined
+      ? audit
+        ? 'audit-rate-limited'
+        : 'rate-limited'
+      : audit
+        ? `audit-${decision.action}`
+        : decision.enforced;
   m.requests.inc({ policy: decision.policy, method: methodLabel(msg.method), decision: label });
-  if (decision.enforced !== 'allow') {
+  if (decision.enforced !== 'allow' && !(limited !== undefined && audit)) {
     m.blocked.inc({
       policy: decision.policy,
       rule: decision.rule ?? 'default-deny',
       tool: core.toolLabel(tool),
-      reason: decision.enforced === 'approve' ? 'approval-required' : decision.rule ? 'rule' : 'no-rule',
+      reason:
+        limited !== undefined
+          ? 'rate-limit'
+          : decision.enforced === 'approve'
+            ? 'approval-required'
+            : decision.rule
+              ? 'rule'
+              : 'no-rule',
     });
   }
   const event: Record<string, unknown> = {
@@ -342,6 +401,7 @@ function report(
     policy: decision.policy,
     ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
     reason: recordedReason(core, input.engine, msg, decision.reason),
+    ...(decision.rateLimited !== undefined ? { rateLimited: true } : {}),
     requestId: msg.id,
   });
   if (decision.enforced !== 'allow' || audit) {
@@ -354,6 +414,7 @@ function report(
         enforced: decision.enforced,
         policy: decision.policy,
         rule: decision.rule,
+        ...(decision.rateLimited !== undefined ? { rateLimited: true } : {}),
         direction,
         session: input.session?.id,
       },

@@ -191,6 +191,7 @@ describe('verifyRecording', () => {
       principal: 'tid/bob',
       pod: 'gw',
       transport: 'streamable-http',
+      policies: [],
     });
     s.record({
       type: 'message',
