@@ -1,4 +1,5 @@
 import { isWardenError } from '../pkg/errors.js';
+import { allowedSidecarImages } from '../webhook/injector.js';
 import { parseWebhookArgs, servingNames } from './webhook.js';
 
 function configError(argv: string[], env: NodeJS.ProcessEnv = { POD_NAMESPACE: 'mcp-warden' }): string {
@@ -70,4 +71,36 @@ test('bad input gets a clear ERR_CONFIG naming the flag', () => {
   expect(configError(['--sidecar-cpu-request', 'lots'])).toMatch(/--sidecar-cpu-request/);
   expect(configError(['--sidecar-pull-policy', 'Sometimes'])).toMatch(/--sidecar-pull-policy/);
   expect(configError(['--bogus'])).toMatch(/bogus/);
+});
+
+test('--allowed-sidecar-images: absent leaves the default (the sidecar image repository), given is parsed', () => {
+  const env = { POD_NAMESPACE: 'mcp-warden' };
+  const plain = parseWebhookArgs(['--sidecar-image', 'registry.example.com/mcp-warden:0.1.0'], env);
+  expect(plain.injector.allowedImages).toBeUndefined();
+  expect(allowedSidecarImages({ ...plain.injector, nativeSidecars: true })).toEqual([
+    'registry.example.com/mcp-warden',
+  ]);
+  const listed = parseWebhookArgs(
+    [
+      '--allowed-sidecar-images',
+      ' registry.example.com/mirror/mcp-warden, ghcr.io/mcp-warden/mcp-warden:0.1.0 ',
+    ],
+    env,
+  );
+  expect(listed.injector.allowedImages).toEqual([
+    'registry.example.com/mirror/mcp-warden',
+    'ghcr.io/mcp-warden/mcp-warden:0.1.0',
+  ]);
+  // Empty: only the sidecar image itself.
+  expect(parseWebhookArgs(['--allowed-sidecar-images='], env).injector.allowedImages).toEqual([]);
+});
+
+test('a wildcard or malformed allowed image, or a malformed sidecar image, is a clear ERR_CONFIG', () => {
+  expect(configError(['--allowed-sidecar-images', 'ghcr.io/mcp-warden/*'])).toMatch(
+    /--allowed-sidecar-images: "ghcr.io\/mcp-warden\/\*" is neither a repository .* wildcards are not supported/,
+  );
+  expect(configError(['--allowed-sidecar-images', 'ok/image,bad image'])).toMatch(/"bad image"/);
+  expect(configError(['--sidecar-image', 'not an image'])).toMatch(
+    /--sidecar-image: "not an image" is not an image reference/,
+  );
 });

@@ -32,7 +32,8 @@ import {
   serverMinorVersion,
   skipEventEmitter,
 } from '../webhook/cluster.js';
-import { defaultResources, type InjectorConfig } from '../webhook/injector.js';
+import { isImagePattern, parseImageReference } from '../webhook/images.js';
+import { allowedSidecarImages, defaultResources, type InjectorConfig } from '../webhook/injector.js';
 import type { KubeApi } from '../webhook/kube.js';
 import { createLeaderElector } from '../webhook/leader.js';
 import { type CertSource, fileCertSource, secretCertSource, startHttpsServer } from '../webhook/serving.js';
@@ -71,6 +72,9 @@ const usage = `Usage: mcp-warden webhook [options]
   --secret-name NAME            Secret holding CA + serving cert (default mcp-warden-webhook-tls)
   --webhook-config-name NAME    Mutating/ValidatingWebhookConfiguration name (default mcp-warden)
   --sidecar-image IMAGE         image injected as the sidecar (default ghcr.io/mcp-warden/mcp-warden:${VERSION})
+  --allowed-sidecar-images a,b  images pods may name in mcpwarden.io/sidecar-image: a repository
+                                (any tag or digest of it) or an exact reference; --sidecar-image is
+                                always allowed; empty: only it (default: its repository)
   --sidecar-pull-policy P       Always | IfNotPresent | Never (default: unset)
   --sidecar-cpu-request Q, --sidecar-cpu-limit Q, --sidecar-memory-request Q, --sidecar-memory-limit Q
   --native-sidecars auto|true|false   native sidecars (Kubernetes >= 1.29); auto asks /version (default auto)
@@ -117,6 +121,15 @@ function quantityFlag(
   return value;
 }
 
+/** A comma-separated flag value, trimmed, empty items dropped; undefined when the flag is absent. */
+function commaList(value: string | undefined): string[] | undefined {
+  if (value === undefined) return undefined;
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+}
+
 export function parseWebhookArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): WebhookConfig {
   let values: Record<string, string | undefined>;
   try {
@@ -133,6 +146,7 @@ export function parseWebhookArgs(argv: string[], env: NodeJS.ProcessEnv = proces
           'secret-name',
           'webhook-config-name',
           'sidecar-image',
+          'allowed-sidecar-images',
           'sidecar-pull-policy',
           'sidecar-cpu-request',
           'sidecar-cpu-limit',
@@ -176,10 +190,19 @@ export function parseWebhookArgs(argv: string[], env: NodeJS.ProcessEnv = proces
     defaultResources.memoryLimit,
     '--sidecar-memory-limit',
   );
-  const certNames = (values['cert-names'] ?? '')
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
+  const image = values['sidecar-image'] ?? `ghcr.io/mcp-warden/mcp-warden:${VERSION}`;
+  if (parseImageReference(image) === undefined)
+    throw configError(`--sidecar-image: "${image}" is not an image reference`);
+  const allowedImages = commaList(values['allowed-sidecar-images']);
+  for (const pattern of allowedImages ?? []) {
+    if (!isImagePattern(pattern)) {
+      throw configError(
+        `--allowed-sidecar-images: "${pattern}" is neither a repository (registry.example.com/mirror/mcp-warden) ` +
+          `nor an image reference (…/mcp-warden:0.1.0, …/mcp-warden@sha256:…); wildcards are not supported`,
+      );
+    }
+  }
+  const certNames = commaList(values['cert-names']) ?? [];
   return {
     listen: listenAddress(values['listen'] ?? '0.0.0.0:8443', '--listen'),
     adminListen: listenAddress(values['admin-listen'] ?? '0.0.0.0:9090', '--admin-listen'),
@@ -194,7 +217,8 @@ export function parseWebhookArgs(argv: string[], env: NodeJS.ProcessEnv = proces
     kubeconfig: values['kubeconfig'],
     nativeSidecars: native === 'auto' ? 'auto' : native === 'true',
     injector: {
-      image: values['sidecar-image'] ?? `ghcr.io/mcp-warden/mcp-warden:${VERSION}`,
+      image,
+      ...(allowedImages === undefined ? {} : { allowedImages }),
       ...(pull === undefined ? {} : { imagePullPolicy: pull as 'Always' | 'IfNotPresent' | 'Never' }),
       version: VERSION,
       resources: {
@@ -376,7 +400,14 @@ export async function startWebhook(
   }
   serving = true;
   logger.info(
-    { url: https.url, admin: admin.url, nativeSidecars, identity: config.identity },
+    {
+      url: https.url,
+      admin: admin.url,
+      nativeSidecars,
+      identity: config.identity,
+      sidecarImage: config.injector.image,
+      allowedSidecarImages: allowedSidecarImages({ ...config.injector, nativeSidecars }),
+    },
     'webhook serving',
   );
   let closed = false;

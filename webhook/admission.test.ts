@@ -4,8 +4,8 @@ import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { createLogger } from '../pkg/log.js';
 import { createMetrics } from '../pkg/metrics/catalogue.js';
 import { createAdmissionApp } from './admission.js';
-import type { InjectorConfig } from './injector.js';
-import type { PatchOperation } from './jsonpatch.js';
+import { type InjectorConfig, injectPod } from './injector.js';
+import { applyPatch, type PatchOperation } from './jsonpatch.js';
 import type { AdmissionResponse } from './review.js';
 import { type CertSource, type ServingCert, startHttpsServer } from './serving.js';
 import { certInfo, createCA, issueServingCert } from './tls.js';
@@ -142,6 +142,34 @@ test('injection warnings reach the user as admission warnings; a hostPort on the
   expect(refused.status?.code).toBe(400);
   expect(refused.status?.message).toMatch(
     /^mcp-warden cannot inject this pod: container "app" port "mcp" \(8080\) is the MCP port and sets hostPort 30080/,
+  );
+});
+
+test('an already-injected pod is allowed unchanged, with the warnings its verification gave', async () => {
+  const own = {
+    metadata: {
+      name: 'p',
+      labels: { 'mcpwarden.io/inject': 'true' },
+      annotations: { 'mcpwarden.io/recordings-volume': 'audit' },
+    },
+    spec: {
+      containers: [
+        { name: 'app', ports: [{ name: 'mcp', containerPort: 8080 }] },
+        { name: 'pruner', volumeMounts: [{ name: 'audit', mountPath: '/r' }] },
+      ],
+      volumes: [{ name: 'audit', emptyDir: {} }],
+    },
+  };
+  const first = injectPod(own, { namespace: 'agents', config: injector });
+  if (first.kind !== 'inject') throw new Error(`expected inject, got ${first.kind}`);
+  const r = await review('/inject', podReview(applyPatch(own, first.patch)));
+  expect(r.allowed).toBe(true);
+  expect(r.patch).toBeUndefined();
+  expect(r.warnings).toEqual([
+    expect.stringMatching(/^mcp-warden: container "pruner" mounts the recordings volume "audit"/),
+  ]);
+  expect(await metrics.registry.metrics()).toMatch(
+    /mcp_warden_injections_total\{result="already_injected"\} 1/,
   );
 });
 

@@ -77,7 +77,10 @@ async function injectHandler(req: AdmissionRequest, deps: AdmissionDeps): Promis
       });
     case 'noop':
       deps.metrics.injections.inc({ result: 'already_injected' });
-      return allow({ result: 'already_injected' });
+      return allow({
+        result: 'already_injected',
+        ...(result.warnings.length > 0 ? { warnings: result.warnings.map((w) => `mcp-warden: ${w}`) } : {}),
+      });
     case 'skip': {
       deps.metrics.injections.inc({ result: result.reason });
       if (result.event && req.dryRun !== true) {

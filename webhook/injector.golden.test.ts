@@ -35,7 +35,12 @@ const cases: Record<
   'existing-init-containers': { expect: 'inject' },
   'already-injected': { expect: 'noop' },
   'host-network': { expect: 'skip', reason: 'host_network_enabled' },
-  overrides: { expect: 'inject' },
+  overrides: {
+    ctx: {
+      config: { ...config, allowedImages: ['ghcr.io/mcp-warden/mcp-warden', 'registry.internal/mcp-warden'] },
+    },
+    expect: 'inject',
+  },
   'old-apiserver': { ctx: { config: { ...config, nativeSidecars: false } }, expect: 'inject' },
   'excluded-namespace': {
     ctx: { namespace: 'sandbox', namespaceLabels: { 'mcpwarden.io/injection': 'disabled' } },
@@ -52,6 +57,14 @@ const cases: Record<
   'upstream-port-beside-mcp': { expect: 'inject' },
   'host-port': { expect: 'refuse' },
   'forged-sidecar': { expect: 'refuse' },
+  'sidecar-image-not-allowed': { expect: 'refuse' },
+  'sidecar-volume-mount': { expect: 'refuse' },
+  'recordings-volume-shared': { expect: 'inject' },
+  'native-sidecar-server': { expect: 'inject' },
+  'native-sidecar-server-only-port': {
+    ctx: { config: { ...config, nativeSidecars: false } },
+    expect: 'inject',
+  },
 };
 
 function contextFor(name: string): InjectContext {

@@ -359,7 +359,51 @@ describe('already injected: left alone only when it is our sidecar', () => {
       readOnly: true,
     });
     noop(p);
-    noop(stored(config, pod({ 'mcpwarden.io/sidecar-image': 'mirror/warden:2' })));
+    // An annotated image the webhook allows (here a mirror's repository).
+    const mirrored = { ...config, allowedImages: ['mirror/warden'] };
+    noop(stored(mirrored, pod({ 'mcpwarden.io/sidecar-image': 'mirror/warden:2' })), mirrored);
+  });
+
+  test('an annotated sidecar image the webhook no longer allows is refused on re-submission', () => {
+    const mirrored = { ...config, allowedImages: ['mirror/warden'] };
+    const p = stored(mirrored, pod({ 'mcpwarden.io/sidecar-image': 'mirror/warden:2' }));
+    expect(refusal(p)).toMatch(/"mirror\/warden:2" is not an allowed sidecar image/);
+  });
+
+  test("another container mounting the sidecar's volumes is refused, ephemeral ones included", () => {
+    const app = stored();
+    app.spec!.containers[0]!.volumeMounts = [{ name: 'mcp-warden-token', mountPath: '/t', readOnly: true }];
+    expect(refusal(app)).toMatch(
+      /^container "app" mounts the volume "mcp-warden-token", which mcp-warden adds/,
+    );
+    const debug = stored();
+    debug.spec!.ephemeralContainers = [
+      { name: 'debug', image: 'busybox', volumeMounts: [{ name: 'mcp-warden-recordings', mountPath: '/r' }] },
+    ];
+    expect(refusal(debug)).toMatch(/^ephemeral container "debug" mounts the volume "mcp-warden-recordings"/);
+    const init = stored();
+    init.spec!.initContainers!.push({
+      name: 'late',
+      image: 'x',
+      volumeMounts: [{ name: 'mcp-warden-tmp', mountPath: '/w' }],
+    });
+    expect(refusal(init)).toMatch(/^init container "late" mounts the volume "mcp-warden-tmp"/);
+  });
+
+  test("a read-write mount of the pod's own recordings volume is left alone with a warning", () => {
+    const own = () => {
+      const p = pod({ 'mcpwarden.io/recordings-volume': 'audit' });
+      p.spec!.volumes = [{ name: 'audit', emptyDir: {} }];
+      return p;
+    };
+    const p = stored(config, own());
+    noop(p);
+    expect(injectPod(p, { namespace: 'agents', config })).toMatchObject({ kind: 'noop', warnings: [] });
+    p.spec!.containers[0]!.volumeMounts = [{ name: 'audit', mountPath: '/audit' }];
+    expect(injectPod(p, { namespace: 'agents', config })).toMatchObject({
+      kind: 'noop',
+      warnings: [expect.stringMatching(/^container "app" mounts the recordings volume "audit"/)],
+    });
   });
 
   test('another image, command, env that changes how it runs, or a mount elsewhere is refused', () => {
@@ -451,4 +495,251 @@ test('a native-sidecar init container declaring the MCP port number is renamed t
   expect(server?.readinessProbe?.tcpSocket?.port).toBe(8080);
   expect(sidecar.ports?.[0]?.name).toBe('mcp');
   expect(out.spec?.initContainers?.[0]?.name).toBe('mcp-warden');
+});
+
+describe('mcpwarden.io/sidecar-image: only images the webhook allows', () => {
+  const withImage = (image: string) => pod({ 'mcpwarden.io/sidecar-image': image });
+  const digest = `sha256:${'b'.repeat(64)}`;
+
+  test("by default, any tag or digest of the default image's repository, and nothing else", () => {
+    // config.image is img:1, i.e. docker.io/library/img.
+    for (const image of ['img:2', `img@${digest}`, `img:2@${digest}`, 'img', 'docker.io/library/img:3']) {
+      expect(injected(withImage(image)).sidecar.image).toBe(image);
+    }
+    for (const image of [
+      'mirror/warden:2',
+      'alpine/socat',
+      'img-evil:1',
+      'library/img-evil:1',
+      'docker.io/img/sub:1',
+      'registry.example.com/img:1',
+      'registry.example.com/library/img:1',
+    ]) {
+      expect(refusal(withImage(image))).toMatch(`"${image}" is not an allowed sidecar image`);
+    }
+  });
+
+  test('the refusal says what is allowed and what to do', () => {
+    expect(refusal(withImage('alpine/socat:1.8.0'))).toBe(
+      'annotation mcpwarden.io/sidecar-image: "alpine/socat:1.8.0" is not an allowed sidecar image ' +
+        '(allowed: img:1 (the default), docker.io/library/img (any tag or digest)). Remove the ' +
+        "annotation to get the default sidecar, or ask the cluster admin to add the image to the webhook's " +
+        '--allowed-sidecar-images (chart value sidecar.allowedImages)',
+    );
+    expect(refusal(withImage('Not An Image'))).toMatch(/"Not An Image" is not an image reference/);
+  });
+
+  test('configured: a repository allows any tag or digest of it, a reference exactly itself', () => {
+    const cfg: InjectorConfig = {
+      ...config,
+      allowedImages: ['registry.example.com/mirror/mcp-warden', 'ghcr.io/mcp-warden/mcp-warden:0.2.0'],
+    };
+    const ok = (image: string) => expect(injected(withImage(image), cfg).sidecar.image).toBe(image);
+    const no = (image: string) =>
+      expect(refusal(withImage(image), cfg)).toMatch(`"${image}" is not an allowed sidecar image`);
+    ok('registry.example.com/mirror/mcp-warden:1.2');
+    ok(`registry.example.com/mirror/mcp-warden@${digest}`);
+    ok('ghcr.io/mcp-warden/mcp-warden:0.2.0');
+    // The default image is always allowed, however it is spelled.
+    ok('img:1');
+    ok('docker.io/library/img:1');
+    no('img:2'); // its repository is not listed any more
+    no('ghcr.io/mcp-warden/mcp-warden:0.2.1');
+    no(`ghcr.io/mcp-warden/mcp-warden:0.2.0@${digest}`); // a digest makes it another image
+    no('registry.example.com/mirror/mcp-warden-dev:1');
+    no('registry.example.com/mirror/mcp-warden/debug:1');
+    no('registry.example.com/mirror:1');
+    // An empty list: only the default image.
+    const locked: InjectorConfig = { ...config, allowedImages: [] };
+    expect(injected(withImage('img:1'), locked).sidecar.image).toBe('img:1');
+    expect(refusal(withImage('img:2'), locked)).toMatch(/\(allowed: img:1 \(the default\)\)/);
+  });
+});
+
+describe("the sidecar's volumes are its own", () => {
+  const volumes = ['mcp-warden-token', 'mcp-warden-tmp', 'mcp-warden-recordings'];
+
+  test('a container, init container or ephemeral container that mounts one is refused, naming it', () => {
+    for (const volume of volumes) {
+      const app = pod();
+      app.spec!.containers[0]!.volumeMounts = [{ name: volume, mountPath: '/x', readOnly: true }];
+      expect(refusal(app)).toMatch(
+        new RegExp(
+          `^container "app" mounts the volume "${volume}", which mcp-warden adds for its sidecar only: it could .*Remove that volumeMount`,
+        ),
+      );
+      const init = pod();
+      init.spec!.initContainers = [
+        { name: 'setup', image: 's', volumeMounts: [{ name: volume, mountPath: '/x' }] },
+      ];
+      expect(refusal(init)).toMatch(`init container "setup" mounts the volume "${volume}"`);
+      const ephemeral = pod();
+      ephemeral.spec!.ephemeralContainers = [
+        { name: 'debug', image: 'busybox', volumeMounts: [{ name: volume, mountPath: '/x' }] },
+      ];
+      expect(refusal(ephemeral)).toMatch(`ephemeral container "debug" mounts the volume "${volume}"`);
+    }
+  });
+
+  test('each refusal says what the container could do with that volume', () => {
+    const mounting = (volume: string) => {
+      const p = pod();
+      p.spec!.containers.push({ name: 'c', image: 'c', volumeMounts: [{ name: volume, mountPath: '/x' }] });
+      return refusal(p);
+    };
+    expect(mounting('mcp-warden-token')).toMatch(/read the sidecar's service-account token/);
+    expect(mounting('mcp-warden-recordings')).toMatch(/read, rewrite or delete the session recordings/);
+    expect(mounting('mcp-warden-tmp')).toMatch(/tamper with the sidecar's temporary files/);
+  });
+
+  test('the recordings volume is reserved even when the pod names its own', () => {
+    const p = pod({ 'mcpwarden.io/recordings-volume': 'audit' });
+    p.spec!.volumes = [{ name: 'audit', emptyDir: {} }];
+    p.spec!.containers[0]!.volumeMounts = [{ name: 'mcp-warden-recordings', mountPath: '/r' }];
+    expect(refusal(p)).toMatch(/mounts the volume "mcp-warden-recordings"/);
+  });
+
+  test("the pod's own recordings volume: read-only mounts are fine, a read-write mount is a warning", () => {
+    const p = pod({ 'mcpwarden.io/recordings-volume': 'audit' });
+    p.spec!.volumes = [{ name: 'audit', emptyDir: {} }];
+    p.spec!.containers.push(
+      { name: 'uploader', image: 'u', volumeMounts: [{ name: 'audit', mountPath: '/r', readOnly: true }] },
+      {
+        name: 'pruner',
+        image: 'p',
+        volumeMounts: [
+          { name: 'audit', mountPath: '/r' },
+          { name: 'audit', mountPath: '/r2', subPath: 'x' },
+        ],
+      },
+    );
+    const r = injectPod(p, { namespace: 'agents', config });
+    if (r.kind !== 'inject') throw new Error(`expected inject, got ${r.kind}`);
+    expect(r.warnings).toEqual([
+      expect.stringMatching(
+        /^container "pruner" mounts the recordings volume "audit" \(mcpwarden.io\/recordings-volume\) read-write: it can rewrite or delete session recordings.*readOnly: true/,
+      ),
+    ]);
+    // Without the annotation the volume is just the pod's: no warning.
+    delete p.metadata!.annotations;
+    const plain = injectPod(p, { namespace: 'agents', config });
+    expect(plain.kind === 'inject' && plain.warnings).toEqual([]);
+  });
+});
+
+describe('an MCP server that runs as a native sidecar (init container, restartPolicy: Always)', () => {
+  const server = (ports: V1Container['ports'], extra: Partial<V1Container> = {}): V1Container => ({
+    name: 'mcpsrv',
+    image: 's',
+    restartPolicy: 'Always',
+    ports,
+    ...extra,
+  });
+  const podWith = (
+    init: V1Container[],
+    containers: V1Container[],
+    annotations?: Record<string, string>,
+  ): V1Pod => ({
+    metadata: {
+      name: 'p',
+      labels: { 'mcpwarden.io/inject': 'true' },
+      ...(annotations ? { annotations } : {}),
+    },
+    spec: { initContainers: init, containers },
+  });
+
+  test('its port named mcp is the MCP port: taken over, renamed, probes rewritten, the proxy first', () => {
+    const p = podWith(
+      [
+        { name: 'migrate', image: 'm' },
+        server([{ name: 'mcp', containerPort: 8080 }], {
+          readinessProbe: { httpGet: { path: '/h', port: 'mcp' as never } },
+          startupProbe: { tcpSocket: { port: 'mcp' as never } },
+        }),
+      ],
+      [{ name: 'agent', image: 'a' }],
+    );
+    const { pod: out, sidecar } = injected(p);
+    expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['mcp-warden', 'migrate', 'mcpsrv']);
+    const srv = out.spec!.initContainers![2]!;
+    expect(srv.ports).toEqual([{ name: 'mcp-upstream', containerPort: 8080 }]);
+    expect(srv.readinessProbe?.httpGet?.port).toBe(8080);
+    expect(srv.startupProbe?.tcpSocket?.port).toBe(8080);
+    expect(sidecar.ports?.[0]).toMatchObject({ name: 'mcp', containerPort: 15080 });
+    expect(sidecar.env?.find((e) => e.name === 'MCP_WARDEN_UPSTREAM')?.value).toBe(
+      'http://127.0.0.1:8080/mcp',
+    );
+  });
+
+  test('its only port, or the port the annotation names, is the MCP port when the app declares none', () => {
+    const only = injected(podWith([server([{ containerPort: 3000 }])], [{ name: 'agent', image: 'a' }]));
+    expect(only.sidecar.ports?.[0]).toMatchObject({ name: 'mcp', containerPort: 15080 });
+    expect(only.sidecar.args?.[2]).toBe('http://127.0.0.1:3000/mcp');
+    const named = injected(
+      podWith(
+        [
+          server([
+            { name: 'http', containerPort: 3000 },
+            { name: 'metrics', containerPort: 9100 },
+          ]),
+        ],
+        [{ name: 'agent', image: 'a', ports: [{ name: 'ui', containerPort: 80 }] }],
+        { 'mcpwarden.io/upstream-port': 'http' },
+      ),
+    );
+    expect(named.sidecar.ports?.[0]).toMatchObject({ name: 'http', containerPort: 15080 });
+    expect(named.pod.spec?.initContainers?.[1]?.ports?.[0]).toEqual({
+      name: 'http-upstream',
+      containerPort: 3000,
+    });
+  });
+
+  test("the app's own single port still wins over a native helper's; a port named mcp wins over both", () => {
+    const helper = server([{ name: 'logs', containerPort: 2020 }], { name: 'log-agent' });
+    const app = { name: 'app', image: 'a', ports: [{ name: 'http', containerPort: 8080 }] };
+    expect(injected(podWith([helper], [app])).sidecar.args?.[2]).toBe('http://127.0.0.1:8080/mcp');
+    const mcp = server([{ name: 'mcp', containerPort: 9000 }]);
+    expect(injected(podWith([mcp], [app])).sidecar.args?.[2]).toBe('http://127.0.0.1:9000/mcp');
+    // Several candidates and no signal: not guessed.
+    const r = injectPod(podWith([server([{ containerPort: 1 }, { containerPort: 2 }])], [{ name: 'a' }]), {
+      namespace: 'agents',
+      config,
+    });
+    expect(r.kind === 'skip' && r.reason).toBe('no_mcp_port');
+  });
+
+  test('a regular init container is never the MCP server', () => {
+    const r = injectPod(
+      podWith(
+        [{ name: 'setup', image: 's', ports: [{ name: 'mcp', containerPort: 8080 }] }],
+        [{ name: 'a' }],
+      ),
+      {
+        namespace: 'agents',
+        config,
+      },
+    );
+    expect(r.kind === 'skip' && r.reason).toBe('no_mcp_port');
+  });
+
+  test('without native sidecars for mcp-warden the proxy is the first regular container, still taking the name', () => {
+    const p = podWith([server([{ name: 'mcp', containerPort: 8080 }])], [{ name: 'agent', image: 'a' }]);
+    const { pod: out, sidecar } = injected(p, { ...config, nativeSidecars: false });
+    expect(out.spec?.containers.map((c) => c.name)).toEqual(['mcp-warden', 'agent']);
+    expect(out.spec?.initContainers?.map((c) => c.name)).toEqual(['mcpsrv']);
+    expect(sidecar.ports?.[0]?.name).toBe('mcp');
+    expect(out.spec?.initContainers?.[0]?.ports?.[0]?.name).toBe('mcp-upstream');
+  });
+
+  test('a native sidecar declaring 15080 or 15090 is a port conflict', () => {
+    const p = podWith(
+      [
+        server([{ name: 'mcp', containerPort: 8080 }]),
+        { name: 'x', image: 'x', restartPolicy: 'Always', ports: [{ containerPort: 15090 }] },
+      ],
+      [{ name: 'agent', image: 'a' }],
+    );
+    const r = injectPod(p, { namespace: 'agents', config });
+    expect(r.kind === 'skip' && r.reason).toBe('port_conflict');
+  });
 });

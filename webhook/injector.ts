@@ -9,6 +9,7 @@ import {
   SYSTEM_NAMESPACES,
 } from './constants.js';
 import { escapePointer, type PatchOperation } from './jsonpatch.js';
+import { checkVolumeMounts } from './mounts.js';
 import { findMcpPort, planPorts } from './ports.js';
 import {
   annotation,
@@ -21,6 +22,7 @@ import {
 import { verifyInjected } from './verify.js';
 
 export {
+  allowedSidecarImages,
   defaultResources,
   type InjectorConfig,
   SIDECAR_MALLOC_ENV,
@@ -51,8 +53,11 @@ export type InjectResult =
       /** Admission warnings: app ports that still lead around the sidecar, renamed duplicates. */
       warnings: string[];
     }
-  /** Already carries our sidecar with a status annotation: nothing to do (reinvocation, re-submission). */
-  | { kind: 'noop'; patch: PatchOperation[] }
+  /**
+   * Already carries our sidecar with a status annotation: nothing to do (reinvocation,
+   * re-submission). `warnings` as for `inject` (a read-write mount of the recordings volume).
+   */
+  | { kind: 'noop'; patch: PatchOperation[]; warnings: string[] }
   /**
    * Not injected. `patch` records the reason as an annotation when the pod asked for injection
    * and may be touched; `event` says whether a Kubernetes Event should tell the user.
@@ -88,8 +93,9 @@ function skip(pod: V1Pod, reason: SkipReason, message: string, annotate: boolean
 
 /**
  * The injector's decision for one pod. Throws WardenError ERR_BAD_REQUEST for a pod that asked for
- * protection but cannot get it as written (malformed annotation, hostPort on the MCP port, a
- * sidecar that is not the one mcp-warden injects): the admission handler refuses it.
+ * protection but cannot get it as written (malformed annotation, a sidecar image outside the
+ * webhook's allowlist, hostPort on the MCP port, another container mounting the sidecar's
+ * volumes, a sidecar that is not the one mcp-warden injects): the admission handler refuses it.
  */
 export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
   const { config } = ctx;
@@ -122,8 +128,7 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
   if (existing) {
     if (annotation(pod, Annotations.status) !== undefined) {
       // Reinvocation or re-submission: left alone only if it is exactly our sidecar.
-      verifyInjected(pod, config);
-      return { kind: 'noop', patch: [] };
+      return { kind: 'noop', patch: [], warnings: verifyInjected(pod, config) };
     }
     return skip(
       pod,
@@ -151,7 +156,9 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
       true,
     );
   }
-  const allPorts = spec.containers.flatMap((c) => c.ports ?? []);
+  // Any container's declaration counts: native sidecars and (in native mode) init containers run
+  // beside the sidecar in the same network namespace.
+  const allPorts = [...(spec.initContainers ?? []), ...spec.containers].flatMap((c) => c.ports ?? []);
   const clash = allPorts.find(
     (p) => p.containerPort === Sidecar.proxyPort || p.containerPort === Sidecar.adminPort,
   );
@@ -178,10 +185,13 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
     if (volumeNames.has(v.name))
       invalid(`the pod already has a volume named "${v.name}" (reserved for mcp-warden)`);
   }
+  const mountWarnings = checkVolumeMounts(pod, { recordingsVolume: settings.recordingsVolume });
 
   const status: InjectionStatus = { version: config.version, hash: injectionHash(sidecar, volumes) };
 
-  // Sidecar first: native sidecars start before any other init container; regular ones start first.
+  // Sidecar first: native sidecars start before any other init container (an MCP server that is
+  // itself a native sidecar included: it starts once the proxy is ready, and stops before it);
+  // regular ones start first.
   if (config.nativeSidecars) {
     patch.push(
       spec.initContainers === undefined || spec.initContainers.length === 0
@@ -199,5 +209,5 @@ export function injectPod(pod: V1Pod, ctx: InjectContext): InjectResult {
   patch.push(
     ...annotationOps(pod, { [Annotations.status]: JSON.stringify(status) }, [Annotations.skipReason]),
   );
-  return { kind: 'inject', patch, status, warnings: ports.warnings };
+  return { kind: 'inject', patch, status, warnings: [...ports.warnings, ...mountWarnings] };
 }

@@ -39,7 +39,14 @@ const ianaSvcName = /^(?=.{1,15}$)(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$/;
 
 const isTcp = (p: V1ContainerPort) => (p.protocol ?? 'TCP') === 'TCP';
 
-/** Finds the app's MCP port: annotation (number or name), else the port named `mcp`, else the only one. */
+/**
+ * Finds the app's MCP port: annotation (number or name), else the port named `mcp`, else the only
+ * one. Each step looks in `spec.containers` first, then in restartable init containers (native
+ * sidecars): an MCP server may run as one, and Services reach it by port name all the same. The
+ * "only one" step falls back to the init containers only when `spec.containers` declare no TCP
+ * port at all, so a native-sidecar helper (a log agent's port) never becomes the MCP port of an
+ * app that declares several.
+ */
 export function findMcpPort(pod: V1Pod): McpPort | undefined {
   const declsOf = (list: 'containers' | 'initContainers'): PortDecl[] =>
     (pod.spec?.[list] ?? []).flatMap((owner, c) =>
@@ -49,9 +56,10 @@ export function findMcpPort(pod: V1Pod): McpPort | undefined {
             isTcp(spec) ? [{ base: `/spec/${list}/${c}`, owner, port, spec }] : [],
           ),
     );
-  // The MCP port is chosen among the app containers; native sidecars' declarations of it count too.
-  const all = declsOf('containers');
-  const every = [...all, ...declsOf('initContainers')];
+  const apps = declsOf('containers');
+  const natives = declsOf('initContainers');
+  const every = [...apps, ...natives];
+  const find = (hit: (d: PortDecl) => boolean) => apps.find(hit) ?? natives.find(hit);
   const around = (primary: PortDecl | undefined, number: number): McpPort => {
     const decls = every.filter((e) => e.spec.containerPort === number && e !== primary);
     return primary === undefined ? { number, decls } : { number, primary, decls: [primary, ...decls] };
@@ -63,19 +71,20 @@ export function findMcpPort(pod: V1Pod): McpPort | undefined {
       if (n < 1 || n > 65535)
         invalid(`annotation ${Annotations.upstreamPort}: ${wanted} is not a port (1-65535)`);
       return around(
-        all.find((e) => e.spec.containerPort === n),
+        find((e) => e.spec.containerPort === n),
         n,
       );
     }
-    const hit = all.find((e) => e.spec.name === wanted);
+    const hit = find((e) => e.spec.name === wanted);
     if (hit === undefined) {
       invalid(`annotation ${Annotations.upstreamPort}: no TCP container port is named "${wanted}"`);
     }
     return around(hit, hit.spec.containerPort);
   }
-  const named = all.find((e) => e.spec.name === Sidecar.defaultPortName);
+  const named = find((e) => e.spec.name === Sidecar.defaultPortName);
   if (named !== undefined) return around(named, named.spec.containerPort);
-  if (all.length === 1) return around(all[0], all[0]!.spec.containerPort);
+  const only = apps.length > 0 ? apps : natives;
+  if (only.length === 1) return around(only[0], only[0]!.spec.containerPort);
   return undefined;
 }
 

@@ -4,6 +4,13 @@ import { errorMessage, WardenError } from '../pkg/errors.js';
 import { durationError } from '../pkg/policy/duration.js';
 import { parseOrigins } from '../pkg/proxy/origins.js';
 import { Annotations, DefaultMcpPath, Sidecar, type Transport, Transports } from './constants.js';
+import {
+  describePattern,
+  formatImageReference,
+  imageAllowed,
+  parseImageReference,
+  repositoryOf,
+} from './images.js';
 
 /**
  * The injected container and volumes, built from the pod's `mcpwarden.io/*` annotations and the
@@ -17,6 +24,12 @@ import { Annotations, DefaultMcpPath, Sidecar, type Transport, Transports } from
 export interface InjectorConfig {
   /** Default sidecar image (annotation `mcpwarden.io/sidecar-image` overrides it). */
   image: string;
+  /**
+   * Images the annotation `mcpwarden.io/sidecar-image` may name (webhook/images.ts: a repository,
+   * any tag or digest, or an exact reference). `image` itself is always allowed. Undefined: the
+   * repository of `image`, any tag or digest.
+   */
+  allowedImages?: readonly string[];
   imagePullPolicy?: 'Always' | 'IfNotPresent' | 'Never';
   /** mcp-warden version, written into `mcpwarden.io/status`. */
   version: string;
@@ -81,6 +94,38 @@ function quantityAnnotation(pod: V1Pod, key: string, fallback: string | undefine
   return v;
 }
 
+/** The patterns `config` allows besides its default image (see InjectorConfig.allowedImages). */
+export function allowedSidecarImages(config: InjectorConfig): readonly string[] {
+  if (config.allowedImages !== undefined) return config.allowedImages;
+  const repository = repositoryOf(config.image);
+  return repository === undefined ? [] : [repository];
+}
+
+/**
+ * Refuses an annotated sidecar image outside the allowlist: any other image would run in the
+ * sidecar's place, enforcing nothing, while the pod carries the status of a protected one.
+ */
+function checkSidecarImage(image: string, config: InjectorConfig): void {
+  const ref = parseImageReference(image);
+  if (ref === undefined) {
+    invalid(
+      `annotation ${Annotations.sidecarImage}: "${image}" is not an image reference ` +
+        `(e.g. ghcr.io/mcp-warden/mcp-warden:0.1.0)`,
+    );
+  }
+  const patterns = allowedSidecarImages(config);
+  const fallback = parseImageReference(config.image);
+  const isDefault = fallback !== undefined && formatImageReference(fallback) === formatImageReference(ref);
+  if (isDefault || imageAllowed(ref, patterns)) return;
+  const allowed = [`${config.image} (the default)`, ...patterns.map(describePattern)].join(', ');
+  invalid(
+    `annotation ${Annotations.sidecarImage}: "${image}" is not an allowed sidecar image ` +
+      `(allowed: ${allowed}). Remove the annotation to get the default sidecar, or ask the ` +
+      `cluster admin to add the image to the webhook's --allowed-sidecar-images (chart value ` +
+      `sidecar.allowedImages)`,
+  );
+}
+
 /** What the pod's annotations ask of the sidecar, each one checked. */
 export interface SidecarSettings {
   transport: Transport;
@@ -106,8 +151,7 @@ export function sidecarSettings(pod: V1Pod, config: InjectorConfig): SidecarSett
   if (!absPath.test(mcpPath))
     invalid(`annotation ${Annotations.mcpPath}: "${mcpPath}" is not an absolute URL path`);
   const image = annotation(pod, Annotations.sidecarImage) ?? config.image;
-  if (image === '' || /\s/.test(image))
-    invalid(`annotation ${Annotations.sidecarImage}: "${image}" is not an image reference`);
+  if (image !== config.image) checkSidecarImage(image, config);
   const resources: SidecarSettings['resources'] = {};
   for (const [key, annotationKey] of [
     ['cpuRequest', Annotations.cpuRequest],

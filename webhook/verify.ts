@@ -1,5 +1,6 @@
 import type { V1Container, V1EnvVar, V1Pod, V1VolumeMount } from '@kubernetes/client-node';
 import { Annotations, Sidecar } from './constants.js';
+import { checkVolumeMounts } from './mounts.js';
 import { buildSidecar, type InjectorConfig, injectionHash, invalid, sidecarSettings } from './sidecar.js';
 
 /**
@@ -16,8 +17,11 @@ import { buildSidecar, type InjectorConfig, injectionHash, invalid, sidecarSetti
  * identity, EKS pod identity) — except names that change how the sidecar runs (`NODE_*`, `LD_*`,
  * `MCP_WARDEN_*`, proxies, TLS trust).
  *
+ * The rest of the pod must not undo the protection either: another container (init, regular or
+ * ephemeral) naming the sidecar's port or mounting its volumes is refused, as on injection.
+ *
  * @example
- * verifyInjected(pod, config); // throws WardenError ERR_BAD_REQUEST with what differs
+ * const warnings = verifyInjected(pod, config); // throws WardenError ERR_BAD_REQUEST with what differs
  */
 
 const DEFAULT_TERMINATION_MESSAGE_PATH = '/dev/termination-log';
@@ -121,9 +125,10 @@ function few(items: string[]): string {
 
 /**
  * Throws WardenError ERR_BAD_REQUEST unless the pod's `mcp-warden` container, its volumes and its
- * `mcpwarden.io/status` are what `injectPod` produces for this pod with `config`.
+ * `mcpwarden.io/status` are what `injectPod` produces for this pod with `config`, and no other
+ * container mounts the sidecar's volumes. Returns admission warnings (see checkVolumeMounts).
  */
-export function verifyInjected(pod: V1Pod, config: InjectorConfig): void {
+export function verifyInjected(pod: V1Pod, config: InjectorConfig): string[] {
   const refuse: (what: string) => never = (what) =>
     invalid(
       `the pod carries ${Annotations.status} but not the sidecar mcp-warden injects: ${what}. Remove ` +
@@ -174,6 +179,8 @@ export function verifyInjected(pod: V1Pod, config: InjectorConfig): void {
       refuse(`container "${c.name}" also names a port "${portName}", the sidecar's proxy port`);
     }
   }
+  // The sidecar's volumes are its own (its token, its recordings): not another container's.
+  const warnings = checkVolumeMounts(pod, { sidecar: actual, recordingsVolume: settings.recordingsVolume });
 
   const hash = injectionHash(expected.container, expected.volumes);
   if (status.hash !== hash) {
@@ -182,4 +189,5 @@ export function verifyInjected(pod: V1Pod, config: InjectorConfig): void {
         `(injected by mcp-warden ${String(status.version)}, this webhook is ${config.version})`,
     );
   }
+  return warnings;
 }

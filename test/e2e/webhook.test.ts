@@ -416,6 +416,74 @@ describe('pod injection: what would lead around the sidecar', () => {
     );
   });
 
+  test('a sidecar image outside the allowlist is refused; another tag of the default repository is not', async () => {
+    const pod = mcpPod('byo-image', labels);
+    (pod.metadata as Record<string, unknown>)['annotations'] = {
+      'mcpwarden.io/sidecar-image': 'alpine/socat:1',
+    };
+    const r = await create(pod);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /mcp-warden cannot inject this pod: annotation mcpwarden\.io\/sidecar-image: "alpine\/socat:1" is not an allowed sidecar image/,
+    );
+    expect(r.stderr).toMatch(/--allowed-sidecar-images/);
+    const other = mcpPod('other-tag', labels);
+    (other.metadata as Record<string, unknown>)['annotations'] = {
+      'mcpwarden.io/sidecar-image': 'ghcr.io/mcp-warden/mcp-warden:0.0.9',
+    };
+    const ok = await create(other);
+    expect(ok.stderr).toBe('');
+    const stored = JSON.parse(ok.stdout) as {
+      spec: { initContainers: Array<{ name: string; image: string }> };
+    };
+    expect(stored.spec.initContainers[0]).toMatchObject({
+      name: 'mcp-warden',
+      image: 'ghcr.io/mcp-warden/mcp-warden:0.0.9',
+    });
+  });
+
+  test("an app container mounting the sidecar's token volume is refused", async () => {
+    const pod = mcpPod('token-thief', labels);
+    Object.assign(pod.spec.containers[0]!, {
+      volumeMounts: [{ name: Sidecar.tokenVolume, mountPath: '/stolen', readOnly: true }],
+    });
+    const r = await create(pod);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /mcp-warden cannot inject this pod: container "server" mounts the volume "mcp-warden-token", which mcp-warden adds for its sidecar only/,
+    );
+  });
+
+  test('an MCP server that runs as a native sidecar is protected: the proxy goes first, its port is taken over', async () => {
+    const pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'native-server', labels },
+      spec: {
+        initContainers: [
+          {
+            name: 'server',
+            image: 'ghcr.io/example/github-mcp:1.2.0',
+            restartPolicy: 'Always',
+            ports: [{ name: 'mcp', containerPort: 8080 }],
+            readinessProbe: { httpGet: { path: '/healthz', port: 'mcp' } },
+          },
+        ],
+        containers: [{ name: 'agent', image: 'ghcr.io/example/agent:1.0.0' }],
+      },
+    };
+    const r = await create(pod);
+    expect(r.stderr).toBe('');
+    const stored = JSON.parse(r.stdout) as {
+      spec: { initContainers: Array<AppContainer & { restartPolicy?: string }> };
+    };
+    expect(stored.spec.initContainers.map((c) => c.name)).toEqual(['mcp-warden', 'server']);
+    const [proxy, server] = stored.spec.initContainers;
+    expect(proxy?.ports?.[0]).toMatchObject({ name: 'mcp', containerPort: 15080 });
+    expect(server?.ports).toEqual([{ name: 'mcp-upstream', containerPort: 8080, protocol: 'TCP' }]);
+    expect(server?.readinessProbe?.httpGet?.port).toBe(8080);
+  });
+
   test('the projected token asks for 3600 s, and the API server issues exactly one hour', async () => {
     const pod = await cluster.admin.client.request<
       StoredPod & {
@@ -481,6 +549,43 @@ describe("sidecar guard (the chart's ValidatingAdmissionPolicy)", () => {
       `/api/v1/namespaces/${NS}/pods/github-mcp-0`,
     );
     expect(pod.spec.initContainers[0]?.image).toBe('ghcr.io/mcp-warden/mcp-warden:e2e');
+  });
+
+  test("an ephemeral container cannot mount the sidecar's volumes; one that does not is added", async () => {
+    const ephemeral = (name: string, mounts: unknown[], dryRun = false) =>
+      cluster.kubectl([
+        'patch',
+        'pod',
+        'github-mcp-0',
+        '-n',
+        NS,
+        '--subresource',
+        'ephemeralcontainers',
+        '--type',
+        'strategic',
+        ...(dryRun ? ['--dry-run=server'] : []),
+        '-p',
+        JSON.stringify({
+          spec: { ephemeralContainers: [{ name, image: 'busybox:1', volumeMounts: mounts }] },
+        }),
+      ]);
+    const token = [{ name: Sidecar.tokenVolume, mountPath: '/stolen', readOnly: true }];
+    // The second policy of the template may reach the API server's informer after the first.
+    const deadline = Date.now() + 30_000;
+    while ((await ephemeral('probe', token, true)).code === 0) {
+      if (Date.now() > deadline) throw new Error('the sidecar volume policy was never enforced');
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+    for (const volume of [Sidecar.tokenVolume, Sidecar.recordingsVolume, Sidecar.tmpVolume]) {
+      const r = await ephemeral('debug', [{ name: volume, mountPath: '/x' }]);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(
+        /an ephemeral container cannot mount the volumes mcp-warden adds for its sidecar/,
+      );
+    }
+    const plain = await ephemeral('debug', []);
+    expect(plain.stderr).toBe('');
+    expect(plain.code).toBe(0);
   });
 
   test("the app's own image may still change; pods that were never injected are not matched", async () => {
@@ -683,6 +788,8 @@ describe('helm chart', () => {
       'Service',
       'ServiceAccount',
       'ValidatingAdmissionPolicy',
+      'ValidatingAdmissionPolicy',
+      'ValidatingAdmissionPolicyBinding',
       'ValidatingAdmissionPolicyBinding',
       'ValidatingWebhookConfiguration',
     ]);
