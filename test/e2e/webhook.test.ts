@@ -551,6 +551,33 @@ describe("sidecar guard (the chart's ValidatingAdmissionPolicy)", () => {
     expect(pod.spec.initContainers[0]?.image).toBe('ghcr.io/mcp-warden/mcp-warden:e2e');
   });
 
+  test('the status annotation cannot be removed or changed (else a second update could swap the sidecar)', async () => {
+    const annotationPatch = (op: Record<string, unknown>) =>
+      cluster.kubectl([
+        'patch',
+        'pod',
+        'github-mcp-0',
+        '-n',
+        NS,
+        '--type',
+        'json',
+        '-p',
+        JSON.stringify([{ ...op, path: '/metadata/annotations/mcpwarden.io~1status' }]),
+      ]);
+    for (const op of [{ op: 'remove' }, { op: 'replace', value: '{"version":"0","hash":"forged"}' }]) {
+      const r = await annotationPatch(op);
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(
+        /the mcpwarden\.io\/status annotation of an injected pod cannot be removed or changed/,
+      );
+    }
+    const pod = await cluster.admin.client.request<{ metadata: { annotations: Record<string, string> } }>(
+      'GET',
+      `/api/v1/namespaces/${NS}/pods/github-mcp-0`,
+    );
+    expect(pod.metadata.annotations['mcpwarden.io/status']).toMatch(/"hash"/);
+  });
+
   test("an ephemeral container cannot mount the sidecar's volumes; one that does not is added", async () => {
     const ephemeral = (name: string, mounts: unknown[], dryRun = false) =>
       cluster.kubectl([
