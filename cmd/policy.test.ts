@@ -288,6 +288,39 @@ spec:
     expect(secret.stdout).toMatch(/reason:\s+subscribing to secret:\/\/payroll: no rule allows/);
   });
 
+  test('an integer argument beyond 2^53 is decided on its exact value, as the proxy decides it', async () => {
+    await writeFile(
+      file('order.yaml'),
+      `apiVersion: mcpwarden.io/v1alpha1
+kind: MCPPolicy
+metadata: {name: orders}
+spec:
+  podSelector: {}
+  rules:
+    - name: one-order
+      subjects: [{any: true}]
+      match: {tools: [get_order], when: 'args.id == 9007199254740993'}
+      action: allow
+`,
+    );
+    // Written as text: JSON.stringify could not write these numbers.
+    const order = (id: string) =>
+      `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_order","arguments":{"id":${id}}}}`;
+    await writeFile(file('order-exact.json'), order('9007199254740993'));
+    await writeFile(file('order-neighbour.json'), order('9007199254740992'));
+    const args = (call: string) => [
+      'test',
+      file('order.yaml'),
+      '--identity',
+      file('reader.json'),
+      '--call',
+      file(call),
+    ];
+    expect((await cli(args('order-exact.json'))).code).toBe(0);
+    // As doubles these are one number; the neighbour is refused.
+    expect((await cli(args('order-neighbour.json'))).code).toBe(3);
+  });
+
   test('denied call: exit 3 with the reason', async () => {
     const r = await test3('reader.json', 'delete.json');
     expect(r.code).toBe(3);

@@ -11,6 +11,7 @@ import type { JWTPayload } from 'jose';
 import { errorMessage, isWardenError } from '../pkg/errors.js';
 import { toIdentity } from '../pkg/identity/claims.js';
 import type { Identity } from '../pkg/identity/types.js';
+import { parseJson } from '../pkg/json.js';
 import { callContextFromRequest, subscriptionTargets, withCompletionTarget } from '../pkg/policy/call.js';
 import { compilePolicies } from '../pkg/policy/compile.js';
 import type { Action, Decision, Direction } from '../pkg/policy/decision.js';
@@ -73,7 +74,8 @@ async function lint(paths: string[]): Promise<number> {
   return failed ? 1 : 0;
 }
 
-async function readJson(path: string, what: string): Promise<unknown> {
+/** `lossless`: parsed as the proxy parses messages (pkg/json.ts), for a call. */
+async function readJson(path: string, what: string, lossless = false): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
@@ -81,7 +83,7 @@ async function readJson(path: string, what: string): Promise<unknown> {
     throw new Error(`cannot read ${what} ${path}: ${errorMessage(e)}`);
   }
   try {
-    return JSON.parse(text) as unknown;
+    return lossless ? parseJson(text) : (JSON.parse(text) as unknown);
   } catch (e) {
     throw new Error(`${what} ${path} is not JSON: ${errorMessage(e)}`);
   }
@@ -247,7 +249,8 @@ async function test(argv: string[]): Promise<number> {
     if (!isObject(claims))
       throw new Error(`identity claims ${parsed.identity} must be a JSON object of token claims`);
     const identity = identityFromClaims(claims, parsed.clusterIssuer);
-    const call = await readJson(parsed.call, 'call');
+    // The policy sees the call as the proxy does: an integer beyond 2^53 exact (pkg/json.ts).
+    const call = await readJson(parsed.call, 'call', true);
     if (!isObject(call) || typeof call['method'] !== 'string') {
       throw new Error(`call ${parsed.call} must be a JSON-RPC request with a "method"`);
     }

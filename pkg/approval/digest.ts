@@ -1,15 +1,19 @@
 import { createHash } from 'node:crypto';
+import { isRawNumber, numberText } from '../json.js';
 
 /**
  * Canonical JSON of a parsed JSON value (RFC 8785 for values that came from JSON.parse): object
  * keys sorted by UTF-16 code units, no whitespace, numbers and strings as ECMAScript serializes
- * them. Two calls with the same arguments in any key order get the same text.
+ * them. Two calls with the same arguments in any key order get the same text. A number a double
+ * cannot carry (pkg/json.ts `RawNumber`) is written as its exact value in the same layout
+ * (`12345678901234567891`): never the text of another number, nor an object.
  */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') {
     // undefined (absent arguments) digests like null: both mean "no arguments".
     return value === undefined ? 'null' : JSON.stringify(value);
   }
+  if (isRawNumber(value)) return numberText(value);
   if (Array.isArray(value)) return `[${value.map((v) => canonicalJson(v)).join(',')}]`;
   const obj = value as Record<string, unknown>;
   const keys = Object.keys(obj).sort();

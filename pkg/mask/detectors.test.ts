@@ -1,6 +1,6 @@
 import type { MaskingRule } from '../policy/schema.js';
 import { cpuMs, cpuStart } from './cpu-time.js';
-import { detectorNames } from './detectors.js';
+import { detectorNames, detectors, type Span } from './detectors.js';
 import { createMasker } from './masker.js';
 import { negatives, positives, secretOf } from './samples.js';
 
@@ -178,5 +178,62 @@ describe('built-in detectors', () => {
       masker.maskMessage({ text }, { method: 'tools/call' });
       expect(cpuMs(start)).toBeLessThan(250);
     });
+  });
+});
+
+describe('the decimal text of integers (JSON numbers)', () => {
+  const spans = (run: (out: Span[]) => void): Span[] => {
+    const out: Span[] = [];
+    run(out);
+    return out;
+  };
+  // Integers as JSON writes them: 1 to 22 digits, Luhn-valid or not, every issuer digit, negative.
+  const integers: string[] = [];
+  let seed = 7;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  for (let len = 1; len <= 22; len++) {
+    for (let k = 0; k < 60; k++) {
+      let d = String(1 + rand(9));
+      while (d.length < len) d += String(rand(10));
+      integers.push(d, `-${d}`);
+    }
+  }
+  integers.push(
+    '4111111111111111',
+    '-4111111111111111',
+    '4000000000000000006',
+    '3782822463100050',
+    '1111111111111',
+  );
+  // Around the value test's bounds: issuer digit 1|2 and 6|7, 12|13 and 16|17 digits.
+  for (const b of ['1999999999999', '2000000000000', '6999999999999', '7000000000000', '999999999999']) {
+    for (let d = -3; d <= 3; d++) integers.push(String(Number(b) + d));
+    for (let x = 10; x <= 10000; x *= 10) integers.push(String(Number(b) * x + 1), String(Number(b) * x - 1));
+  }
+
+  it('the card finder finds in digits what its regexes find', () => {
+    const card = detectors.get('credit-card')!;
+    let found = 0;
+    for (const s of integers) {
+      const a = spans((out) => card.findInDigits!(s, 0, out));
+      expect([s, a]).toEqual([s, spans((out) => card.find(s, 0, out))]);
+      found += a.length;
+      // The test on the value never turns away a number whose text holds a card.
+      const v = Number(s);
+      if (String(v) === s && !card.numberMayHold!(v)) expect([s, a]).toEqual([s, []]);
+    }
+    expect(found).toBeGreaterThan(20);
+  });
+
+  it('every other digit detector needs more than digits: nothing to find in an integer', () => {
+    for (const [name, finder] of detectors) {
+      if (name === 'credit-card') continue;
+      expect(finder.findInDigits).toBeUndefined();
+      for (const s of integers)
+        expect([name, s, spans((out) => finder.find(s, 0, out))]).toEqual([name, s, []]);
+    }
   });
 });

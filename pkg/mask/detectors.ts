@@ -1,4 +1,4 @@
-import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid } from './checks.js';
+import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid, luhnValid } from './checks.js';
 import { anyLiteralProbe, foldedLiteralProbe, literalFinder, literalProbe } from './probe.js';
 
 /**
@@ -39,6 +39,18 @@ export interface Finder {
   /** Every finding holds at least this many ASCII digits (a card 13, an SSN 9). */
   readonly minDigits?: number;
   find(s: string, owner: number, out: Span[]): void;
+  /**
+   * For the finders whose findings can be digits alone (a card number; not an SSN or a phone
+   * number, which need a separator, a `+` or a keyword): what `find` finds in the decimal text of
+   * an integer (an optional `-`, then digits), found without a regex. The masker scans JSON
+   * numbers with it.
+   */
+  findInDigits?(s: string, owner: number, out: Span[]): void;
+  /**
+   * With `findInDigits`: false when a plain number's text cannot hold a finding, told from its
+   * value before the text is built (turning a large double into text costs ~100-200 ns).
+   */
+  numberMayHold?(v: number): boolean;
 }
 
 interface RegexPart {
@@ -346,16 +358,38 @@ const phone = regexFinder('phone', 9, { sets: [digits], minDigits: 8 }, [
   },
 ]);
 
+const oneRepeatedDigit = /^-?(\d)\1+$/;
+
 // cardValid wants 13-19 digits.
-const creditCard = regexFinder('credit-card', 13, { sets: [digits], minDigits: 13 }, [
-  {
-    starts: cardStarts,
-    // (?<![\d.]) written after the first four digits (it then only tests the character before them),
-    // so V8 looks for a digit first instead of running the lookbehind at every position.
-    re: /\d{4}(?<![\d.]\d{4})(?:\d{9,15}|([ -])\d{4}\1\d{4}\1\d{1,7}|([ -])\d{6}\2\d{4,5})(?!\d)/g,
-    check: (m) => (cardValid(m) ? m.length : 0),
+const creditCard: Finder = {
+  ...regexFinder('credit-card', 13, { sets: [digits], minDigits: 13 }, [
+    {
+      starts: cardStarts,
+      // (?<![\d.]) written after the first four digits (it then only tests the character before them),
+      // so V8 looks for a digit first instead of running the lookbehind at every position.
+      re: /\d{4}(?<![\d.]\d{4})(?:\d{9,15}|([ -])\d{4}\1\d{4}\1\d{1,7}|([ -])\d{6}\2\d{4,5})(?!\d)/g,
+      check: (m) => (cardValid(m) ? m.length : 0),
+    },
+  ]),
+  // An integer's digits are a card when the regex's first form matches them all: 13-19 digits
+  // (a `-` before them is no digit), then cardValid: issuer digit 2-6 (checked first: epoch
+  // milliseconds start with 1), not one repeated digit, Luhn.
+  findInDigits(s, owner, out) {
+    const start = s.charCodeAt(0) === 45 ? 1 : 0;
+    const len = s.length - start;
+    const first = s.charCodeAt(start);
+    if (len < 13 || len > 19 || first < 50 || first > 54) return;
+    // cardValid's other checks, on digits alone: Luhn (which skips the `-`) first, as it allocates nothing.
+    if (luhnValid(s) && !oneRepeatedDigit.test(s))
+      out.push({ start, end: s.length, name: 'credit-card', owner });
   },
-]);
+  // 13-19 digits, the first 2-6: [2, 7) × 10^12 ... 10^18 (powers of ten are exact doubles).
+  numberMayHold(v) {
+    const a = v < 0 ? -v : v;
+    for (let p = 1e12; p <= 1e18; p *= 10) if (a < 10 * p) return a >= 2 * p && a < 7 * p;
+    return false;
+  },
+};
 
 // [A-Z]{2}\d{2} starts every match.
 const iban = regexFinder('iban', 15, { sets: [upper], minDigits: 2 }, [

@@ -1,4 +1,5 @@
 import { WardenError } from '../errors.js';
+import { isRawNumber } from '../json.js';
 
 /**
  * The small JSONPath subset masking rules use to point at whole values, relative to the payload
@@ -82,7 +83,8 @@ function applyFrom(
   maxDepth: number,
 ): unknown {
   if (i === segs.length) return replace(node, depth);
-  if (typeof node !== 'object' || node === null || depth > maxDepth) return node;
+  // A number kept as its text (pkg/json.ts) is a leaf, not an object with a `rawJSON` member.
+  if (typeof node !== 'object' || node === null || depth > maxDepth || isRawNumber(node)) return node;
   const seg = segs[i]!;
   switch (seg.kind) {
     case 'key': {
@@ -119,7 +121,7 @@ function applyFrom(
 }
 
 function mapChildren(node: unknown, fn: (child: unknown) => unknown): unknown {
-  if (typeof node !== 'object' || node === null) return node;
+  if (typeof node !== 'object' || node === null || isRawNumber(node)) return node;
   if (Array.isArray(node)) {
     let copy: unknown[] | undefined;
     for (let k = 0; k < node.length; k++) {

@@ -1,6 +1,8 @@
+import { parseJson } from '../json.js';
 import type { MaskingRule } from '../policy/schema.js';
 import { cpuMs, cpuStart } from './cpu-time.js';
-import { createMasker } from './masker.js';
+import { detectors } from './detectors.js';
+import { createMasker, digitsMeetNeeds, scansNumbers } from './masker.js';
 import { compilePattern, v8LinearFallbackActive } from './patterns.js';
 
 const rule = (r: Partial<MaskingRule> & { name?: string }): MaskingRule =>
@@ -524,5 +526,119 @@ describe('createMasker', () => {
     const out = masker.maskMessage({ t: `password=${jwt} ok` }, scope);
     expect(out.value.t).not.toContain('sigsigsig');
     expect(out.value.t).toMatch(/^password=\[masked:[a-z-]+\] ok$/);
+  });
+});
+
+describe('numbers', () => {
+  // Messages as the proxy parses them (pkg/json.ts: a number a double cannot carry is kept as text).
+  const msg = (result: string): { jsonrpc: string; id: number; result: Record<string, unknown> } =>
+    parseJson(`{"jsonrpc":"2.0","id":1,"result":${result}}`) as never;
+  const digits = createMasker([
+    { policy: 'p', rule: rule({ name: 'pii', detectors: ['credit-card', 'us-ssn', 'phone', 'email'] }) },
+  ]);
+
+  it('masks a card number sent as a JSON number: the number becomes the masked string', () => {
+    const out = digits.maskMessage(msg('{"structuredContent":{"card":4111111111111111,"n":7}}'), scope);
+    expect(JSON.stringify(out.value.result)).toBe(
+      '{"structuredContent":{"card":"[masked:credit-card]","n":7}}',
+    );
+    expect(out.hits).toEqual([{ policy: 'p', detector: 'credit-card' }]);
+  });
+
+  it('masks a card number of 19 digits, kept as text (beyond what a double carries)', () => {
+    const out = digits.maskMessage(msg('{"cards":[4000000000000000006,6011000990139424]}'), scope);
+    expect(JSON.stringify(out.value.result)).toBe(
+      '{"cards":["[masked:credit-card]","[masked:credit-card]"]}',
+    );
+  });
+
+  it('leaves numbers that are no finding exactly as they are (raw ones byte for byte)', () => {
+    const m = msg(
+      '{"id":12345678901234567890,"ts":1700000000000,"f":0.1234567890123456789,"n":-4111111111111112,"x":4111111111111111.5}',
+    );
+    const out = digits.maskMessage(m, scope);
+    expect(out.value).toBe(m);
+    expect(out.hits).toHaveLength(0);
+    expect(JSON.stringify(out.value.result)).toBe(
+      '{"id":12345678901234567890,"ts":1700000000000,"f":0.1234567890123456789,"n":-4111111111111112,"x":4111111111111111.5}',
+    );
+  });
+
+  it('hashes a number like the same digits in a string', () => {
+    const hashed = createMasker(
+      [{ policy: 'p', rule: rule({ name: 'cards', detectors: ['credit-card'], hash: true }) }],
+      { hashKey: new Uint8Array(32) },
+    );
+    const out = hashed.maskMessage(msg('{"a":4111111111111111,"b":"4111111111111111"}'), scope);
+    const r = out.value.result as { a: string; b: string };
+    expect(r.a).toMatch(/^\[masked:credit-card:[0-9a-f]{12}\]$/);
+    expect(r.a).toBe(r.b);
+  });
+
+  it('numbers are scanned for cards: the only finding digits alone can be (see detectors.test.ts)', () => {
+    const all = [...detectors.values()];
+    expect(all.filter(scansNumbers).map((f) => f.name)).toEqual(['credit-card']);
+    // What the exhaustive masker runs on every integer instead, with the regexes.
+    expect(
+      all
+        .filter(digitsMeetNeeds)
+        .map((f) => f.name)
+        .sort(),
+    ).toEqual(['credit-card', 'phone', 'us-ssn']);
+    expect(scansNumbers(compilePattern('acct', 'ACCT-[0-9]{10}'))).toBe(false);
+  });
+
+  it('does not scan numbers without a finder that reads digits', () => {
+    const emailOnly = createMasker([{ policy: 'p', rule: rule({ detectors: ['email', 'iban'] }) }]);
+    const m = msg('{"card":4111111111111111,"big":4000000000000000006}');
+    expect(emailOnly.maskMessage(m, scope).value).toBe(m);
+  });
+
+  it('a JSON path masks a raw number as it masks any number; a password-like key takes it whole', () => {
+    const masker = createMasker([
+      { policy: 'p', rule: rule({ name: 'f', fields: ['$.*.acct', '$..pin'] }) },
+      { policy: 'p', rule: rule({ name: 'k', detectors: ['password-assignment'] }) },
+    ]);
+    const out = masker.maskMessage(
+      msg(
+        '{"a":{"acct":12345678901234567890},"b":[{"pin":98765432109876543210}],"password":12345678901234567890}',
+      ),
+      scope,
+    );
+    expect(JSON.stringify(out.value.result)).toBe(
+      '{"a":{"acct":0},"b":[{"pin":0}],"password":"[masked:password-assignment]"}',
+    );
+  });
+
+  it('a JSON path never walks into a raw number', () => {
+    const masker = createMasker([
+      { policy: 'p', rule: rule({ name: 'f', fields: ['$.a.*', '$..rawJSON'] }) },
+    ]);
+    const m = msg('{"a":12345678901234567890,"b":[12345678901234567891]}');
+    const out = masker.maskMessage(m, scope);
+    expect(JSON.stringify(out.value.result)).toBe('{"a":12345678901234567890,"b":[12345678901234567891]}');
+  });
+
+  it('finds the same in numbers as the exhaustive masker', () => {
+    const rules = [
+      { policy: 'p', rule: rule({ name: 'pii', detectors: ['credit-card', 'us-ssn', 'phone'] }) },
+    ];
+    const fast = createMasker(rules);
+    const slow = createMasker(rules, { exhaustive: true });
+    const values: string[] = [];
+    for (const n of ['4111111111111111', '378282246310005', '5500000000000004', '4000000000000000006']) {
+      values.push(n, `-${n}`, `${n}0`, n.slice(1), `${n}.0`, `${n}e0`, `${n.slice(0, 4)}.${n.slice(4)}`);
+    }
+    for (let d = 1; d <= 22; d++) values.push('9'.repeat(d), `4${'1'.repeat(d)}`);
+    let masked = 0;
+    for (const v of values.filter((x) => /^-?[1-9]/.test(x))) {
+      const text = `{"v":${v}}`;
+      const a = JSON.stringify(fast.maskMessage(msg(text), scope).value);
+      const b = JSON.stringify(slow.maskMessage(msg(text), scope).value);
+      expect([v, a]).toEqual([v, b]);
+      if (a.includes('[masked:')) masked++;
+    }
+    // The 4 cards as they are, negative, as `….0` and as `…e0`; and 4111111111111111 once more.
+    expect(masked).toBe(17);
   });
 });

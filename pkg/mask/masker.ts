@@ -1,5 +1,6 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { errorMessage, WardenError } from '../errors.js';
+import { isRawNumber, numberText, parseJson, type RawNumber } from '../json.js';
 import { compileGlobs } from '../policy/glob.js';
 import type { MaskingRule } from '../policy/schema.js';
 import { detectors, type Finder, isSensitiveKey, type Span } from './detectors.js';
@@ -41,7 +42,7 @@ interface Plan {
   minKeyLength: number;
   /**
    * What the walk needs to know about an object key, worked out once per plan (keys repeat in
-   * every record): `keyScan`, `keySensitive` and the `$..name` owner + 1 shifted by `keyOwnerShift`.
+   * every record): `keyScan`, `keySensitive`, `keyRaw` and the `$..name` owner + 1 shifted by `keyOwnerShift`.
    * A key already scanned without a finding loses `keyScan`. Bounded; longer keys are not kept.
    */
   keys: Map<string, number>;
@@ -61,6 +62,14 @@ interface Plan {
    * has. A finder runs on a short string that meets all its conditions and has the digits.
    */
   finders: Array<{ finder: Finder; owner: number; req: number; minDigits: number }>;
+  /**
+   * The finders that can find something in an integer's digits (see `scansNumbers`: the card
+   * number), and `numberFloor`, the smallest magnitude with as many digits as the least demanding
+   * of them needs (Infinity without any): a number below it is passed on untouched, at the cost
+   * of two comparisons.
+   */
+  numberFinders: Array<{ finder: Finder; owner: number; minDigits: number }>;
+  numberFloor: number;
   keyOwner: number;
   fields: Array<{ path: CompiledPath; owner: number }>;
   /** `$..name` fields, applied during the walk (one traversal instead of two): name → owner. */
@@ -81,7 +90,9 @@ interface Walk {
 
 const keyScan = 1;
 const keySensitive = 2;
-const keyOwnerShift = 2;
+/** The key `rawJSON`: the object may be a number kept as its text (pkg/json.ts). */
+const keyRaw = 4;
+const keyOwnerShift = 3;
 /** Object keys up to this long are remembered per plan; at most `maxKnownKeys` of them. */
 const maxKnownKeyLength = 128;
 const maxKnownKeys = 10_000;
@@ -419,6 +430,8 @@ export function createMasker(
       needs: undefined,
       firstBits: undefined,
       finders: [],
+      numberFinders: [],
+      numberFloor: Number.POSITIVE_INFINITY,
       keyOwner: -1,
       fields: [],
       descendKeys: new Map(),
@@ -433,6 +446,14 @@ export function createMasker(
         const req = filter.req.get(finder) ?? 0;
         plan.finders.push({ finder, owner: i, req, minDigits: finder.minDigits ?? 0 });
         plan.minKeyLength = Math.min(plan.minKeyLength, finder.minLength);
+        // exhaustive: every finder whose needs digits meet runs its regexes (`find`) on every
+        // integer, so tests can check that `findInDigits` and the finders left out miss nothing.
+        if (exhaustive ? digitsMeetNeeds(finder) : scansNumbers(finder)) {
+          const minDigits = finder.minDigits!;
+          plan.numberFinders.push({ finder, owner: i, minDigits });
+          const floor = exhaustive ? 0 : 10 ** (minDigits - 1);
+          if (floor < plan.numberFloor) plan.numberFloor = floor;
+        }
       }
       if (rule.sensitiveKeys && plan.keyOwner === -1) plan.keyOwner = i;
       for (const path of rule.fields) {
@@ -459,9 +480,9 @@ export function createMasker(
     return plan;
   }
 
-  /** The key's `keyScan` / `keySensitive` / `$..name` owner bits for this plan. */
+  /** The key's `keyScan` / `keySensitive` / `keyRaw` / `$..name` owner bits for this plan. */
   function keyInfo(plan: Plan, key: string): number {
-    let info = 0;
+    let info = key === 'rawJSON' ? keyRaw : 0;
     if (key.length >= plan.minKeyLength && !protocolKeys.has(key)) info |= keyScan;
     if (plan.keyOwner >= 0 && isSensitiveKey(key)) info |= keySensitive;
     const owner = plan.descendKeys.size === 0 ? undefined : plan.descendKeys.get(key);
@@ -529,6 +550,12 @@ export function createMasker(
       }
     }
     if (spans.length === 0) return s;
+    return replaceSpans(w, s);
+  }
+
+  /** `s` with the findings in `w.spans` replaced by their tokens (the spans are used up). */
+  function replaceSpans(w: Walk, s: string): string {
+    const spans = w.spans;
     if (spans.length > 1) spans.sort((a, b) => a.start - b.start || b.end - a.end);
     let out = '';
     let cursor = 0;
@@ -550,6 +577,43 @@ export function createMasker(
     }
     spans.length = 0;
     return out + s.slice(cursor);
+  }
+
+  /**
+   * A number holding a finding (a card number sent as `4111111111111111`): its digits are scanned
+   * by the plan's number finders when it is an integer with enough digits, and a finding replaces
+   * the whole number by the masked string (a JSON string where the number was). Anything else is
+   * returned as it is.
+   */
+  function maskNumber(w: Walk, v: number | RawNumber): unknown {
+    let text: string;
+    const finders = w.plan.numberFinders;
+    if (typeof v === 'number') {
+      // Integers below 1e21 are written as plain digits; anything else holds no digit run to scan.
+      if (!Number.isInteger(v) || v >= 1e21 || v <= -1e21) return v;
+      if (!exhaustive) {
+        // Most large integers (epoch milliseconds) are no finding: told without building the text.
+        let may = false;
+        for (let i = 0; i < finders.length && !may; i++)
+          may = finders[i]!.finder.numberMayHold?.(v) !== false;
+        if (!may) return v;
+      }
+      text = String(v);
+    } else {
+      text = numberText(v);
+      if (!integerDigits.test(text)) return v;
+    }
+    const digits = text.charCodeAt(0) === 45 ? text.length - 1 : text.length;
+    const spans = w.spans;
+    spans.length = 0;
+    for (let i = 0; i < finders.length; i++) {
+      const f = finders[i]!;
+      if (digits < f.minDigits || text.length < f.finder.minLength) continue;
+      if (exhaustive) f.finder.find(text, f.owner, spans);
+      else f.finder.findInDigits!(text, f.owner, spans);
+    }
+    if (spans.length === 0) return v;
+    return replaceSpans(w, text);
   }
 
   /** Mask an object key holding a finding: the masked name, or the key itself. */
@@ -576,6 +640,10 @@ export function createMasker(
       return false;
     }
     if (typeof value !== 'object' || value === null) return value;
+    if (isRawNumber(value)) {
+      token(w, owner, name, value.rawJSON, 'field');
+      return 0;
+    }
     if (depth > maxDepth) return token(w, owner, 'depth-limit', '');
     let out: unknown[] | Record<string, unknown>;
     if (Array.isArray(value)) {
@@ -609,6 +677,10 @@ export function createMasker(
 
   function walk(w: Walk, value: unknown, depth: number): unknown {
     if (typeof value === 'string') return maskString(w, value);
+    if (typeof value === 'number') {
+      const floor = w.plan.numberFloor;
+      return value >= floor || value <= -floor ? maskNumber(w, value) : value;
+    }
     if (typeof value !== 'object' || value === null) return value;
     if (depth > maxDepth) {
       // Deeper than any real result: replaced whole rather than passed on unchecked.
@@ -639,6 +711,11 @@ export function createMasker(
       // Base64 payloads (resource blobs, image/audio data) are not text: a detector hit there would corrupt them.
       if ((key === 'blob' || key === 'data') && isBinaryMember(obj, key, v)) continue;
       const info = plan.keys.get(key) ?? keyInfo(plan, key);
+      // A number kept as its text (pkg/json.ts) is an object whose one member is `rawJSON`: told
+      // here, from the key's facts, rather than by a call for every object.
+      if ((info & keyRaw) !== 0 && isRawNumber(obj)) {
+        return plan.numberFinders.length === 0 ? obj : maskNumber(w, obj as unknown as RawNumber);
+      }
       let next: unknown;
       const fieldOwner = (info >> keyOwnerShift) - 1;
       // A `$..text` path still masks the copy's text.
@@ -778,6 +855,29 @@ export function createMasker(
   return { empty, maskMessage };
 }
 
+/** A decimal integer as `numberText` writes it. */
+const integerDigits = /^-?\d+$/;
+
+/**
+ * Whether the masker scans JSON integers with a finder: it declares how many digits its findings
+ * hold and has `findInDigits` (the card number; an SSN or a phone number needs more than digits).
+ */
+export function scansNumbers(finder: Pick<Finder, 'minDigits' | 'findInDigits'>): boolean {
+  return finder.findInDigits !== undefined && (finder.minDigits ?? 0) > 0;
+}
+
+/**
+ * Whether a string of digits alone meets a finder's declared needs: `minDigits`, each `needs`
+ * set holds a digit, one of `needsPairs` is two digits. Card, SSN and phone do; IBAN (an
+ * uppercase letter) does not. The exhaustive masker runs these on every integer.
+ */
+export function digitsMeetNeeds(finder: Pick<Finder, 'minDigits' | 'needs' | 'needsPairs'>): boolean {
+  if (finder.minDigits === undefined || finder.minDigits <= 0) return false;
+  const digit = /[0-9]/;
+  if (finder.needs?.some((set) => !digit.test(set)) === true) return false;
+  return finder.needsPairs === undefined || finder.needsPairs.some((p) => /^[0-9]{2}$/.test(p));
+}
+
 /**
  * One character class of the union of each finder's first `needs` set, or undefined when a finder
  * has none (then every long string is scanned): a string holding none of these serves no finder.
@@ -860,7 +960,7 @@ function findSerializations(payload: unknown): TextCopy[] | undefined {
       if (exact) same = true;
       else {
         compact ??= JSON.stringify(sc);
-        same = JSON.stringify(JSON.parse(text)) === compact;
+        same = JSON.stringify(parseJson(text)) === compact;
       }
     } catch {
       // Not JSON, or too deep to serialize: masked as text like any.

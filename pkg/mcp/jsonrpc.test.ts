@@ -76,3 +76,71 @@ test('parseJsonText reports a parse error', () => {
 test('idKey keeps string and number ids apart', () => {
   expect(idKey(1)).not.toBe(idKey('1'));
 });
+
+describe('numbers a double cannot carry (lossless parsing)', () => {
+  const parse = (text: string): unknown => {
+    const r = parseJsonText(text);
+    if (!r.ok) throw new Error(r.message);
+    return r.value;
+  };
+
+  test('parseJsonText keeps every digit of arguments and results', () => {
+    const text =
+      '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get","arguments":{"id":12345678901234567890,"x":0.1234567890123456789}}}';
+    expect(JSON.stringify(parse(text))).toBe(text);
+  });
+
+  test('an integer id beyond 2^53 is refused with a clear reason, on requests and responses alike', () => {
+    // Neither kept exact nor rounded: a peer parsing with doubles would answer another id.
+    for (const text of [
+      '{"jsonrpc":"2.0","id":12345678901234567890,"method":"ping"}',
+      '{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}',
+      '{"jsonrpc":"2.0","id":9007199254740994,"result":{}}',
+      '{"jsonrpc":"2.0","id":-1.2345678901234567890e19,"error":{"code":1,"message":"x"}}',
+    ]) {
+      const r = classifyMessage(parse(text));
+      expect(r).toMatchObject({ ok: false, id: null });
+      if (!r.ok)
+        expect(r.reason).toMatch(
+          /^"id" -?[0-9.e+]+ is an integer beyond ±\(2\^53 - 1\).*use a smaller integer or a string$/,
+        );
+    }
+    expect(classifyMessage(parse('{"jsonrpc":"2.0","id":9007199254740991,"method":"ping"}')).ok).toBe(true);
+    // A `requestId` naming one (notifications/cancelled) is keyed by its exact value: no request's.
+    const cancelled = parse('{"requestId":9007199254740993}') as { requestId: never };
+    expect(idKey(cancelled.requestId)).toBe('n:9007199254740993');
+    expect(idKey(cancelled.requestId)).not.toBe(idKey(9007199254740992));
+  });
+
+  test.each([
+    ['{"jsonrpc":"2.0","id":0.1234567890123456789,"method":"m"}', '"id" must be a string or an integer'],
+    ['{"jsonrpc":"2.0","id":1e400,"method":"m"}', '"id" must be a string or an integer'],
+    [`{"jsonrpc":"2.0","id":${'9'.repeat(500)},"method":"m"}`, '"id" must be a string or an integer'],
+    ['{"jsonrpc":"2.0","id":1,"method":"m","params":12345678901234567890}', '"params" must be an object'],
+    ['{"jsonrpc":"2.0","id":1,"error":{"code":12345678901234567890,"message":"x"}}', 'integer "code"'],
+    ['12345678901234567890', 'must be a JSON object'],
+  ])('%s is invalid: %s', (text, reason) => {
+    const r = classifyMessage(parse(text));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toContain(reason);
+  });
+
+  test('nesting too deep for the lossless parse is a clear parse error', () => {
+    const deep = `${'['.repeat(200_000)}12345678901234567890${']'.repeat(200_000)}`;
+    expect(parseJsonText(deep)).toEqual({
+      ok: false,
+      message: 'Parse error: the body is nested too deeply; send flatter JSON',
+    });
+  });
+
+  test('a batch with a huge id is refused whole, naming the element', () => {
+    const r = parseJsonRpc(
+      parse(
+        '[{"jsonrpc":"2.0","id":1,"method":"a"},{"jsonrpc":"2.0","id":12345678901234567890,"method":"b"}]',
+      ),
+      { allowBatch: true },
+    );
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.message).toContain('batch element 1: "id" 12345678901234567890 is an integer beyond');
+  });
+});

@@ -1,12 +1,18 @@
+import { integerValue, isJsonObject, isRawNumber, numberText, parseJson, type RawNumber } from '../json.js';
+
 /**
  * JSON-RPC 2.0 message classification and validation, strict: every message that reaches the
  * upstream went through `classifyMessage`. Anything that is not a well-formed request,
  * notification or response is refused with `-32600` before it can be forwarded.
  *
+ * Messages are parsed losslessly (`parseJsonText`, pkg/json.ts): a number a double cannot carry
+ * exactly is a `RawNumber` (an object to `typeof`), anywhere but in a valid id.
+ *
  * @example
- * const parsed = parseJsonRpc(JSON.parse(text), { allowBatch: false });
- * if (!parsed.ok) reply(parsed.error);
+ * const json = parseJsonText(text);
+ * const parsed = json.ok ? parseJsonRpc(json.value, { allowBatch: false }) : undefined;
  */
+/** A request id: a string, or an integer a double holds exactly (|id| ≤ 2^53 - 1). */
 export type JsonRpcId = string | number;
 
 export interface JsonRpcRequest {
@@ -68,14 +74,22 @@ export type ClassifyResult =
   | { ok: true; kind: MessageKind; message: JsonRpcMessage }
   | { ok: false; id: JsonRpcId | null; reason: string };
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
+const isPlainObject = isJsonObject;
 
 function validId(id: unknown): id is JsonRpcId {
   // JSON-RPC allows null ids on responses only; MCP forbids null request ids. Numbers must be
-  // finite integers (fractional ids are "SHOULD NOT" in JSON-RPC, and invite key confusion).
+  // finite integers (fractional ids are "SHOULD NOT" in JSON-RPC, and invite key confusion) that
+  // a double holds exactly: a peer parsing with doubles (every JavaScript SDK) would answer
+  // 9007199254740993 as 9007199254740992, an answer nobody could match to its request.
   return (typeof id === 'string' && id.length <= 256) || (typeof id === 'number' && Number.isSafeInteger(id));
+}
+
+/** Why an id is invalid: a clear word for an integer beyond what a double holds exactly. */
+function idReason(id: unknown, allowed: string): string {
+  const integer = typeof id === 'number' || isRawNumber(id) ? integerValue(id, 400) : undefined;
+  if (integer === undefined) return `"id" must be ${allowed}`;
+  const text = typeof id === 'number' ? String(id) : numberText(id as never);
+  return `"id" ${text.slice(0, 64)} is an integer beyond ±(2^53 - 1), which JSON-RPC peers parsing numbers as doubles cannot tell from its neighbours: use a smaller integer or a string`;
 }
 
 /** Classify one JSON value as a request, notification or response, or say why it is invalid. */
@@ -106,7 +120,7 @@ export function classifyMessage(value: unknown): ClassifyResult {
     if (!hasId)
       return { ok: true, kind: MessageKinds.notification, message: value as unknown as JsonRpcNotification };
     if (!validId(rawId)) {
-      return { ok: false, id: null, reason: '"id" must be a string or an integer (null is not allowed)' };
+      return { ok: false, id: null, reason: idReason(rawId, 'a string or an integer (null is not allowed)') };
     }
     return { ok: true, kind: MessageKinds.request, message: value as unknown as JsonRpcRequest };
   }
@@ -117,7 +131,7 @@ export function classifyMessage(value: unknown): ClassifyResult {
       reason: 'a message needs "method" (request/notification) or "id" (response)',
     };
   if (rawId !== null && !validId(rawId))
-    return { ok: false, id: null, reason: '"id" must be a string, an integer or null' };
+    return { ok: false, id: null, reason: idReason(rawId, 'a string, an integer or null') };
   const hasResult = 'result' in value;
   const hasError = 'error' in value;
   if (hasResult === hasError) {
@@ -209,11 +223,16 @@ export function parseJsonRpc(
   return { ok: true, batch: false, items: [{ kind: r.kind, message: r.message }] };
 }
 
-/** Parse JSON text; returns undefined-free result or a -32700 description. */
+/**
+ * Parse JSON text losslessly (pkg/json.ts: a number a double cannot carry exactly stays a
+ * `RawNumber`, so re-serializing loses no digit); or a -32700 description.
+ */
 export function parseJsonText(text: string): { ok: true; value: unknown } | { ok: false; message: string } {
   try {
-    return { ok: true, value: JSON.parse(text) };
+    return { ok: true, value: parseJson(text) };
   } catch (err) {
+    if (err instanceof RangeError)
+      return { ok: false, message: 'Parse error: the body is nested too deeply; send flatter JSON' };
     const detail = err instanceof SyntaxError ? err.message : 'unparseable';
     return { ok: false, message: `Parse error: the body is not valid JSON (${detail})` };
   }
@@ -229,7 +248,13 @@ export function errorResponse(
   return { jsonrpc: '2.0', id, error };
 }
 
-/** Map key for a request id (string and number ids never collide). */
-export function idKey(id: JsonRpcId | null): string {
-  return typeof id === 'number' ? `n:${id}` : `s:${id}`;
+/**
+ * Map key for a request id (string and number ids never collide). A `RawNumber` (a `requestId`
+ * naming an integer beyond 2^53, which no valid id is) gets its exact value's key: it matches
+ * no request.
+ */
+export function idKey(id: JsonRpcId | RawNumber | null): string {
+  if (typeof id === 'number') return `n:${id}`;
+  if (typeof id === 'object' && id !== null) return `n:${numberText(id)}`;
+  return `s:${id}`;
 }

@@ -1,8 +1,9 @@
 import type { Identity } from '../identity/types.js';
+import { isJsonObject } from '../json.js';
 import type { CallContext, Decision, Direction } from './decision.js';
 
 function asObject(v: unknown): Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  return isJsonObject(v) ? v : {};
 }
 
 /**
@@ -97,9 +98,8 @@ export function subscriptionTargets(request: {
   if (request.method !== 'subscriptions/listen') return undefined;
   const notifications = asObject(request.params)['notifications'];
   if (notifications === undefined) return undefined;
-  if (typeof notifications !== 'object' || notifications === null || Array.isArray(notifications))
-    return 'invalid';
-  const uris = (notifications as Record<string, unknown>)['resourceSubscriptions'];
+  if (!isJsonObject(notifications)) return 'invalid';
+  const uris = notifications['resourceSubscriptions'];
   if (uris === undefined) return undefined;
   if (!Array.isArray(uris) || uris.some((u) => typeof u !== 'string')) return 'invalid';
   return uris as string[];

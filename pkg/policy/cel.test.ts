@@ -1,4 +1,5 @@
-import { compileRe2, compileSelfRule, compileWhen, re2Error } from './cel.js';
+import { parseJson } from '../json.js';
+import { celArgs, compileRe2, compileSelfRule, compileWhen, re2Error } from './cel.js';
 
 const identity = {
   principal: 't/o',
@@ -104,4 +105,51 @@ test('self rules (x-kubernetes-validations)', () => {
   expect(program?.evaluate({ self: { a: 1 } })).toBe(true);
   expect(program?.evaluate({ self: { a: 1, b: 2 } })).toBe(false);
   expect(program?.evaluate({ self: {} })).toBe(false);
+});
+
+describe('numbers beyond what a double carries (celArgs)', () => {
+  // Arguments as the proxy parses them (pkg/json.ts): such numbers are kept as their text.
+  const args = (json: string) => celArgs(parseJson(json)) as Record<string, unknown>;
+  const big = args(
+    '{"i":9007199254740993,"neg":-9223372036854775808,"u":12345678901234567891,"huge":123456789012345678901234,"frac":0.1234567890123456789,"plain":42,"list":[9007199254740993],"nested":{"id":9223372036854775807},"exactBig":4611686018427388000}',
+  );
+
+  test('an integer that fits int64 is a CEL int with its exact value', () => {
+    expect(big['i']).toBe(9007199254740993n);
+    expect(run('args.i == 9007199254740993', big)).toBe(true);
+    expect(run('args.i != 9007199254740992', big)).toBe(true);
+    expect(run('args.i > 9007199254740992', big)).toBe(true);
+    expect(run('args.i > 9007199254740992.0', big)).toBe(true);
+    expect(run('type(args.i) == int', big)).toBe(true);
+    expect(run('args.neg == -9223372036854775808', big)).toBe(true);
+    expect(run('args.list[0] == 9007199254740993 && args.nested.id == 9223372036854775807', big)).toBe(true);
+  });
+
+  test('an integer that fits uint64 only is a CEL uint', () => {
+    expect(run('args.u == 12345678901234567891u', big)).toBe(true);
+    expect(run('args.u != 12345678901234567890u', big)).toBe(true);
+    expect(run('type(args.u) == uint && args.u > 10', big)).toBe(true);
+  });
+
+  test('anything else is its nearest double; plain numbers stay doubles', () => {
+    expect(run('type(args.huge) == double && args.huge > 1.2e23', big)).toBe(true);
+    expect(run('type(args.frac) == double && args.frac > 0.12', big)).toBe(true);
+    expect(run('type(args.plain) == double && args.plain == 42', big)).toBe(true);
+  });
+
+  test('an integer beyond 2^53 that a double carries is the value its text says, not the double', () => {
+    // 4611686018427388000 parses to 2^62 = 4611686018427387904; the upstream receives ...8000.
+    expect(run('args.exactBig == 4611686018427388000', big)).toBe(true);
+    expect(run('args.exactBig != 4611686018427387904', big)).toBe(true);
+  });
+
+  test('the parsed arguments are not changed, and nothing is copied without such numbers', () => {
+    const parsed = parseJson('{"a":{"b":[1,"x",{"c":true}]},"d":null}');
+    expect(celArgs(parsed)).toBe(parsed);
+    const withBig = parseJson('{"a":{"b":[12345678901234567891]},"c":{"d":1}}') as Record<string, unknown>;
+    const converted = celArgs(withBig) as Record<string, unknown>;
+    expect(converted).not.toBe(withBig);
+    expect(converted['c']).toBe(withBig['c']);
+    expect(JSON.stringify(withBig)).toBe('{"a":{"b":[12345678901234567891]},"c":{"d":1}}');
+  });
 });

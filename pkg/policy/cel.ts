@@ -1,5 +1,7 @@
 import { Environment } from '@marcbachmann/cel-js';
+import { UnsignedInt } from '@marcbachmann/cel-js/evaluator';
 import { RE2JS } from 're2js';
+import { integerValue, isRawNumber, type RawNumber } from '../json.js';
 
 /**
  * CEL for `match.when` (and for the `x-kubernetes-validations` rules the ajv validator checks).
@@ -265,4 +267,63 @@ export function compileWhen(source: string): { program?: CelProgram; issues: str
 /** Compile an `x-kubernetes-validations` rule (variable `self`). */
 export function compileSelfRule(source: string): { program?: CelProgram; issues: string[] } {
   return compile(selfEnv, selfEnv, source);
+}
+
+const MIN_INT = -(2n ** 63n);
+const MAX_INT = 2n ** 63n - 1n;
+const MAX_UINT = 2n ** 64n - 1n;
+/** Arguments nested deeper are passed as they are (no CEL expression reaches that deep). */
+const MAX_ARGS_DEPTH = 256;
+
+/**
+ * The value of `args` in CEL, for the exact numbers the upstream receives. An integer beyond
+ * ±2^53 (a double cannot hold every one of them; pkg/json.ts keeps such numbers as their text) is
+ * the exact integer: a CEL `int` when it fits int64, a `uint` when it fits uint64 only, the nearest
+ * double beyond. Any other number kept as text (`0.1234567890123456789`) is its nearest double,
+ * as CEL has no decimal type. Numbers up to 2^53 stay doubles, as they always were. Copies only
+ * what changes; the parsed arguments themselves are left untouched.
+ *
+ * @example
+ * celArgs(parseJson('{"id":12345678901234567891}')) // { id: UnsignedInt 12345678901234567891n }
+ */
+export function celArgs(value: unknown): unknown {
+  return celValue(value, 0);
+}
+
+function celValue(v: unknown, depth: number): unknown {
+  if (typeof v === 'number') return Number.isSafeInteger(v) || !Number.isInteger(v) ? v : celNumber(v);
+  if (typeof v !== 'object' || v === null) return v;
+  if (isRawNumber(v)) return celNumber(v);
+  if (depth >= MAX_ARGS_DEPTH) return v;
+  if (Array.isArray(v)) {
+    let copy: unknown[] | undefined;
+    for (let i = 0; i < v.length; i++) {
+      const next = celValue(v[i], depth + 1);
+      if (next !== v[i]) {
+        copy ??= v.slice();
+        copy[i] = next;
+      }
+    }
+    return copy ?? v;
+  }
+  const obj = v as Record<string, unknown>;
+  let copy: Record<string, unknown> | undefined;
+  for (const key in obj) {
+    if (!Object.hasOwn(obj, key)) continue;
+    const next = celValue(obj[key], depth + 1);
+    if (next === obj[key]) continue;
+    copy ??= { ...obj };
+    // defineProperty: an own `__proto__` member (JSON.parse makes those) stays a member.
+    Object.defineProperty(copy, key, { value: next, enumerable: true, writable: true, configurable: true });
+  }
+  return copy ?? obj;
+}
+
+function celNumber(v: number | RawNumber): unknown {
+  const n = integerValue(v, 20);
+  if (n !== undefined) {
+    if (n >= MIN_INT && n <= MAX_INT) return n;
+    if (n > MAX_INT && n <= MAX_UINT) return new UnsignedInt(n);
+  }
+  return typeof v === 'number' ? v : Number(v.rawJSON);
 }

@@ -1,4 +1,5 @@
 import { isWardenError } from '../errors.js';
+import { parseJson } from '../json.js';
 import { compilePolicies } from './compile.js';
 import type { Action, CallContext, Decision } from './decision.js';
 import type { PolicyDocument, PolicyRule } from './schema.js';
@@ -1004,6 +1005,36 @@ describe("a policy's rules apply only to callers of its own issuer entries", () 
       const notSa = Object.freeze(identity({ issuer: iss, audience: 'mcp', claims: { aud: 'mcp' } }));
       expect(engine.decide(toolCall('get_weather', notSa)).enforced).toBe('deny');
     });
+  });
+});
+
+describe('CEL on integers beyond 2^53 (decided on the exact value the upstream receives)', () => {
+  const engine = compilePolicies([
+    policy('p', [
+      rule('owner', 'allow', { match: { tools: ['get_order'], when: 'args.id == 9007199254740993' } }),
+      rule('cap', 'deny', { match: { tools: ['transfer'], when: 'args.amount > 9223372036854775806' } }),
+      rule('transfer', 'allow', { match: { tools: ['transfer'] } }),
+    ]),
+  ]);
+  // Arguments as the proxy parses them (pkg/json.ts).
+  const args = (json: string) => parseJson(json) as Record<string, unknown>;
+
+  test('an id one past 2^53 is not taken for its neighbour', () => {
+    // With JSON.parse, ...993 would be the double 2^53 (...992) and this rule would not match it.
+    expect(engine.decide(toolCall('get_order', alice, args('{"id":9007199254740993}'))).action).toBe('allow');
+    expect(engine.decide(toolCall('get_order', alice, args('{"id":9007199254740992}'))).action).toBe('deny');
+    expect(engine.decide(toolCall('get_order', alice, args('{"id":9007199254740994}'))).action).toBe('deny');
+  });
+
+  test('a limit near int64 max is enforced on the exact value', () => {
+    expect(engine.decide(toolCall('transfer', alice, args('{"amount":9223372036854775806}'))).action).toBe(
+      'allow',
+    );
+    expect(engine.decide(toolCall('transfer', alice, args('{"amount":9223372036854775807}')))).toMatchObject({
+      action: 'deny',
+      rule: 'cap',
+    });
+    // As doubles both are 2^63, and the first would have been denied too.
   });
 });
 

@@ -1,6 +1,6 @@
 import { isIssuerOfTenant, isTemplate } from '../identity/issuers.js';
 import type { Identity, TrustedIssuer } from '../identity/types.js';
-import { type CelProgram, compileWhen } from './cel.js';
+import { type CelProgram, celArgs, compileWhen } from './cel.js';
 import {
   type Action,
   type ApprovalSettings,
@@ -323,12 +323,18 @@ function targetOf(ctx: CallContext, kind: TargetKind): string | undefined {
 }
 
 function activationFor(ctx: CallContext, view: IdentityView): Record<string, unknown> {
+  let args: unknown;
   return {
     method: ctx.method,
     tool: ctx.tool ?? '',
     resource: ctx.resource ?? '',
     prompt: ctx.prompt ?? '',
-    args: ctx.args ?? {},
+    // Built on first use (most conditions never read the arguments): integers beyond 2^53 as
+    // exact CEL ints (see celArgs).
+    get args(): unknown {
+      args ??= celArgs(ctx.args ?? {});
+      return args;
+    },
     identity: view.cel,
   };
 }
@@ -635,7 +641,7 @@ class Engine implements CompiledPolicyEngine {
         default:
           return [];
       }
-      if (this.#decide(ctx, WhenMode.listing).enforced !== 'deny') out.push(item);
+      if (this.#decideRules(ctx, WhenMode.listing).enforced !== 'deny') out.push(item);
     }
     return out;
   }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { errorMessage } from '../errors.js';
+import { isJsonObject, parseJson } from '../json.js';
 import type { JsonRpcRequest, ParsedItem } from '../mcp/jsonrpc.js';
 import { SseParser } from '../mcp/sse.js';
 import { envelopeVersion, isStatelessVersion } from '../mcp/version.js';
@@ -97,15 +98,10 @@ async function fetchTools(
         : await listDirect(core, path, headers, body, id);
     const tools = result['tools'];
     if (Array.isArray(tools)) {
-      for (const t of tools) {
-        if (typeof t !== 'object' || t === null) continue;
-        const tool = t as Record<string, unknown>;
-        if (typeof tool['name'] !== 'string') continue;
+      for (const tool of tools) {
+        if (!isJsonObject(tool) || typeof tool['name'] !== 'string') continue;
         const ann = tool['annotations'];
-        const annotations =
-          typeof ann === 'object' && ann !== null && !Array.isArray(ann)
-            ? (ann as Record<string, unknown>)
-            : undefined;
+        const annotations = isJsonObject(ann) ? ann : undefined;
         core.learnTool(tool['name'], annotations, tool['inputSchema']);
         if (session && annotations) session.toolAnnotations.set(tool['name'], annotations);
       }
@@ -169,6 +165,7 @@ async function listViaLegacy(
   return answer;
 }
 
+/** The result of our tools/list in an answer, parsed as the relay parses what it passes on. */
 function findResult(raw: string, id: string, contentType: string): Record<string, unknown> | undefined {
   const candidates: unknown[] = [];
   if (contentType.startsWith('text/event-stream')) {
@@ -176,7 +173,7 @@ function findResult(raw: string, id: string, contentType: string): Record<string
     for (const item of p.push(`${raw}\n\n`)) {
       if (item.type === 'event' && item.data) {
         try {
-          candidates.push(JSON.parse(item.data));
+          candidates.push(parseJson(item.data));
         } catch {
           /* not ours */
         }
@@ -184,17 +181,14 @@ function findResult(raw: string, id: string, contentType: string): Record<string
     }
   } else {
     try {
-      const v = JSON.parse(raw) as unknown;
+      const v = parseJson(raw);
       candidates.push(...(Array.isArray(v) ? v : [v]));
     } catch {
       return undefined;
     }
   }
-  for (const c of candidates) {
-    const m = c as Record<string, unknown>;
-    if (m && m['id'] === id && typeof m['result'] === 'object' && m['result'] !== null) {
-      return m['result'] as Record<string, unknown>;
-    }
+  for (const m of candidates) {
+    if (isJsonObject(m) && m['id'] === id && isJsonObject(m['result'])) return m['result'];
   }
   return undefined;
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { isJsonNumber, isJsonObject, numberText } from '../json.js';
 import type { JsonRpcRequest } from '../mcp/jsonrpc.js';
 import { decodeMcpHeaderValue } from '../mcp/version.js';
 import type { ProxyCore } from './core.js';
@@ -39,7 +40,8 @@ function walk(schema: unknown, path: string[], out: ParamHeader[], depth: number
 function primitive(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
   if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'number' && Number.isFinite(v)) return String(v);
+  // A number's exact value (`12345678901234567890` as such, not as its nearest double).
+  if (isJsonNumber(v)) return numberText(v);
   return undefined;
 }
 
@@ -68,8 +70,7 @@ export function paramHeaderMismatch(
     const decl = decls.find((d) => d.name === name);
     if (!decl) return `Mcp-Param-${name} is not declared by tool "${tool.slice(0, 64)}"`;
     let node: unknown = args;
-    for (const key of decl.path)
-      node = typeof node === 'object' && node !== null ? (node as Record<string, unknown>)[key] : undefined;
+    for (const key of decl.path) node = isJsonObject(node) ? node[key] : undefined;
     const expected = primitive(node);
     if (expected === undefined || decodeMcpHeaderValue(raw) !== expected) {
       return `Mcp-Param-${name} header does not match the argument ${decl.path.join('.')}`;

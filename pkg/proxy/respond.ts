@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { errorMessage, isWardenError } from '../errors.js';
+import { isJsonObject, parseJson } from '../json.js';
 import { idKey, type JsonRpcId, type JsonRpcResponse, RpcCodes } from '../mcp/jsonrpc.js';
 import type { ProxyCore } from './core.js';
 import { sendJson, sendJsonText, sendRpcError } from './http.js';
@@ -118,7 +119,8 @@ export async function deliver(
   }
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(raw));
+    // Lossless: a number a double cannot carry reaches the client as the upstream wrote it.
+    value = parseJson(new TextDecoder('utf-8', { fatal: true }).decode(raw));
   } catch {
     for (const id of requestIds) ctx.pending.delete(idKey(id));
     sendRpcError(
@@ -168,17 +170,11 @@ function errorAnswer(
 ): { status: number; body: unknown } {
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = parseJson(text);
   } catch {
     body = undefined;
   }
-  if (
-    typeof body === 'object' &&
-    body !== null &&
-    !Array.isArray(body) &&
-    'error' in body &&
-    !('result' in body)
-  ) {
+  if (isJsonObject(body) && 'error' in body && !('result' in body)) {
     const m = processServerMessage(core, ctx, body);
     if (m) return { status, body: m };
   }

@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parseJson } from '../json.js';
 import { compileGlob } from '../policy/glob.js';
 import type { RecordingLine } from './format.js';
 import { readLines } from './read.js';
@@ -64,7 +65,8 @@ export async function* exportRecordings(
     for await (const raw of readLines(file)) {
       let line: RecordingLine;
       try {
-        line = JSON.parse(raw.text) as RecordingLine;
+        // Lossless (pkg/json.ts): a recorded 64-bit id is exported with every digit.
+        line = parseJson(raw.text) as RecordingLine;
       } catch {
         continue;
       }

@@ -5,6 +5,13 @@ import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 
+export interface HostOptions {
+  /** Answer POSTs with JSON instead of an SSE stream. */
+  jsonResponse?: boolean;
+  /** Sees each POST body's text exactly as it arrived (before the SDK parses it). */
+  onBody?: (text: string) => void;
+}
+
 /**
  * Host SDK servers over stateful streamable HTTP on a loopback port: one `build()` server per
  * session, as an MCP server process would. For tests that need their own tool set.
@@ -12,11 +19,14 @@ import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
  * @example
  * const upstream = await hostMcpServer(() => { const s = new McpServer(...); s.registerTool(...); return s; });
  */
-export function hostMcpServer(build: () => McpServer): Promise<{ url: string; close(): Promise<void> }> {
+export function hostMcpServer(
+  build: () => McpServer,
+  options: HostOptions = {},
+): Promise<{ url: string; close(): Promise<void> }> {
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const server = createServer((req, res) => {
     void (async () => {
-      const body = req.method === 'POST' ? await readJson(req) : undefined;
+      const body = req.method === 'POST' ? await readJson(req, options.onBody) : undefined;
       const sid = req.headers['mcp-session-id'];
       let t = typeof sid === 'string' ? transports.get(sid) : undefined;
       if (t === undefined) {
@@ -26,6 +36,7 @@ export function hostMcpServer(build: () => McpServer): Promise<{ url: string; cl
         }
         const created = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
+          enableJsonResponse: options.jsonResponse === true,
           onsessioninitialized: (id) => {
             transports.set(id, created);
           },
@@ -53,8 +64,10 @@ export function hostMcpServer(build: () => McpServer): Promise<{ url: string; cl
   );
 }
 
-async function readJson(req: IncomingMessage): Promise<unknown> {
+async function readJson(req: IncomingMessage, onBody?: (text: string) => void): Promise<unknown> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  const text = Buffer.concat(chunks).toString('utf8');
+  onBody?.(text);
+  return JSON.parse(text);
 }
