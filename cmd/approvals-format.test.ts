@@ -200,6 +200,21 @@ describe('show', () => {
     );
   });
 
+  test('a request the MCP server sent to the client says so (Direction line, CALL column)', () => {
+    const a = approval('srv-1', {
+      method: 'sampling/createMessage',
+      tool: undefined,
+      direction: 'server-to-client',
+      arguments: { messages: [{ role: 'user', content: { type: 'text', text: 'hi' } }], maxTokens: 10 },
+    });
+    const text = formatShow(a, NOW);
+    expect(text).toContain(
+      "Method:     sampling/createMessage\nTool:       <none>\nDirection:  server-to-client (the MCP server asks the requester's client)\n",
+    );
+    expect(formatShow(approval('c'), NOW)).not.toContain('Direction:');
+    expect(formatTable([a], { now: NOW })).toContain('sampling/createMessage (server-to-client)');
+  });
+
   test('a decided approval shows the verdict, who decided and why; the status message with the phase', () => {
     const text = formatShow(
       approval(

@@ -80,8 +80,10 @@ export function requesterOf(spec: MCPApprovalSpec): string {
   return spec.requester.user || spec.requester.principal;
 }
 
+/** `tools/call delete_repo`; a request the MCP server sent to the client is marked as such. */
 export function callOf(spec: MCPApprovalSpec): string {
-  return spec.tool ? `${spec.method} ${spec.tool}` : spec.method;
+  const call = spec.tool ? `${spec.method} ${spec.tool}` : spec.method;
+  return spec.direction === 'server-to-client' ? `${call} (server-to-client)` : call;
 }
 
 /** `sha256:` and the first 12 hex digits: enough to tell two calls apart at a glance. */
@@ -190,6 +192,8 @@ export function formatShow(a: ApprovalResource, now: Date): string {
     ['Method', s.method],
     ['Tool', s.tool ?? ''],
   ];
+  if (s.direction === 'server-to-client')
+    call.push(['Direction', "server-to-client (the MCP server asks the requester's client)"]);
   const review: Array<[string, string]> = [
     ['Digest', s.argumentsDigest],
     ['Mode', s.mode ?? ''],

@@ -528,4 +528,58 @@ describe('hold mode and restarts', () => {
     expect(store.get(name)?.phase).toBe('Executed');
     await b.close();
   }, 10_000);
+  it('an approved hold whose call can no longer run (canRun gives a reason) ends Cancelled, never Executed', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const b = broker(store);
+    let name = '';
+    const outcome = b.hold(call({ settings: { approvers: [{ user: 'r' }], timeout: '1m', mode: 'hold' } }), {
+      onCancel: () => undefined,
+      onCreated: (n) => {
+        name = n;
+      },
+      canRun: () => 'no event stream of the client is open',
+    });
+    while (name === '') await new Promise((r) => setTimeout(r, 5));
+    store.decide(name, 'Approved', 'rita');
+    expect(await outcome).toEqual({
+      kind: 'cancelled',
+      name,
+      reason: 'no event stream of the client is open',
+    });
+    expect(store.get(name)?.phase).toBe('Cancelled');
+    await b.close();
+  });
+
+  it('a server-to-client hold records its direction and never takes over a client call with the same digest', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const before = broker(store, { pod: 'pod-a' });
+    const client = hold(store, before);
+    const clientName = await created(client);
+    await before.close(); // the process stops: its hold stays open for a repeat of the same call
+    client.cancel('the client closed the request');
+    await client.outcome;
+    const after = broker(store, { pod: 'pod-a' });
+    await after.start();
+    let name = '';
+    const server = after.hold(
+      call({
+        settings: { approvers: [{ user: 'r' }], timeout: '1m', mode: 'hold' },
+        arguments: { name: 'x' },
+        direction: 'server-to-client',
+      }),
+      {
+        onCancel: () => undefined,
+        onCreated: (n) => {
+          name = n;
+        },
+      },
+    );
+    while (name === '') await new Promise((r) => setTimeout(r, 5));
+    expect(name).not.toBe(clientName);
+    expect(store.get(name)?.spec.direction).toBe('server-to-client');
+    expect(store.get(clientName)?.spec.direction).toBeUndefined();
+    store.decide(name, 'Denied', 'rita', 'no');
+    expect(await server).toMatchObject({ kind: 'denied', name, reason: 'no' });
+    await after.close();
+  });
 });

@@ -1,4 +1,5 @@
 import { errorMessage } from '../errors.js';
+import { isJsonObject } from '../json.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import { parseDuration } from '../policy/duration.js';
@@ -41,6 +42,12 @@ export interface HoldHooks {
   onCancel(listener: (reason: string) => void): void;
   /** Called once the approval exists (the client can be told its name). */
   onCreated?(name: string, expiresAt: string): void;
+  /**
+   * Asked once a reviewer approved, before the approval is claimed (Executed): a reason returned
+   * means the call can no longer be run (a held server request has no stream left to reach its
+   * client on), and the hold ends Cancelled with that reason instead of using the approval.
+   */
+  canRun?(): string | undefined;
 }
 
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
@@ -168,7 +175,7 @@ export class ApprovalBroker {
     this.#o.metrics.approvalsPending.inc({ policy });
     hooks.onCreated?.(approval.name, approval.spec.expiresAt);
     try {
-      const outcome = await new Promise<ApprovalOutcome>((resolve) => {
+      let outcome = await new Promise<ApprovalOutcome>((resolve) => {
         let done = false;
         let timer: NodeJS.Timeout | undefined;
         const settle = (o: ApprovalOutcome): void => {
@@ -209,6 +216,8 @@ export class ApprovalBroker {
         if (!done) arm();
         hooks.onCancel((reason) => settle({ kind: 'cancelled', name: approval.name, reason }));
       });
+      const gone = outcome.kind === 'approved' ? hooks.canRun?.() : undefined;
+      if (gone !== undefined) outcome = { kind: 'cancelled', name: approval.name, reason: gone };
       if (outcome.kind === 'approved') {
         const refused = await this.#claimApproved(outcome.name);
         if (refused !== undefined) {
@@ -293,7 +302,8 @@ export class ApprovalBroker {
       s.policy === call.policy &&
       s.rule === call.rule &&
       s.method === call.method &&
-      (s.tool ?? undefined) === call.tool
+      (s.tool ?? undefined) === call.tool &&
+      (s.direction === 'server-to-client') === (call.direction === 'server-to-client')
     );
   }
 
@@ -376,6 +386,8 @@ export class ApprovalBroker {
         `the arguments are too large to be reviewed (${Buffer.byteLength(masked)} bytes, at most ${max})`,
       );
     }
+    const refused = call.admit?.();
+    if (refused !== undefined) return { kind: 'rate-limited', ...refused };
     const expiresAtMs = this.#now() + timeoutOf(call);
     const args = call.maskedArguments;
     const spec: MCPApprovalSpec = {
@@ -391,10 +403,8 @@ export class ApprovalBroker {
       },
       method: call.method,
       ...(call.tool !== undefined ? { tool: call.tool } : {}),
-      arguments:
-        typeof args === 'object' && args !== null && !Array.isArray(args)
-          ? (args as Record<string, unknown>)
-          : { value: args ?? null },
+      ...(call.direction !== undefined ? { direction: call.direction } : {}),
+      arguments: isJsonObject(args) ? args : { value: args ?? null },
       argumentsDigest: digest,
       expiresAt: new Date(expiresAtMs).toISOString(),
       mode: call.settings.mode,
@@ -440,6 +450,7 @@ export class ApprovalBroker {
         method: call.method,
         tool: call.tool,
         mode: call.settings.mode,
+        direction: call.direction ?? 'client-to-server',
       },
       'call held for approval',
     );
@@ -448,7 +459,8 @@ export class ApprovalBroker {
 
   /** Write the phase that ends a hold (the approved call is then run by the caller). */
   async #finishHold(outcome: ApprovalOutcome): Promise<void> {
-    if (outcome.kind === 'pending' || outcome.kind === 'unavailable') return;
+    if (outcome.kind === 'pending' || outcome.kind === 'unavailable' || outcome.kind === 'rate-limited')
+      return;
     const a = this.#o.store.get(outcome.name);
     const policy = a?.spec.policy ?? '';
     switch (outcome.kind) {

@@ -61,10 +61,28 @@ export interface HeldCallInput {
   session: string | undefined;
   method: string;
   tool: string | undefined;
+  /**
+   * `server-to-client` for a request the MCP server sent to the client (`sampling/createMessage`,
+   * ...), held before it reaches the client; absent for a client's call.
+   */
+  direction?: 'server-to-client';
   /** The call's arguments as received (digested, never stored). */
   arguments: unknown;
   /** The same arguments after the policy's masking: what reviewers see. */
   maskedArguments: unknown;
+  /**
+   * Asked just before a new approval is created (never for a repeat that finds one): the rule's
+   * rate limits count approval requests. A refusal ends the call with a `rate-limited` outcome.
+   */
+  admit?: () => RateLimitRefusal | undefined;
+}
+
+/** Why a new approval was not asked for: a rate limit of the rule (or another applicable one). */
+export interface RateLimitRefusal {
+  policy: string;
+  rule: string;
+  reason: string;
+  retryAfterMs: number;
 }
 
 export type ApprovalOutcome =
@@ -77,4 +95,6 @@ export type ApprovalOutcome =
   /** Ticket mode: waiting for a verdict; the client repeats the call once it is approved. */
   | { kind: 'pending'; name: string; expiresAt: string }
   /** No approval could be requested (store down, arguments too large): the call is refused. */
-  | { kind: 'unavailable'; reason: string };
+  | { kind: 'unavailable'; reason: string }
+  /** A new approval would exceed a rate limit: the call is refused (-31429), nothing is created. */
+  | ({ kind: 'rate-limited' } & RateLimitRefusal);

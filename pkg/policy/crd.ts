@@ -157,6 +157,14 @@ export function approvalCrd(): Json {
         description: 'The policy that required approval',
       },
       {
+        name: 'Direction',
+        type: 'string',
+        jsonPath: '.spec.direction',
+        priority: 1,
+        description:
+          'server-to-client for a request the MCP server sent to the client; empty for client calls',
+      },
+      {
         name: 'Expires',
         // A string, not a date: kubectl renders future dates as <invalid>.
         type: 'string',

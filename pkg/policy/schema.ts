@@ -831,6 +831,13 @@ export const ApprovalSpecSchema = Obj(
     tool: Type.Optional(
       Str('Tool name (tools/call).', { maxLength: 256, 'x-kubernetes-validations': immutable }),
     ),
+    direction: Type.Optional(
+      StrEnum(['client-to-server', 'server-to-client'] as const, {
+        'x-kubernetes-validations': immutable,
+        description:
+          'Which way the held request travels. client-to-server (also when absent): a call the client made to the MCP server. server-to-client: a request the MCP server sent to the client (sampling/createMessage, elicitation/create, roots/list); requester is then the client whose session carries it, and approving delivers the request to that client.',
+      }),
+    ),
     arguments: Type.Optional(
       Type.Unsafe<Record<string, unknown>>({
         type: 'object',

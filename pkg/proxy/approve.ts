@@ -1,13 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { sessionDigest } from '../approval/digest.js';
-import type { ApprovalOutcome, HeldCallInput } from '../approval/types.js';
+import type { ApprovalOutcome, HeldCallInput, RateLimitRefusal } from '../approval/types.js';
 import type { Identity } from '../identity/types.js';
+import type { MaskScope } from '../mask/types.js';
 import { errorResponse, idKey, type JsonRpcRequest, type JsonRpcResponse, RpcCodes } from '../mcp/jsonrpc.js';
 import { serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
 import type { Decision, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyCore } from './core.js';
-import { requestInfo } from './decide.js';
+import { applyRateLimits, rateLimitedResponse, requestInfo } from './decide.js';
 import { header } from './http.js';
 import type { InboundResult } from './inbound.js';
 import { record } from './outbound.js';
@@ -51,8 +52,17 @@ function asObject(v: unknown): Record<string, unknown> | undefined {
     : undefined;
 }
 
-/** What reviewers see and what the verdict is bound to, built from a held request. */
-export function heldCallInput(core: ProxyCore, ctx: ApprovalContext, held: HeldRequest): HeldCallInput {
+/**
+ * What reviewers see and what the verdict is bound to, built from a held request. A server→client
+ * request (`direction`) is masked in the scope the relay masks it in (the call whose stream
+ * carried it, or every scoped rule).
+ */
+export function heldCallInput(
+  core: ProxyCore,
+  ctx: ApprovalContext,
+  held: HeldRequest,
+  from?: { direction: 'server-to-client'; scope: MaskScope },
+): HeldCallInput {
   const { msg, decision } = held;
   const params = asObject(msg.params) ?? {};
   const named = msg.method === 'tools/call' || msg.method === 'prompts/get';
@@ -66,7 +76,7 @@ export function heldCallInput(core: ProxyCore, ctx: ApprovalContext, held: HeldR
   if (masker) {
     const maskedMsg = masker.maskMessage(
       { ...msg, params: named ? { ...params, arguments: args } : rest },
-      { method: msg.method, ...(tool !== undefined ? { tool } : {}) },
+      from?.scope ?? { method: msg.method, ...(tool !== undefined ? { tool } : {}) },
     ).value as { params?: Record<string, unknown> };
     masked = named ? maskedMsg.params?.['arguments'] : maskedMsg.params;
   }
@@ -81,8 +91,39 @@ export function heldCallInput(core: ProxyCore, ctx: ApprovalContext, held: HeldR
     session: ctx.session ? sessionDigest(ctx.session.id) : undefined,
     method: msg.method,
     tool,
+    ...(from ? { direction: from.direction } : {}),
     arguments: args,
     maskedArguments: masked,
+    ...(decision.limits !== undefined
+      ? { admit: () => admitApproval(core, identity.principal, decision, tool) }
+      : {}),
+  };
+}
+
+/**
+ * The rate limits of a call held for approval count when its approval is asked for (a limit on an
+ * approve rule limits approval requests; a repeat that finds its approval costs nothing).
+ */
+function admitApproval(
+  core: ProxyCore,
+  principal: string,
+  decision: Decision,
+  tool: string | undefined,
+): RateLimitRefusal | undefined {
+  const limited = applyRateLimits(core, principal, decision);
+  const refused = limited.rateLimited;
+  if (refused === undefined || refused.audit) return undefined;
+  core.metrics.blocked.inc({
+    policy: limited.policy,
+    rule: limited.rule ?? '',
+    tool: core.toolLabel(tool),
+    reason: 'rate-limit',
+  });
+  return {
+    policy: limited.policy,
+    rule: limited.rule ?? '',
+    reason: limited.reason,
+    retryAfterMs: refused.retryAfterMs,
   };
 }
 
@@ -139,12 +180,27 @@ export function outcomeResponse(held: HeldRequest, outcome: ApprovalOutcome): Js
         `Forbidden by policy (policy ${decision.policy}${decision.rule ? `, rule ${decision.rule}` : ''}): approval required, but ${outcome.reason}`,
         { ...base, reason: 'approval required', approval: { status: 'unavailable', detail: outcome.reason } },
       );
+    case 'rate-limited':
+      return rateLimitedResponse(msg.id, {
+        action: 'deny',
+        enforced: 'deny',
+        policy: outcome.policy,
+        rule: outcome.rule,
+        reason: outcome.reason,
+        mode: 'enforce',
+        rateLimited: { retryAfterMs: outcome.retryAfterMs, audit: false },
+      });
     case 'approved':
       throw new Error('an approved call has no refusal');
   }
 }
 
-function recordOutcome(ctx: ApprovalContext, held: HeldRequest, outcome: ApprovalOutcome): void {
+/** The recording's `approval` line for a held request's outcome. */
+export function recordOutcome(
+  ctx: Pick<ApprovalContext, 'recorder'>,
+  held: HeldRequest,
+  outcome: ApprovalOutcome,
+): void {
   ctx.recorder?.record({
     type: 'approval',
     method: held.msg.method,

@@ -318,6 +318,8 @@ export class ProxyCore {
     this.metrics.sessionsActive.dec();
     this.events.emit('session-close', { session: session.id, principal: session.principal });
     this.logger.info({ event: 'session-close', session: session.id, reason }, 'session closed');
+    // Server requests held for approval can no longer reach this session's client.
+    for (const hold of [...(session.serverHolds?.values() ?? [])]) hold.cancel('the session ended', true);
     if (session.clientSse && !session.clientSse.writableEnded) session.clientSse.end();
     return this.closeRecorder(session.recorder, reason);
   }

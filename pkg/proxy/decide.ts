@@ -1,4 +1,5 @@
 import type { Identity } from '../identity/types.js';
+import { isJsonObject } from '../json.js';
 import type { MaskScope } from '../mask/types.js';
 import {
   errorResponse,
@@ -26,7 +27,7 @@ import type { RequestInfo, Session } from './session.js';
  */
 
 function asObject(v: unknown): Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+  return isJsonObject(v) ? v : {};
 }
 
 /** What the proxy remembers about a request (method, tool / resource name, list kind). */
@@ -111,9 +112,9 @@ export interface DecideInput {
 
 /**
  * Decide one request. Returns the error response to send instead of forwarding, or undefined
- * when the request may pass (allowed, audit mode, lifecycle or list). With `canHold` (a client
- * request that can wait for an answer), an `approve` decision returns a HeldRequest for the
- * approval stage instead of a refusal.
+ * when the request may pass (allowed, audit mode, lifecycle or list). With `canHold` (a request
+ * that can wait for an answer: a client's request, or a server's request met in a stream), an
+ * `approve` decision returns a HeldRequest for the approval stage instead of a refusal.
  */
 export function decideRequest(
   core: ProxyCore,
@@ -177,9 +178,13 @@ export function decideRequest(
     // A resource URI has aliases (`file:///a/../secret`, `file:///%73ecret`, `FILE://localhost/…`)
     // that the upstream resolves to one resource: decide its canonical form too, stricter wins.
     const canonical = ctx.resource === undefined ? undefined : canonicalUri(ctx.resource);
-    if (canonical !== undefined && canonical !== ctx.resource && canonical !== `${ctx.resource}/`) {
+    if (canonical !== undefined && canonical !== ctx.resource) {
       const other = input.engine.decide({ ...ctx, resource: canonical });
-      if (strictness(other) > strictness(decision)) decision = other;
+      // The limits of both forms count, whichever decides: an alias of a limited URI (`/x/../a`)
+      // is the same resource, and must not escape the limit on it.
+      const limits = mergeLimits(decision.limits, other.limits);
+      if (canonical !== `${ctx.resource}/` && strictness(other) > strictness(decision)) decision = other;
+      if (limits !== decision.limits) decision = { ...decision, limits };
     }
     // A completion is also decided by the prompt or resource it completes (pkg/policy/call.ts).
     decision = withCompletionTarget(input.engine, decision, msg, input.identity, direction);
@@ -197,8 +202,10 @@ export function decideRequest(
       mode: 'enforce',
     };
   }
-  if (decision.limits !== undefined) {
-    const limited = applyRateLimits(core, input, decision);
+  // Limits count calls that go on: one forwarded now, here; one held for approval, when its
+  // approval is asked for (approve.ts), so a repeat of a pending or approved call costs nothing.
+  if (decision.limits !== undefined && decision.enforced === 'allow') {
+    const limited = applyRateLimits(core, input.identity.principal, decision);
     report(core, input, msg, ctx.tool ?? ctx.prompt, limited, direction);
     if (limited.rateLimited !== undefined && !limited.rateLimited.audit)
       return rateLimitedResponse(msg.id, limited);
@@ -282,14 +289,22 @@ export function canonicalUri(uri: string): string | undefined {
   return current;
 }
 
+/** The limits of two decisions of one call, each (policy, rule) once; `a` itself when `b` adds none. */
+function mergeLimits(a: Decision['limits'], b: Decision['limits']): Decision['limits'] {
+  if (b === undefined || b.length === 0) return a;
+  if (a === undefined || a.length === 0) return b;
+  const extra = b.filter((l) => !a.some((m) => m.policy === l.policy && m.rule === l.rule));
+  return extra.length === 0 ? a : [...a, ...extra];
+}
+
 /**
  * Count a call that is not denied against its rules' rate limits. Returns the decision to report:
  * the same one when every limit had room; a refusal (`rateLimited`, enforced `deny`) when an
  * enforced limit is exhausted; with only an audit-mode limit exhausted, the original outcome
  * reported as `audit-rate-limited` (the call goes on as decided).
  */
-function applyRateLimits(core: ProxyCore, input: DecideInput, decision: Decision): Decision {
-  const taken = core.rateLimiter.take(decision.limits!, input.identity.principal);
+export function applyRateLimits(core: ProxyCore, principal: string, decision: Decision): Decision {
+  const taken = core.rateLimiter.take(decision.limits!, principal);
   const over = taken.ok ? taken.audit : taken.limit;
   if (over === undefined) return decision;
   const retryAfterMs = taken.ok ? 0 : taken.retryAfterMs;
@@ -309,7 +324,7 @@ function applyRateLimits(core: ProxyCore, input: DecideInput, decision: Decision
 }
 
 /** The JSON-RPC error a call over a rate limit gets (`-31429`, data adds `retryAfterSeconds`). */
-function rateLimitedResponse(id: JsonRpcRequest['id'], decision: Decision): JsonRpcResponse {
+export function rateLimitedResponse(id: JsonRpcRequest['id'], decision: Decision): JsonRpcResponse {
   const retryAfterSeconds = Math.max(1, Math.ceil((decision.rateLimited?.retryAfterMs ?? 0) / 1000));
   return errorResponse(
     id,
@@ -328,7 +343,8 @@ export function denialResponse(id: JsonRpcRequest['id'], decision: Decision): Js
   if (approval) {
     data['approval'] = {
       status: 'unavailable',
-      detail: 'this call cannot be held for approval (a server-to-client request or a notification)',
+      detail:
+        'this call cannot be held for approval (a notification, or a request inside a 2026-07-28 input_required result)',
     };
   }
   const where = decision.policy

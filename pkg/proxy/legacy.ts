@@ -6,6 +6,7 @@ import { serializeSseEvent } from '../mcp/sse.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import { ensureToolAnnotations } from './annotations.js';
 import { resolveTickets } from './approve.js';
+import { ClientStream } from './client-stream.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { sendRpcError } from './http.js';
 import { decideAll, readMessages } from './inbound.js';
@@ -69,6 +70,8 @@ export async function handleLegacySse(
     recorder: session.recorder,
     pending: session.pending,
     answerUpstream: (response) => postUpstream(core, session, response),
+    // The session's one stream: approved server requests are delivered on it.
+    stream: new ClientStream(),
   };
   res.statusCode = 200;
   res.setHeader('content-type', 'text/event-stream');

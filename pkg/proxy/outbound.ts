@@ -1,5 +1,6 @@
 import { errorMessage } from '../errors.js';
 import type { Identity } from '../identity/types.js';
+import { isJsonObject } from '../json.js';
 import type { MaskResult, MaskScope } from '../mask/types.js';
 import {
   classifyMessage,
@@ -14,9 +15,12 @@ import {
 import type { ListMethod, PolicyEngine } from '../policy/decision.js';
 import { statelessRecordingKey } from '../record/recorder.js';
 import type { SessionRecorder } from '../record/types.js';
+import { HeldRequest } from './approve.js';
+import type { ClientStream } from './client-stream.js';
 import type { ProxyCore } from './core.js';
 import { decideRequest, maskScopeOf } from './decide.js';
-import { type RequestInfo, rememberPending, type Session } from './session.js';
+import { cancelServerHold, holdServerRequest } from './hold-server.js';
+import { type RequestInfo, rememberPending, type ServerHold, type Session } from './session.js';
 
 /**
  * The server → client stages for one message: match a response to its request, learn tool
@@ -38,6 +42,13 @@ export interface OutboundContext {
   call?: RequestInfo;
   /** Answer a blocked server→client request upstream (so the server does not hang). */
   answerUpstream: (response: JsonRpcResponse) => void;
+  /**
+   * The client's event stream these messages are relayed on, when they are: a server request held
+   * for approval is delivered on it once approved (hold-server.ts).
+   */
+  stream?: ClientStream;
+  /** Server requests held for approval on an exchange without a session, by id key. */
+  serverHolds?: Map<string, ServerHold>;
 }
 
 const LIST_FIELDS: Record<ListMethod, string> = {
@@ -48,9 +59,7 @@ const LIST_FIELDS: Record<ListMethod, string> = {
 };
 
 function asObject(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-    ? (v as Record<string, unknown>)
-    : undefined;
+  return isJsonObject(v) ? v : undefined;
 }
 
 /** The list kinds a result carries (an array under a list method's field), whatever was asked. */
@@ -158,8 +167,14 @@ export function processServerMessageJson(
     };
     const denied = engineLost
       ? errorResponse(req.id, RpcCodes.policyUnavailable, 'no valid policy is loaded; refused (fail closed)')
-      : decideRequest(core, input, req, 'server-to-client');
+      : decideRequest(core, input, req, 'server-to-client', true);
     scope = scopeOf(ctx, ctx.call, req.method);
+    if (denied instanceof HeldRequest) {
+      // Waits for a reviewer without holding up the stream: delivered later, or answered upstream.
+      recordMasked(core, ctx, req, scope);
+      holdServerRequest(core, ctx, denied, scope);
+      return undefined;
+    }
     if (denied) {
       recordMasked(core, ctx, req, scope);
       ctx.answerUpstream(denied);
@@ -168,6 +183,11 @@ export function processServerMessageJson(
   } else {
     const method = (msg as { method: string }).method;
     scope = scopeOf(ctx, ctx.call, method);
+    if (method === 'notifications/cancelled' && cancelServerHold(ctx, (msg as { params?: unknown }).params)) {
+      // The server gave up on a request still held for approval: the client never saw it.
+      recordMasked(core, ctx, msg, scope);
+      return undefined;
+    }
     if (!method.startsWith('notifications/')) {
       // A server request without an id (`sampling/createMessage` as a notification) is decided
       // like the request it names; refused, it is dropped (a notification gets no answer).
@@ -222,6 +242,45 @@ export function processServerMessageJson(
     }
   }
   return deliverable(core, ctx, msg);
+}
+
+/**
+ * A server request a reviewer released: masked in the scope it was decided in and serialized for
+ * the client, as any server message is. Not recorded again (it was when it arrived). Undefined
+ * when it cannot be masked or serialized: it is then never delivered.
+ */
+export function releasedServerRequest(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  msg: JsonRpcRequest,
+  scope: MaskScope,
+): string | undefined {
+  let out: JsonRpcMessage = msg;
+  const masker = core.maskerFor(ctx.engine);
+  if (masker) {
+    const keyed = {
+      ...scope,
+      session: ctx.session ? ctx.session.id : statelessRecordingKey(ctx.identity.principal),
+    };
+    try {
+      const r = masker.maskMessage(out, keyed);
+      if (r.hits.length > 0) {
+        out = r.value;
+        countHits(core, ctx, keyed.method, r.hits);
+      }
+    } catch (err) {
+      core.logger.error(
+        { event: 'mask-failed', method: scope.method, err: errorMessage(err) },
+        'masking failed',
+      );
+      return undefined;
+    }
+  }
+  try {
+    return JSON.stringify(out);
+  } catch {
+    return undefined;
+  }
 }
 
 /** Record a message the client will not receive (a refused server request): masked, as always. */

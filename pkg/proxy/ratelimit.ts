@@ -12,7 +12,7 @@ export type TakeResult = { ok: true } | { ok: false; limit: RateLimit; retryAfte
  * whole limit passes and then one call every `per / requests`. A call takes one token from every
  * limit that applies to it, or none when one of them is empty (a refused call costs nothing).
  * Buckets live on across policy reloads while the rule keeps the same limit; a changed limit
- * starts full. At most `maxBuckets` are kept: the least recently used goes first (it is the
+ * starts full. At most `maxBuckets` (default 20 000, ~17 MiB) are kept: the least recently used goes first (it is the
  * likeliest to be full again; a caller whose bucket was evicted starts full).
  *
  * @example
@@ -33,7 +33,7 @@ export class RateLimiter {
   readonly #now: () => number;
 
   constructor(options: { maxBuckets?: number; now?: () => number } = {}) {
-    this.#maxBuckets = options.maxBuckets ?? 100_000;
+    this.#maxBuckets = options.maxBuckets ?? 20_000;
     this.#now = options.now ?? (() => performance.now());
   }
 

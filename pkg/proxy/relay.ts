@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { isWardenError } from '../errors.js';
+import { parseJson } from '../json.js';
 import { idKey, type JsonRpcId, type JsonRpcResponse } from '../mcp/jsonrpc.js';
 import { type SseEvent, SseParser, serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
 import type { ProxyCore } from './core.js';
@@ -139,6 +140,7 @@ export function relaySse(
     function finish(outcome: RelayOutcome, reason?: string): void {
       if (finished) return;
       finished = true;
+      ctx.stream?.detach();
       if (scheduled !== undefined) clearImmediate(scheduled);
       if (headerTimer !== undefined) clearTimeout(headerTimer);
       if (expiryTimer !== undefined) clearTimeout(expiryTimer);
@@ -204,6 +206,13 @@ export function relaySse(
       options.onDone?.(outcome);
       resolve();
     }
+    // Other stages may add to this stream while it is open (a server request released by a reviewer).
+    ctx.stream?.attach((text) => {
+      if (finished || res.writableEnded) return false;
+      out += text;
+      schedule();
+      return true;
+    });
     res.on('close', onClose);
     res.on('drain', onDrain);
     body.on('error', onError);
@@ -264,7 +273,8 @@ function relayEvent(
   }
   let value: unknown;
   try {
-    value = JSON.parse(ev.data);
+    // Lossless: a number a double cannot carry reaches the client as the upstream wrote it.
+    value = parseJson(ev.data);
   } catch {
     core.logger.warn({ event: 'upstream-sse-bad-json' }, 'dropped an SSE event whose data is not JSON');
     seen.undelivered++;

@@ -3,6 +3,7 @@ import type { Identity } from '../identity/types.js';
 import type { JsonRpcId, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { ListMethod } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
+import type { ClientStream } from './client-stream.js';
 
 /** What the proxy remembers about a forwarded request until its response passes back. */
 export interface RequestInfo {
@@ -42,6 +43,10 @@ export interface Session {
   answerUpstream?: (response: JsonRpcResponse) => void;
   /** GET streams open on this session (an open stream keeps the session from idling out). */
   openStreams?: number;
+  /** The session's GET streams: where an approved server request goes when its own stream closed. */
+  serverStreams?: Set<ClientStream>;
+  /** Server→client requests of this session held for approval, by id key (hold-server.ts). */
+  serverHolds?: Map<string, ServerHold>;
   /** Answers to the proxy's own requests (legacy SSE: they arrive on the session's stream). */
   internalWaiters?: Map<string, (result: Record<string, unknown> | undefined) => void>;
   /** The proxy already listed the upstream's tools for this session (annotations). */
@@ -51,6 +56,15 @@ export interface Session {
   /** Legacy SSE: the client's event stream, where answers to its POSTs are written. */
   clientSse?: ServerResponse;
   closed: boolean;
+}
+
+/** A server→client request held for approval: what ends it early. */
+export interface ServerHold {
+  /**
+   * End the hold (the approval becomes Cancelled). `answer`: send the upstream an error for its
+   * request (false when the server itself cancelled the request: it expects no answer).
+   */
+  cancel(reason: string, answer: boolean): void;
 }
 
 /** Cap on remembered pending requests per session (oldest forgotten first). */

@@ -13,6 +13,7 @@ import type { PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import { ensureToolAnnotations } from './annotations.js';
 import { holdable, holdRequest, resolveTickets } from './approve.js';
+import { ClientStream } from './client-stream.js';
 import { methodLabel, type ProxyCore } from './core.js';
 import { header, sendJson, sendRpcError } from './http.js';
 import { decideAll, headerMismatch, maskedForRecording, readMessages, refuse } from './inbound.js';
@@ -301,6 +302,7 @@ export async function handlePost(
     recorder,
     pending: session ? session.pending : pending,
     answerUpstream: answererFor(core, session),
+    stream: new ClientStream(),
   };
   try {
     await deliver(core, outCtx, up, res, decided.refused, decided.requestIds, decided.batch);
@@ -351,6 +353,7 @@ export async function handleGet(
   res.off('close', onClientClose);
   const version = header(req.headers['mcp-protocol-version']);
   if (session && version !== undefined) session.protocolVersion = version;
+  const stream = new ClientStream();
   const ctx: OutboundContext = {
     engine,
     identity,
@@ -358,8 +361,14 @@ export async function handleGet(
     recorder: session?.recorder,
     pending: session ? session.pending : new Map(),
     answerUpstream: answererFor(core, session),
+    stream,
   };
-  if (session) session.openStreams = (session.openStreams ?? 0) + 1;
+  if (session) {
+    session.openStreams = (session.openStreams ?? 0) + 1;
+    // Where approved server requests go when the stream they came on has closed.
+    session.serverStreams ??= new Set();
+    session.serverStreams.add(stream);
+  }
   try {
     // The server stream has no end of its own: it ends when the caller's token does, and the
     // client reconnects with a fresh one (resuming with Last-Event-ID where the upstream can).
@@ -367,6 +376,7 @@ export async function handleGet(
   } finally {
     if (session) {
       session.openStreams = (session.openStreams ?? 1) - 1;
+      session.serverStreams?.delete(stream);
       session.lastSeen = Date.now();
     }
   }

@@ -40,7 +40,7 @@ export type RecordEvent =
       tool?: string;
       policy: string;
       rule?: string;
-      outcome: 'approved' | 'denied' | 'expired' | 'cancelled' | 'pending' | 'unavailable';
+      outcome: 'approved' | 'denied' | 'expired' | 'cancelled' | 'pending' | 'unavailable' | 'rate-limited';
       approval?: string;
       decidedBy?: string;
       requestId?: string | number | null;

@@ -5,10 +5,10 @@ import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, type McpError } from '@modelcontextprotocol/sdk/types.js';
 import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import type { KubeObject } from '../../pkg/kube/client.js';
-import { approvalsPath, policiesPath } from '../../pkg/kube/resources.js';
+import { approvalPath, approvalsPath, policiesPath } from '../../pkg/kube/resources.js';
 import type { MCPApprovalSpec } from '../../pkg/policy/schema.js';
 import { exited, spawnCli, waitForOutput } from '../integration/helpers/cli.js';
-import { AUDIENCE, connectStreamable } from '../integration/helpers/harness.js';
+import { AUDIENCE, connectStreamable, samplingCalls } from '../integration/helpers/harness.js';
 import { startUpstream, type Upstream } from '../integration/helpers/upstream-v1.js';
 import {
   type Cluster,
@@ -68,6 +68,15 @@ function policy(issuerUrl: string): Record<string, unknown> {
           action: 'approve',
           approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '2m', mode: 'hold' },
         },
+        { name: 'llm-tool', subjects: [{ any: true }], match: { tools: ['ask_llm'] }, action: 'allow' },
+        {
+          // The server's request to the client's model, held like a call (direction server-to-client).
+          name: 'sampling-needs-approval',
+          subjects: [{ any: true }],
+          match: { methods: ['sampling/createMessage'] },
+          action: 'approve',
+          approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '2m', mode: 'hold' },
+        },
         {
           name: 'queries-by-ticket',
           subjects: [{ any: true }],
@@ -93,8 +102,12 @@ async function approvals(user: ClusterUser, args: string[]) {
 }
 
 async function approvalsOf(tool: string): Promise<Approval[]> {
+  return approvalsWhere((a) => a.spec.tool === tool);
+}
+
+async function approvalsWhere(keep: (a: Approval) => boolean): Promise<Approval[]> {
   const list = await cluster.admin.client.request<{ items: Approval[] }>('GET', approvalsPath(NS));
-  return list.items.filter((a) => a.spec.tool === tool);
+  return list.items.filter(keep);
 }
 
 async function newApproval(tool: string, known: Set<string>): Promise<Approval> {
@@ -236,6 +249,48 @@ describe('hold mode through the gateway, decided with the CLI', () => {
       expect(err.code).toBe(-31409);
       expect(err.message).toContain('not prod');
       await phase(a.metadata.name, 'Denied');
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('server-to-client requests through the gateway', () => {
+  test('a sampling request is held as an MCPApproval (direction server-to-client); approved, the client model answers', async () => {
+    const c = await client('oid-sampler');
+    const sampling = (a: Approval) => a.spec.method === 'sampling/createMessage';
+    try {
+      const known = new Set((await approvalsWhere(sampling)).map((a) => a.metadata.name));
+      const seen = samplingCalls.count;
+      const pending = c.callTool({ name: 'ask_llm', arguments: { prompt: 'hello' } }, CallToolResultSchema, {
+        timeout: 60_000,
+      });
+      let a: Approval | undefined;
+      for (let i = 0; i < 200 && a === undefined; i++) {
+        a = (await approvalsWhere(sampling)).find((x) => !known.has(x.metadata.name));
+        if (a === undefined) await new Promise((r) => setTimeout(r, 100));
+      }
+      if (a === undefined) throw new Error('no approval for the sampling request');
+      // The API server kept the new field (the CRD's schema declares it).
+      expect(a.spec).toMatchObject({
+        policy: `${NS}/repo-tools`,
+        rule: 'sampling-needs-approval',
+        method: 'sampling/createMessage',
+        direction: 'server-to-client',
+        mode: 'hold',
+      });
+      expect(a.spec.requester.principal).toContain('oid-sampler');
+      expect(samplingCalls.count).toBe(seen);
+      // As the CLI decides: a merge patch of spec.decision by an approver, stamped by the webhook.
+      await rita.client.request('PATCH', approvalPath(NS, a.metadata.name), {
+        contentType: 'application/merge-patch+json',
+        body: { spec: { decision: { verdict: 'Approved', reason: 'fine' } } },
+      });
+      const result = await pending;
+      expect(result.content).toEqual([{ type: 'text', text: 'llm said hi' }]);
+      expect(samplingCalls.count).toBe(seen + 1);
+      const done = await phase(a.metadata.name, 'Executed');
+      expect(done.spec.decision).toMatchObject({ verdict: 'Approved', decidedBy: 'rita' });
     } finally {
       await c.close();
     }

@@ -53,6 +53,14 @@ function policy(issuer: string): PolicyDocument {
           approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' },
         },
         {
+          name: 'contact-one-request-an-hour',
+          subjects: [{ any: true }],
+          match: { tools: ['contact'] },
+          action: 'approve',
+          approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' },
+          rateLimit: { requests: 1, per: '1h' },
+        },
+        {
           name: 'queries-by-ticket',
           subjects: [{ any: true }],
           match: { tools: ['run_query'] },
@@ -326,6 +334,42 @@ describe('hold mode', () => {
       decidedBy: 'rita',
     });
     expect(text).not.toContain('ops@example.com');
+  });
+});
+
+describe('a rate limit on an approve rule counts approval requests', () => {
+  const contact = async (c: Client): Promise<McpError | string> => {
+    try {
+      const r = await c.callTool({ name: 'contact', arguments: {} }, CallToolResultSchema);
+      return (r.content as Array<{ text: string }>)[0]!.text;
+    } catch (e) {
+      return e as McpError;
+    }
+  };
+
+  it('asking costs one; repeating a pending or approved ticket costs nothing; the next request is refused', async () => {
+    const c = await client('user-7');
+    const before = new Set([...store.list()].map((a) => a.name));
+    const first = (await contact(c)) as McpError;
+    expect(first.code).toBe(-31403);
+    const name = (first.data as { approval: { name: string } }).approval.name;
+    // The pending ticket's repeat finds its approval: not a new request, not limited.
+    const again = (await contact(c)) as McpError;
+    expect(again.code).toBe(-31403);
+    expect((again.data as { approval: { name: string } }).approval.name).toBe(name);
+    store.decide(name, 'Approved', 'rita');
+    await waitFor(() => (store.get(name)?.phase === 'Approved' ? true : undefined), 'phase Approved');
+    expect(await contact(c)).toBe('write to [masked:email]');
+    // A new approval would be the second request this hour.
+    const over = (await contact(c)) as McpError;
+    expect(over.code).toBe(-31429);
+    expect(over.data).toMatchObject({ policy: 'agents/repo-tools', rule: 'contact-one-request-an-hour' });
+    expect(created(before).map((a) => a.name)).toEqual([name]);
+    // Another caller has a bucket of their own.
+    const d = await client('user-8');
+    expect(((await contact(d)) as McpError).code).toBe(-31403);
+    await d.close();
+    await c.close();
   });
 });
 

@@ -41,6 +41,13 @@ function policies(issuer: string): PolicyDocument[] {
             rateLimit: { requests: 3, per: '1h' },
           },
           {
+            name: 'secrets-1-per-hour',
+            subjects: [{ any: true }],
+            match: { resources: ['file:///secrets.txt'] },
+            action: 'allow',
+            rateLimit: { requests: 1, per: '1h' },
+          },
+          {
             name: 'queries-2-per-hour-shared',
             subjects: [{ any: true }],
             match: { tools: ['run_query'] },
@@ -148,6 +155,18 @@ test('a shared limit (by: all) counts every caller together', async () => {
   expect(e?.message).toMatch(/2 calls per 1h for all callers together/);
 });
 
+test("an alias of a limited resource's URI is the same resource: it does not escape the limit", async () => {
+  const erin = await client('erin');
+  const read = (uri: string) => erin.readResource({ uri });
+  expect((await read('file:///secrets.txt')).contents[0]).toMatchObject({ uri: 'file:///secrets.txt' });
+  // The wide policy allows every resource without a limit; the aliases resolve to the limited one.
+  for (const alias of ['file:///secrets.txt', 'file:///x/../secrets.txt', 'file:///./secrets.txt']) {
+    const e = await refusal(read(alias));
+    expect(e?.code).toBe(-31429);
+    expect(e?.message).toMatch(/rule secrets-1-per-hour/);
+  }
+});
+
 test('refusals are counted as rate-limited, recorded as such, and the recording still verifies', async () => {
   const text = await metrics.registry.metrics();
   expect(text).toMatch(
@@ -165,6 +184,10 @@ test('refusals are counted as rate-limited, recorded as such, and the recording 
     .flatMap((f) => readFileSync(join(dir, f), 'utf8').trim().split('\n'))
     .map((l) => JSON.parse(l) as Record<string, unknown>);
   const limited = lines.filter((l) => l['type'] === 'decision' && l['rateLimited'] === true);
-  expect(limited.map((l) => l['rule']).sort()).toEqual(['queries-2-per-hour-shared', 'weather-3-per-hour']);
+  expect([...new Set(limited.map((l) => l['rule']))].sort()).toEqual([
+    'queries-2-per-hour-shared',
+    'secrets-1-per-hour',
+    'weather-3-per-hour',
+  ]);
   expect(limited[0]).toMatchObject({ decision: 'deny', enforced: 'deny' });
 });
