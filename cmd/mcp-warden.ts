@@ -33,7 +33,7 @@ const commands: Record<string, CommandEntry> = {
   },
   sidecar: {
     summary: 'Run the data path in a pod, policies read from the Kubernetes API (injected by the webhook)',
-    usage: 'sidecar [--upstream URL] [--listen :8443] [--admin-listen :9090]',
+    usage: 'sidecar [--upstream URL] [--listen :8443] [--admin-listen :9090] [--kubeconfig PATH]',
     load: () => import('./sidecar.js'),
     serves: true,
   },

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isWardenError } from '../pkg/errors.js';
-import { parseConfig, parseLabelsFile, parseListen, workloadOf } from './sidecar.js';
+import { parseConfig, parseLabelsFile, parseListen, run, workloadOf } from './sidecar.js';
 
 let dir: string;
 let labelsFile: string;
@@ -121,6 +121,64 @@ describe('sidecar configuration', () => {
     [{ MCP_WARDEN_STATUS_INTERVAL_SECONDS: 'soon' }, /--status-interval/],
   ])('bad env %j → clear ERR_CONFIG', (patch, message) => {
     expect(configError(() => parseConfig([], { ...baseEnv(), ...patch }))).toMatch(message);
+  });
+
+  test('in-cluster credentials by default; a kubeconfig only with --kubeconfig, never from KUBECONFIG', () => {
+    expect(parseConfig([], baseEnv()).kubeconfig).toBeUndefined();
+    expect(parseConfig(['--kubeconfig', '/tmp/kc'], baseEnv()).kubeconfig).toBe('/tmp/kc');
+    // With the flag, the env var is ignored.
+    expect(
+      parseConfig(['--kubeconfig', '/tmp/kc'], { ...baseEnv(), KUBECONFIG: '/var/run/secrets/evil/config' })
+        .kubeconfig,
+    ).toBe('/tmp/kc');
+    // Without it, KUBECONFIG in the environment stops the sidecar: the webhook never injects one.
+    expect(
+      configError(() => parseConfig([], { ...baseEnv(), KUBECONFIG: '/var/run/secrets/evil/config' })),
+    ).toMatch(
+      /^KUBECONFIG is set \("\/var\/run\/secrets\/evil\/config"\), but the sidecar does not read it: .*pass --kubeconfig PATH .*fail closed/,
+    );
+    expect(parseConfig([], { ...baseEnv(), KUBECONFIG: '' }).kubeconfig).toBeUndefined();
+    expect(configError(() => parseConfig(['--kubeconfig', ''], baseEnv()))).toMatch(
+      /--kubeconfig: give the path/,
+    );
+  });
+
+  test('plain HTTP to the in-cluster API server is refused; HTTPS ports are fine', () => {
+    for (const port of ['80', '8080', '8001']) {
+      const env = { ...baseEnv(), KUBERNETES_SERVICE_HOST: '127.0.0.1', KUBERNETES_SERVICE_PORT: port };
+      expect(configError(() => parseConfig([], env))).toMatch(
+        new RegExp(
+          `KUBERNETES_SERVICE_PORT is ${port}: the in-cluster API server would be reached over plain HTTP`,
+        ),
+      );
+      // An explicit kubeconfig (a local run against `kubectl proxy`) is the operator's choice.
+      expect(parseConfig(['--kubeconfig', '/tmp/kc'], env).kubeconfig).toBe('/tmp/kc');
+    }
+    const https = { ...baseEnv(), KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' };
+    expect(parseConfig([], https).kubeconfig).toBeUndefined();
+  });
+
+  test('the command refuses to start with KUBECONFIG set, before it talks to any API server', async () => {
+    const saved = { ...process.env };
+    const stderr: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string) => {
+      stderr.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      Object.assign(process.env, baseEnv(), {
+        KUBECONFIG: '/var/run/secrets/evil/config',
+        KUBERNETES_SERVICE_HOST: '127.0.0.1',
+        KUBERNETES_SERVICE_PORT: '6443',
+      });
+      expect(await run(['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0'])).toBe(2);
+    } finally {
+      process.stderr.write = write;
+      for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+      Object.assign(process.env, saved);
+    }
+    expect(stderr.join('')).toMatch(/^mcp-warden sidecar: KUBECONFIG is set .*\[ERR_CONFIG\]\n$/);
   });
 
   test('unknown flags are refused', () => {

@@ -27,7 +27,12 @@
  *   MCP_WARDEN_POLICY_GRACE_SECONDS --policy-grace   serve the last policies this long while the API server
  *                                   is unreachable, then refuse every call (default 30)
  *   MCP_WARDEN_STATUS_INTERVAL_SECONDS --status-interval  least time between two status writes per policy (default 5)
- *   KUBECONFIG                      --kubeconfig     else the in-cluster service account
+ *   KUBERNETES_SERVICE_HOST/PORT    the in-cluster API server (set by the kubelet), reached over HTTPS with
+ *                                   the service account's token and CA: the only credentials in a pod
+ *                                   --kubeconfig PATH  a kubeconfig instead, for a sidecar run outside a pod
+ *                                   (tests, local development). There is no env for it: the sidecar
+ *                                   never reads KUBECONFIG, and refuses to start when it is set without
+ *                                   --kubeconfig (the webhook injects none: fail closed)
  *   MCP_WARDEN_FS_PREFIX            testing seam: prefix of /var/run/secrets/kubernetes.io/serviceaccount
  *                                   (in-cluster token, CA, labels), so e2e tests emulate the pod's volume
  *
@@ -86,8 +91,46 @@ export interface SidecarConfig {
   /** Browser origins accepted besides the sidecar's own, with CORS. */
   allowedOrigins: string[] | undefined;
   statusIntervalMs: number;
+  /** `--kubeconfig` only (never KUBECONFIG); undefined: the in-cluster service account. */
   kubeconfig: string | undefined;
   fsPrefix: string;
+}
+
+/** Ports on which the in-cluster config would speak plain HTTP (client-node's rule, not client-go's). */
+const PLAIN_HTTP_PORTS: ReadonlySet<string> = new Set(['80', '8080', '8001']);
+
+/**
+ * The API server the sidecar talks to. In a pod, the in-cluster service account only: a
+ * KUBECONFIG in its environment is not something the webhook injects (the webhook refuses a
+ * re-submitted sidecar that carries one), and it would let whoever set it choose the API server
+ * the policies, the token keys and the approvals come from. So KUBECONFIG is never read, and its
+ * presence without `--kubeconfig` stops the sidecar (fail closed); a sidecar run outside a pod
+ * names its kubeconfig with `--kubeconfig PATH`. Plain HTTP to the in-cluster API server (which
+ * client-node's in-cluster rule would use on ports 80, 8080 and 8001) is refused for the same
+ * reason: the token would travel in clear to whatever answers, and its answers be trusted.
+ */
+function kubeconfigOf(flag: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (flag !== undefined) {
+    if (flag === '') throw configError('--kubeconfig: give the path of a kubeconfig file');
+    return flag;
+  }
+  if (env['KUBECONFIG']) {
+    throw configError(
+      `KUBECONFIG is set ("${env['KUBECONFIG']}"), but the sidecar does not read it: in a pod it uses ` +
+        'the in-cluster service account only, and the webhook injects no KUBECONFIG. Remove it from ' +
+        'the container, or pass --kubeconfig PATH to run the sidecar against a kubeconfig outside a ' +
+        'pod (refusing to start: fail closed)',
+    );
+  }
+  const port = env['KUBERNETES_SERVICE_PORT'] ?? '';
+  if (PLAIN_HTTP_PORTS.has(port)) {
+    throw configError(
+      `KUBERNETES_SERVICE_PORT is ${port}: the in-cluster API server would be reached over plain ` +
+        'HTTP, sending the service-account token in clear and trusting unauthenticated answers ' +
+        '(refusing to start: fail closed). Serve the API server over HTTPS, or pass --kubeconfig PATH',
+    );
+  }
+  return undefined;
 }
 
 /**
@@ -306,7 +349,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): SidecarConf
       '--status-interval',
       5,
     ),
-    kubeconfig: values['kubeconfig'] ?? (env['KUBECONFIG'] || undefined),
+    kubeconfig: kubeconfigOf(values['kubeconfig'], env),
     fsPrefix: env['MCP_WARDEN_FS_PREFIX'] ?? '',
   };
 }
@@ -321,11 +364,20 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const logger = createLogger('sidecar');
+  // In-cluster unless --kubeconfig: only the kubelet's service env reaches the loader, so
+  // KUBECONFIG can never be picked up (see kubeconfigOf).
   const client = createKubeClient(
-    loadKubeConfig({
-      pathPrefix: config.fsPrefix,
-      ...(config.kubeconfig === undefined ? {} : { kubeconfig: config.kubeconfig }),
-    }),
+    loadKubeConfig(
+      config.kubeconfig === undefined
+        ? {
+            pathPrefix: config.fsPrefix,
+            env: {
+              KUBERNETES_SERVICE_HOST: process.env['KUBERNETES_SERVICE_HOST'],
+              KUBERNETES_SERVICE_PORT: process.env['KUBERNETES_SERVICE_PORT'],
+            },
+          }
+        : { kubeconfig: config.kubeconfig },
+    ),
   );
   const metrics = createMetrics();
 

@@ -5,6 +5,7 @@ import { parse } from 'yaml';
 import { isWardenError } from '../pkg/errors.js';
 import { type InjectContext, type InjectorConfig, type InjectResult, injectPod } from './injector.js';
 import { applyPatch } from './jsonpatch.js';
+import { verifyInjected } from './verify.js';
 
 /**
  * Golden files: test/fixtures/golden/<case>/pod.yaml (input) and patch.json (the exact expected
@@ -65,6 +66,9 @@ const cases: Record<
     ctx: { config: { ...config, nativeSidecars: false } },
     expect: 'inject',
   },
+  'init-container-mcp-port': { expect: 'inject' },
+  'reinjected-kubeconfig': { expect: 'refuse' },
+  'reinjected-decoy-upstream': { expect: 'refuse' },
 };
 
 function contextFor(name: string): InjectContext {
@@ -87,6 +91,33 @@ function golden(file: string, text: string | undefined): void {
     else writeFileSync(file, text);
   }
   expect(existsSync(file) ? readFileSync(file, 'utf8') : undefined).toBe(text);
+}
+
+/**
+ * `pod` as the API server stores it and `kubectl get -o yaml` returns it: defaults on every
+ * container, and the ServiceAccount admission plugin's token volume mounted in every container
+ * without a mount at its path (so never in the sidecar, which mounts its own token there).
+ */
+function asStored(pod: V1Pod): V1Pod {
+  const out = structuredClone(pod);
+  const spec = out.spec!;
+  const all = [...(spec.initContainers ?? []), ...spec.containers];
+  for (const c of all) {
+    c.terminationMessagePath ??= '/dev/termination-log';
+    c.imagePullPolicy ??= 'IfNotPresent';
+    for (const probe of [c.startupProbe, c.readinessProbe, c.livenessProbe]) {
+      if (probe !== undefined) probe.successThreshold ??= 1;
+    }
+    const path = '/var/run/secrets/kubernetes.io/serviceaccount';
+    if (!(c.volumeMounts ?? []).some((m) => m.mountPath === path)) {
+      c.volumeMounts = [
+        ...(c.volumeMounts ?? []),
+        { name: 'kube-api-access-x1', mountPath: path, readOnly: true },
+      ];
+    }
+  }
+  spec.volumes = [...(spec.volumes ?? []), { name: 'kube-api-access-x1', projected: { sources: [] } }];
+  return out;
 }
 
 function run(pod: V1Pod, name: string): { result?: InjectResult; refusal?: string } {
@@ -127,5 +158,16 @@ describe.each(dirs)('golden %s', (name) => {
     expect(sidecars.length).toBe(
       result.kind === 'inject' || result.kind === 'noop' || name === 'sidecar-exists' ? 1 : 0,
     );
+  });
+
+  test('the patched pod, as injected and as stored, verifies as what the webhook injects', () => {
+    if (result?.kind !== 'inject') return;
+    const patched = applyPatch(pod, result.patch);
+    const { config: cfg } = contextFor(name);
+    for (const resubmitted of [patched, asStored(patched)]) {
+      // Re-verifying warns about nothing that injection did not warn about.
+      expect(result.warnings).toEqual(expect.arrayContaining(verifyInjected(resubmitted, cfg)));
+      expect(injectPod(resubmitted, contextFor(name))).toMatchObject({ kind: 'noop', patch: [] });
+    }
   });
 });

@@ -1,8 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import type { V1Container, V1Pod } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { isWardenError } from '../pkg/errors.js';
 import { type InjectorConfig, injectPod, SIDECAR_NODE_OPTIONS } from './injector.js';
 import { applyPatch } from './jsonpatch.js';
+import { injectionHash } from './sidecar.js';
 
 const config: InjectorConfig = {
   image: 'img:1',
@@ -344,6 +345,37 @@ describe('already injected: left alone only when it is our sidecar', () => {
   const sidecarOf = (p: V1Pod) => p.spec!.initContainers![0]!;
   const noop = (p: V1Pod, cfg = config) =>
     expect(injectPod(p, { namespace: 'agents', config: cfg }).kind).toBe('noop');
+  /** The projected token volume an identity webhook adds (here Azure Workload Identity's). */
+  const azureTokenVolume = (name = 'azure-identity-token'): V1Volume => ({
+    name,
+    projected: {
+      defaultMode: 420,
+      sources: [
+        {
+          serviceAccountToken: {
+            path: 'azure-identity-token',
+            audience: 'api://AzureADTokenExchange',
+            expirationSeconds: 3600,
+          },
+        },
+      ],
+    },
+  });
+  /**
+   * Stamps the status a forger would compute for the pod's sidecar as it stands (the hash is
+   * public: the injected container and volumes), so a refusal is about what else is wrong.
+   */
+  const restamp = (p: V1Pod): V1Pod => {
+    const s = [...(p.spec!.initContainers ?? []), ...p.spec!.containers].find(
+      (c) => c.name === 'mcp-warden',
+    )!;
+    const volumes = p.spec!.volumes!.filter((v) => v.name.startsWith('mcp-warden-'));
+    p.metadata!.annotations!['mcpwarden.io/status'] = JSON.stringify({
+      version: '0.1.0',
+      hash: injectionHash(s, volumes),
+    });
+    return p;
+  };
 
   test('a re-submitted pod with API defaults, identity-webhook env and token mount, a digest-pinned image', () => {
     noop(stored());
@@ -358,6 +390,7 @@ describe('already injected: left alone only when it is our sidecar', () => {
       mountPath: '/var/run/secrets/azure/tokens',
       readOnly: true,
     });
+    p.spec!.volumes!.push(azureTokenVolume());
     noop(p);
     // An annotated image the webhook allows (here a mirror's repository).
     const mirrored = { ...config, allowedImages: ['mirror/warden'] };
@@ -466,6 +499,293 @@ describe('already injected: left alone only when it is our sidecar', () => {
     noop(out, old);
     out.spec!.containers[0]!.image = 'evil';
     expect(refusal(out, old)).toMatch(/image "evil"/);
+  });
+
+  test('the env and token mounts of Azure Workload Identity, IRSA and EKS Pod Identity are tolerated', () => {
+    const p = stored();
+    const s = sidecarOf(p);
+    s.env!.push(
+      { name: 'AZURE_CLIENT_ID', value: '00000000-0000-0000-0000-000000000001' },
+      { name: 'AZURE_TENANT_ID', value: '00000000-0000-0000-0000-000000000002' },
+      { name: 'AZURE_FEDERATED_TOKEN_FILE', value: '/var/run/secrets/azure/tokens/azure-identity-token' },
+      { name: 'AZURE_AUTHORITY_HOST', value: 'https://login.microsoftonline.com/' },
+      { name: 'AWS_STS_REGIONAL_ENDPOINTS', value: 'regional' },
+      { name: 'AWS_DEFAULT_REGION', value: 'eu-west-1' },
+      { name: 'AWS_REGION', value: 'eu-west-1' },
+      { name: 'AWS_ROLE_ARN', value: 'arn:aws:iam::111122223333:role/mcp' },
+      {
+        name: 'AWS_WEB_IDENTITY_TOKEN_FILE',
+        value: '/var/run/secrets/eks.amazonaws.com/serviceaccount/token',
+      },
+      { name: 'AWS_CONTAINER_CREDENTIALS_FULL_URI', value: 'http://169.254.170.23/v1/credentials' },
+      {
+        name: 'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+        value: '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token',
+      },
+    );
+    s.volumeMounts!.push(
+      { name: 'azure-identity-token', mountPath: '/var/run/secrets/azure/tokens', readOnly: true },
+      {
+        name: 'aws-iam-token',
+        mountPath: '/var/run/secrets/eks.amazonaws.com/serviceaccount',
+        readOnly: true,
+      },
+      {
+        name: 'eks-pod-identity-token',
+        mountPath: '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount',
+        readOnly: true,
+      },
+    );
+    p.spec!.volumes!.push(
+      azureTokenVolume(),
+      {
+        name: 'aws-iam-token',
+        projected: {
+          sources: [
+            {
+              serviceAccountToken: { audience: 'sts.amazonaws.com', expirationSeconds: 86400, path: 'token' },
+            },
+          ],
+        },
+      },
+      {
+        name: 'eks-pod-identity-token',
+        projected: {
+          sources: [
+            {
+              serviceAccountToken: {
+                audience: 'pods.eks.amazonaws.com',
+                expirationSeconds: 86400,
+                path: 'eks-pod-identity-token',
+              },
+            },
+          ],
+        },
+      },
+    );
+    noop(p);
+  });
+
+  test('any other env on the sidecar is refused: KUBECONFIG, the in-cluster API server, anything', () => {
+    for (const name of [
+      'KUBECONFIG',
+      'KUBERNETES_SERVICE_HOST',
+      'KUBERNETES_SERVICE_PORT',
+      'KUBERNETES_SERVICE_PORT_HTTPS',
+      'HOME',
+      'MCP_WARDEN_LOG_LEVEL',
+      'SOMETHING_NEW',
+    ]) {
+      const p = stored();
+      sidecarOf(p).env!.push({ name, value: '127.0.0.1' });
+      expect(refusal(p)).toMatch(new RegExp(`differs in env ${name} \\(not injected\\)`));
+    }
+    const envFrom = stored();
+    sidecarOf(envFrom).envFrom = [{ configMapRef: { name: 'evil' } }];
+    expect(refusal(envFrom)).toMatch(/envFrom \(not injected\)/);
+  });
+
+  test('the reproduced attack: KUBECONFIG and a kubeconfig of the pod mounted under /var/run/secrets/', () => {
+    const p = stored();
+    sidecarOf(p).env!.push({ name: 'KUBECONFIG', value: '/var/run/secrets/evil/config' });
+    sidecarOf(p).volumeMounts!.push({ name: 'evil', mountPath: '/var/run/secrets/evil', readOnly: true });
+    p.spec!.volumes!.push({ name: 'evil', configMap: { name: 'evil' } });
+    expect(refusal(p)).toMatch(
+      /differs in env KUBECONFIG \(not injected\), volumeMounts \/var\/run\/secrets\/evil \(not injected\)/,
+    );
+    // The mount alone is refused too: only identity webhooks' token paths are tolerated.
+    const mountOnly = stored();
+    sidecarOf(mountOnly).volumeMounts!.push({
+      name: 'evil',
+      mountPath: '/var/run/secrets/evil',
+      readOnly: true,
+    });
+    mountOnly.spec!.volumes!.push({ name: 'evil', configMap: { name: 'evil' } });
+    expect(refusal(mountOnly)).toMatch(/volumeMounts \/var\/run\/secrets\/evil \(not injected\)/);
+  });
+
+  test('an identity token path is tolerated only read-only, whole, and holding nothing but service-account tokens', () => {
+    const path = '/var/run/secrets/azure/tokens';
+    const cases: Array<[string, (p: V1Pod) => void]> = [
+      [
+        'read-write',
+        (p) => sidecarOf(p).volumeMounts!.push({ name: 'azure-identity-token', mountPath: path }),
+      ],
+      [
+        'a subPath',
+        (p) =>
+          sidecarOf(p).volumeMounts!.push({
+            name: 'azure-identity-token',
+            mountPath: path,
+            readOnly: true,
+            subPath: 'x',
+          }),
+      ],
+      [
+        'a configMap there',
+        (p) => {
+          sidecarOf(p).volumeMounts!.push({ name: 'evil', mountPath: path, readOnly: true });
+          p.spec!.volumes!.push({ name: 'evil', configMap: { name: 'evil' } });
+        },
+      ],
+      [
+        'a projected volume with a configMap',
+        (p) => {
+          sidecarOf(p).volumeMounts!.push({ name: 'evil', mountPath: path, readOnly: true });
+          const v = azureTokenVolume('evil');
+          v.projected!.sources!.push({ configMap: { name: 'evil' } });
+          p.spec!.volumes!.push(v);
+        },
+      ],
+      [
+        'the sidecar token volume',
+        (p) => sidecarOf(p).volumeMounts!.push({ name: 'mcp-warden-token', mountPath: path, readOnly: true }),
+      ],
+      [
+        'a volume the pod does not declare',
+        (p) => sidecarOf(p).volumeMounts!.push({ name: 'missing', mountPath: path, readOnly: true }),
+      ],
+      [
+        'another path',
+        (p) => {
+          sidecarOf(p).volumeMounts!.push({
+            name: 'azure-identity-token',
+            mountPath: '/var/run/secrets/azure',
+            readOnly: true,
+          });
+          p.spec!.volumes!.push(azureTokenVolume());
+        },
+      ],
+    ];
+    for (const [what, mutate] of cases) {
+      const p = stored();
+      if (
+        what !== 'a configMap there' &&
+        what !== 'a projected volume with a configMap' &&
+        what !== 'another path'
+      )
+        p.spec!.volumes!.push(azureTokenVolume());
+      mutate(p);
+      expect([what, refusal(p)]).toEqual([
+        what,
+        expect.stringMatching(/volumeMounts \/var\/run\/secrets\/azure.* \(not injected\)/),
+      ]);
+    }
+  });
+
+  test('a hostPort on the MCP port is refused on re-submission, as on injection', () => {
+    const p = stored();
+    p.spec!.containers[0]!.ports![0]!.hostPort = 30080;
+    expect(refusal(p)).toMatch(
+      /container "app" port "mcp-upstream" \(8080\) is the MCP port and sets hostPort 30080/,
+    );
+    const ip = stored();
+    ip.spec!.containers[0]!.ports!.push({
+      containerPort: 8080,
+      protocol: 'TCP',
+      hostIP: '0.0.0.0',
+      name: 'x-up',
+    });
+    expect(refusal(ip)).toMatch(/is the MCP port and sets hostIP 0.0.0.0/);
+  });
+
+  test('the MCP port keeping its name while the sidecar serves under another is refused', () => {
+    // The app port is still "mcp" (a Service with targetPort: mcp reaches the app), the sidecar
+    // serves as "mcp-warden"; the status is what a forger computes for that sidecar.
+    const p = stored();
+    p.spec!.containers[0]!.ports![0]!.name = 'mcp';
+    sidecarOf(p).ports![0]!.name = 'mcp-warden';
+    expect(refusal(restamp(p))).toMatch(
+      /container "app" port "mcp" \(8080\) is the sidecar's upstream but keeps its name: a Service with targetPort: mcp would reach the app directly/,
+    );
+    // Renamed, but not after the sidecar's name: the sidecar did not take the app port's name.
+    const q = stored();
+    sidecarOf(q).ports![0]!.name = 'proxy';
+    expect(refusal(restamp(q))).toMatch(
+      /the sidecar's proxy port is named "proxy", but no declaration of its upstream port 8080 was renamed from that name \("mcp-upstream"/,
+    );
+    // The app's port unnamed, the sidecar under a name injection would not give it.
+    const r = stored();
+    delete r.spec!.containers[0]!.ports![0]!.name;
+    sidecarOf(r).ports![0]!.name = 'web';
+    expect(refusal(restamp(r))).toMatch(
+      /its proxy port is named "web", the webhook names it "mcp" for this pod/,
+    );
+  });
+
+  test('a sidecar forwarding to another port than the MCP port the injector picks is refused', () => {
+    // Injected for upstream-port 9000 (a decoy), then re-submitted without the annotation: the
+    // port named mcp, untouched, is the MCP port.
+    const decoy = pod({ 'mcpwarden.io/upstream-port': '9000' }, [
+      { name: 'mcp', containerPort: 8080 },
+      { name: 'decoy', containerPort: 9000 },
+    ]);
+    const { pod: out } = injected(decoy);
+    noop(out);
+    delete out.metadata!.annotations!['mcpwarden.io/upstream-port'];
+    expect(refusal(out)).toMatch(
+      /the sidecar forwards to port 9000, but the MCP port is 8080 \(container "app" port "mcp" \(8080\)\)/,
+    );
+    // The same with the decoy's name kept: it was not renamed.
+    const named = injected(decoy).pod;
+    named.spec!.containers[0]!.ports![1]!.name = 'decoy';
+    expect(refusal(restamp(named))).toMatch(
+      /port "decoy" \(9000\) is the sidecar's upstream but keeps its name/,
+    );
+    // An annotation naming another port than the sidecar's upstream.
+    const moved = injected(
+      pod(undefined, [
+        { name: 'mcp', containerPort: 8080 },
+        { name: 'other', containerPort: 7000 },
+      ]),
+    ).pod;
+    moved.metadata!.annotations!['mcpwarden.io/upstream-port'] = '7000';
+    expect(refusal(moved)).toMatch(/forwards to port 8080, but the MCP port is 7000/);
+  });
+
+  test("the sidecar's reserved ports declared by another container are refused on re-submission", () => {
+    const p = stored();
+    p.spec!.containers[0]!.ports!.push({ containerPort: 15090, name: 'admin' });
+    expect(refusal(p)).toMatch(/container "app" declares port 15090, reserved for the sidecar/);
+  });
+
+  test('with an exact reference allowed, that reference with any digest appended is refused on re-submission', () => {
+    const exact = { ...config, allowedImages: ['mirror/warden:2'] };
+    const p = stored(exact, pod({ 'mcpwarden.io/sidecar-image': 'mirror/warden:2' }));
+    noop(p, exact);
+    sidecarOf(p).image = `mirror/warden:2@sha256:${'b'.repeat(64)}`;
+    expect(refusal(p, exact)).toMatch(
+      /container runs "mirror\/warden:2@sha256:b{64}", which is not an allowed sidecar image \(allowed: img:1 \(the default\), mirror\/warden:2\)/,
+    );
+    // Listed, or its repository allowed: fine.
+    noop(p, { ...config, allowedImages: ['mirror/warden:2', `mirror/warden:2@sha256:${'b'.repeat(64)}`] });
+    noop(p, { ...config, allowedImages: ['mirror/warden'] });
+    // The default image pinned by digest: allowed by the default allowlist (its repository), not by
+    // an allowlist that leaves the repository out.
+    const pinned = stored();
+    sidecarOf(pinned).image = `img:1@sha256:${'c'.repeat(64)}`;
+    noop(pinned);
+    expect(refusal(pinned, { ...config, allowedImages: [] })).toMatch(/is not an allowed sidecar image/);
+  });
+
+  test('a regular init container naming a port like the sidecar is not refused on reinvocation', () => {
+    // Kubernetes checks port names per container and Services never resolve a name in a
+    // run-to-completion init container: injection allows it, so re-verification must too.
+    const p = pod();
+    p.spec!.initContainers = [
+      { name: 'migrate', image: 'app:1', ports: [{ name: 'mcp', containerPort: 8080 }] },
+    ];
+    const { pod: out } = injected(p);
+    noop(out);
+    // A restartable one is served by Services: refused, as on injection (which renames its
+    // declaration of the MCP port, and refuses another port under the sidecar's name).
+    const migrate = (o: V1Pod) => o.spec!.initContainers!.find((c) => c.name === 'migrate')!;
+    migrate(out).restartPolicy = 'Always';
+    expect(refusal(out)).toMatch(
+      /container "migrate" port "mcp" \(8080\) is the sidecar's upstream but keeps its name/,
+    );
+    migrate(out).ports![0]!.containerPort = 5000;
+    expect(refusal(out)).toMatch(/container "migrate" also names a port "mcp" \(5000\)/);
   });
 });
 
@@ -624,6 +944,53 @@ describe("the sidecar's volumes are its own", () => {
     delete p.metadata!.annotations;
     const plain = injectPod(p, { namespace: 'agents', config });
     expect(plain.kind === 'inject' && plain.warnings).toEqual([]);
+  });
+
+  test('a second volume on the same claim or hostPath as the recordings volume gets the same warning', () => {
+    const warningsFor = (recordings: V1Volume, other: V1Volume, readOnly = false): string[] => {
+      const p = pod({ 'mcpwarden.io/recordings-volume': 'audit' });
+      p.spec!.volumes = [recordings, other];
+      p.spec!.containers.push({
+        name: 'pruner',
+        image: 'p',
+        volumeMounts: [{ name: other.name, mountPath: '/r', readOnly }],
+      });
+      const r = injectPod(p, { namespace: 'agents', config });
+      if (r.kind !== 'inject') throw new Error(`expected inject, got ${r.kind}`);
+      // Re-submitted, the same warning.
+      const again = injectPod(injected(p).pod, { namespace: 'agents', config });
+      expect(again).toMatchObject({ kind: 'noop', warnings: r.warnings });
+      return r.warnings;
+    };
+    const claim = (name: string, claimName: string, readOnly?: boolean): V1Volume => ({
+      name,
+      persistentVolumeClaim: { claimName, ...(readOnly === undefined ? {} : { readOnly }) },
+    });
+    const host = (name: string, path: string): V1Volume => ({ name, hostPath: { path } });
+
+    expect(warningsFor(claim('audit', 'recordings'), claim('alias', 'recordings'))).toEqual([
+      expect.stringMatching(
+        /^container "pruner" mounts the volume "alias", which uses the same persistentVolumeClaim "recordings" as the recordings volume "audit" \(mcpwarden.io\/recordings-volume\), read-write: it can rewrite or delete session recordings/,
+      ),
+    ]);
+    expect(warningsFor(host('audit', '/data/rec'), host('alias', '/data//rec/'))).toEqual([
+      expect.stringMatching(
+        /mounts the volume "alias", which uses the same hostPath "\/data\/rec" as the recordings volume "audit"/,
+      ),
+    ]);
+    expect(warningsFor(host('audit', '/data/rec'), host('alias', '/data'))).toEqual([
+      expect.stringMatching(
+        /the volume "alias", whose hostPath "\/data" contains the hostPath "\/data\/rec" of the recordings volume/,
+      ),
+    ]);
+    expect(warningsFor(host('audit', '/data/rec'), host('alias', '/data/rec/2026'))).toEqual([
+      expect.stringMatching(/whose hostPath "\/data\/rec\/2026" lies inside the hostPath "\/data\/rec" of/),
+    ]);
+    // Read-only (the mount, or the claim in the volume), another claim, a sibling path: nothing.
+    expect(warningsFor(claim('audit', 'recordings'), claim('alias', 'recordings'), true)).toEqual([]);
+    expect(warningsFor(claim('audit', 'recordings'), claim('alias', 'recordings', true))).toEqual([]);
+    expect(warningsFor(claim('audit', 'recordings'), claim('alias', 'other'))).toEqual([]);
+    expect(warningsFor(host('audit', '/data/rec'), host('alias', '/data/records'))).toEqual([]);
   });
 });
 

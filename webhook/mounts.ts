@@ -1,4 +1,5 @@
-import type { V1Container, V1EphemeralContainer, V1Pod } from '@kubernetes/client-node';
+import { posix } from 'node:path';
+import type { V1Container, V1EphemeralContainer, V1Pod, V1Volume } from '@kubernetes/client-node';
 import { Annotations, Sidecar } from './constants.js';
 import { invalid } from './sidecar.js';
 
@@ -36,10 +37,47 @@ function containersOf(pod: V1Pod): Array<{ label: string; container: AnyContaine
   ];
 }
 
+/** A hostPath, normalized (`/data/rec/` and `/data//rec` are `/data/rec`). */
+function hostPathOf(volume: V1Volume): string | undefined {
+  const path = volume.hostPath?.path;
+  return path === undefined || path === '' ? undefined : posix.normalize(`${path}/`).replace(/(.)\/$/, '$1');
+}
+
+/** True when one of two normalized paths contains the other. */
+function overlaps(a: string, b: string): boolean {
+  const under = (x: string, root: string) => x === root || x.startsWith(root === '/' ? '/' : `${root}/`);
+  return under(a, b) || under(b, a);
+}
+
+/**
+ * Why another volume of the pod holds the same files as the recordings volume `recordings` (the
+ * same PersistentVolumeClaim, or a hostPath inside or around its hostPath), else undefined.
+ * A volume that is read-only itself (`persistentVolumeClaim.readOnly`) cannot write them.
+ */
+function sameStorage(volume: V1Volume, recordings: V1Volume): string | undefined {
+  const claim = recordings.persistentVolumeClaim?.claimName;
+  if (
+    claim !== undefined &&
+    volume.persistentVolumeClaim?.claimName === claim &&
+    volume.persistentVolumeClaim.readOnly !== true
+  ) {
+    return `which uses the same persistentVolumeClaim "${claim}" as`;
+  }
+  const path = hostPathOf(recordings);
+  const other = hostPathOf(volume);
+  if (path === undefined || other === undefined || !overlaps(path, other)) return undefined;
+  if (other === path) return `which uses the same hostPath "${path}" as`;
+  return other.length < path.length
+    ? `whose hostPath "${other}" contains the hostPath "${path}" of`
+    : `whose hostPath "${other}" lies inside the hostPath "${path}" of`;
+}
+
 /**
  * Refuses a pod in which a container other than `sidecar` mounts (or maps as a device) one of the
  * sidecar's volumes; returns admission warnings for containers that mount the pod's own
- * recordings volume (`recordingsVolume`, annotation `mcpwarden.io/recordings-volume`) read-write.
+ * recordings volume (`recordingsVolume`, annotation `mcpwarden.io/recordings-volume`) read-write,
+ * under its name or through another volume of the pod on the same storage (the same
+ * PersistentVolumeClaim, an overlapping hostPath).
  *
  * That volume belongs to the pod: a log shipper may have to move or delete what it uploaded, and
  * whoever can write the volume elsewhere (another pod, its backing store) could as well, so a
@@ -49,7 +87,17 @@ export function checkVolumeMounts(
   pod: V1Pod,
   options: { sidecar?: V1Container; recordingsVolume?: string | undefined },
 ): string[] {
-  const writers = new Set<string>();
+  const volumes = pod.spec?.volumes ?? [];
+  const recordings = volumes.find((v) => v.name === options.recordingsVolume);
+  // The pod's other volumes on the recordings volume's storage, and why.
+  const aliases = new Map<string, string>();
+  if (recordings !== undefined) {
+    for (const v of volumes) {
+      const why = v === recordings ? undefined : sameStorage(v, recordings);
+      if (why !== undefined) aliases.set(v.name, why);
+    }
+  }
+  const writers = new Map<string, string>();
   for (const { label, container } of containersOf(pod)) {
     if (container === options.sidecar) continue;
     const uses = [
@@ -65,13 +113,22 @@ export function checkVolumeMounts(
             `are reserved for the mcp-warden sidecar)`,
         );
       }
-      if (name === options.recordingsVolume && !readOnly) writers.add(label);
+      if (readOnly || writers.has(label)) continue;
+      if (name === options.recordingsVolume) {
+        writers.set(label, `the recordings volume "${name}" (${Annotations.recordingsVolume})`);
+      } else if (aliases.has(name)) {
+        writers.set(
+          label,
+          `the volume "${name}", ${aliases.get(name)} the recordings volume ` +
+            `"${options.recordingsVolume}" (${Annotations.recordingsVolume}),`,
+        );
+      }
     }
   }
   return [...writers].map(
-    (label) =>
-      `${label} mounts the recordings volume "${options.recordingsVolume}" (${Annotations.recordingsVolume}) ` +
-      `read-write: it can rewrite or delete session recordings (recordings verify shows an edited ` +
-      `recording, not a deleted one). Mount it with readOnly: true unless it must move or delete recordings`,
+    ([label, what]) =>
+      `${label} mounts ${what} read-write: it can rewrite or delete session recordings (recordings ` +
+      `verify shows an edited recording, not a deleted one). Mount it with readOnly: true unless it ` +
+      `must move or delete recordings`,
   );
 }

@@ -89,14 +89,27 @@ export function findMcpPort(pod: V1Pod): McpPort | undefined {
 }
 
 /**
+ * The names `renamedPort` tries for `name`, in order, the valid ones only: `<name>-upstream`,
+ * `<first 12>-up`, `<first 11>-up2` … `-up9`.
+ */
+export function renameCandidates(name: string): string[] {
+  const cut = (n: number) => name.slice(0, n).replace(/-+$/, '');
+  const candidates = [`${name}-upstream`, `${cut(12)}-up`];
+  for (let i = 2; i <= 9; i++) candidates.push(`${cut(11)}-up${i}`);
+  return candidates.filter((c) => ianaSvcName.test(c));
+}
+
+/** True when `name` has the shape of a name `renamedPort` gives (any original). */
+export function isRenamedPortName(name: string): boolean {
+  return ianaSvcName.test(name) && /-(upstream|up[2-9]?)$/.test(name);
+}
+
+/**
  * A free, valid (IANA_SVC_NAME: at most 15 characters) name for the renamed app port:
  * `<name>-upstream`, else `<first 12>-up`, else `<first 11>-up2` … `-up9`.
  */
 export function renamedPort(name: string, taken: ReadonlySet<string>): string {
-  const cut = (n: number) => name.slice(0, n).replace(/-+$/, '');
-  const candidates = [`${name}-upstream`, `${cut(12)}-up`];
-  for (let i = 2; i <= 9; i++) candidates.push(`${cut(11)}-up${i}`);
-  for (const c of candidates) if (ianaSvcName.test(c) && !taken.has(c)) return c;
+  for (const c of renameCandidates(name)) if (!taken.has(c)) return c;
   invalid(`cannot rename container port "${name}": pick a shorter name (at most 12 characters)`);
 }
 
@@ -145,6 +158,21 @@ function portLabel(p: V1ContainerPort): string {
 }
 
 /**
+ * Refuses a hostPort/hostIP on `spec`, a declaration of the MCP port by `owner`: the node would
+ * forward `<node IP>:<hostPort>` to the app around the sidecar.
+ */
+export function refuseHostPort(owner: V1Container, spec: V1ContainerPort): void {
+  if ((spec.hostPort ?? 0) === 0 && (spec.hostIP ?? '') === '') return;
+  const host = spec.hostPort ? `hostPort ${spec.hostPort}` : `hostIP ${spec.hostIP}`;
+  invalid(
+    `container "${owner.name}" port ${portLabel(spec)} is the MCP port and sets ${host}: the node ` +
+      `would forward to the app directly, around the mcp-warden sidecar. Remove hostPort/hostIP ` +
+      `from the MCP port (or move it to another port) and reach the pod through a Service ` +
+      `with a named targetPort`,
+  );
+}
+
+/**
  * Plans the port takeover for `mcp`: refuses a hostPort/hostIP on the MCP port and a port name that
  * would shadow the sidecar, renames every named declaration of the MCP port (the sidecar takes the
  * primary's name, or the first named one's), rewrites probes that named a renamed port, and warns
@@ -153,17 +181,7 @@ function portLabel(p: V1ContainerPort): string {
 export function planPorts(pod: V1Pod, mcp: McpPort): PortPlan {
   const containers = pod.spec?.containers ?? [];
   const nameOf = (d: PortDecl) => d.owner.name;
-  for (const d of mcp.decls) {
-    if ((d.spec.hostPort ?? 0) !== 0 || (d.spec.hostIP ?? '') !== '') {
-      const host = d.spec.hostPort ? `hostPort ${d.spec.hostPort}` : `hostIP ${d.spec.hostIP}`;
-      invalid(
-        `container "${nameOf(d)}" port ${portLabel(d.spec)} is the MCP port and sets ${host}: the node ` +
-          `would forward to the app directly, around the mcp-warden sidecar. Remove hostPort/hostIP ` +
-          `from the MCP port (or move it to another port) and reach the pod through a Service ` +
-          `with a named targetPort`,
-      );
-    }
-  }
+  for (const d of mcp.decls) refuseHostPort(d.owner, d.spec);
 
   const restartable = (pod.spec?.initContainers ?? []).filter((c) => c.restartPolicy === 'Always');
   const taken = new Set(

@@ -102,27 +102,39 @@ export function allowedSidecarImages(config: InjectorConfig): readonly string[] 
 }
 
 /**
+ * True when `image` may run as the sidecar: the webhook's default image (`config.image`) or one
+ * its allowlist matches (webhook/images.ts). A malformed reference is not allowed.
+ */
+export function sidecarImageAllowed(image: string, config: InjectorConfig): boolean {
+  const ref = parseImageReference(image);
+  if (ref === undefined) return false;
+  const fallback = parseImageReference(config.image);
+  const isDefault = fallback !== undefined && formatImageReference(fallback) === formatImageReference(ref);
+  return isDefault || imageAllowed(ref, allowedSidecarImages(config));
+}
+
+/** What the webhook allows as the sidecar image, for messages. */
+export function describeAllowedImages(config: InjectorConfig): string {
+  return [`${config.image} (the default)`, ...allowedSidecarImages(config).map(describePattern)].join(', ');
+}
+
+/**
  * Refuses an annotated sidecar image outside the allowlist: any other image would run in the
  * sidecar's place, enforcing nothing, while the pod carries the status of a protected one.
  */
 function checkSidecarImage(image: string, config: InjectorConfig): void {
-  const ref = parseImageReference(image);
-  if (ref === undefined) {
+  if (parseImageReference(image) === undefined) {
     invalid(
       `annotation ${Annotations.sidecarImage}: "${image}" is not an image reference ` +
         `(e.g. ghcr.io/mcp-warden/mcp-warden:0.1.0)`,
     );
   }
-  const patterns = allowedSidecarImages(config);
-  const fallback = parseImageReference(config.image);
-  const isDefault = fallback !== undefined && formatImageReference(fallback) === formatImageReference(ref);
-  if (isDefault || imageAllowed(ref, patterns)) return;
-  const allowed = [`${config.image} (the default)`, ...patterns.map(describePattern)].join(', ');
+  if (sidecarImageAllowed(image, config)) return;
   invalid(
     `annotation ${Annotations.sidecarImage}: "${image}" is not an allowed sidecar image ` +
-      `(allowed: ${allowed}). Remove the annotation to get the default sidecar, or ask the ` +
-      `cluster admin to add the image to the webhook's --allowed-sidecar-images (chart value ` +
-      `sidecar.allowedImages)`,
+      `(allowed: ${describeAllowedImages(config)}). Remove the annotation to get the default sidecar, ` +
+      `or ask the cluster admin to add the image to the webhook's --allowed-sidecar-images (chart ` +
+      `value sidecar.allowedImages)`,
   );
 }
 

@@ -1,37 +1,98 @@
-import type { V1Container, V1EnvVar, V1Pod, V1VolumeMount } from '@kubernetes/client-node';
+import type {
+  V1Container,
+  V1ContainerPort,
+  V1EnvVar,
+  V1Pod,
+  V1Volume,
+  V1VolumeMount,
+} from '@kubernetes/client-node';
+import { isWardenError } from '../pkg/errors.js';
 import { Annotations, Sidecar } from './constants.js';
-import { checkVolumeMounts } from './mounts.js';
-import { buildSidecar, type InjectorConfig, injectionHash, invalid, sidecarSettings } from './sidecar.js';
+import { checkVolumeMounts, SIDECAR_VOLUMES } from './mounts.js';
+import { findMcpPort, isRenamedPortName, planPorts, refuseHostPort, renameCandidates } from './ports.js';
+import {
+  buildSidecar,
+  describeAllowedImages,
+  type InjectorConfig,
+  injectionHash,
+  invalid,
+  sidecarImageAllowed,
+  sidecarSettings,
+} from './sidecar.js';
 
 /**
  * The already-injected path. A pod that carries `mcpwarden.io/status` and a container named
- * `mcp-warden` is left alone (reinvocation, `kubectl get -o yaml | kubectl create`) only if that
- * container is the sidecar this webhook would inject for the pod's annotations and the status hash
- * is the one it would write. Otherwise anyone could bring their own `mcp-warden` container and a
- * hand-written status and run unprotected while looking protected.
+ * `mcp-warden` is left alone (reinvocation, `kubectl get -o yaml | kubectl create`) only if it is
+ * what `injectPod` produces for some pod: the container is the sidecar this webhook would inject
+ * for the pod's annotations, the status hash is the one it would write, and the rest of the pod
+ * passes the checks injection makes. Otherwise anyone could bring their own `mcp-warden` container
+ * and a hand-written status and run unprotected while looking protected.
  *
- * Tolerated, because the API server or other admission steps add them: API defaults
- * (`terminationMessagePath`, `imagePullPolicy`, probe `successThreshold`), `resources` and
- * `resizePolicy`, a digest appended to the image tag (digest-pinning policies), and env variables
- * and read-only secret mounts under `/var/run/secrets/` added by identity webhooks (Azure workload
- * identity, EKS pod identity) — except names that change how the sidecar runs (`NODE_*`, `LD_*`,
- * `MCP_WARDEN_*`, proxies, TLS trust).
+ * Tolerated on the sidecar, because the API server or other admission steps add them: API
+ * defaults (`terminationMessagePath`, `imagePullPolicy`, probe `successThreshold`), `resources`
+ * and `resizePolicy`, a digest appended to the image tag (digest-pinning policies) when the
+ * allowlist allows the pinned reference, and what identity webhooks add to every container:
+ * the env names of IDENTITY_ENV and a read-only mount of a projected service-account token at
+ * one of IDENTITY_TOKEN_PATHS. Nothing else: an allowlist, because any env or file the sidecar
+ * reads (KUBECONFIG, KUBERNETES_SERVICE_HOST, NODE_OPTIONS, …) can change whom it trusts.
  *
- * The rest of the pod must not undo the protection either: another container (init, regular or
- * ephemeral) naming the sidecar's port or mounting its volumes is refused, as on injection.
+ * The rest of the pod must not undo the protection either (as on injection, webhook/ports.ts and
+ * webhook/mounts.ts): the upstream must be the MCP port the injector picks, with no hostPort and
+ * no declaration still under the name Services target; no other container may name a port like
+ * the sidecar's or mount its volumes.
  *
  * @example
  * const warnings = verifyInjected(pod, config); // throws WardenError ERR_BAD_REQUEST with what differs
  */
 
 const DEFAULT_TERMINATION_MESSAGE_PATH = '/dev/termination-log';
-/** Extra env names that would change what the sidecar runs or whom it trusts. */
-const FORBIDDEN_ENV =
-  /^(MCP_WARDEN_|NODE_|LD_|UV_|MALLOC_|GLIBC_|OPENSSL_|SSL_CERT_)|^(https?|no|all)_proxy$/i;
-/** Where identity webhooks mount their tokens (Azure workload identity, EKS). */
-const EXTRA_MOUNT_ROOT = '/var/run/secrets/';
+
+/**
+ * Env names identity webhooks add to every container, the sidecar's included; any other env
+ * name on the sidecar is refused. None of these changes what the sidecar enforces: it does not
+ * use AWS credentials at all, and it uses the Azure ones only to ask Microsoft Graph (a fixed
+ * URL) for the groups of an overage token, which fails closed with a wrong credential.
+ */
+export const IDENTITY_ENV: ReadonlySet<string> = new Set([
+  // Azure Workload Identity (azure-workload-identity webhook).
+  'AZURE_CLIENT_ID',
+  'AZURE_TENANT_ID',
+  'AZURE_FEDERATED_TOKEN_FILE',
+  'AZURE_AUTHORITY_HOST',
+  // AWS IAM roles for service accounts (amazon-eks-pod-identity-webhook).
+  'AWS_ROLE_ARN',
+  'AWS_WEB_IDENTITY_TOKEN_FILE',
+  'AWS_REGION',
+  'AWS_DEFAULT_REGION',
+  'AWS_STS_REGIONAL_ENDPOINTS',
+  // EKS Pod Identity.
+  'AWS_CONTAINER_CREDENTIALS_FULL_URI',
+  'AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE',
+]);
+
+/**
+ * Where those webhooks mount their projected token (read-only), the only extra mounts tolerated.
+ * Not `/var/run/secrets/kubernetes.io/serviceaccount`: the sidecar's own token is mounted there,
+ * and the API server's ServiceAccount admission adds its `kube-api-access-*` mount only to
+ * containers without a mount at that path, so a second one there is never the API server's.
+ */
+export const IDENTITY_TOKEN_PATHS: ReadonlySet<string> = new Set([
+  '/var/run/secrets/azure/tokens',
+  '/var/run/secrets/eks.amazonaws.com/serviceaccount',
+  '/var/run/secrets/pods.eks.amazonaws.com/serviceaccount',
+]);
+
 /** Container fields the API server or admission controllers set that say nothing about what runs. */
 const IGNORED_FIELDS = new Set(['resources', 'resizePolicy']);
+
+/** Refuses the pod: its `mcp-warden` container or its status is not what the webhook injects. */
+function notOurs(what: string): never {
+  invalid(
+    `the pod carries ${Annotations.status} but not the sidecar mcp-warden injects: ${what}. Remove ` +
+      `the container "${Sidecar.containerName}" and the ${Annotations.status} annotation and create ` +
+      `the pod again: the webhook then injects the sidecar`,
+  );
+}
 
 function deepEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;
@@ -53,13 +114,34 @@ function sameImage(actual: string | undefined, expected: string): boolean {
   return /^@sha256:[0-9a-f]{64}$/.test(actual.slice(expected.length));
 }
 
-function under(path: string, root: string): boolean {
-  const r = root.endsWith('/') ? root : `${root}/`;
-  return path === root || path.startsWith(r);
+/** A volume that holds only service-account tokens (what identity webhooks mount), nothing else. */
+function tokenOnlyVolume(volume: V1Volume | undefined): boolean {
+  const sources = volume?.projected?.sources ?? [];
+  return (
+    volume !== undefined &&
+    !SIDECAR_VOLUMES.has(volume.name) &&
+    Object.keys(volume).every((k) => k === 'name' || k === 'projected') &&
+    sources.length > 0 &&
+    sources.every(
+      (s) => s.serviceAccountToken !== undefined && Object.keys(s).every((k) => k === 'serviceAccountToken'),
+    )
+  );
+}
+
+/** An identity webhook's token mount: a known path, read-only, the whole of a token-only volume. */
+function identityTokenMount(m: V1VolumeMount, volumes: V1Volume[]): boolean {
+  return (
+    IDENTITY_TOKEN_PATHS.has(m.mountPath) &&
+    m.readOnly === true &&
+    (m.subPath ?? '') === '' &&
+    (m.subPathExpr ?? '') === '' &&
+    (m.mountPropagation ?? 'None') === 'None' &&
+    tokenOnlyVolume(volumes.find((v) => v.name === m.name))
+  );
 }
 
 /** What differs between the pod's sidecar and the expected one (empty: it is ours). */
-function containerDiffs(actual: V1Container, expected: V1Container): string[] {
+function containerDiffs(actual: V1Container, expected: V1Container, volumes: V1Volume[]): string[] {
   const diffs: string[] = [];
   if (!sameImage(actual.image, expected.image ?? '')) {
     diffs.push(`image "${actual.image ?? ''}" (expected "${expected.image}")`);
@@ -88,6 +170,7 @@ function containerDiffs(actual: V1Container, expected: V1Container): string[] {
     if (!deepEqual(a[k], e[k])) diffs.push(e[k] === undefined ? `${k} (not injected)` : k);
   }
 
+  // Env: exactly the injected variables, plus the names identity webhooks add (an allowlist).
   const env: V1EnvVar[] = actual.env ?? [];
   const wanted = new Map((expected.env ?? []).map((v) => [v.name, v]));
   const envDiffs: string[] = [];
@@ -96,10 +179,11 @@ function containerDiffs(actual: V1Container, expected: V1Container): string[] {
     if (got.length === 0 || !got.every((v) => deepEqual(v, want))) envDiffs.push(name);
   }
   for (const v of env) {
-    if (!wanted.has(v.name) && FORBIDDEN_ENV.test(v.name)) envDiffs.push(`${v.name} (not injected)`);
+    if (!wanted.has(v.name) && !IDENTITY_ENV.has(v.name)) envDiffs.push(`${v.name} (not injected)`);
   }
   if (envDiffs.length > 0) diffs.push(`env ${few(envDiffs)}`);
 
+  // Mounts: exactly the injected ones, plus identity webhooks' token mounts.
   const mounts: V1VolumeMount[] = actual.volumeMounts ?? [];
   const ours = expected.volumeMounts ?? [];
   const mountDiffs: string[] = [];
@@ -107,11 +191,8 @@ function containerDiffs(actual: V1Container, expected: V1Container): string[] {
     if (!mounts.some((m) => deepEqual(m, want))) mountDiffs.push(want.mountPath);
   }
   for (const m of mounts) {
-    if (ours.some((want) => deepEqual(m, want))) continue;
-    const shadows = ours.some((o) => under(m.mountPath, o.mountPath) || under(o.mountPath, m.mountPath));
-    if (shadows || !under(m.mountPath, EXTRA_MOUNT_ROOT) || m.readOnly !== true) {
-      mountDiffs.push(`${m.mountPath} (not injected)`);
-    }
+    if (ours.some((want) => deepEqual(m, want)) || identityTokenMount(m, volumes)) continue;
+    mountDiffs.push(`${m.mountPath} (not injected)`);
   }
   if (mountDiffs.length > 0) diffs.push(`volumeMounts ${few(mountDiffs)}`);
   return diffs;
@@ -123,68 +204,173 @@ function few(items: string[]): string {
   return items.length > 3 ? `${shown} and ${items.length - 3} more` : shown;
 }
 
+const isTcp = (p: V1ContainerPort) => (p.protocol ?? 'TCP') === 'TCP';
+
+function portLabel(p: V1ContainerPort): string {
+  return p.name === undefined ? `${p.containerPort}` : `"${p.name}" (${p.containerPort})`;
+}
+
 /**
- * Throws WardenError ERR_BAD_REQUEST unless the pod's `mcp-warden` container, its volumes and its
- * `mcpwarden.io/status` are what `injectPod` produces for this pod with `config`, and no other
- * container mounts the sidecar's volumes. Returns admission warnings (see checkVolumeMounts).
+ * The port takeover, checked as on injection: findMcpPort and planPorts (webhook/ports.ts) run on
+ * the pod as it was before injection, rebuilt from this one: without the sidecar, and with the
+ * app's declaration of the upstream port that the injector renamed after the sidecar's port name
+ * (`mcp` → `mcp-upstream`) given that name back. Refuses an upstream that is not the MCP port the
+ * injector picks, a declaration of it that was not renamed (a Service with that `targetPort`
+ * reaches the app directly), a hostPort on it, another container naming a port like the sidecar's
+ * (regular and restartable init containers, as Services resolve names), the sidecar's reserved
+ * ports declared elsewhere, and a proxy port name the injector would not give.
+ */
+function checkPorts(pod: V1Pod, upstreamPort: number, portName: string): void {
+  const view = structuredClone(pod);
+  const spec = view.spec!;
+  spec.containers = spec.containers.filter((c) => c.name !== Sidecar.containerName);
+  if (spec.initContainers !== undefined)
+    spec.initContainers = spec.initContainers.filter((c) => c.name !== Sidecar.containerName);
+
+  // Kubernetes resolves port names in containers and restartable init containers only.
+  const served = [
+    ...spec.containers,
+    ...(spec.initContainers ?? []).filter((c) => c.restartPolicy === 'Always'),
+  ];
+  const decls = served.flatMap((c) =>
+    (c.ports ?? []).filter((p) => isTcp(p) && p.containerPort === upstreamPort).map((p) => ({ c, p })),
+  );
+  // As on injection (planPorts checks the rebuilt pod again), named as they are in this one.
+  for (const { c, p } of decls) refuseHostPort(c, p);
+  const named = decls.filter(({ p }) => (p.name ?? '') !== '');
+  if (named.length > 0) {
+    // The injector renamed every named declaration of the MCP port; the sidecar took one's name.
+    const stale = named.find(({ p }) => !isRenamedPortName(p.name!));
+    if (stale !== undefined) {
+      notOurs(
+        `container "${stale.c.name}" port ${portLabel(stale.p)} is the sidecar's upstream but keeps its ` +
+          `name: a Service with targetPort: ${stale.p.name} would reach the app directly, around the ` +
+          `sidecar (injection renames it)`,
+      );
+    }
+    const renamedFrom = renameCandidates(portName);
+    const back = named.find(({ p }) => renamedFrom.includes(p.name!));
+    if (back === undefined) {
+      notOurs(
+        `the sidecar's proxy port is named "${portName}", but no declaration of its upstream port ` +
+          `${upstreamPort} was renamed from that name (${named.map(({ p }) => `"${p.name}"`).join(', ')}; ` +
+          `injection gives the sidecar the name of the app's MCP port and renames that to ` +
+          `"${renamedFrom[0] ?? `${portName}-upstream`}")`,
+      );
+    }
+    // The others keep no name in the rebuilt pod: their original names are lost, and only the
+    // declaration the sidecar took its name from decides anything in findMcpPort and planPorts.
+    for (const { p } of named) delete p.name;
+    back.p.name = portName;
+  }
+  if (upstreamPort === Sidecar.proxyPort || upstreamPort === Sidecar.adminPort) {
+    notOurs(`the sidecar forwards to its own port ${upstreamPort}`);
+  }
+
+  // Ports 15080 and 15090 belong to the sidecar: the injector skips a pod that declares them.
+  const clash = [...spec.containers, ...(spec.initContainers ?? [])]
+    .flatMap((c) => (c.ports ?? []).map((p) => ({ c, p })))
+    .find(({ p }) => p.containerPort === Sidecar.proxyPort || p.containerPort === Sidecar.adminPort);
+  if (clash !== undefined) {
+    notOurs(
+      `container "${clash.c.name}" declares port ${clash.p.containerPort}, reserved for the sidecar ` +
+        `(the webhook does not inject such a pod: port_conflict)`,
+    );
+  }
+
+  let mcp: ReturnType<typeof findMcpPort>;
+  try {
+    mcp = findMcpPort(view);
+  } catch (err) {
+    if (isWardenError(err, 'ERR_BAD_REQUEST')) notOurs(`its MCP port cannot be found: ${err.message}`);
+    throw err;
+  }
+  if (mcp === undefined) {
+    notOurs(
+      `the sidecar forwards to port ${upstreamPort}, but the pod has no MCP port the webhook would ` +
+        `take over (name a container port "mcp" or set ${Annotations.upstreamPort})`,
+    );
+  }
+  if (mcp.number !== upstreamPort) {
+    const why =
+      mcp.primary === undefined
+        ? `${Annotations.upstreamPort}`
+        : `container "${mcp.primary.owner.name}" port ${portLabel(mcp.primary.spec)}`;
+    notOurs(
+      `the sidecar forwards to port ${upstreamPort}, but the MCP port is ${mcp.number} (${why}): ` +
+        `Services reach the app there directly, around the sidecar`,
+    );
+  }
+  // Throws, as on injection, for a hostPort/hostIP on the MCP port or a port named like the sidecar's.
+  const plan = planPorts(view, mcp);
+  if (plan.portName !== portName) {
+    notOurs(`its proxy port is named "${portName}", the webhook names it "${plan.portName}" for this pod`);
+  }
+}
+
+/**
+ * Throws WardenError ERR_BAD_REQUEST unless the pod is what `injectPod` produces: its
+ * `mcp-warden` container, its volumes and its `mcpwarden.io/status` are what the webhook injects
+ * for this pod with `config`, the sidecar image is allowed, the ports are taken over as on
+ * injection and no other container mounts the sidecar's volumes. Returns admission warnings (see
+ * checkVolumeMounts).
  */
 export function verifyInjected(pod: V1Pod, config: InjectorConfig): string[] {
-  const refuse: (what: string) => never = (what) =>
-    invalid(
-      `the pod carries ${Annotations.status} but not the sidecar mcp-warden injects: ${what}. Remove ` +
-        `the container "${Sidecar.containerName}" and the ${Annotations.status} annotation and create ` +
-        `the pod again: the webhook then injects the sidecar`,
-    );
   const raw = pod.metadata?.annotations?.[Annotations.status] ?? '';
   let status: { version?: unknown; hash?: unknown };
   try {
     status = JSON.parse(raw) as typeof status;
   } catch {
-    refuse(`${Annotations.status} is not JSON`);
+    notOurs(`${Annotations.status} is not JSON`);
   }
   if (typeof status !== 'object' || status === null || typeof status.hash !== 'string') {
-    refuse(`${Annotations.status} has no hash`);
+    notOurs(`${Annotations.status} has no hash`);
   }
 
   const init = (pod.spec?.initContainers ?? []).find((c) => c.name === Sidecar.containerName);
   const actual = init ?? (pod.spec?.containers ?? []).find((c) => c.name === Sidecar.containerName);
-  if (actual === undefined) refuse(`no container named ${Sidecar.containerName}`);
+  if (actual === undefined) notOurs(`no container named ${Sidecar.containerName}`);
   const settings = sidecarSettings(pod, config);
   const upstream = /^http:\/\/127\.0\.0\.1:([0-9]{1,5})\//.exec(actual.args?.[2] ?? '');
+  const upstreamPort = Number(upstream?.[1] ?? 0);
   const portName = actual.ports?.find((p) => p.containerPort === Sidecar.proxyPort)?.name ?? '';
-  const expected = buildSidecar(settings, config, {
-    upstreamPort: Number(upstream?.[1] ?? 0),
-    portName,
-    native: init !== undefined,
-  });
+  const expected = buildSidecar(settings, config, { upstreamPort, portName, native: init !== undefined });
 
-  const diffs = containerDiffs(actual, expected.container);
+  const volumes = pod.spec?.volumes ?? [];
+  const diffs = containerDiffs(actual, expected.container, volumes);
   const volumeDiffs = expected.volumes
     .filter(
       (want) =>
         !deepEqual(
-          (pod.spec?.volumes ?? []).find((v) => v.name === want.name),
+          volumes.find((v) => v.name === want.name),
           want,
         ),
     )
     .map((v) => v.name);
   if (volumeDiffs.length > 0) diffs.push(`volumes ${few(volumeDiffs)}`);
-  if (diffs.length > 0) refuse(`its ${Sidecar.containerName} container differs in ${diffs.join(', ')}`);
+  if (diffs.length > 0) notOurs(`its ${Sidecar.containerName} container differs in ${diffs.join(', ')}`);
 
-  // A port of another container under the sidecar's port name would take its Services.
-  for (const c of [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])]) {
-    if (c === actual) continue;
-    const p = (c.ports ?? []).find((p) => p.name === portName && (p.protocol ?? 'TCP') === 'TCP');
-    if (p !== undefined) {
-      refuse(`container "${c.name}" also names a port "${portName}", the sidecar's proxy port`);
-    }
+  // A digest appended to the tag names another image, which the allowlist must allow as well
+  // (an exact reference in --allowed-sidecar-images allows that reference only).
+  const image = actual.image ?? '';
+  if (image !== expected.container.image && !sidecarImageAllowed(image, config)) {
+    invalid(
+      `the pod's ${Sidecar.containerName} container runs "${image}", which is not an allowed sidecar ` +
+        `image (allowed: ${describeAllowedImages(config)}): a digest appended to a tag names whatever ` +
+        `image has that digest. Ask the cluster admin to add that reference, or its repository, to ` +
+        `the webhook's --allowed-sidecar-images (chart value sidecar.allowedImages), or remove the ` +
+        `digest, the container "${Sidecar.containerName}" and the ${Annotations.status} annotation ` +
+        `and create the pod again`,
+    );
   }
+
+  checkPorts(pod, upstreamPort, portName);
   // The sidecar's volumes are its own (its token, its recordings): not another container's.
   const warnings = checkVolumeMounts(pod, { sidecar: actual, recordingsVolume: settings.recordingsVolume });
 
   const hash = injectionHash(expected.container, expected.volumes);
   if (status.hash !== hash) {
-    refuse(
+    notOurs(
       `${Annotations.status} hash ${String(status.hash)} is not this webhook's ${hash} ` +
         `(injected by mcp-warden ${String(status.version)}, this webhook is ${config.version})`,
     );

@@ -125,6 +125,9 @@ beforeAll(async () => {
         '127.0.0.1:0',
         '--admin-listen',
         '127.0.0.1:0',
+        // Outside a pod: the sidecar reads a kubeconfig only when the flag names it (never KUBECONFIG).
+        '--kubeconfig',
+        user.kubeconfigPath,
       ],
       {
         cwd: REPO_ROOT,
@@ -132,7 +135,6 @@ beforeAll(async () => {
         env: {
           PATH: process.env['PATH'] ?? '',
           HOME: workDir,
-          KUBECONFIG: user.kubeconfigPath,
           MCP_WARDEN_POD_NAME: pod,
           MCP_WARDEN_POD_NAMESPACE: NS,
           MCP_WARDEN_POD_UID: created.stdout,

@@ -601,6 +601,25 @@ describe('mcp-warden sidecar in front of a real MCP server, policies from a real
     }
   });
 
+  test('the same container with KUBECONFIG set refuses to start: in a pod it uses the in-cluster account only', async () => {
+    // What a re-submitted pod would bring if the webhook let it through (it refuses such a pod):
+    // a kubeconfig naming an API server the app runs. The sidecar never reads one from the env.
+    const { bin, args, env } = sidecarCommand;
+    const child = spawn(bin, args, {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...env, KUBECONFIG: '/var/run/secrets/evil/config' },
+    });
+    let stderr = '';
+    child.stderr?.on('data', (c: Buffer) => {
+      stderr += c.toString('utf8');
+    });
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code).toBe(2);
+    expect(stderr).toMatch(
+      /^mcp-warden sidecar: KUBECONFIG is set \("\/var\/run\/secrets\/evil\/config"\), but the sidecar does not read it: .* \[ERR_CONFIG\]\n$/,
+    );
+  });
+
   test('SIGTERM: writes the last status and exits 0', async () => {
     const exited = once(sidecar, 'exit');
     sidecar.kill('SIGTERM');

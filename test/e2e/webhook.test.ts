@@ -1,6 +1,7 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
 import { parse as parseYaml } from 'yaml';
 import type { KubeClient } from '../../pkg/kube/client.js';
 import { Sidecar } from '../../webhook/constants.js';
@@ -482,6 +483,113 @@ describe('pod injection: what would lead around the sidecar', () => {
     expect(proxy?.ports?.[0]).toMatchObject({ name: 'mcp', containerPort: 15080 });
     expect(server?.ports).toEqual([{ name: 'mcp-upstream', containerPort: 8080, protocol: 'TCP' }]);
     expect(server?.readinessProbe?.httpGet?.port).toBe(8080);
+  });
+
+  /** `kubectl get -o json` of pod `from` as a new pod `name`: what `| kubectl create -f -` sends. */
+  const exported = async (from: string, name: string): Promise<V1Pod> => {
+    const got = await cluster.kubectl(['get', 'pod', from, '-n', NS, '-o', 'json'], { user: dev });
+    expect(got.code).toBe(0);
+    const stored = JSON.parse(got.stdout) as V1Pod;
+    const { labels: podLabels, annotations } = stored.metadata ?? {};
+    return {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        ...(podLabels ? { labels: podLabels } : {}),
+        ...(annotations ? { annotations } : {}),
+      },
+      ...(stored.spec ? { spec: stored.spec } : {}),
+    };
+  };
+  const sidecarOf = (pod: V1Pod) =>
+    [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
+      (c) => c.name === 'mcp-warden',
+    )!;
+
+  test("re-submitted with KUBECONFIG and a kubeconfig of its own on the sidecar: refused; identity webhooks' env and token: kept", async () => {
+    const evil = await exported('github-mcp-0', 'kubeconfig-swap');
+    sidecarOf(evil).env!.push({ name: 'KUBECONFIG', value: '/var/run/secrets/evil/config' });
+    sidecarOf(evil).volumeMounts!.push({ name: 'evil', mountPath: '/var/run/secrets/evil', readOnly: true });
+    evil.spec!.volumes!.push({ name: 'evil', configMap: { name: 'evil-kubeconfig' } });
+    const refused = await create(evil);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toMatch(
+      /carries mcpwarden\.io\/status but not the sidecar mcp-warden injects: its mcp-warden container differs in env KUBECONFIG \(not injected\), volumeMounts \/var\/run\/secrets\/evil \(not injected\)/,
+    );
+
+    // What Azure Workload Identity's webhook adds to every container: admitted as it is.
+    const azure = await exported('github-mcp-0', 'azure-identity');
+    sidecarOf(azure).env!.push(
+      { name: 'AZURE_CLIENT_ID', value: '00000000-0000-0000-0000-000000000001' },
+      { name: 'AZURE_TENANT_ID', value: '00000000-0000-0000-0000-000000000002' },
+      { name: 'AZURE_FEDERATED_TOKEN_FILE', value: '/var/run/secrets/azure/tokens/azure-identity-token' },
+      { name: 'AZURE_AUTHORITY_HOST', value: 'https://login.microsoftonline.com/' },
+    );
+    sidecarOf(azure).volumeMounts!.push({
+      name: 'azure-identity-token',
+      mountPath: '/var/run/secrets/azure/tokens',
+      readOnly: true,
+    });
+    azure.spec!.volumes!.push({
+      name: 'azure-identity-token',
+      projected: {
+        sources: [
+          {
+            serviceAccountToken: {
+              path: 'azure-identity-token',
+              audience: 'api://AzureADTokenExchange',
+              expirationSeconds: 3600,
+            },
+          },
+        ],
+      },
+    });
+    const kept = await create(azure);
+    expect(kept.stderr).toBe('');
+    expect(sidecars(JSON.parse(kept.stdout) as StoredPod)).toBe(1);
+  });
+
+  test('re-submitted with the sidecar on a decoy port or a hostPort on the MCP port: refused', async () => {
+    // "beside" was injected for upstream-port 9000; without the annotation, "mcp" (8080) is the MCP port.
+    const decoy = await exported('beside', 'decoy');
+    delete decoy.metadata!.annotations!['mcpwarden.io/upstream-port'];
+    const r = await create(decoy);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(
+      /the sidecar forwards to port 9000, but the MCP port is 8080 \(container "server" port "mcp" \(8080\)\)/,
+    );
+    const host = await exported('github-mcp-0', 'hostport-again');
+    host.spec!.containers.find((c) => c.name === 'server')!.ports![0]!.hostPort = 30080;
+    const h = await create(host);
+    expect(h.code).not.toBe(0);
+    expect(h.stderr).toMatch(
+      /container "server" port "mcp-upstream" \(8080\) is the MCP port and sets hostPort 30080/,
+    );
+  });
+
+  test('a run-to-completion init container naming a port mcp: injected, and re-submitted as it is', async () => {
+    const pod = mcpPod('migrating', labels);
+    Object.assign(pod.spec, {
+      initContainers: [
+        {
+          name: 'migrate',
+          image: 'ghcr.io/example/github-mcp:1.2.0',
+          args: ['migrate'],
+          ports: [{ name: 'mcp', containerPort: 8080 }],
+        },
+      ],
+    });
+    // The API server itself warns about the duplicate name and number across containers (and that
+    // Services resolve "mcp" to the first declaration: the proxy's); mcp-warden has nothing to add.
+    const r = await create(pod);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toMatch(/duplicate port name "mcp" .* will use spec\.initContainers\[0\]\.ports\[0\]/);
+    expect(r.stderr).not.toMatch(/mcp-warden/);
+    const again = await create(await exported('migrating', 'migrating-copy'));
+    expect(again.code).toBe(0);
+    expect(again.stderr).not.toMatch(/mcp-warden/);
+    expect(sidecars(JSON.parse(again.stdout) as StoredPod)).toBe(1);
   });
 
   test('the projected token asks for 3600 s, and the API server issues exactly one hour', async () => {
