@@ -21,29 +21,11 @@ KUBE_VERSION="${KUBE_VERSION:-v1.37.2}"
 ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 HELM_VERSION="${HELM_VERSION:-v3.22.0}"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${ROOT}/.cache"
-BIN="${CACHE}/bin"
-mkdir -p "${BIN}" "${CACHE}/go-wrap"
-
-die() {
-  echo "build-k8s-tools: ERROR: $*" >&2
-  exit 1
-}
-log() { echo "build-k8s-tools: $*" >&2; }
-
-command -v go >/dev/null 2>&1 || die "go is not on PATH (Go >= 1.26 is required)"
-go_version="$(go env GOVERSION)"
-if [[ ! "${go_version}" =~ ^go1\.([0-9]+) ]] || ((BASH_REMATCH[1] < 26)); then
-  die "Go >= 1.26 is required to build Kubernetes ${KUBE_VERSION}, found ${go_version}"
-fi
-
-export GOPATH="${CACHE}/gopath"
-export GOCACHE="${CACHE}/go-build"
-export GOMODCACHE="${GOPATH}/pkg/mod"
-export GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
+TOOL=build-k8s-tools
+# shellcheck source=hack/go-tools-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-tools-env.sh"
+mkdir -p "${CACHE}/go-wrap"
+require_go "Kubernetes ${KUBE_VERSION}"
 
 # stamp_ok NAME VERSION: the binary exists, runs, and was built from VERSION by this script.
 stamp_ok() {

@@ -22,29 +22,10 @@ set -euo pipefail
 COSIGN_VERSION="${COSIGN_VERSION:-v3.1.3}"
 CRANE_VERSION="${CRANE_VERSION:-v0.22.1}"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-CACHE="${ROOT}/.cache"
-BIN="${CACHE}/bin"
-mkdir -p "${BIN}"
-
-die() {
-  echo "build-sign-tools: ERROR: $*" >&2
-  exit 1
-}
-log() { echo "build-sign-tools: $*" >&2; }
-
-command -v go >/dev/null 2>&1 || die "go is not on PATH (Go >= 1.26 is required)"
-go_version="$(go env GOVERSION)"
-if [[ ! "${go_version}" =~ ^go1\.([0-9]+) ]] || ((BASH_REMATCH[1] < 26)); then
-  die "Go >= 1.26 is required to build cosign ${COSIGN_VERSION}, found ${go_version}"
-fi
-
-export GOPATH="${CACHE}/gopath"
-export GOCACHE="${CACHE}/go-build"
-export GOMODCACHE="${GOPATH}/pkg/mod"
-export GOFLAGS="-mod=mod -buildvcs=false"
-export CGO_ENABLED=0
-export GOTOOLCHAIN=local
+TOOL=build-sign-tools
+# shellcheck source=hack/go-tools-env.sh
+source "$(dirname "${BASH_SOURCE[0]}")/go-tools-env.sh"
+require_go "cosign ${COSIGN_VERSION}"
 
 # One build at a time: concurrent runs (make sign while the e2e suite starts) share the staging dir.
 exec 9>"${CACHE}/sign-tools.lock"
