@@ -82,6 +82,107 @@ describe('built-in detectors', () => {
     expect(out.text).toBe('key:\n[masked:private-key]');
   });
 
+  describe('recall gaps found in review', () => {
+    it('masks an email written with a look-alike at sign (fullwidth, small)', () => {
+      expect(maskText('email', 'mail alice\uFF20example.com now').text).toBe('mail [masked:email] now');
+      expect(maskText('email', 'mail bob\uFE6Bexample.org, carol@example.net').text).toBe(
+        'mail [masked:email], [masked:email]',
+      );
+      // A long string (the needs class, not the per-character pass, chooses the finders).
+      const long = `${'plain words '.repeat(30)}alice\uFF20example.com`;
+      expect(maskText('email', long).text).toBe(`${'plain words '.repeat(30)}[masked:email]`);
+      expect(maskText('email', 'ＡＢＣ\uFF20 plain').hits).toBe(0);
+    });
+
+    it('masks card numbers with mixed separators or dots, Luhn still checked', () => {
+      for (const card of [
+        '4111 1111-1111 1111',
+        '4111.1111.1111.1111',
+        '5500-0000 0000.0004',
+        '3782.822463.10005',
+      ])
+        expect(maskText('credit-card', `card ${card}.`).text).toBe('card [masked:credit-card].');
+      for (const near of [
+        '4111 1111-1111 1112',
+        '4111.1111.1111.1111.2',
+        '1.2.3.4111.1111.1111.1111',
+        '2026.1130.1234.5678',
+      ])
+        expect(maskText('credit-card', `v ${near} x`).hits).toBe(0);
+      const long = `${'plain words '.repeat(30)}4111 1111-1111 1111 and 4111.1111.1111.1111`;
+      expect(maskText('credit-card', long).hits).toBe(2);
+    });
+
+    it('masks an SSN written with spaces, not a run of spaced digit groups', () => {
+      expect(maskText('us-ssn', 'ssn 123 45 6789, ok').text).toBe('ssn [masked:us-ssn], ok');
+      expect(maskText('us-ssn', 'SSN: 123 45 6789').hits).toBe(1);
+      for (const near of [
+        '000 12 3456',
+        '123 00 6789',
+        '123 45 0000',
+        '666 12 3456',
+        '1 123 45 6789',
+        '123 45 6789 1',
+      ])
+        expect(maskText('us-ssn', `n ${near} x`).hits).toBe(0);
+      const long = `${'plain words 12; '.repeat(30)}123 45 6789 and 987 65 4321`;
+      expect(maskText('us-ssn', long).text).toBe(
+        `${'plain words 12; '.repeat(30)}[masked:us-ssn] and 987 65 4321`,
+      );
+    });
+
+    describe('a private key split over two text blocks: the block without BEGIN', () => {
+      const body = [
+        'MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun',
+        'VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK',
+        'Zkp18gnTxK==',
+      ].join('\n');
+      const tail = `${body}\n-----END RSA PRIVATE KEY-----`;
+      it('masks the body and END line, keeping prose before and after', () => {
+        expect(maskText('private-key', tail).text).toBe('[masked:private-key]');
+        expect(maskText('private-key', `the rest of it:\n${tail}\nthat was all`).text).toBe(
+          'the rest of it:\n[masked:private-key]\nthat was all',
+        );
+        // Split mid-line: the cut line is masked from the start of the block.
+        expect(maskText('private-key', tail.slice(30)).text).toBe('[masked:private-key]');
+        // JSON text holding the key: escaped line breaks.
+        expect(maskText('private-key', JSON.stringify({ key: tail })).text).toBe(
+          '{"key":"[masked:private-key]"}',
+        );
+      });
+      it('leaves a header and an END of anything else visible', () => {
+        expect(maskText('private-key', `DEK-Info: AES-128-CBC,1234\n\n${tail}`).text).toBe(
+          'DEK-Info: AES-128-CBC,1234\n\n[masked:private-key]',
+        );
+        expect(maskText('private-key', `${body}\n-----END CERTIFICATE-----`).hits).toBe(0);
+      });
+      it('masks a whole block and an orphan tail after it', () => {
+        const whole = `-----BEGIN PRIVATE KEY-----\n${body}\n-----END PRIVATE KEY-----`;
+        expect(maskText('private-key', `${whole}\nnext:\n${tail}`).text).toBe(
+          '[masked:private-key]\nnext:\n[masked:private-key]',
+        );
+      });
+      it('masks both halves end to end', () => {
+        const masker = createMasker([
+          { policy: 'p', rule: { name: 'r', detectors: ['private-key'] } as MaskingRule },
+        ]);
+        const { value } = masker.maskMessage(
+          {
+            content: [
+              { type: 'text', text: 'key:\n-----BEGIN RSA PRIVATE KEY-----\n' },
+              { type: 'text', text: tail },
+            ],
+          },
+          { method: 'tools/call' },
+        );
+        expect(value.content.map((c: { text: string }) => c.text)).toEqual([
+          'key:\n[masked:private-key]',
+          '[masked:private-key]',
+        ]);
+      });
+    });
+  });
+
   it('masks JSON-escaped quotes inside a password value whole', () => {
     const out = maskText('password-assignment', '{"password": "ab\\"cd", "user": "x"}');
     expect(out.text).toBe('{"password": "[masked:password-assignment]", "user": "x"}');
@@ -154,6 +255,15 @@ describe('built-in detectors', () => {
       ['eyJ', 'eyJ'.repeat(n / 3)],
       ['jwt dots', `eyJ${'a.'.repeat(n / 2)}`],
       ['BEGIN lines', '-----BEGIN PRIVATE KEY-----\n'.repeat(n / 28)],
+      ['END lines', '-----END PRIVATE KEY-----\n'.repeat(n / 26)],
+      ['BEGIN and other END', '-----BEGIN PRIVATE KEY-----x-----END X-----'.repeat(n / 43)],
+      ['base64 lines then END', `${'QUFB\n'.repeat(n / 5 - 10)}-----END PRIVATE KEY-----`],
+      ['fullwidth at signs', 'a\uFF20'.repeat(n / 2)],
+      ['mixed card separators', '4111 1111-1111.'.repeat(n / 15)],
+      ['spaced SSN-like groups', '123 45 '.repeat(n / 7)],
+      ['\\u escapes', 'a\\u0040'.repeat(n / 7)],
+      ['\\/ escapes', 'https:\\/\\/a:'.repeat(n / 13)],
+      ['bad \\u escapes', '\\u00zz'.repeat(n / 6)],
       ['AKIA', 'AKIA'.repeat(n / 4)],
       ['AccountKey', 'AccountKey='.repeat(n / 11)],
       ['sig=', '?sv=1&sig='.repeat(n / 10)],

@@ -225,33 +225,52 @@ const emailDomain = /(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-
 /**
  * Emails are found from their `@` (a memchr), the local part read backwards (at most 64
  * characters, and it must start a run) and the domain matched forwards with a sticky regex.
+ * A look-alike at sign (fullwidth `＠` U+FF20, small `﹫` U+FE6B) is read as `@`: a human reads
+ * `alice＠example.com` as an address. Strings without one (every one-byte string: V8 answers
+ * `indexOf` of a two-byte character there at once) take the plain `@` loop.
  */
+const fullwidthAt = '\uFF20';
+const smallAt = '\uFE6B';
+function emailAt(s: string, at: number, owner: number, out: Span[]): number {
+  let start = at;
+  while (start > 0 && at - start < 64) {
+    const c = s.charCodeAt(start - 1);
+    if (c >= 128 || localChar[c] === 0) break;
+    start--;
+  }
+  const before = start > 0 ? s.charCodeAt(start - 1) : 128;
+  const runStarts = before >= 128 || localChar[before] === 0;
+  if (start < at && runStarts) {
+    emailDomain.lastIndex = at + 1;
+    const m = emailDomain.exec(s);
+    if (m !== null) {
+      out.push({ start, end: at + 1 + m[0].length, name: 'email', owner });
+      return at + 1 + m[0].length;
+    }
+  }
+  return at + 1;
+}
+/** The first `@` or look-alike at or after `from`, or -1. */
+function nextAnyAt(s: string, from: number): number {
+  let best = s.indexOf('@', from);
+  const f = s.indexOf(fullwidthAt, from);
+  if (f !== -1 && (best === -1 || f < best)) best = f;
+  const m = s.indexOf(smallAt, from);
+  if (m !== -1 && (best === -1 || m < best)) best = m;
+  return best;
+}
 const email: Finder = {
   name: 'email',
   minLength: 6,
-  needs: ['@'],
+  needs: [`@${fullwidthAt}${smallAt}`],
   find(s, owner, out) {
-    let at = s.indexOf('@');
-    while (at !== -1) {
-      let start = at;
-      while (start > 0 && at - start < 64) {
-        const c = s.charCodeAt(start - 1);
-        if (c >= 128 || localChar[c] === 0) break;
-        start--;
-      }
-      const before = start > 0 ? s.charCodeAt(start - 1) : 128;
-      const runStarts = before >= 128 || localChar[before] === 0;
-      let next = at + 1;
-      if (start < at && runStarts) {
-        emailDomain.lastIndex = at + 1;
-        const m = emailDomain.exec(s);
-        if (m !== null) {
-          out.push({ start, end: at + 1 + m[0].length, name: 'email', owner });
-          next = at + 1 + m[0].length;
-        }
-      }
-      at = s.indexOf('@', next);
+    if (s.indexOf(fullwidthAt) === -1 && s.indexOf(smallAt) === -1) {
+      let at = s.indexOf('@');
+      while (at !== -1) at = s.indexOf('@', emailAt(s, at, owner, out));
+      return;
     }
+    let at = nextAnyAt(s, 0);
+    while (at !== -1) at = nextAnyAt(s, emailAt(s, at, owner, out));
   },
 };
 
@@ -276,7 +295,7 @@ function digitRuns(s: string): readonly number[] {
   return runs;
 }
 
-/** Runs of 13-19 digits (a card written without separators) or of 4 followed by a space or dash. */
+/** Runs of 13-19 digits (a card written without separators) or of 4 followed by a space, dash or dot. */
 function cardStarts(s: string): number[] {
   const r = digitRuns(s);
   const out: number[] = [];
@@ -285,7 +304,8 @@ function cardStarts(s: string): number[] {
     const end = r[i + 1]!;
     const len = end - start;
     const next = s.charCodeAt(end);
-    if ((len >= 13 && len <= 19) || (len === 4 && (next === 32 || next === 45))) out.push(start);
+    if ((len >= 13 && len <= 19) || (len === 4 && (next === 32 || next === 45 || next === 46)))
+      out.push(start);
   }
   return out;
 }
@@ -296,6 +316,16 @@ function ssnStarts(s: string): number[] {
   const out: number[] = [];
   for (let i = 0; i < r.length; i += 2) {
     if (r[i + 1]! - r[i]! === 3 && s.charCodeAt(r[i + 1]!) === 45) out.push(r[i]!);
+  }
+  return out;
+}
+
+/** Runs of exactly 3 digits followed by a space (`123 45 6789`). */
+function ssnSpacedStarts(s: string): number[] {
+  const r = digitRuns(s);
+  const out: number[] = [];
+  for (let i = 0; i < r.length; i += 2) {
+    if (r[i + 1]! - r[i]! === 3 && s.charCodeAt(r[i + 1]!) === 32) out.push(r[i]!);
   }
   return out;
 }
@@ -367,7 +397,9 @@ const creditCard: Finder = {
       starts: cardStarts,
       // (?<![\d.]) written after the first four digits (it then only tests the character before them),
       // so V8 looks for a digit first instead of running the lookbehind at every position.
-      re: /\d{4}(?<![\d.]\d{4})(?:\d{9,15}|([ -])\d{4}\1\d{4}\1\d{1,7}|([ -])\d{6}\2\d{4,5})(?!\d)/g,
+      // Groups may be separated by a space, dash or dot, mixed (`4111 1111-1111 1111`, as typed
+      // into forms); a dot then a digit after the last group is a longer dotted number, not a card.
+      re: /\d{4}(?<![\d.]\d{4})(?:\d{9,15}|[ .-]\d{4}[ .-]\d{4}[ .-]\d{1,7}|[ .-]\d{6}[ .-]\d{4,5})(?!\.?\d)/g,
       check: (m) => (cardValid(m) ? m.length : 0),
     },
   ]),
@@ -407,6 +439,15 @@ const usSsn = regexFinder('us-ssn', 9, { sets: [digits], minDigits: 9 }, [
     re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
   },
   {
+    // With spaces (`123 45 6789`): not inside a longer run of space-separated digit groups.
+    // Timestamps and ids (the digit-rich short strings) have no space: one memchr skips them.
+    quick: (s) => s.indexOf(' ') !== -1,
+    starts: ssnSpacedStarts,
+    // The lookbehind follows the first three digits (so V8 looks for a digit first) and also
+    // rules out the 000, 666 and 9xx areas.
+    re: /\d{3}(?<![\d-]\d{3}|\d \d{3}|000|666|9\d\d) (?!00)\d{2} (?!0000)\d{4}(?! ?\d|-)/g,
+  },
+  {
     quick: (s) =>
       (s.length > startsMinLength ? ssnKeywordNearDigits(s) : ssnKeywordProbe(s)) &&
       /SSN|[Ss]ocial [Ss]ecurity/.test(s),
@@ -414,8 +455,8 @@ const usSsn = regexFinder('us-ssn', 9, { sets: [digits], minDigits: 9 }, [
   },
 ]);
 
-// eyJ, then two dots.
-const jwt = regexFinder('jwt', 17, { sets: ['J', '.'], pairs: ['yJ'] }, [
+// eyJ, then two dots (the pair holds the J: no set of its own, to save a condition bit).
+const jwt = regexFinder('jwt', 17, { sets: ['.'], pairs: ['yJ'] }, [
   {
     anchor: 'eyJ',
     re: /(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]*/g,
@@ -424,17 +465,102 @@ const jwt = regexFinder('jwt', 17, { sets: ['J', '.'], pairs: ['yJ'] }, [
 ]);
 
 /** PEM private-key blocks, found with indexOf so a thousand unterminated BEGIN lines stay linear. */
-const beginProbe = literalProbe('-----BEGIN ');
+/** Every BEGIN and END line of a private key holds `PRIVATE KEY`: one search (from its `V`) gates both. */
+const privateKeyProbe = literalProbe('VATE K');
 const beginRe = /-----BEGIN (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
+const endRe = /-----END (?:[A-Z0-9]+ ){0,3}PRIVATE KEY(?: BLOCK)?-----/g;
+/** Base64 characters, as PEM bodies hold them. */
+const b64Char = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=')
+  b64Char[c.charCodeAt(0)] = 1;
+
+/**
+ * Where a line break (`\n`, `\r\n`, or the same escaped in JSON text: `\\n`, `\\r\\n`) ends at
+ * `p`: the position before it, or -1.
+ */
+function breakBefore(s: string, p: number, floor: number): number {
+  if (p > floor && s.charCodeAt(p - 1) === 10) {
+    p--;
+    return p > floor && s.charCodeAt(p - 1) === 13 ? p - 1 : p;
+  }
+  if (p - 1 > floor && s.charCodeAt(p - 1) === 110 && s.charCodeAt(p - 2) === 92) {
+    p -= 2;
+    return p - 1 > floor && s.charCodeAt(p - 1) === 114 && s.charCodeAt(p - 2) === 92 ? p - 2 : p;
+  }
+  return -1;
+}
+
+const isBlank = (c: number): boolean => c === 32 || c === 9;
+
+/**
+ * The start of the tail of a key whose BEGIN line is elsewhere (a server that splits its output
+ * over two content blocks: BEGIN in one, the body and END in the next), walking back from the
+ * END line at `endAt`, no further than `floor`: the line before END (any length), and above it
+ * whole lines of base64 of 40 characters or more (PEM writes 64), or a line cut anywhere at
+ * `floor` (where the split fell). A line that starts mid-text (`the rest: MIIE…`) is masked from
+ * its base64 run if that is 16 characters or more, and ends the walk. Headers (`DEK-Info: …`),
+ * blank lines and prose stop it and stay visible.
+ */
+function orphanTailStart(s: string, endAt: number, floor: number): number {
+  let start = endAt;
+  let p = breakBefore(s, endAt, floor);
+  if (p === -1) p = endAt;
+  for (let nearest = true; ; nearest = false) {
+    let e = p;
+    while (e > floor && isBlank(s.charCodeAt(e - 1))) e--;
+    let q = e;
+    while (q > floor) {
+      const c = s.charCodeAt(q - 1);
+      if (c >= 128 || b64Char[c] === 0) break;
+      // `\n` escaped in JSON text: its `n` is no body character.
+      if ((c === 110 || c === 114) && q - 2 >= floor && s.charCodeAt(q - 2) === 92) break;
+      q--;
+    }
+    const len = e - q;
+    if (len === 0) return start;
+    let k = q;
+    while (k > floor && isBlank(s.charCodeAt(k - 1))) k--;
+    if (k === floor) return q;
+    const b = breakBefore(s, k, floor);
+    if (b === -1) return len >= 16 ? q : start;
+    if (!nearest && len < 40) return start;
+    start = q;
+    p = b;
+  }
+}
+
 const privateKey: Finder = {
   name: 'private-key',
-  minLength: 27,
-  needs: ['-', 'B'],
+  minLength: 25,
+  // Both `-----BEGIN … PRIVATE KEY-----` and `-----END … PRIVATE KEY-----` hold a V (rare in
+  // JSON; one condition bit, see the masker's `charFilter`).
+  needs: ['V'],
   find(s, owner, out) {
-    if (!beginProbe(s)) return;
-    beginRe.lastIndex = 0;
-    let m = beginRe.exec(s);
-    while (m !== null) {
+    if (!privateKeyProbe(s)) return;
+    /** Where the last span ended: an END before the next BEGIN, after it, is an orphan tail. */
+    let done = 0;
+    const nextBegin = (from: number): RegExpExecArray | null => {
+      beginRe.lastIndex = from;
+      return beginRe.exec(s);
+    };
+    let m = nextBegin(0);
+    // The next END line of a private key at or after `done` (each search starts past the last, so
+    // the whole scan stays linear).
+    endRe.lastIndex = 0;
+    let e = endRe.exec(s);
+    while (true) {
+      const limit = m === null ? s.length : m.index;
+      // END lines between the last span and the next BEGIN: tails of a key begun elsewhere.
+      while (e !== null && e.index < limit) {
+        let after = e.index + e[0].length;
+        if (e.index >= done) {
+          out.push({ start: orphanTailStart(s, e.index, done), end: after, name: 'private-key', owner });
+          done = after;
+        } else after = Math.max(after, done);
+        endRe.lastIndex = after;
+        e = endRe.exec(s);
+      }
+      if (m === null) return;
       const start = m.index;
       const endAt = s.indexOf('-----END ', start + m[0].length);
       if (endAt === -1) {
@@ -445,8 +571,8 @@ const privateKey: Finder = {
       const close = s.indexOf('-----', endAt + 9);
       const end = close === -1 ? s.length : close + 5;
       out.push({ start, end, name: 'private-key', owner });
-      beginRe.lastIndex = end;
-      m = beginRe.exec(s);
+      done = end;
+      m = nextBegin(end);
     }
   },
 };

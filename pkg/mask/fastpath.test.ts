@@ -58,7 +58,8 @@ const reference: Record<string, Part[]> = {
   ],
   'credit-card': [
     {
-      re: /(?<![\d.])(?:\d{13,19}|\d{4}([ -])\d{4}\1\d{4}\1\d{1,7}|\d{4}([ -])\d{6}\2\d{4,5})(?!\d)/g,
+      // Since the separators may mix and be dots: the same, no backreferences, `[ .-]`.
+      re: /(?<![\d.])(?:\d{13,19}|\d{4}[ .-]\d{4}[ .-]\d{4}[ .-]\d{1,7}|\d{4}[ .-]\d{6}[ .-]\d{4,5})(?!\.?\d)/g,
       check: (m) => (cardValid(m) ? m.length : 0),
     },
   ],
@@ -70,6 +71,8 @@ const reference: Record<string, Part[]> = {
   ],
   'us-ssn': [
     { re: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g },
+    // Since spaced SSNs are found.
+    { re: /(?<![\d-]|\d )(?!000|666|9\d\d)\d{3} (?!00)\d{2} (?!0000)\d{4}(?! ?\d|-)/g },
     {
       re: /(?:\bSSN|[Ss]ocial [Ss]ecurity(?: [Nn]umber| [Nn]o\.?)?)[ \t]*[:#]?[ \t]*(?<v>(?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})(?!\d)/g,
     },

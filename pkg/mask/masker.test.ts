@@ -34,6 +34,61 @@ describe('createMasker', () => {
     expect(out.hits).toHaveLength(0);
   });
 
+  describe('JSON escapes left in text (JSON encoded twice)', () => {
+    const masker = createMasker([
+      {
+        policy: 'p',
+        rule: rule({ detectors: ['email', 'password-assignment', 'credit-card', 'private-key'] }),
+      },
+    ]);
+    const text = (t: string): { text: string; hits: number } => {
+      const out = masker.maskMessage({ content: [{ type: 'text', text: t }] }, scope);
+      return { text: out.value.content[0]!.text, hits: out.hits.length };
+    };
+
+    it('masks a finding written with \\u escapes, the escaped span whole', () => {
+      // What a tool that returns JSON text of JSON text sends: after one parse, \u0040 is left.
+      const wire = JSON.stringify({
+        content: [{ type: 'text', text: String.raw`{"email":"alice\u0040example.com","n":1}` }],
+      });
+      const out = masker.maskMessage(parseJson(wire) as { content: Array<{ text: string }> }, scope);
+      expect(out.value.content[0]!.text).toBe('{"email":"[masked:email]","n":1}');
+      expect(out.hits).toHaveLength(1);
+      expect(text(String.raw`alice\u0040example.com`).text).toBe('masked-email@masked.invalid');
+      expect(text(String.raw`card 4111\u00201111\u00201111\u00201111.`).text).toBe(
+        'card [masked:credit-card].',
+      );
+    });
+
+    it('masks URL credentials written with \\/ (PHP and others escape slashes)', () => {
+      // (Without `email`: it would also claim `s3cret@db.internal`, as in the unescaped URL.)
+      const only = createMasker([{ policy: 'p', rule: rule({ detectors: ['password-assignment'] }) }]);
+      const out = only.maskMessage({ url: String.raw`https:\/\/app:s3cret@db.internal\/x` }, scope);
+      expect(out.value.url).toBe(String.raw`https:\/\/app:[masked:password-assignment]@db.internal\/x`);
+    });
+
+    it('finds escaped and plain findings together, in long strings too', () => {
+      const s = String.raw`bob@example.com and alice\u0040example.com`;
+      expect(text(s)).toEqual({ text: '[masked:email] and [masked:email]', hits: 2 });
+      const pad = 'plain words '.repeat(100);
+      expect(text(`${pad}${s}`).text).toBe(`${pad}[masked:email] and [masked:email]`);
+      expect(text(String.raw`${pad}alice\u0040example.com`).text).toBe(`${pad}[masked:email]`);
+    });
+
+    it('leaves other escapes, an escaped backslash and plain strings alone', () => {
+      for (const s of [
+        String.raw`line\nbreak \u00e9t\u00e9`,
+        String.raw`x\\u0040example.com`,
+        String.raw`bad \u00zz escape`,
+        String.raw`C:\path\to\file`,
+        String.raw`version\u00401.2`,
+      ])
+        expect(text(s)).toEqual({ text: s, hits: 0 });
+      const msg = { content: [{ type: 'text', text: String.raw`a\/b \u0041` }] };
+      expect(masker.maskMessage(msg, scope).value).toBe(msg);
+    });
+  });
+
   it('masks a JSON-RPC response result, notification and server request params, and error data; leaves the envelope', () => {
     const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['email'] }) }]);
     const response = {

@@ -257,8 +257,8 @@ function isObject(v: unknown): v is Record<string, unknown> {
 interface CharFilter {
   /**
    * UTF-16 code unit → bits of the sets holding it, plus `pairStart` if a pair begins with it and
-   * `digitBit` for a digit. Every non-ASCII unit has the bits of all sets holding any non-ASCII
-   * character. 65 536 entries, so the pass has no branch (256 KiB per masker).
+   * `digitBit` for a digit. A non-ASCII unit has the bits of the sets holding it (`＠` for an
+   * email). 65 536 entries, so the pass has no branch (256 KiB per masker).
    */
   charBits: Int32Array;
   /**
@@ -269,6 +269,11 @@ interface CharFilter {
   pairBits: Int32Array | undefined;
   /** Finder → its condition bits (absent or 0: it always runs). */
   req: Map<Finder, number>;
+  /**
+   * The bit of `\` (a string that may hold JSON escapes, see `decodeEscapes`): the first
+   * condition, so it always has one.
+   */
+  escBit: number;
 }
 
 const pairStart = 1 << 30;
@@ -277,7 +282,8 @@ const maxConditions = 30;
 
 function charFilter(finders: readonly Finder[]): CharFilter {
   const ascii = new Int32Array(128);
-  let nonAscii = 0;
+  /** Non-ASCII code unit → bits of the sets holding it. */
+  const nonAscii = new Map<number, number>();
   let pairBits: Int32Array | undefined;
   const req = new Map<Finder, number>();
   const bitOf = new Map<string, number>();
@@ -291,6 +297,9 @@ function charFilter(finders: readonly Finder[]): CharFilter {
     }
     return bit;
   };
+  const escBit = assign('chars:\\', (bit) => {
+    ascii[92]! |= bit;
+  });
   for (const finder of finders) {
     if (req.has(finder)) continue;
     let bits = 0;
@@ -312,7 +321,7 @@ function charFilter(finders: readonly Finder[]): CharFilter {
       bits |= assign(`chars:${set}`, (bit) => {
         for (let j = 0; j < set.length; j++) {
           const code = set.charCodeAt(j);
-          if (code >= 128) nonAscii |= bit;
+          if (code >= 128) nonAscii.set(code, (nonAscii.get(code) ?? 0) | bit);
           else ascii[code]! |= bit;
         }
       });
@@ -320,9 +329,72 @@ function charFilter(finders: readonly Finder[]): CharFilter {
     req.set(finder, bits);
   }
   for (let c = 48; c <= 57; c++) ascii[c]! |= digitBit;
-  const charBits = new Int32Array(65536).fill(nonAscii);
+  const charBits = new Int32Array(65536);
   charBits.set(ascii);
-  return { charBits, pairBits, req };
+  for (const [code, bit] of nonAscii) charBits[code] = bit;
+  return { charBits, pairBits, req, escBit };
+}
+
+/**
+ * JSON escapes left in a string that held JSON text encoded once more (`{\"email\":\"alice\\u0040example.com\"}`
+ * after one parse holds `alice\u0040example.com`; PHP and others write `https:\/\/user:pass@host`):
+ * the string with every `\uXXXX` and `\/` decoded (an escaped backslash `\\` is kept as it is),
+ * and `from`, where each decoded unit starts in the original (and the original's length at the
+ * end), so that a finding in the decoded text masks its encoded span. Undefined when the string
+ * holds no such escape (one memchr of `\` for most strings).
+ */
+export function decodeEscapes(s: string): { text: string; from: Int32Array } | undefined {
+  const first = s.indexOf('\\');
+  if (first === -1) return undefined;
+  const u = s.indexOf('\\u', first);
+  const slash = s.indexOf('\\/', first);
+  if ((u === -1 || !hex4(s, u + 2)) && slash === -1) {
+    if (u === -1) return undefined;
+    // A `\u` not followed by four hex digits: look for a real one further on.
+    let at = s.indexOf('\\u', u + 2);
+    while (at !== -1 && !hex4(s, at + 2)) at = s.indexOf('\\u', at + 2);
+    if (at === -1) return undefined;
+  }
+  const from = new Int32Array(s.length + 1);
+  let text = s.slice(0, first);
+  let n = 0;
+  for (; n < first; n++) from[n] = n;
+  let k = first;
+  while (k < s.length) {
+    const c = s.charCodeAt(k);
+    if (c === 92 && k + 1 < s.length) {
+      const next = s.charCodeAt(k + 1);
+      if (next === 47 || (next === 117 && hex4(s, k + 2))) {
+        from[n++] = k;
+        text += next === 47 ? '/' : String.fromCharCode(Number.parseInt(s.slice(k + 2, k + 6), 16));
+        k += next === 47 ? 2 : 6;
+        continue;
+      }
+      if (next === 92) {
+        from[n++] = k;
+        from[n++] = k + 1;
+        text += '\\\\';
+        k += 2;
+        continue;
+      }
+    }
+    // Copy the run up to the next backslash at once.
+    let end = s.indexOf('\\', k + 1);
+    if (end === -1) end = s.length;
+    text += s.slice(k, end);
+    for (; k < end; k++) from[n++] = k;
+  }
+  from[n] = s.length;
+  return { text, from: from.subarray(0, n + 1) };
+}
+
+function hex4(s: string, at: number): boolean {
+  if (at + 4 > s.length) return false;
+  for (let i = at; i < at + 4; i++) {
+    const c = s.charCodeAt(i) | 32;
+    if (!((c >= 48 && c <= 57) || (c >= 97 && c <= 102))) return false;
+  }
+  return true;
 }
 
 /** Digits counted by the last `charPass` / `charPairPass`. */
@@ -524,12 +596,21 @@ export function createMasker(
     return out;
   }
 
+  const escBit = filter.escBit;
+  /** The condition bits of a short string (its digits left in `passDigits`). */
+  function presentIn(s: string): number {
+    return filter.pairBits === undefined
+      ? charPass(s, filter.charBits)
+      : charPairPass(s, filter.charBits, filter.pairBits);
+  }
+
   function maskString(w: Walk, s: string): string {
     if (w.produced?.has(s)) return s;
     const plan = w.plan;
     const len = s.length;
     // Which finders can match: those whose every needed set has a character in the string and
     // that have their digits (for long strings, all of them if any needed character is there).
+    // A string holding `\` may hold JSON escapes: its decoded copy is scanned too.
     let present = -1;
     let digits = len;
     if (len <= shortString) {
@@ -538,8 +619,9 @@ export function createMasker(
           ? charPass(s, filter.charBits)
           : charPairPass(s, filter.charBits, filter.pairBits);
       digits = passDigits;
-      if (plan.firstBits !== undefined && (present & plan.firstBits) === 0) return s;
-    } else if (plan.needs !== undefined && !plan.needs.test(s)) return s;
+      if (plan.firstBits !== undefined && (present & plan.firstBits) === 0)
+        return (present & escBit) === 0 ? s : maskEscaped(w, s);
+    } else if (plan.needs !== undefined && !plan.needs.test(s)) return maskEscaped(w, s);
     const spans = w.spans;
     spans.length = 0;
     const finders = plan.finders;
@@ -549,6 +631,47 @@ export function createMasker(
         f.finder.find(s, f.owner, spans);
       }
     }
+    // (Long strings: `decodeEscapes` first searches for a `\`.)
+    if ((present & escBit) !== 0) findEscaped(plan, s, spans);
+    if (spans.length === 0) return s;
+    return replaceSpans(w, s);
+  }
+
+  function runFinders(plan: Plan, s: string, present: number, digits: number, out: Span[]): void {
+    const finders = plan.finders;
+    const len = s.length;
+    for (let i = 0; i < finders.length; i++) {
+      const f = finders[i]!;
+      if ((present & f.req) === f.req && digits >= f.minDigits && len >= f.finder.minLength) {
+        f.finder.find(s, f.owner, out);
+      }
+    }
+  }
+
+  /**
+   * Findings in the decoded copy of a string holding JSON escapes (`alice\u0040example.com`),
+   * added to `out` as the spans of their encoded text.
+   */
+  function findEscaped(plan: Plan, s: string, out: Span[]): void {
+    const decoded = decodeEscapes(s);
+    if (decoded === undefined) return;
+    const { text, from } = decoded;
+    let present = -1;
+    let digits = text.length;
+    if (text.length <= shortString) {
+      present = presentIn(text);
+      digits = passDigits;
+    }
+    const found: Span[] = [];
+    runFinders(plan, text, present, digits, found);
+    for (const sp of found) out.push({ ...sp, start: from[sp.start]!, end: from[sp.end]! });
+  }
+
+  /** `maskString` for a string no finder was chosen for: only what its decoded copy holds. */
+  function maskEscaped(w: Walk, s: string): string {
+    const spans = w.spans;
+    spans.length = 0;
+    findEscaped(w.plan, s, spans);
     if (spans.length === 0) return s;
     return replaceSpans(w, s);
   }

@@ -4,24 +4,39 @@
  */
 const b64url = (o: object): string => Buffer.from(JSON.stringify(o)).toString('base64url');
 
-const pem = [
+const pemLines = [
   '-----BEGIN RSA PRIVATE KEY-----',
   'MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun',
   'VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK',
   '-----END RSA PRIVATE KEY-----',
-].join('\n');
+];
+const pem = pemLines.join('\n');
+/** The second half of a key split over two content blocks: body and END, no BEGIN. */
+const pemTail = pemLines.slice(1).join('\n');
 
 /** detector → values that must be masked (each appears whole in the masked output as a token). */
 export const positives: Record<string, string[]> = {
-  email: ['bob.smith@example.com', 'ops+alerts@mail.contoso.co.uk'],
+  email: [
+    'bob.smith@example.com',
+    'ops+alerts@mail.contoso.co.uk',
+    'alice\uFF20example.com',
+    'carol\uFE6Bexample.org',
+  ],
   phone: ['+1 415 555 2671', '+44 20 7946 0958', '(415) 555-2671', '415-555-2671'],
-  'credit-card': ['4111111111111111', '4111 1111 1111 1111', '5500-0000-0000-0004', '3782 822463 10005'],
+  'credit-card': [
+    '4111111111111111',
+    '4111 1111 1111 1111',
+    '5500-0000-0000-0004',
+    '3782 822463 10005',
+    '4111 1111-1111 1111',
+    '4111.1111.1111.1111',
+  ],
   iban: ['DE89 3704 0044 0532 0130 00', 'GB82WEST12345698765432', 'FR1420041010050500013M02606'],
-  'us-ssn': ['123-45-6789', '078-05-1120'],
+  'us-ssn': ['123-45-6789', '078-05-1120', '123 45 6789'],
   jwt: [
     `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url({ sub: '1234567890', name: 'Jane' })}.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c`,
   ],
-  'private-key': [pem],
+  'private-key': [pem, pemTail],
   'aws-access-key': ['AKIA' + 'IOSFODNN7EXAMPLE', 'ASIA' + 'ZZ4EXAMPLE7ABCDE'],
   'azure-storage-key': [
     'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==',
@@ -54,15 +69,45 @@ export function secretOf(detector: string, sample: string): string {
 
 /** detector → realistic near-misses that must stay as they are. */
 export const negatives: Record<string, string[]> = {
-  email: ['@handle on social', 'user@localhost', 'a @ b.com', 'version@1.2'],
+  email: [
+    '@handle on social',
+    'user@localhost',
+    'a @ b.com',
+    'version@1.2',
+    'team\uFF20 chat',
+    '\uFF20handle',
+  ],
   phone: ['2026-11-30', 'build 1.2.3.4', 'order 12345678', 'call ext. 4412', '10.0.0.1'],
-  'credit-card': ['4111111111111112', '1732942568000', '0000000000000000', 'id 123456789012'],
+  'credit-card': [
+    '4111111111111112',
+    '1732942568000',
+    '0000000000000000',
+    'id 123456789012',
+    '4111 1111-1111 1112',
+    'v4111.1111.1111.1111.2',
+    '2026.1130.1234.5678',
+    '4111111111111111.25',
+  ],
   iban: ['DE89 3704 0044 0532 0130 01', 'ABCD1234', 'XX00 0000 0000 0000'],
-  'us-ssn': ['000-12-3456', '666-12-3456', '123-00-6789', '123-45-0000', '2026-11-3000'],
+  'us-ssn': [
+    '000-12-3456',
+    '666-12-3456',
+    '123-00-6789',
+    '123-45-0000',
+    '2026-11-3000',
+    '000 12 3456',
+    '123 45 67890',
+    '1 123 45 6789',
+    '123 45 6789 12',
+    '123 456 789',
+    '415 555 2671',
+  ],
   jwt: [`${b64url({ not: 'a jwt' })}.${b64url({ a: 1 })}.abcdefgh`, 'eyJ alone'],
   'private-key': [
     '-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----',
     '-----BEGIN CERTIFICATE-----',
+    'MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo\n-----END PUBLIC KEY-----',
+    '-----END CERTIFICATE-----',
   ],
   'aws-access-key': ['AKIA123', 'AKIAIOSFODNN7EXAMPLEXYZ', 'MAKIAIOSFODNN7EXAMPLE'],
   'azure-storage-key': ['AccountName=devstore;', 'a'.repeat(87) + '='],
