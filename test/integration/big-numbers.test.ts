@@ -8,12 +8,12 @@ import { z } from 'zod';
 import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import { createAuthenticator } from '../../pkg/identity/index.js';
 import { createMetrics } from '../../pkg/metrics/catalogue.js';
-import type { PolicySource } from '../../pkg/policy/decision.js';
 import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
 import { createProxy } from '../../pkg/proxy/index.js';
 import type { WardenProxy } from '../../pkg/proxy/options.js';
 import { createRecorder, type RecordingSummary, verifyRecording } from '../../pkg/record/index.js';
 import { hostMcpServer } from './helpers/sdk-host.js';
+import { testSource } from './helpers/test-policy.js';
 
 /**
  * Numbers a double cannot carry, through the gateway with a real SDK v1 client and server, over
@@ -113,11 +113,7 @@ describe.each([
   beforeAll(async () => {
     upstream = await startUpstream(jsonResponse);
     const engine = compilePolicies([policy(issuer.v2Issuer)]);
-    const source: PolicySource = {
-      current: () => engine,
-      onChange: () => () => undefined,
-      close: async () => undefined,
-    };
+    const source = testSource(engine);
     const metrics = createMetrics({ defaultMetrics: false });
     proxy = createProxy({
       upstream: upstream.url,

@@ -6,12 +6,12 @@ import type { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import { createAuthenticator } from '../../pkg/identity/index.js';
 import { createMetrics, type Metrics } from '../../pkg/metrics/catalogue.js';
-import type { PolicySource } from '../../pkg/policy/decision.js';
 import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
 import { createProxy } from '../../pkg/proxy/index.js';
 import type { WardenProxy } from '../../pkg/proxy/options.js';
 import { createRecorder, type Recorder, verifyRecording } from '../../pkg/record/index.js';
 import { connectStreamable } from './helpers/harness.js';
+import { testSource } from './helpers/test-policy.js';
 import { startUpstream, type Upstream } from './helpers/upstream-v1.js';
 
 /**
@@ -97,11 +97,7 @@ beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'rate-it-'));
   metrics = createMetrics({ defaultMetrics: false });
   const engine = compilePolicies(policies(issuer.v2Issuer));
-  const source: PolicySource = {
-    current: () => engine,
-    onChange: () => () => undefined,
-    close: async () => undefined,
-  };
+  const source = testSource(engine);
   recorder = createRecorder({ directory: dir, metrics });
   proxy = createProxy({
     upstream: upstream.mcpUrl,
