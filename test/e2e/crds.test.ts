@@ -74,6 +74,36 @@ describe('CRDs enforced by the API server itself', () => {
     expect(r.stderr).toContain('approval is required when action is approve');
   });
 
+  test('rateLimit: accepted on an allow rule; refused on a deny rule and with an unknown key', async () => {
+    const ok = await apply(
+      policy(`    - name: search
+      subjects: [{group: g1}]
+      match: {tools: ["search_*"]}
+      action: allow
+      rateLimit: {requests: 60, per: 1m, by: all}`),
+    );
+    expect(ok.stderr).toBe('');
+    expect(ok.code).toBe(0);
+    const denied = await apply(
+      policy(`    - name: no-deletes
+      subjects: [{group: g1}]
+      match: {tools: ["delete_*"]}
+      action: deny
+      rateLimit: {requests: 1, per: 1m}`),
+    );
+    expect(denied.code).not.toBe(0);
+    expect(denied.stderr).toContain('spec.rules[0].rateLimit');
+    expect(denied.stderr).toContain('allowed on allow and approve rules only');
+    const by = await apply(
+      policy(`    - name: search
+      subjects: [{group: g1}]
+      action: allow
+      rateLimit: {requests: 60, per: 1m, by: session}`),
+    );
+    expect(by.code).not.toBe(0);
+    expect(by.stderr).toMatch(/spec\.rules\[0\]\.rateLimit\.by.*Unsupported value/);
+  });
+
   test('duplicate rule names and unknown actions are refused by the structural schema', async () => {
     const dup = await apply(
       policy(`    - name: same
