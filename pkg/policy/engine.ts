@@ -449,6 +449,8 @@ class Engine implements CompiledPolicyEngine {
   /** Rules in declaration order, for explain. */
   readonly #declared: CompiledRule[];
   readonly #hasEnforce: boolean;
+  /** Some rule carries a `rateLimit` (most engines: none, and deciding skips the limits pass). */
+  readonly #hasLimits: boolean;
   readonly #docs: PolicyDocument[];
   readonly #keys: string[];
   readonly #auditDecisions = new Map<string, Decision>();
@@ -475,6 +477,7 @@ class Engine implements CompiledPolicyEngine {
     });
     this.#rules = byName.sort((a, b) => b.rank - a.rank || a.ord - b.ord);
     this.#hasEnforce = docs.some((d) => d.spec.mode !== 'audit');
+    this.#hasLimits = this.#declared.some((r) => r.limit !== undefined);
   }
 
   decide(ctx: CallContext): Decision {
@@ -501,7 +504,7 @@ class Engine implements CompiledPolicyEngine {
 
   #decide(ctx: CallContext, whenMode: WhenModeT): Decision {
     const decision = this.#decideRules(ctx, whenMode);
-    if (decision.enforced === 'deny') return decision;
+    if (decision.enforced === 'deny' || !this.#hasLimits) return decision;
     let limited = this.#limitedByIdentity.get(ctx.identity);
     if (limited === undefined) {
       limited = this.#rulesFor(ctx.identity, identityView(ctx.identity)).filter((r) => r.limit !== undefined);

@@ -44,7 +44,8 @@ export interface ApprovalContext {
   pending: Map<string, RequestInfo>;
 }
 
-const KEEPALIVE_MS = 15_000;
+/** How often a held request's stream gets a `:waiting for approval` comment (proxies time out idle streams). */
+export const KEEPALIVE_MS = 15_000;
 
 function asObject(v: unknown): Record<string, unknown> | undefined {
   return typeof v === 'object' && v !== null && !Array.isArray(v)

@@ -4,7 +4,7 @@ import { isRawNumber } from '../json.js';
 import type { MaskScope } from '../mask/types.js';
 import { idKey } from '../mcp/jsonrpc.js';
 import { serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
-import { type HeldRequest, heldCallInput, outcomeResponse, recordOutcome } from './approve.js';
+import { type HeldRequest, heldCallInput, KEEPALIVE_MS, outcomeResponse, recordOutcome } from './approve.js';
 import type { ClientStream } from './client-stream.js';
 import type { ProxyCore } from './core.js';
 import { type OutboundContext, releasedServerRequest } from './outbound.js';
@@ -28,8 +28,6 @@ import type { ServerHold } from './session.js';
  *   a session) the stream closing ends the hold (Cancelled).
  * - `ticket` rules hold too: the server cannot repeat its request once it is approved.
  */
-
-const KEEPALIVE_MS = 15_000;
 
 /** Hold a server→client request the policy decided `approve`; answers the upstream itself when it cannot. */
 export function holdServerRequest(
