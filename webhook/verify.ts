@@ -218,9 +218,12 @@ function portLabel(p: V1ContainerPort): string {
  * injector picks, a declaration of it that was not renamed (a Service with that `targetPort`
  * reaches the app directly), a hostPort on it, another container naming a port like the sidecar's
  * (regular and restartable init containers, as Services resolve names), the sidecar's reserved
- * ports declared elsewhere, and a proxy port name the injector would not give.
+ * ports declared elsewhere, and a proxy port name the injector would not give. Returns the
+ * warnings injection gives about what still reaches the app around the sidecar (a port named
+ * `mcp` on another number): they hold for the re-submitted pod as much as for the injected one.
+ * (The warnings about the ports injection renamed are not repeated: nothing is renamed now.)
  */
-function checkPorts(pod: V1Pod, upstreamPort: number, portName: string): void {
+function checkPorts(pod: V1Pod, upstreamPort: number, portName: string): string[] {
   const view = structuredClone(pod);
   const spec = view.spec!;
   spec.containers = spec.containers.filter((c) => c.name !== Sidecar.containerName);
@@ -306,14 +309,15 @@ function checkPorts(pod: V1Pod, upstreamPort: number, portName: string): void {
   if (plan.portName !== portName) {
     notOurs(`its proxy port is named "${portName}", the webhook names it "${plan.portName}" for this pod`);
   }
+  return plan.warnings;
 }
 
 /**
  * Throws WardenError ERR_BAD_REQUEST unless the pod is what `injectPod` produces: its
  * `mcp-warden` container, its volumes and its `mcpwarden.io/status` are what the webhook injects
  * for this pod with `config`, the sidecar image is allowed, the ports are taken over as on
- * injection and no other container mounts the sidecar's volumes. Returns admission warnings (see
- * checkVolumeMounts).
+ * injection and no other container mounts the sidecar's volumes. Returns admission warnings, as
+ * injection gives them for what still holds in this pod (checkPorts, checkVolumeMounts).
  */
 export function verifyInjected(pod: V1Pod, config: InjectorConfig): string[] {
   const raw = pod.metadata?.annotations?.[Annotations.status] ?? '';
@@ -364,9 +368,12 @@ export function verifyInjected(pod: V1Pod, config: InjectorConfig): string[] {
     );
   }
 
-  checkPorts(pod, upstreamPort, portName);
+  const portWarnings = checkPorts(pod, upstreamPort, portName);
   // The sidecar's volumes are its own (its token, its recordings): not another container's.
-  const warnings = checkVolumeMounts(pod, { sidecar: actual, recordingsVolume: settings.recordingsVolume });
+  const warnings = [
+    ...portWarnings,
+    ...checkVolumeMounts(pod, { sidecar: actual, recordingsVolume: settings.recordingsVolume }),
+  ];
 
   const hash = injectionHash(expected.container, expected.volumes);
   if (status.hash !== hash) {

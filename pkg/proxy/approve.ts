@@ -30,10 +30,29 @@ import { type RequestInfo, rememberPending, type Session } from './session.js';
 
 /** A request waiting for an approval decision (decideRequest's answer for `approve`). */
 export class HeldRequest {
+  #count: ((decision: Decision) => void) | undefined;
+
+  /**
+   * `count`: counts the call in the metrics, when decideRequest left that for later (a rule with
+   * rate limits: whether a limit refuses the call is known only when its approval is asked for).
+   */
   constructor(
     readonly msg: JsonRpcRequest,
     readonly decision: Decision,
-  ) {}
+    count?: (decision: Decision) => void,
+  ) {
+    this.#count = count;
+  }
+
+  /**
+   * Count the call in the metrics if that was left for later, once: as `refusal` (a rate limit
+   * refused its approval request), else as the `approve` it was decided.
+   */
+  counted(refusal?: Decision): void {
+    const count = this.#count;
+    this.#count = undefined;
+    count?.(refusal ?? this.decision);
+  }
 }
 
 export interface ApprovalContext {
@@ -95,31 +114,24 @@ export function heldCallInput(
     ...(from ? { direction: from.direction } : {}),
     arguments: args,
     maskedArguments: masked,
-    ...(decision.limits !== undefined
-      ? { admit: () => admitApproval(core, identity.principal, decision, tool) }
-      : {}),
+    ...(decision.limits !== undefined ? { admit: () => admitApproval(core, identity.principal, held) } : {}),
   };
 }
 
 /**
  * The rate limits of a call held for approval count when its approval is asked for (a limit on an
- * approve rule limits approval requests; a repeat that finds its approval costs nothing).
+ * approve rule limits approval requests; a repeat that finds its approval costs nothing). The call
+ * is counted in the metrics now, once: refused by a limit (`rate-limited`, reason `rate-limit`),
+ * else held (`approve`, reason `approval-required`).
  */
-function admitApproval(
-  core: ProxyCore,
-  principal: string,
-  decision: Decision,
-  tool: string | undefined,
-): RateLimitRefusal | undefined {
-  const limited = applyRateLimits(core, principal, decision);
+function admitApproval(core: ProxyCore, principal: string, held: HeldRequest): RateLimitRefusal | undefined {
+  const limited = applyRateLimits(core, principal, held.decision);
   const refused = limited.rateLimited;
-  if (refused === undefined || refused.audit) return undefined;
-  core.metrics.blocked.inc({
-    policy: limited.policy,
-    rule: limited.rule ?? '',
-    tool: core.toolLabel(tool),
-    reason: 'rate-limit',
-  });
+  if (refused === undefined || refused.audit) {
+    held.counted();
+    return undefined;
+  }
+  held.counted(limited);
   return {
     policy: limited.policy,
     rule: limited.rule ?? '',
@@ -202,6 +214,9 @@ export function recordOutcome(
   held: HeldRequest,
   outcome: ApprovalOutcome,
 ): void {
+  // Not counted yet: its limits were never checked (a repeat that found its approval, an
+  // approval that could not be asked for). Counted as held.
+  held.counted();
   ctx.recorder?.record({
     type: 'approval',
     method: held.msg.method,

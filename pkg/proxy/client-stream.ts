@@ -10,6 +10,11 @@
 export class ClientStream {
   #write: ((text: string) => boolean) | undefined;
   #ended = false;
+  /**
+   * The upstream id (without the caller's prefix) of the last event with an id written on it: where
+   * text added now sits in the stream, for a client that resumes it (released.ts).
+   */
+  position: string | undefined;
   readonly #closeListeners = new Set<() => void>();
 
   /** The relay attaches its writer when it starts streaming (once). */

@@ -209,13 +209,20 @@ export function decideRequest(
     report(core, input, msg, ctx.tool ?? ctx.prompt, limited, direction);
     if (limited.rateLimited !== undefined && !limited.rateLimited.audit)
       return rateLimitedResponse(msg.id, limited);
+  } else if (canHold && decision.enforced === 'approve' && decision.approval !== undefined) {
+    const tool = ctx.tool ?? ctx.prompt;
+    if (decision.limits === undefined) {
+      report(core, input, msg, tool, decision, direction);
+      return new HeldRequest(msg, decision);
+    }
+    // Its limits are checked when its approval is asked for: it is counted in the metrics then
+    // (once, as refused by a limit or as held; approve.ts admitApproval), or at its outcome.
+    report(core, input, msg, tool, decision, direction, false);
+    return new HeldRequest(msg, decision, (counted) => countDecision(core, msg, tool, counted));
   } else {
     report(core, input, msg, ctx.tool ?? ctx.prompt, decision, direction);
   }
   if (decision.enforced === 'allow') return undefined;
-  if (canHold && decision.enforced === 'approve' && decision.approval !== undefined) {
-    return new HeldRequest(msg, decision);
-  }
   return denialResponse(msg.id, decision);
 }
 
@@ -364,17 +371,22 @@ function recordedReason(core: ProxyCore, engine: PolicyEngine, msg: JsonRpcReque
   }
 }
 
-function report(
+/** True when a decision is an audit-mode one (reported, never enforced). */
+function isAudit(decision: Decision): boolean {
+  const limited = decision.rateLimited;
+  return limited !== undefined ? limited.audit : decision.action !== decision.enforced;
+}
+
+/** Count a decided call in `requests_total` and, when it is blocked, `blocked_total` (once per call). */
+function countDecision(
   core: ProxyCore,
-  input: DecideInput,
   msg: JsonRpcRequest,
   tool: string | undefined,
   decision: Decision,
-  direction: Direction,
 ): void {
   const m = core.metrics;
   const limited = decision.rateLimited;
-  const audit = limited !== undefined ? limited.audit : decision.action !== decision.enforced;
+  const audit = isAudit(decision);
   const label =
     limited !== undefined
       ? audit
@@ -399,6 +411,20 @@ function report(
               : 'no-rule',
     });
   }
+}
+
+/** Report a decision: metrics (unless `count` is false: counted later), event, recording, log. */
+function report(
+  core: ProxyCore,
+  input: DecideInput,
+  msg: JsonRpcRequest,
+  tool: string | undefined,
+  decision: Decision,
+  direction: Direction,
+  count = true,
+): void {
+  if (count) countDecision(core, msg, tool, decision);
+  const audit = isAudit(decision);
   const event: Record<string, unknown> = {
     decision,
     method: msg.method,

@@ -8,6 +8,7 @@ import { type HeldRequest, heldCallInput, KEEPALIVE_MS, outcomeResponse, recordO
 import type { ClientStream } from './client-stream.js';
 import type { ProxyCore } from './core.js';
 import { type OutboundContext, releasedServerRequest } from './outbound.js';
+import { ReleasedEvents } from './released.js';
 import type { ServerHold } from './session.js';
 
 /**
@@ -21,7 +22,8 @@ import type { ServerHold } from './session.js';
  *   hold runs beside it, and only adds a `:waiting for approval <name>` comment every 15 s.
  * - Approved: delivered on the stream it came on if that is still open, else on an open GET stream
  *   of the session; with neither, the hold ends Cancelled before the approval is used, and the
- *   upstream gets an error for its request.
+ *   upstream gets an error for its request. Delivered as an event of that stream, with an event id
+ *   (when the stream has one to follow): a client that resumes the stream gets it again, once.
  * - Denied (`-31409`), expired (`-31408`), cancelled or unavailable (`-31403`): the upstream gets
  *   that JSON-RPC error as the answer to its request, as for a refused server request.
  * - The server cancelling its request (`notifications/cancelled`), the session ending, or (without
@@ -51,6 +53,8 @@ export function holdServerRequest(
   }
   const holds = holdsOf(ctx);
   const key = idKey(held.msg.id);
+  // The upstream event that carried the request: replayed later, it is not held again.
+  const originEvent = ctx.eventId;
   // The same request again (the client resumed the stream it came on): the first hold answers it.
   if (holds.has(key)) return;
   let cancelled: { reason: string; answer: boolean } | undefined;
@@ -75,7 +79,7 @@ export function holdServerRequest(
     if (keepalive !== undefined) clearInterval(keepalive);
     holds.delete(key);
     offClose?.();
-    finish(core, ctx, held, scope, origin, outcome, cancelled);
+    finish(core, ctx, held, scope, { stream: origin, event: originEvent }, outcome, cancelled);
   };
   broker
     .hold(input, {
@@ -147,18 +151,19 @@ function finish(
   ctx: OutboundContext,
   held: HeldRequest,
   scope: MaskScope,
-  origin: ClientStream | undefined,
+  from: { stream: ClientStream | undefined; event: string | undefined },
   outcome: ApprovalOutcome,
   cancelled: { reason: string; answer: boolean } | undefined,
 ): void {
   recordOutcome(ctx, held, outcome);
+  const origin = from.stream;
   if (outcome.kind === 'approved') {
     const stream = deliveryStream(ctx, origin);
     const json = stream === undefined ? undefined : releasedServerRequest(core, ctx, held.msg, scope);
     if (
       stream !== undefined &&
       json !== undefined &&
-      stream.write(serializeSseEvent({ event: 'message', data: json }))
+      deliver(core, ctx, stream, from.event, idKey(held.msg.id), json)
     ) {
       core.logger.info(
         {
@@ -181,6 +186,32 @@ function finish(
   // A request the server cancelled itself expects no answer.
   if (outcome.kind === 'cancelled' && cancelled?.answer === false) return;
   ctx.answerUpstream(outcomeResponse(held, outcome));
+}
+
+/**
+ * Write the released request on `stream` as an event of that stream: with an event id after the
+ * stream's position, kept for a client that resumes (released.ts). A stream the upstream gave no
+ * event id yet cannot be resumed: the event goes without one, as the upstream's would.
+ */
+function deliver(
+  core: ProxyCore,
+  ctx: OutboundContext,
+  stream: ClientStream,
+  originEvent: string | undefined,
+  requestKey: string,
+  json: string,
+): boolean {
+  const session = ctx.session;
+  if (session === undefined || stream.position === undefined) {
+    return stream.write(serializeSseEvent({ event: 'message', data: json }));
+  }
+  session.released ??= new ReleasedEvents();
+  const origin = originEvent === undefined ? undefined : { event: originEvent, requestKey };
+  const id = session.released.add(stream.position, origin, json);
+  const prefix = core.eventIdPrefix(ctx.identity.principal);
+  if (stream.write(serializeSseEvent({ id: prefix + id, event: 'message', data: json }))) return true;
+  session.released.delete(id);
+  return false;
 }
 
 /** Answer the upstream's request with the refusal (it never reaches the client). */

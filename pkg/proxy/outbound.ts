@@ -49,6 +49,8 @@ export interface OutboundContext {
   stream?: ClientStream;
   /** Server requests held for approval on an exchange without a session, by id key. */
   serverHolds?: Map<string, ServerHold>;
+  /** The upstream id of the SSE event whose messages are being processed (set by the relay). */
+  eventId?: string;
 }
 
 const LIST_FIELDS: Record<ListMethod, string> = {
@@ -159,6 +161,11 @@ export function processServerMessageJson(
     scope = scopeOf(ctx, info, info?.method ?? 'unknown');
   } else if (c.kind === 'request') {
     const req = msg as JsonRpcRequest;
+    if (ctx.eventId !== undefined && ctx.session?.released?.isReleased(ctx.eventId, idKey(req.id))) {
+      // The upstream replays (a client resumed) a request a reviewer already released: the client
+      // gets it once, as the event the proxy wrote for it (released.ts), never held a second time.
+      return undefined;
+    }
     const input = {
       engine: ctx.engine,
       identity: ctx.identity,

@@ -5,6 +5,7 @@ import { idKey, type JsonRpcId, type JsonRpcResponse } from '../mcp/jsonrpc.js';
 import { type SseEvent, SseParser, serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
 import type { ProxyCore } from './core.js';
 import { lostResponse, type OutboundContext, processServerMessageJson } from './outbound.js';
+import type { ResumePoint } from './released.js';
 import type { UpstreamResponse } from './upstream.js';
 
 export interface RelayOptions {
@@ -23,6 +24,11 @@ export interface RelayOptions {
   endAt?: number;
   /** Called once when the relay finishes (either side closed, or `endAt`). */
   onDone?: (outcome: RelayOutcome) => void;
+  /**
+   * A stream the client resumed (`Last-Event-ID`): the approved server requests the proxy wrote
+   * after this point come first, then the upstream's replay (released.ts).
+   */
+  resume?: ResumePoint;
 }
 
 export type RelayOutcome = 'ended' | 'truncated' | 'client-closed' | 'expired';
@@ -62,6 +68,14 @@ export function relaySse(
   if (options.prelude && options.prelude.length > 0) {
     for (const m of options.prelude) out += serializeSseEvent({ event: 'message', data: JSON.stringify(m) });
   }
+  // Approved server requests the proxy wrote on a stream the client resumes: replayed where they
+  // were written (first those after the resume point, then each after the upstream event it followed).
+  if (options.resume !== undefined) {
+    const released = ctx.session?.released;
+    if (released !== undefined)
+      out += released.replayAfter(options.resume.after, options.resume.seq, idPrefix);
+    if (ctx.stream !== undefined) ctx.stream.position = options.resume.after;
+  }
   return new Promise<void>((resolve) => {
     let scheduled: NodeJS.Immediate | undefined;
     let headerTimer: NodeJS.Timeout | undefined;
@@ -95,10 +109,18 @@ export function relaySse(
         for (const item of items) {
           // A comment is a keep-alive: relayed bare, since its text was never masked.
           if (item.type === 'comment') out += ':\n\n';
-          else {
-            if (item.id) seen.resumable = true;
-            out += relayEvent(core, ctx, item.id ? { ...item, id: idPrefix + item.id } : item, options, seen);
-          }
+          else if (item.id) {
+            seen.resumable = true;
+            ctx.eventId = item.id;
+            try {
+              out += relayEvent(core, ctx, { ...item, id: idPrefix + item.id }, options, seen);
+            } finally {
+              ctx.eventId = undefined;
+            }
+            if (ctx.stream !== undefined) ctx.stream.position = item.id;
+            const released = ctx.session?.released;
+            if (released !== undefined) out += released.replayAfter(item.id, 0, idPrefix);
+          } else out += relayEvent(core, ctx, item, options, seen);
         }
       } catch (err) {
         broken(err);

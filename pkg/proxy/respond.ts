@@ -11,6 +11,7 @@ import {
   processServerMessageJson,
 } from './outbound.js';
 import { relaySse } from './relay.js';
+import type { ResumePoint } from './released.js';
 import {
   discardUpstreamBody,
   FORWARD_RESPONSE_HEADERS,
@@ -217,6 +218,7 @@ export async function deliverStream(
   up: UpstreamResponse,
   res: ServerResponse,
   endAt: number,
+  resume?: ResumePoint,
 ): Promise<void> {
   if (up.status === 200 && isSse(up)) {
     copyResponseHeaders(up, res);
@@ -225,7 +227,7 @@ export async function deliverStream(
     res.setHeader('cache-control', 'no-cache');
     res.setHeader('x-accel-buffering', 'no');
     res.flushHeaders();
-    await relaySse(core, ctx, up, res, { endAt });
+    await relaySse(core, ctx, up, res, resume === undefined ? { endAt } : { endAt, resume });
     return;
   }
   // 405 (no server stream), 400, 404...: pass the status on with a JSON body.

@@ -4,6 +4,7 @@ import type { JsonRpcId, JsonRpcResponse } from '../mcp/jsonrpc.js';
 import type { ListMethod } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ClientStream } from './client-stream.js';
+import type { ReleasedEvents } from './released.js';
 
 /** What the proxy remembers about a forwarded request until its response passes back. */
 export interface RequestInfo {
@@ -47,6 +48,8 @@ export interface Session {
   serverStreams?: Set<ClientStream>;
   /** Server→client requests of this session held for approval, by id key (hold-server.ts). */
   serverHolds?: Map<string, ServerHold>;
+  /** Approved server→client requests written by the proxy, replayed to a client that resumes. */
+  released?: ReleasedEvents;
   /** Answers to the proxy's own requests (legacy SSE: they arrive on the session's stream). */
   internalWaiters?: Map<string, (result: Record<string, unknown> | undefined) => void>;
   /** The proxy already listed the upstream's tools for this session (annotations). */

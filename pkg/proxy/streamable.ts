@@ -19,6 +19,7 @@ import { header, sendJson, sendRpcError } from './http.js';
 import { decideAll, headerMismatch, maskedForRecording, readMessages, refuse } from './inbound.js';
 import { type OutboundContext, record } from './outbound.js';
 import { paramHeaderMismatch } from './params.js';
+import type { ResumePoint } from './released.js';
 import { copyResponseHeaders, deliver, deliverStream, isJson, upstreamFailed } from './respond.js';
 import type { RequestInfo, Session } from './session.js';
 import {
@@ -81,6 +82,23 @@ export function untagLastEventId(
   }
   headers['last-event-id'] = id.slice(prefix.length);
   return true;
+}
+
+/**
+ * Where a resumed stream starts. A `Last-Event-ID` (untagged) naming an event the proxy wrote
+ * itself (an approved server request, released.ts) is not the upstream's: the upstream is asked to
+ * resume from the event it followed. Undefined when the request resumes nothing.
+ */
+export function resumePoint(
+  session: Session | undefined,
+  headers: Record<string, string>,
+): ResumePoint | undefined {
+  const id = headers['last-event-id'];
+  if (id === undefined) return undefined;
+  const own = session?.released?.position(id);
+  if (own === undefined) return { after: id, seq: 0 };
+  headers['last-event-id'] = own.after;
+  return own;
 }
 
 function upstreamPath(core: ProxyCore): string {
@@ -223,7 +241,7 @@ export async function handlePost(
     return;
   }
   const headers = upstreamHeaders(req.headers);
-  untagLastEventId(core, identity, headers);
+  if (untagLastEventId(core, identity, headers)) resumePoint(session, headers);
   if (headers['accept'] === undefined) headers['accept'] = 'application/json, text/event-stream';
   // Always the re-serialized messages, never the client's bytes: the upstream must parse exactly
   // what was decided (no duplicate-key or BOM parser differentials).
@@ -339,6 +357,7 @@ export async function handleGet(
     );
     return;
   }
+  const resume = resumePoint(session, headers);
   const abort = new AbortController();
   const onClientClose = (): void => abort.abort();
   res.on('close', onClientClose);
@@ -372,7 +391,7 @@ export async function handleGet(
   try {
     // The server stream has no end of its own: it ends when the caller's token does, and the
     // client reconnects with a fresh one (resuming with Last-Event-ID where the upstream can).
-    await deliverStream(core, ctx, up, res, core.options.authenticator.acceptedUntil(identity));
+    await deliverStream(core, ctx, up, res, core.options.authenticator.acceptedUntil(identity), resume);
   } finally {
     if (session) {
       session.openStreams = (session.openStreams ?? 1) - 1;

@@ -15,6 +15,7 @@ import { type FileHandle, open as openFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { errorMessage, WardenError } from '../errors.js';
+import { isRawNumber } from '../json.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
 import { FORMAT, FORMAT_VERSION, GENESIS, sealLine, sealOpenBytes, sha256Hex, TERMINAL } from './format.js';
@@ -210,7 +211,9 @@ class SessionWriter implements SessionRecorder {
 
   /** Responses name the tool of the request they answer (for replay and export filters). */
   private correlate(facts: Record<string, unknown>): void {
-    const id = facts['id'];
+    const raw = facts['id'];
+    // A number a double cannot carry is kept as its digits (pkg/json.ts): keyed by them, unlike a string.
+    const id = isRawNumber(raw) ? `\0${raw.rawJSON}` : raw;
     if (typeof id !== 'string' && typeof id !== 'number') return;
     if (facts['kind'] === 'request' && typeof facts['method'] === 'string') {
       if (this.inflight.size >= 4096) this.inflight.clear();

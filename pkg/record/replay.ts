@@ -1,3 +1,4 @@
+import { isJsonObject, isRawNumber, parseJson } from '../json.js';
 import type { RecordingLine } from './format.js';
 import { readLines } from './read.js';
 import { verifyRecording } from './verify.js';
@@ -9,20 +10,23 @@ function clip(text: string, max = maxPayloadChars): string {
   return flat.length > max ? `${flat.slice(0, max)}… (${flat.length} chars)` : flat;
 }
 
+/** A recorded value as text: a number a double cannot carry (kept lossless) as its exact digits. */
+function str(v: unknown): string {
+  return isRawNumber(v) ? v.rawJSON : String(v);
+}
+
 function time(ts: unknown): string {
   return typeof ts === 'string' && ts.length >= 23 ? ts.slice(11, 23) : '            ';
 }
 
 function obj(v: unknown): Record<string, unknown> | undefined {
-  return typeof v === 'object' && v !== null && !Array.isArray(v)
-    ? (v as Record<string, unknown>)
-    : undefined;
+  return isJsonObject(v) ? v : undefined;
 }
 
 /** What came back, in a few words: text blocks, structured content, or the error. */
 function describeResult(message: Record<string, unknown>): string {
   const error = obj(message['error']);
-  if (error !== undefined) return `error ${String(error['code'])}: ${clip(String(error['message'] ?? ''))}`;
+  if (error !== undefined) return `error ${str(error['code'])}: ${clip(str(error['message'] ?? ''))}`;
   if (!('result' in message)) return '(payload not recorded)';
   const result = obj(message['result']);
   if (result === undefined) return clip(JSON.stringify(message['result'] ?? null));
@@ -32,8 +36,8 @@ function describeResult(message: Record<string, unknown>): string {
   if (Array.isArray(content)) {
     for (const item of content) {
       const c = obj(item);
-      if (c?.['type'] === 'text') parts.push(`text: ${clip(String(c['text']))}`);
-      else if (c !== undefined) parts.push(`[${String(c['type'])}]`);
+      if (c?.['type'] === 'text') parts.push(`text: ${clip(str(c['text']))}`);
+      else if (c !== undefined) parts.push(`[${str(c['type'])}]`);
     }
   }
   if (result['structuredContent'] !== undefined)
@@ -44,7 +48,7 @@ function describeResult(message: Record<string, unknown>): string {
       const c = obj(item);
       if (c !== undefined)
         parts.push(
-          `${String(c['uri'] ?? 'resource')}: ${typeof c['text'] === 'string' ? clip(c['text']) : '[binary]'}`,
+          `${str(c['uri'] ?? 'resource')}: ${typeof c['text'] === 'string' ? clip(c['text']) : '[binary]'}`,
         );
     }
   }
@@ -53,19 +57,19 @@ function describeResult(message: Record<string, unknown>): string {
     parts.push(`${messages.length} prompt message(s): ${clip(JSON.stringify(messages))}`);
   const tools = result['tools'];
   if (Array.isArray(tools))
-    parts.push(`${tools.length} tool(s): ${tools.map((t) => String(obj(t)?.['name'])).join(', ')}`);
+    parts.push(`${tools.length} tool(s): ${tools.map((t) => str(obj(t)?.['name'])).join(', ')}`);
   return parts.length > 0 ? parts.join(' | ') : clip(JSON.stringify(result));
 }
 
 function describeRequest(line: RecordingLine, message: Record<string, unknown> | undefined): string {
-  const method = String(line['method']);
+  const method = str(line['method']);
   const params = obj(message?.['params']);
   if (method === 'tools/call') {
     const args = params?.['arguments'];
-    return `tools/call ${String(line['tool'] ?? params?.['name'])}${args === undefined ? '' : ` ${clip(JSON.stringify(args))}`}`;
+    return `tools/call ${str(line['tool'] ?? params?.['name'])}${args === undefined ? '' : ` ${clip(JSON.stringify(args))}`}`;
   }
-  if (method === 'resources/read') return `resources/read ${String(line['resource'] ?? params?.['uri'])}`;
-  if (method === 'prompts/get') return `prompts/get ${String(line['prompt'] ?? params?.['name'])}`;
+  if (method === 'resources/read') return `resources/read ${str(line['resource'] ?? params?.['uri'])}`;
+  if (method === 'prompts/get') return `prompts/get ${str(line['prompt'] ?? params?.['name'])}`;
   return params === undefined || Object.keys(params).length === 0
     ? method
     : `${method} ${clip(JSON.stringify(params), 200)}`;
@@ -81,54 +85,54 @@ function render(line: RecordingLine): string | undefined {
       const arrow = line['direction'] === 'client-to-server' ? '→' : '←';
       const who = line['direction'] === 'client-to-server' ? 'client' : 'server';
       const message = obj(line['message']);
-      const id = line['id'] === undefined ? '' : ` #${String(line['id'])}`;
+      const id = line['id'] === undefined ? '' : ` #${str(line['id'])}`;
       const kind = line['kind'];
       if (kind === 'request') return `${t}  ${arrow} ${who} calls ${describeRequest(line, message)}${id}`;
       if (kind === 'notification') return `${t}  ${arrow} ${who} notifies ${describeRequest(line, message)}`;
       if (kind === 'response' || kind === 'error') {
         const what =
           line['tool'] === undefined
-            ? String(line['method'] ?? 'request')
-            : `${String(line['method'])} ${String(line['tool'])}`;
+            ? str(line['method'] ?? 'request')
+            : `${str(line['method'])} ${str(line['tool'])}`;
         return `${t}  ${arrow} ${who} answers${id} (${what}): ${message === undefined ? '(payload not recorded)' : describeResult(message)}`;
       }
-      return `${t}  ${arrow} ${who} sends ${String(kind)}`;
+      return `${t}  ${arrow} ${who} sends ${str(kind)}`;
     }
     case 'decision': {
       const mark = line['enforced'] === 'deny' ? '✗' : line['enforced'] === 'approve' ? '⏸' : '✓';
       const audit =
-        line['decision'] !== line['enforced'] ? ` (decided ${String(line['decision'])}, audit mode)` : '';
-      const tool = line['tool'] === undefined ? '' : ` ${String(line['tool'])}`;
+        line['decision'] !== line['enforced'] ? ` (decided ${str(line['decision'])}, audit mode)` : '';
+      const tool = line['tool'] === undefined ? '' : ` ${str(line['tool'])}`;
       const by =
         line['policy'] === ''
           ? 'no applicable rule'
-          : `${String(line['policy'])}${line['rule'] === undefined ? '' : `/${String(line['rule'])}`}`;
-      return `${t}  ${mark} ${String(line['enforced']).toUpperCase()} ${String(line['method'])}${tool} by ${by}${audit}: ${String(line['reason'])}`;
+          : `${str(line['policy'])}${line['rule'] === undefined ? '' : `/${str(line['rule'])}`}`;
+      return `${t}  ${mark} ${str(line['enforced']).toUpperCase()} ${str(line['method'])}${tool} by ${by}${audit}: ${str(line['reason'])}`;
     }
     case 'mask': {
       const d = obj(line['detectors']) ?? {};
-      return `${t}  ⚑ masked in ${String(line['method'])}: ${Object.entries(d)
-        .map(([k, v]) => `${k}×${String(v)}`)
+      return `${t}  ⚑ masked in ${str(line['method'])}: ${Object.entries(d)
+        .map(([k, v]) => `${k}×${str(v)}`)
         .join(', ')}`;
     }
     case 'approval': {
-      const outcome = String(line['outcome']);
+      const outcome = str(line['outcome']);
       const mark = outcome === 'approved' ? '✓' : outcome === 'pending' ? '⏸' : '✗';
-      const tool = line['tool'] === undefined ? '' : ` ${String(line['tool'])}`;
-      const name = line['approval'] === undefined ? '' : ` ${String(line['approval'])}`;
-      const by = line['decidedBy'] === undefined ? '' : ` by ${String(line['decidedBy'])}`;
-      return `${t}  ${mark} approval${name} for ${String(line['method'])}${tool}: ${outcome}${by}`;
+      const tool = line['tool'] === undefined ? '' : ` ${str(line['tool'])}`;
+      const name = line['approval'] === undefined ? '' : ` ${str(line['approval'])}`;
+      const by = line['decidedBy'] === undefined ? '' : ` by ${str(line['decidedBy'])}`;
+      return `${t}  ${mark} approval${name} for ${str(line['method'])}${tool}: ${outcome}${by}`;
     }
     case 'dropped':
-      return `${t}  ! ${String(line['count'])} event(s) not recorded (the disk did not keep up)`;
+      return `${t}  ! ${str(line['count'])} event(s) not recorded (the disk did not keep up)`;
     case 'close': {
       const c = obj(line['counts']) ?? {};
-      return `${t}  ■ session ${String(line['reason'])}: ${String(c['messages'])} messages, ${String(c['decisions'])} decisions, ${String(c['denied'])} denied, ${String(c['masked'])} values masked`;
+      return `${t}  ■ session ${str(line['reason'])}: ${str(c['messages'])} messages, ${str(c['decisions'])} decisions, ${str(c['denied'])} denied, ${str(c['masked'])} values masked`;
     }
     case 'truncated':
-      return `${t}  ■ recording truncated: ${String(line['reason'])}`;
+      return `${t}  ■ recording truncated: ${str(line['reason'])}`;
     default:
-      return `${t}  ? ${String(line.type)}`;
+      return `${t}  ? ${str(line.type)}`;
   }
 }
 
@@ -146,7 +150,8 @@ export async function replayRecording(path: string): Promise<string> {
   for await (const raw of readLines(path)) {
     let line: RecordingLine;
     try {
-      line = JSON.parse(raw.text) as RecordingLine;
+      // Lossless: an id or argument of 20 digits is shown as recorded, not rounded to a double.
+      line = parseJson(raw.text) as RecordingLine;
     } catch {
       out.push(`              ? unreadable line`);
       continue;
@@ -154,16 +159,16 @@ export async function replayRecording(path: string): Promise<string> {
     if (line.type === 'header') {
       const policies = Array.isArray(line['policies'])
         ? (line['policies'] as Array<{ name?: unknown; generation?: unknown }>)
-            .map((p) => `${String(p.name)}@${String(p.generation)}`)
+            .map((p) => `${str(p.name)}@${str(p.generation)}`)
             .join(', ')
         : '';
-      out.push(`Session ${String(line.session)}`);
-      out.push(`  principal ${String(line['principal'])}`);
+      out.push(`Session ${str(line.session)}`);
+      out.push(`  principal ${str(line['principal'])}`);
       out.push(
-        `  pod ${String(line['pod'])}${line['namespace'] === undefined ? '' : ` (namespace ${String(line['namespace'])})`}, transport ${String(line['transport'])}${line['protocolVersion'] === undefined ? '' : `, protocol ${String(line['protocolVersion'])}`}`,
+        `  pod ${str(line['pod'])}${line['namespace'] === undefined ? '' : ` (namespace ${str(line['namespace'])})`}, transport ${str(line['transport'])}${line['protocolVersion'] === undefined ? '' : `, protocol ${str(line['protocolVersion'])}`}`,
       );
       out.push(`  policies ${policies === '' ? '(none)' : policies}`);
-      out.push(`  started ${String(line['startTime'])}`);
+      out.push(`  started ${str(line['startTime'])}`);
       out.push('');
       continue;
     }

@@ -255,6 +255,44 @@ async function recordSession(session: string, events: RecordEvent[]): Promise<st
   return file;
 }
 
+describe('replayRecording of numbers a double cannot carry', () => {
+  it('shows them as recorded, not rounded', async () => {
+    const raw = (JSON as unknown as { rawJSON(text: string): unknown }).rawJSON;
+    const id = '12345678901234567890';
+    const file = await recordSession('big', [
+      {
+        type: 'message',
+        direction: 'client-to-server',
+        message: {
+          jsonrpc: '2.0',
+          id: raw(id),
+          method: 'tools/call',
+          params: { name: 'get_order', arguments: { id: raw(id) } },
+        },
+      },
+      {
+        type: 'message',
+        direction: 'server-to-client',
+        message: {
+          jsonrpc: '2.0',
+          id: raw(id),
+          result: { content: [], structuredContent: { total: raw('0.1234567890123456789') } },
+        },
+      },
+    ]);
+    try {
+      const text = await replayRecording(file);
+      expect(text).toContain(`→ client calls tools/call get_order {"id":${id}} #${id}`);
+      expect(text).toContain(
+        `← server answers #${id} (tools/call get_order): structured: {"total":0.1234567890123456789}`,
+      );
+      expect(text).not.toContain('12345678901234567000');
+    } finally {
+      rmSync(file, { force: true });
+    }
+  });
+});
+
 describe('replayRecording without payloads', () => {
   it('says the payload was not recorded', async () => {
     const file = await recordSession('bare', [

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import {
   heldCall,
   installWebhook,
   renderChart,
+  SIDECAR_IMAGE,
   WEBHOOK_NS,
   type WebhookProcess,
 } from './webhook-helpers.js';
@@ -117,6 +119,28 @@ function sidecars(pod: StoredPod): number {
   return [...(pod.spec.initContainers ?? []), ...pod.spec.containers].filter((c) => c.name === 'mcp-warden')
     .length;
 }
+
+/** `kubectl get -o json` of pod `from` as a new pod `name`: what `| kubectl create -f -` sends. */
+const exported = async (from: string, name: string): Promise<V1Pod> => {
+  const got = await cluster.kubectl(['get', 'pod', from, '-n', NS, '-o', 'json'], { user: dev });
+  expect(got.code).toBe(0);
+  const stored = JSON.parse(got.stdout) as V1Pod;
+  const { labels: podLabels, annotations } = stored.metadata ?? {};
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name,
+      ...(podLabels ? { labels: podLabels } : {}),
+      ...(annotations ? { annotations } : {}),
+    },
+    ...(stored.spec ? { spec: stored.spec } : {}),
+  };
+};
+const sidecarOf = (pod: V1Pod) =>
+  [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
+    (c) => c.name === 'mcp-warden',
+  )!;
 
 beforeAll(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'mcp-warden-webhook-e2e-'));
@@ -387,6 +411,14 @@ describe('pod injection: what would lead around the sidecar', () => {
     const r = await create(pod);
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/Warning: mcp-warden: .*targetPort: mcp reaches the app on 8080 directly/);
+    // Re-submitted as exported (kubectl get -o json | kubectl create): the port named mcp still
+    // leads around the sidecar in the new pod, and kubectl prints the same warning again.
+    const again = await create(await exported('beside', 'beside-copy'));
+    expect(again.code).toBe(0);
+    expect(sidecars(JSON.parse(again.stdout) as StoredPod)).toBe(1);
+    const warned = (text: string) => text.split('\n').filter((l) => l.startsWith('Warning: mcp-warden:'));
+    expect(warned(again.stderr)).toEqual(warned(r.stderr));
+    expect(warned(again.stderr)).toHaveLength(1);
   });
 
   test('a hostPort on the MCP port is refused, naming the container and port', async () => {
@@ -484,28 +516,6 @@ describe('pod injection: what would lead around the sidecar', () => {
     expect(server?.ports).toEqual([{ name: 'mcp-upstream', containerPort: 8080, protocol: 'TCP' }]);
     expect(server?.readinessProbe?.httpGet?.port).toBe(8080);
   });
-
-  /** `kubectl get -o json` of pod `from` as a new pod `name`: what `| kubectl create -f -` sends. */
-  const exported = async (from: string, name: string): Promise<V1Pod> => {
-    const got = await cluster.kubectl(['get', 'pod', from, '-n', NS, '-o', 'json'], { user: dev });
-    expect(got.code).toBe(0);
-    const stored = JSON.parse(got.stdout) as V1Pod;
-    const { labels: podLabels, annotations } = stored.metadata ?? {};
-    return {
-      apiVersion: 'v1',
-      kind: 'Pod',
-      metadata: {
-        name,
-        ...(podLabels ? { labels: podLabels } : {}),
-        ...(annotations ? { annotations } : {}),
-      },
-      ...(stored.spec ? { spec: stored.spec } : {}),
-    };
-  };
-  const sidecarOf = (pod: V1Pod) =>
-    [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])].find(
-      (c) => c.name === 'mcp-warden',
-    )!;
 
   test("re-submitted with KUBECONFIG and a kubeconfig of its own on the sidecar: refused; identity webhooks' env and token: kept", async () => {
     const evil = await exported('github-mcp-0', 'kubeconfig-swap');
@@ -1048,5 +1058,70 @@ describe('helm chart', () => {
       rules: Array<{ resources: string[]; verbs: string[] }>;
     };
     expect(role.rules.some((r) => r.resources.includes('secrets') && r.verbs.includes('create'))).toBe(false);
+  });
+});
+
+describe('sidecar image allowlist narrowed after injection: re-submitted pods are checked again', () => {
+  const labels = { app: 'github-mcp', 'mcpwarden.io/inject': 'true' };
+  const create = (pod: unknown) =>
+    cluster.kubectl(['create', '-n', NS, '-f', '-', '-o', 'json'], { input: JSON.stringify(pod), user: dev });
+  const digest = (seed: string) => createHash('sha256').update(seed).digest('hex');
+  /** The one digest-pinned reference the narrowed webhook allows besides its default image. */
+  const allowedPin = `${SIDECAR_IMAGE}@sha256:${digest('allowed')}`;
+  const otherPin = `${SIDECAR_IMAGE}@sha256:${digest('another build')}`;
+  const oldTag = 'ghcr.io/mcp-warden/mcp-warden:0.0.9';
+
+  beforeAll(async () => {
+    // Injected while the webhook allows the default image's whole repository (its default list).
+    expect(sidecars(await createPod(dev.client, NS, mcpPod('allow-src', labels)))).toBe(1);
+    const oldPod = mcpPod('allow-old-src', labels);
+    (oldPod.metadata as Record<string, unknown>)['annotations'] = { 'mcpwarden.io/sidecar-image': oldTag };
+    expect(sidecars(await createPod(dev.client, NS, oldPod))).toBe(1);
+    const copy = await create(await exported('allow-old-src', 'allow-old-copy'));
+    expect(copy.stderr).toBe('');
+    // The same webhook (its configurations, its serving certificate), restarted with a narrower list.
+    await webhook.stop();
+    webhook = await installWebhook(cluster, workDir, [
+      '--status-interval',
+      '500ms',
+      '--allowed-sidecar-images',
+      allowedPin,
+    ]);
+  }, 120_000);
+
+  test('a pod injected with an image the list no longer allows is refused with the documented message', async () => {
+    const r = await create(await exported('allow-old-src', 'allow-old-again'));
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(
+      `mcp-warden cannot inject this pod: annotation mcpwarden.io/sidecar-image: "${oldTag}" is not an ` +
+        `allowed sidecar image (allowed: ${SIDECAR_IMAGE} (the default), ${allowedPin}). Remove the ` +
+        `annotation to get the default sidecar, or ask the cluster admin to add the image to the ` +
+        `webhook's --allowed-sidecar-images (chart value sidecar.allowedImages)`,
+    );
+    const gone = await cluster.kubectl(['get', 'pod', 'allow-old-again', '-n', NS], { user: dev });
+    expect(gone.code).not.toBe(0);
+  });
+
+  test('the same pod with its sidecar image pinned to an allowed digest is accepted; another digest is refused', async () => {
+    const pinned = await exported('allow-src', 'allow-pinned');
+    sidecarOf(pinned).image = allowedPin;
+    const ok = await create(pinned);
+    expect(ok.stderr).toBe('');
+    const stored = JSON.parse(ok.stdout) as V1Pod;
+    expect(sidecarOf(stored).image).toBe(allowedPin);
+    expect(
+      [...(stored.spec?.initContainers ?? []), ...(stored.spec?.containers ?? [])].filter(
+        (c) => c.name === 'mcp-warden',
+      ),
+    ).toHaveLength(1);
+
+    const other = await exported('allow-src', 'allow-other-pin');
+    sidecarOf(other).image = otherPin;
+    const refused = await create(other);
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(
+      `the pod's mcp-warden container runs "${otherPin}", which is not an allowed sidecar image ` +
+        `(allowed: ${SIDECAR_IMAGE} (the default), ${allowedPin})`,
+    );
   });
 });

@@ -15,11 +15,13 @@ import {
 import { z } from 'zod';
 import { ApprovalBroker, MemoryApprovalStore, type StoredApproval } from '../../pkg/approval/index.js';
 import { createLogger } from '../../pkg/log.js';
+import { SseParser } from '../../pkg/mcp/sse.js';
 import { createMetrics, type Metrics } from '../../pkg/metrics/catalogue.js';
 import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
 import { createRecorder } from '../../pkg/record/index.js';
 import { AUDIENCE, connectLegacy, type Harness, samplingCalls, startHarness } from './helpers/harness.js';
 import { hostMcpServer } from './helpers/sdk-host.js';
+import { OrderedEventStore } from './helpers/upstream-v1.js';
 
 /**
  * Server→client requests held for a human decision, end to end through the gateway's data path:
@@ -164,6 +166,9 @@ function policy(issuer: string): PolicyDocument {
 
 let upstream: { url: string; close(): Promise<void> };
 let h: Harness;
+/** The same data path in front of an upstream with an event store (resumable streams). */
+let resumableUpstream: { url: string; close(): Promise<void> };
+let resumable: Harness;
 /** The same data path in front of the test upstream that also speaks legacy HTTP+SSE. */
 let legacy: Harness;
 let store: MemoryApprovalStore;
@@ -204,13 +209,23 @@ beforeAll(async () => {
     },
     { metrics, approvals: broker, podName: 'writer-0' },
   );
+  resumableUpstream = await hostMcpServer(build, { eventStore: new OrderedEventStore() });
+  resumable = await startHarness(
+    (trusted) => {
+      const engine = compilePolicies([policy(trusted[0]!.issuer)]);
+      return { current: () => engine, onChange: () => () => undefined, close: async () => undefined };
+    },
+    { upstream: resumableUpstream.url, metrics, approvals: broker, podName: 'writer-0' },
+  );
 });
 
 afterAll(async () => {
   await broker?.close();
   await h?.close();
   await legacy?.close();
+  await resumable?.close();
   await upstream?.close();
+  await resumableUpstream?.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -448,5 +463,158 @@ describe('server-to-client requests with action: approve (mode hold)', () => {
     });
     expect(lines.some((l) => l['type'] === 'decision' && l['enforced'] === 'approve')).toBe(true);
     expect(all).not.toContain(CUSTOMER);
+  });
+});
+
+/**
+ * A fetch whose event streams lose the connection once: the first chunk that holds `marker` never
+ * reaches the client (the proxy wrote it; the network lost it), and the stream breaks there.
+ */
+function losingOnce(marker: string): {
+  fetch: typeof fetch;
+  lost: string[];
+  resumedFrom: string[];
+  /** The event ids each event stream delivered, per stream. */
+  ids: string[][];
+} {
+  const lost: string[] = [];
+  const resumedFrom: string[] = [];
+  const ids: string[][] = [];
+  const losing: typeof fetch = async (input, init) => {
+    const last = new Headers(init?.headers).get('last-event-id');
+    if (init?.method === 'GET' && last !== null) resumedFrom.push(last);
+    const res = await fetch(input, init);
+    if (!res.headers.get('content-type')?.includes('text/event-stream') || res.body === null) return res;
+    const decoder = new TextDecoder();
+    const parser = new SseParser();
+    const seen: string[] = [];
+    ids.push(seen);
+    const body = res.body.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, controller) {
+          const text = decoder.decode(chunk, { stream: true });
+          if (lost.length === 0 && text.includes(marker)) {
+            lost.push(text);
+            controller.error(new TypeError('terminated: connection lost'));
+            return;
+          }
+          for (const item of parser.push(text)) if (item.type === 'event' && item.id) seen.push(item.id);
+          controller.enqueue(chunk);
+        },
+      }),
+    );
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  };
+  return { fetch: losing, lost, resumedFrom, ids };
+}
+
+/** The events of an SSE stream until `enough` says so (or the stream ends). */
+async function readEvents(
+  res: Response,
+  enough: (events: Array<{ id?: string; data: string }>) => boolean,
+): Promise<Array<{ id?: string; data: string }>> {
+  const events: Array<{ id?: string; data: string }> = [];
+  const reader = res.body!.getReader();
+  const parser = new SseParser();
+  const decoder = new TextDecoder();
+  try {
+    while (!enough(events)) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      for (const item of parser.push(decoder.decode(value, { stream: true }))) {
+        if (item.type === 'event' && item.data) {
+          events.push(item.id === undefined ? { data: item.data } : { id: item.id, data: item.data });
+        }
+      }
+    }
+  } finally {
+    await reader.cancel();
+  }
+  return events;
+}
+
+describe('an approved server request on a resumable stream (Last-Event-ID)', () => {
+  it('carries an event id; lost with its stream, it is replayed once to the SDK client that resumes', async () => {
+    const net = losingOnce('"method":"sampling/createMessage"');
+    const client = new Client(
+      { name: 'resuming-client', version: '1.0.0' },
+      { capabilities: { sampling: {} } },
+    );
+    const sampled: unknown[] = [];
+    client.setRequestHandler(CreateMessageRequestSchema, async (req) => {
+      sampled.push(req.params);
+      return { role: 'assistant', content: { type: 'text', text: 'a short summary' }, model: 'm' };
+    });
+    const token = await resumable.token({ oid: 'user-7' });
+    const transport = new StreamableHTTPClientTransport(new URL(resumable.mcpUrl), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+      fetch: net.fetch,
+      reconnectionOptions: {
+        initialReconnectionDelay: 10,
+        maxReconnectionDelay: 100,
+        reconnectionDelayGrowFactor: 2,
+        maxRetries: 5,
+      },
+    });
+    await client.connect(transport);
+    const created = nextApproval();
+    const call = client.callTool(
+      { name: 'summarize', arguments: { text: 'resume me' } },
+      CallToolResultSchema,
+      { timeout: 15_000 },
+    );
+    const a = await created;
+    store.decide(a.name, 'Approved', 'rita');
+    expect(text(await call)).toBe('summary: a short summary');
+
+    // The first delivery was lost on the way, and it carried an id in the caller's scheme.
+    expect(net.lost).toHaveLength(1);
+    const [released] = new SseParser()
+      .push(net.lost[0]!)
+      .filter((e) => e.type === 'event' && e.data?.includes('sampling/createMessage')) as Array<{
+      id?: string;
+    }>;
+    const releasedId = released?.id;
+    expect(releasedId).toBeDefined();
+    const prefix = releasedId!.slice(0, releasedId!.indexOf('.') + 1);
+    expect(prefix).toMatch(/^[\w-]{16}\.$/);
+    // The client resumed from the event before it, got it there, and its model ran exactly once.
+    expect(net.resumedFrom).toHaveLength(1);
+    expect(net.resumedFrom[0]!.startsWith(prefix)).toBe(true);
+    expect(net.resumedFrom[0]).not.toBe(releasedId);
+    expect(sampled).toHaveLength(1);
+    await phase(a.name, 'Executed');
+
+    // Raw resumes of the same stream: from before the request (its first event) the upstream
+    // replays the server's request, which is not held again, and the approved request comes once,
+    // with the same id; from its own id it does not, while the upstream's later events (the
+    // call's answer) do.
+    const first = net.ids.find((s) => s.includes(net.resumedFrom[0]!))?.[0];
+    expect(first).toBeDefined();
+    const headers = {
+      authorization: `Bearer ${token}`,
+      accept: 'text/event-stream',
+      'mcp-session-id': transport.sessionId!,
+      'mcp-protocol-version': transport.protocolVersion!,
+    };
+    const isAnswer = (e: { data: string }) => e.data.includes('summary: a short summary');
+    const fromBefore = await readEvents(
+      await fetch(resumable.mcpUrl, { headers: { ...headers, 'last-event-id': first! } }),
+      (events) => events.some(isAnswer),
+    );
+    const requests = fromBefore.filter((e) => e.data.includes('sampling/createMessage'));
+    expect(requests).toHaveLength(1);
+    expect(requests[0]!.id).toBe(releasedId);
+    expect(fromBefore.findIndex(isAnswer)).toBeGreaterThan(fromBefore.indexOf(requests[0]!));
+    const fromReleased = await readEvents(
+      await fetch(resumable.mcpUrl, { headers: { ...headers, 'last-event-id': releasedId! } }),
+      (events) => events.some(isAnswer),
+    );
+    expect(fromReleased.some(isAnswer)).toBe(true);
+    expect(fromReleased.some((e) => e.data.includes('sampling/createMessage'))).toBe(false);
+    // Nothing was held a second time by the replays.
+    expect([...store.list()].filter((x) => x.spec.requester.principal.includes('user-7'))).toHaveLength(1);
+    expect(sampled).toHaveLength(1);
+    await client.close();
   });
 });

@@ -12,6 +12,7 @@ import {
 import { createLogger } from '../../pkg/log.js';
 import { createMetrics, type Metrics } from '../../pkg/metrics/catalogue.js';
 import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
+import { startAdminServer } from '../../pkg/proxy/admin.js';
 import { createRecorder } from '../../pkg/record/index.js';
 import {
   AUDIENCE,
@@ -369,6 +370,83 @@ describe('a rate limit on an approve rule counts approval requests', () => {
     const d = await client('user-8');
     expect(((await contact(d)) as McpError).code).toBe(-31403);
     await d.close();
+    await c.close();
+  });
+});
+
+describe('a call over the rate limit of an approve rule, in the metrics', () => {
+  let admin: { url: string; close: () => Promise<void> };
+  beforeAll(async () => {
+    admin = await startAdminServer({ host: '127.0.0.1', port: 0, metrics, ready: () => true });
+  });
+  afterAll(async () => {
+    await admin?.close();
+  });
+
+  /** The decision counters as the real /metrics endpoint shows them, by series. */
+  async function scrape(): Promise<Map<string, number>> {
+    const text = await (await fetch(`${admin.url}/metrics`)).text();
+    const out = new Map<string, number>();
+    for (const line of text.split('\n')) {
+      const m = /^(mcp_warden_(?:requests|blocked|approvals)_total\{[^}]*\}) (\S+)$/.exec(line);
+      if (m) out.set(m[1]!, Number(m[2]));
+    }
+    return out;
+  }
+
+  /** The series that changed between two scrapes, and by how much. */
+  function delta(before: Map<string, number>, after: Map<string, number>): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [k, v] of after) if (v !== (before.get(k) ?? 0)) out[k] = v - (before.get(k) ?? 0);
+    return out;
+  }
+
+  const series = {
+    approve: 'mcp_warden_requests_total{policy="agents/repo-tools",method="tools/call",decision="approve"}',
+    rateLimited:
+      'mcp_warden_requests_total{policy="agents/repo-tools",method="tools/call",decision="rate-limited"}',
+    held: 'mcp_warden_blocked_total{policy="agents/repo-tools",rule="contact-one-request-an-hour",tool="contact",reason="approval-required"}',
+    limited:
+      'mcp_warden_blocked_total{policy="agents/repo-tools",rule="contact-one-request-an-hour",tool="contact",reason="rate-limit"}',
+    requested: 'mcp_warden_approvals_total{policy="agents/repo-tools",outcome="requested"}',
+    executed: 'mcp_warden_approvals_total{policy="agents/repo-tools",outcome="executed"}',
+  };
+
+  it('is counted once, as rate-limited with reason rate-limit; a held call once, as approve', async () => {
+    const c = await client('user-9');
+    const call = async (): Promise<McpError | string> => {
+      try {
+        const r = await c.callTool({ name: 'contact', arguments: {} }, CallToolResultSchema);
+        return (r.content as Array<{ text: string }>)[0]!.text;
+      } catch (e) {
+        return e as McpError;
+      }
+    };
+    let before = await scrape();
+    const first = (await call()) as McpError;
+    expect(first.code).toBe(-31403);
+    expect(delta(before, await scrape())).toEqual({
+      [series.approve]: 1,
+      [series.held]: 1,
+      [series.requested]: 1,
+    });
+
+    const name = (first.data as { approval: { name: string } }).approval.name;
+    store.decide(name, 'Approved', 'rita');
+    await waitFor(() => (store.get(name)?.phase === 'Approved' ? true : undefined), 'phase Approved');
+    before = await scrape();
+    expect(await call()).toBe('write to [masked:email]');
+    expect(delta(before, await scrape())).toEqual({
+      [series.approve]: 1,
+      [series.held]: 1,
+      [series.executed]: 1,
+    });
+
+    // Over the limit: refused by it, and counted only as such.
+    before = await scrape();
+    const over = (await call()) as McpError;
+    expect(over.code).toBe(-31429);
+    expect(delta(before, await scrape())).toEqual({ [series.rateLimited]: 1, [series.limited]: 1 });
     await c.close();
   });
 });

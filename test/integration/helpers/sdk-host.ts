@@ -2,7 +2,10 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import {
+  type EventStore,
+  StreamableHTTPServerTransport,
+} from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
 
 export interface HostOptions {
@@ -10,6 +13,8 @@ export interface HostOptions {
   jsonResponse?: boolean;
   /** Sees each POST body's text exactly as it arrived (before the SDK parses it). */
   onBody?: (text: string) => void;
+  /** Keep events for resumption (`Last-Event-ID`): SSE events then carry ids. */
+  eventStore?: EventStore;
 }
 
 /**
@@ -37,6 +42,7 @@ export function hostMcpServer(
         const created = new StreamableHTTPServerTransport({
           sessionIdGenerator: () => randomUUID(),
           enableJsonResponse: options.jsonResponse === true,
+          ...(options.eventStore === undefined ? {} : { eventStore: options.eventStore }),
           onsessioninitialized: (id) => {
             transports.set(id, created);
           },
