@@ -231,7 +231,12 @@ const emailDomain = /(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-
  */
 const fullwidthAt = '\uFF20';
 const smallAt = '\uFE6B';
-function emailAt(s: string, at: number, owner: number, out: Span[]): number {
+/**
+ * The at sign percent-encoded, as in a URL's query (`?email=bob%40example.com`): a reader (and
+ * the server the URL goes to) reads an address.
+ */
+const percentAt = '%40';
+function emailAt(s: string, at: number, owner: number, out: Span[], width = 1): number {
   let start = at;
   while (start > 0 && at - start < 64) {
     const c = s.charCodeAt(start - 1);
@@ -241,14 +246,14 @@ function emailAt(s: string, at: number, owner: number, out: Span[]): number {
   const before = start > 0 ? s.charCodeAt(start - 1) : 128;
   const runStarts = before >= 128 || localChar[before] === 0;
   if (start < at && runStarts) {
-    emailDomain.lastIndex = at + 1;
+    emailDomain.lastIndex = at + width;
     const m = emailDomain.exec(s);
     if (m !== null) {
-      out.push({ start, end: at + 1 + m[0].length, name: 'email', owner });
-      return at + 1 + m[0].length;
+      out.push({ start, end: at + width + m[0].length, name: 'email', owner });
+      return at + width + m[0].length;
     }
   }
-  return at + 1;
+  return at + width;
 }
 /** The first `@` or look-alike at or after `from`, or -1. */
 function nextAnyAt(s: string, from: number): number {
@@ -262,8 +267,11 @@ function nextAnyAt(s: string, from: number): number {
 const email: Finder = {
   name: 'email',
   minLength: 6,
-  needs: [`@${fullwidthAt}${smallAt}`],
+  needs: [`@${fullwidthAt}${smallAt}%`],
   find(s, owner, out) {
+    // `%` is in URLs (one memchr where there is none), `%40` in few of them.
+    let pct = s.indexOf(percentAt);
+    while (pct !== -1) pct = s.indexOf(percentAt, emailAt(s, pct, owner, out, 3));
     if (s.indexOf(fullwidthAt) === -1 && s.indexOf(smallAt) === -1) {
       let at = s.indexOf('@');
       while (at !== -1) at = s.indexOf('@', emailAt(s, at, owner, out));
@@ -576,6 +584,43 @@ const privateKey: Finder = {
     }
   },
 };
+
+/**
+ * Whether `s` ends inside a private key: a `-----BEGIN … PRIVATE KEY-----` line with no END line
+ * after it (what the finder masks to the end of the text). The masker then reads the blocks
+ * after it (see `isKeyBody`).
+ */
+export function opensPrivateKey(s: string): boolean {
+  if (!privateKeyProbe(s)) return false;
+  let after = -1;
+  beginRe.lastIndex = 0;
+  for (let m = beginRe.exec(s); m !== null; m = beginRe.exec(s)) after = m.index + m[0].length;
+  return after !== -1 && s.indexOf('-----END ', after) === -1;
+}
+
+/** Whether `s` holds the END line of a private key. */
+export function closesPrivateKey(s: string): boolean {
+  if (!privateKeyProbe(s)) return false;
+  endRe.lastIndex = 0;
+  return endRe.test(s);
+}
+
+/**
+ * Whether `s` is nothing but base64 lines, with at least `min` base64 characters: blanks and
+ * line breaks (real or JSON-escaped) around and between them, nothing else. The middle blocks
+ * of a key split over three or more blocks look like this.
+ */
+export function isKeyBody(s: string, min: number): boolean {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 128 && b64Char[c] === 1) n++;
+    else if (c === 92 && i + 1 < s.length && (s.charCodeAt(i + 1) === 110 || s.charCodeAt(i + 1) === 114))
+      i++;
+    else if (!(c === 10 || c === 13 || isBlank(c))) return false;
+  }
+  return n >= min;
+}
 
 // AKIA… starts with A; a secret access key assignment has `key` (any case) and its `:` or `=`.
 // Pairs: the first two characters of each AKIA-like prefix; `ke` in any case.

@@ -78,7 +78,7 @@ describe('createMasker', () => {
     it('leaves other escapes, an escaped backslash and plain strings alone', () => {
       for (const s of [
         String.raw`line\nbreak \u00e9t\u00e9`,
-        String.raw`x\\u0040example.com`,
+        String.raw`C:\\Users\\u0040dmin`,
         String.raw`bad \u00zz escape`,
         String.raw`C:\path\to\file`,
         String.raw`version\u00401.2`,

@@ -3,7 +3,16 @@ import { errorMessage, WardenError } from '../errors.js';
 import { isRawNumber, numberText, parseJson, type RawNumber } from '../json.js';
 import { compileGlobs } from '../policy/glob.js';
 import type { MaskingRule } from '../policy/schema.js';
-import { detectors, type Finder, isSensitiveKey, type Span } from './detectors.js';
+import {
+  closesPrivateKey,
+  detectors,
+  type Finder,
+  isKeyBody,
+  isSensitiveKey,
+  opensPrivateKey,
+  type Span,
+} from './detectors.js';
+import { foldText, foldTriggers, mayFold } from './fold.js';
 import { applyJsonPath, type CompiledPath, parseJsonPath } from './jsonpath.js';
 import { compilePattern } from './patterns.js';
 import type { Masker, MaskHit, MaskResult, MaskScope } from './types.js';
@@ -74,6 +83,8 @@ interface Plan {
   fields: Array<{ path: CompiledPath; owner: number }>;
   /** `$..name` fields, applied during the walk (one traversal instead of two): name → owner. */
   descendKeys: Map<string, number>;
+  /** The rule owning the `private-key` detector, or -1: a key split over several blocks is followed. */
+  pemOwner: number;
 }
 
 interface Walk {
@@ -86,6 +97,8 @@ interface Walk {
   /** Objects and arrays `maskWhole` built: every leaf and key in them is masked already. */
   done: Set<object> | undefined;
   spans: Span[];
+  /** `private-key` findings so far: an array element that had one may open a key the next ones continue. */
+  keyHits: number;
 }
 
 const keyScan = 1;
@@ -274,6 +287,16 @@ interface CharFilter {
    * condition, so it always has one.
    */
   escBit: number;
+  /**
+   * The bit of every character `foldText` reads as a letter, a digit, `@`, `=` or `:` or drops
+   * (fullwidth forms, Unicode digits, zero-width characters): the second condition.
+   */
+  foldBit: number;
+  /**
+   * The bit of the other look-alikes (dots, hyphens, spaces, punctuation): the third condition.
+   * They are folded only in a string that serves a finder already.
+   */
+  weakFoldBit: number;
 }
 
 const pairStart = 1 << 30;
@@ -300,6 +323,8 @@ function charFilter(finders: readonly Finder[]): CharFilter {
   const escBit = assign('chars:\\', (bit) => {
     ascii[92]! |= bit;
   });
+  const foldBit = assign('fold', () => undefined);
+  const weakFoldBit = assign('fold:weak', () => undefined);
   for (const finder of finders) {
     if (req.has(finder)) continue;
     let bits = 0;
@@ -332,7 +357,10 @@ function charFilter(finders: readonly Finder[]): CharFilter {
   const charBits = new Int32Array(65536);
   charBits.set(ascii);
   for (const [code, bit] of nonAscii) charBits[code] = bit;
-  return { charBits, pairBits, req, escBit };
+  const triggers = foldTriggers();
+  for (const code of triggers.strong) charBits[code]! |= foldBit;
+  for (const code of triggers.weak) charBits[code]! |= weakFoldBit;
+  return { charBits, pairBits, req, escBit, foldBit, weakFoldBit };
 }
 
 /**
@@ -360,11 +388,13 @@ export function decodeEscapes(s: string): { text: string; from: Int32Array } | u
   let n = 0;
   for (; n < first; n++) from[n] = n;
   let k = first;
+  let decoded = false;
   while (k < s.length) {
     const c = s.charCodeAt(k);
     if (c === 92 && k + 1 < s.length) {
       const next = s.charCodeAt(k + 1);
       if (next === 47 || (next === 117 && hex4(s, k + 2))) {
+        decoded = true;
         from[n++] = k;
         text += next === 47 ? '/' : String.fromCharCode(Number.parseInt(s.slice(k + 2, k + 6), 16));
         k += next === 47 ? 2 : 6;
@@ -384,9 +414,72 @@ export function decodeEscapes(s: string): { text: string; from: Int32Array } | u
     text += s.slice(k, end);
     for (; k < end; k++) from[n++] = k;
   }
+  if (!decoded) return undefined;
   from[n] = s.length;
   return { text, from: from.subarray(0, n + 1) };
 }
+
+/** The single-character JSON escapes, by the character after the backslash. */
+const simpleEscapes: Readonly<Record<number, string>> = {
+  34: '"',
+  47: '/',
+  92: '\\',
+  98: '\b',
+  102: '\f',
+  110: '\n',
+  114: '\r',
+  116: '\t',
+};
+
+/**
+ * One level of JSON string escapes decoded, all of them (`\\` → `\`, `\"` → `"`, `\n` → a line
+ * break, `\uXXXX`...; a backslash before anything else stays), for text encoded more than once
+ * (`alice\\u0040example.com` after one parse): its next level then reads `alice\u0040example.com`.
+ * `from` as in `decodeEscapes`. Undefined when nothing was decoded.
+ */
+export function unescapeOnce(s: string): { text: string; from: Int32Array } | undefined {
+  const first = s.indexOf('\\');
+  if (first === -1) return undefined;
+  const from = new Int32Array(s.length + 1);
+  let text = s.slice(0, first);
+  let n = 0;
+  for (; n < first; n++) from[n] = n;
+  let k = first;
+  let decoded = false;
+  while (k < s.length) {
+    if (s.charCodeAt(k) === 92 && k + 1 < s.length) {
+      const next = s.charCodeAt(k + 1);
+      const simple = simpleEscapes[next];
+      if (simple !== undefined || (next === 117 && hex4(s, k + 2))) {
+        decoded = true;
+        from[n++] = k;
+        text += simple ?? String.fromCharCode(Number.parseInt(s.slice(k + 2, k + 6), 16));
+        k += simple !== undefined ? 2 : 6;
+        continue;
+      }
+    }
+    let end = s.indexOf('\\', k + 1);
+    if (end === -1) end = s.length;
+    text += s.slice(k, end);
+    for (; k < end; k++) from[n++] = k;
+  }
+  from[n] = s.length;
+  return decoded ? { text, from: from.subarray(0, n + 1) } : undefined;
+}
+
+/** `outer[inner[i]]` for every `i`: where a unit of a view of a view starts in the original. */
+function composeFrom(outer: Int32Array | undefined, inner: Int32Array): Int32Array {
+  if (outer === undefined) return inner;
+  const out = new Int32Array(inner.length);
+  for (let i = 0; i < inner.length; i++) out[i] = outer[inner[i]!]!;
+  return out;
+}
+
+/**
+ * Levels of JSON encoding a string is decoded through for scanning: text escaped up to four
+ * times (as the escaped quotes `password-assignment` reads), each level one linear pass.
+ */
+const maxEscapeLevels = 4;
 
 function hex4(s: string, at: number): boolean {
   if (at + 4 > s.length) return false;
@@ -507,6 +600,7 @@ export function createMasker(
       keyOwner: -1,
       fields: [],
       descendKeys: new Map(),
+      pemOwner: -1,
     };
     const seen = new Set<Finder>();
     for (const i of active) {
@@ -515,6 +609,7 @@ export function createMasker(
         // Two policies enabling `email` run it once; the first owns the replacement.
         if (seen.has(finder)) continue;
         seen.add(finder);
+        if (finder === privateKeyFinder) plan.pemOwner = i;
         const req = filter.req.get(finder) ?? 0;
         plan.finders.push({ finder, owner: i, req, minDigits: finder.minDigits ?? 0 });
         plan.minKeyLength = Math.min(plan.minKeyLength, finder.minLength);
@@ -574,6 +669,7 @@ export function createMasker(
     const rule = compiled[owner]!;
     w.hits ??= [];
     w.hits.push({ policy: rule.policy, detector });
+    if (detector === 'private-key') w.keyHits++;
     const digest = rule.hash
       ? createHmac('sha256', hashKey)
           .update(w.session)
@@ -597,6 +693,13 @@ export function createMasker(
   }
 
   const escBit = filter.escBit;
+  const foldBit = filter.foldBit;
+  const weakFoldBit = filter.weakFoldBit;
+  const anyFold = foldBit | weakFoldBit;
+  /** Strings holding these are also scanned through a decoded or folded copy. */
+  const viewBits = escBit | anyFold;
+  /** The same for a string that serves no finder: weak look-alikes cannot make it serve one. */
+  const strongViewBits = escBit | foldBit;
   /** The condition bits of a short string (its digits left in `passDigits`). */
   function presentIn(s: string): number {
     return filter.pairBits === undefined
@@ -610,7 +713,8 @@ export function createMasker(
     const len = s.length;
     // Which finders can match: those whose every needed set has a character in the string and
     // that have their digits (for long strings, all of them if any needed character is there).
-    // A string holding `\` may hold JSON escapes: its decoded copy is scanned too.
+    // A string holding `\` may hold JSON escapes, one holding a look-alike character may read
+    // as something else: their decoded and folded copies are scanned too.
     let present = -1;
     let digits = len;
     if (len <= shortString) {
@@ -620,8 +724,8 @@ export function createMasker(
           : charPairPass(s, filter.charBits, filter.pairBits);
       digits = passDigits;
       if (plan.firstBits !== undefined && (present & plan.firstBits) === 0)
-        return (present & escBit) === 0 ? s : maskEscaped(w, s);
-    } else if (plan.needs !== undefined && !plan.needs.test(s)) return maskEscaped(w, s);
+        return (present & strongViewBits) === 0 ? s : maskViews(w, s, present & ~weakFoldBit);
+    } else if (plan.needs !== undefined && !plan.needs.test(s)) return maskViews(w, s, ~weakFoldBit);
     const spans = w.spans;
     spans.length = 0;
     const finders = plan.finders;
@@ -631,8 +735,8 @@ export function createMasker(
         f.finder.find(s, f.owner, spans);
       }
     }
-    // (Long strings: `decodeEscapes` first searches for a `\`.)
-    if ((present & escBit) !== 0) findEscaped(plan, s, spans);
+    // (Long strings: `decodeEscapes` first searches for a `\`, `mayFold` for a look-alike.)
+    if ((present & viewBits) !== 0) findInViews(plan, s, present, spans);
     if (spans.length === 0) return s;
     return replaceSpans(w, s);
   }
@@ -649,13 +753,11 @@ export function createMasker(
   }
 
   /**
-   * Findings in the decoded copy of a string holding JSON escapes (`alice\u0040example.com`),
-   * added to `out` as the spans of their encoded text.
+   * Findings in a view of the original string (decoded, folded), added to `out` as the spans of
+   * the original text they were read from (`from`). A view holding look-alike characters is
+   * scanned folded too, when `fold` allows.
    */
-  function findEscaped(plan: Plan, s: string, out: Span[]): void {
-    const decoded = decodeEscapes(s);
-    if (decoded === undefined) return;
-    const { text, from } = decoded;
+  function findInView(plan: Plan, text: string, from: Int32Array, out: Span[], fold: boolean): void {
     let present = -1;
     let digits = text.length;
     if (text.length <= shortString) {
@@ -665,13 +767,47 @@ export function createMasker(
     const found: Span[] = [];
     runFinders(plan, text, present, digits, found);
     for (const sp of found) out.push({ ...sp, start: from[sp.start]!, end: from[sp.end]! });
+    if (fold && (present & anyFold) !== 0 && (present !== -1 || mayFold(text, true))) {
+      const folded = foldText(text);
+      if (folded !== undefined) findInView(plan, folded.text, composeFrom(from, folded.from), out, false);
+    }
   }
 
-  /** `maskString` for a string no finder was chosen for: only what its decoded copy holds. */
-  function maskEscaped(w: Walk, s: string): string {
+  /**
+   * Findings in the copies of a string holding look-alike characters (`４１１１ …`, read folded) or
+   * JSON escapes (`alice\u0040example.com`, read decoded, through up to `maxEscapeLevels` levels
+   * of encoding), added to `out` as the spans of the original text. `present`: the string's
+   * condition bits, -1 for a long string (then each copy is looked for).
+   */
+  function findInViews(plan: Plan, s: string, present: number, out: Span[]): void {
+    // (A long string has every bit but, when it serves no finder, the weak look-alikes'.)
+    const long = present === -1 || present === ~weakFoldBit;
+    if ((present & anyFold) !== 0 && (!long || mayFold(s, (present & weakFoldBit) !== 0))) {
+      const folded = foldText(s);
+      if (folded !== undefined) findInView(plan, folded.text, folded.from, out, false);
+    }
+    if ((present & escBit) === 0 || s.indexOf('\\') === -1) return;
+    // Level 1: the `\uXXXX` and `\/` left after one parse. A doubled backslash means one more
+    // level of encoding: its text is unescaped once and read the same way.
+    let view = s;
+    let map: Int32Array | undefined;
+    for (let level = 1; ; level++) {
+      const decoded = decodeEscapes(view);
+      if (decoded !== undefined) findInView(plan, decoded.text, composeFrom(map, decoded.from), out, true);
+      else if (map !== undefined) findInView(plan, view, map, out, true);
+      if (level === maxEscapeLevels || view.indexOf('\\\\') === -1) return;
+      const once = unescapeOnce(view);
+      if (once === undefined) return;
+      map = composeFrom(map, once.from);
+      view = once.text;
+    }
+  }
+
+  /** `maskString` for a string no finder was chosen for: only what its copies hold. */
+  function maskViews(w: Walk, s: string, present: number): string {
     const spans = w.spans;
     spans.length = 0;
-    findEscaped(w.plan, s, spans);
+    findInViews(w.plan, s, present, spans);
     if (spans.length === 0) return s;
     return replaceSpans(w, s);
   }
@@ -812,11 +948,23 @@ export function createMasker(
     if (w.done?.has(value)) return value;
     if (Array.isArray(value)) {
       let copy: unknown[] | undefined;
+      const pem = w.plan.pemOwner;
       for (let i = 0; i < value.length; i++) {
+        const keyHits = w.keyHits;
         const next = walk(w, value[i], depth + 1);
         if (next !== value[i]) {
           copy ??= value.slice();
           copy[i] = next;
+        }
+        // A private key found here may be cut off and go on in the next elements (content blocks,
+        // lines): their bare base64 is masked too.
+        if (pem >= 0 && w.keyHits !== keyHits && i + 1 < value.length) {
+          const last = maskKeyBodies(w, pem, value, i, depth);
+          if (last !== undefined) {
+            copy ??= value.slice();
+            for (let k = i + 1; k <= last.end; k++) copy[k] = last.masked[k - i - 1];
+            i = last.end;
+          }
         }
       }
       return copy ?? value;
@@ -868,6 +1016,40 @@ export function createMasker(
     }
     const out = copy ?? obj;
     return renames === undefined ? out : renameKeys(out, renames);
+  }
+
+  /**
+   * A private key split over three or more blocks: element `i` of `arr` ends inside a key (BEGIN,
+   * no END). The elements after it holding nothing but base64 lines are its body: masked whole
+   * when an element holding the END line follows them; without one (a key cut off), those with
+   * at least 16 base64 characters are. An image or an unrelated element in between ends the run.
+   * Returns the masked elements `i + 1 … end`, or undefined when there are none.
+   */
+  function maskKeyBodies(
+    w: Walk,
+    owner: number,
+    arr: unknown[],
+    i: number,
+    depth: number,
+  ): { end: number; masked: unknown[] } | undefined {
+    const opening = elementText(arr[i]);
+    if (opening === undefined || !opensPrivateKey(opening)) return undefined;
+    let j = i + 1;
+    while (j < arr.length) {
+      const body = elementText(arr[j]);
+      if (body === undefined || !isKeyBody(body, 1)) break;
+      j++;
+    }
+    const closing = j < arr.length ? elementText(arr[j]) : undefined;
+    const closed = closing !== undefined && closesPrivateKey(closing);
+    const masked: unknown[] = [];
+    for (let k = i + 1; k < j; k++) {
+      const body = elementText(arr[k])!;
+      if (!closed && !isKeyBody(body, 16)) break;
+      // Its other members (`_meta`, `annotations`) are masked as usual.
+      masked.push(withText(walk(w, arr[k], depth + 1), token(w, owner, 'private-key', body)));
+    }
+    return masked.length === 0 ? undefined : { end: i + masked.length, masked };
   }
 
   /** Rebuild an object whose keys held findings, in order; a masked key that collides gets `#2`, `#3`... */
@@ -967,6 +1149,7 @@ export function createMasker(
       copies: undefined,
       done: undefined,
       spans: [],
+      keyHits: 0,
     };
     const value =
       Array.isArray(message) && message.length > 0 && message.every(isJsonRpc)
@@ -976,6 +1159,33 @@ export function createMasker(
   }
 
   return { empty, maskMessage };
+}
+
+const privateKeyFinder = detectors.get('private-key');
+
+/**
+ * The text of an array element as a block of a key split over several: the string itself, or
+ * the `text` of a content block, of an embedded resource, of a prompt message's content.
+ */
+function elementText(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (!isObject(v)) return undefined;
+  if (typeof v['text'] === 'string') return v['text'];
+  for (const inner of [v['resource'], v['content']]) {
+    if (isObject(inner) && typeof inner['text'] === 'string') return inner['text'];
+  }
+  return undefined;
+}
+
+/** `v` (as `elementText` read it) with its text replaced. */
+function withText(v: unknown, text: string): unknown {
+  if (typeof v === 'string' || !isObject(v)) return text;
+  if (typeof v['text'] === 'string') return { ...v, text };
+  for (const key of ['resource', 'content']) {
+    const inner = v[key];
+    if (isObject(inner) && typeof inner['text'] === 'string') return { ...v, [key]: { ...inner, text } };
+  }
+  return text;
 }
 
 /** A decimal integer as `numberText` writes it. */
