@@ -205,6 +205,62 @@ describe('createMasker', () => {
     });
   });
 
+  it('keeps the JSON Schema of a secret-named parameter a schema and masks the values it carries', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['password-assignment'] }) }]);
+    const schema = {
+      type: 'object',
+      properties: {
+        password: { type: 'string', minLength: 8, description: 'the account password' },
+        apiKey: { type: 'string', default: 'k-default-1', examples: ['k-example-2'] },
+        secret: { anyOf: [{ type: 'string' }, { type: 'null' }], const: 'k-const-3', value: 'k-value-4' },
+        credentials: { type: 'object', properties: { clientSecret: { $ref: '#/$defs/Handle' } } },
+      },
+      $defs: {
+        Handle: { type: 'string', enum: ['h-1'] },
+        Secret: { type: 'string', enum: ['k-enum-5'] },
+        password: { type: 'string', format: 'password' },
+      },
+      required: ['password'],
+    };
+    const out = masker.maskMessage({ result: { tools: [{ name: 'login', inputSchema: schema }] } }, scope);
+    const masked = '[masked:password-assignment]';
+    expect(out.value.result.tools[0]!.inputSchema).toEqual({
+      type: 'object',
+      properties: {
+        password: { type: 'string', minLength: 8, description: 'the account password' },
+        apiKey: { type: 'string', default: masked, examples: masked },
+        secret: { anyOf: [{ type: 'string' }, { type: 'null' }], const: masked, value: masked },
+        credentials: { type: 'object', properties: { clientSecret: { $ref: '#/$defs/Handle' } } },
+      },
+      $defs: {
+        // Not a password-like name: its enum is a value like any other (no detector matches it).
+        Handle: { type: 'string', enum: ['h-1'] },
+        Secret: { type: 'string', enum: masked },
+        password: { type: 'string', format: 'password' },
+      },
+      required: ['password'],
+    });
+  });
+
+  it('masks a secret-named member of data named `properties` whole unless it is a schema', () => {
+    const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['password-assignment'] }) }]);
+    // A CRM record's fields (`properties` is data here): nothing in them reads as a JSON Schema.
+    const out = masker.maskMessage(
+      {
+        structuredContent: {
+          properties: { password: 'hunter2', apiKey: { value: 'k-1', updatedAt: '2026-11-30' } },
+          settings: { password: { type: 'string' } },
+        },
+      },
+      scope,
+    );
+    expect(out.value.structuredContent).toEqual({
+      properties: { password: '[masked:password-assignment]', apiKey: '[masked:password-assignment]' },
+      // Outside a `properties` map even a schema-shaped value under a password-like key is masked whole.
+      settings: { password: '[masked:password-assignment]' },
+    });
+  });
+
   it('leaves base64 blobs and image data alone', () => {
     const masker = createMasker([{ policy: 'p', rule: rule({ detectors: ['azure-storage-key'] }) }]);
     const key = `${'A'.repeat(86)}==`;

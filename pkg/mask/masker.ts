@@ -99,13 +99,21 @@ interface Walk {
   spans: Span[];
   /** `private-key` findings so far: an array element that had one may open a key the next ones continue. */
   keyHits: number;
+  /**
+   * The object being walked as a JSON Schema's `properties` (or `patternProperties`, `$defs`,
+   * `definitions`): its keys name parameters, and a schema under a password-like name is a
+   * schema, not a secret (see {@link secretSchema}).
+   */
+  schemaMap: object | undefined;
 }
 
 const keyScan = 1;
 const keySensitive = 2;
 /** The key `rawJSON`: the object may be a number kept as its text (pkg/json.ts). */
 const keyRaw = 4;
-const keyOwnerShift = 3;
+/** `properties`, `patternProperties`, `$defs`, `definitions`: the value may map names to JSON Schemas. */
+const keySchemaMap = 8;
+const keyOwnerShift = 4;
 /** Object keys up to this long are remembered per plan; at most `maxKnownKeys` of them. */
 const maxKnownKeyLength = 128;
 const maxKnownKeys = 10_000;
@@ -251,6 +259,77 @@ const protocolKeys: ReadonlySet<string> = new Set([
   'required',
   'items',
 ]);
+
+/** Members whose object value maps names (of parameters, of definitions) to JSON Schemas. */
+const schemaMapKeys: ReadonlySet<string> = new Set([
+  'properties',
+  'patternProperties',
+  '$defs',
+  'definitions',
+]);
+
+/**
+ * JSON Schema keywords (2020-12 and draft-07, plus MCP's elicitation `enumNames`) that describe a
+ * parameter rather than carry its value. Values, which may be secrets, are not among them:
+ * `default`, `const`, `enum`, `examples`.
+ */
+const schemaKeywords: ReadonlySet<string> = new Set([
+  'type',
+  'format',
+  'title',
+  'description',
+  '$comment',
+  '$ref',
+  '$id',
+  '$schema',
+  '$anchor',
+  'minLength',
+  'maxLength',
+  'pattern',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'multipleOf',
+  'items',
+  'prefixItems',
+  'minItems',
+  'maxItems',
+  'uniqueItems',
+  'contains',
+  'properties',
+  'patternProperties',
+  'additionalProperties',
+  'required',
+  'minProperties',
+  'maxProperties',
+  'propertyNames',
+  'anyOf',
+  'oneOf',
+  'allOf',
+  'not',
+  'if',
+  'then',
+  'else',
+  '$defs',
+  'definitions',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
+  'nullable',
+  'contentEncoding',
+  'contentMediaType',
+]);
+
+/** Keywords only a JSON Schema has at its top (a record `{"value": "…"}` is not a schema). */
+const schemaMarkers = ['type', '$ref', 'anyOf', 'oneOf', 'allOf', 'properties', 'items', 'format'];
+
+/** Whether `v` reads as a JSON Schema: an object with one of the keywords schemas are made of. */
+function looksLikeSchema(v: unknown): v is Record<string, unknown> {
+  if (!isObject(v)) return false;
+  for (const k of schemaMarkers) if (Object.hasOwn(v, k)) return true;
+  return false;
+}
 
 /** Define an own member, even one named `__proto__` (JSON.parse makes those; `=` would set the prototype). */
 function setOwn(obj: Record<string, unknown>, key: string, value: unknown): void {
@@ -647,9 +726,9 @@ export function createMasker(
     return plan;
   }
 
-  /** The key's `keyScan` / `keySensitive` / `keyRaw` / `$..name` owner bits for this plan. */
+  /** The key's `keyScan` / `keySensitive` / `keyRaw` / `keySchemaMap` / `$..name` owner bits for this plan. */
   function keyInfo(plan: Plan, key: string): number {
-    let info = key === 'rawJSON' ? keyRaw : 0;
+    let info = key === 'rawJSON' ? keyRaw : schemaMapKeys.has(key) ? keySchemaMap : 0;
     if (key.length >= plan.minKeyLength && !protocolKeys.has(key)) info |= keyScan;
     if (plan.keyOwner >= 0 && isSensitiveKey(key)) info |= keySensitive;
     const owner = plan.descendKeys.size === 0 ? undefined : plan.descendKeys.get(key);
@@ -928,6 +1007,38 @@ export function createMasker(
     return out;
   }
 
+  /** What a value under a password-like key is masked from: itself, or its JSON when hashing. */
+  function secretText(plan: Plan, v: unknown): string {
+    return typeof v === 'string' ? v : compiled[plan.keyOwner]!.hash ? clearText(v) : '';
+  }
+
+  /**
+   * The schema of a parameter with a password-like name (`properties.password` of an inputSchema,
+   * an elicitation's requestedSchema): kept a schema, so the client can still call the tool or
+   * show the form. Its JSON Schema keywords are walked as any value; any other member
+   * (`default`, `const`, `enum`, `examples`, a `value` that is data, not a schema) is a value of
+   * the secret and is masked whole.
+   */
+  function secretSchema(w: Walk, schema: Record<string, unknown>, depth: number): unknown {
+    const plan = w.plan;
+    let copy: Record<string, unknown> | undefined;
+    for (const key in schema) {
+      if (!Object.hasOwn(schema, key)) continue;
+      const v = schema[key];
+      let next: unknown;
+      if (schemaKeywords.has(key)) {
+        if (schemaMapKeys.has(key) && isObject(v)) w.schemaMap = v;
+        next = walk(w, v, depth + 1);
+      } else if (v === null || v === '' || isMasked(w, v)) next = v;
+      else next = token(w, plan.keyOwner, 'password-assignment', secretText(plan, v));
+      if (next !== v) {
+        copy ??= { ...schema };
+        setOwn(copy, key, next);
+      }
+    }
+    return copy ?? schema;
+  }
+
   /** Masked already, by a finder or a JSON path (numbers and booleans cannot be told). */
   function isMasked(w: Walk, v: unknown): boolean {
     if (typeof v === 'string') return w.produced?.has(v) === true;
@@ -972,6 +1083,7 @@ export function createMasker(
     const obj = value as Record<string, unknown>;
     let copy: Record<string, unknown> | undefined;
     let renames: Map<string, string> | undefined;
+    const inSchemaMap = w.schemaMap === obj;
     // An exact text copy of structuredContent: its text is re-serialized from the masked
     // structuredContent afterwards; its other members are masked here like any.
     const textCopy = w.copies?.has(obj) === true;
@@ -995,10 +1107,14 @@ export function createMasker(
         next = maskWhole(w, fieldOwner, v, depth + 1);
       } else if ((info & keySensitive) !== 0 && v !== null && v !== '' && !isMasked(w, v)) {
         // Whatever the value under a password-like key is (a string, a number, a list, an
-        // object), it is replaced whole.
-        const clear = typeof v === 'string' ? v : compiled[plan.keyOwner]!.hash ? clearText(v) : '';
-        next = token(w, plan.keyOwner, 'password-assignment', clear);
+        // object), it is replaced whole; but in a JSON Schema's `properties` a schema under
+        // `password` describes a parameter (a tool's inputSchema, an elicitation's form).
+        next =
+          inSchemaMap && looksLikeSchema(v)
+            ? secretSchema(w, v, depth + 1)
+            : token(w, plan.keyOwner, 'password-assignment', secretText(plan, v));
       } else {
+        if ((info & keySchemaMap) !== 0 && isObject(v)) w.schemaMap = v;
         next = walk(w, v, depth + 1);
       }
       if (next !== v) {
@@ -1150,6 +1266,7 @@ export function createMasker(
       done: undefined,
       spans: [],
       keyHits: 0,
+      schemaMap: undefined,
     };
     const value =
       Array.isArray(message) && message.length > 0 && message.every(isJsonRpc)
