@@ -56,7 +56,11 @@ export function holdServerRequest(
   // The upstream event that carried the request: replayed later, it is not held again.
   const originEvent = ctx.eventId;
   // The same request again (the client resumed the stream it came on): the first hold answers it.
-  if (holds.has(key)) return;
+  // Counted as decided, as it is without a rate limit on its rule (decide.ts counts it there).
+  if (holds.has(key)) {
+    held.counted();
+    return;
+  }
   let cancelled: { reason: string; answer: boolean } | undefined;
   const listeners: Array<(reason: string) => void> = [];
   const hold: ServerHold = {
@@ -206,8 +210,7 @@ function deliver(
     return stream.write(serializeSseEvent({ event: 'message', data: json }));
   }
   session.released ??= new ReleasedEvents();
-  const origin = originEvent === undefined ? undefined : { event: originEvent, requestKey };
-  const id = session.released.add(stream.position, origin, json);
+  const id = session.released.add(stream.position, { event: originEvent, requestKey }, json);
   const prefix = core.eventIdPrefix(ctx.identity.principal);
   if (stream.write(serializeSseEvent({ id: prefix + id, event: 'message', data: json }))) return true;
   session.released.delete(id);

@@ -228,6 +228,9 @@ export function decideAll(
       hasRequest = true;
       requestIds.push(req.id);
       rememberPending(ctx.pending, idKey(req.id), requestInfo(req));
+    } else if (item.kind === 'response') {
+      // The client has the server request it answers: an approved one is not replayed any more.
+      ctx.session?.released?.answered(idKey((msg as JsonRpcResponse).id));
     } else if (
       item.kind === 'notification' &&
       (msg as JsonRpcNotification).method === 'notifications/cancelled'

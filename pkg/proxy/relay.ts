@@ -118,7 +118,9 @@ export function relaySse(
               ctx.eventId = undefined;
             }
             if (ctx.stream !== undefined) ctx.stream.position = item.id;
-            const released = ctx.session?.released;
+            // Only the upstream's replay of a resumed stream: on a live one, an id seen again is
+            // the upstream repeating it, never a place the client lost.
+            const released = options.resume === undefined ? undefined : ctx.session?.released;
             if (released !== undefined) out += released.replayAfter(item.id, 0, idPrefix);
           } else out += relayEvent(core, ctx, item, options, seen);
         }

@@ -16,12 +16,28 @@ test('a release follows the upstream event before it; replayed after it, in orde
     { id: 'P.s1_3~w1', data: '{"n":1}' },
     { id: 'P.s1_3~w2', data: '{"n":2}' },
   ]);
-  expect(events(r.replayAfter('s1_3', 1, 'P.'))).toEqual([{ id: 'P.s1_3~w2', data: '{"n":2}' }]);
   expect(r.replayAfter('s1_4', 0, 'P.')).toBe('');
   expect(r.isReleased('s1_2', 'n:7')).toBe(true);
   // Another request of the same event (a batch), or the same id on another event: not released.
   expect(r.isReleased('s1_2', 'n:8')).toBe(false);
   expect(r.isReleased('s1_3', 'n:7')).toBe(false);
+});
+
+test('past a sequence; each replayed once at most, and not once the client answered it', () => {
+  const r = new ReleasedEvents();
+  r.add('s1_3', { event: 's1_2', requestKey: 'n:7' }, '{"n":1}');
+  const b = r.add('s1_3', { event: undefined, requestKey: 'n:8' }, '{"n":2}');
+  r.add('s1_3', { event: 's1_2', requestKey: 'n:9' }, '{"n":3}');
+  r.answered('n:9');
+  expect(events(r.replayAfter('s1_3', 1, 'P.'))).toEqual([{ id: 'P.s1_3~w2', data: '{"n":2}' }]);
+  // An upstream repeating the event id, or a second resume from before them: nothing again.
+  expect(r.replayAfter('s1_3', 1, 'P.')).toBe('');
+  expect(events(r.replayAfter('s1_3', 0, 'P.'))).toEqual([{ id: 'P.s1_3~w1', data: '{"n":1}' }]);
+  expect(r.replayAfter('s1_3', 0, 'P.')).toBe('');
+  // Still known by id (a resume naming it) and by origin (not held again).
+  expect(r.position(b)).toEqual({ after: 's1_3', seq: 2 });
+  expect(r.isReleased('s1_2', 'n:7')).toBe(true);
+  expect(r.isReleased('s1_2', 'n:9')).toBe(true);
 });
 
 test('a release that could not be written is forgotten; the oldest go first beyond the cap', () => {

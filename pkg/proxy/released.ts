@@ -12,6 +12,11 @@ import { serializeSseEvent } from '../mcp/sse.js';
  * upstream replays is followed by the releases that followed it; a resume from a release's own id
  * is forwarded to the upstream as the upstream id it follows.
  *
+ * Replayed once at most, and never once the client answered it: the event ids the replay keys on
+ * are the upstream's, and an upstream repeating one (on a live stream, or before ending a stream
+ * the client then resumes) must not get a request a reviewer approved once delivered again and
+ * again. Its text is dropped then; its id (for a resume naming it) and origin stay.
+ *
  * @example
  * const id = released.add(stream.position, { event, requestKey }, json); // before writing the event
  * out += released.replayAfter(lastEventId, 0, idPrefix);         // on a resumed stream
@@ -32,11 +37,15 @@ export class ReleasedEvents {
    * is where the request came from (see isReleased). Returns its event id (without the caller's
    * prefix).
    */
-  add(after: string, origin: { event: string; requestKey: string } | undefined, data: string): string {
+  add(
+    after: string,
+    origin: { event: string | undefined; requestKey: string } | undefined,
+    data: string,
+  ): string {
     const seq = ++this.#seq;
     const id = `${after}~w${seq}`;
-    const from = origin === undefined ? undefined : `${origin.event}\0${origin.requestKey}`;
-    const release: Release = { id, after, seq, origin: from, data };
+    const from = origin?.event === undefined ? undefined : `${origin.event}\0${origin.requestKey}`;
+    const release: Release = { id, after, seq, origin: from, requestKey: origin?.requestKey, data };
     if (this.#byId.size >= ReleasedEvents.MAX) {
       const oldest = this.#byId.values().next().value;
       if (oldest !== undefined) this.delete(oldest.id);
@@ -76,15 +85,25 @@ export class ReleasedEvents {
     return this.#origins.has(`${event}\0${requestKey}`);
   }
 
-  /** The SSE text of the releases that followed upstream event `after` (past `afterSeq`), in order. */
+  /**
+   * The SSE text of the releases that followed upstream event `after` (past `afterSeq`), in order;
+   * each is replayed once at most (see above).
+   */
   replayAfter(after: string, afterSeq: number, idPrefix: string): string {
     const list = this.#byAfter.get(after);
     if (list === undefined) return '';
     let out = '';
     for (const r of list) {
-      if (r.seq > afterSeq) out += serializeSseEvent({ id: idPrefix + r.id, event: 'message', data: r.data });
+      if (r.seq <= afterSeq || r.data === undefined) continue;
+      out += serializeSseEvent({ id: idPrefix + r.id, event: 'message', data: r.data });
+      r.data = undefined;
     }
     return out;
+  }
+
+  /** The client answered the request `requestKey` (its id key): it has it, and it is not replayed. */
+  answered(requestKey: string): void {
+    for (const r of this.#byId.values()) if (r.requestKey === requestKey) r.data = undefined;
   }
 }
 
@@ -93,7 +112,9 @@ interface Release {
   after: string;
   seq: number;
   origin: string | undefined;
-  data: string;
+  requestKey: string | undefined;
+  /** Undefined once replayed or answered: not replayed (again). */
+  data: string | undefined;
 }
 
 /** Where a resumed stream starts: releases after this upstream id (and sequence) come first. */

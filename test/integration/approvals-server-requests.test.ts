@@ -586,9 +586,10 @@ describe('an approved server request on a resumable stream (Last-Event-ID)', () 
     await phase(a.name, 'Executed');
 
     // Raw resumes of the same stream: from before the request (its first event) the upstream
-    // replays the server's request, which is not held again, and the approved request comes once,
-    // with the same id; from its own id it does not, while the upstream's later events (the
-    // call's answer) do.
+    // replays the server's request, which is not held again, and the approved request does not
+    // come again (it was replayed once already, and the client answered it: released.ts; the
+    // order of a replay from before it: released-replay.test.ts); from its own id neither, while
+    // the upstream's later events (the call's answer) do.
     const first = net.ids.find((s) => s.includes(net.resumedFrom[0]!))?.[0];
     expect(first).toBeDefined();
     const headers = {
@@ -602,10 +603,8 @@ describe('an approved server request on a resumable stream (Last-Event-ID)', () 
       await fetch(resumable.mcpUrl, { headers: { ...headers, 'last-event-id': first! } }),
       (events) => events.some(isAnswer),
     );
-    const requests = fromBefore.filter((e) => e.data.includes('sampling/createMessage'));
-    expect(requests).toHaveLength(1);
-    expect(requests[0]!.id).toBe(releasedId);
-    expect(fromBefore.findIndex(isAnswer)).toBeGreaterThan(fromBefore.indexOf(requests[0]!));
+    expect(fromBefore.some(isAnswer)).toBe(true);
+    expect(fromBefore.some((e) => e.data.includes('sampling/createMessage'))).toBe(false);
     const fromReleased = await readEvents(
       await fetch(resumable.mcpUrl, { headers: { ...headers, 'last-event-id': releasedId! } }),
       (events) => events.some(isAnswer),

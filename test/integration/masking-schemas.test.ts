@@ -134,7 +134,7 @@ it('keeps the schemas of secret parameters and forms, masks their values', async
   );
   client.setRequestHandler(ElicitRequestSchema, async (request) => {
     // The form arrives as the server sent it: a string field the user can fill in.
-    expect(request.params.requestedSchema).toEqual({
+    expect('requestedSchema' in request.params && request.params.requestedSchema).toEqual({
       type: 'object',
       properties: { password: { type: 'string', title: 'Password', minLength: 4 } },
       required: ['password'],
