@@ -200,6 +200,13 @@ describe('show', () => {
     );
   });
 
+  test('a hold another pod took over names its holder (Holder line, only then)', () => {
+    const moved = approval('moved-1', {}, { status: { phase: 'Pending', holder: 'github-mcp-1' } });
+    expect(formatShow(moved, NOW)).toContain('Pod:        github-mcp-0\nHolder:     github-mcp-1\nServer:');
+    const own = approval('own-1', {}, { status: { phase: 'Pending', holder: 'github-mcp-0' } });
+    expect(formatShow(own, NOW)).not.toContain('Holder:');
+  });
+
   test('a request the MCP server sent to the client says so (Direction line, CALL column)', () => {
     const a = approval('srv-1', {
       method: 'sampling/createMessage',

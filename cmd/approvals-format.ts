@@ -183,6 +183,10 @@ export function formatShow(a: ApprovalResource, now: Date): string {
     ['Policy', s.policy],
     ['Rule', s.rule],
     ['Pod', s.pod],
+    // A repeat of the call through another replica took it over (docs/approvals.md).
+    ...(a.status?.holder !== undefined && a.status.holder !== s.pod
+      ? ([['Holder', a.status.holder]] as Array<[string, string]>)
+      : []),
     ['Server', s.server ?? ''],
     ['Session', s.session ?? ''],
     [

@@ -9,6 +9,7 @@ import type {
   ApprovalOutcome,
   ApprovalStore,
   HeldCallInput,
+  PhaseWriteOptions,
   StoredApproval,
 } from './types.js';
 
@@ -51,7 +52,8 @@ const nameOf = (o: ApprovalOutcome): string => (o as { name: string }).name;
 /**
  * One replica's view of a shared store, whose watch can fall behind: while paused, changes queue
  * up instead of reaching the view and its subscribers (what a slow watch of the API server does).
- * Writes go straight to the shared store, as API requests do.
+ * Writes go straight to the shared store, as API requests do; a write that succeeded is in the view
+ * at once, and the view never goes back to an older version (as pkg/kube/approval-store.ts keeps it).
  */
 class LaggingView implements ApprovalStore {
   readonly #items = new Map<string, StoredApproval>();
@@ -70,17 +72,37 @@ class LaggingView implements ApprovalStore {
     for (const c of queued) this.#apply(c);
   }
   #apply(c: ApprovalChange): void {
+    const known = this.#items.get(c.approval.name);
     if (c.deleted) this.#items.delete(c.approval.name);
+    else if (known !== undefined && Number(known.resourceVersion) >= Number(c.approval.resourceVersion))
+      return;
     else this.#items.set(c.approval.name, c.approval);
     for (const l of this.#listeners) l(c);
+  }
+  /** A write's answer: the version it made. */
+  #written(name: string, ok: boolean): boolean {
+    const now = this.shared.get(name);
+    if (ok && now !== undefined) this.#apply({ approval: now, deleted: false });
+    return ok;
   }
   async create(spec: StoredApproval['spec'], labels: Record<string, string>): Promise<StoredApproval> {
     const a = await this.shared.create(spec, labels);
     this.#items.set(a.name, a);
     return a;
   }
-  setPhase(name: string, phase: ApprovalPhase, message: string, ifVersion?: string): Promise<boolean> {
-    return this.shared.setPhase(name, phase, message, ifVersion);
+  setPhase(
+    name: string,
+    phase: ApprovalPhase,
+    message: string,
+    ifVersion?: string,
+    options?: PhaseWriteOptions,
+  ): Promise<boolean> {
+    return this.shared
+      .setPhase(name, phase, message, ifVersion, options)
+      .then((ok) => this.#written(name, ok));
+  }
+  setHolder(name: string, holder: string, phase: ApprovalPhase, ifVersion: string): Promise<boolean> {
+    return this.shared.setHolder(name, holder, phase, ifVersion).then((ok) => this.#written(name, ok));
   }
   get = (name: string): StoredApproval | undefined => this.#items.get(name);
   list = (): Iterable<StoredApproval> => this.#items.values();
@@ -458,8 +480,8 @@ describe('hold mode and restarts', () => {
       for (const l of cancel) l('test over');
       expect(await o).toMatchObject({ kind: 'cancelled' });
     }
-    // Another pod does not take it over either.
-    const elsewhere = hold(store, broker(store, { pod: 'pod-b' }));
+    // Nor does a pod of another MCP server (under the same service account).
+    const elsewhere = hold(store, broker(store, { pod: 'prod-0', server: 'Deployment/prod-mcp' }));
     expect(await created(elsewhere)).not.toBe(lost.name());
     elsewhere.cancel('test over');
     await elsewhere.outcome;
@@ -581,5 +603,371 @@ describe('hold mode and restarts', () => {
     store.decide(name, 'Denied', 'rita', 'no');
     expect(await server).toMatchObject({ kind: 'denied', name, reason: 'no' });
     await after.close();
+  });
+});
+
+describe('replicas of one MCP server: a hold outlives its pod, and nothing stays open', () => {
+  const SERVER = 'Deployment/github-mcp';
+  const holdSettings = (timeout = '1m'): HeldCallInput['settings'] => ({
+    approvers: [{ user: 'r' }],
+    timeout,
+    mode: 'hold',
+  });
+  const replica = (
+    store: ApprovalStore,
+    pod: string,
+    over: { server?: string; sweepIntervalMs?: number; sweepGraceMs?: number } = {},
+  ): ApprovalBroker =>
+    new ApprovalBroker({
+      store,
+      pod,
+      server: over.server ?? SERVER,
+      metrics: createMetrics({ defaultMetrics: false }),
+      logger: createLogger('broker-test'),
+      trustedCreator: CREATOR,
+      ...(over.sweepIntervalMs !== undefined ? { sweepIntervalMs: over.sweepIntervalMs } : {}),
+      ...(over.sweepGraceMs !== undefined ? { sweepGraceMs: over.sweepGraceMs } : {}),
+    });
+  /** A client's call held through `b` (its connection: `cancel`). */
+  const holdVia = (b: ApprovalBroker, over: Partial<HeldCallInput> = {}) => {
+    let name = '';
+    const cancel: Array<(reason: string) => void> = [];
+    const outcome = b.hold(call({ settings: holdSettings(), arguments: { name: 'x' }, ...over }), {
+      onCancel: (l) => cancel.push(l),
+      onCreated: (n) => {
+        name = n;
+      },
+    });
+    return {
+      outcome,
+      async created(): Promise<string> {
+        for (let i = 0; i < 200 && name === ''; i++) await new Promise((r) => setTimeout(r, 5));
+        return name;
+      },
+      cancel: (why: string) => {
+        for (const l of cancel) l(why);
+      },
+    };
+  };
+  const until = async (what: string, probe: () => boolean, ms = 3000): Promise<void> => {
+    for (const end = Date.now() + ms; !probe(); ) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  const ofServer = (store: MemoryApprovalStore, server = SERVER) =>
+    [...store.list()].filter((a) => a.spec.server === server);
+
+  it('a repeat through another replica waits on the first approval: the first hold ends taken over, the call runs once through the repeat', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = replica(store, 'github-mcp-5d7f-a');
+    const b = replica(store, 'github-mcp-5d7f-b');
+    const first = holdVia(a);
+    const name = await first.created();
+    await new Promise((r) => setTimeout(r, 0));
+    expect(store.get(name)).toMatchObject({ phase: 'Pending', holder: 'github-mcp-5d7f-a' });
+    // The client gave up on its connection to pod a (half-open: pod a does not know) and repeats
+    // the call; the load balancer sends it to pod b.
+    const repeat = holdVia(b);
+    expect(await repeat.created()).toBe(name);
+    expect(ofServer(store)).toHaveLength(1);
+    expect(store.get(name)).toMatchObject({ phase: 'Pending', holder: 'github-mcp-5d7f-b' });
+    expect(await first.outcome).toEqual({
+      kind: 'cancelled',
+      name,
+      reason: 'the same call was repeated through github-mcp-5d7f-b, which now waits on the approval',
+      takenOverBy: 'github-mcp-5d7f-b',
+    });
+    expect(store.get(name)?.phase).toBe('Pending'); // the old holder wrote nothing
+    store.decide(name, 'Approved', 'rita');
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name, decidedBy: 'rita' });
+    expect(store.get(name)).toMatchObject({ phase: 'Executed', holder: 'github-mcp-5d7f-b' });
+    await a.close();
+    await b.close();
+  });
+
+  it('rollout: the pod holding the call stops; the repeat through a new pod takes the approval over and runs it once', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const old = replica(store, 'github-mcp-5d7f-a');
+    const first = holdVia(old);
+    const name = await first.created();
+    await old.close(); // SIGTERM: the broker stops before the connections drop
+    first.cancel('the client closed the request');
+    expect(await first.outcome).toMatchObject({ kind: 'cancelled', name });
+    expect(store.get(name)?.phase).toBe('Pending');
+    // The new ReplicaSet's pod (another name, the same Deployment).
+    const next = replica(store, 'github-mcp-8c2e-x');
+    await next.start();
+    const repeat = holdVia(next);
+    expect(await repeat.created()).toBe(name);
+    store.decide(name, 'Approved', 'rita');
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
+    expect(store.get(name)).toMatchObject({ phase: 'Executed', holder: 'github-mcp-8c2e-x' });
+    // Used: the next repeat asks anew.
+    const again = holdVia(next);
+    expect(await again.created()).not.toBe(name);
+    again.cancel('test over');
+    await again.outcome;
+    await next.close();
+  });
+
+  it('only the same principal and call on the same server take a hold over; a denied one is not taken over', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = replica(store, 'pod-a');
+    const b = replica(store, 'pod-b');
+    const prod = replica(store, 'prod-0', { server: 'Deployment/prod-mcp' });
+    const first = holdVia(a);
+    const name = await first.created();
+    for (const [via, over] of [
+      [b, { principal: 'tenant/user-2' }],
+      [b, { arguments: { name: 'other' } }],
+      [b, { tool: 'archive_repo' }],
+      [prod, {}],
+    ] as const) {
+      const h = holdVia(via, over);
+      expect([over, (await h.created()) === name]).toEqual([over, false]);
+      h.cancel('test over');
+      await h.outcome;
+    }
+    expect(store.get(name)?.holder).toBe('pod-a');
+    store.decide(name, 'Denied', 'rita', 'no');
+    expect(await first.outcome).toMatchObject({ kind: 'denied', name });
+    const repeat = holdVia(b);
+    expect(await repeat.created()).not.toBe(name);
+    repeat.cancel('test over');
+    await repeat.outcome;
+    for (const x of [a, b, prod]) await x.close();
+  });
+
+  it('a repeat through the same pod while the first hold still waits (a half-open connection) takes it over too', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = replica(store, 'pod-a');
+    const first = holdVia(a);
+    const name = await first.created();
+    const repeat = holdVia(a);
+    expect(await repeat.created()).toBe(name);
+    expect(await first.outcome).toMatchObject({ kind: 'cancelled', name, takenOverBy: 'pod-a' });
+    store.decide(name, 'Approved', 'rita');
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
+    expect(ofServer(store)).toHaveLength(1);
+    await a.close();
+  });
+
+  it('the old holder losing its client after a takeover it has not seen yet writes nothing: the repeat keeps the approval', async () => {
+    const shared = new MemoryApprovalStore({ creator: CREATOR });
+    const viewA = new LaggingView(shared);
+    const a = replica(viewA, 'pod-a');
+    const b = replica(shared, 'pod-b');
+    const first = holdVia(a);
+    const name = await first.created();
+    await new Promise((r) => setTimeout(r, 0));
+    viewA.pause(); // pod a's watch falls behind: it will not see the takeover for a while
+    const repeat = holdVia(b);
+    expect(await repeat.created()).toBe(name);
+    // Pod a finally notices its client is gone: its Cancelled write is made on the version it read
+    // (itself the holder), fails, and once its view caught up it leaves the approval alone.
+    first.cancel('the client closed the request');
+    setTimeout(() => viewA.resume(), 50);
+    expect(await first.outcome).toMatchObject({ kind: 'cancelled', name });
+    expect(shared.get(name)).toMatchObject({ phase: 'Pending', holder: 'pod-b' });
+    shared.decide(name, 'Approved', 'rita');
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
+    expect(shared.get(name)?.phase).toBe('Executed');
+    await a.close();
+    await b.close();
+  });
+
+  it('a holder whose client leaves before any repeat cancels the approval; the later repeat asks anew', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = replica(store, 'pod-a');
+    const b = replica(store, 'pod-b');
+    const first = holdVia(a);
+    const name = await first.created();
+    first.cancel('the client closed the request');
+    await first.outcome;
+    expect(store.get(name)?.phase).toBe('Cancelled');
+    const repeat = holdVia(b);
+    expect(await repeat.created()).not.toBe(name);
+    repeat.cancel('test over');
+    await repeat.outcome;
+    await a.close();
+    await b.close();
+  });
+
+  it('two replicas taking over at once: one holds the approval, the other hold ends taken over; the call runs once', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const old = replica(store, 'pod-a');
+    const first = holdVia(old);
+    const name = await first.created();
+    await old.close();
+    first.cancel('the client closed the request');
+    await first.outcome;
+    const b = replica(store, 'pod-b');
+    const c = replica(store, 'pod-c');
+    const viaB = holdVia(b);
+    const viaC = holdVia(c);
+    expect([await viaB.created(), await viaC.created()]).toEqual([name, name]);
+    const ended = await Promise.race([viaB.outcome, viaC.outcome]);
+    expect(ended).toMatchObject({
+      kind: 'cancelled',
+      name,
+      takenOverBy: expect.stringMatching(/^pod-[bc]$/),
+    });
+    const holder = (ended as { takenOverBy: string }).takenOverBy;
+    expect(store.get(name)?.holder).toBe(holder);
+    store.decide(name, 'Approved', 'rita');
+    const outcomes = await Promise.all([viaB.outcome, viaC.outcome]);
+    expect(outcomes.map((o) => o.kind).sort()).toEqual(['approved', 'cancelled']);
+    expect(store.get(name)).toMatchObject({ phase: 'Executed', holder });
+    expect(ofServer(store)).toHaveLength(1);
+    await b.close();
+    await c.close();
+  });
+
+  it('a replica whose view lags cannot take over an approval that changed: it looks again, and asks anew once the call ran', async () => {
+    const shared = new MemoryApprovalStore({ creator: CREATOR });
+    const viewB = new LaggingView(shared);
+    const a = replica(shared, 'pod-a');
+    const b = replica(viewB, 'pod-b');
+    const first = holdVia(a);
+    const name = await first.created();
+    await new Promise((r) => setTimeout(r, 0));
+    viewB.pause();
+    shared.decide(name, 'Approved', 'rita');
+    expect(await first.outcome).toMatchObject({ kind: 'approved', name });
+    expect(shared.get(name)?.phase).toBe('Executed');
+    // Pod b still sees it Pending: its takeover write, made on that version, fails.
+    const repeat = holdVia(b);
+    setTimeout(() => viewB.resume(), 50);
+    const second = await repeat.created();
+    expect(second).not.toBe(name);
+    expect(shared.get(name)).toMatchObject({ phase: 'Executed', holder: 'pod-a' });
+    repeat.cancel('test over');
+    await repeat.outcome;
+    await a.close();
+    await b.close();
+  });
+
+  it('an approval taken over since the verdict is not run by its old holder: the repeat runs it', async () => {
+    const shared = new MemoryApprovalStore({ creator: CREATOR });
+    const viewA = new LaggingView(shared);
+    const a = replica(viewA, 'pod-a');
+    const b = replica(shared, 'pod-b');
+    const first = holdVia(a);
+    const name = await first.created();
+    await new Promise((r) => setTimeout(r, 0));
+    viewA.pause();
+    shared.decide(name, 'Approved', 'rita');
+    // The repeat takes the approved hold over and runs it before pod a's watch delivers anything.
+    const repeat = holdVia(b);
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
+    // Pod a now sees the verdict (and then the takeover): it does not try to run the call.
+    viewA.resume();
+    expect(await first.outcome).toMatchObject({ kind: 'cancelled', name, takenOverBy: 'pod-b' });
+    expect(shared.get(name)).toMatchObject({ phase: 'Executed', holder: 'pod-b' });
+    await a.close();
+    await b.close();
+  });
+
+  it("a restarted pod keeps the holds it took over (their verdict's phase, their expiry); the pod they came from does not", async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = replica(store, 'pod-a');
+    const b = replica(store, 'pod-b');
+    const first = holdVia(a);
+    const name = await first.created();
+    const repeat = holdVia(b);
+    expect(await repeat.created()).toBe(name);
+    await first.outcome;
+    await b.close(); // pod b's sidecar restarts while the call is held
+    repeat.cancel('the client closed the request');
+    await repeat.outcome;
+    const bAgain = replica(store, 'pod-b');
+    await bAgain.start();
+    store.decide(name, 'Approved', 'rita');
+    await until('phase Approved', () => store.get(name)?.phase === 'Approved', 1000);
+    await a.close();
+    await bAgain.close();
+  });
+
+  it('any replica of the server writes the final phase of approvals whose holder is gone, past their deadline; never another server’s', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const gone = replica(store, 'github-mcp-5d7f-a');
+    const elsewhere = replica(store, 'prod-0', { server: 'Deployment/prod-mcp' });
+    const short = (timeout: string) => ({ settings: holdSettings(timeout) });
+    const pending = holdVia(gone, { ...short('150ms'), arguments: { n: 'pending' } });
+    const approved = holdVia(gone, { ...short('150ms'), arguments: { n: 'approved' } });
+    const denied = holdVia(gone, { ...short('150ms'), arguments: { n: 'denied' } });
+    const other = holdVia(elsewhere, { ...short('150ms'), arguments: { n: 'other' } });
+    const ticket = await gone.ticket(
+      call({ settings: { approvers: [{ user: 'r' }], timeout: '150ms', mode: 'ticket' } }),
+    );
+    const names = {
+      pending: await pending.created(),
+      approved: await approved.created(),
+      denied: await denied.created(),
+      other: await other.created(),
+      ticket: nameOf(ticket),
+    };
+    // Both pods go away with their calls held (a rollout; the other server scaled to zero).
+    await gone.close();
+    await elsewhere.close();
+    for (const h of [pending, approved, denied, other]) h.cancel('the client closed the request');
+    await Promise.all([pending.outcome, approved.outcome, denied.outcome, other.outcome]);
+    store.decide(names.approved, 'Approved', 'rita');
+    store.decide(names.denied, 'Denied', 'rita', 'no');
+    const t0 = Date.now();
+    const next = replica(store, 'github-mcp-8c2e-x', { sweepIntervalMs: 10, sweepGraceMs: 100 });
+    await next.start();
+    const phase = (n: string) => store.get(n)?.phase;
+    // A verdict nobody wrote is written once its holder had the grace to do it.
+    await until('phase Denied', () => phase(names.denied) === 'Denied');
+    await until('phase Approved', () => phase(names.approved) === 'Approved');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(100);
+    await until(
+      'phase Expired',
+      () => phase(names.pending) === 'Expired' && phase(names.ticket) === 'Expired',
+    );
+    // Its time is its deadline, not the moment the sweep came by.
+    expect(store.get(names.pending)?.phaseTime).toBe(store.get(names.pending)?.spec.expiresAt);
+    // Approved and never used: expired one timeout (its own, 150 ms) past expiresAt.
+    await until('approved and unused Expired', () => phase(names.approved) === 'Expired');
+    const a = store.get(names.approved)!;
+    expect(Date.parse(a.phaseTime!)).toBeGreaterThanOrEqual(Date.parse(a.spec.expiresAt) + 150);
+    // Another server's approval is none of its business.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(phase(names.other)).toBe('Pending');
+    await next.close();
+  });
+
+  it('a live holder on another replica writes its own phases: the others leave it the grace and do not race it', async () => {
+    const shared = new MemoryApprovalStore({ creator: CREATOR });
+    const writes: string[] = [];
+    class Counting extends LaggingView {
+      override setPhase(name: string, phase: ApprovalPhase, message: string, ifVersion?: string) {
+        writes.push(`${name} ${phase}`);
+        return super.setPhase(name, phase, message, ifVersion);
+      }
+    }
+    // Pod a's writes take a while to reach the API server: without the grace pod b would come first.
+    class Slow extends LaggingView {
+      override async setPhase(name: string, phase: ApprovalPhase, message: string, ifVersion?: string) {
+        await new Promise((r) => setTimeout(r, 40));
+        return super.setPhase(name, phase, message, ifVersion);
+      }
+    }
+    const a = replica(new Slow(shared), 'pod-a');
+    const watcher = replica(new Counting(shared), 'pod-b', { sweepIntervalMs: 5, sweepGraceMs: 5000 });
+    await watcher.start();
+    const expiring = holdVia(a, { settings: holdSettings('100ms'), arguments: { n: 1 } });
+    const deciding = holdVia(a, { arguments: { n: 2 } });
+    const name = await deciding.created();
+    expect(await expiring.outcome).toMatchObject({ kind: 'expired' });
+    shared.decide(name, 'Denied', 'rita');
+    expect(await deciding.outcome).toMatchObject({ kind: 'denied' });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(writes).toEqual([]);
+    expect(shared.get(name)?.phase).toBe('Denied');
+    await a.close();
+    await watcher.close();
   });
 });

@@ -2,7 +2,7 @@ import { errorMessage } from '../errors.js';
 import { isJsonObject } from '../json.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics/catalogue.js';
-import { parseDuration } from '../policy/duration.js';
+import { MaxDurationMs, parseDuration } from '../policy/duration.js';
 import { FinalApprovalPhases, type MCPApprovalSpec } from '../policy/schema.js';
 import { argumentsDigest } from './digest.js';
 import type {
@@ -10,6 +10,7 @@ import type {
   ApprovalOutcome,
   ApprovalStore,
   HeldCallInput,
+  PhaseWriteOptions,
   StoredApproval,
 } from './types.js';
 
@@ -33,6 +34,17 @@ export interface BrokerOptions {
   trustedCreator?: string;
   /** Largest masked-arguments JSON put in an approval (default 256 KiB): reviewers must see the whole call. */
   maxArgumentsBytes?: number;
+  /**
+   * How often, once started, the open approvals of this server that no hold of this process waits
+   * on are looked at (default 5 s): past their deadline they get their final phase (see
+   * {@link ApprovalBroker.start}).
+   */
+  sweepIntervalMs?: number;
+  /**
+   * How long a deadline or a verdict is left to the approval's own holder before another replica
+   * writes the phase (default 10 s): a live holder writes it first, and the replicas do not race.
+   */
+  sweepGraceMs?: number;
   now?: () => number;
 }
 
@@ -53,6 +65,34 @@ export interface HoldHooks {
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 /** setTimeout's longest delay; later deadlines are reached in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const DEFAULT_SWEEP_INTERVAL_MS = 5_000;
+const DEFAULT_SWEEP_GRACE_MS = 10_000;
+/** Phase writes one sweep makes at most (a namespace full of abandoned approvals is done in steps). */
+const SWEEP_WRITES = 20;
+
+/** Who holds a hold approval's call open: the holder the status names, else the pod that created it. */
+function holderOf(a: StoredApproval): string {
+  return a.holder ?? a.spec.pod;
+}
+
+/**
+ * The rule's timeout an approval was asked with (expiresAt minus its creation; creationTimestamp
+ * has whole seconds, so never less than the real one), or the longest one when unknown.
+ */
+function ownTimeoutMs(a: StoredApproval): number {
+  const t = Date.parse(a.spec.expiresAt) - Date.parse(a.created ?? '');
+  return Number.isFinite(t) && t > 0 ? Math.min(t, MaxDurationMs) : MaxDurationMs;
+}
+
+/** One hold of this process waiting on an approval. */
+interface Waiter {
+  onChange(change: ApprovalChange): void;
+  /** A repeat of the same call took the approval over (through `by`): this hold ends. */
+  takeOver(by: string): void;
+}
+
+/** How a phase write went: made, no longer applying (someone else's change won), or failed. */
+type WriteResult = 'written' | 'moot' | 'failed';
 
 /** A verdict the webhook admitted: Approved or Denied, stamped with who decided. */
 function decisionOf(
@@ -71,20 +111,25 @@ function decisionOf(
  *
  * - `hold`: create the approval, keep the caller waiting until a verdict, the timeout or the
  *   caller leaving; write the phase (Executed, Denied, Expired, Cancelled). A hold outlives the
- *   process holding it: the caller's repeat of the same call on this pod waits on it again.
+ *   process holding it: the caller's repeat of the same call, through any replica of the same
+ *   server (`spec.server`), takes the approval over (`status.holder`) and waits on it again.
  * - `ticket`: answer at once with the approval's name; when the same principal repeats the same
  *   call (same policy, rule, method, tool and arguments digest) after approval, it runs once.
  *
  * Either way an approved call runs once: its phase moves to Executed with an "only if unchanged"
- * write before it runs, so two replicas, or a process and its successor, cannot both run it.
+ * write before it runs, so two replicas, or a process and its successor, cannot both run it; a
+ * hold runs it only while this pod is the approval's holder.
+ *
+ * Nothing stays open forever: once started, every replica writes the final phase of its server's
+ * approvals whose deadline passed with nobody left to write it (the pod that held them is gone).
  *
  * Fail closed: when the store is not current or cannot create, the call is refused.
  */
 export class ApprovalBroker {
   readonly #o: BrokerOptions;
   readonly #now: () => number;
-  readonly #waiters = new Map<string, (change: ApprovalChange) => void>();
-  /** Expiry timers of this pod's pending ticket approvals. */
+  readonly #waiters = new Map<string, Waiter>();
+  /** Expiry timers of this pod's pending ticket approvals (and of holds it holds with nobody waiting). */
   readonly #expiry = new Map<string, NodeJS.Timeout>();
   readonly #unsubscribe: () => void;
   #warnedUnstamped = false;
@@ -92,6 +137,9 @@ export class ApprovalBroker {
   #closed = false;
   /** Approvals this process created before its restart sweep ran (the sweep leaves them alone). */
   #createdBeforeSweep: Set<string> | undefined = new Set();
+  #sweepTimer: NodeJS.Timeout | undefined;
+  /** When this process first saw a verdict whose phase was not written yet (approval name → ms). */
+  readonly #verdictSeen = new Map<string, number>();
 
   constructor(options: BrokerOptions) {
     this.#o = options;
@@ -100,10 +148,15 @@ export class ApprovalBroker {
   }
 
   /**
-   * After the store's first sync: this pod's pending approvals that no caller waits on, its tickets
-   * and the holds the previous process held (their callers went away with it), get their expiry
-   * timers back and, when a verdict comes, their phase. Such a hold stays open for its caller's
-   * repeat of the same call, which waits on it (see {@link hold}).
+   * After the store's first sync: the pending approvals this pod holds that no caller waits on (its
+   * tickets, and the holds the previous process of this pod held: their callers went away with it)
+   * get their expiry timers back and, when a verdict comes, their phase. Such a hold stays open for
+   * its caller's repeat of the same call, which waits on it (see {@link hold}).
+   *
+   * From then on, every `sweepIntervalMs`, the open approvals of this server (any pod's, created by
+   * this data path's identity) that nobody here waits on get the phase their holder would have
+   * written, once it has had `sweepGraceMs` to write it itself: Expired past `expiresAt` without a
+   * verdict, or approved and unused one timeout past it; Approved / Denied once a verdict came.
    */
   async start(): Promise<void> {
     await this.#o.store.synced();
@@ -114,7 +167,7 @@ export class ApprovalBroker {
     const snapshot = [...this.#o.store.list()];
     this.#createdBeforeSweep = undefined;
     for (const a of snapshot) {
-      if (a.spec.pod !== this.#o.pod || FinalApprovalPhases.has(a.phase ?? '') || mine.has(a.name)) continue;
+      if (holderOf(a) !== this.#o.pod || FinalApprovalPhases.has(a.phase ?? '') || mine.has(a.name)) continue;
       if (this.#waiters.has(a.name) || this.#expiry.has(a.name)) continue;
       if (this.#decision(a) !== undefined) continue;
       this.#trackUnheld(a);
@@ -123,35 +176,45 @@ export class ApprovalBroker {
       { event: 'approvals-synced', open: this.#expiry.size },
       'approvals synced: open approvals of this pod wait for a verdict or a repeat',
     );
+    this.#scheduleSweep();
   }
 
   /**
    * The process is stopping: from now on, a hold that ends because its connection closes is left
-   * open (Pending, not Cancelled) for its caller's repeat to the next process of this pod. Close
-   * the broker before the data path drops its connections.
+   * open (Pending, not Cancelled) for its caller's repeat through the next process of this pod or
+   * another replica. Close the broker before the data path drops its connections.
    */
   async close(): Promise<void> {
     this.#closed = true;
     this.#unsubscribe();
     for (const t of this.#expiry.values()) clearTimeout(t);
     this.#expiry.clear();
+    if (this.#sweepTimer !== undefined) clearTimeout(this.#sweepTimer);
+    this.#sweepTimer = undefined;
   }
 
   /**
-   * Hold mode: resolves with the verdict, the expiry, or a cancellation. When the same principal's
-   * earlier hold of this exact call is still open on this pod with nobody waiting on it (its holder
-   * was a previous process of the pod), the call waits on that approval instead of asking again;
-   * if a reviewer approved it meanwhile, the call runs at once. An approved call runs once: it is
-   * only run after the approval moved to Executed with a write that succeeds only if nobody changed
-   * the approval since it was read; when that write fails the call is refused (fail closed) and the
-   * approval stays Approved for a repeat.
+   * Hold mode: resolves with the verdict, the expiry, or a cancellation.
+   *
+   * When the same principal's earlier hold of this exact call is still open on a replica of this
+   * server (its holder went away with a stopped process, or its client's connection is gone or
+   * half-open), the call takes that approval over instead of asking again: a write, made only if
+   * the approval is unchanged since it was read, names this pod its holder. The previous holder's
+   * hold then ends (`cancelled` with `takenOverBy`) without writing anything; if a reviewer approved
+   * meanwhile, the call runs at once. A denied approval is not taken over: the repeat asks again.
+   *
+   * An approved call runs once: it is only run after the approval moved to Executed with a write
+   * that succeeds only if nobody changed the approval since it was read, and only while this pod is
+   * its holder; when that write fails the call is refused (fail closed) and the approval stays
+   * Approved for a repeat.
    */
   async hold(call: HeldCallInput, hooks: HoldHooks): Promise<ApprovalOutcome> {
     if (!this.#o.store.ready()) return unavailable('the approval store is not reachable');
     const digest = argumentsDigest(call.arguments);
     let approval: StoredApproval;
     let expiresAtMs: number;
-    const open = this.#openHoldOf(call, digest);
+    const open = await this.#takeOver(call, digest);
+    if (open !== undefined && 'kind' in open) return open;
     if (open !== undefined) {
       this.#untrackUnheld(open.name, open.spec.policy);
       this.#o.logger.info(
@@ -172,6 +235,7 @@ export class ApprovalBroker {
       ({ approval, expiresAtMs } = created);
     }
     const policy = call.policy;
+    const me = this.#o.pod;
     this.#o.metrics.approvalsPending.inc({ policy });
     hooks.onCreated?.(approval.name, approval.spec.expiresAt);
     try {
@@ -182,12 +246,26 @@ export class ApprovalBroker {
           if (done) return;
           done = true;
           if (timer !== undefined) clearTimeout(timer);
-          this.#waiters.delete(approval.name);
+          if (this.#waiters.get(approval.name) === waiter) this.#waiters.delete(approval.name);
           resolve(o);
         };
+        const takenOver = (by: string): void =>
+          settle({
+            kind: 'cancelled',
+            name: approval.name,
+            reason: `the same call was repeated through ${by}, which now waits on the approval`,
+            takenOverBy: by,
+          });
         const check = (a: StoredApproval | undefined, deleted: boolean): void => {
           if (deleted || a === undefined) {
             settle({ kind: 'cancelled', name: approval.name, reason: 'the approval was deleted' });
+            return;
+          }
+          // The view holds this pod's own takeover write (see ApprovalStore.setHolder): another
+          // holder is a later repeat's.
+          const holder = holderOf(a);
+          if (holder !== me) {
+            takenOver(holder);
             return;
           }
           // A verdict counts only on an approval the webhook stamped as this data path's: without
@@ -201,7 +279,14 @@ export class ApprovalBroker {
               : { kind: 'denied', name: a.name, decidedBy: d.decidedBy, reason: d.reason },
           );
         };
-        this.#waiters.set(approval.name, (change) => check(change.approval, change.deleted));
+        const waiter: Waiter = {
+          onChange: (change) => check(change.approval, change.deleted),
+          takeOver: takenOver,
+        };
+        // Another hold of this process on the same approval (the same call twice at once): the
+        // later one waits, as for a repeat.
+        this.#waiters.get(approval.name)?.takeOver(me);
+        this.#waiters.set(approval.name, waiter);
         const arm = (): void => {
           const left = expiresAtMs - this.#now();
           if (left <= 0) {
@@ -219,10 +304,17 @@ export class ApprovalBroker {
       const gone = outcome.kind === 'approved' ? hooks.canRun?.() : undefined;
       if (gone !== undefined) outcome = { kind: 'cancelled', name: approval.name, reason: gone };
       if (outcome.kind === 'approved') {
-        const refused = await this.#claimApproved(outcome.name);
-        if (refused !== undefined) {
+        const claim = await this.#claimApproved(approval.name);
+        if (claim !== undefined && 'takenOverBy' in claim) {
+          outcome = {
+            kind: 'cancelled',
+            name: approval.name,
+            reason: `the same call was repeated through ${claim.takenOverBy}, which now runs it`,
+            takenOverBy: claim.takenOverBy,
+          };
+        } else if (claim !== undefined) {
           this.#count(policy, 'unavailable');
-          return unavailable(refused);
+          return unavailable(claim.refused);
         }
       }
       await this.#finishHold(outcome);
@@ -308,43 +400,112 @@ export class ApprovalBroker {
   }
 
   /**
-   * An open hold of this exact call on this pod that no caller waits on (its holder went away with
-   * a previous process, or its final phase could not be written): undecided and not expired, or
-   * approved and usable (until one timeout past its expiry). A denied one is not taken over: the
-   * repeat asks again, as any repeat of a denied hold does. Only approvals this data path created
-   * count, as for ticket grants.
+   * The open hold of this exact call (same principal, server, policy, rule, method, tool and
+   * arguments digest) the repeat should wait on: undecided and not expired, or approved and usable
+   * (until one timeout past its expiry), whichever pod holds it. An approved one first (it runs at
+   * once), else the one with the most time left, so replicas taking over at once pick the same. A
+   * denied one is not taken over: the repeat asks again, as any repeat of a denied hold does. Only
+   * approvals this data path created count, as for ticket grants.
+   *
+   * A server's request to the client cannot outlive the stream it came on: only one of this pod
+   * that no hold of this process waits on is resumed, as before replicas could take holds over.
    */
   #openHoldOf(call: HeldCallInput, digest: string): StoredApproval | undefined {
     const now = this.#now();
+    let best: { a: StoredApproval; approved: boolean; expiresAt: number } | undefined;
     for (const a of this.#o.store.list()) {
-      if (a.spec.pod !== this.#o.pod || !this.#sameCall(a, call, digest, 'hold')) continue;
-      if (this.#waiters.has(a.name) || FinalApprovalPhases.has(a.phase ?? '')) continue;
+      if (!this.#sameCall(a, call, digest, 'hold') || FinalApprovalPhases.has(a.phase ?? '')) continue;
       if (this.#o.trustedCreator !== undefined && a.createdBy !== this.#o.trustedCreator) continue;
+      if (call.direction === 'server-to-client' && (holderOf(a) !== this.#o.pod || this.#waiters.has(a.name)))
+        continue;
       const expiresAt = Date.parse(a.spec.expiresAt);
       const d = this.#decision(a);
-      if (d === undefined ? now < expiresAt : d.verdict === 'Approved' && now < expiresAt + timeoutOf(call))
-        return a;
+      const usable =
+        d === undefined ? now < expiresAt : d.verdict === 'Approved' && now < expiresAt + timeoutOf(call);
+      if (!usable) continue;
+      const approved = d !== undefined;
+      if (
+        best === undefined ||
+        (approved !== best.approved
+          ? approved
+          : expiresAt !== best.expiresAt
+            ? expiresAt > best.expiresAt
+            : a.name < best.a.name)
+      )
+        best = { a, approved, expiresAt };
     }
-    return undefined;
+    return best?.a;
+  }
+
+  /**
+   * The repeat of a held call takes its open approval over: names this pod the holder with a
+   * write made only if the approval is unchanged since this view read it. Two replicas taking it
+   * over at once: one write wins; the other looks again once its view caught up (and takes it
+   * over from the winner: the latest repeat holds it). A hold this pod already holds needs no
+   * write; a hold of this process waiting on it ends (the repeat replaces it).
+   */
+  async #takeOver(
+    call: HeldCallInput,
+    digest: string,
+  ): Promise<StoredApproval | ApprovalOutcome | undefined> {
+    const me = this.#o.pod;
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      const open = this.#openHoldOf(call, digest);
+      if (open === undefined) return undefined;
+      const from = holderOf(open);
+      if (from === me) {
+        this.#waiters.get(open.name)?.takeOver(me);
+        return open;
+      }
+      let moved: boolean;
+      try {
+        moved = await this.#o.store.setHolder(open.name, me, open.phase ?? 'Pending', open.resourceVersion);
+      } catch (err) {
+        this.#o.logger.error(
+          { event: 'approval-takeover-failed', approval: open.name, err: errorMessage(err) },
+          'could not take over a held call; it is refused',
+        );
+        this.#count(call.policy, 'unavailable');
+        return unavailable('the approval the call waits on could not be taken over');
+      }
+      if (moved) {
+        this.#waiters.get(open.name)?.takeOver(me);
+        this.#o.logger.info(
+          { event: 'approval-taken-over', approval: open.name, from, policy: call.policy, rule: call.rule },
+          'a repeated call took over the approval another pod held',
+        );
+        return this.#o.store.get(open.name) ?? open;
+      }
+      // Changed since this view read it (taken over, decided, used): look again once it caught up.
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
+    return unavailable('the approval changed while it was being taken over; repeat the call');
   }
 
   /**
    * Run-once for an approved hold: move it to Executed only if nobody changed it since it was read
-   * (retried while the view catches up with a change it has not seen yet). Returns why the call
-   * must be refused, or undefined when it may run.
+   * and, in that version, this pod is its holder (retried while the view catches up with a change
+   * it has not seen yet: a takeover made since it read it fails the write). Returns undefined when
+   * the call may run, `takenOverBy` when a repeat holds it now, or why the call must be refused.
    */
-  async #claimApproved(name: string): Promise<string | undefined> {
+  async #claimApproved(name: string): Promise<undefined | { refused: string } | { takenOverBy: string }> {
     for (let attempt = 1; attempt <= 5; attempt++) {
       const a = this.#o.store.get(name);
-      if (a === undefined) return 'the approval was deleted';
-      if (a.phase === 'Executed') return `approval ${name} already ran its call for another request`;
+      if (a === undefined) return { refused: 'the approval was deleted' };
+      // A repeat took it over since the verdict: the call runs there (or ran), not here.
+      const holder = holderOf(a);
+      if (holder !== this.#o.pod) return { takenOverBy: holder };
+      if (a.phase === 'Executed')
+        return { refused: `approval ${name} already ran its call for another request` };
       const d = this.#decision(a);
       if (FinalApprovalPhases.has(a.phase ?? '') || d?.verdict !== 'Approved')
-        return `approval ${name} is ${a.phase ?? 'not approved'}`;
+        return { refused: `approval ${name} is ${a.phase ?? 'not approved'}` };
       if (await this.#claim(a, `approved by ${d.decidedBy}; the call was forwarded`)) return undefined;
       await new Promise((r) => setTimeout(r, 100 * attempt));
     }
-    return `approval ${name} could not be recorded as used, so the call was not run (each approval runs its call once); repeat the call`;
+    return {
+      refused: `approval ${name} could not be recorded as used, so the call was not run (each approval runs its call once); repeat the call`,
+    };
   }
 
   /** Created by this data path, as the admission webhook stamped it (no trusted creator: any). */
@@ -426,10 +587,17 @@ export class ApprovalBroker {
     }
     this.#createdBeforeSweep?.add(approval.name);
     this.#count(call.policy, 'requested');
-    // `kubectl get mcpa` shows the phase: Pending from the start, unless something (a verdict, an
-    // outcome) changed the object first, which this write then leaves alone.
+    // `kubectl get mcpa` shows the phase (and, for a hold, its holder): Pending from the start,
+    // unless something (a verdict, an outcome, a takeover) changed the object first, which this
+    // write then leaves alone.
     store
-      .setPhase(approval.name, 'Pending', 'waiting for a reviewer', approval.resourceVersion)
+      .setPhase(
+        approval.name,
+        'Pending',
+        'waiting for a reviewer',
+        approval.resourceVersion,
+        call.settings.mode === 'hold' ? { holder: this.#o.pod } : {},
+      )
       .catch((err: unknown) =>
         logger.warn(
           {
@@ -463,6 +631,7 @@ export class ApprovalBroker {
       return;
     const a = this.#o.store.get(outcome.name);
     const policy = a?.spec.policy ?? '';
+    const mine = (now: StoredApproval): boolean => holderOf(now) === this.#o.pod;
     switch (outcome.kind) {
       case 'approved':
         // Executed was written by the claim.
@@ -487,6 +656,14 @@ export class ApprovalBroker {
         );
         break;
       case 'cancelled':
+        if (outcome.takenOverBy !== undefined) {
+          // The approval goes on with its new holder, which writes what becomes of it.
+          this.#o.logger.info(
+            { event: 'approval-moved', approval: outcome.name, holder: outcome.takenOverBy },
+            'the held call was repeated through another hold, which waits on the approval now',
+          );
+          break;
+        }
         if (this.#closed && a !== undefined) {
           // Cut by this process stopping, not by the caller: its repeat waits on it again.
           this.#o.logger.info(
@@ -495,8 +672,14 @@ export class ApprovalBroker {
           );
           break;
         }
-        this.#count(policy, 'cancelled');
-        if (a !== undefined) await this.#write(outcome.name, 'Cancelled', outcome.reason);
+        if (a === undefined) {
+          this.#count(policy, 'cancelled');
+          break;
+        }
+        // Only while this pod still holds it: a repeat that took it over meanwhile (through
+        // another replica) wins, and the write, made on the version read, fails and is not retried.
+        if ((await this.#write(outcome.name, 'Cancelled', outcome.reason, mine)) !== 'moot')
+          this.#count(policy, 'cancelled');
         break;
     }
   }
@@ -516,30 +699,31 @@ export class ApprovalBroker {
 
   /**
    * Write a phase onto the version of the approval it was decided from, never blindly: a phase
-   * written from a view that lags (this replica's watch behind another's claim) would otherwise
-   * rewind an Executed approval to Approved, and its call could run again. A write that finds the
-   * approval changed re-reads it and gives up once the phase no longer applies; a final phase is
-   * never overwritten.
+   * written from a view that lags (this replica's watch behind another's claim or takeover) would
+   * otherwise rewind an Executed approval to Approved, and its call could run again, or cancel an
+   * approval a repeat holds now. A write that finds the approval changed re-reads it and gives up
+   * once the phase no longer applies; a final phase is never overwritten.
    */
   async #write(
     name: string,
     phase: 'Denied' | 'Expired' | 'Cancelled' | 'Approved',
     message: string,
     applies: (a: StoredApproval) => boolean = () => true,
-  ): Promise<void> {
+    options: PhaseWriteOptions = {},
+  ): Promise<WriteResult> {
     for (let attempt = 1; attempt <= 5; attempt++) {
       const a = this.#o.store.get(name);
       if (a === undefined || FinalApprovalPhases.has(a.phase ?? '') || a.phase === phase || !applies(a))
-        return;
+        return 'moot';
       try {
-        if (await this.#o.store.setPhase(name, phase, message, a.resourceVersion)) return;
+        if (await this.#o.store.setPhase(name, phase, message, a.resourceVersion, options)) return 'written';
       } catch (err) {
         // The outcome stands (the call was refused or run); only the report is missing.
         this.#o.logger.warn(
           { event: 'approval-status-failed', approval: name, phase, err: errorMessage(err) },
           'could not write an approval phase',
         );
-        return;
+        return 'failed';
       }
       // Changed since this view read it: wait for the view to see the change, then decide again.
       await new Promise((r) => setTimeout(r, 100 * attempt));
@@ -548,11 +732,12 @@ export class ApprovalBroker {
       { event: 'approval-status-failed', approval: name, phase, err: 'it kept changing' },
       'could not write an approval phase',
     );
+    return 'failed';
   }
 
   /**
-   * A pending approval of this pod no caller waits on (a ticket, or a hold whose holder is gone):
-   * its verdict's phase is written when it comes; it expires on time.
+   * A pending approval this pod holds that no caller waits on (a ticket, or a hold whose holder
+   * process is gone): its verdict's phase is written when it comes; it expires on time.
    */
   #trackUnheld(a: StoredApproval): void {
     if (this.#expiry.has(a.name)) return;
@@ -597,12 +782,17 @@ export class ApprovalBroker {
   #onChange(change: ApprovalChange): void {
     const waiter = this.#waiters.get(change.approval.name);
     if (waiter !== undefined) {
-      waiter(change);
+      waiter.onChange(change);
       return;
     }
     const a = change.approval;
     if (!this.#expiry.has(a.name)) return;
     if (change.deleted) {
+      this.#untrackUnheld(a.name, a.spec.policy);
+      return;
+    }
+    if (holderOf(a) !== this.#o.pod) {
+      // A repeat took it over through another replica, which writes what becomes of it now.
       this.#untrackUnheld(a.name, a.spec.policy);
       return;
     }
@@ -620,6 +810,115 @@ export class ApprovalBroker {
           ? `approved by ${d.decidedBy}; the requester may repeat the call once`
           : `denied by ${d.decidedBy}`,
         (now) => now.phase === undefined || now.phase === 'Pending',
+      );
+    }
+  }
+
+  #scheduleSweep(): void {
+    if (this.#closed) return;
+    const interval = this.#o.sweepIntervalMs ?? DEFAULT_SWEEP_INTERVAL_MS;
+    this.#sweepTimer = setTimeout(() => {
+      this.#sweep()
+        .catch((err: unknown) =>
+          this.#o.logger.warn(
+            { event: 'approval-sweep-failed', err: errorMessage(err) },
+            'approval sweep failed',
+          ),
+        )
+        .finally(() => this.#scheduleSweep());
+    }, interval);
+    this.#sweepTimer.unref();
+  }
+
+  /**
+   * The phases nobody else is left to write, for the open approvals of this server (created by
+   * this data path's identity: the only ones it may write, as the webhook enforces) that no hold
+   * or timer of this process looks after: their holder went away (a rollout replaced its pod, a
+   * replica scaled down) or is late. A deadline or verdict is first left `sweepGraceMs` to the
+   * approval's holder when that is another pod. Each write is made on the version it was decided
+   * from (a live holder's, or another replica's, write meanwhile wins), at most SWEEP_WRITES a pass.
+   *
+   * - no verdict, past `expiresAt`: Expired (its time: `expiresAt`);
+   * - Denied, the phase not written: Denied;
+   * - Approved and unused one timeout past `expiresAt` (the approval's own timeout): Expired;
+   *   before that, the phase not written: Approved (a repeat of the call can still use it).
+   */
+  async #sweep(): Promise<void> {
+    const { store } = this.#o;
+    if (!store.ready()) return;
+    const now = this.#now();
+    const grace = this.#o.sweepGraceMs ?? DEFAULT_SWEEP_GRACE_MS;
+    const due: Array<{
+      a: StoredApproval;
+      phase: 'Expired' | 'Denied' | 'Approved';
+      message: string;
+      applies: (now: StoredApproval) => boolean;
+      at?: number;
+    }> = [];
+    const open = new Set<string>();
+    for (const a of store.list()) {
+      if (a.spec.server !== this.#o.server || FinalApprovalPhases.has(a.phase ?? '')) continue;
+      if (this.#o.trustedCreator !== undefined && a.createdBy !== this.#o.trustedCreator) continue;
+      open.add(a.name);
+      if (this.#waiters.has(a.name) || this.#expiry.has(a.name)) continue;
+      const wait = holderOf(a) === this.#o.pod ? 0 : grace;
+      const expiresAt = Date.parse(a.spec.expiresAt);
+      const d = this.#decision(a);
+      if (d === undefined) {
+        if (now >= expiresAt + wait)
+          due.push({
+            a,
+            phase: 'Expired',
+            message: `no verdict before expiresAt; nobody held the call any more (written by ${this.#o.pod})`,
+            applies: (x) => this.#decision(x) === undefined,
+            at: expiresAt,
+          });
+        continue;
+      }
+      const seen = this.#verdictSeen.get(a.name) ?? now;
+      this.#verdictSeen.set(a.name, seen);
+      if (d.verdict === 'Denied') {
+        if (now >= seen + wait)
+          due.push({
+            a,
+            phase: 'Denied',
+            message: `denied by ${d.decidedBy}`,
+            applies: (x) => this.#decision(x)?.verdict === 'Denied',
+          });
+        continue;
+      }
+      const usableUntil = expiresAt + ownTimeoutMs(a);
+      if (now >= usableUntil + wait)
+        due.push({
+          a,
+          phase: 'Expired',
+          message: `approved by ${d.decidedBy}, but the call was not repeated in time to use it`,
+          applies: (x) => this.#decision(x)?.verdict === 'Approved',
+          at: usableUntil,
+        });
+      else if ((a.phase === undefined || a.phase === 'Pending') && now >= seen + wait)
+        due.push({
+          a,
+          phase: 'Approved',
+          message: `approved by ${d.decidedBy}; the requester may repeat the call once`,
+          applies: (x) => x.phase === undefined || x.phase === 'Pending',
+        });
+    }
+    for (const name of [...this.#verdictSeen.keys()]) if (!open.has(name)) this.#verdictSeen.delete(name);
+    for (const w of due.slice(0, SWEEP_WRITES)) {
+      if (this.#closed || !store.ready()) return;
+      const result = await this.#write(
+        w.a.name,
+        w.phase,
+        w.message,
+        w.applies,
+        w.at !== undefined ? { transitionTime: new Date(w.at).toISOString() } : {},
+      );
+      if (result !== 'written') continue;
+      if (w.phase === 'Expired') this.#count(w.a.spec.policy, 'expired');
+      this.#o.logger.info(
+        { event: 'approval-swept', approval: w.a.name, phase: w.phase, holder: holderOf(w.a) },
+        'wrote the phase of an approval its holder did not',
       );
     }
   }

@@ -6,5 +6,6 @@ export type {
   ApprovalOutcome,
   ApprovalStore,
   HeldCallInput,
+  PhaseWriteOptions,
   StoredApproval,
 } from './types.js';

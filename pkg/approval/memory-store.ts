@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { WardenError } from '../errors.js';
 import type { ApprovalPhase, MCPApprovalSpec } from '../policy/schema.js';
-import type { ApprovalChange, ApprovalStore, StoredApproval } from './types.js';
+import type { ApprovalChange, ApprovalStore, PhaseWriteOptions, StoredApproval } from './types.js';
 
 /**
  * Approvals in memory: for tests, and for a data path that has no cluster to keep them in. The
@@ -31,6 +31,8 @@ export class MemoryApprovalStore implements ApprovalStore {
       spec: structuredClone(spec),
       phase: undefined,
       phaseTime: undefined,
+      holder: undefined,
+      created: new Date().toISOString(),
       createdBy: this.#creator,
       labels: { ...labels },
     };
@@ -44,11 +46,29 @@ export class MemoryApprovalStore implements ApprovalStore {
     phase: ApprovalPhase,
     _message: string,
     ifResourceVersion?: string,
+    options: PhaseWriteOptions = {},
   ): Promise<boolean> {
     const a = this.#items.get(name);
     if (a === undefined) throw new WardenError('ERR_KUBE', `approval ${name} not found`);
     if (ifResourceVersion !== undefined && a.resourceVersion !== ifResourceVersion) return false;
-    this.#update(name, { phase, phaseTime: new Date().toISOString() });
+    this.#update(name, {
+      phase,
+      phaseTime: options.transitionTime ?? new Date().toISOString(),
+      ...(options.holder !== undefined ? { holder: options.holder } : {}),
+    });
+    return true;
+  }
+
+  async setHolder(
+    name: string,
+    holder: string,
+    phase: ApprovalPhase,
+    ifResourceVersion: string,
+  ): Promise<boolean> {
+    const a = this.#items.get(name);
+    if (a === undefined) throw new WardenError('ERR_KUBE', `approval ${name} not found`);
+    if (a.resourceVersion !== ifResourceVersion) return false;
+    this.#update(name, { holder, phase });
     return true;
   }
 

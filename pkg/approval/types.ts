@@ -15,6 +15,13 @@ export interface StoredApproval {
   phase: ApprovalPhase | undefined;
   /** When the phase last changed (ISO 8601), as written with it. */
   phaseTime: string | undefined;
+  /**
+   * The pod (a gateway: its host name) holding a `hold` approval's call open, as the data path
+   * wrote it (status.holder). Undefined until written: the creating pod (`spec.pod`) holds it.
+   */
+  holder: string | undefined;
+  /** When the object was created (ISO 8601, metadata.creationTimestamp), when known. */
+  created: string | undefined;
   /** The principal that created the object, stamped by the admission webhook (`mcpwarden.io/created-by`). */
   createdBy: string | undefined;
   labels: Readonly<Record<string, string>>;
@@ -35,9 +42,25 @@ export interface ApprovalStore {
   create(spec: MCPApprovalSpec, labels: Record<string, string>): Promise<StoredApproval>;
   /**
    * Write status.phase. With `ifResourceVersion`, only if the object is still at that version:
-   * resolves false when it changed first (someone else claimed it), so a grant runs once.
+   * resolves false when it changed first (someone else claimed it), so a grant runs once. A write
+   * that succeeded is in the view (`get`) once it resolves, unless a newer version already is: the
+   * view never goes back to a version older than one this store wrote or saw.
    */
-  setPhase(name: string, phase: ApprovalPhase, message: string, ifResourceVersion?: string): Promise<boolean>;
+  setPhase(
+    name: string,
+    phase: ApprovalPhase,
+    message: string,
+    ifResourceVersion?: string,
+    options?: PhaseWriteOptions,
+  ): Promise<boolean>;
+  /**
+   * Name the holder of a held call (status.holder), only if the object is still at
+   * `ifResourceVersion` (false when it changed first: someone else took it over, or a verdict or
+   * phase came). The phase is written unchanged (`phase`, what the caller read; it is required in
+   * a status). Message and transition time stay as they are. In the view once it resolves, as
+   * for setPhase.
+   */
+  setHolder(name: string, holder: string, phase: ApprovalPhase, ifResourceVersion: string): Promise<boolean>;
   get(name: string): StoredApproval | undefined;
   list(): Iterable<StoredApproval>;
   /** Called for every change seen after it subscribed. Returns the unsubscribe function. */
@@ -47,6 +70,14 @@ export interface ApprovalStore {
   /** Resolves once the view holds every existing approval (the first sync). */
   synced(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** What a phase write may carry besides the phase and its message. */
+export interface PhaseWriteOptions {
+  /** status.holder: the pod holding the call open (hold mode). */
+  holder?: string;
+  /** status.lastTransitionTime (ISO 8601), when the phase changed earlier than now (default: now). */
+  transitionTime?: string;
 }
 
 /** A call the policy holds for a human decision, as the data path hands it to the broker. */
@@ -90,8 +121,12 @@ export type ApprovalOutcome =
   | { kind: 'approved'; name: string; decidedBy: string; reason: string | undefined }
   | { kind: 'denied'; name: string; decidedBy: string | undefined; reason: string | undefined }
   | { kind: 'expired'; name: string }
-  /** The client went away (hold) or the approval was deleted. */
-  | { kind: 'cancelled'; name: string; reason: string }
+  /**
+   * The client went away (hold) or the approval was deleted; or (`takenOverBy`) the same call was
+   * repeated and its repeat now waits on the approval (through that pod): this request ends, the
+   * approval goes on.
+   */
+  | { kind: 'cancelled'; name: string; reason: string; takenOverBy?: string }
   /** Ticket mode: waiting for a verdict; the client repeats the call once it is approved. */
   | { kind: 'pending'; name: string; expiresAt: string }
   /** No approval could be requested (store down, arguments too large): the call is refused. */

@@ -24,11 +24,13 @@ export interface KubeApprovalStoreOptions {
 
 interface ApprovalObject extends KubeObject {
   spec?: MCPApprovalSpec;
-  status?: { phase?: ApprovalPhase; lastTransitionTime?: string };
+  status?: { phase?: ApprovalPhase; lastTransitionTime?: string; holder?: string };
 }
 
 function toStored(obj: ApprovalObject): StoredApproval | undefined {
-  const m = obj.metadata as (KubeObject['metadata'] & { annotations?: Record<string, string> }) | undefined;
+  const m = obj.metadata as
+    | (KubeObject['metadata'] & { annotations?: Record<string, string>; creationTimestamp?: string })
+    | undefined;
   if (typeof m?.name !== 'string' || obj.spec === undefined) return undefined;
   // The masked arguments are for reviewers (up to 256 KiB each); the broker matches calls by
   // their digest. Not keeping them bounds what a namespace full of approvals costs the sidecar.
@@ -39,6 +41,8 @@ function toStored(obj: ApprovalObject): StoredApproval | undefined {
     spec: spec as MCPApprovalSpec,
     phase: obj.status?.phase,
     phaseTime: obj.status?.lastTransitionTime,
+    holder: obj.status?.holder,
+    created: m.creationTimestamp,
     createdBy: m.annotations?.[CREATED_BY],
     labels: m.labels ?? {},
   };
@@ -201,6 +205,29 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
   };
   void loop();
 
+  /** A merge patch of the status subresource; false when `ifResourceVersion` no longer matches. */
+  const patchStatus = async (
+    name: string,
+    status: Record<string, unknown>,
+    ifResourceVersion: string | undefined,
+  ): Promise<boolean> => {
+    const body: Record<string, unknown> = { status };
+    // In a merge patch, metadata.resourceVersion is a precondition: 409 when the object moved on.
+    if (ifResourceVersion !== undefined) body['metadata'] = { resourceVersion: ifResourceVersion };
+    try {
+      const obj = await client.request<ApprovalObject>('PATCH', approvalPath(namespace, name, 'status'), {
+        body,
+        contentType: 'application/merge-patch+json',
+      });
+      const a = toStored(obj);
+      if (a !== undefined && put(a)) emit(a, false);
+      return true;
+    } catch (err) {
+      if (ifResourceVersion !== undefined && err instanceof KubeApiError && err.status === 409) return false;
+      throw err;
+    }
+  };
+
   return {
     async create(spec, labels) {
       const obj = await client.request<ApprovalObject>('POST', path, {
@@ -216,25 +243,20 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
       put(a);
       return items.get(a.name) ?? a;
     },
-    async setPhase(name, phase, message, ifResourceVersion) {
-      const body: Record<string, unknown> = {
-        status: { phase, message: message.slice(0, 1024), lastTransitionTime: new Date().toISOString() },
-      };
-      // In a merge patch, metadata.resourceVersion is a precondition: 409 when the object moved on.
-      if (ifResourceVersion !== undefined) body['metadata'] = { resourceVersion: ifResourceVersion };
-      try {
-        const obj = await client.request<ApprovalObject>('PATCH', approvalPath(namespace, name, 'status'), {
-          body,
-          contentType: 'application/merge-patch+json',
-        });
-        const a = toStored(obj);
-        if (a !== undefined && put(a)) emit(a, false);
-        return true;
-      } catch (err) {
-        if (ifResourceVersion !== undefined && err instanceof KubeApiError && err.status === 409)
-          return false;
-        throw err;
-      }
+    setPhase(name, phase, message, ifResourceVersion, options = {}) {
+      return patchStatus(
+        name,
+        {
+          phase,
+          message: message.slice(0, 1024),
+          lastTransitionTime: options.transitionTime ?? new Date().toISOString(),
+          ...(options.holder !== undefined ? { holder: options.holder } : {}),
+        },
+        ifResourceVersion,
+      );
+    },
+    setHolder(name, holder, phase, ifResourceVersion) {
+      return patchStatus(name, { phase, holder }, ifResourceVersion);
     },
     get: (name) => items.get(name),
     list: () => items.values(),

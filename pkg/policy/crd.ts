@@ -165,6 +165,13 @@ export function approvalCrd(): Json {
           'server-to-client for a request the MCP server sent to the client; empty for client calls',
       },
       {
+        name: 'Holder',
+        type: 'string',
+        jsonPath: '.status.holder',
+        priority: 1,
+        description: 'hold mode: the pod holding the call open',
+      },
+      {
         name: 'Expires',
         // A string, not a date: kubectl renders future dates as <invalid>.
         type: 'string',

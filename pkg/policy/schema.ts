@@ -899,6 +899,12 @@ export const ApprovalStatusSchema = Obj(
     }),
     message: Type.Optional(Type.String({ maxLength: 1024, description: 'Details about the phase.' })),
     lastTransitionTime: Type.Optional(Time('When the phase last changed.')),
+    holder: Type.Optional(
+      Str(
+        'hold mode: the pod (for mcp-warden gateway, its host name) whose data path holds the call open and runs it once approved. The same call repeated through another replica of the same server takes the approval over, and that pod becomes its holder.',
+        { minLength: 1 },
+      ),
+    ),
     observedGeneration: Type.Optional(Count('The generation the status describes.')),
   },
   {

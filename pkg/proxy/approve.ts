@@ -165,6 +165,18 @@ export function outcomeResponse(held: HeldRequest, outcome: ApprovalOutcome): Js
         { ...base, reason: 'approval expired', approval: { name: outcome.name, status: 'Expired' } },
       );
     case 'cancelled':
+      if (outcome.takenOverBy !== undefined)
+        // The call goes on through its repeat (which holds the approval now): this request ends.
+        return errorResponse(
+          msg.id,
+          RpcCodes.denied,
+          `Held call taken over: ${outcome.reason} (approval ${outcome.name}); this request ends without running the call`,
+          {
+            ...base,
+            reason: outcome.reason,
+            approval: { name: outcome.name, status: 'TakenOver', holder: outcome.takenOverBy },
+          },
+        );
       return errorResponse(
         msg.id,
         RpcCodes.denied,

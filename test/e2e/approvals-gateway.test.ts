@@ -1,11 +1,16 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { CallToolResultSchema, type McpError } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { upstreamServer } from '../../cmd/gateway.js';
+import { ApprovalBroker, type ApprovalOutcome } from '../../pkg/approval/index.js';
 import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
+import { createKubeApprovalStore } from '../../pkg/kube/approval-store.js';
 import type { KubeObject } from '../../pkg/kube/client.js';
 import { approvalPath, approvalsPath, policiesPath } from '../../pkg/kube/resources.js';
+import { createLogger } from '../../pkg/log.js';
+import { createMetrics } from '../../pkg/metrics/catalogue.js';
 import type { MCPApprovalSpec } from '../../pkg/policy/schema.js';
 import { exited, spawnCli, waitForOutput } from '../integration/helpers/cli.js';
 import { AUDIENCE, connectStreamable, samplingCalls } from '../integration/helpers/harness.js';
@@ -49,7 +54,7 @@ let requester: ClusterUser;
 type Approval = KubeObject & {
   metadata: { name: string; annotations?: Record<string, string> };
   spec: MCPApprovalSpec;
-  status?: { phase?: string; message?: string };
+  status?: { phase?: string; message?: string; holder?: string; lastTransitionTime?: string };
 };
 
 function policy(issuerUrl: string): Record<string, unknown> {
@@ -320,6 +325,140 @@ describe('ticket mode through the gateway', () => {
     } finally {
       await c.close();
     }
+  });
+});
+
+describe("a second replica of the gateway's MCP server (another pod: its own broker and watch)", () => {
+  const SA = 'system:serviceaccount:agents:github-mcp';
+  let replica: ApprovalBroker;
+  let closeStore: () => Promise<void>;
+
+  beforeAll(async () => {
+    // As the gateway's pods do: the MCP server's service account, the chart's sidecar Role.
+    const sa = await cluster.serviceAccountUser(NS, 'github-mcp', { expirationSeconds: 3600 });
+    const store = createKubeApprovalStore({ client: sa.client, namespace: NS });
+    closeStore = () => store.close();
+    replica = new ApprovalBroker({
+      store,
+      pod: 'gateway-replica-b',
+      server: upstreamServer(upstream.mcpUrl),
+      metrics: createMetrics({ defaultMetrics: false }),
+      logger: createLogger('e2e-replica'),
+      trustedCreator: SA,
+      sweepIntervalMs: 200,
+      sweepGraceMs: 1000,
+    });
+    await replica.start();
+  });
+
+  afterAll(async () => {
+    await replica?.close();
+    await closeStore?.();
+  });
+
+  test("the client's repeat through the other pod takes the held call's approval over; approved, it runs there once", async () => {
+    const c = await client('oid-replicas');
+    const cancelRepeat: Array<(reason: string) => void> = [];
+    try {
+      const known = await names('delete_repo');
+      const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
+      const first = c
+        .callTool({ name: 'delete_repo', arguments: { name: 'moved' } }, CallToolResultSchema, {
+          timeout: 60_000,
+        })
+        .catch((e: unknown) => e as McpError);
+      const a = await newApproval('delete_repo', known);
+      // The API server keeps the holder the gateway wrote with the phase (the CRD's schema has it).
+      const pending = await waitForObject<Approval>(
+        cluster.admin.client,
+        approvalsPath(NS),
+        a.metadata.name,
+        (o) => o.status?.phase === 'Pending' && o.status.holder !== undefined,
+      );
+      expect(pending.status?.holder).toBe(hostname());
+      // The same principal repeats the same call through the other pod.
+      let resumed = '';
+      const repeat: Promise<ApprovalOutcome> = replica.hold(
+        {
+          policy: a.spec.policy,
+          rule: a.spec.rule,
+          settings: { approvers: a.spec.approvers, timeout: '2m', mode: 'hold' },
+          principal: a.spec.requester.principal,
+          user: a.spec.requester.user,
+          appId: a.spec.requester.appId,
+          session: undefined,
+          method: 'tools/call',
+          tool: 'delete_repo',
+          arguments: { name: 'moved' },
+          maskedArguments: { name: 'moved' },
+        },
+        {
+          onCancel: (l) => cancelRepeat.push(l),
+          onCreated: (name) => {
+            resumed = name;
+          },
+        },
+      );
+      // The gateway's request ends: the approval is held by the other pod now (a status write the
+      // webhook admits from the creator's service account), and nothing was asked twice.
+      const err = await first;
+      expect(err).toBeInstanceOf(McpError);
+      expect(err.code).toBe(-31403);
+      expect(err.data).toMatchObject({
+        approval: { name: a.metadata.name, status: 'TakenOver', holder: 'gateway-replica-b' },
+      });
+      for (let i = 0; i < 200 && resumed === ''; i++) await new Promise((r) => setTimeout(r, 25));
+      expect(resumed).toBe(a.metadata.name);
+      const moved = await waitForObject<Approval>(
+        cluster.admin.client,
+        approvalsPath(NS),
+        a.metadata.name,
+        (o) => o.status?.holder === 'gateway-replica-b',
+      );
+      expect(moved.status?.phase).toBe('Pending');
+      expect((await names('delete_repo')).size).toBe(known.size + 1);
+
+      expect((await approvals(rita, ['approve', a.metadata.name, '-n', NS])).code).toBe(0);
+      expect(await repeat).toMatchObject({ kind: 'approved', name: a.metadata.name, decidedBy: 'rita' });
+      const done = await phase(a.metadata.name, 'Executed');
+      expect(done.status?.holder).toBe('gateway-replica-b');
+      // Run through the pod holding it, not through the gateway it was first asked on.
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls);
+    } finally {
+      for (const l of cancelRepeat) l('test over');
+      await c.close();
+    }
+  });
+
+  test('an approval whose pod is gone gets Expired from another pod of its server once past expiresAt', async () => {
+    const sa = await cluster.serviceAccountUser(NS, 'github-mcp');
+    const expiresAt = new Date(Date.now() + 2_000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    // Created (and stamped by the webhook) as a pod of this server that a rollout then removed.
+    await sa.client.request('POST', approvalsPath(NS), {
+      body: heldCall('left-by-a-gone-pod', {
+        pod: 'gateway-gone-0',
+        server: upstreamServer(upstream.mcpUrl),
+        policy: `${NS}/repo-tools`,
+        mode: 'hold',
+        expiresAt,
+      }),
+    });
+    // And one of another server, under the same service account: none of this server's business.
+    await sa.client.request('POST', approvalsPath(NS), {
+      body: heldCall('other-server', {
+        pod: 'other-0',
+        server: 'Deployment/other-mcp',
+        policy: `${NS}/repo-tools`,
+        mode: 'hold',
+        expiresAt,
+      }),
+    });
+    const expired = await phase('left-by-a-gone-pod', 'Expired');
+    // Its time is its deadline, not the moment a sweep came by.
+    expect(Date.parse(expired.status?.lastTransitionTime ?? '')).toBe(Date.parse(expiresAt));
+    expect(expired.status?.message).toContain('nobody held the call any more');
+    const other = await cluster.admin.client.request<Approval>('GET', approvalPath(NS, 'other-server'));
+    expect(other.status?.phase).toBeUndefined();
   });
 });
 
