@@ -172,3 +172,29 @@ export function digitCount(s: string): number {
   }
   return n;
 }
+
+/** A word of prose, capitalised or not, maybe hyphenated (`tokens`, `Authentication-Required`). */
+const proseWord = /^[A-Za-z][a-z]*(?:-[A-Za-z][a-z]*)*$/;
+
+/**
+ * An opaque credential after `Bearer` (or another scheme, or none) in an Authorization header:
+ * 16 characters or more and not a word, so `Bearer tokens are…` or `Bearer authentication` stay.
+ */
+export function opaqueToken(v: string): boolean {
+  return v.length >= 16 && !proseWord.test(v);
+}
+
+/** `Basic` credentials: base64 of `user:password` (the decoded text holds a colon). */
+export function basicCredentials(v: string): boolean {
+  if (v.length < 4 || !/^[A-Za-z0-9+/]+={0,2}$/.test(v)) return false;
+  return Buffer.from(v, 'base64').toString('latin1').includes(':');
+}
+
+/** Holds an ASCII uppercase letter (every `api-key` finding does: its `needs` say so). */
+export function hasUpper(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 65 && c <= 90) return true;
+  }
+  return false;
+}

@@ -1,8 +1,8 @@
 import type { MaskingRule } from '../policy/schema.js';
 import { cpuMs, cpuStart } from './cpu-time.js';
-import { detectorNames, detectors, type Span } from './detectors.js';
+import { detectorNames, detectors, isSensitiveKey, type Span } from './detectors.js';
 import { createMasker } from './masker.js';
-import { negatives, positives, secretOf } from './samples.js';
+import { negatives, opaqueBearer, positives, secretOf } from './samples.js';
 
 function maskText(detector: string, text: string): { text: string; hits: number } {
   const masker = createMasker([{ policy: 'p', rule: { name: 'r', detectors: [detector] } as MaskingRule }]);
@@ -279,6 +279,42 @@ describe('built-in detectors', () => {
       ['slack hooks', 'hooks.slack.com/services/'.repeat(n / 25)],
       ['secret_', 'secret_'.repeat(n / 7)],
       ['SSN', 'SSN '.repeat(n / 4)],
+      ['token=', 'token='.repeat(n / 6)],
+      ['access_token: "', 'access_token: "'.repeat(n / 15)],
+      ['TOKEN=', 'AWS_SESSION_TOKEN='.repeat(n / 18)],
+      ['nextPageToken=', 'nextPageToken='.repeat(n / 14)],
+      ['token then a long value', `token=${'a'.repeat(n)}`],
+      ['Authorization: Bearer', 'Authorization: Bearer '.repeat(n / 22)],
+      ['Authorization: Basic', 'Authorization: Basic dXNlcjpw'.repeat(n / 29)],
+      ['Authorization then a long value', `Authorization: Bearer ${'a'.repeat(n)}`],
+      ['Authorization then schemes', `Authorization: ${'Bearer '.repeat(n / 7)}`],
+      ['Cookie:', 'Cookie: '.repeat(n / 8)],
+      ['Cookie pairs', `Cookie: ${'a=b; '.repeat(n / 5)}`],
+      ['Cookie names without =', `Cookie: ${'a; '.repeat(n / 3)}`],
+      ['Cookie long value', `Set-Cookie: a=${'b'.repeat(n)}`],
+      ['Bearer', 'Bearer '.repeat(n / 7)],
+      ['Bearer then a long token', `Bearer ${'A1'.repeat(n / 2)}`],
+      ['sk-', 'sk-'.repeat(n / 3)],
+      ['sk-proj-', 'sk-proj-'.repeat(n / 8)],
+      ['sk-ant-', 'sk-ant-api03-'.repeat(n / 13)],
+      ['sk- then a long run', `sk-${'a'.repeat(n)}`],
+      ['sk_live_', 'sk_live_'.repeat(n / 8)],
+      ['gsk_', 'gsk_'.repeat(n / 4)],
+      ['underscores', '_'.repeat(n)],
+      ['dashes', '-'.repeat(n)],
+      ['whsec_', 'whsec_'.repeat(n / 6)],
+      ['AIza', 'AIza'.repeat(n / 4)],
+      ['za', 'za'.repeat(n / 2)],
+      ['glpat-', 'glpat-'.repeat(n / 6)],
+      ['glpat dots', `glpat-${'A'.repeat(20)}${'.a'.repeat(n / 2)}`],
+      ['gl then t-', 'glt-'.repeat(n / 4)],
+      ['npm_', 'npm_'.repeat(n / 4)],
+      ['pypi-AgE', 'pypi-AgE'.repeat(n / 8)],
+      ['hf_', 'hf_'.repeat(n / 3)],
+      ['SG.', 'SG.'.repeat(n / 3)],
+      ['SG. parts', `SG.${'A'.repeat(22)}.`.repeat(n / 26)],
+      ['xai-', 'xai-'.repeat(n / 4)],
+      ['key characters', 'aB3-_'.repeat(n / 5)],
     ];
     const masker = createMasker([
       { policy: 'p', rule: { name: 'all', detectors: [...detectorNames] } as MaskingRule },
@@ -288,6 +324,179 @@ describe('built-in detectors', () => {
       masker.maskMessage({ text }, { method: 'tools/call' });
       expect(cpuMs(start)).toBeLessThan(250);
     });
+  });
+});
+
+describe('credentials named by their key (password-assignment)', () => {
+  const masker = createMasker([
+    { policy: 'p', rule: { name: 'r', detectors: ['password-assignment'] } as MaskingRule },
+  ]);
+  const mask = (v: unknown): unknown => masker.maskMessage(v, { method: 'tools/call' }).value;
+
+  it.each([
+    'access_token',
+    'refresh_token',
+    'id_token',
+    'auth_token',
+    'bearer_token',
+    'session_token',
+    'sessionToken',
+    'aws_session_token',
+    'AWS_SESSION_TOKEN',
+    'api_token',
+    'oauth_token',
+    'bot_token',
+    'app_token',
+    'csrf_token',
+    'x-auth-token',
+    'X-Auth-Token',
+    'IDToken',
+    'accessToken',
+    'token',
+    'access_tokens',
+    'authorization',
+    'Authorization',
+    'proxy-authorization',
+    'cookie',
+    'Cookie',
+    'set-cookie',
+    'Set-Cookie',
+  ])('masks the value under %s', (key) => {
+    expect(isSensitiveKey(key)).toBe(true);
+    expect(mask({ [key]: 'opaque-value-0123' })).toEqual({ [key]: '[masked:password-assignment]' });
+  });
+
+  it.each([
+    'max_tokens',
+    'maxTokens',
+    'input_tokens',
+    'output_tokens',
+    'total_tokens',
+    'token_count',
+    'tokenizer',
+    'token_type',
+    'tokens',
+    'nextPageToken',
+    'next_page_token',
+    'pageToken',
+    'NextToken',
+    'continuation_token',
+    'ContinuationToken',
+    'progressToken',
+    'cursor',
+    'eos_token',
+    'pad_token',
+    'time_to_first_token',
+    'authorization_url',
+    'authorizationUrl',
+    'cookie_policy',
+    'cookies_enabled',
+  ])('leaves the value under %s alone', (key) => {
+    expect(isSensitiveKey(key)).toBe(false);
+    const v = { [key]: 'CiAKGjBpNDd2Nmp2' };
+    expect(mask(v)).toBe(v);
+  });
+
+  it('masks values of any type under a token key, not null or ""', () => {
+    expect(mask({ access_token: { value: 'x', expires: 3600 }, id_token: 42, refresh_token: null })).toEqual({
+      access_token: '[masked:password-assignment]',
+      id_token: '[masked:password-assignment]',
+      refresh_token: null,
+    });
+  });
+
+  it('keeps a schema under a token name in properties a schema (an inputSchema)', () => {
+    const schema = {
+      type: 'object',
+      properties: {
+        access_token: { type: 'string', description: 'The OAuth token.', default: 'ya29.default' },
+        max_tokens: { type: 'number', default: 1024 },
+      },
+    };
+    expect(mask({ inputSchema: schema })).toEqual({
+      inputSchema: {
+        type: 'object',
+        properties: {
+          access_token: {
+            type: 'string',
+            description: 'The OAuth token.',
+            default: '[masked:password-assignment]',
+          },
+          max_tokens: { type: 'number', default: 1024 },
+        },
+      },
+    });
+  });
+});
+
+describe('credentials in text (password-assignment, api-key)', () => {
+  const all = createMasker([
+    { policy: 'p', rule: { name: 'all', detectors: [...detectorNames] } as MaskingRule },
+  ]);
+  const mask = (text: string): string =>
+    all.maskMessage({ content: [{ type: 'text', text }] }, { method: 'tools/call' }).value.content[0]!.text;
+
+  it.each([
+    [
+      'an OAuth redirect fragment',
+      `https://app.example.com/cb#access_token=${opaqueBearer}&token_type=Bearer&expires_in=3599`,
+      'https://app.example.com/cb#access_token=[masked:password-assignment]&token_type=Bearer&expires_in=3599',
+    ],
+    [
+      'a YAML refresh token',
+      'refresh_token: 1//0gLx7yN2pQ8rS3tU4vW5xY6z\n',
+      'refresh_token: [masked:password-assignment]\n',
+    ],
+    [
+      'a .env file',
+      'AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEJr\nGITHUB_TOKEN=opaque123\nPAGE_TOKEN=abc\n',
+      'AWS_SESSION_TOKEN=[masked:password-assignment]\nGITHUB_TOKEN=[masked:password-assignment]\nPAGE_TOKEN=abc\n',
+    ],
+    [
+      'a curl command',
+      `curl -H "Authorization: Bearer ${opaqueBearer}" https://api.example.com`,
+      'curl -H "Authorization: Bearer [masked:api-key]" https://api.example.com',
+    ],
+    [
+      'Basic credentials',
+      `GET / HTTP/1.1\nauthorization: Basic ${Buffer.from('admin:hunter2').toString('base64')}\nhost: x`,
+      'GET / HTTP/1.1\nauthorization: Basic [masked:password-assignment]\nhost: x',
+    ],
+    [
+      'another scheme',
+      'Proxy-Authorization: Token 9f8e7d6c5b4a39281706',
+      'Proxy-Authorization: Token [masked:password-assignment]',
+    ],
+    [
+      'JSON text of headers',
+      '{"X-Auth-Token":"5f0c8b7e2a","Cookie":"sid=s%3Aabc.def; theme=dark"}',
+      '{"X-Auth-Token":"[masked:password-assignment]","Cookie":"[masked:password-assignment]"}',
+    ],
+    [
+      'a HAR header pair',
+      `{"name":"Authorization","value":"Bearer ${opaqueBearer}"}`,
+      '{"name":"Authorization","value":"Bearer [masked:api-key]"}',
+    ],
+    ['an API key header', 'X-API-Key: 9a8b7c6d5e', 'X-API-Key: [masked:password-assignment]'],
+  ])('%s', (_name, text, want) => {
+    expect(mask(text)).toBe(want);
+  });
+
+  it.each([
+    'Bearer tokens are sent in the Authorization header.',
+    'Authorization: required for every call',
+    'Authorization: Bearer tokens are required',
+    'Authorization: Bearer authentication-required',
+    'Authorization: Basic auth',
+    'authorization_url: https://example.com/oauth/authorize',
+    'max_tokens=1024 input_tokens: 12 token_count=5 tokenizer=bpe',
+    'nextPageToken=CiAKGjBpNDd2 pageToken: abc continuation_token=xyz progressToken: 7',
+    '"eos_token": "</s>", "pad_token": "<pad>"',
+    'Cookie: a small text file',
+    'cookie_policy: strict',
+    'use sk-learn or a task-force; risk_level=3; glpat-short',
+  ])('leaves %s alone', (text) => {
+    expect(mask(text)).toBe(text);
   });
 });
 

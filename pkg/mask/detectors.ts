@@ -1,4 +1,13 @@
-import { cardValid, digitCount, ibanPrefixLength, jwtHeaderValid, luhnValid } from './checks.js';
+import {
+  basicCredentials,
+  cardValid,
+  digitCount,
+  hasUpper,
+  ibanPrefixLength,
+  jwtHeaderValid,
+  luhnValid,
+  opaqueToken,
+} from './checks.js';
 import { anyLiteralProbe, foldedLiteralProbe, literalFinder, literalProbe } from './probe.js';
 
 /**
@@ -69,16 +78,32 @@ interface RegexPart {
    */
   starts?: (s: string) => readonly number[];
   /**
+   * With `anchor`, for strings up to `shortAtLength`: where a match can start, ascending, worked
+   * out from character positions other parts read too (`k` for `token` and `cookie`): the regex
+   * is tried, sticky, only there, and the anchor is not searched for.
+   */
+  at?: (s: string) => readonly number[];
+  /**
    * With `anchor`: a cheap necessary condition for a match at `at` (false: the regex is not
    * tried there).
    */
   worth?: (s: string, at: number) => boolean;
   /** Turn a candidate match into the masked span's length (0 = not a finding). Default: whole match. */
   check?: (match: string) => number;
+  /**
+   * For a regex with a `v` group: whether the value (and the match's other named groups) is a
+   * finding. Default: every non-empty value is.
+   */
+  accept?: (value: string, groups: Readonly<Record<string, string | undefined>>) => boolean;
 }
 
 /** `starts` is used on strings longer than this (measured: below, the plain scans are faster). */
 const startsMinLength = 256;
+/**
+ * `at` is used on strings up to this long. On longer ones a character's positions cost a call
+ * per occurrence (`k` recurs every ~150 characters of English), the anchor's search a memchr.
+ */
+const shortAtLength = 1024;
 
 interface CompiledPart extends RegexPart {
   next?: (s: string, from: number) => number;
@@ -91,7 +116,8 @@ function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number
   const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3'] ?? g['v4']);
   if (v !== undefined) {
     const end = m.index + text.length;
-    if (v.length > 0) out.push({ start: end - v.length, end, name, owner });
+    if (v.length > 0 && (part.accept === undefined || part.accept(v, g!)))
+      out.push({ start: end - v.length, end, name, owner });
   } else {
     const len = part.check === undefined ? text.length : part.check(text);
     if (len > 0) out.push({ start: m.index, end: m.index + len, name, owner });
@@ -104,13 +130,22 @@ function regexFinder(
   needs: { sets: readonly string[]; pairs?: readonly string[]; minDigits?: number },
   parts: RegexPart[],
 ): Finder {
+  // Every part gets every member, in one order: all detectors share `find` below, and parts of
+  // one shape keep its property loads monomorphic (parts of several shapes cost the masker ~5 %).
   const compiled: CompiledPart[] = parts.map((part) => {
     if (!part.re.global) throw new Error(`detector ${name}: regexes must be global`);
-    if (part.anchor === undefined && part.starts === undefined) return part;
+    const fast = part.anchor !== undefined || part.starts !== undefined;
     return {
-      ...part,
+      re: part.re,
+      quick: part.quick,
+      anchor: part.anchor,
+      starts: part.starts,
+      at: part.at,
+      worth: part.worth,
+      check: part.check,
+      accept: part.accept,
       next: part.anchor === undefined ? undefined : literalFinder(part.anchor),
-      sticky: new RegExp(part.re.source, `${part.re.flags.replace('g', '')}y`),
+      sticky: fast ? new RegExp(part.re.source, `${part.re.flags.replace('g', '')}y`) : undefined,
     };
   });
   return {
@@ -136,6 +171,22 @@ function regexFinder(
             re.lastIndex = at;
             const m = re.exec(s);
             if (m !== null && m[0].length > 0) {
+              record(m, part, name, owner, out);
+              from = at + m[0].length;
+            }
+          }
+          continue;
+        }
+        if (part.at !== undefined && s.length <= shortAtLength) {
+          const re = part.sticky!;
+          const starts = part.at(s);
+          let from = 0;
+          for (let i = 0; i < starts.length; i++) {
+            const at = starts[i]!;
+            if (at < from) continue;
+            re.lastIndex = at;
+            const m = re.exec(s);
+            if (m !== null) {
               record(m, part, name, owner, out);
               from = at + m[0].length;
             }
@@ -187,6 +238,38 @@ function memo(test: (s: string) => boolean): (s: string) => boolean {
     return result;
   };
 }
+/**
+ * Positions of one character in a string, ascending (one `indexOf` loop, remembered for the next
+ * finder or part on the same string): `github-token` and `api-key` both read the underscores,
+ * `password-assignment`'s parts the k and K of `key`, `token`, `cookie`.
+ */
+function positionsOf(ch: string): (s: string) => readonly number[] {
+  let of: string | undefined;
+  let at: number[] = [];
+  return (s) => {
+    if (s !== of) {
+      of = s;
+      at = [];
+      for (let i = s.indexOf(ch); i !== -1; i = s.indexOf(ch, i + 1)) at.push(i);
+    }
+    return at;
+  };
+}
+const underscores = positionsOf('_');
+const dashes = positionsOf('-');
+const lowerKs = positionsOf('k');
+const upperKs = positionsOf('K');
+
+/** Where `before` + the k + `after` occurs around a k (or K) of `ks`: the positions `shift` from the k. */
+function around(s: string, ks: readonly number[], before: string, after: string, shift: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < ks.length; i++) {
+    const k = ks[i]!;
+    if (s.startsWith(before, k - before.length) && s.startsWith(after, k + 1)) out.push(k + shift);
+  }
+  return out;
+}
+
 const digits = '0123456789';
 const upper = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ';
 const hasDigit = memo((s) => /\d/.test(s));
@@ -211,6 +294,8 @@ const passwordKeywordProbe = anyLiteralProbe([
   'Key',
   'KEY',
 ]);
+/** `passwordKeywordProbe` without the `key` literals: short strings read those at their k and K. */
+const passwordWordProbe = anyLiteralProbe(['word', 'wd', 'phrase', 'WORD', 'WD', 'PHRASE', 'ecret', 'ECRET']);
 const ssnKeywordProbe = anyLiteralProbe(['SSN', 'ocial ']);
 const foldedKey = foldedLiteralProbe('key');
 const foldedSecret = foldedLiteralProbe('secret');
@@ -667,16 +752,42 @@ const azureSasToken = regexFinder('azure-sas-token', 14, { sets: ['=', 'g', '?&;
 
 // gh?_ or github_pat_.
 // gh?_ holds gh, github_pat_ holds b_.
+/** Whether `s` holds `ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_` or `github_pat_` (read at its underscores). */
+function hasGithubPrefix(s: string): boolean {
+  const us = underscores(s);
+  for (let i = 0; i < us.length; i++) {
+    const p = us[i]!;
+    const c = s.charCodeAt(p - 1);
+    if (
+      (p >= 3 &&
+        s.charCodeAt(p - 3) === 103 &&
+        s.charCodeAt(p - 2) === 104 &&
+        (c === 112 || c === 111 || c === 117 || c === 115 || c === 114)) ||
+      (c === 98 && p >= 6 && s.startsWith('github_pat_', p - 6))
+    )
+      return true;
+  }
+  return false;
+}
+
 const githubToken = regexFinder('github-token', 33, { sets: ['_', 'g', 'h'], pairs: ['gh', 'b_'] }, [
   {
-    quick: anyLiteralProbe(['ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_']),
+    quick: hasGithubPrefix,
     anchor: 'g',
     re: /(?<![A-Za-z0-9_])(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})/g,
   },
 ]);
 
 // xox?- has its x and dash; a webhook URL (hooks.slack.com/) its k and slash.
-const slackToken = regexFinder('slack-token', 15, { sets: ['-/', 'xk'], pairs: ['xo', 'ho'] }, [
+/**
+ * The pairs `slack-token` and `api-key` are chosen by: one set for both, so the two take one
+ * condition bit (each also needs its own sets). Slack: xo of xox?-, ho of hooks.slack.com. API
+ * keys: a piece of each prefix: sk-, [sr]k_/gsk_, whsec_, AIza, gl…-, npm_, pypi-/xai-, hf_,
+ * SG., Bearer.
+ */
+const slackAndKeyPairs = ['xo', 'ho', 'k-', 'k_', 'c_', 'Iz', 'gl', 'm_', 'i-', 'f_', 'SG', 'Be'];
+
+const slackToken = regexFinder('slack-token', 15, { sets: ['-/', 'xk'], pairs: slackAndKeyPairs }, [
   {
     anchor: 'xox',
     re: /(?<![A-Za-z0-9-])xox[abposr]-[A-Za-z0-9-]{10,}/g,
@@ -689,30 +800,138 @@ const slackToken = regexFinder('slack-token', 15, { sets: ['-/', 'xk'], pairs: [
 ]);
 
 const passwordKeyword =
-  '(?:[Pp]ass(?:word|wd|phrase)|PASS(?:WORD|WD|PHRASE)|[Pp]wd|PWD|[Ss]ecret|SECRET|[Aa]pi[_-]?[Kk]ey|API[_-]?KEY)';
+  '(?:[Pp]ass(?:word|wd|phrase)|PASS(?:WORD|WD|PHRASE)|[Pp]wd|PWD|[Ss]ecret|SECRET|[Aa]pi[_-]?[Kk]ey|API[_-]?(?:KEY|Key))';
+/**
+ * From the key's closing quote to the value: `: "…"`, `='…'`, `=…`. The key's closing quote may
+ * be escaped (`\"password\": \"x\"`: JSON carried inside a JSON string, or deeper). Such a value
+ * opens with a run of backslashes and a quote (`q`) and ends at the same run and quote not
+ * preceded by another backslash: an inner quote is escaped once more (`\\\"`) and stays inside.
+ * A value with no such end is masked to the end of its line (at most 512 characters): more
+ * masked rather than a tail let through.
+ */
+const assignedValue =
+  `(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*` +
+  `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')` +
+  `|(?<q>\\\\{1,16})"(?<v4>(?:(?!(?<!\\\\)\\k<q>")[^\\r\\n]){1,512})` +
+  `|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`;
+
+/**
+ * Words before `token` in a name that make it something else than a credential: pagination
+ * (`nextPageToken`, `continuation_token`, AWS's `NextToken`), MCP's `progressToken`, counts
+ * (`max_token`), a tokenizer's special tokens (`eos_token`, `pad_token`). Lowercase.
+ */
+export const nonSecretTokenWords: readonly string[] = [
+  'page',
+  'next',
+  'prev',
+  'previous',
+  'continuation',
+  'cursor',
+  'progress',
+  'resume',
+  'sync',
+  'skip',
+  'delta',
+  'sequence',
+  'change',
+  'cancellation',
+  'pagination',
+  'idempotency',
+  'max',
+  'min',
+  'num',
+  'total',
+  'input',
+  'output',
+  'prompt',
+  'completion',
+  'reasoning',
+  'cached',
+  'count',
+  'eos',
+  'bos',
+  'pad',
+  'unk',
+  'sep',
+  'cls',
+  'mask',
+  'special',
+  'stop',
+  'first',
+  'last',
+];
+/** `nonSecretTokenWords` as they are written before `Token`/`_token`/`_TOKEN`: page, Page, PAGE. */
+const nonSecretTokenPrefix = `(?:${nonSecretTokenWords
+  .map((w) => `[${w[0]}${w[0]!.toUpperCase()}]${w.slice(1)}|${w.toUpperCase()}`)
+  .join('|')})[_-]?`;
+
+/** A cookie's name and value, as a Cookie header lists them (`; ` between pairs). */
+const cookieName = `[^\\s"'\\\\;=]{1,256}`;
+const cookieValue = `[^\\s"'\\\\;]{0,4096}`;
+
 // A keyword assignment has its `:` or `=` and a keyword: word/wd/WORD/WD/pwd/PWD hold w or W,
-// phrase/PHRASE h or H, secret/SECRET c or C, key/Key/KEY k or K. URL credentials: `:` and `/`.
-// Pairs: wo/wd/ph, WO/WD/PH, cr/CR, ke/Ke/KE from the keywords; :/ from ://.
+// phrase/PHRASE h or H, secret/SECRET c or C, key/Key/KEY/token/TOKEN/cookie k or K,
+// authorization h. URL credentials: `:` and `/`.
+// Pairs: wo/wd/ph, WO/WD/PH, cr/CR, ke/Ke/KE (also in token, Token, TOKEN) from the keywords; za
+// from authorization, ki from cookie; :/ from ://.
 const passwordAssignment = regexFinder(
   'password-assignment',
   5,
   {
     sets: [':=', 'wWhHcCkK/'],
-    pairs: ['wo', 'wd', 'ph', 'WO', 'WD', 'PH', 'cr', 'CR', 'ke', 'Ke', 'KE', ':/'],
+    pairs: ['wo', 'wd', 'ph', 'WO', 'WD', 'PH', 'cr', 'CR', 'ke', 'Ke', 'KE', 'za', 'ki', ':/'],
   },
   [
     {
-      quick: passwordKeywordProbe,
-      // The key's closing quote may be escaped (`\"password\": \"x\"`: JSON carried inside a JSON
-      // string, or deeper). Such a value opens with a run of backslashes and a quote (`q`) and
-      // ends at the same run and quote not preceded by another backslash: an inner quote is
-      // escaped once more (`\\\"`) and stays inside. A value with no such end is masked to
-      // the end of its line (at most 512 characters): more masked rather than a tail let through.
+      quick: (s) =>
+        s.length > shortAtLength
+          ? passwordKeywordProbe(s)
+          : passwordWordProbe(s) ||
+            around(s, lowerKs(s), '', 'ey', 0).length > 0 ||
+            around(s, upperKs(s), '', 'ey', 0).length > 0 ||
+            around(s, upperKs(s), '', 'EY', 0).length > 0,
       re: new RegExp(
-        `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*` +
-          `(?:"(?<v>(?:[^"\\\\\\r\\n]|\\\\.){1,512})(?=")|'(?<v2>[^'\\r\\n]{1,512})(?=')` +
-          `|(?<q>\\\\{1,16})"(?<v4>(?:(?!(?<!\\\\)\\k<q>")[^\\r\\n]){1,512})` +
-          `|(?<v3>[^\\s"',;&<>{}\\[\\]]{1,512}))`,
+        `${passwordKeyword}(?:[_-][A-Za-z0-9_-]{0,30}|[A-Z][A-Za-z0-9_-]{0,30})?${assignedValue}`,
+        'g',
+      ),
+    },
+    // A name ending in `token` (`access_token=`, `refresh_token: `, `"idToken": "…"`,
+    // `AWS_SESSION_TOKEN=`, `X-Auth-Token:`), unless the word before it says it is no credential
+    // (`nextPageToken`, `progressToken`). `tokens`, `token_count`, `tokenizer` are other names.
+    // The match starts at `oken` (found by its `k`); the lookbehinds read the `T` and the word.
+    {
+      anchor: 'oken',
+      at: (s) => around(s, lowerKs(s), 'o', 'en', -1),
+      re: new RegExp(`(?<=[Tt])(?<!${nonSecretTokenPrefix}[Tt])oken${assignedValue}`, 'g'),
+    },
+    {
+      anchor: 'OKEN',
+      at: (s) => around(s, upperKs(s), 'O', 'EN', -1),
+      re: new RegExp(`(?<=T)(?<!${nonSecretTokenPrefix}T)OKEN${assignedValue}`, 'g'),
+    },
+    // An Authorization header in text (a log line, `curl -H "Authorization: Bearer …"`, a JSON
+    // document carried as text): the credential after the scheme, which stays readable. A
+    // bearer (or other scheme's) credential of 16 characters or more that is not a word, Basic
+    // credentials that decode to `user:password`. Not `authorization_url` or prose.
+    {
+      anchor: 'uthorization',
+      re: new RegExp(
+        `(?<=(?<![A-Za-z0-9_])(?:[Pp]roxy-)?[Aa])uthorization(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*(?:\\\\{0,16}["'])?` +
+          `(?:(?<s>[A-Za-z][A-Za-z0-9_-]{0,30}) +)?(?<v>[A-Za-z0-9._~+/-]{4,2048}=*)(?![A-Za-z0-9._~+/=-])`,
+        'g',
+      ),
+      accept: (v, g) =>
+        g['s'] !== undefined && g['s'].toLowerCase() === 'basic' ? basicCredentials(v) : opaqueToken(v),
+    },
+    // A Cookie or Set-Cookie header in text: its `name=value` pairs (`; `-separated; a
+    // Set-Cookie's attributes after a space, such as `Expires=Wed, 21 Oct…`, stay). Prose after
+    // `Cookie:` holds no `=` and stays.
+    {
+      anchor: 'ookie',
+      at: (s) => around(s, lowerKs(s), 'oo', 'ie', -2),
+      re: new RegExp(
+        `(?<=(?<![A-Za-z0-9_-])(?:[Ss]et-)?[Cc])ookie(?:\\\\{0,16}["'])?[ \\t]*:[ \\t]*(?:\\\\{0,16}["'])?` +
+          `(?<v>${cookieName}=${cookieValue}(?:; *${cookieName}(?:=${cookieValue})?){0,64})`,
         'g',
       ),
     },
@@ -732,6 +951,140 @@ const passwordAssignment = regexFinder(
   ],
 );
 
+/**
+ * Well-known API key formats, by their prefixes: what MCP servers' tools leak most (LLM keys above
+ * all). Every key stands alone (no key character before or after it) and has the length its
+ * issuer gives it; each form is a sticky regex tried only where its prefix is. The prefixes are
+ * found without a search of their own where they can be: at the underscores and dashes after them
+ * (the positions `github-token` lists too), or by a rare character (`za` of `AIza`, `G` of `SG.`,
+ * `B` of `Bearer`). A search for a literal starting with a common letter (`npm_`, `glpat-`) would
+ * cost 10-20 µs per 64 KiB of text.
+ */
+const guard = '(?<![A-Za-z0-9_-])';
+const end = '(?![A-Za-z0-9_-])';
+const sticky = (src: string): RegExp => new RegExp(`${guard}${src}${end}`, 'y');
+/** Stripe secret and restricted keys (live and test); Groq. */
+const stripeKeyRe = sticky('(?:[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|gsk_[A-Za-z0-9]{40,})');
+/** npm access tokens. */
+const npmTokenRe = sticky('npm_[A-Za-z0-9]{36}');
+/** Hugging Face user access tokens. */
+const hfTokenRe = sticky('hf_[A-Za-z0-9]{34}');
+/** Stripe webhook signing secrets. */
+const webhookSecretRe = sticky('whsec_[A-Za-z0-9+/]{24,}={0,2}');
+/** OpenAI project, service-account, admin and legacy keys; Anthropic API and admin keys. */
+const skKeyRe = sticky(
+  'sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{20,}|ant-[a-z]{2,10}\\d{2}-[A-Za-z0-9_-]{32,}|[A-Za-z0-9]{48})',
+);
+/** GitLab personal, deploy, runner, trigger, feed, CI/CD job and service-account tokens. */
+const gitlabTokenRe = sticky('gl(?:pat|dt|rt|ptt|ft|cbt|soat)-[A-Za-z0-9_-]{20,}(?:\\.[A-Za-z0-9_-]+)*');
+/** PyPI and TestPyPI upload tokens (macaroons: `pypi-AgEIcHlwaS5vcmc…`, `pypi-AgENdGVzdC5weXBp…`). */
+const pypiTokenRe = sticky('pypi-AgE[A-Za-z0-9_-]{50,}');
+/** xAI (Grok) API keys. */
+const xaiKeyRe = sticky('xai-[A-Za-z0-9]{70,}');
+/** Google API keys (Gemini, Maps…). */
+const googleKeyRe = sticky('AIza[A-Za-z0-9_-]{35}');
+/** SendGrid API keys. */
+const sendgridKeyRe = sticky('SG\\.[A-Za-z0-9_-]{22}\\.[A-Za-z0-9_-]{43}');
+/** `Bearer <credential>` anywhere (a header's value alone, as a HAR `{name, value}` pair holds it). */
+const bearerRe = /(?<![A-Za-z0-9_-])Bearer +(?<v>[A-Za-z0-9._~+/-]{16,2048}=*)(?![A-Za-z0-9._~+/=-])/y;
+
+/**
+ * A key of form `re` starting at `start` (-1: none): pushed when it holds an uppercase letter.
+ * Returns where the next search may go on: past the match, even one that is no finding (no key
+ * starts inside a run of key characters).
+ */
+function keyAt(s: string, start: number, re: RegExp, owner: number, out: Span[]): number {
+  if (start < 0) return start;
+  re.lastIndex = start;
+  const m = re.exec(s);
+  if (m === null) return start;
+  const end = start + m[0].length;
+  if (hasUpper(m[0])) out.push({ start, end, name: 'api-key', owner });
+  return end;
+}
+
+/** Where a GitLab prefix (`glpat`, `gldt`, `glsoat`…) ending at `p` (its dash) starts, or -1. */
+function gitlabStart(s: string, p: number): number {
+  for (let len = 4; len <= 6; len++) {
+    const at = p - len;
+    if (at >= 0 && s.charCodeAt(at) === 103 && s.charCodeAt(at + 1) === 108) return at;
+  }
+  return -1;
+}
+
+/**
+ * OpenAI, Anthropic, Stripe, Groq, Google, GitLab, npm, PyPI, Hugging Face, SendGrid and xAI
+ * keys, and an opaque `Bearer` credential. A finding must hold an uppercase letter (its `needs`,
+ * shared with `iban`, so the finder costs no condition bit for it): random keys of 34 characters
+ * or more always do in practice; GitLab's shortest (20 random characters) miss one in ~30 000.
+ */
+const apiKey: Finder = {
+  name: 'api-key',
+  minLength: 23,
+  needs: [upper],
+  needsPairs: slackAndKeyPairs,
+  find(s, owner, out) {
+    let from = 0;
+    const us = underscores(s);
+    for (let i = 0; i < us.length; i++) {
+      const p = us[i]!;
+      if (p < from || p < 2) continue;
+      const c = s.charCodeAt(p - 1);
+      let next = -1;
+      if (c === 107) {
+        // sk_, rk_, gsk_
+        next = keyAt(s, p >= 3 && s.charCodeAt(p - 3) === 103 ? p - 3 : p - 2, stripeKeyRe, owner, out);
+      } else if (c === 109) {
+        if (p >= 3 && s.startsWith('np', p - 3)) next = keyAt(s, p - 3, npmTokenRe, owner, out);
+      } else if (c === 102) {
+        if (s.charCodeAt(p - 2) === 104) next = keyAt(s, p - 2, hfTokenRe, owner, out);
+      } else if (c === 99) {
+        if (p >= 5 && s.startsWith('whse', p - 5)) next = keyAt(s, p - 5, webhookSecretRe, owner, out);
+      }
+      if (next > from) from = next;
+    }
+    from = 0;
+    const ds = dashes(s);
+    for (let i = 0; i < ds.length; i++) {
+      const p = ds[i]!;
+      if (p < from || p < 2) continue;
+      const c = s.charCodeAt(p - 1);
+      let next = -1;
+      if (c === 107) {
+        if (s.charCodeAt(p - 2) === 115) next = keyAt(s, p - 2, skKeyRe, owner, out);
+      } else if (c === 116) {
+        next = keyAt(s, gitlabStart(s, p), gitlabTokenRe, owner, out);
+      } else if (c === 105) {
+        if (p >= 4 && s.startsWith('pyp', p - 4)) next = keyAt(s, p - 4, pypiTokenRe, owner, out);
+        else if (p >= 3 && s.startsWith('xa', p - 3)) next = keyAt(s, p - 3, xaiKeyRe, owner, out);
+      }
+      if (next > from) from = next;
+    }
+    for (let at = s.indexOf('za', 2); at !== -1; ) {
+      const next =
+        s.charCodeAt(at - 2) === 65 && s.charCodeAt(at - 1) === 73
+          ? keyAt(s, at - 2, googleKeyRe, owner, out)
+          : -1;
+      at = s.indexOf('za', Math.max(at + 1, next));
+    }
+    for (let at = s.indexOf('SG.'); at !== -1; ) {
+      const next = keyAt(s, at, sendgridKeyRe, owner, out);
+      at = s.indexOf('SG.', Math.max(at + 1, next));
+    }
+    for (let at = s.indexOf('Bearer '); at !== -1; ) {
+      bearerRe.lastIndex = at;
+      const m = bearerRe.exec(s);
+      let next = at + 1;
+      if (m !== null) {
+        next = at + m[0].length;
+        const v = m.groups!['v']!;
+        if (opaqueToken(v)) out.push({ start: next - v.length, end: next, name: 'api-key', owner });
+      }
+      at = s.indexOf('Bearer ', next);
+    }
+  },
+};
+
 export const detectors: ReadonlyMap<string, Finder> = new Map(
   [
     email,
@@ -746,6 +1099,7 @@ export const detectors: ReadonlyMap<string, Finder> = new Map(
     azureSasToken,
     githubToken,
     slackToken,
+    apiKey,
     passwordAssignment,
   ].map((f) => [f.name, f]),
 );
@@ -768,25 +1122,70 @@ const sensitiveWords = new Set([
   'apikey',
   'apikeys',
 ]);
+/** Header names whose value is a credential, as a header dump keys them (compared lowercased). */
+const credentialHeaders = new Set(['authorization', 'proxy-authorization', 'cookie', 'set-cookie']);
+/** Words before `tokens` that make it a list of credentials (`access_tokens`), not a count (`max_tokens`). */
+const credentialTokenWords = new Set([
+  'access',
+  'refresh',
+  'id',
+  'auth',
+  'bearer',
+  'session',
+  'api',
+  'oauth',
+  'bot',
+  'app',
+  'csrf',
+  'xsrf',
+  'client',
+  'personal',
+  'service',
+  'deploy',
+]);
+
+/** Whether a name's part before `token` (`next_page`, `nextpage`) ends with a word that makes it no credential. */
+function nonSecretBefore(prefix: string): boolean {
+  for (const w of nonSecretTokenWords) if (prefix.endsWith(w)) return true;
+  return false;
+}
+
 const keyCache = new Map<string, boolean>();
 
 /**
- * Whether an object key names a secret (`password`, `db_password`, `clientSecret`, `api-key`):
- * with `password-assignment` enabled, any value under such a key (string, number, list, object) is masked whole.
+ * Whether an object key names a secret: with `password-assignment` enabled, any value under such
+ * a key (string, number, list, object) is masked whole. Such keys are those whose words include
+ * password, passwd, passphrase, pwd, secret or api key (`db_password`, `clientSecret`,
+ * `api-key`); those ending in `token` (`access_token`, `sessionToken`, `x-auth-token`, `token`)
+ * unless the word before it is one of `nonSecretTokenWords` (`nextPageToken`, `progressToken`,
+ * `eos_token`); `access_tokens` and the like (not `max_tokens`); and the header names
+ * `authorization`, `proxy-authorization`, `cookie`, `set-cookie` (the whole key).
  */
 export function isSensitiveKey(key: string): boolean {
   const cached = keyCache.get(key);
   if (cached !== undefined) return cached;
   let result = false;
   if (key.length <= 64) {
+    const lower = key.toLowerCase();
     const words = key
       .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+      .replace(/([A-Z])([A-Z][a-z])/g, '$1 $2')
       .toLowerCase()
-      .split(/[^a-z0-9]+/);
+      .split(/[^a-z0-9]+/)
+      .filter((w) => w !== '');
+    result = credentialHeaders.has(lower);
     for (let i = 0; i < words.length && !result; i++) {
       const w = words[i]!;
       if (sensitiveWords.has(w) || (w === 'api' && (words[i + 1] === 'key' || words[i + 1] === 'keys')))
         result = true;
+    }
+    const last = words[words.length - 1];
+    if (!result && last !== undefined) {
+      const before = words.length > 1 ? words[words.length - 2]! : '';
+      if (last === 'token') result = !nonSecretBefore(before);
+      // One word (`idtoken`, `nextpagetoken`): what comes before `token` is read the same way.
+      else if (last.endsWith('token')) result = !nonSecretBefore(last.slice(0, -5));
+      else if (last === 'tokens') result = credentialTokenWords.has(before);
     }
   }
   if (keyCache.size < 10_000) keyCache.set(key, result);

@@ -14,6 +14,11 @@ const pem = pemLines.join('\n');
 /** The second half of a key split over two content blocks: body and END, no BEGIN. */
 const pemTail = pemLines.slice(1).join('\n');
 
+/** 48 characters of a random-looking key body (mixed case and digits). */
+const body48 = 'aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3zA5bC7dE9fG1hJ3';
+/** A bearer credential as an OAuth server issues it (opaque, not a JWT). */
+export const opaqueBearer = 'ya29.a0AfH6SMBx3kq9' + 'Zt7Lm2Pq';
+
 /** detector → values that must be masked (each appears whole in the masked output as a token). */
 export const positives: Record<string, string[]> = {
   email: [
@@ -49,11 +54,39 @@ export const positives: Record<string, string[]> = {
     'github_pat_' + '11ABCDEFG0aBcDeFgHiJkL_mNoPqRsTuVwXyZ0123456789aBcDeFgHiJkLmNoPqRsTuVwXyZ01234',
   ],
   'slack-token': ['xoxb-' + '1234567890-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx'],
+  'api-key': [
+    `sk-proj-${body48}${body48.slice(0, 20)}`,
+    `sk-svcacct-${body48}`,
+    `sk-${body48}`,
+    `sk-ant-api03-${body48}${body48}AA`,
+    `sk-ant-admin01-${body48}${body48}AA`,
+    `sk_live_${body48.slice(0, 24)}`,
+    `rk_live_${body48.slice(0, 24)}`,
+    `sk_test_${body48.slice(0, 24)}`,
+    `whsec_${body48.slice(0, 32)}`,
+    `gsk_${body48}abcd`,
+    `AIza${body48.slice(0, 35)}`,
+    `glpat-${body48.slice(0, 20)}`,
+    `npm_${body48.slice(0, 36)}`,
+    `pypi-AgEIcHlwaS5vcmc${body48}${body48.slice(0, 20)}`,
+    `hf_${body48.slice(0, 34)}`,
+    `SG.${body48.slice(0, 22)}.${body48.slice(0, 43)}`,
+    `xai-${body48}${body48.slice(0, 32)}`,
+    `Bearer ${opaqueBearer}`,
+  ],
   'password-assignment': [
     'password=hunter2',
     '"password": "s3cr3t!"',
     'SECRET_KEY=abc123xyz',
     'db_password: p4ssw0rd',
+    'access_token=opaque0123456789',
+    'refresh_token: 1//0gLx7yN2pQ8rS3tU',
+    'AWS_SESSION_TOKEN=IQoJb3JpZ2luX2VjEJr',
+    '"sessionToken": "FwoGZXIvYXdzEBYaD"',
+    'X-Auth-Token: 5f0c8b7e2a',
+    `Authorization: Basic ${Buffer.from('admin:hunter2').toString('base64')}`,
+    'Cookie: session=8f14e45fceea167a',
+    'X-API-Key: 9a8b7c6d5e',
   ],
 };
 
@@ -61,9 +94,10 @@ export const positives: Record<string, string[]> = {
 export function secretOf(detector: string, sample: string): string {
   if (detector === 'azure-sas-token') return sample.slice(sample.indexOf('sig=') + 4);
   if (detector === 'password-assignment') {
-    const m = /[:=]\s*"?([^"\s]+)"?$/.exec(sample);
+    const m = /[:=]\s*(?:Basic )?"?([^"\s]+)"?$/.exec(sample);
     return m?.[1] ?? sample;
   }
+  if (detector === 'api-key' && sample.startsWith('Bearer ')) return sample.slice(7);
   return sample;
 }
 
@@ -114,5 +148,38 @@ export const negatives: Record<string, string[]> = {
   'azure-sas-token': ['https://example.com/search?sig=abcdefghijkl', 'signature=abcdefghijklmnop'],
   'github-token': ['ghp_short', 'gh_' + 'a'.repeat(36), 'the ghp_ prefix'],
   'slack-token': ['xoxz-1234567890-abc', 'xoxb-short'],
-  'password-assignment': ['secretary: Bob', 'password reset link sent', 'passes: 3', 'the secret is out'],
+  'api-key': [
+    // Too short, not standing alone, other prefixes, no uppercase letter, public keys, prose.
+    `sk-${body48.slice(0, 40)}`,
+    `xsk-proj-${body48}`,
+    'sk-learn and task-force',
+    `pk_live_${body48.slice(0, 24)}`,
+    `sk_live_${'a'.repeat(24)}`,
+    `glpat-${'abcd'.repeat(5)}`,
+    'glpat-short',
+    `npm_${body48.slice(0, 30)}`,
+    `hf_${body48.slice(0, 30)}`,
+    `AIza${body48.slice(0, 30)}`,
+    'SG.short.key',
+    'Bearer tokens are sent in a header',
+    'Bearer authentication-required',
+    `SK${'0123456789abcdef'.repeat(2)}`,
+  ],
+  'password-assignment': [
+    'secretary: Bob',
+    'password reset link sent',
+    'passes: 3',
+    'the secret is out',
+    'max_tokens=1024',
+    'nextPageToken=CiAKGjBpNDd2Nmp2Zml2cXRwYjBpOXA',
+    'progressToken: 7',
+    'token_count=12',
+    'tokenizer: bpe',
+    'eos_token: </s>',
+    'Authorization: required for every call',
+    'Authorization: Bearer tokens are required',
+    'authorization_url: https://example.com/oauth/authorize',
+    'Cookie: a small text file',
+    'cookie_policy: strict',
+  ],
 };

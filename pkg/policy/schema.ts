@@ -481,6 +481,7 @@ export const Detectors = [
   'azure-sas-token',
   'github-token',
   'slack-token',
+  'api-key',
   'password-assignment',
 ] as const;
 export type Detector = (typeof Detectors)[number];

@@ -42,8 +42,9 @@ const customer = {
   awsKey: sample('aws-access-key'),
   storageKey: sample('azure-storage-key'),
   sasUrl: `https://acct.blob.core.windows.net/c/b.txt?${sample('azure-sas-token')}`,
-  githubToken: sample('github-token'),
-  slackToken: sample('slack-token'),
+  githubPat: sample('github-token'),
+  slackBot: sample('slack-token'),
+  llmKey: sample('api-key'),
   config: `db_host=10.0.0.1 ${sample('password-assignment')}`,
   ticket: 'TCK-123456',
   balance: 1234.56,
@@ -75,8 +76,9 @@ function startUpstream(): Promise<{ url: string; close(): Promise<void> }> {
           awsKey: z.string(),
           storageKey: z.string(),
           sasUrl: z.string(),
-          githubToken: z.string(),
-          slackToken: z.string(),
+          githubPat: z.string(),
+          slackBot: z.string(),
+          llmKey: z.string(),
           config: z.string(),
           ticket: z.string(),
           balance: z.number(),
@@ -195,8 +197,9 @@ describe('masking through the gateway (SDK v1 client and server)', () => {
     expect(sc['awsKey']).toBe('[masked:aws-access-key]');
     expect(sc['storageKey']).toBe('[masked:azure-storage-key]');
     expect(sc['sasUrl']).toMatch(/&sig=\[masked:azure-sas-token\]$/);
-    expect(sc['githubToken']).toBe('[masked:github-token]');
-    expect(sc['slackToken']).toBe('[masked:slack-token]');
+    expect(sc['githubPat']).toBe('[masked:github-token]');
+    expect(sc['slackBot']).toBe('[masked:slack-token]');
+    expect(sc['llmKey']).toBe('[masked:api-key]');
     expect(sc['config']).toBe('db_host=10.0.0.1 password=[masked:password-assignment]');
     expect(sc['ticket']).toBe('[masked:ticket]');
     expect(sc['balance']).toBe(0);
