@@ -1,22 +1,12 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { pino } from 'pino';
 import { z } from 'zod';
-import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
-import { createAuthenticator } from '../../pkg/identity/index.js';
-import { detectorNames } from '../../pkg/mask/index.js';
 import { positives } from '../../pkg/mask/samples.js';
-import { createMetrics } from '../../pkg/metrics/catalogue.js';
-import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
-import { createProxy } from '../../pkg/proxy/index.js';
-import type { WardenProxy } from '../../pkg/proxy/options.js';
-import { createRecorder, type RecordingSummary } from '../../pkg/record/index.js';
+import type { RecordingSummary } from '../../pkg/record/index.js';
+import { jsonForms, type MaskingProxy, startMaskingProxy, teeFetch } from './helpers/masking-proxy.js';
 import { hostMcpServer } from './helpers/sdk-host.js';
-import { testSource } from './helpers/test-policy.js';
 
 /**
  * A real SDK server and client through the gateway: a tool that echoes the HTTP headers it got
@@ -25,7 +15,6 @@ import { testSource } from './helpers/test-policy.js';
  * the bytes the client receives and in the recording; `max_tokens`, `nextPageToken` and MCP's
  * own progress token pass unchanged.
  */
-const AUDIENCE = 'api://mask-credentials';
 const bearer = 'ya29.a0AfH6SMBx3kq9' + 'Zt7Lm2Pq';
 const cookie = 'sid=s%3A8f14e45fceea167a.' + 'Xk2P9q';
 const authToken = '5f0c8b7e2a91' + 'd3c4';
@@ -41,7 +30,6 @@ const nextPage = 'CiAKGjBpNDd2Nmp2Zml2cXRwYjBpOXA';
 
 /** What must never leave the gateway. */
 const clear = [bearer, cookie, authToken, session, refresh, basic, openai, anthropic, hf];
-const escaped = (s: string): string => JSON.stringify(s).slice(1, -1);
 
 const env = [
   '# deploy/.env',
@@ -98,69 +86,29 @@ function startUpstream(): Promise<{ url: string; close(): Promise<void> }> {
   });
 }
 
-function policy(issuer: string): PolicyDocument {
-  return {
-    apiVersion: 'mcpwarden.io/v1alpha1',
-    kind: 'MCPPolicy',
-    metadata: { name: 'credentials', generation: 1 },
-    spec: {
-      podSelector: {},
-      identity: { issuers: [{ issuer, audiences: [AUDIENCE] }] },
-      rules: [{ name: 'all', subjects: [{ any: true }], match: {}, action: 'allow' }],
-      masking: [{ name: 'secrets', detectors: [...detectorNames] as never }],
-      recording: { enabled: true, payloads: 'masked' },
-    },
-  } as PolicyDocument;
-}
-
-let issuer: DevIssuer;
 let upstream: { url: string; close(): Promise<void> };
-let proxy: WardenProxy;
-let dir: string;
-let mcpUrl: string;
+let setup: MaskingProxy;
 
 beforeAll(async () => {
-  issuer = await startDevIssuer();
   upstream = await startUpstream();
-  dir = mkdtempSync(join(tmpdir(), 'masking-credentials-'));
-  const metrics = createMetrics({ defaultMetrics: false });
-  const logger = pino({ level: 'silent' });
-  proxy = createProxy({
-    upstream: upstream.url,
-    policySource: testSource(compilePolicies([policy(issuer.v2Issuer)])),
-    authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-    metrics,
-    recorder: createRecorder({ directory: dir, metrics, logger }),
-    podName: 'masking-credentials',
-    logger,
-  });
-  mcpUrl = `${(await proxy.listen('127.0.0.1', 0)).url}/mcp`;
+  setup = await startMaskingProxy({ name: 'masking-credentials', upstream: upstream.url });
 });
 
 afterAll(async () => {
-  await proxy?.close();
+  await setup?.close();
   await upstream?.close();
-  await issuer?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 it('masks a header dump and a .env file on the wire and in the recording; max_tokens, nextPageToken and the progress token pass', async () => {
-  const token = await issuer.issueToken({ audience: AUDIENCE, oid: 'user-7' });
-  const received: Buffer[] = [];
-  const tee = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const res = await fetch(input, init);
-    if (res.body === null) return res;
-    const bytes = Buffer.from(await res.arrayBuffer());
-    received.push(bytes);
-    return new Response(bytes, { status: res.status, statusText: res.statusText, headers: res.headers });
-  };
+  const token = await setup.token('user-7');
+  const tee = teeFetch();
   const client = new Client({ name: 'credentials-client', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
+  const transport = new StreamableHTTPClientTransport(new URL(setup.mcpUrl), {
     requestInit: { headers: { authorization: `Bearer ${token}` } },
-    fetch: tee,
+    fetch: tee.fetch,
   });
   await client.connect(transport);
-  const recorded = new Promise<RecordingSummary>((resolve) => proxy.events.once('recording', resolve));
+  const recorded = new Promise<RecordingSummary>((resolve) => setup.proxy.events.once('recording', resolve));
 
   const progress: number[] = [];
   const headers = await client.callTool(
@@ -203,9 +151,9 @@ it('masks a header dump and a .env file on the wire and in the recording; max_to
   const recording = readFileSync((await recorded).location, 'utf8');
   expect(recording).toContain('[masked:api-key]');
   expect(recording).toContain(nextPage);
-  const wire = Buffer.concat(received).toString('utf8');
+  const wire = tee.received();
   for (const s of clear) {
-    for (const form of [s, escaped(s)]) {
+    for (const form of jsonForms(s)) {
       expect(wire).not.toContain(form);
       expect(recording).not.toContain(form);
     }

@@ -1,20 +1,10 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { pino } from 'pino';
 import { z } from 'zod';
-import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
-import { createAuthenticator } from '../../pkg/identity/index.js';
-import { detectorNames } from '../../pkg/mask/index.js';
-import { createMetrics } from '../../pkg/metrics/catalogue.js';
-import type { PolicySource } from '../../pkg/policy/decision.js';
-import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
-import { createProxy } from '../../pkg/proxy/index.js';
-import type { WardenProxy } from '../../pkg/proxy/options.js';
-import { createRecorder, type RecordingSummary } from '../../pkg/record/index.js';
+import type { RecordingSummary } from '../../pkg/record/index.js';
+import { jsonForms, type MaskingProxy, startMaskingProxy, teeFetch } from './helpers/masking-proxy.js';
 import { hostMcpServer } from './helpers/sdk-host.js';
 
 /**
@@ -22,7 +12,6 @@ import { hostMcpServer } from './helpers/sdk-host.js';
  * with a fullwidth full stop and a private key split over three text blocks are masked in the
  * bytes the client receives and in the recording.
  */
-const AUDIENCE = 'api://mask-recall';
 const card = '４１１１ １１１１ １１１１ １１１１';
 const email = 'ops@example．com';
 const body = [
@@ -32,9 +21,6 @@ const body = [
 ];
 /** What must never leave the gateway, as text and as JSON escapes it could travel as. */
 const clear = [card, email, ...body, 'ops@example', '１１１１ １１１１'];
-const escaped = (s: string): string => JSON.stringify(s).slice(1, -1);
-const asciiEscaped = (s: string): string =>
-  escaped(s).replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 
 function startUpstream(): Promise<{ url: string; close(): Promise<void> }> {
   return hostMcpServer(() => {
@@ -55,76 +41,34 @@ function startUpstream(): Promise<{ url: string; close(): Promise<void> }> {
   });
 }
 
-function policy(issuer: string): PolicyDocument {
-  return {
-    apiVersion: 'mcpwarden.io/v1alpha1',
-    kind: 'MCPPolicy',
-    metadata: { name: 'recall', generation: 1 },
-    spec: {
-      podSelector: {},
-      identity: { issuers: [{ issuer, audiences: [AUDIENCE] }] },
-      rules: [{ name: 'read', subjects: [{ any: true }], match: { tools: ['get_*'] }, action: 'allow' }],
-      masking: [{ name: 'pii', detectors: [...detectorNames] as never }],
-      recording: { enabled: true, payloads: 'masked' },
-    },
-  } as PolicyDocument;
-}
-
-let issuer: DevIssuer;
 let upstream: { url: string; close(): Promise<void> };
-let proxy: WardenProxy;
-let dir: string;
-let mcpUrl: string;
+let setup: MaskingProxy;
 
 beforeAll(async () => {
-  issuer = await startDevIssuer();
   upstream = await startUpstream();
-  dir = mkdtempSync(join(tmpdir(), 'masking-recall-'));
-  const metrics = createMetrics({ defaultMetrics: false });
-  const engine = compilePolicies([policy(issuer.v2Issuer)]);
-  const source: PolicySource = {
-    current: () => engine,
-    onChange: () => () => undefined,
-    close: async () => undefined,
-  };
-  const logger = pino({ level: 'silent' });
-  proxy = createProxy({
+  setup = await startMaskingProxy({
+    name: 'masking-recall',
     upstream: upstream.url,
-    policySource: source,
-    authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-    metrics,
-    recorder: createRecorder({ directory: dir, metrics, logger }),
-    podName: 'masking-recall',
-    logger,
+    rules: [{ name: 'read', subjects: [{ any: true }], match: { tools: ['get_*'] }, action: 'allow' }],
   });
-  mcpUrl = `${(await proxy.listen('127.0.0.1', 0)).url}/mcp`;
 });
 
 afterAll(async () => {
-  await proxy?.close();
+  await setup?.close();
   await upstream?.close();
-  await issuer?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 it('masks a fullwidth card, a look-alike e-mail and a key split over three blocks, on the wire and in the recording', async () => {
-  const token = await issuer.issueToken({ audience: AUDIENCE, oid: 'user-9' });
+  const token = await setup.token('user-9');
   // Every byte of every response body the client receives.
-  const received: Buffer[] = [];
-  const tee = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const res = await fetch(input, init);
-    if (res.body === null) return res;
-    const bytes = Buffer.from(await res.arrayBuffer());
-    received.push(bytes);
-    return new Response(bytes, { status: res.status, statusText: res.statusText, headers: res.headers });
-  };
+  const tee = teeFetch();
   const client = new Client({ name: 'recall-client', version: '1.0.0' });
-  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
+  const transport = new StreamableHTTPClientTransport(new URL(setup.mcpUrl), {
     requestInit: { headers: { authorization: `Bearer ${token}` } },
-    fetch: tee,
+    fetch: tee.fetch,
   });
   await client.connect(transport);
-  const recorded = new Promise<RecordingSummary>((resolve) => proxy.events.once('recording', resolve));
+  const recorded = new Promise<RecordingSummary>((resolve) => setup.proxy.events.once('recording', resolve));
 
   const result = await client.callTool({ name: 'get_deploy_info', arguments: { env: 'prod' } });
   const texts = (result.content as Array<{ text: string }>).map((c) => c.text);
@@ -141,10 +85,10 @@ it('masks a fullwidth card, a look-alike e-mail and a key split over three block
   expect(recording).toContain('[masked:credit-card]');
   expect(recording.split('[masked:private-key]').length - 1).toBeGreaterThanOrEqual(3);
 
-  const wire = Buffer.concat(received).toString('utf8');
+  const wire = tee.received();
   expect(wire).toContain('[masked:private-key]');
   for (const s of clear) {
-    for (const form of [s, escaped(s), asciiEscaped(s)]) {
+    for (const form of jsonForms(s)) {
       expect(wire).not.toContain(form);
       expect(recording).not.toContain(form);
     }

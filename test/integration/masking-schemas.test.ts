@@ -1,21 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { ElicitRequestSchema } from '@modelcontextprotocol/sdk/types.js';
-import { pino } from 'pino';
 import { z } from 'zod';
-import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
-import { createAuthenticator } from '../../pkg/identity/index.js';
-import { detectorNames } from '../../pkg/mask/index.js';
-import { createMetrics } from '../../pkg/metrics/catalogue.js';
-import type { PolicySource } from '../../pkg/policy/decision.js';
-import { compilePolicies, type PolicyDocument } from '../../pkg/policy/index.js';
-import { createProxy } from '../../pkg/proxy/index.js';
-import type { WardenProxy } from '../../pkg/proxy/options.js';
-import { createRecorder, type RecordingSummary } from '../../pkg/record/index.js';
+import type { RecordingSummary } from '../../pkg/record/index.js';
+import { type MaskingProxy, startMaskingProxy } from './helpers/masking-proxy.js';
 import { hostMcpServer } from './helpers/sdk-host.js';
 
 /**
@@ -24,7 +14,6 @@ import { hostMcpServer } from './helpers/sdk-host.js';
  * the client sends reaches the server, and neither the secret nor a schema's default value
  * reaches the client's copy of the list or the recording.
  */
-const AUDIENCE = 'api://mask-schemas';
 const PASSWORD = 'Tr0ub4dor-and-3';
 const API_KEY = 'k-77f0c2a9e1b34d5a';
 const ELICITED = 'elicited-s3cret-991';
@@ -66,68 +55,33 @@ function startUpstream(): Promise<{ url: string; close(): Promise<void> }> {
   });
 }
 
-function policy(issuer: string): PolicyDocument {
-  return {
-    apiVersion: 'mcpwarden.io/v1alpha1',
-    kind: 'MCPPolicy',
-    metadata: { name: 'schemas', generation: 1 },
-    spec: {
-      podSelector: {},
-      identity: { issuers: [{ issuer, audiences: [AUDIENCE] }] },
-      rules: [
-        { name: 'all', subjects: [{ any: true }], match: { tools: ['*'] }, action: 'allow' },
-        {
-          name: 'forms',
-          subjects: [{ any: true }],
-          match: { methods: ['elicitation/create'] },
-          action: 'allow',
-        },
-      ],
-      masking: [{ name: 'secrets', detectors: [...detectorNames] as never }],
-      recording: { enabled: true, payloads: 'masked' },
-    },
-  } as PolicyDocument;
-}
-
-let issuer: DevIssuer;
 let upstream: { url: string; close(): Promise<void> };
-let proxy: WardenProxy;
-let dir: string;
-let mcpUrl: string;
+let setup: MaskingProxy;
 
 beforeAll(async () => {
-  issuer = await startDevIssuer();
   upstream = await startUpstream();
-  dir = mkdtempSync(join(tmpdir(), 'masking-schemas-'));
-  const metrics = createMetrics({ defaultMetrics: false });
-  const engine = compilePolicies([policy(issuer.v2Issuer)]);
-  const source: PolicySource = {
-    current: () => engine,
-    onChange: () => () => undefined,
-    close: async () => undefined,
-  };
-  const logger = pino({ level: 'silent' });
-  proxy = createProxy({
+  setup = await startMaskingProxy({
+    name: 'masking-schemas',
     upstream: upstream.url,
-    policySource: source,
-    authenticator: createAuthenticator({ allowInsecureLoopback: true }),
-    metrics,
-    recorder: createRecorder({ directory: dir, metrics, logger }),
-    podName: 'masking-schemas',
-    logger,
+    rules: [
+      { name: 'all', subjects: [{ any: true }], match: { tools: ['*'] }, action: 'allow' },
+      {
+        name: 'forms',
+        subjects: [{ any: true }],
+        match: { methods: ['elicitation/create'] },
+        action: 'allow',
+      },
+    ],
   });
-  mcpUrl = `${(await proxy.listen('127.0.0.1', 0)).url}/mcp`;
 });
 
 afterAll(async () => {
-  await proxy?.close();
+  await setup?.close();
   await upstream?.close();
-  await issuer?.close();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 it('keeps the schemas of secret parameters and forms, masks their values', async () => {
-  const token = await issuer.issueToken({ audience: AUDIENCE, oid: 'user-4' });
+  const token = await setup.token('user-4');
   const client = new Client(
     { name: 'schemas-client', version: '1.0.0' },
     { capabilities: { elicitation: {} } },
@@ -141,11 +95,11 @@ it('keeps the schemas of secret parameters and forms, masks their values', async
     });
     return { action: 'accept', content: { password: ELICITED } };
   });
-  const transport = new StreamableHTTPClientTransport(new URL(mcpUrl), {
+  const transport = new StreamableHTTPClientTransport(new URL(setup.mcpUrl), {
     requestInit: { headers: { authorization: `Bearer ${token}` } },
   });
   await client.connect(transport);
-  const recorded = new Promise<RecordingSummary>((resolve) => proxy.events.once('recording', resolve));
+  const recorded = new Promise<RecordingSummary>((resolve) => setup.proxy.events.once('recording', resolve));
 
   const { tools } = await client.listTools();
   const login = tools.find((t) => t.name === 'login')!;
