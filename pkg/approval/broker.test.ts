@@ -1,6 +1,6 @@
 import { createLogger } from '../log.js';
 import { createMetrics } from '../metrics/catalogue.js';
-import type { ApprovalPhase } from '../policy/schema.js';
+import { type ApprovalPhase, FinalApprovalPhases } from '../policy/schema.js';
 import { ApprovalBroker } from './broker.js';
 import { argumentsDigest, canonicalJson } from './digest.js';
 import { MemoryApprovalStore } from './memory-store.js';
@@ -970,4 +970,198 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
     await a.close();
     await watcher.close();
   });
+});
+
+describe('adversarial: replicas racing takeovers, verdicts, claims and sweeps', () => {
+  const SERVER = 'Deployment/github-mcp';
+  const settings = (timeout: string): HeldCallInput['settings'] => ({
+    approvers: [{ user: 'r' }],
+    timeout,
+    mode: 'hold',
+  });
+  /** A small seeded PRNG (mulberry32): a failing seed can be replayed. */
+  const rng = (seed: number) => () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const pendingGauge = async (m: ReturnType<typeof createMetrics>): Promise<number> =>
+    (await m.approvalsPending.get()).values.reduce((n, v) => n + v.value, 0);
+
+  /** Pod a holds a call and goes away (its hold left open, as a rollout leaves it). */
+  const abandoned = async (store: MemoryApprovalStore, timeout: string, args: unknown) => {
+    const gone = new ApprovalBroker({
+      store,
+      pod: 'pod-gone',
+      server: SERVER,
+      metrics: createMetrics({ defaultMetrics: false }),
+      logger: createLogger('broker-test'),
+      trustedCreator: CREATOR,
+    });
+    let name = '';
+    const cancels: Array<(why: string) => void> = [];
+    const outcome = gone.hold(call({ settings: settings(timeout), arguments: args }), {
+      onCancel: (l) => cancels.push(l),
+      onCreated: (n) => {
+        name = n;
+      },
+    });
+    while (name === '') await new Promise((r) => setTimeout(r, 2));
+    await new Promise((r) => setTimeout(r, 0));
+    await gone.close();
+    for (const l of cancels) l('the client closed the request');
+    await outcome;
+    return name;
+  };
+  const sweeper = (store: ApprovalStore, pod: string, graceMs = 20) =>
+    new ApprovalBroker({
+      store,
+      pod,
+      server: SERVER,
+      metrics: createMetrics({ defaultMetrics: false }),
+      logger: createLogger('broker-test'),
+      trustedCreator: CREATOR,
+      sweepIntervalMs: 5,
+      sweepGraceMs: graceMs,
+    });
+
+  it('a phase alone never runs a call: a forged Approved phase, or an unstamped decision, is not a verdict; the sweeper expires both', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const forged = await abandoned(store, '150ms', { n: 'forged-phase' });
+    const unstamped = await abandoned(store, '150ms', { n: 'unstamped' });
+    // Whoever may write the status (the creator's service account) writes Approved; a decision
+    // that did not pass the webhook has no decidedBy.
+    expect(await store.setPhase(forged, 'Approved', 'forged')).toBe(true);
+    store.decide(unstamped, 'Approved', '');
+    const b = sweeper(store, 'pod-b');
+    await b.start();
+    // The repeats wait on their approvals (nothing to run yet) and expire with them.
+    const repeat = (n: string) =>
+      b.hold(call({ settings: settings('150ms'), arguments: { n } }), { onCancel: () => undefined });
+    const outcomes = await Promise.all([repeat('forged-phase'), repeat('unstamped')]);
+    expect(outcomes.map((o) => [o.kind, nameOf(o)])).toEqual([
+      ['expired', forged],
+      ['expired', unstamped],
+    ]);
+    for (const n of [forged, unstamped]) expect(store.get(n)?.phase).toBe('Expired');
+    await b.close();
+  });
+
+  it('the sweeper never writes Approved or Denied for an unstamped decision, and writes one phase per abandoned approval however many replicas sweep', async () => {
+    const shared = new MemoryApprovalStore({ creator: CREATOR });
+    const names: string[] = [];
+    for (let i = 0; i < 45; i++) names.push(await abandoned(shared, '100ms', { i }));
+    const unstamped = names[0]!;
+    shared.decide(unstamped, 'Denied', '');
+    const writes: string[] = [];
+    class Counting extends LaggingView {
+      override setPhase(
+        name: string,
+        phase: ApprovalPhase,
+        message: string,
+        ifVersion?: string,
+        o?: PhaseWriteOptions,
+      ) {
+        writes.push(`${name} ${phase}`);
+        return super.setPhase(name, phase, message, ifVersion, o);
+      }
+    }
+    const replicas = ['pod-b', 'pod-c', 'pod-d'].map((pod) => sweeper(new Counting(shared), pod, 0));
+    await new Promise((r) => setTimeout(r, 120));
+    for (const r of replicas) await r.start();
+    const end = Date.now() + 5000;
+    while (names.some((n) => shared.get(n)?.phase !== 'Expired') && Date.now() < end)
+      await new Promise((r) => setTimeout(r, 10));
+    for (const n of names) expect([n, shared.get(n)?.phase]).toEqual([n, 'Expired']);
+    expect(writes.filter((w) => w.endsWith(' Denied') || w.endsWith(' Approved'))).toEqual([]);
+    // Conditional writes: the replicas race, but each retry first looks at the view again.
+    expect(writes.length).toBeLessThanOrEqual(names.length * 3);
+    for (const r of replicas) await r.close();
+  });
+
+  it('whatever the interleaving, an approval runs its call at most once, only after a stamped approval, and nothing stays pending in the metrics', async () => {
+    for (let seed = 1; seed <= 8; seed++) {
+      const random = rng(seed);
+      const shared = new MemoryApprovalStore({ creator: CREATOR });
+      const pods = ['pod-a', 'pod-b', 'pod-c'].map((pod) => {
+        const view = new LaggingView(shared);
+        const metrics = createMetrics({ defaultMetrics: false });
+        const b = new ApprovalBroker({
+          store: view,
+          pod,
+          server: SERVER,
+          metrics,
+          logger: createLogger('broker-test'),
+          trustedCreator: CREATOR,
+          sweepIntervalMs: 7,
+          sweepGraceMs: 15,
+        });
+        return { pod, view, metrics, b };
+      });
+      for (const p of pods) await p.b.start();
+      const holds: Array<{ via: string; outcome: ApprovalOutcome | undefined; cancel: () => void }> = [];
+      const done: Promise<void>[] = [];
+      const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
+      for (let step = 0; step < 40; step++) {
+        const r = random();
+        if (r < 0.35) {
+          const p = pick(pods);
+          const cancels: Array<(why: string) => void> = [];
+          const h = { via: p.pod, outcome: undefined as ApprovalOutcome | undefined, cancel: () => {} };
+          h.cancel = () => {
+            for (const l of cancels) l('the client closed the request');
+          };
+          done.push(
+            p.b
+              .hold(call({ settings: settings('250ms'), arguments: { name: 'x' } }), {
+                onCancel: (l) => cancels.push(l),
+              })
+              .then((o) => {
+                h.outcome = o;
+              }),
+          );
+          holds.push(h);
+        } else if (r < 0.45 && holds.length > 0) {
+          pick(holds).cancel();
+        } else if (r < 0.6) {
+          pick(pods).view.pause();
+        } else if (r < 0.75) {
+          pick(pods).view.resume();
+        } else if (r < 0.85) {
+          const open = [...shared.list()].filter((a) => a.spec.decision === undefined);
+          if (open.length > 0) shared.decide(pick(open).name, random() < 0.8 ? 'Approved' : 'Denied', 'rita');
+        }
+        await new Promise((res) => setTimeout(res, Math.floor(random() * 25)));
+      }
+      for (const p of pods) p.view.resume();
+      await Promise.all(done);
+      // Let the sweepers finish what they write.
+      await new Promise((res) => setTimeout(res, 200));
+      for (const p of pods) p.view.resume();
+      const ran = new Map<string, number>();
+      for (const h of holds) {
+        if (h.outcome?.kind !== 'approved') continue;
+        ran.set(h.outcome.name, (ran.get(h.outcome.name) ?? 0) + 1);
+        const a = shared.get(h.outcome.name)!;
+        // Run only on a stamped approval, by the pod that holds it, and recorded as used.
+        expect([seed, a.spec.decision]).toEqual([
+          seed,
+          expect.objectContaining({ verdict: 'Approved', decidedBy: 'rita' }),
+        ]);
+        expect([seed, a.phase, a.holder ?? a.spec.pod]).toEqual([seed, 'Executed', h.via]);
+      }
+      for (const [name, n] of ran) expect([seed, name, n]).toEqual([seed, name, 1]);
+      for (const a of shared.list()) {
+        // Every Executed approval ran exactly one hold's call; nothing denied ran.
+        if (a.phase === 'Executed') expect([seed, a.name, ran.get(a.name)]).toEqual([seed, a.name, 1]);
+        if (a.spec.decision?.verdict === 'Denied') expect([seed, a.phase]).not.toEqual([seed, 'Executed']);
+        // Nothing is left open: every approval reached a final phase (or, approved, is still usable).
+        if (a.spec.decision?.verdict !== 'Approved')
+          expect([seed, a.name, FinalApprovalPhases.has(a.phase ?? '')]).toEqual([seed, a.name, true]);
+      }
+      for (const p of pods) expect([seed, p.pod, await pendingGauge(p.metrics)]).toEqual([seed, p.pod, 0]);
+      for (const p of pods) await p.b.close();
+    }
+  }, 60_000);
 });

@@ -345,7 +345,8 @@ export async function holdRequest(
   res.on('close', onClose);
   // The MCP way to give up on a request: notifications/cancelled naming its id (heldKey).
   const key = heldKey(ctx, held.msg.id);
-  core.heldCalls.set(key, () => cancel('the client cancelled the request'));
+  const cancelByClient = (): void => cancel('the client cancelled the request');
+  core.heldCalls.set(key, cancelByClient);
   const opened = (name: string, expiresAt: string): void => {
     if (!stream || res.writableEnded) return;
     res.statusCode = 200;
@@ -393,7 +394,9 @@ export async function holdRequest(
   } finally {
     if (keepalive !== undefined) clearInterval(keepalive);
     res.off('close', onClose);
-    core.heldCalls.delete(key);
+    // Only this request's entry: a repeat with the same key (the same id, no session) that took
+    // the hold over registered its own, and must stay cancellable.
+    if (core.heldCalls.get(key) === cancelByClient) core.heldCalls.delete(key);
   }
   const heldNs = process.hrtime.bigint() - startedAt;
   recordOutcome(ctx, held, outcome);

@@ -229,3 +229,55 @@ describe('a held call through two replicas of one MCP server', () => {
     }
   });
 });
+
+describe('a held call repeated with the same request id through the same pod', () => {
+  it('without a session, the repeat that took the hold over can still be cancelled by notifications/cancelled: a cancelled call never runs', async () => {
+    const a = await startReplica('github-mcp-5d7f-a');
+    try {
+      const token = await issuer.issueToken({ audience: AUDIENCE, oid: 'user-1', groups: ['readers'] });
+      // A client without a session (each POST stands alone): the same principal, its ids restart.
+      const headers = {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        authorization: `Bearer ${token}`,
+        'mcp-protocol-version': '2025-06-18',
+      };
+      const post = (body: unknown) =>
+        fetch(a.mcpUrl, { method: 'POST', headers, body: JSON.stringify(body) });
+      const callTool = {
+        jsonrpc: '2.0',
+        id: 7,
+        method: 'tools/call',
+        params: { name: 'delete_repo', arguments: { name: 'same-id' } },
+      };
+      const calls = toolCalls();
+      // The first request's connection went half-open; the client repeats it (with the same id).
+      const first = post(callTool).then((r) => r.text());
+      const held = await waitFor(() => approvals()[0], 'an approval');
+      const repeat = post(callTool).then((r) => r.text());
+      // The first request ends, taken over by the repeat (same pod).
+      expect(await first).toContain('TakenOver');
+      expect(store.get(held.name)?.phase).toBe('Pending');
+      // The client gives up on the repeat: the MCP way is notifications/cancelled naming its id.
+      // (Forwarded afterwards: this test's upstream wants a session and refuses it, which is moot.)
+      await post({
+        jsonrpc: '2.0',
+        method: 'notifications/cancelled',
+        params: { requestId: 7, reason: 'user aborted' },
+      }).then((r) => r.text());
+      await waitFor(
+        () => (store.get(held.name)?.phase === 'Cancelled' ? true : undefined),
+        'phase Cancelled',
+        2000,
+      );
+      expect(await repeat).toContain('the client cancelled the request');
+      // A verdict afterwards runs nothing.
+      store.decide(held.name, 'Approved', 'rita');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(toolCalls()).toBe(calls);
+      expect(store.get(held.name)?.phase).toBe('Cancelled');
+    } finally {
+      await a.stop();
+    }
+  });
+});
