@@ -132,7 +132,12 @@ test('Secret decoding: bundle split, keys, published annotation', () => {
       'tls.key': b64(state.servingKeyPem),
     },
   });
-  expect(decoded?.bundle).toEqual(splitPemBundle(state.bundle.join('')));
+  // Byte-stable: what was written reads back the same, so a rewrite does not change the bundle
+  // (once it did: forge's CRLF PEM came back LF-ended, a new caBundle hash for the same CAs).
+  expect(decoded?.bundle).toEqual(state.bundle);
+  expect(bundleHash(decoded!)).toBe(bundleHash(state));
+  expect(decoded?.servingCertPem).toBe(state.servingCertPem);
+  expect(splitPemBundle(state.bundle.join(''))).toEqual(state.bundle);
   expect(decoded?.published).toEqual({ hash: bundleHash(state), at: 1700000000000 });
   expect(planCerts(decoded, new Date(), options).actions).toEqual([]);
   expect(stateFromSecret(undefined)).toBeUndefined();

@@ -105,7 +105,7 @@ export function createCA(options: { commonName: string; lifetimeMs: number; now?
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(nativeSigner(keys.keyPem), forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.keyPem };
+  return { certPem: pemOf(cert), keyPem: keys.keyPem };
 }
 
 /** A serving certificate for `dnsNames` (and IP SANs for literal addresses) signed by `ca`. */
@@ -139,7 +139,15 @@ export function issueServingCert(
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(nativeSigner(ca.keyPem), forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: keys.keyPem };
+  return { certPem: pemOf(cert), keyPem: keys.keyPem };
+}
+
+/**
+ * forge writes PEM with CRLF line ends; Node and {@link splitPemBundle} use LF. One form keeps the
+ * stored bundle byte-stable across a read and a rewrite of the Secret (no spurious republish).
+ */
+function pemOf(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
 }
 
 /** Splits a PEM bundle into its certificates (in order). */

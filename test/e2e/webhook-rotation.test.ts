@@ -159,22 +159,25 @@ test('exactly one replica holds the Lease and writes', async () => {
 
 test('pods are injected throughout serving-cert and CA rotation; the follower serves what the leader wrote', async () => {
   const first = await readSecret();
-  const firstCa = first.bundle[0]!;
+  const fingerprint = (pem: string) => new X509Certificate(pem).fingerprint256;
+  // CAs are compared by fingerprint, not PEM text: a rewrite may re-encode the same certificate.
+  const firstCa = fingerprint(first.bundle[0]!);
   const servingSeen = new Set<string>([first.serving.fingerprint256]);
   let sawOverlap = false;
   let switchedToNewCa = false;
   let created = 0;
   const failures: string[] = [];
+  // What each version held, for a failure message: short CA and serving fingerprints.
+  const short = (fp: string) => fp.replace(/:/g, '').slice(0, 8);
+  const history: string[] = [];
   // Every version of the secret is seen through a watch (the CA overlap lasts --ca-propagation,
   // 2 s: polling it, even every 100 ms, missed it on a busy machine).
   const see = (now: { bundle: string[]; serving: X509Certificate }): void => {
+    const cas = now.bundle.map(fingerprint);
     servingSeen.add(now.serving.fingerprint256);
-    if (now.bundle.length >= 2 && now.bundle.includes(firstCa)) sawOverlap = true;
-    const newest = new X509Certificate(now.bundle[0]!);
-    if (
-      newest.fingerprint256 !== new X509Certificate(firstCa).fingerprint256 &&
-      now.serving.checkIssued(newest)
-    ) {
+    history.push(`bundle=[${cas.map(short).join(',')}] serving=${short(now.serving.fingerprint256)}`);
+    if (cas.length >= 2 && cas.includes(firstCa)) sawOverlap = true;
+    if (cas[0] !== firstCa && now.serving.checkIssued(new X509Certificate(now.bundle[0]!))) {
       switchedToNewCa = true;
     }
   };
@@ -194,7 +197,10 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
           see(secretOf(ev.object as unknown as SecretObject));
       },
     )
-    .catch(() => undefined);
+    .then(
+      () => history.push('watch ended'),
+      (err: Error) => history.push(`watch failed: ${err.message}`),
+    );
   const deadline = Date.now() + 90_000;
   while (Date.now() < deadline && failures.length < 5 && !(switchedToNewCa && servingSeen.size >= 4)) {
     const name = `rot-${created}`;
@@ -221,8 +227,15 @@ test('pods are injected throughout serving-cert and CA rotation; the follower se
   await observer;
   expect(failures).toEqual([]);
   expect(created).toBeGreaterThan(20);
-  expect(sawOverlap).toBe(true);
-  expect(switchedToNewCa).toBe(true);
+  expect({
+    sawOverlap,
+    switchedToNewCa,
+    firstCa: short(firstCa),
+    history,
+  }).toMatchObject({
+    sawOverlap: true,
+    switchedToNewCa: true,
+  });
   expect(servingSeen.size).toBeGreaterThanOrEqual(4);
 
   // The caBundle in both configurations is the Secret's bundle, old CA still in it during overlap.
