@@ -20,7 +20,7 @@ for check in "tsc -p tsconfig.json --noEmit" "biome check ."; do
   fi
 done
 
-NODE_OPTIONS=--experimental-vm-modules jest --ci --json --outputFile=.cache/results/jest.json "$@"
+NODE_OPTIONS=--experimental-vm-modules jest --ci --forceExit --json --outputFile=.cache/results/jest.json "$@"
 jest_rc=$?
 if [ -f .cache/results/jest.json ]; then
   read -r p f < <(node -e '

@@ -1,7 +1,9 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
 import { KubeConfig } from '@kubernetes/client-node';
+import { createLogger } from '../log.js';
 import type { PolicyEngine } from '../policy/decision.js';
 import { createKubeClient } from './client.js';
 import { createKubePolicySource, type PolicyObject } from './policy-source.js';
@@ -220,6 +222,22 @@ describe('createKubePolicySource watch handling', () => {
     // ...and stays away (every list fails) until the grace period has passed.
     for (let i = 0; i < 1000; i++) lists.push((_req, res) => res.writeHead(503).end('{"message":"down"}'));
     const errors: Error[] = [];
+    // The delays the loop chose, from its log (wall-clock gaps between attempts grow on a busy
+    // machine: a timed bound failed under a full test run).
+    const retries: number[] = [];
+    const logger = createLogger(
+      'test',
+      new Writable({
+        write(chunk: Buffer, _enc, done) {
+          for (const line of chunk.toString('utf8').split('\n')) {
+            const retry = line === '' ? undefined : (JSON.parse(line) as { retryInMs?: number }).retryInMs;
+            if (retry !== undefined) retries.push(retry);
+          }
+          done();
+        },
+      }),
+    );
+    logger.level = 'warn'; // silent by default under jest
     const source = createKubePolicySource({
       client: client(),
       namespace: 'agents',
@@ -228,6 +246,7 @@ describe('createKubePolicySource watch handling', () => {
       gracePeriodMs: 600,
       backoff: { initialMs: 20, maxMs: 80 },
       onError: (e) => errors.push(e),
+      logger,
     });
     expect(source.current()).toBeUndefined();
     const c = changes(source);
@@ -235,8 +254,10 @@ describe('createKubePolicySource watch handling', () => {
     expect(names(source.current())).toEqual(['a@1']);
     const listHits = hits.filter((h) => !h.watch).slice(0, 6);
     const gaps = listHits.slice(1).map((h, i) => h.at - (listHits[i] as Hit).at);
-    // Jittered exponential backoff (10-20, 20-40, 40-80, then capped at 40-80 ms).
-    expect(Math.max(...gaps)).toBeLessThan(80 + 60);
+    // Exponential backoff, capped (each pause is jittered to half to all of it): 20, 40, 80, 80, 80.
+    expect(retries.slice(0, 5)).toEqual([20, 40, 80, 80, 80]);
+    // Every pause happened: no attempt came sooner than half its delay.
+    for (const [i, gap] of gaps.entries()) expect(gap).toBeGreaterThanOrEqual(retries[i]! / 2 - 2);
     expect(errors.some((e) => e.message.includes('etcd down'))).toBe(true);
 
     const brokeAt = Date.now();
