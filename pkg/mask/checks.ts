@@ -198,3 +198,56 @@ export function hasUpper(s: string): boolean {
   }
   return false;
 }
+
+/** `credentialToken`'s alphabet: letters, digits and what base64, base64url, token68, hex and dotted tokens hold. */
+const tokenChar = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=._~-%')
+  tokenChar[c.charCodeAt(0)] = 1;
+/** An auth scheme before the credential (`Bearer eyJ…`, `Basic dXNlcjpwdw==`, `token ghp_…`), any case. */
+const schemePrefix = /^(bearer|basic|token) +/i;
+
+/**
+ * Whether the value of a bare `token` member reads as a credential rather than an LLM's sampled
+ * token (`" the"`, `"ing"`, `"<|endoftext|>"`) or a tokenizer's piece: one of
+ * - a one-time code: 6 ASCII digits or more and nothing else (`"482913"`);
+ * - 16 characters or more of letters, digits and `+/=._~-%` (no space, no other character)
+ *   holding a letter and a digit (`a1B2c3D4e5F6g7H8i9J0`, hex, base64, a JWT, `ghp_…`);
+ * - the same without a digit, when upper and lower case letters alternate like random text
+ *   (a case change at least every third letter), not like an identifier
+ *   (`translatesAutoresizingMaskIntoConstraints` is one GPT token);
+ * - a scheme (`Bearer`, `Basic`, `token`, any case) and then a credential as an Authorization
+ *   header holds one (`opaqueToken`, `basicCredentials`).
+ * Known formats (`ghp_`, `sk-`, JWTs…) are also found by their detectors, whatever this says.
+ *
+ * @example
+ * credentialToken('a1B2c3D4e5F6g7H8i9J0'); // true
+ * credentialToken(' the'); // false
+ */
+export function credentialToken(v: string): boolean {
+  const scheme = schemePrefix.exec(v);
+  if (scheme !== null) {
+    const rest = v.slice(scheme[0].length);
+    return scheme[1]!.toLowerCase() === 'basic' ? basicCredentials(rest) : opaqueToken(rest);
+  }
+  const n = v.length;
+  if (n < 6) return false;
+  let digits = 0;
+  let letters = 0;
+  let changes = 0;
+  /** Case of the last letter: 1 upper, 2 lower, 0 none yet. */
+  let last = 0;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c >= 128 || tokenChar[c] === 0) return false;
+    if (c >= 48 && c <= 57) digits++;
+    else if ((c >= 65 && c <= 90) || (c >= 97 && c <= 122)) {
+      const kase = c <= 90 ? 1 : 2;
+      if (last !== 0 && kase !== last) changes++;
+      last = kase;
+      letters++;
+    }
+  }
+  if (digits === n) return true;
+  if (n < 16 || letters === 0) return false;
+  return digits > 0 || changes * 3 >= letters;
+}

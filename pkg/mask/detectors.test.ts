@@ -352,7 +352,7 @@ describe('credentials named by their key (password-assignment)', () => {
     'X-Auth-Token',
     'IDToken',
     'accessToken',
-    'token',
+    '_token',
     'access_tokens',
     'authorization',
     'Authorization',

@@ -1,6 +1,7 @@
 import {
   basicCredentials,
   cardValid,
+  credentialToken,
   digitCount,
   hasUpper,
   ibanPrefixLength,
@@ -8,7 +9,13 @@ import {
   luhnValid,
   opaqueToken,
 } from './checks.js';
-import { anyLiteralProbe, foldedLiteralProbe, literalFinder, literalProbe } from './probe.js';
+import {
+  anyLiteralProbe,
+  foldedLiteralFinder,
+  foldedLiteralProbe,
+  literalFinder,
+  literalProbe,
+} from './probe.js';
 
 /**
  * The built-in detectors. Each is a small set of hand-checked regexes for V8's backtracking
@@ -72,6 +79,8 @@ interface RegexPart {
    * Same matches as the global scan: that scan can only succeed where the literal starts.
    */
   anchor?: string;
+  /** With `anchor`: the anchor's ASCII letters match in any case (an `/i` regex). */
+  anyCase?: boolean;
   /**
    * Where a match can start, ascending: a superset of every position the global regex can match
    * at (worked out from the string's digit runs). The regex is then tried, sticky, only there.
@@ -110,18 +119,24 @@ interface CompiledPart extends RegexPart {
   sticky?: RegExp;
 }
 
-function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number, out: Span[]): void {
+/**
+ * Push the finding of a match, if it is one. Returns false when its value was refused (empty, or
+ * `accept` said no): the scan then goes on inside the match, where another may start (the value
+ * of `"token": "…` running to the end of its line can hold `access_token: …`).
+ */
+function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number, out: Span[]): boolean {
   const text = m[0];
   const g = m.groups;
   const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3'] ?? g['v4']);
   if (v !== undefined) {
     const end = m.index + text.length;
-    if (v.length > 0 && (part.accept === undefined || part.accept(v, g!)))
-      out.push({ start: end - v.length, end, name, owner });
+    if (v.length === 0 || (part.accept !== undefined && !part.accept(v, g!))) return false;
+    out.push({ start: end - v.length, end, name, owner });
   } else {
     const len = part.check === undefined ? text.length : part.check(text);
     if (len > 0) out.push({ start: m.index, end: m.index + len, name, owner });
   }
+  return true;
 }
 
 function regexFinder(
@@ -139,12 +154,18 @@ function regexFinder(
       re: part.re,
       quick: part.quick,
       anchor: part.anchor,
+      anyCase: part.anyCase,
       starts: part.starts,
       at: part.at,
       worth: part.worth,
       check: part.check,
       accept: part.accept,
-      next: part.anchor === undefined ? undefined : literalFinder(part.anchor),
+      next:
+        part.anchor === undefined
+          ? undefined
+          : part.anyCase === true
+            ? foldedLiteralFinder(part.anchor)
+            : literalFinder(part.anchor),
       sticky: fast ? new RegExp(part.re.source, `${part.re.flags.replace('g', '')}y`) : undefined,
     };
   });
@@ -170,10 +191,7 @@ function regexFinder(
             if (at < from) continue;
             re.lastIndex = at;
             const m = re.exec(s);
-            if (m !== null && m[0].length > 0) {
-              record(m, part, name, owner, out);
-              from = at + m[0].length;
-            }
+            if (m !== null && m[0].length > 0 && record(m, part, name, owner, out)) from = at + m[0].length;
           }
           continue;
         }
@@ -186,10 +204,7 @@ function regexFinder(
             if (at < from) continue;
             re.lastIndex = at;
             const m = re.exec(s);
-            if (m !== null) {
-              record(m, part, name, owner, out);
-              from = at + m[0].length;
-            }
+            if (m !== null && record(m, part, name, owner, out)) from = at + m[0].length;
           }
           continue;
         }
@@ -205,8 +220,10 @@ function regexFinder(
             re.lastIndex = at;
             const m = re.exec(s);
             // The anchor is not empty and starts every match, so a match is never empty.
-            if (m !== null) record(m, part, name, owner, out);
-            at = part.next(s, m !== null ? m.index + m[0].length : at + 1);
+            at = part.next(
+              s,
+              m !== null && record(m, part, name, owner, out) ? m.index + m[0].length : at + 1,
+            );
           }
           continue;
         }
@@ -215,7 +232,7 @@ function regexFinder(
         let m: RegExpExecArray | null = re.exec(s);
         while (m !== null) {
           if (m[0].length === 0) re.lastIndex++;
-          else record(m, part, name, owner, out);
+          else if (!record(m, part, name, owner, out)) re.lastIndex = m.index + 1;
           m = re.exec(s);
         }
       }
@@ -259,6 +276,20 @@ const underscores = positionsOf('_');
 const dashes = positionsOf('-');
 const lowerKs = positionsOf('k');
 const upperKs = positionsOf('K');
+/** The positions of `k` and `K` together, ascending (remembered for the last string). */
+const anyKs = ((): ((s: string) => readonly number[]) => {
+  let of: string | undefined;
+  let at: number[] = [];
+  return (s) => {
+    if (s !== of) {
+      of = s;
+      const lo = lowerKs(s);
+      const up = upperKs(s);
+      at = up.length === 0 ? (lo as number[]) : [...lo, ...up].sort((a, b) => a - b);
+    }
+    return at;
+  };
+})();
 
 /** Where `before` + the k + `after` occurs around a k (or K) of `ks`: the positions `shift` from the k. */
 function around(s: string, ks: readonly number[], before: string, after: string, shift: number): number[] {
@@ -268,6 +299,29 @@ function around(s: string, ks: readonly number[], before: string, after: string,
     if (s.startsWith(before, k - before.length) && s.startsWith(after, k + 1)) out.push(k + shift);
   }
   return out;
+}
+
+/** `around` with `before` and `after` (lowercase letters) matched in any case. */
+function aroundAnyCase(
+  s: string,
+  ks: readonly number[],
+  before: string,
+  after: string,
+  shift: number,
+): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < ks.length; i++) {
+    const k = ks[i]!;
+    if (lettersAt(s, before, k - before.length) && lettersAt(s, after, k + 1)) out.push(k + shift);
+  }
+  return out;
+}
+
+/** Whether `s` holds the lowercase letters `word` at `at`, in any case. */
+function lettersAt(s: string, word: string, at: number): boolean {
+  if (at < 0 || at + word.length > s.length) return false;
+  for (let j = 0; j < word.length; j++) if ((s.charCodeAt(at + j) | 32) !== word.charCodeAt(j)) return false;
+  return true;
 }
 
 const digits = '0123456789';
@@ -388,7 +442,10 @@ function digitRuns(s: string): readonly number[] {
   return runs;
 }
 
-/** Runs of 13-19 digits (a card written without separators) or of 4 followed by a space, dash or dot. */
+/**
+ * Runs of 13-19 digits (a card written without separators) or of 4 followed by a separator: a
+ * space, tab, dash, dot, underscore or slash.
+ */
 function cardStarts(s: string): number[] {
   const r = digitRuns(s);
   const out: number[] = [];
@@ -396,12 +453,13 @@ function cardStarts(s: string): number[] {
     const start = r[i]!;
     const end = r[i + 1]!;
     const len = end - start;
-    const next = s.charCodeAt(end);
-    if ((len >= 13 && len <= 19) || (len === 4 && (next === 32 || next === 45 || next === 46)))
-      out.push(start);
+    if (len === 4 ? cardSeparator[s.charCodeAt(end)] === 1 : len >= 13 && len <= 19) out.push(start);
   }
   return out;
 }
+/** Characters that may follow a card's first group of four: space, tab, the backslash of an escaped tab, `-`, `.`, `_`, `/`. */
+const cardSeparator = new Uint8Array(128);
+for (const c of ' \t\\-._/') cardSeparator[c.charCodeAt(0)] = 1;
 
 /** Runs of exactly 3 digits followed by a dash. */
 function ssnStarts(s: string): number[] {
@@ -483,6 +541,26 @@ const phone = regexFinder('phone', 9, { sets: [digits], minDigits: 8 }, [
 
 const oneRepeatedDigit = /^-?(\d)\1+$/;
 
+/**
+ * Between two groups of a card: a dash, a dot, up to 4 spaces and tabs, or a tab as JSON text
+ * writes it, `\\t` (a TSV row carried in a JSON document as text).
+ */
+const cardSep = '(?:[ \\t]{1,4}|[.-]|\\\\t)';
+/**
+ * The card shapes: 13-19 digits; 4-4-4-(1-7) or 4-6-(4-5) groups with `cardSep` between them;
+ * the same with underscores only (`4111_1111_1111_1111`), standing alone (no letter, digit or
+ * `_` touching it: `IMG_2024_0101_1234_5678` is a file name); 4-4-4-4 with slashes only, standing
+ * alone (no name character, `/`, `:`, `-` or `.` before it, no name character or `/` after it,
+ * no `.` or `-` and a name character: paths like `a/4111/…`, `host:4111/…`, `…/1111.jpg`).
+ */
+const cardRegex = new RegExp(
+  `\\d{4}(?<![\\d.]\\d{4})(?:\\d{9,15}` +
+    `|${cardSep}\\d{4}${cardSep}\\d{4}${cardSep}\\d{1,7}|${cardSep}\\d{6}${cardSep}\\d{4,5}` +
+    `|_(?<![A-Za-z0-9_]\\d{4}_)(?:\\d{4}_\\d{4}_\\d{1,7}|\\d{6}_\\d{4,5})(?![A-Za-z0-9_])` +
+    `|\\/(?<![A-Za-z0-9_/:.-]\\d{4}\\/)\\d{4}\\/\\d{4}\\/\\d{4}(?![A-Za-z0-9_/]|[.-][A-Za-z0-9]))(?!\\.?\\d)`,
+  'g',
+);
+
 // cardValid wants 13-19 digits.
 const creditCard: Finder = {
   ...regexFinder('credit-card', 13, { sets: [digits], minDigits: 13 }, [
@@ -490,9 +568,10 @@ const creditCard: Finder = {
       starts: cardStarts,
       // (?<![\d.]) written after the first four digits (it then only tests the character before them),
       // so V8 looks for a digit first instead of running the lookbehind at every position.
-      // Groups may be separated by a space, dash or dot, mixed (`4111 1111-1111 1111`, as typed
-      // into forms); a dot then a digit after the last group is a longer dotted number, not a card.
-      re: /\d{4}(?<![\d.]\d{4})(?:\d{9,15}|[ .-]\d{4}[ .-]\d{4}[ .-]\d{1,7}|[ .-]\d{6}[ .-]\d{4,5})(?!\.?\d)/g,
+      // Groups may be separated by a dash, a dot or a run of up to 4 spaces and tabs, mixed
+      // (`4111 1111-1111 1111`, as typed into forms; `4111\t1111…` in a TSV, aligned columns); a
+      // dot then a digit after the last group is a longer dotted number, not a card.
+      re: cardRegex,
       check: (m) => (cardValid(m) ? m.length : 0),
     },
   ]),
@@ -871,15 +950,28 @@ const cookieValue = `[^\\s"'\\\\;]{0,4096}`;
 
 // A keyword assignment has its `:` or `=` and a keyword: word/wd/WORD/WD/pwd/PWD hold w or W,
 // phrase/PHRASE h or H, secret/SECRET c or C, key/Key/KEY/token/TOKEN/cookie k or K,
-// authorization h. URL credentials: `:` and `/`.
+// authorization h or H. URL credentials: `:` and `/`.
 // Pairs: wo/wd/ph, WO/WD/PH, cr/CR, ke/Ke/KE (also in token, Token, TOKEN) from the keywords; za
-// from authorization, ki from cookie; :/ from ://.
+// from authorization, ki from cookie, in any case; :/ from ://.
+
+/**
+ * Before the `T` of `token` in text: a name character, or a word character and one space
+ * (`Access Token:`), captured as `p`. Without it the name is `token` alone.
+ */
+const tokenWordBefore = '(?<p>[A-Za-z0-9_.-] ?)?';
+/** A `token` name's value is a finding, unless the name is `token` alone and the value no credential. */
+function tokenValueAccepted(v: string, g: Readonly<Record<string, string | undefined>>): boolean {
+  return g['p'] !== undefined || credentialToken(v);
+}
 const passwordAssignment = regexFinder(
   'password-assignment',
   5,
   {
     sets: [':=', 'wWhHcCkK/'],
-    pairs: ['wo', 'wd', 'ph', 'WO', 'WD', 'PH', 'cr', 'CR', 'ke', 'Ke', 'KE', 'za', 'ki', ':/'],
+    pairs: [
+      ...['wo', 'wd', 'ph', 'WO', 'WD', 'PH', 'cr', 'CR', 'ke', 'Ke', 'KE'],
+      ...['za', 'zA', 'Za', 'ZA', 'ki', 'kI', 'Ki', 'KI', ':/'],
+    ],
   },
   [
     {
@@ -896,43 +988,51 @@ const passwordAssignment = regexFinder(
       ),
     },
     // A name ending in `token` (`access_token=`, `refresh_token: `, `"idToken": "…"`,
-    // `AWS_SESSION_TOKEN=`, `X-Auth-Token:`), unless the word before it says it is no credential
-    // (`nextPageToken`, `progressToken`). `tokens`, `token_count`, `tokenizer` are other names.
-    // The match starts at `oken` (found by its `k`); the lookbehinds read the `T` and the word.
+    // `AWS_SESSION_TOKEN=`, `X-Auth-Token:`, `Access Token:`), unless the word before it says it
+    // is no credential (`nextPageToken`, `progressToken`). `tokens`, `token_count`, `tokenizer`
+    // are other names. `token` alone (`"token": " the"` in an LLM's logprobs) names a credential
+    // only when its value reads as one (`credentialToken`). The match starts at `oken` (found by
+    // its `k`); the lookbehinds read the `T` and the word (`p`: a name character, or a word and
+    // one space, before it).
     {
       anchor: 'oken',
       at: (s) => around(s, lowerKs(s), 'o', 'en', -1),
-      re: new RegExp(`(?<=[Tt])(?<!${nonSecretTokenPrefix}[Tt])oken${assignedValue}`, 'g'),
+      re: new RegExp(`(?<=${tokenWordBefore}[Tt])(?<!${nonSecretTokenPrefix}[Tt])oken${assignedValue}`, 'g'),
+      accept: tokenValueAccepted,
     },
     {
       anchor: 'OKEN',
       at: (s) => around(s, upperKs(s), 'O', 'EN', -1),
-      re: new RegExp(`(?<=T)(?<!${nonSecretTokenPrefix}T)OKEN${assignedValue}`, 'g'),
+      re: new RegExp(`(?<=${tokenWordBefore}T)(?<!${nonSecretTokenPrefix}T)OKEN${assignedValue}`, 'g'),
+      accept: tokenValueAccepted,
     },
     // An Authorization header in text (a log line, `curl -H "Authorization: Bearer …"`, a JSON
     // document carried as text): the credential after the scheme, which stays readable. A
     // bearer (or other scheme's) credential of 16 characters or more that is not a word, Basic
-    // credentials that decode to `user:password`. Not `authorization_url` or prose.
+    // credentials that decode to `user:password`. Not `authorization_url` or prose. Header
+    // names and schemes are case-insensitive (`AUTHORIZATION: BASIC …`, `proxy-Authorization`).
     {
       anchor: 'uthorization',
+      anyCase: true,
       re: new RegExp(
-        `(?<=(?<![A-Za-z0-9_])(?:[Pp]roxy-)?[Aa])uthorization(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*(?:\\\\{0,16}["'])?` +
+        `(?<=(?<![A-Za-z0-9_])(?:proxy-)?a)uthorization(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*(?:\\\\{0,16}["'])?` +
           `(?:(?<s>[A-Za-z][A-Za-z0-9_-]{0,30}) +)?(?<v>[A-Za-z0-9._~+/-]{4,2048}=*)(?![A-Za-z0-9._~+/=-])`,
-        'g',
+        'gi',
       ),
       accept: (v, g) =>
         g['s'] !== undefined && g['s'].toLowerCase() === 'basic' ? basicCredentials(v) : opaqueToken(v),
     },
     // A Cookie or Set-Cookie header in text: its `name=value` pairs (`; `-separated; a
     // Set-Cookie's attributes after a space, such as `Expires=Wed, 21 Oct…`, stay). Prose after
-    // `Cookie:` holds no `=` and stays.
+    // `Cookie:` holds no `=` and stays. The name in any case (`COOKIE:`, `set-cookie:`).
     {
       anchor: 'ookie',
-      at: (s) => around(s, lowerKs(s), 'oo', 'ie', -2),
+      anyCase: true,
+      at: (s) => aroundAnyCase(s, anyKs(s), 'oo', 'ie', -2),
       re: new RegExp(
-        `(?<=(?<![A-Za-z0-9_-])(?:[Ss]et-)?[Cc])ookie(?:\\\\{0,16}["'])?[ \\t]*:[ \\t]*(?:\\\\{0,16}["'])?` +
+        `(?<=(?<![A-Za-z0-9_-])(?:set-)?c)ookie(?:\\\\{0,16}["'])?[ \\t]*:[ \\t]*(?:\\\\{0,16}["'])?` +
           `(?<v>${cookieName}=${cookieValue}(?:; *${cookieName}(?:=${cookieValue})?){0,64})`,
-        'g',
+        'gi',
       ),
     },
     {
@@ -1156,16 +1256,17 @@ const keyCache = new Map<string, boolean>();
  * Whether an object key names a secret: with `password-assignment` enabled, any value under such
  * a key (string, number, list, object) is masked whole. Such keys are those whose words include
  * password, passwd, passphrase, pwd, secret or api key (`db_password`, `clientSecret`,
- * `api-key`); those ending in `token` (`access_token`, `sessionToken`, `x-auth-token`, `token`)
- * unless the word before it is one of `nonSecretTokenWords` (`nextPageToken`, `progressToken`,
- * `eos_token`); `access_tokens` and the like (not `max_tokens`); and the header names
- * `authorization`, `proxy-authorization`, `cookie`, `set-cookie` (the whole key).
+ * `api-key`); those ending in `token` after another word (`access_token`, `sessionToken`,
+ * `x-auth-token`, `_token`) unless that word is one of `nonSecretTokenWords` (`nextPageToken`,
+ * `progressToken`, `eos_token`); `access_tokens` and the like (not `max_tokens`); and the header
+ * names `authorization`, `proxy-authorization`, `cookie`, `set-cookie` (the whole key). `token`
+ * alone is not one of them: see `isTokenKey`.
  */
 export function isSensitiveKey(key: string): boolean {
   const cached = keyCache.get(key);
   if (cached !== undefined) return cached;
   let result = false;
-  if (key.length <= 64) {
+  if (key.length <= 64 && !isTokenKey(key)) {
     const lower = key.toLowerCase();
     const words = key
       .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
@@ -1190,4 +1291,13 @@ export function isSensitiveKey(key: string): boolean {
   }
   if (keyCache.size < 10_000) keyCache.set(key, result);
   return result;
+}
+
+/**
+ * Whether an object key is `token` alone, in any case. An LLM's logprobs (`{"token": " the",
+ * "logprob": -0.3}`), a tokenizer's output and a Kubernetes token Secret all use it: the value
+ * under it is masked whole only when it reads as a credential (see `credentialToken`).
+ */
+export function isTokenKey(key: string): boolean {
+  return key.length === 5 && key.toLowerCase() === 'token';
 }

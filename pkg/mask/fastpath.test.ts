@@ -8,6 +8,7 @@ import type { MaskingRule } from '../policy/schema.js';
 import {
   basicCredentials,
   cardValid,
+  credentialToken,
   digitCount,
   hasUpper,
   ibanPrefixLength,
@@ -20,6 +21,7 @@ import { createMasker, needsClass } from './masker.js';
 import { compilePattern } from './patterns.js';
 import {
   anyLiteralProbe,
+  foldedLiteralFinder,
   foldedLiteralProbe,
   literalFinder,
   literalProbe,
@@ -80,8 +82,11 @@ const reference: Record<string, Part[]> = {
   ],
   'credit-card': [
     {
-      // Since the separators may mix and be dots: the same, no backreferences, `[ .-]`.
-      re: /(?<![\d.])(?:\d{13,19}|\d{4}[ .-]\d{4}[ .-]\d{4}[ .-]\d{1,7}|\d{4}[ .-]\d{6}[ .-]\d{4,5})(?!\.?\d)/g,
+      // Since the separators may mix and be dots: the same, no backreferences, `[ .-]`; since
+      // runs of up to 4 spaces and tabs, or `\t` (a tab as JSON text escapes it), underscores only (standing alone) and slashes only
+      // (4-4-4-4, standing alone). One regex, as the detector's: a candidate refused by its
+      // check is passed over whole, whichever shape matched.
+      re: /(?<![\d.])(?:\d{13,19}|\d{4}(?:[ \t]{1,4}|[.-]|\\t)\d{4}(?:[ \t]{1,4}|[.-]|\\t)\d{4}(?:[ \t]{1,4}|[.-]|\\t)\d{1,7}|\d{4}(?:[ \t]{1,4}|[.-]|\\t)\d{6}(?:[ \t]{1,4}|[.-]|\\t)\d{4,5}|(?<![A-Za-z_])(?:\d{4}_\d{4}_\d{4}_\d{1,7}|\d{4}_\d{6}_\d{4,5})(?![A-Za-z0-9_])|(?<![A-Za-z_/:-])\d{4}\/\d{4}\/\d{4}\/\d{4}(?![A-Za-z0-9_/]|[.-][A-Za-z0-9]))(?!\.?\d)/g,
       check: (m) => (cardValid(m) ? m.length : 0),
     },
   ],
@@ -138,21 +143,27 @@ const reference: Record<string, Part[]> = {
       ),
     },
     { re: /:\/\/[^/\s:@]{1,64}:(?<v>[^/\s@]{1,128})(?=@)/g },
-    // Since names ending in token, Authorization and Cookie headers are found.
-    { re: new RegExp(`(?<!${deny})(?:[Tt]oken|TOKEN)${assigned}`, 'g') },
+    // Since names ending in token, Authorization and Cookie headers are found; since `token`
+    // alone (no name character, or word and space, before it) only with a credential-like value,
+    // and the header names in any case.
+    {
+      re: new RegExp(`(?<![A-Za-z0-9_.-] ?)(?<!${deny})(?:[Tt]oken|TOKEN)${assigned}`, 'g'),
+      accept: (v) => credentialToken(v),
+    },
+    { re: new RegExp(`(?<=[A-Za-z0-9_.-] ?)(?<!${deny})(?:[Tt]oken|TOKEN)${assigned}`, 'g') },
     {
       re: new RegExp(
-        `(?<![A-Za-z0-9_])(?:[Pp]roxy-)?[Aa]uthorization(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*(?:\\\\{0,16}["'])?` +
+        `(?<![A-Za-z0-9_])(?:proxy-)?authorization(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*(?:\\\\{0,16}["'])?` +
           `(?:(?<s>[A-Za-z][A-Za-z0-9_-]{0,30}) +)?(?<v>[A-Za-z0-9._~+/-]{4,2048}=*)(?![A-Za-z0-9._~+/=-])`,
-        'g',
+        'gi',
       ),
       accept: (v, g) => (g['s']?.toLowerCase() === 'basic' ? basicCredentials(v) : opaqueToken(v)),
     },
     {
       re: new RegExp(
-        `(?<![A-Za-z0-9_-])(?:[Ss]et-)?[Cc]ookie(?:\\\\{0,16}["'])?[ \\t]*:[ \\t]*(?:\\\\{0,16}["'])?` +
+        `(?<![A-Za-z0-9_-])(?:set-)?cookie(?:\\\\{0,16}["'])?[ \\t]*:[ \\t]*(?:\\\\{0,16}["'])?` +
           `(?<v>${cookiePair}=${cookieVal}(?:; *${cookiePair}(?:=${cookieVal})?){0,64})`,
-        'g',
+        'gi',
       ),
     },
   ],
@@ -191,7 +202,9 @@ function referenceSpans(detector: string, s: string): Array<[number, number]> {
       const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3'] ?? g['v4']);
       const end = m.index + m[0].length;
       if (v !== undefined) {
+        // A refused value: the scan goes on inside the match.
         if (v.length > 0 && (accept === undefined || accept(v, g!))) out.push([end - v.length, end]);
+        else re.lastIndex = m.index + 1;
       } else {
         const len = check === undefined ? m[0].length : check(m[0]);
         if (len > 0) out.push([m.index, m.index + len]);
@@ -232,7 +245,15 @@ function corpus(count: number, seed: number): string[] {
   const samples = Object.values(positives).flat();
   const pieces: Array<() => string> = [
     () => run('0123456789', 1, 20),
-    () => `${run('0123456789', 3, 4)}${pick([' ', '-', '.'])}${run('0123456789', 2, 6)}`,
+    () =>
+      `${run('0123456789', 3, 4)}${pick([' ', '-', '.', '\t', '  ', '_', '/', ' \t '])}${run('0123456789', 2, 6)}`,
+    () => {
+      // Card-shaped groups with each separator (a real card number, or its digits changed).
+      const sep = pick([' ', '\t', '  ', '   ', '_', '/', '-', '.', ' \t', '\\t', '\\t ', ' \\t']);
+      const same = rand() < 0.7;
+      const digits = rand() < 0.5 ? '4111111111111111' : run('0123456789', 16, 16);
+      return [0, 4, 8, 12].map((i) => digits.slice(i, i + 4)).join(same ? sep : pick([' ', '_', '/', '\t']));
+    },
     () =>
       pick([
         ' ',
@@ -307,11 +328,11 @@ function corpus(count: number, seed: number): string[] {
       `${pick(['https', 'postgres', 'x'])}://${run(alnum, 1, 6)}${pick([':', ''])}${run(`${alnum}!`, 1, 8)}${pick(['@', '/', ''])}${run(alnum, 0, 6)}`,
     () => `${run(alnum, 1, 8)}@${run('abcdefghij', 1, 6)}.${pick(['com', 'co.uk', 'x'])}`,
     () =>
-      `${pick(['access_', 'next_page_', 'AWS_SESSION_', 'nextPage', 'x-auth-', 'max_', 'progress', 'eos_', '', 'my'])}${pick(['token', 'Token', 'TOKEN', 'tokens', 'token_count'])}${pick([':', '=', ': ', '="', '":"', ' = ', '\\":\\"'])}${run(alnum, 1, 20)}`,
+      `${pick(['access_', 'next_page_', 'AWS_SESSION_', 'nextPage', 'x-auth-', 'max_', 'progress', 'eos_', '', 'my', '"', ' ', 'Access ', '{"', '. '])}${pick(['token', 'Token', 'TOKEN', 'tokens', 'token_count'])}${pick([':', '=', ': ', '="', '":"', ' = ', '\\":\\"', '": "'])}${pick([run(alnum, 1, 20), run(alnum, 14, 30), run('0123456789', 4, 9), run('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ', 14, 24), ` ${run(alnum, 1, 5)}`, `Bearer ${run(alnum, 10, 24)}`])}`,
     () =>
-      `${pick(['Authorization', 'authorization', 'Proxy-Authorization', 'authorization_url', 'AUTHORIZATION'])}${pick([': ', ':', '="', '": "'])}${pick(['Bearer ', 'Basic ', 'token ', '', 'Bearer tokens '])}${pick([run(`${alnum}._~+/-`, 2, 30), Buffer.from(`${run(alnum, 1, 5)}:${run(alnum, 1, 5)}`).toString('base64')])}`,
+      `${pick(['Authorization', 'authorization', 'Proxy-Authorization', 'authorization_url', 'AUTHORIZATION', 'PROXY-authoriZation', 'aUTHORIZATIOn'])}${pick([': ', ':', '="', '": "'])}${pick(['Bearer ', 'Basic ', 'token ', '', 'Bearer tokens ', 'BASIC ', 'bearer '])}${pick([run(`${alnum}._~+/-`, 2, 30), Buffer.from(`${run(alnum, 1, 5)}:${run(alnum, 1, 5)}`).toString('base64')])}`,
     () =>
-      `${pick(['Cookie', 'cookie', 'Set-Cookie', 'cookies', 'cookie_policy'])}${pick([': ', ':', '":"'])}${run(alnum, 1, 6)}${pick(['=', ' '])}${run(`${alnum}=`, 0, 10)}${pick(['; ', ';', ' '])}${run(alnum, 1, 4)}${pick(['=', ''])}${run(alnum, 0, 6)}`,
+      `${pick(['Cookie', 'cookie', 'Set-Cookie', 'cookies', 'cookie_policy', 'COOKIE', 'SET-COOKIE', 'cOOkIe', 'x-cookie'])}${pick([': ', ':', '":"'])}${run(alnum, 1, 6)}${pick(['=', ' '])}${run(`${alnum}=`, 0, 10)}${pick(['; ', ';', ' '])}${run(alnum, 1, 4)}${pick(['=', ''])}${run(alnum, 0, 6)}`,
     () =>
       `${pick(['sk-', 'sk-proj-', 'sk-ant-api03-', 'sk_live_', 'rk_test_', 'gsk_', 'whsec_', 'AIza', 'glpat-', 'gldt-', 'npm_', 'pypi-AgE', 'hf_', 'xai-', 'SG.', 'Bearer ', 'xsk-', 'pk_live_'])}${run(`${alnum}_-`, 15, 50)}${pick(['', `.${run(alnum, 40, 45)}`, run(alnum, 20, 60)])}`,
     () => `+${run('0123456789', 1, 3)}${pick([' ', '', '-', '.'])}${run('0123456789 ().-', 7, 16)}`,
@@ -339,7 +360,7 @@ function corpus(count: number, seed: number): string[] {
   return out;
 }
 
-const strings = corpus(7000, 1);
+const strings = corpus(8000, 1);
 
 describe('fast detectors find exactly what the plain regexes find', () => {
   const regexDetectors = Object.keys(reference);
@@ -365,7 +386,7 @@ describe('fast detectors find exactly what the plain regexes find', () => {
 
   // Long strings take other paths (digit runs listed once, then sticky regexes at their starts).
   const long = [
-    ...strings.slice(0, 2000).map((s) => `${'plain words '.repeat(22)}${s}`),
+    ...strings.slice(0, 3000).map((s) => `${'plain words '.repeat(22)}${s}`),
     ...Array.from({ length: 150 }, (_, i) => strings.slice(i * 20, i * 20 + 20).join(' ')),
     ...Array.from({ length: 150 }, (_, i) => strings.slice(i * 20, i * 20 + 20).join('')),
   ];
@@ -623,6 +644,32 @@ describe('probes agree with String.prototype.includes / indexOf and /i', () => {
         for (let from = 0; from <= s.length + 1; from++) {
           if (find(s, from) !== s.indexOf(lit, from)) wrong.push(`find ${lit} from ${from} in ${s}`);
         }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
+  it('foldedLiteralFinder finds as a /gi regexp from every offset, forwards, backwards and across strings', () => {
+    const wrong: string[] = [];
+    for (const lit of ['uthorization', 'ookie', 'key']) {
+      const find = foldedLiteralFinder(lit);
+      const re = new RegExp(lit, 'gi');
+      const want = (s: string, from: number): number => {
+        re.lastIndex = Math.max(from, 0);
+        return re.exec(s)?.index ?? -1;
+      };
+      const extra = [
+        `${lit} ${lit.toUpperCase()} ${randomCase(rand, lit)}`,
+        `${randomCase(rand, lit)}${randomCase(rand, lit)}x${lit.toUpperCase()}`,
+        `Proxy-AUTHORIZATION: a\nauthorization: b\nAuThOrIzAtIoN: c COOKIE: k=v; cookie: x=y`,
+        `\u212A${lit.slice(1)}`,
+      ];
+      for (const s of [...texts, ...extra]) {
+        // The finder remembers its last hits: ask from every offset up, then down again.
+        for (let from = 0; from <= s.length + 1; from++)
+          if (find(s, from) !== want(s, from)) wrong.push(`${lit} from ${from} in ${s}`);
+        for (let from = s.length + 1; from >= 0; from -= 3)
+          if (find(s, from) !== want(s, from)) wrong.push(`${lit} back from ${from} in ${s}`);
       }
     }
     expect(wrong).toEqual([]);

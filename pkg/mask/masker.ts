@@ -3,12 +3,14 @@ import { errorMessage, WardenError } from '../errors.js';
 import { isRawNumber, numberText, parseJson, type RawNumber } from '../json.js';
 import { compileGlobs } from '../policy/glob.js';
 import type { MaskingRule } from '../policy/schema.js';
+import { credentialToken } from './checks.js';
 import {
   closesPrivateKey,
   detectors,
   type Finder,
   isKeyBody,
   isSensitiveKey,
+  isTokenKey,
   opensPrivateKey,
   type Span,
 } from './detectors.js';
@@ -113,7 +115,9 @@ const keySensitive = 2;
 const keyRaw = 4;
 /** `properties`, `patternProperties`, `$defs`, `definitions`: the value may map names to JSON Schemas. */
 const keySchemaMap = 8;
-const keyOwnerShift = 4;
+/** `token` alone: a string under it is masked whole only when it reads as a credential. */
+const keyToken = 16;
+const keyOwnerShift = 5;
 /** Object keys up to this long are remembered per plan; at most `maxKnownKeys` of them. */
 const maxKnownKeyLength = 128;
 const maxKnownKeys = 10_000;
@@ -726,11 +730,14 @@ export function createMasker(
     return plan;
   }
 
-  /** The key's `keyScan` / `keySensitive` / `keyRaw` / `keySchemaMap` / `$..name` owner bits for this plan. */
+  /** The key's `keyScan` / `keySensitive` / `keyToken` / `keyRaw` / `keySchemaMap` / `$..name` owner bits for this plan. */
   function keyInfo(plan: Plan, key: string): number {
     let info = key === 'rawJSON' ? keyRaw : schemaMapKeys.has(key) ? keySchemaMap : 0;
     if (key.length >= plan.minKeyLength && !protocolKeys.has(key)) info |= keyScan;
-    if (plan.keyOwner >= 0 && isSensitiveKey(key)) info |= keySensitive;
+    if (plan.keyOwner >= 0) {
+      if (isSensitiveKey(key)) info |= keySensitive;
+      else if (isTokenKey(key)) info |= keyToken;
+    }
     const owner = plan.descendKeys.size === 0 ? undefined : plan.descendKeys.get(key);
     if (owner !== undefined) info |= (owner + 1) << keyOwnerShift;
     if (key.length <= maxKnownKeyLength && plan.keys.size < maxKnownKeys) plan.keys.set(key, info);
@@ -786,14 +793,14 @@ export function createMasker(
       : charPairPass(s, filter.charBits, filter.pairBits);
   }
 
+  /**
+   * `s` with its findings masked. What `findAll` does, written out again on this hot path (a
+   * call more per string cost the masker ~5 %).
+   */
   function maskString(w: Walk, s: string): string {
     if (w.produced?.has(s)) return s;
     const plan = w.plan;
     const len = s.length;
-    // Which finders can match: those whose every needed set has a character in the string and
-    // that have their digits (for long strings, all of them if any needed character is there).
-    // A string holding `\` may hold JSON escapes, one holding a look-alike character may read
-    // as something else: their decoded and folded copies are scanned too.
     let present = -1;
     let digits = len;
     if (len <= shortString) {
@@ -814,10 +821,52 @@ export function createMasker(
         f.finder.find(s, f.owner, spans);
       }
     }
-    // (Long strings: `decodeEscapes` first searches for a `\`, `mayFold` for a look-alike.)
     if ((present & viewBits) !== 0) findInViews(plan, s, present, spans);
     if (spans.length === 0) return s;
     return replaceSpans(w, s);
+  }
+
+  /** `maskString` for a string no finder was chosen for: only what its copies hold. */
+  function maskViews(w: Walk, s: string, present: number): string {
+    const spans = w.spans;
+    spans.length = 0;
+    findInViews(w.plan, s, present, spans);
+    if (spans.length === 0) return s;
+    return replaceSpans(w, s);
+  }
+
+  /** Every finding in `s` (and in its decoded and folded copies), added to `out`. */
+  function findAll(plan: Plan, s: string, out: Span[]): void {
+    const len = s.length;
+    // Which finders can match: those whose every needed set has a character in the string and
+    // that have their digits (for long strings, all of them if any needed character is there).
+    // A string holding `\` may hold JSON escapes, one holding a look-alike character may read
+    // as something else: their decoded and folded copies are scanned too.
+    let present = -1;
+    let digits = len;
+    if (len <= shortString) {
+      present =
+        filter.pairBits === undefined
+          ? charPass(s, filter.charBits)
+          : charPairPass(s, filter.charBits, filter.pairBits);
+      digits = passDigits;
+      if (plan.firstBits !== undefined && (present & plan.firstBits) === 0) {
+        if ((present & strongViewBits) !== 0) findInViews(plan, s, present & ~weakFoldBit, out);
+        return;
+      }
+    } else if (plan.needs !== undefined && !plan.needs.test(s)) {
+      findInViews(plan, s, ~weakFoldBit, out);
+      return;
+    }
+    const finders = plan.finders;
+    for (let i = 0; i < finders.length; i++) {
+      const f = finders[i]!;
+      if ((present & f.req) === f.req && digits >= f.minDigits && len >= f.finder.minLength) {
+        f.finder.find(s, f.owner, out);
+      }
+    }
+    // (Long strings: `decodeEscapes` first searches for a `\`, `mayFold` for a look-alike.)
+    if ((present & viewBits) !== 0) findInViews(plan, s, present, out);
   }
 
   function runFinders(plan: Plan, s: string, present: number, digits: number, out: Span[]): void {
@@ -882,15 +931,6 @@ export function createMasker(
     }
   }
 
-  /** `maskString` for a string no finder was chosen for: only what its copies hold. */
-  function maskViews(w: Walk, s: string, present: number): string {
-    const spans = w.spans;
-    spans.length = 0;
-    findInViews(w.plan, s, present, spans);
-    if (spans.length === 0) return s;
-    return replaceSpans(w, s);
-  }
-
   /** `s` with the findings in `w.spans` replaced by their tokens (the spans are used up). */
   function replaceSpans(w: Walk, s: string): string {
     const spans = w.spans;
@@ -901,16 +941,26 @@ export function createMasker(
     while (i < spans.length) {
       const first = spans[i]!;
       let end = first.end;
+      // The run is named by its first finding, or by the most specific credential format in it
+      // (`password=ghp_…`: github-token, not password-assignment).
+      let label = first;
+      let rank = credentialRank(first.name);
       i++;
       // Overlapping findings merge into one masked run: no tail of either leaks.
       while (i < spans.length && spans[i]!.start < end) {
-        end = Math.max(end, spans[i]!.end);
+        const sp = spans[i]!;
+        end = Math.max(end, sp.end);
+        const r = credentialRank(sp.name);
+        if (r < rank) {
+          rank = r;
+          label = sp;
+        }
         i++;
       }
       const whole = first.start === 0 && end === s.length;
       out +=
         s.slice(cursor, first.start) +
-        token(w, first.owner, first.name, s.slice(first.start, end), first.name, whole);
+        token(w, label.owner, label.name, s.slice(first.start, end), label.name, whole);
       cursor = end;
     }
     spans.length = 0;
@@ -1013,6 +1063,42 @@ export function createMasker(
   }
 
   /**
+   * A value under a password-like key, masked whole: named by the most specific credential
+   * format an enabled detector finds in it (`{"token": "ghp_…"}`: github-token), else
+   * password-assignment.
+   */
+  function secretValue(w: Walk, v: unknown): string {
+    const plan = w.plan;
+    if (typeof v === 'string') {
+      const spans = w.spans;
+      spans.length = 0;
+      findAll(plan, v, spans);
+      const label = credentialFinding(spans);
+      spans.length = 0;
+      if (label !== undefined) return token(w, label.owner, label.name, v);
+    }
+    return token(w, plan.keyOwner, 'password-assignment', secretText(plan, v));
+  }
+
+  /**
+   * A string under a `token` key alone: masked whole when a credential format is found in it or
+   * it reads as a credential (`credentialToken`); else masked as any string (an LLM's
+   * `{"token": " the"}` stays).
+   */
+  function tokenValue(w: Walk, v: string): string {
+    const plan = w.plan;
+    const spans = w.spans;
+    spans.length = 0;
+    findAll(plan, v, spans);
+    const label = credentialFinding(spans);
+    if (label === undefined && !credentialToken(v)) return spans.length === 0 ? v : replaceSpans(w, v);
+    spans.length = 0;
+    return label !== undefined
+      ? token(w, label.owner, label.name, v)
+      : token(w, plan.keyOwner, 'password-assignment', v);
+  }
+
+  /**
    * The schema of a parameter with a password-like name (`properties.password` of an inputSchema,
    * an elicitation's requestedSchema): kept a schema, so the client can still call the tool or
    * show the form. Its JSON Schema keywords are walked as any value; any other member
@@ -1020,7 +1106,6 @@ export function createMasker(
    * the secret and is masked whole.
    */
   function secretSchema(w: Walk, schema: Record<string, unknown>, depth: number): unknown {
-    const plan = w.plan;
     let copy: Record<string, unknown> | undefined;
     for (const key in schema) {
       if (!Object.hasOwn(schema, key)) continue;
@@ -1030,7 +1115,7 @@ export function createMasker(
         if (schemaMapKeys.has(key) && isObject(v)) w.schemaMap = v;
         next = walk(w, v, depth + 1);
       } else if (v === null || v === '' || isMasked(w, v)) next = v;
-      else next = token(w, plan.keyOwner, 'password-assignment', secretText(plan, v));
+      else next = secretValue(w, v);
       if (next !== v) {
         copy ??= { ...schema };
         setOwn(copy, key, next);
@@ -1109,10 +1194,12 @@ export function createMasker(
         // Whatever the value under a password-like key is (a string, a number, a list, an
         // object), it is replaced whole; but in a JSON Schema's `properties` a schema under
         // `password` describes a parameter (a tool's inputSchema, an elicitation's form).
-        next =
-          inSchemaMap && looksLikeSchema(v)
-            ? secretSchema(w, v, depth + 1)
-            : token(w, plan.keyOwner, 'password-assignment', secretText(plan, v));
+        next = inSchemaMap && looksLikeSchema(v) ? secretSchema(w, v, depth + 1) : secretValue(w, v);
+      } else if ((info & keyToken) !== 0 && inSchemaMap && looksLikeSchema(v)) {
+        // A parameter named `token` is a credential parameter: its schema stays, its values are masked.
+        next = secretSchema(w, v, depth + 1);
+      } else if ((info & keyToken) !== 0 && typeof v === 'string' && v !== '' && !isMasked(w, v)) {
+        next = tokenValue(w, v);
       } else {
         if ((info & keySchemaMap) !== 0 && isObject(v)) w.schemaMap = v;
         next = walk(w, v, depth + 1);
@@ -1279,6 +1366,41 @@ export function createMasker(
 }
 
 const privateKeyFinder = detectors.get('private-key');
+
+/**
+ * The detectors that name a credential format, most specific first: in a masked run, or a value
+ * masked whole under a password-like key, the best of them found names the finding.
+ */
+const credentialFormats: ReadonlyMap<string, number> = new Map(
+  [
+    'private-key',
+    'jwt',
+    'aws-access-key',
+    'azure-storage-key',
+    'azure-sas-token',
+    'github-token',
+    'slack-token',
+    'api-key',
+  ].map((name, i) => [name, i]),
+);
+/** A name's place in `credentialFormats`, or past every one of them. */
+function credentialRank(name: string): number {
+  return credentialFormats.get(name) ?? credentialFormats.size;
+}
+
+/** The finding of the most specific credential format among `spans`, or undefined. */
+function credentialFinding(spans: readonly Span[]): Span | undefined {
+  let best: Span | undefined;
+  let rank = credentialFormats.size;
+  for (const sp of spans) {
+    const r = credentialRank(sp.name);
+    if (r < rank) {
+      rank = r;
+      best = sp;
+    }
+  }
+  return best;
+}
 
 /**
  * The text of an array element as a block of a key split over several: the string itself, or

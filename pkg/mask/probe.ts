@@ -206,6 +206,61 @@ export function literalFinder(literal: string): (s: string, from: number) => num
 }
 
 /**
+ * `literalFinder` with ASCII letters in any case (`uthorization` finds `UTHORIZATION`,
+ * `uthoriZation`), as a non-unicode `/i` regexp folds them: each case of the rarest letter is
+ * searched with `indexOf` and each hit compared in place. The next hit of each case is
+ * remembered for the last string, so a scan that asks again and again from further on (the
+ * finder's loop) reads the string once per case, not once per call.
+ */
+export function foldedLiteralFinder(literal: string): (s: string, from: number) => number {
+  const lower = literal.toLowerCase();
+  if (!/^[\x20-\x7e]+$/.test(lower)) throw new Error('foldedLiteralFinder: printable ASCII only');
+  const k = anchorIndex(lower, true);
+  const anchors = [...new Set([lower[k]!, lower[k]!.toUpperCase()])];
+  const len = lower.length;
+  const codes = Array.from(lower, (c) => c.charCodeAt(0));
+  const isLetter = codes.map((c) => c >= 97 && c <= 122);
+  const matchesAt = (s: string, at: number): boolean => {
+    if (at < 0 || at + len > s.length) return false;
+    for (let j = 0; j < len; j++) {
+      const c = s.charCodeAt(at + j);
+      const want = codes[j]!;
+      if (c !== want && !(isLetter[j] && c === want - 32)) return false;
+    }
+    return true;
+  };
+  // Per anchor: the first hit at or after `lo` (-1: none), for the string `of`.
+  let of: string | undefined;
+  const lo = anchors.map(() => 0);
+  const hit = anchors.map(() => -1);
+  return (s, from) => {
+    if (s.length < len) return -1;
+    if (s !== of) {
+      of = s;
+      for (let a = 0; a < anchors.length; a++) {
+        lo[a] = Number.MAX_SAFE_INTEGER;
+        hit[a] = -1;
+      }
+    }
+    const q = Math.max(from, 0) + k;
+    let best = -1;
+    for (let a = 0; a < anchors.length; a++) {
+      // The remembered hit answers when the search it came from started at or before q and
+      // found nothing before q.
+      if (!(lo[a]! <= q && (hit[a] === -1 || hit[a]! >= q))) {
+        let i = s.indexOf(anchors[a]!, q);
+        while (i !== -1 && !matchesAt(s, i - k)) i = s.indexOf(anchors[a]!, i + 1);
+        lo[a] = q;
+        hit[a] = i;
+      }
+      const h = hit[a]!;
+      if (h !== -1 && (best === -1 || h < best)) best = h;
+    }
+    return best === -1 ? -1 : best - k;
+  };
+}
+
+/**
  * What `indexOf` is given for a literal whose rarest character is at `k`: from that character on,
  * at most 6 characters. V8 searches a needle of up to 6 characters with a memchr of its first
  * character and compares the rest in place; a longer one goes to a Boyer-Moore-Horspool search

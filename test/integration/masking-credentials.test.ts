@@ -120,7 +120,8 @@ it('masks a header dump and a .env file on the wire and in the recording; max_to
   expect(progress).toEqual([1]);
   expect(headers.structuredContent).toEqual({
     headers: {
-      authorization: '[masked:password-assignment]',
+      // Masked whole for its key, named by the detector that knows a bearer credential.
+      authorization: '[masked:api-key]',
       cookie: '[masked:password-assignment]',
       'x-auth-token': '[masked:password-assignment]',
       'user-agent': 'curl/8.5.0',
