@@ -4,6 +4,7 @@ import {
   formatShow,
   formatTable,
   humanDuration,
+  maskedRefusal,
   notDecidable,
   printable,
   shortDigest,
@@ -13,6 +14,15 @@ import {
 const NOW = new Date('2026-11-30T12:00:00Z');
 const at = (secondsFromNow: number): string => new Date(NOW.getTime() + secondsFromNow * 1000).toISOString();
 const DIGEST = `sha256:${'0123456789abcdef'.repeat(4)}`;
+/** What masking hid in a held call (spec.maskedArguments). */
+const MASKED = {
+  count: 2,
+  length: 1788,
+  entries: [
+    { path: '$.note', detector: 'private-key', length: 1766 },
+    { path: "$['x-owner']", detector: 'email', length: 22 },
+  ],
+};
 
 function approval(
   name: string,
@@ -68,7 +78,7 @@ describe('list table', () => {
     const items = sortOldestFirst([
       approval(
         'newer',
-        { requester: { principal: 'tenant-1/oid-2', user: 'bob@example.com' } },
+        { requester: { principal: 'tenant-1/oid-2', user: 'bob@example.com' }, maskedArguments: MASKED },
         {
           metadata: { name: 'newer', namespace: 'agents', creationTimestamp: at(-30) },
         },
@@ -85,10 +95,10 @@ describe('list table', () => {
     ]);
     expect(formatTable(items, { now: NOW })).toBe(
       [
-        'NAME      PHASE      POLICY                RULE                    REQUESTER         CALL                     AGE   EXPIRES',
-        'settled   Executed   agents/github-tools   deletes-need-approval   tenant-1/oid-1    tools/call delete_repo   25h   -',
-        'older     Pending    agents/github-tools   deletes-need-approval   tenant-1/oid-1    tools/call delete_repo   5m    expired',
-        'newer     Pending    agents/github-tools   deletes-need-approval   bob@example.com   tools/call delete_repo   30s   in 2m',
+        'NAME      PHASE      POLICY                RULE                    REQUESTER         CALL                     MASKED           AGE   EXPIRES',
+        'settled   Executed   agents/github-tools   deletes-need-approval   tenant-1/oid-1    tools/call delete_repo   -                25h   -',
+        'older     Pending    agents/github-tools   deletes-need-approval   tenant-1/oid-1    tools/call delete_repo   -                5m    expired',
+        'newer     Pending    agents/github-tools   deletes-need-approval   bob@example.com   tools/call delete_repo   2 (1788 chars)   30s   in 2m',
         '',
       ].join('\n'),
     );
@@ -112,6 +122,7 @@ describe('list table', () => {
       'RULE',
       'REQUESTER',
       'CALL',
+      'MASKED',
       'AGE',
       'EXPIRES',
       'POD',
@@ -127,6 +138,7 @@ describe('list table', () => {
       'deletes-need-approval',
       'tenant-1/oid-1',
       'tools/call delete_repo',
+      '-',
       '5m',
       '-',
       'github-mcp-0',
@@ -136,6 +148,7 @@ describe('list table', () => {
     ]);
     expect(second!.split(/ {3,}/).slice(6)).toEqual([
       'prompts/get',
+      '-',
       '5m',
       'in 2m',
       'github-mcp-0',
@@ -200,6 +213,29 @@ describe('show', () => {
     );
   });
 
+  test('what masking hid is listed under the arguments: path, detector, characters; never without it', () => {
+    const text = formatShow(approval('m-1', { maskedArguments: { ...MASKED, count: 3 } }), NOW);
+    expect(text).toContain(
+      [
+        '  }',
+        'Masked:     3 values (1788 characters) hidden from you: approving needs --acknowledge-masked',
+        '  PATH           DETECTOR      HIDDEN',
+        '  $.note         private-key   1766 characters',
+        "  $['x-owner']   email         22 characters",
+        '  … and 1 more, not listed',
+        `Digest:     ${DIGEST}`,
+      ].join('\n'),
+    );
+    expect(formatShow(approval('plain'), NOW)).not.toContain('Masked:');
+    const acknowledged = approval('m-2', {
+      maskedArguments: MASKED,
+      decision: { verdict: 'Approved', decidedBy: 'rita', acknowledgeMaskedArguments: true },
+    });
+    expect(formatShow(acknowledged, NOW)).toContain(
+      'Decision:   Approved by rita, masked arguments acknowledged\n',
+    );
+  });
+
   test('a hold another pod took over names its holder (Holder line, only then)', () => {
     const moved = approval('moved-1', {}, { status: { phase: 'Pending', holder: 'github-mcp-1' } });
     expect(formatShow(moved, NOW)).toContain('Pod:        github-mcp-0\nHolder:     github-mcp-1\nServer:');
@@ -236,6 +272,15 @@ describe('show', () => {
     expect(text).toContain('Decision:   Denied by rita ("no")\n');
     expect(text).toContain('Phase:      Denied (the client was answered -31409)\n');
     expect(text).toContain('Expires:    2026-11-30T12:02:00.000Z\n');
+  });
+});
+
+describe('maskedRefusal', () => {
+  test('names what masking hid and how to approve anyway; nothing when nothing was masked', () => {
+    expect(maskedRefusal(approval('m', { maskedArguments: MASKED }))).toBe(
+      `mcpapproval "m": masking hid part of the held call's arguments from you: private-key at $.note (1766 characters), email at $['x-owner'] (22 characters); approve it knowing you have not seen that text with --acknowledge-masked, or deny it`,
+    );
+    expect(maskedRefusal(approval('plain'))).toBeUndefined();
   });
 });
 

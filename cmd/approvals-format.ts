@@ -3,6 +3,7 @@
  * style), the readable form of `show`, and the checks that say whether an approval can still be
  * decided. Pure functions of the objects and a clock, so the output is tested with a fixed `now`.
  */
+import { describeMasked } from '../pkg/approval/masked.js';
 import type { ApprovalPhase, MCPApproval, MCPApprovalSpec } from '../pkg/policy/schema.js';
 
 /** An MCPApproval as the API server returns it (metadata carries more than the schema declares). */
@@ -86,6 +87,16 @@ export function callOf(spec: MCPApprovalSpec): string {
   return spec.direction === 'server-to-client' ? `${call} (server-to-client)` : call;
 }
 
+/**
+ * The MASKED column: how many values masking hid from reviewers, and how many characters
+ * (`2 (1788 chars)`); `-` when nothing was masked.
+ */
+export function maskedOf(spec: MCPApprovalSpec): string {
+  const m = spec.maskedArguments;
+  if (m === undefined || m.count === 0) return '-';
+  return `${m.count} (${m.length} char${m.length === 1 ? '' : 's'})`;
+}
+
 /** `sha256:` and the first 12 hex digits: enough to tell two calls apart at a glance. */
 export function shortDigest(digest: string): string {
   return digest.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]*$/, '$1');
@@ -95,7 +106,8 @@ export function shortDigest(digest: string): string {
 export function decisionText(d: Decision): string {
   const by = d.decidedBy ? ` by ${d.decidedBy}` : '';
   const reason = d.reason ? ` (${JSON.stringify(d.reason)})` : '';
-  return printable(`${d.verdict}${by}${reason}`);
+  const acknowledged = d.acknowledgeMaskedArguments === true ? ', masked arguments acknowledged' : '';
+  return printable(`${d.verdict}${by}${reason}${acknowledged}`);
 }
 
 /** Oldest first (creation time, then namespace and name). */
@@ -127,6 +139,7 @@ export function formatTable(items: ApprovalResource[], options: TableOptions): s
     'RULE',
     'REQUESTER',
     'CALL',
+    'MASKED',
     'AGE',
     'EXPIRES',
     ...(wide ? ['POD', 'DIGEST', 'DECIDED-BY', 'REASON'] : []),
@@ -141,6 +154,7 @@ export function formatTable(items: ApprovalResource[], options: TableOptions): s
       s.rule,
       requesterOf(s),
       callOf(s),
+      maskedOf(s),
       ageOf(a, now),
       expiresOf(a, now),
       ...(wide
@@ -215,9 +229,41 @@ export function formatShow(a: ApprovalResource, now: Date): string {
     ...call.map(line),
     `${'Arguments:'.padEnd(width)}(as masked by the policy)`,
     ...args.split('\n').map((l) => `  ${printable(l)}`),
+    ...maskedLines(s, width),
     ...review.map(line),
   ];
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * What masking hid from the reviewer, one line per masked value: where, by what, how many
+ * characters. Nothing when nothing was masked.
+ */
+function maskedLines(s: MCPApprovalSpec, width: number): string[] {
+  const m = s.maskedArguments;
+  if (m === undefined || m.count === 0) return [];
+  const rows = m.entries.map((e) => [printable(e.path), printable(e.detector), `${e.length} characters`]);
+  const w0 = Math.max(4, ...rows.map((r) => r[0]!.length));
+  const w1 = Math.max(8, ...rows.map((r) => r[1]!.length));
+  const values = `${m.count} value${m.count === 1 ? '' : 's'}`;
+  return [
+    `${'Masked:'.padEnd(width)}${values} (${m.length} characters) hidden from you: approving needs --acknowledge-masked`,
+    `  ${'PATH'.padEnd(w0 + 3)}${'DETECTOR'.padEnd(w1 + 3)}HIDDEN`,
+    ...rows.map((r) => `  ${r[0]!.padEnd(w0 + 3)}${r[1]!.padEnd(w1 + 3)}${r[2]}`),
+    ...(m.count > m.entries.length ? [`  … and ${m.count - m.entries.length} more, not listed`] : []),
+  ];
+}
+
+/**
+ * Why approving needs `--acknowledge-masked` (masking hid part of the arguments from the reviewer),
+ * or undefined when nothing was masked.
+ */
+export function maskedRefusal(a: ApprovalResource): string | undefined {
+  const m = a.spec.maskedArguments;
+  if (m === undefined || m.count === 0) return undefined;
+  return printable(
+    `mcpapproval "${a.metadata.name}": masking hid part of the held call's arguments from you: ${describeMasked(m)}; approve it knowing you have not seen that text with --acknowledge-masked, or deny it`,
+  );
 }
 
 /**

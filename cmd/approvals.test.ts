@@ -68,7 +68,13 @@ function fakeApi(objects: ApprovalResource[], onPatch?: (obj: ApprovalResource, 
         onPatch?.(obj, ++patches);
         const body = options?.body as {
           metadata: { resourceVersion: string };
-          spec: { decision: { verdict: 'Approved' | 'Denied'; reason?: string } };
+          spec: {
+            decision: {
+              verdict: 'Approved' | 'Denied';
+              reason?: string;
+              acknowledgeMaskedArguments?: boolean;
+            };
+          };
         };
         if (body.metadata.resourceVersion !== obj.metadata.resourceVersion) {
           throw new KubeApiError(409, `PATCH ${path}: 409 the object has been modified`, {
@@ -114,13 +120,19 @@ describe('parseApprovalsArgs', () => {
   };
 
   test('list: defaults, short and long flags, case-insensitive phase', () => {
-    expect(args(['list'])).toEqual({ sub: 'list', allNamespaces: false, output: 'table' });
+    expect(args(['list'])).toEqual({
+      sub: 'list',
+      allNamespaces: false,
+      output: 'table',
+      acknowledgeMasked: false,
+    });
     expect(args(['list', '-A', '--phase', 'pending', '-o', 'wide', '--kubeconfig', '/k'])).toEqual({
       sub: 'list',
       allNamespaces: true,
       output: 'wide',
       phase: 'Pending',
       kubeconfig: '/k',
+      acknowledgeMasked: false,
     });
     expect(args(['list', '--namespace=agents', '-o', 'json']).namespace).toBe('agents');
   });
@@ -133,7 +145,15 @@ describe('parseApprovalsArgs', () => {
       allNamespaces: false,
       output: 'table',
       reason: 'ok',
+      acknowledgeMasked: false,
     });
+    expect(args(['approve', 'hold-1', '--acknowledge-masked']).acknowledgeMasked).toBe(true);
+    expect(error(['deny', 'x', '--acknowledge-masked'])).toBe(
+      '--acknowledge-masked is not an option of deny',
+    );
+    expect(error(['show', 'x', '--acknowledge-masked'])).toBe(
+      '--acknowledge-masked is not an option of show',
+    );
     expect(args(['show', 'hold-1', '-o', 'json']).output).toBe('json');
     expect(error(['approve'])).toBe("approve needs the approval's NAME");
     expect(error(['deny', 'a', 'b'])).toBe('unexpected argument "b"');
@@ -226,6 +246,41 @@ describe('approvals approve / deny', () => {
         },
       },
     ]);
+  });
+
+  test('approving what masking hid: refused without --acknowledge-masked, nothing written; with it the patch says so', async () => {
+    const maskedArguments = {
+      count: 1,
+      length: 1766,
+      entries: [{ path: '$.note', detector: 'private-key', length: 1766 }],
+    };
+    const api = fakeApi([approval('hold-m', 'agents', { maskedArguments })]);
+    const refused = await cli(['approve', 'hold-m'], api.client);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toBe(
+      `mcpapproval "hold-m": masking hid part of the held call's arguments from you: private-key at $.note (1766 characters); approve it knowing you have not seen that text with --acknowledge-masked, or deny it\n`,
+    );
+    expect(api.patches()).toEqual([]);
+    const ok = await cli(['approve', 'hold-m', '--acknowledge-masked'], api.client);
+    expect(ok).toEqual({
+      code: 0,
+      out: 'mcpapproval/hold-m Approved by rita, masked arguments acknowledged\n',
+      err: '',
+    });
+    expect(api.patches()[0]?.options?.body).toEqual({
+      metadata: { resourceVersion: '1' },
+      spec: { decision: { verdict: 'Approved', acknowledgeMaskedArguments: true } },
+    });
+  });
+
+  test('denying what masking hid needs no acknowledgement', async () => {
+    const maskedArguments = { count: 1, length: 8, entries: [{ path: '$.p', detector: 'email', length: 8 }] };
+    const api = fakeApi([approval('hold-d', 'agents', { maskedArguments })]);
+    expect((await cli(['deny', 'hold-d'], api.client)).code).toBe(0);
+    expect(api.patches()[0]?.options?.body).toEqual({
+      metadata: { resourceVersion: '1' },
+      spec: { decision: { verdict: 'Denied' } },
+    });
   });
 
   test('deny without a reason sends no reason', async () => {

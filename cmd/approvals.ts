@@ -20,6 +20,7 @@ import {
   decisionText,
   formatShow,
   formatTable,
+  maskedRefusal,
   notDecidable,
   phaseOf,
   sortOldestFirst,
@@ -30,7 +31,7 @@ const common = `      -n, --namespace NS   the approval's namespace (default: th
 
 export const usages = {
   list: `  mcp-warden approvals list [-n NS | -A] [--phase PHASE] [-o table|wide|json]
-      Held calls, oldest first: NAME PHASE POLICY RULE REQUESTER CALL AGE EXPIRES
+      Held calls, oldest first: NAME PHASE POLICY RULE REQUESTER CALL MASKED AGE EXPIRES
       (-o wide adds POD DIGEST DECIDED-BY REASON; -o json prints a List of the objects).
       -A, --all-namespaces every namespace
       --phase PHASE        only Pending, Approved, Denied, Expired, Executed or Cancelled
@@ -38,13 +39,15 @@ ${common}
 `,
   show: `  mcp-warden approvals show NAME [-n NS] [-o json]
       The whole held call: policy, rule, pod, session, requester, method, tool, the (masked)
-      arguments, their digest, expiry, approvers, decision and phase.
+      arguments and what masking hid in them, their digest, expiry, approvers, decision and phase.
 ${common}
 `,
-  approve: `  mcp-warden approvals approve NAME [-n NS] [--reason TEXT]
+  approve: `  mcp-warden approvals approve NAME [-n NS] [--reason TEXT] [--acknowledge-masked]
       Let the held call run. Refused when it is already decided, no longer Pending or expired;
       the webhook refuses anyone not among its approvers, and its requester.
       --reason TEXT        why (shown to the requester; at most 1024 characters)
+      --acknowledge-masked approve although masking hid part of the arguments from you
+                           (see MASKED in list, Masked: in show); refused without it
 ${common}
 `,
   deny: `  mcp-warden approvals deny NAME [-n NS] [--reason TEXT]
@@ -76,6 +79,7 @@ export interface ApprovalsArgs {
   phase?: ApprovalPhase;
   output: 'table' | 'wide' | 'json';
   reason?: string;
+  acknowledgeMasked: boolean;
 }
 
 export type ParseResult =
@@ -96,6 +100,7 @@ const options = {
   phase: { type: 'string' },
   output: { type: 'string', short: 'o' },
   reason: { type: 'string' },
+  'acknowledge-masked': { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -125,6 +130,7 @@ export function parseApprovalsArgs(argv: string[]): ParseResult {
     ['phase', ['list']],
     ['output', ['list', 'show']],
     ['reason', ['approve', 'deny']],
+    ['acknowledge-masked', ['approve']],
   ];
   for (const [key, subs] of onlyFor) {
     if (v[key] !== undefined && !subs.includes(sub)) return fail(`--${key} is not an option of ${sub}`);
@@ -155,6 +161,7 @@ export function parseApprovalsArgs(argv: string[]): ParseResult {
       ...(phase === undefined ? {} : { phase }),
       output: output as ApprovalsArgs['output'],
       ...(v.reason === undefined ? {} : { reason: v.reason }),
+      acknowledgeMasked: v['acknowledge-masked'] === true,
     },
   };
 }
@@ -270,6 +277,7 @@ async function decide(
   namespace: string,
   verdict: 'Approved' | 'Denied',
   reason: string | undefined,
+  acknowledgeMasked: boolean,
   io: Io,
   now: () => Date,
 ): Promise<number> {
@@ -277,6 +285,9 @@ async function decide(
     const current = await getApproval(c.client, namespace, name);
     const refusal = notDecidable(current, now());
     if (refusal !== undefined) throw new Refusal(refusal);
+    // The webhook refuses it too (for any client); said here before anything is written.
+    const masked = verdict === 'Approved' && !acknowledgeMasked ? maskedRefusal(current) : undefined;
+    if (masked !== undefined) throw new Refusal(masked);
     try {
       // resourceVersion makes the patch conditional: if the sidecar expired or cancelled the call
       // (or another reviewer decided) after the check above, the API server answers 409 and the
@@ -285,7 +296,13 @@ async function decide(
         contentType: 'application/merge-patch+json',
         body: {
           metadata: { resourceVersion: current.metadata.resourceVersion },
-          spec: { decision: { verdict, ...(reason === undefined ? {} : { reason }) } },
+          spec: {
+            decision: {
+              verdict,
+              ...(reason === undefined ? {} : { reason }),
+              ...(acknowledgeMasked ? { acknowledgeMaskedArguments: true } : {}),
+            },
+          },
         },
       });
       const decision = updated.spec.decision;
@@ -331,7 +348,7 @@ export async function run(
     target.name = name;
     if (args.sub === 'show') return await show(c, name, namespace, args, io, now());
     const verdict = args.sub === 'approve' ? 'Approved' : 'Denied';
-    return await decide(c, name, namespace, verdict, args.reason, io, now);
+    return await decide(c, name, namespace, verdict, args.reason, args.acknowledgeMasked, io, now);
   } catch (err) {
     io.stderr.write(`${describeError(err, target)}\n`);
     return 1;

@@ -71,6 +71,45 @@ test('a forged decidedBy is overwritten by the mutating step, and refused if the
   expect(unmutated.message).toMatch(/decidedBy/);
 });
 
+test('approving an approval with masked arguments needs acknowledgeMaskedArguments: true; denying does not', () => {
+  const masked = {
+    maskedArguments: {
+      count: 2,
+      length: 1788,
+      entries: [
+        { path: '$.note', detector: 'private-key', length: 1766 },
+        { path: '$.owner', detector: 'email', length: 22 },
+      ],
+    },
+  };
+  const req = (decision: Record<string, unknown>): AdmissionRequest => ({
+    uid: 'u1',
+    operation: 'UPDATE',
+    namespace: 'agents',
+    userInfo: rita,
+    oldObject: approval(undefined, masked),
+    object: approval(decision, masked),
+  });
+  const refused = admit(req({ verdict: 'Approved', reason: 'ok' })).verdict;
+  expect(refused.allowed).toBe(false);
+  expect(refused.code).toBe(403);
+  expect(refused.message).toBe(
+    "spec.decision refused: masking hid part of the held call's arguments from reviewers: private-key at $.note (1766 characters), email at $.owner (22 characters); approve only knowing that, with spec.decision.acknowledgeMaskedArguments: true (mcp-warden approvals approve NAME --acknowledge-masked), or deny it",
+  );
+  expect(admit(req({ verdict: 'Approved', acknowledgeMaskedArguments: false })).verdict.allowed).toBe(false);
+  const ok = admit(req({ verdict: 'Approved', acknowledgeMaskedArguments: true }));
+  expect(ok.verdict.allowed).toBe(true);
+  expect(ok.object.spec.decision).toEqual({
+    verdict: 'Approved',
+    acknowledgeMaskedArguments: true,
+    decidedBy: 'rita',
+  });
+  expect(admit(req({ verdict: 'Denied' })).verdict.allowed).toBe(true);
+  // Who may decide is checked first: a non-approver learns nothing about the masks.
+  const mallory = admit({ ...req({ verdict: 'Approved' }), userInfo: { username: 'mallory' } }).verdict;
+  expect(mallory.message).toMatch(/not among the approvers/);
+});
+
 test('users and service accounts named as approvers may decide; others may not', () => {
   expect(admit(update({ username: 'carol' }, { verdict: 'Denied' })).verdict.allowed).toBe(true);
   expect(

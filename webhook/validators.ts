@@ -1,3 +1,4 @@
+import { describeMasked } from '../pkg/approval/masked.js';
 import { DOMAIN } from './constants.js';
 import { escapePointer, type PatchOperation } from './jsonpatch.js';
 import { type AdmissionRequest, allow, deny, type UserInfo, type Verdict } from './review.js';
@@ -11,6 +12,8 @@ import { type AdmissionRequest, allow, deny, type UserInfo, type Verdict } from 
  *   the principal that created the object, stamped at CREATE). The mutating step stamps
  *   `decidedBy` from the admission userInfo; the validating step refuses any decision
  *   whose `decidedBy` is not the caller, so it cannot be forged even if the mutating step is skipped.
+ *   Approving an approval whose arguments masking changed (`spec.maskedArguments`) needs
+ *   `spec.decision.acknowledgeMaskedArguments: true`, from any client.
  *   Once set, the decision and the rest of the spec are immutable.
  */
 
@@ -85,6 +88,7 @@ export interface Decision {
   verdict?: unknown;
   reason?: unknown;
   decidedBy?: unknown;
+  acknowledgeMaskedArguments?: unknown;
 }
 
 function decisionOf(obj: unknown): Decision | undefined {
@@ -314,5 +318,37 @@ export function validateApproval(req: AdmissionRequest, podServiceAccount?: stri
   }
   const refusal = decisionRefusal(req.object, user, req.namespace ?? '', podServiceAccount);
   if (refusal !== undefined) return deny(403, `spec.decision refused: ${refusal}`);
+  const masked = unacknowledgedMasks(req.object, after);
+  if (masked !== undefined) return deny(403, `spec.decision refused: ${masked}`);
   return allow();
+}
+
+/**
+ * An Approved verdict on an approval whose arguments masking changed needs
+ * `acknowledgeMaskedArguments: true`: the reviewer approves text they were not shown. Returns the
+ * refusal naming what was hidden, or undefined.
+ */
+export function unacknowledgedMasks(obj: unknown, decision: Decision): string | undefined {
+  if (decision.verdict !== 'Approved' || decision.acknowledgeMaskedArguments === true) return undefined;
+  const m = asObj(asObj(asObj(obj)?.['spec'])?.['maskedArguments']);
+  const count = typeof m?.['count'] === 'number' ? m['count'] : 0;
+  if (count <= 0) return undefined;
+  const entries = (Array.isArray(m?.['entries']) ? m['entries'] : []).flatMap((e: unknown) => {
+    const o = asObj(e);
+    return o !== undefined && typeof o['path'] === 'string' && typeof o['detector'] === 'string'
+      ? [
+          {
+            path: o['path'],
+            detector: o['detector'],
+            length: typeof o['length'] === 'number' ? o['length'] : 0,
+          },
+        ]
+      : [];
+  });
+  const what = entries.length > 0 ? describeMasked({ count, length: 0, entries }) : `${count} masked values`;
+  return (
+    `masking hid part of the held call's arguments from reviewers: ${what}; ` +
+    'approve only knowing that, with spec.decision.acknowledgeMaskedArguments: true ' +
+    '(mcp-warden approvals approve NAME --acknowledge-masked), or deny it'
+  );
 }

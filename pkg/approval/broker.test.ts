@@ -172,6 +172,33 @@ describe('ticket mode', () => {
     await a.close();
   });
 
+  it('records what masking hid; approved without acknowledging it, the call does not run (the webhook was bypassed or old)', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = broker(store);
+    const hidden = {
+      count: 1,
+      length: 1766,
+      entries: [{ path: '$.note', detector: 'private-key', length: 1766 }],
+    };
+    const masked = { arguments: { note: 'PEM' }, maskedArguments: { note: '[masked:private-key]' }, hidden };
+    const first = await a.ticket(call(masked));
+    expect(store.get(nameOf(first))?.spec.maskedArguments).toEqual(hidden);
+    store.decide(nameOf(first), 'Approved', 'rita');
+    expect(await a.ticket(call(masked))).toMatchObject({ kind: 'pending', name: nameOf(first) });
+    expect(store.get(nameOf(first))?.phase).toBe('Pending');
+    // Acknowledged: the same verdict runs it once.
+    const second = await a.ticket(call({ ...masked, arguments: { note: 'PEM 2' } }));
+    store.decide(nameOf(second), 'Approved', 'rita', undefined, { acknowledgeMaskedArguments: true });
+    expect(await a.ticket(call({ ...masked, arguments: { note: 'PEM 2' } }))).toMatchObject({
+      kind: 'approved',
+      name: nameOf(second),
+    });
+    // Nothing masked: no record, and a plain verdict is enough.
+    const plain = await a.ticket(call({ arguments: { name: 'other' }, maskedArguments: { name: 'other' } }));
+    expect(store.get(nameOf(plain))?.spec.maskedArguments).toBeUndefined();
+    await a.close();
+  });
+
   it('a new approval shows phase Pending at once', async () => {
     const store = new MemoryApprovalStore({ creator: CREATOR });
     const a = broker(store);

@@ -94,6 +94,11 @@ interface Waiter {
 /** How a phase write went: made, no longer applying (someone else's change won), or failed. */
 type WriteResult = 'written' | 'moot' | 'failed';
 
+/** An approval whose arguments masking changed, approved without `acknowledgeMaskedArguments`. */
+function unacknowledgedMasks(a: StoredApproval): boolean {
+  return (a.spec.maskedArguments?.count ?? 0) > 0 && a.spec.decision?.acknowledgeMaskedArguments !== true;
+}
+
 /** A verdict the webhook admitted: Approved or Denied, stamped with who decided. */
 function decisionOf(
   a: StoredApproval,
@@ -102,6 +107,9 @@ function decisionOf(
   if (d === undefined || (d.verdict !== 'Approved' && d.verdict !== 'Denied')) return undefined;
   // No decidedBy: the decision did not pass through the webhook (not installed, or bypassed).
   if (typeof d.decidedBy !== 'string' || d.decidedBy === '') return undefined;
+  // Approving what masking hid needs the reviewer to say so; the webhook refuses it otherwise,
+  // and an approval that got past it (an older webhook) approves nothing.
+  if (d.verdict === 'Approved' && unacknowledgedMasks(a)) return undefined;
   return { verdict: d.verdict, decidedBy: d.decidedBy, ...(d.reason ? { reason: d.reason } : {}) };
 }
 
@@ -134,6 +142,7 @@ export class ApprovalBroker {
   readonly #unsubscribe: () => void;
   #warnedUnstamped = false;
   #warnedUnstampedCreator = false;
+  #warnedUnacknowledged = false;
   #closed = false;
   /** Approvals this process created before its restart sweep ran (the sweep leaves them alone). */
   #createdBeforeSweep: Set<string> | undefined = new Set();
@@ -524,7 +533,15 @@ export class ApprovalBroker {
 
   #decision(a: StoredApproval): ReturnType<typeof decisionOf> {
     const d = decisionOf(a);
-    if (d === undefined && a.spec.decision !== undefined && !this.#warnedUnstamped) {
+    const unacknowledged = d === undefined && !!a.spec.decision?.decidedBy && unacknowledgedMasks(a);
+    if (unacknowledged && !this.#warnedUnacknowledged) {
+      this.#warnedUnacknowledged = true;
+      this.#o.logger.warn(
+        { event: 'approval-masked-unacknowledged', approval: a.name },
+        'ignored an approval of masked arguments without acknowledgeMaskedArguments: is the mcp-warden webhook up to date?',
+      );
+    }
+    if (d === undefined && !unacknowledged && a.spec.decision !== undefined && !this.#warnedUnstamped) {
       this.#warnedUnstamped = true;
       this.#o.logger.warn(
         { event: 'approval-decision-unstamped', approval: a.name },
@@ -566,6 +583,7 @@ export class ApprovalBroker {
       ...(call.tool !== undefined ? { tool: call.tool } : {}),
       ...(call.direction !== undefined ? { direction: call.direction } : {}),
       arguments: isJsonObject(args) ? args : { value: args ?? null },
+      ...(call.hidden !== undefined ? { maskedArguments: call.hidden } : {}),
       argumentsDigest: digest,
       expiresAt: new Date(expiresAtMs).toISOString(),
       mode: call.settings.mode,

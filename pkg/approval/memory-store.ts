@@ -73,12 +73,27 @@ export class MemoryApprovalStore implements ApprovalStore {
   }
 
   /** The reviewer's verdict (refused once one exists, as the CRD and the webhook refuse it). */
-  decide(name: string, verdict: 'Approved' | 'Denied', decidedBy: string, reason?: string): void {
+  decide(
+    name: string,
+    verdict: 'Approved' | 'Denied',
+    decidedBy: string,
+    reason?: string,
+    options: { acknowledgeMaskedArguments?: boolean } = {},
+  ): void {
     const a = this.#items.get(name);
     if (a === undefined) throw new Error(`approval ${name} not found`);
     if (a.spec.decision !== undefined) throw new Error(`approval ${name} is already decided`);
+    const ack = options.acknowledgeMaskedArguments;
     this.#update(name, {
-      spec: { ...a.spec, decision: { verdict, decidedBy, ...(reason !== undefined ? { reason } : {}) } },
+      spec: {
+        ...a.spec,
+        decision: {
+          verdict,
+          decidedBy,
+          ...(reason !== undefined ? { reason } : {}),
+          ...(ack !== undefined ? { acknowledgeMaskedArguments: ack } : {}),
+        },
+      },
     });
   }
 

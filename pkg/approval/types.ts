@@ -1,5 +1,5 @@
 import type { ApprovalSettings } from '../policy/decision.js';
-import type { ApprovalPhase, MCPApprovalSpec } from '../policy/schema.js';
+import type { ApprovalPhase, MaskedArguments, MCPApprovalSpec } from '../policy/schema.js';
 
 /**
  * The approval broker's view of one `MCPApproval`: the held call (spec, immutable once created),
@@ -101,6 +101,11 @@ export interface HeldCallInput {
   arguments: unknown;
   /** The same arguments after the policy's masking: what reviewers see. */
   maskedArguments: unknown;
+  /**
+   * What the masking hid from reviewers (`spec.maskedArguments`: paths, detectors, lengths; never
+   * the values). Absent when it hid nothing. Approving such an approval needs an acknowledgement.
+   */
+  hidden?: MaskedArguments;
   /**
    * Asked just before a new approval is created (never for a repeat that finds one): the rule's
    * rate limits count approval requests. A refusal ends the call with a `rate-limited` outcome.

@@ -88,7 +88,7 @@ test('names, short names and printer columns as the contract says', () => {
   expect(names(policyCrd())['shortNames']).toEqual(['mcpp']);
   expect(names(approvalCrd())['shortNames']).toEqual(['mcpa']);
   expect(cols(policyCrd())).toEqual(['Mode', 'Rules', 'Pods', 'Denied', 'Age']);
-  expect(cols(approvalCrd())).toEqual(['Phase', 'Tool', 'Requester', 'Age']);
+  expect(cols(approvalCrd())).toEqual(['Phase', 'Tool', 'Requester', 'Masked', 'Age']);
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -150,6 +150,13 @@ export function approvalCrd(): Json {
         description: 'Who made the call',
       },
       {
+        name: 'Masked',
+        type: 'integer',
+        jsonPath: '.spec.maskedArguments.count',
+        description:
+          'Values masking hid from reviewers in the arguments (approving needs decision.acknowledgeMaskedArguments)',
+      },
+      {
         name: 'Policy',
         type: 'string',
         jsonPath: '.spec.policy',

@@ -31,6 +31,11 @@ export interface ApprovalSettings {
   approvers: Array<Record<string, string>>;
   timeout: string;
   mode: 'hold' | 'ticket';
+  /**
+   * A call whose arguments the masking changes: `review` asks a reviewer, telling them what was
+   * masked (the approval's `spec.maskedArguments`); `deny` refuses it. Absent: `review`.
+   */
+  maskedArguments?: 'review' | 'deny';
 }
 
 /** A rule's `rateLimit`, as the data path counts it (see pkg/proxy/ratelimit.ts). */
@@ -70,6 +75,11 @@ export interface Decision {
    * or (`audit`) only an audit-mode policy's limit was, and the call went on as decided.
    */
   rateLimited?: { retryAfterMs: number; audit: boolean };
+  /**
+   * Set by the data path on the decision it reports when an `approve` rule with
+   * `approval.maskedArguments: deny` refused the call because masking changed its arguments.
+   */
+  maskedArguments?: true;
 }
 
 export type ListMethod = 'tools/list' | 'resources/list' | 'resources/templates/list' | 'prompts/list';

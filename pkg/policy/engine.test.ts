@@ -83,10 +83,15 @@ describe('decision table within one policy', () => {
     expect(engine.decide(toolCall('b', alice)).reason).toBe('denied by rule "without" of policy "p"');
     const approve = engine.decide(toolCall('c', alice));
     expect(approve.reason).toBe('approval required');
-    expect(approve.approval).toEqual({ approvers: [{ group: 'reviewers' }], timeout: '2m', mode: 'hold' });
+    expect(approve.approval).toEqual({
+      approvers: [{ group: 'reviewers' }],
+      timeout: '2m',
+      mode: 'hold',
+      maskedArguments: 'review',
+    });
   });
 
-  test('approval defaults: timeout 5m, mode hold', () => {
+  test('approval defaults: timeout 5m, mode hold, masked arguments reviewed', () => {
     const doc = policy('p', [
       {
         name: 'a',
@@ -99,7 +104,20 @@ describe('decision table within one policy', () => {
       approvers: [{ user: 'rita' }],
       timeout: '5m',
       mode: 'hold',
+      maskedArguments: 'review',
     });
+  });
+
+  test('approval.maskedArguments: deny reaches the decision of the rule that holds the call', () => {
+    const doc = policy('p', [
+      {
+        name: 'a',
+        subjects: [{ any: true }],
+        action: 'approve',
+        approval: { approvers: [{ user: 'rita' }], maskedArguments: 'deny' },
+      },
+    ]);
+    expect(compilePolicies([doc]).decide(toolCall('x', alice)).approval?.maskedArguments).toBe('deny');
   });
 
   test('no policy at all denies every decided call', () => {
@@ -460,7 +478,12 @@ describe('across policies and audit mode', () => {
     const approveT = policy('e-enforce', [rule('approve-t', 'approve', { match: { tools: ['t'] } })]);
     const d = compilePolicies([approveT, auditDenyT]).decide(toolCall('t', alice));
     expect(d).toMatchObject({ action: 'deny', enforced: 'approve', mode: 'audit', policy: 'c-audit' });
-    expect(d.approval).toEqual({ approvers: [{ group: 'reviewers' }], timeout: '2m', mode: 'hold' });
+    expect(d.approval).toEqual({
+      approvers: [{ group: 'reviewers' }],
+      timeout: '2m',
+      mode: 'hold',
+      maskedArguments: 'review',
+    });
   });
 
   test('podLabels select policies by podSelector', () => {

@@ -169,6 +169,7 @@ function compileRule(
           approvers: rule.approval.approvers.map((a) => freeze({ ...a }) as Record<string, string>),
           timeout: rule.approval.timeout ?? '5m',
           mode: rule.approval.mode ?? 'hold',
+          maskedArguments: rule.approval.maskedArguments ?? 'review',
         });
   const reason = rule.reason ?? defaultReason(rule, policy);
   const limit: RateLimit | undefined =

@@ -281,6 +281,10 @@ export const ApproverSchema = Obj(
 );
 
 export const ApprovalModes = ['hold', 'ticket'] as const;
+/** `approval.maskedArguments`: ask a reviewer (who is told what was masked), or refuse the call. */
+export const MaskedArgumentsPolicies = ['review', 'deny'] as const;
+/** Entries `spec.maskedArguments.entries` lists at most (`count` counts them all). */
+export const MaxMaskedArgumentEntries = 32;
 
 export const ApprovalSchema = Obj(
   {
@@ -302,6 +306,13 @@ export const ApprovalSchema = Obj(
         default: 'hold',
         description:
           'hold: keep the client request open until the verdict or the timeout. ticket: answer at once with the approval name; the same caller repeating the same call after approval runs it once.',
+      }),
+    ),
+    maskedArguments: Type.Optional(
+      StrEnum(MaskedArgumentsPolicies, {
+        default: 'review',
+        description:
+          "What to do with a held call whose arguments the policy's masking changes (reviewers cannot see what a mask hides). review: ask for an approval that lists what was masked (path, detector, length); approving it needs spec.decision.acknowledgeMaskedArguments: true. deny: refuse the call at once (-31403), no approval is created.",
       }),
     ),
   },
@@ -847,6 +858,44 @@ export const ApprovalSpecSchema = Obj(
           'The call arguments, masked by the policy masking rules (immutable: enforced by the webhook, since the API server cannot bound the cost of comparing free-form objects).',
       }),
     ),
+    maskedArguments: Type.Optional(
+      Obj(
+        {
+          count: Count(
+            'How many values masking replaced in the arguments (all of them, also those past entries).',
+          ),
+          length: Count('Characters (Unicode code points) masking hid in the arguments, in total.'),
+          entries: Type.Array(
+            Obj(
+              {
+                path: Type.String({
+                  maxLength: 512,
+                  description:
+                    "JSON path into the arguments, as spec.arguments shows them (a masked key appears masked), e.g. $.body or $.items[0]['x-token'].",
+                }),
+                detector: Str(
+                  'What masked it: the detector, pattern or masking rule name (field for a number or boolean a JSON path replaced), comma-separated when findings touch.',
+                  { maxLength: 256 },
+                ),
+                length: Count('Characters (Unicode code points) the mask hides.'),
+              },
+              {
+                description: 'One masked value: where, by what, and how much text it hides. Never the value.',
+              },
+            ),
+            {
+              maxItems: MaxMaskedArgumentEntries,
+              description: `The masked values in document order, at most ${MaxMaskedArgumentEntries}.`,
+            },
+          ),
+        },
+        {
+          description:
+            'What the policy masking hid from reviewers in spec.arguments (absent: nothing). Approving such a call needs spec.decision.acknowledgeMaskedArguments: true.',
+          celRules: immutable,
+        },
+      ),
+    ),
     argumentsDigest: Type.String({
       pattern: '^sha256:[0-9a-f]{64}$',
       maxLength: 71,
@@ -875,6 +924,12 @@ export const ApprovalSpecSchema = Obj(
             Str(
               'Kubernetes user who decided; stamped by the webhook from the admission userInfo (not forgeable).',
             ),
+          ),
+          acknowledgeMaskedArguments: Type.Optional(
+            Type.Boolean({
+              description:
+                'true: the reviewer approves knowing that spec.maskedArguments lists values they could not see. Required (by the webhook and the data path) to approve an approval with masked arguments.',
+            }),
           ),
         },
         {
@@ -966,4 +1021,6 @@ export type PolicyDocument = MCPPolicy;
 export type MCPApproval = Static<typeof MCPApprovalSchema>;
 export type MCPApprovalSpec = Static<typeof ApprovalSpecSchema>;
 export type MCPApprovalStatus = Static<typeof ApprovalStatusSchema>;
+export type MaskedArguments = NonNullable<MCPApprovalSpec['maskedArguments']>;
+export type MaskedArgument = MaskedArguments['entries'][number];
 export type ApprovalPhase = (typeof ApprovalPhases)[number];

@@ -1,11 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sessionDigest } from '../approval/digest.js';
+import { canonicalJson, sessionDigest } from '../approval/digest.js';
+import { codePoints, hiddenArguments } from '../approval/masked.js';
 import type { ApprovalOutcome, HeldCallInput, RateLimitRefusal } from '../approval/types.js';
 import type { Identity } from '../identity/types.js';
 import type { MaskScope } from '../mask/types.js';
 import { errorResponse, idKey, type JsonRpcRequest, type JsonRpcResponse, RpcCodes } from '../mcp/jsonrpc.js';
 import { serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
 import type { Decision, PolicyEngine } from '../policy/decision.js';
+import type { MaskedArguments } from '../policy/schema.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyCore } from './core.js';
 import { applyRateLimits, rateLimitedResponse, requestInfo } from './decide.js';
@@ -72,18 +74,28 @@ function asObject(v: unknown): Record<string, unknown> | undefined {
     : undefined;
 }
 
+/** A held request's arguments: as received, as reviewers see them, and what the masking hid. */
+export interface HeldArguments {
+  tool: string | undefined;
+  /** The policy's `args`: what the verdict is bound to (digested, never stored). */
+  args: unknown;
+  /** The same after the policy's masking. */
+  masked: unknown;
+  /** What the masking hid (`spec.maskedArguments`); undefined when it hid nothing. */
+  hidden: MaskedArguments | undefined;
+}
+
 /**
- * What reviewers see and what the verdict is bound to, built from a held request. A server→client
- * request (`direction`) is masked in the scope the relay masks it in (the call whose stream
- * carried it, or every scoped rule).
+ * The arguments of a request held for approval, masked as reviewers see them. A server→client
+ * request is masked in `scope`, the scope the relay masks it in (the call whose stream carried it,
+ * or every scoped rule).
  */
-export function heldCallInput(
+export function heldArguments(
   core: ProxyCore,
-  ctx: ApprovalContext,
-  held: HeldRequest,
-  from?: { direction: 'server-to-client'; scope: MaskScope },
-): HeldCallInput {
-  const { msg, decision } = held;
+  engine: PolicyEngine,
+  msg: JsonRpcRequest,
+  scope?: MaskScope,
+): HeldArguments {
   const params = asObject(msg.params) ?? {};
   const named = msg.method === 'tools/call' || msg.method === 'prompts/get';
   const tool = named && typeof params['name'] === 'string' ? params['name'] : undefined;
@@ -91,15 +103,36 @@ export function heldCallInput(
   // without `_meta`, which changes per request (a progress token) and is not part of the call.
   const { _meta: _perRequest, ...rest } = params;
   const args: unknown = named ? (params['arguments'] ?? {}) : rest;
-  const masker = core.maskerFor(ctx.engine);
-  let masked: unknown = args;
-  if (masker) {
-    const maskedMsg = masker.maskMessage(
-      { ...msg, params: named ? { ...params, arguments: args } : rest },
-      from?.scope ?? { method: msg.method, ...(tool !== undefined ? { tool } : {}) },
-    ).value as { params?: Record<string, unknown> };
-    masked = named ? maskedMsg.params?.['arguments'] : maskedMsg.params;
+  const masker = core.maskerFor(engine);
+  if (!masker) return { tool, args, masked: args, hidden: undefined };
+  const message = { ...msg, params: named ? { ...params, arguments: args } : rest };
+  const where = scope ?? { method: msg.method, ...(tool !== undefined ? { tool } : {}) };
+  const payload = (m: unknown): unknown => {
+    const p = (m as { params?: Record<string, unknown> }).params;
+    return named ? p?.['arguments'] : p;
+  };
+  const masked = payload(masker.maskMessage(message, where).value);
+  if (masked === args) return { tool, args, masked, hidden: undefined };
+  const marking = core.markedMaskerFor(engine);
+  const marked = marking ? payload(marking.masker.maskMessage(message, where).value) : masked;
+  let hidden = hiddenArguments(args, masked, marked, marking?.marker.pattern ?? /(?!)/g);
+  if (hidden === undefined && canonicalJson(masked) !== canonicalJson(args)) {
+    // Changed, yet the marked copy shows nothing (a masker that ignores replacements): all of it.
+    const length = codePoints(canonicalJson(args));
+    hidden = { count: 1, length, entries: [{ path: '$', detector: 'unknown', length }] };
   }
+  return { tool, args, masked, hidden };
+}
+
+/** What reviewers see and what the verdict is bound to, built from a held request. */
+export function heldCallInput(
+  core: ProxyCore,
+  ctx: ApprovalContext,
+  held: HeldRequest,
+  from?: { direction: 'server-to-client'; scope: MaskScope },
+): HeldCallInput {
+  const { msg, decision } = held;
+  const { tool, args, masked, hidden } = heldArguments(core, ctx.engine, msg, from?.scope);
   const identity = ctx.identity;
   return {
     policy: decision.policy,
@@ -114,6 +147,7 @@ export function heldCallInput(
     ...(from ? { direction: from.direction } : {}),
     arguments: args,
     maskedArguments: masked,
+    ...(hidden !== undefined ? { hidden } : {}),
     ...(decision.limits !== undefined ? { admit: () => admitApproval(core, identity.principal, held) } : {}),
   };
 }

@@ -1,6 +1,7 @@
 import { createHmac, randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { hostname } from 'node:os';
+import { type MaskMarker, maskMarker } from '../approval/masked.js';
 import { WardenError } from '../errors.js';
 import type { Identity } from '../identity/types.js';
 import { createLogger, type Logger } from '../log.js';
@@ -102,6 +103,7 @@ export class ProxyCore {
   /** Last time the proxy listed tools itself for stateless traffic (ms). */
   annotationsFetchedAt = 0;
   readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();
+  readonly #markedMaskers = new WeakMap<PolicyEngine, { masker: Masker; marker: MaskMarker } | null>();
   /** Stateless (2026-07-28) recordings: one per principal and UTC hour. */
   readonly #stateless = new Map<string, SessionRecorder>();
 
@@ -197,6 +199,30 @@ export class ProxyCore {
     }
     this.#maskers.set(engine, masker);
     return masker ?? undefined;
+  }
+
+  /**
+   * The same rules with a marker as every replacement (and no hash): what a held call's masking
+   * hid, and how much text each mask covers, is read off its output (pkg/approval/masked.ts).
+   */
+  markedMaskerFor(engine: PolicyEngine): { masker: Masker; marker: MaskMarker } | undefined {
+    const cached = this.#markedMaskers.get(engine);
+    if (cached !== undefined) return cached ?? undefined;
+    let out: { masker: Masker; marker: MaskMarker } | null = null;
+    if (this.maskerFor(engine) !== undefined) {
+      const marker = maskMarker();
+      const rules = engine.maskingRules().map(({ policy, rule }) => ({
+        policy,
+        rule: { ...(rule as MaskingRule), replacement: marker.replacement, hash: false },
+      }));
+      const factory =
+        this.options.maskerFactory ??
+        ((r: Array<{ policy: string; rule: unknown }>) =>
+          createMasker(r as Array<{ policy: string; rule: MaskingRule }>));
+      out = { masker: factory(rules), marker };
+    }
+    this.#markedMaskers.set(engine, out);
+    return out ?? undefined;
   }
 
   learnTool(name: string, annotations: Record<string, unknown> | undefined, inputSchema?: unknown): void {

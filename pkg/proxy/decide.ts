@@ -1,3 +1,4 @@
+import { describeMasked } from '../approval/masked.js';
 import type { Identity } from '../identity/types.js';
 import { isJsonObject } from '../json.js';
 import type { MaskScope } from '../mask/types.js';
@@ -16,7 +17,7 @@ import {
 } from '../policy/call.js';
 import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
-import { HeldRequest } from './approve.js';
+import { HeldRequest, heldArguments } from './approve.js';
 import { LIFECYCLE_METHODS, LIST_METHODS, methodLabel, type ProxyCore } from './core.js';
 import type { RequestInfo, Session } from './session.js';
 
@@ -108,6 +109,8 @@ export interface DecideInput {
   identity: Identity;
   session: Session | undefined;
   recorder: SessionRecorder | undefined;
+  /** Where a server→client request is masked (the relay's scope); a client's call: its own. */
+  maskScope?: MaskScope;
 }
 
 /**
@@ -211,6 +214,12 @@ export function decideRequest(
       return rateLimitedResponse(msg.id, limited);
   } else if (canHold && decision.enforced === 'approve' && decision.approval !== undefined) {
     const tool = ctx.tool ?? ctx.prompt;
+    const refused =
+      decision.approval.maskedArguments === 'deny' ? maskedRefusal(core, input, msg, decision) : undefined;
+    if (refused !== undefined) {
+      report(core, input, msg, tool, refused, direction);
+      return denialResponse(msg.id, refused);
+    }
     if (decision.limits === undefined) {
       report(core, input, msg, tool, decision, direction);
       return new HeldRequest(msg, decision);
@@ -224,6 +233,39 @@ export function decideRequest(
   }
   if (decision.enforced === 'allow') return undefined;
   return denialResponse(msg.id, decision);
+}
+
+/**
+ * `approval.maskedArguments: deny`: a call whose arguments the masking changes is refused rather
+ * than held, since a reviewer could not see what the masks hide. Undefined when nothing is masked.
+ */
+function maskedRefusal(
+  core: ProxyCore,
+  input: DecideInput,
+  msg: JsonRpcRequest,
+  decision: Decision,
+): Decision | undefined {
+  let hidden: ReturnType<typeof heldArguments>['hidden'];
+  try {
+    hidden = heldArguments(core, input.engine, msg, input.maskScope).hidden;
+  } catch (err) {
+    core.logger.error(
+      { event: 'mask-failed', method: msg.method, err: (err as Error).message },
+      'masking a held call failed; it is refused',
+    );
+    hidden = { count: 1, length: 0, entries: [] };
+  }
+  if (hidden === undefined) return undefined;
+  const what = hidden.entries.length > 0 ? describeMasked(hidden) : 'the masking failed';
+  return {
+    action: 'deny',
+    enforced: 'deny',
+    policy: decision.policy,
+    ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
+    reason: `the arguments hold values the policy masks (${what}); rule ${decision.rule ?? ''} refuses such calls instead of asking a reviewer who could not see them (approval.maskedArguments: deny)`,
+    mode: 'enforce',
+    maskedArguments: true,
+  };
 }
 
 /**
@@ -404,11 +446,13 @@ function countDecision(
       reason:
         limited !== undefined
           ? 'rate-limit'
-          : decision.enforced === 'approve'
-            ? 'approval-required'
-            : decision.rule
-              ? 'rule'
-              : 'no-rule',
+          : decision.maskedArguments === true
+            ? 'masked-arguments'
+            : decision.enforced === 'approve'
+              ? 'approval-required'
+              : decision.rule
+                ? 'rule'
+                : 'no-rule',
     });
   }
 }

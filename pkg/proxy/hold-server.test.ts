@@ -3,7 +3,6 @@ import { MemoryApprovalStore } from '../approval/memory-store.js';
 import type { StoredApproval } from '../approval/types.js';
 import type { Authenticator, Identity } from '../identity/types.js';
 import { createLogger } from '../log.js';
-import { createMasker } from '../mask/masker.js';
 import type { JsonRpcResponse } from '../mcp/jsonrpc.js';
 import { createMetrics, type Metrics } from '../metrics/catalogue.js';
 import type { ApprovalSettings, Decision, PolicyEngine } from '../policy/decision.js';
@@ -47,7 +46,7 @@ function engine(settings: ApprovalSettings): PolicyEngine {
     decide,
     filterList: (_m, items) => [...items],
     trustedIssuers: () => [],
-    maskingRules: () => [{ policy: 'agents/p', rule: {} }],
+    maskingRules: () => [{ policy: 'agents/p', rule: { name: 'pii', detectors: ['email'] } }],
     recording: () => ({ enabled: false, payloads: 'masked' }),
     policies: () => [],
   };
@@ -82,14 +81,12 @@ function setup(settings: ApprovalSettings = HOLD, withBroker = true): Setup {
     authenticate: async () => identity,
     acceptedUntil: () => Number.POSITIVE_INFINITY,
   };
-  const masker = createMasker([{ policy: 'agents/p', rule: { name: 'pii', detectors: ['email'] } }]);
   const core = new ProxyCore({
     upstream: 'http://127.0.0.1:9/mcp',
     policySource: { current: () => e, onChange: () => () => undefined, close: async () => undefined },
     authenticator: auth,
     metrics,
     podName: 'mcp-0',
-    maskerFactory: () => masker,
     ...(broker ? { approvals: broker } : {}),
   });
   const answered: JsonRpcResponse[] = [];
@@ -195,6 +192,12 @@ describe('server→client requests held for approval', () => {
     expect(JSON.stringify(a.spec.arguments)).toContain('maxTokens');
     expect(JSON.stringify(a.spec.arguments)).not.toContain(SECRET);
     expect(JSON.stringify(a.spec.arguments)).not.toContain('progressToken');
+    // What the masking hid from the reviewer, as for a client's call: where, by what, how much.
+    expect(a.spec.maskedArguments).toEqual({
+      count: 1,
+      length: SECRET.length,
+      entries: [{ path: '$.messages[0].content.text', detector: 'email', length: SECRET.length }],
+    });
     // Other messages of the stream pass meanwhile.
     const note = {
       jsonrpc: '2.0',
@@ -208,7 +211,7 @@ describe('server→client requests held for approval', () => {
     ]);
     expect(await metric(s.metrics, 'mcp_warden_approvals_pending', { policy: 'agents/p' })).toBe(1);
 
-    s.store.decide(a.name, 'Approved', 'rita');
+    s.store.decide(a.name, 'Approved', 'rita', undefined, { acknowledgeMaskedArguments: true });
     await until(() => origin.written.length > 1, 'the released request');
     const event = origin.written[1]!;
     expect(event).toMatch(/^event: message\ndata: /);
@@ -233,7 +236,7 @@ describe('server→client requests held for approval', () => {
     processServerMessage(s.core, s.ctx({ session, stream: origin.stream }), sampling(8));
     const a = await created;
     origin.stream.detach(); // the tool call's stream ended (its answer was delivered)
-    s.store.decide(a.name, 'Approved', 'rita');
+    s.store.decide(a.name, 'Approved', 'rita', undefined, { acknowledgeMaskedArguments: true });
     await until(() => get.written.length > 0, 'the request on the GET stream');
     expect(get.written[0]).toContain('"method":"sampling/createMessage"');
     expect(s.store.get(a.name)?.phase).toBe('Executed');
@@ -249,7 +252,7 @@ describe('server→client requests held for approval', () => {
     processServerMessage(s.core, s.ctx({ session, stream: origin.stream }), sampling(9));
     const a = await created;
     origin.stream.detach();
-    s.store.decide(a.name, 'Approved', 'rita');
+    s.store.decide(a.name, 'Approved', 'rita', undefined, { acknowledgeMaskedArguments: true });
     await phaseOf(s.store, a.name, 'Cancelled');
     await until(() => s.answered.length > 0, 'the answer upstream');
     expect(s.answered[0]).toMatchObject({
@@ -315,7 +318,7 @@ describe('server→client requests held for approval', () => {
     // Another request's cancellation passes as usual.
     const other = { ...cancelled, params: { requestId: 'srv-99' } };
     expect(processServerMessage(s.core, ctx, other)).toEqual(other);
-    s.store.decide(a.name, 'Approved', 'rita');
+    s.store.decide(a.name, 'Approved', 'rita', undefined, { acknowledgeMaskedArguments: true });
     await new Promise((r) => setImmediate(r));
     expect(s.answered).toEqual([]);
     expect(origin.written.join('')).not.toContain('"method":"sampling/createMessage"');
@@ -360,7 +363,7 @@ describe('server→client requests held for approval', () => {
     const a = await created;
     expect(a.spec.mode).toBe('hold');
     expect(a.labels['mcpwarden.io/mode']).toBe('hold');
-    s.store.decide(a.name, 'Approved', 'rita');
+    s.store.decide(a.name, 'Approved', 'rita', undefined, { acknowledgeMaskedArguments: true });
     await until(() => origin.written.length > 1, 'the released request');
     expect(origin.written[1]).toContain('"id":15');
     await s.close();
@@ -379,7 +382,7 @@ describe('server→client requests held for approval', () => {
     ).toBeUndefined();
     await new Promise((r) => setImmediate(r));
     expect([...s.store.list()].map((x) => x.name)).toEqual([a.name]);
-    s.store.decide(a.name, 'Approved', 'rita');
+    s.store.decide(a.name, 'Approved', 'rita', undefined, { acknowledgeMaskedArguments: true });
     await until(() => origin.written.length > 1, 'the released request');
     expect(resumed.written.join('')).not.toContain('sampling/createMessage');
     await s.close();

@@ -166,16 +166,17 @@ export function processServerMessageJson(
       // gets it once, as the event the proxy wrote for it (released.ts), never held a second time.
       return undefined;
     }
+    scope = scopeOf(ctx, ctx.call, req.method);
     const input = {
       engine: ctx.engine,
       identity: ctx.identity,
       session: ctx.session,
       recorder: ctx.recorder,
+      maskScope: scope,
     };
     const denied = engineLost
       ? errorResponse(req.id, RpcCodes.policyUnavailable, 'no valid policy is loaded; refused (fail closed)')
       : decideRequest(core, input, req, 'server-to-client', true);
-    scope = scopeOf(ctx, ctx.call, req.method);
     if (denied instanceof HeldRequest) {
       // Waits for a reviewer without holding up the stream: delivered later, or answered upstream.
       recordMasked(core, ctx, req, scope);

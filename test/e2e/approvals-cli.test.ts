@@ -212,6 +212,7 @@ describe('list and show', () => {
       'RULE',
       'REQUESTER',
       'CALL',
+      'MASKED',
       'AGE',
       'EXPIRES',
     ]);
@@ -232,11 +233,12 @@ describe('list and show', () => {
       'deletes-need-approval',
       'oid-requester',
       'tools/call delete_repo',
+      '-',
       expect.stringMatching(/^\d+s$/),
       expect.stringMatching(/^in (9m(\d+s)?|10m)$/),
     ]);
     expect(rows.get('hold-executed')?.[1]).toBe('Executed');
-    expect(rows.get('hold-expired')?.[7]).toBe('expired');
+    expect(rows.get('hold-expired')?.[8]).toBe('expired');
 
     const executed = await cli(rita, ['approvals', 'list', '-n', NS, '--phase', 'Executed']);
     expect(

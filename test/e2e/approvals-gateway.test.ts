@@ -7,7 +7,7 @@ import { upstreamServer } from '../../cmd/gateway.js';
 import { ApprovalBroker, type ApprovalOutcome } from '../../pkg/approval/index.js';
 import { type DevIssuer, startDevIssuer } from '../../pkg/identity/dev-issuer.js';
 import { createKubeApprovalStore } from '../../pkg/kube/approval-store.js';
-import type { KubeObject } from '../../pkg/kube/client.js';
+import { KubeApiError, type KubeObject } from '../../pkg/kube/client.js';
 import { approvalPath, approvalsPath, policiesPath } from '../../pkg/kube/resources.js';
 import { createLogger } from '../../pkg/log.js';
 import { createMetrics } from '../../pkg/metrics/catalogue.js';
@@ -90,6 +90,7 @@ function policy(issuerUrl: string): Record<string, unknown> {
           approval: { approvers: [{ user: 'rita' }], timeout: '2m', mode: 'ticket' },
         },
       ],
+      masking: [{ name: 'secrets', detectors: ['private-key', 'password-assignment'] }],
     },
   };
 }
@@ -254,6 +255,78 @@ describe('hold mode through the gateway, decided with the CLI', () => {
       expect(err.code).toBe(-31409);
       expect(err.message).toContain('not prod');
       await phase(a.metadata.name, 'Denied');
+    } finally {
+      await c.close();
+    }
+  });
+});
+
+describe('what masking hid from the reviewer', () => {
+  test('the approval lists it (path, detector, length; never the value); Approved without acknowledging it is refused by the webhook, with it the call runs', async () => {
+    const c = await client('oid-masked');
+    // Any text in a private-key frame is masked: the reviewer sees one token, the upstream all of it.
+    const hiddenText = 'DROP DATABASE production; '.repeat(8);
+    const framed = `-----BEGIN PRIVATE KEY-----\n${hiddenText}\n-----END PRIVATE KEY-----`;
+    try {
+      const known = await names('delete_repo');
+      const calls = upstream.stats.methods.filter((m) => m === 'tools/call').length;
+      const pending = c.callTool({ name: 'delete_repo', arguments: { name: framed } }, CallToolResultSchema, {
+        timeout: 60_000,
+      });
+      const a = await newApproval('delete_repo', known);
+      // The API server kept the new fields (the CRD's schema declares them).
+      expect(a.spec.arguments).toEqual({ name: '[masked:private-key]' });
+      expect(a.spec.maskedArguments).toEqual({
+        count: 1,
+        length: framed.length,
+        entries: [{ path: '$.name', detector: 'private-key', length: framed.length }],
+      });
+      expect(JSON.stringify(a)).not.toContain('DROP DATABASE');
+
+      // Any client, here a merge patch as kubectl sends it: the webhook refuses, naming what was hidden.
+      const patch = (decision: Record<string, unknown>) =>
+        rita.client.request('PATCH', approvalPath(NS, a.metadata.name), {
+          contentType: 'application/merge-patch+json',
+          body: { spec: { decision } },
+        });
+      const refused = (await patch({ verdict: 'Approved', reason: 'looks fine' }).catch(
+        (e: unknown) => e,
+      )) as KubeApiError;
+      expect(refused).toBeInstanceOf(KubeApiError);
+      expect(refused.status).toBe(403);
+      expect(refused.message).toContain(
+        `masking hid part of the held call's arguments from reviewers: private-key at $.name (${framed.length} characters)`,
+      );
+      expect(refused.message).toContain('spec.decision.acknowledgeMaskedArguments: true');
+      // The CLI shows what was hidden and refuses without the flag, before writing anything.
+      const show = await approvals(rita, ['show', a.metadata.name, '-n', NS]);
+      expect(show.stdout).toContain('Masked:     1 value');
+      expect(show.stdout).toMatch(new RegExp(`\\$\\.name +private-key +${framed.length} characters`));
+      const list = await approvals(rita, ['list', '-n', NS, '--phase', 'Pending']);
+      expect(list.stdout).toMatch(new RegExp(`${a.metadata.name} .* 1 \\(${framed.length} chars\\)`));
+      const cli = await approvals(rita, ['approve', a.metadata.name, '-n', NS]);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr).toContain('--acknowledge-masked');
+      const unchanged = await cluster.admin.client.request<Approval>(
+        'GET',
+        approvalPath(NS, a.metadata.name),
+      );
+      expect(unchanged.spec.decision).toBeUndefined();
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls);
+
+      const ok = await approvals(rita, ['approve', a.metadata.name, '-n', NS, '--acknowledge-masked']);
+      expect(ok.code).toBe(0);
+      expect(ok.stdout).toContain('Approved by rita, masked arguments acknowledged');
+      const result = await pending;
+      // The upstream got the whole text (its answer quotes it, masked again on the way back).
+      expect(result.content).toEqual([{ type: 'text', text: 'deleted [masked:private-key]' }]);
+      const done = await phase(a.metadata.name, 'Executed');
+      expect(done.spec.decision).toMatchObject({
+        verdict: 'Approved',
+        decidedBy: 'rita',
+        acknowledgeMaskedArguments: true,
+      });
+      expect(upstream.stats.methods.filter((m) => m === 'tools/call')).toHaveLength(calls + 1);
     } finally {
       await c.close();
     }

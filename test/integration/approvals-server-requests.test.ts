@@ -316,12 +316,18 @@ describe('server-to-client requests with action: approve (mode hold)', () => {
     expect(a.spec.session).toMatch(/^[0-9a-f]{16}$/);
     expect(JSON.stringify(a.spec.arguments)).toContain('Summarize: mail');
     expect(JSON.stringify(a.spec)).not.toContain(CUSTOMER);
+    // What the masking hid, as for a client's call: a path into the request's params.
+    expect(a.spec.maskedArguments).toMatchObject({
+      count: 1,
+      length: CUSTOMER.length,
+      entries: [{ path: expect.stringMatching(/^\$\.messages\[0\]\.content\.text$/), detector: 'email' }],
+    });
     // The stream keeps flowing while the request is held: the call's progress arrives.
     await waitFor(() => (progress.includes('asked the model') ? true : undefined), 'progress while held');
     expect(t.sampled).toEqual([]);
     expect(await metric('mcp_warden_approvals_pending', { policy: 'agents/writer' })).toBe(1);
 
-    store.decide(a.name, 'Approved', 'rita', 'fine to summarize');
+    store.decide(a.name, 'Approved', 'rita', 'fine to summarize', { acknowledgeMaskedArguments: true });
     const result = await call;
     expect(text(result)).toBe('summary: a short summary');
     expect(t.sampled).toHaveLength(1);

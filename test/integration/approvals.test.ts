@@ -68,6 +68,14 @@ function policy(issuer: string): PolicyDocument {
           action: 'approve',
           approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' },
         },
+        {
+          // Refuses outright what masking would hide from a reviewer (approval.maskedArguments: deny).
+          name: 'greetings-refuse-masked',
+          subjects: [{ any: true }],
+          match: { prompts: ['greet'] },
+          action: 'approve',
+          approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'hold', maskedArguments: 'deny' },
+        },
       ],
       masking: [{ name: 'secrets', detectors: ['email'] }],
       recording: { enabled: true, payloads: 'masked' },
@@ -170,10 +178,16 @@ describe('hold mode', () => {
     expect(a.spec.requester.principal).toContain('user-1');
     expect(a.spec.session).toMatch(/^[0-9a-f]{16}$/);
     expect(JSON.stringify(a.spec)).not.toContain('ops@example.com');
+    // What the masking hid from the reviewer: where, by which detector, how many characters.
+    expect(a.spec.maskedArguments).toEqual({
+      count: 1,
+      length: 15,
+      entries: [{ path: '$.owner', detector: 'email', length: 15 }],
+    });
     await waitFor(() => (progress.length > 0 ? true : undefined), 'a progress notification');
     expect(progress[0]).toContain(a.name);
     expect(toolCalls()).toBe(calls); // nothing reached the upstream while held
-    store.decide(a.name, 'Approved', 'rita', 'ok for the cleanup');
+    store.decide(a.name, 'Approved', 'rita', 'ok for the cleanup', { acknowledgeMaskedArguments: true });
     const result = await pending;
     expect(result.content).toEqual([{ type: 'text', text: 'deleted widgets' }]);
     expect(toolCalls()).toBe(calls + 1);
@@ -547,6 +561,44 @@ describe('ticket mode', () => {
     const again = (await callQuery(c, { query: 'delete from users' })) as McpError;
     expect(again.code).toBe(-31409);
     expect(again.message).toContain('no deletes');
+    await c.close();
+  });
+});
+
+describe('approval.maskedArguments: deny', () => {
+  it('refuses a call whose arguments masking changes at once (-31403, counted as a block), asks for no approval', async () => {
+    const c = await client('user-strict');
+    const before = new Set([...store.list()].map((a) => a.name));
+    const blocked = () =>
+      metric('mcp_warden_blocked_total', { rule: 'greetings-refuse-masked', reason: 'masked-arguments' });
+    const blockedBefore = await blocked();
+    const err = (await c
+      .getPrompt({ name: 'greet', arguments: { to: 'write to ops@example.com' } })
+      .catch((e: unknown) => e)) as McpError;
+    expect(err).toBeInstanceOf(McpError);
+    expect(err.code).toBe(-31403);
+    expect(err.data).toMatchObject({ policy: 'agents/repo-tools', rule: 'greetings-refuse-masked' });
+    const reason = (err.data as { reason: string }).reason;
+    expect(reason).toContain('email at $.to (15 characters)');
+    expect(reason).toContain('approval.maskedArguments: deny');
+    expect(JSON.stringify(err)).not.toContain('ops@example.com');
+    expect(created(before)).toEqual([]);
+    expect(h.upstream.stats.methods).not.toContain('prompts/get');
+    expect(await blocked()).toBe(blockedBefore + 1);
+    expect(
+      await metric('mcp_warden_requests_total', {
+        policy: 'agents/repo-tools',
+        method: 'prompts/get',
+        decision: 'deny',
+      }),
+    ).toBe(1);
+
+    // Nothing masked: the call is held for a reviewer as usual.
+    const pending = c.getPrompt({ name: 'greet', arguments: { to: 'the team' } }).catch((e: unknown) => e);
+    const a = await waitFor(() => created(before)[0], 'an approval');
+    expect(a.spec.maskedArguments).toBeUndefined();
+    store.decide(a.name, 'Denied', 'rita', 'not now');
+    expect(((await pending) as McpError).code).toBe(-31409);
     await c.close();
   });
 });

@@ -207,11 +207,13 @@ async function waitFor<T>(probe: () => T | undefined, what: string, ms = 10_000)
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Approve the next approval created from now on. */
+/** Approve the next approval created from now on (acknowledging what masking hid in it, if anything). */
 async function approveNext(): Promise<StoredApproval> {
   const before = new Set([...store.list()].map((a) => a.name));
   const a = await waitFor(() => [...store.list()].find((x) => !before.has(x.name)), 'an approval');
-  store.decide(a.name, 'Approved', 'rita');
+  store.decide(a.name, 'Approved', 'rita', undefined, {
+    acknowledgeMaskedArguments: a.spec.maskedArguments !== undefined,
+  });
   return a;
 }
 
