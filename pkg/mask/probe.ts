@@ -147,15 +147,15 @@ export function anyLiteralProbe(literals: readonly string[]): (s: string) => boo
 }
 
 /**
- * A predicate: does `s` contain `literal` with ASCII letters in any case? This is what a
- * non-unicode `/i` regexp folds for ASCII letters (it never folds a non-ASCII character into
- * ASCII: `ſ` is not `s`, the Kelvin sign is not `k`). Each case of the rarest letter is searched
- * with `indexOf`.
+ * What both any-case searches build from a literal: the rarest letter's index `k`, its cases to
+ * search for, and a comparison at a position that folds ASCII letters only.
  */
-export function foldedLiteralProbe(literal: string): (s: string) => boolean {
-  if (literal.length === 0) return () => true;
+function foldedLiteral(
+  literal: string,
+  caller: string,
+): { k: number; anchors: string[]; len: number; matchesAt: (s: string, at: number) => boolean } {
   const lower = literal.toLowerCase();
-  if (!/^[\x20-\x7e]+$/.test(lower)) throw new Error('foldedLiteralProbe: printable ASCII only');
+  if (!/^[\x20-\x7e]+$/.test(lower)) throw new Error(`${caller}: printable ASCII only`);
   const k = anchorIndex(lower, true);
   const anchors = [...new Set([lower[k]!, lower[k]!.toUpperCase()])];
   const len = lower.length;
@@ -170,6 +170,18 @@ export function foldedLiteralProbe(literal: string): (s: string) => boolean {
     }
     return true;
   };
+  return { k, anchors, len, matchesAt };
+}
+
+/**
+ * A predicate: does `s` contain `literal` with ASCII letters in any case? This is what a
+ * non-unicode `/i` regexp folds for ASCII letters (it never folds a non-ASCII character into
+ * ASCII: `ſ` is not `s`, the Kelvin sign is not `k`). Each case of the rarest letter is searched
+ * with `indexOf`.
+ */
+export function foldedLiteralProbe(literal: string): (s: string) => boolean {
+  if (literal.length === 0) return () => true;
+  const { k, anchors, len, matchesAt } = foldedLiteral(literal, 'foldedLiteralProbe');
   return (s) => {
     if (s.length < len) return false;
     for (let a = 0; a < anchors.length; a++) {
@@ -213,22 +225,7 @@ export function literalFinder(literal: string): (s: string, from: number) => num
  * finder's loop) reads the string once per case, not once per call.
  */
 export function foldedLiteralFinder(literal: string): (s: string, from: number) => number {
-  const lower = literal.toLowerCase();
-  if (!/^[\x20-\x7e]+$/.test(lower)) throw new Error('foldedLiteralFinder: printable ASCII only');
-  const k = anchorIndex(lower, true);
-  const anchors = [...new Set([lower[k]!, lower[k]!.toUpperCase()])];
-  const len = lower.length;
-  const codes = Array.from(lower, (c) => c.charCodeAt(0));
-  const isLetter = codes.map((c) => c >= 97 && c <= 122);
-  const matchesAt = (s: string, at: number): boolean => {
-    if (at < 0 || at + len > s.length) return false;
-    for (let j = 0; j < len; j++) {
-      const c = s.charCodeAt(at + j);
-      const want = codes[j]!;
-      if (c !== want && !(isLetter[j] && c === want - 32)) return false;
-    }
-    return true;
-  };
+  const { k, anchors, len, matchesAt } = foldedLiteral(literal, 'foldedLiteralFinder');
   // Per anchor: the first hit at or after `lo` (-1: none), for the string `of`.
   let of: string | undefined;
   const lo = anchors.map(() => 0);
