@@ -470,10 +470,10 @@ describe('hold mode and restarts', () => {
     expect(await created(repeat)).toBe(name);
     store.decide(name, 'Approved', 'rita');
     expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
-    // A caller who leaves a running process still cancels its approval.
+    // A caller who cancels its call on a running process cancels its approval.
     const left = hold(store, after, { name: 'z' });
     const leftName = await created(left);
-    left.cancel('the client closed the request');
+    left.cancel('the client cancelled the request');
     await left.outcome;
     expect(store.get(leftName)?.phase).toBe('Cancelled');
     await after.close();
@@ -658,7 +658,7 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
   /** A client's call held through `b` (its connection: `cancel`). */
   const holdVia = (b: ApprovalBroker, over: Partial<HeldCallInput> = {}) => {
     let name = '';
-    const cancel: Array<(reason: string) => void> = [];
+    const cancel: Array<(reason: string, leaveOpen?: boolean) => void> = [];
     const outcome = b.hold(call({ settings: holdSettings(), arguments: { name: 'x' }, ...over }), {
       onCancel: (l) => cancel.push(l),
       onCreated: (n) => {
@@ -671,8 +671,13 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
         for (let i = 0; i < 200 && name === ''; i++) await new Promise((r) => setTimeout(r, 5));
         return name;
       },
+      /** The client cancelled the call (notifications/cancelled). */
       cancel: (why: string) => {
         for (const l of cancel) l(why);
+      },
+      /** The client's connection closed without a cancellation. */
+      drop: () => {
+        for (const l of cancel) l('the client closed the connection without cancelling the request', true);
       },
     };
   };
@@ -804,13 +809,13 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
     await b.close();
   });
 
-  it('a holder whose client leaves before any repeat cancels the approval; the later repeat asks anew', async () => {
+  it('a holder whose client cancels before any repeat cancels the approval; the later repeat asks anew', async () => {
     const store = new MemoryApprovalStore({ creator: CREATOR });
     const a = replica(store, 'pod-a');
     const b = replica(store, 'pod-b');
     const first = holdVia(a);
     const name = await first.created();
-    first.cancel('the client closed the request');
+    first.cancel('the client cancelled the request');
     await first.outcome;
     expect(store.get(name)?.phase).toBe('Cancelled');
     const repeat = holdVia(b);
@@ -819,6 +824,79 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
     await repeat.outcome;
     await a.close();
     await b.close();
+  });
+
+  it("a holder whose client's connection closes leaves the approval open: the repeat through another replica takes it over and runs it once", async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = replica(store, 'pod-a');
+    const b = replica(store, 'pod-b');
+    const first = holdVia(a);
+    const name = await first.created();
+    first.drop();
+    expect(await first.outcome).toMatchObject({ kind: 'cancelled', name, leftOpen: true });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(store.get(name)).toMatchObject({ phase: 'Pending', holder: 'pod-a' });
+    const count = ofServer(store).length;
+    const repeat = holdVia(b);
+    expect(await repeat.created()).toBe(name);
+    expect(ofServer(store)).toHaveLength(count);
+    await until('the takeover', () => store.get(name)?.holder === 'pod-b');
+    store.decide(name, 'Approved', 'rita');
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
+    expect(store.get(name)?.phase).toBe('Executed');
+    await a.close();
+    await b.close();
+  });
+
+  it('an approval left open by a dropped connection is looked after by its holder: its verdict written at once, its expiry on time', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    // No sweeper runs (the replica is not started): what happens here is the holder's own doing.
+    const a = replica(store, 'pod-a');
+    const approved = holdVia(a);
+    const name = await approved.created();
+    approved.drop();
+    await approved.outcome;
+    store.decide(name, 'Approved', 'rita');
+    await until('phase Approved', () => store.get(name)?.phase === 'Approved');
+    // The repeat runs it at once, once; the next one asks anew.
+    const repeat = holdVia(a);
+    expect(await repeat.outcome).toMatchObject({ kind: 'approved', name, decidedBy: 'rita' });
+    expect(store.get(name)?.phase).toBe('Executed');
+    const next = holdVia(a);
+    expect(await next.created()).not.toBe(name);
+    next.cancel('test over');
+    await next.outcome;
+    // Denied while nobody waits: Denied.
+    const denied = holdVia(a, { arguments: { name: 'denied' } });
+    const deniedName = await denied.created();
+    denied.drop();
+    await denied.outcome;
+    store.decide(deniedName, 'Denied', 'rita');
+    await until('phase Denied', () => store.get(deniedName)?.phase === 'Denied');
+    // Nobody decides nor repeats: Expired at expiresAt, written by the holder.
+    const stale = holdVia(a, { settings: holdSettings('200ms'), arguments: { name: 'stale' } });
+    const staleName = await stale.created();
+    stale.drop();
+    await stale.outcome;
+    expect(store.get(staleName)?.phase).toBe('Pending');
+    await until('phase Expired', () => store.get(staleName)?.phase === 'Expired');
+    expect(Date.parse(store.get(staleName)!.phaseTime!)).toBeGreaterThanOrEqual(
+      Date.parse(store.get(staleName)!.spec.expiresAt),
+    );
+    await a.close();
+  });
+
+  it('a verdict that arrives while a dropped hold is ending is written all the same', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    const a = replica(store, 'pod-a');
+    const h = holdVia(a);
+    const name = await h.created();
+    // The connection closes, and the verdict lands before the broker is done with the hold.
+    h.drop();
+    store.decide(name, 'Approved', 'rita');
+    expect(await h.outcome).toMatchObject({ kind: 'cancelled', leftOpen: true });
+    await until('phase Approved', () => store.get(name)?.phase === 'Approved');
+    await a.close();
   });
 
   it('two replicas taking over at once: one holds the approval, the other hold ends taken over; the call runs once', async () => {

@@ -50,8 +50,14 @@ export interface BrokerOptions {
 
 /** The data path's side of one hold. */
 export interface HoldHooks {
-  /** Registers what cancels the hold (the client went away or cancelled the request), and why. */
-  onCancel(listener: (reason: string) => void): void;
+  /**
+   * Registers what ends the hold from the caller's side, and why. `leaveOpen` false (the default):
+   * the caller cancelled (`notifications/cancelled`), and the approval becomes Cancelled. True: the
+   * caller's connection closed without a cancellation (a network blip, a load balancer's idle cut,
+   * a crash): this hold ends, but the approval stays open for the caller's repeat of the call, and
+   * this pod looks after it as an unheld approval (its expiry, its verdict's phase) meanwhile.
+   */
+  onCancel(listener: (reason: string, leaveOpen?: boolean) => void): void;
   /** Called once the approval exists (the client can be told its name). */
   onCreated?(name: string, expiresAt: string): void;
   /**
@@ -118,9 +124,10 @@ function decisionOf(
  * back into "run it" or an error, for both modes of the contract:
  *
  * - `hold`: create the approval, keep the caller waiting until a verdict, the timeout or the
- *   caller leaving; write the phase (Executed, Denied, Expired, Cancelled). A hold outlives the
- *   process holding it: the caller's repeat of the same call, through any replica of the same
- *   server (`spec.server`), takes the approval over (`status.holder`) and waits on it again.
+ *   caller cancelling; write the phase (Executed, Denied, Expired, Cancelled). A hold outlives the
+ *   process holding it and the caller's connection: the caller's repeat of the same call, through
+ *   any replica of the same server (`spec.server`), takes the approval over (`status.holder`) and
+ *   waits on it again; until then its holder looks after it as an approval nobody waits on.
  * - `ticket`: answer at once with the approval's name; when the same principal repeats the same
  *   call (same policy, rule, method, tool and arguments digest) after approval, it runs once.
  *
@@ -189,9 +196,10 @@ export class ApprovalBroker {
   }
 
   /**
-   * The process is stopping: from now on, a hold that ends because its connection closes is left
-   * open (Pending, not Cancelled) for its caller's repeat through the next process of this pod or
-   * another replica. Close the broker before the data path drops its connections.
+   * The process is stopping: from now on, every hold that ends (the data path dropping its
+   * connections) is left open (Pending, not Cancelled) for its caller's repeat through the next
+   * process of this pod or another replica, which look after it from then on (see {@link start}).
+   * Close the broker before the data path drops its connections.
    */
   async close(): Promise<void> {
     this.#closed = true;
@@ -308,7 +316,14 @@ export class ApprovalBroker {
         // over, before its expiry: an approval can be used until one timeout past it).
         check(this.#o.store.get(approval.name) ?? approval, false);
         if (!done) arm();
-        hooks.onCancel((reason) => settle({ kind: 'cancelled', name: approval.name, reason }));
+        hooks.onCancel((reason, leaveOpen) =>
+          settle({
+            kind: 'cancelled',
+            name: approval.name,
+            reason,
+            ...(leaveOpen ? { leftOpen: true } : {}),
+          }),
+        );
       });
       const gone = outcome.kind === 'approved' ? hooks.canRun?.() : undefined;
       if (gone !== undefined) outcome = { kind: 'cancelled', name: approval.name, reason: gone };
@@ -685,9 +700,20 @@ export class ApprovalBroker {
         if (this.#closed && a !== undefined) {
           // Cut by this process stopping, not by the caller: its repeat waits on it again.
           this.#o.logger.info(
-            { event: 'approval-left-open', approval: outcome.name },
+            { event: 'approval-left-open', approval: outcome.name, reason: 'the data path is stopping' },
             'the data path is stopping; the held call is left open for its repeat',
           );
+          break;
+        }
+        if (outcome.leftOpen === true && a !== undefined) {
+          // The caller's connection closed without cancelling: as when this process stops, the
+          // approval stays open for its repeat (through any replica); until then this pod looks
+          // after it like any approval nobody waits on.
+          this.#o.logger.info(
+            { event: 'approval-left-open', approval: outcome.name, reason: outcome.reason },
+            "the caller's connection closed; the held call is left open for its repeat",
+          );
+          this.#keepUnheld(outcome.name);
           break;
         }
         if (a === undefined) {
@@ -787,6 +813,20 @@ export class ApprovalBroker {
       }
     };
     arm();
+  }
+
+  /**
+   * A hold of this pod that ended with nobody waiting, its approval left open: tracked as unheld
+   * (expired at `expiresAt`, its verdict's phase written) unless it is no longer this pod's to look
+   * after (final, taken over by a repeat elsewhere, or waited on again by a repeat here).
+   */
+  #keepUnheld(name: string): void {
+    const a = this.#o.store.get(name);
+    if (a === undefined || FinalApprovalPhases.has(a.phase ?? '')) return;
+    if (holderOf(a) !== this.#o.pod || this.#waiters.has(name)) return;
+    this.#trackUnheld(a);
+    // A verdict that came while the hold was ending reached no waiter: record it as one nobody waits on.
+    this.#onChange({ approval: a, deleted: false });
   }
 
   #untrackUnheld(name: string, policy: string): void {

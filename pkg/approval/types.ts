@@ -127,11 +127,12 @@ export type ApprovalOutcome =
   | { kind: 'denied'; name: string; decidedBy: string | undefined; reason: string | undefined }
   | { kind: 'expired'; name: string }
   /**
-   * The client went away (hold) or the approval was deleted; or (`takenOverBy`) the same call was
-   * repeated and its repeat now waits on the approval (through that pod): this request ends, the
-   * approval goes on.
+   * The client cancelled the request (hold) or the approval was deleted; or (`takenOverBy`) the
+   * same call was repeated and its repeat now waits on the approval (through that pod); or
+   * (`leftOpen`) the client's connection closed without a cancellation, and the approval stays
+   * open for its repeat. In the last two cases this request ends, the approval goes on.
    */
-  | { kind: 'cancelled'; name: string; reason: string; takenOverBy?: string }
+  | { kind: 'cancelled'; name: string; reason: string; takenOverBy?: string; leftOpen?: boolean }
   /** Ticket mode: waiting for a verdict; the client repeats the call once it is approved. */
   | { kind: 'pending'; name: string; expiresAt: string }
   /** No approval could be requested (store down, arguments too large): the call is refused. */

@@ -24,7 +24,9 @@ import { type RequestInfo, rememberPending, type Session } from './session.js';
  *   SSE, the answer becomes an event stream at once: a comment every 15 s keeps proxies from
  *   timing it out, and `notifications/progress` tells a client that sent a `progressToken` which
  *   approval it waits for. Approved: the call is forwarded and its answer relayed in the same
- *   stream. Denied, expired: a JSON-RPC error (`-31409`, `-31408`).
+ *   stream. Denied, expired: a JSON-RPC error (`-31409`, `-31408`). The client cancelling the
+ *   request (`notifications/cancelled`) cancels the approval; its connection closing does not:
+ *   the approval stays open for the client's repeat of the call, which waits on it again.
  * - `ticket`, and `hold` where the request cannot be held alone (a batch, legacy HTTP+SSE): the
  *   client gets `-31403` naming the approval at once; the same call repeated after approval runs
  *   once.
@@ -366,20 +368,23 @@ export async function holdRequest(
   const stream = /text\/event-stream/i.test(header(req.headers['accept']) ?? '');
   const progressToken = asObject(asObject(held.msg.params)?.['_meta'])?.['progressToken'];
   let keepalive: NodeJS.Timeout | undefined;
-  const cancelListeners: Array<(reason: string) => void> = [];
+  const cancelListeners: Array<(reason: string, leaveOpen: boolean) => void> = [];
   // The client may leave while the approval is still being created, before the broker listens.
-  let cancelledWith: string | undefined;
-  const cancel = (reason: string): void => {
-    cancelledWith ??= reason;
-    for (const l of cancelListeners) l(reason);
+  let cancelledWith: { reason: string; leaveOpen: boolean } | undefined;
+  const cancel = (reason: string, leaveOpen: boolean): void => {
+    cancelledWith ??= { reason, leaveOpen };
+    for (const l of cancelListeners) l(reason, leaveOpen);
   };
+  // A connection that closes is not a cancellation (a network blip, a load balancer's idle cut, a
+  // crashed client): the approval stays open for the client's repeat, which waits on it again.
   const onClose = (): void => {
-    if (!res.writableFinished) cancel('the client closed the request');
+    if (!res.writableFinished)
+      cancel('the client closed the connection without cancelling the request', true);
   };
   res.on('close', onClose);
   // The MCP way to give up on a request: notifications/cancelled naming its id (heldKey).
   const key = heldKey(ctx, held.msg.id);
-  const cancelByClient = (): void => cancel('the client cancelled the request');
+  const cancelByClient = (): void => cancel('the client cancelled the request', false);
   core.heldCalls.set(key, cancelByClient);
   const opened = (name: string, expiresAt: string): void => {
     if (!stream || res.writableEnded) return;
@@ -420,7 +425,7 @@ export async function holdRequest(
       ? await broker.hold(heldCallInput(core, ctx, held), {
           onCancel: (l) => {
             cancelListeners.push(l);
-            if (cancelledWith !== undefined) l(cancelledWith);
+            if (cancelledWith !== undefined) l(cancelledWith.reason, cancelledWith.leaveOpen);
           },
           onCreated: opened,
         })

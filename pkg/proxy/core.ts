@@ -97,7 +97,7 @@ export class ProxyCore {
   readonly rateLimiter = new RateLimiter();
   publicUrl: string | undefined;
   /** Answers blocked server→client requests of exchanges without a session. */
-  readonly answerWithoutSession: (response: JsonRpcResponse) => void;
+  readonly answerWithoutSession: (response: JsonRpcResponse) => Promise<boolean>;
   /** Cancels a request held for approval, by session (or principal) and id (approve.ts heldKey). */
   readonly heldCalls = new Map<string, () => void>();
   /** Last time the proxy listed tools itself for stateless traffic (ms). */
@@ -150,15 +150,18 @@ export class ProxyCore {
     this.events.on('error', () => undefined);
     this.answerWithoutSession = (response) => {
       const path = this.upstream.url.pathname + this.upstream.url.search;
-      this.upstream
+      return this.upstream
         .request(
           'POST',
           path,
           { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
           JSON.stringify(response),
         )
-        .then((r) => discardUpstreamBody(r.body, this.upstream.bodyTimeoutMs))
-        .catch(() => undefined);
+        .then(async (r) => {
+          await discardUpstreamBody(r.body, this.upstream.bodyTimeoutMs);
+          return r.status >= 200 && r.status < 300;
+        })
+        .catch(() => false);
     };
   }
 

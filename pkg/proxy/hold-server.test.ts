@@ -103,7 +103,7 @@ function setup(settings: ApprovalSettings = HOLD, withBroker = true): Setup {
       recorder: undefined,
       pending: new Map(),
       call: { method: 'tools/call', tool: 'ask_llm' },
-      answerUpstream: (r) => answered.push(r),
+      answerUpstream: async (r) => answered.push(r) > 0,
       ...(o.stream ? { stream: o.stream } : {}),
     }),
     close: async () => {

@@ -1,8 +1,9 @@
+import { argumentsDigest } from '../approval/digest.js';
 import type { ApprovalOutcome } from '../approval/types.js';
 import { errorMessage } from '../errors.js';
-import { isRawNumber } from '../json.js';
+import { isJsonObject, isRawNumber } from '../json.js';
 import type { MaskScope } from '../mask/types.js';
-import { idKey } from '../mcp/jsonrpc.js';
+import { idKey, type JsonRpcRequest } from '../mcp/jsonrpc.js';
 import { serializeSseComment, serializeSseEvent } from '../mcp/sse.js';
 import { type HeldRequest, heldCallInput, KEEPALIVE_MS, outcomeResponse, recordOutcome } from './approve.js';
 import type { ClientStream } from './client-stream.js';
@@ -10,6 +11,7 @@ import type { ProxyCore } from './core.js';
 import { type OutboundContext, releasedServerRequest } from './outbound.js';
 import { ReleasedEvents } from './released.js';
 import type { ServerHold } from './session.js';
+import { type SettledRequest, SettledServerRequests } from './settled.js';
 
 /**
  * The approval stage for server→client requests (`sampling/createMessage`, `elicitation/create`,
@@ -29,6 +31,11 @@ import type { ServerHold } from './session.js';
  * - The server cancelling its request (`notifications/cancelled`), the session ending, or (without
  *   a session) the stream closing ends the hold (Cancelled).
  * - `ticket` rules hold too: the server cannot repeat its request once it is approved.
+ * - The same request replayed by the upstream after the proxy answered it (a client resuming the
+ *   stream it came on with `Last-Event-ID`): not held again, no new approval. The server already
+ *   has its answer, and a second response to one request id is a protocol error (JSON-RPC: one
+ *   response per request; the SDKs report an unknown id), so the replay is dropped; only when the
+ *   first answer did not reach the server is it sent again, the same (see replaySettled).
  */
 
 /** Hold a server→client request the policy decided `approve`; answers the upstream itself when it cannot. */
@@ -188,8 +195,11 @@ function finish(
     return;
   }
   // A request the server cancelled itself expects no answer.
-  if (outcome.kind === 'cancelled' && cancelled?.answer === false) return;
-  ctx.answerUpstream(outcomeResponse(held, outcome));
+  if (outcome.kind === 'cancelled' && cancelled?.answer === false) {
+    settle(ctx, held.msg, outcome, undefined);
+    return;
+  }
+  settle(ctx, held.msg, outcome, outcomeResponse(held, outcome));
 }
 
 /**
@@ -220,5 +230,72 @@ function deliver(
 /** Answer the upstream's request with the refusal (it never reaches the client). */
 function refuse(ctx: OutboundContext, held: HeldRequest, outcome: ApprovalOutcome): void {
   recordOutcome(ctx, held, outcome);
-  ctx.answerUpstream(outcomeResponse(held, outcome));
+  settle(ctx, held.msg, outcome, outcomeResponse(held, outcome));
+}
+
+/** A server request's params without `_meta` (what its approval is bound to), digested. */
+function requestDigest(msg: JsonRpcRequest): string {
+  const { _meta: _perRequest, ...rest } = isJsonObject(msg.params) ? msg.params : {};
+  return argumentsDigest(rest);
+}
+
+/**
+ * Answer the server for a held request that is not delivered (`answer` undefined: it is owed
+ * nothing), and remember it in its session: replayed, it gets this outcome again (replaySettled).
+ */
+function settle(
+  ctx: OutboundContext,
+  msg: JsonRpcRequest,
+  outcome: ApprovalOutcome,
+  answer: ReturnType<typeof outcomeResponse> | undefined,
+): void {
+  const session = ctx.session;
+  let entry: SettledRequest | undefined;
+  if (session !== undefined) {
+    session.settled ??= new SettledServerRequests();
+    entry = session.settled.add(idKey(msg.id), {
+      digest: requestDigest(msg),
+      approval: 'name' in outcome ? outcome.name : undefined,
+      outcome: outcome.kind,
+      answer,
+      state: 'sent',
+    });
+  }
+  if (answer !== undefined) send(ctx, answer, entry);
+}
+
+function send(
+  ctx: OutboundContext,
+  answer: ReturnType<typeof outcomeResponse>,
+  entry: SettledRequest | undefined,
+): void {
+  if (entry !== undefined) entry.state = 'sending';
+  void ctx.answerUpstream(answer).then((accepted) => {
+    if (entry !== undefined) entry.state = accepted ? 'sent' : 'failed';
+  });
+}
+
+/**
+ * A server request the upstream sends again (it replays the stream's events to a client that
+ * resumed) after the proxy answered it for a hold: same session, request id and params. It is not
+ * held again nor decided anew: the server already has its outcome, so the replay is dropped; when
+ * that answer did not reach the server (the upstream refused it or could not be reached), the
+ * same answer is sent again. Returns true when it was such a replay (nothing goes to the client).
+ */
+export function replaySettled(core: ProxyCore, ctx: OutboundContext, msg: JsonRpcRequest): boolean {
+  const entry = ctx.session?.settled?.get(idKey(msg.id), requestDigest(msg));
+  if (entry === undefined) return false;
+  const again = entry.answer !== undefined && entry.state === 'failed';
+  core.logger.info(
+    {
+      event: 'server-request-replayed',
+      method: msg.method.slice(0, 64),
+      approval: entry.approval,
+      outcome: entry.outcome,
+      answer: again ? 'sent-again' : 'dropped',
+    },
+    'a held server request the server already got its outcome for was replayed; not held again',
+  );
+  if (again) send(ctx, entry.answer!, entry);
+  return true;
 }

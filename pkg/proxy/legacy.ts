@@ -114,22 +114,27 @@ function basePath(core: ProxyCore): string {
 }
 
 /** POST a message to the upstream's per-session message endpoint (fire and forget). */
-function postUpstream(core: ProxyCore, session: Session, response: JsonRpcResponse): void {
-  if (!session.upstreamMessagePath) return;
-  core.upstream
+/** Resolves true when the upstream accepted the answer (a 2xx status). */
+function postUpstream(core: ProxyCore, session: Session, response: JsonRpcResponse): Promise<boolean> {
+  if (!session.upstreamMessagePath) return Promise.resolve(false);
+  return core.upstream
     .request(
       'POST',
       session.upstreamMessagePath,
       { 'content-type': 'application/json' },
       JSON.stringify(response),
     )
-    .then((r) => discardUpstreamBody(r.body, core.upstream.bodyTimeoutMs))
-    .catch((err: unknown) =>
+    .then(async (r) => {
+      await discardUpstreamBody(r.body, core.upstream.bodyTimeoutMs);
+      return r.status >= 200 && r.status < 300;
+    })
+    .catch((err: unknown) => {
       core.logger.warn(
         { event: 'upstream-answer-failed', err: errorMessage(err) },
         'could not answer a blocked server request',
-      ),
-    );
+      );
+      return false;
+    });
 }
 
 export async function handleLegacyMessage(

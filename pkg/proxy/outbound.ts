@@ -19,7 +19,7 @@ import { HeldRequest } from './approve.js';
 import type { ClientStream } from './client-stream.js';
 import type { ProxyCore } from './core.js';
 import { decideRequest, maskScopeOf } from './decide.js';
-import { cancelServerHold, holdServerRequest } from './hold-server.js';
+import { cancelServerHold, holdServerRequest, replaySettled } from './hold-server.js';
 import { type RequestInfo, rememberPending, type ServerHold, type Session } from './session.js';
 
 /**
@@ -40,8 +40,11 @@ export interface OutboundContext {
    * batch: those messages are masked with every scoped rule.
    */
   call?: RequestInfo;
-  /** Answer a blocked server→client request upstream (so the server does not hang). */
-  answerUpstream: (response: JsonRpcResponse) => void;
+  /**
+   * Answer a blocked server→client request upstream (so the server does not hang). Resolves true
+   * when the upstream accepted the answer; never rejects.
+   */
+  answerUpstream: (response: JsonRpcResponse) => Promise<boolean>;
   /**
    * The client's event stream these messages are relayed on, when they are: a server request held
    * for approval is delivered on it once approved (hold-server.ts).
@@ -166,6 +169,9 @@ export function processServerMessageJson(
       // gets it once, as the event the proxy wrote for it (released.ts), never held a second time.
       return undefined;
     }
+    // Replayed after its hold ended with an answer to the server (denied, expired, ...): the
+    // server has its outcome; not held, nor decided, again.
+    if (replaySettled(core, ctx, req)) return undefined;
     scope = scopeOf(ctx, ctx.call, req.method);
     const input = {
       engine: ctx.engine,
@@ -185,7 +191,7 @@ export function processServerMessageJson(
     }
     if (denied) {
       recordMasked(core, ctx, req, scope);
-      ctx.answerUpstream(denied);
+      void ctx.answerUpstream(denied);
       return undefined;
     }
   } else {

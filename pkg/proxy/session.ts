@@ -5,6 +5,7 @@ import type { ListMethod } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ClientStream } from './client-stream.js';
 import type { ReleasedEvents } from './released.js';
+import type { SettledServerRequests } from './settled.js';
 
 /** What the proxy remembers about a forwarded request until its response passes back. */
 export interface RequestInfo {
@@ -40,8 +41,8 @@ export interface Session {
   /** Tool annotations learnt from this session's `tools/list` results. */
   toolAnnotations: Map<string, Record<string, unknown>>;
   lastSeen: number;
-  /** Answers a blocked server→client request upstream (built once per session). */
-  answerUpstream?: (response: JsonRpcResponse) => void;
+  /** Answers a blocked server→client request upstream (built once per session); true: accepted. */
+  answerUpstream?: (response: JsonRpcResponse) => Promise<boolean>;
   /** GET streams open on this session (an open stream keeps the session from idling out). */
   openStreams?: number;
   /** The session's GET streams: where an approved server request goes when its own stream closed. */
@@ -50,6 +51,8 @@ export interface Session {
   serverHolds?: Map<string, ServerHold>;
   /** Approved server→client requests written by the proxy, replayed to a client that resumes. */
   released?: ReleasedEvents;
+  /** Held server→client requests the proxy answered the server for (hold-server.ts), by id key. */
+  settled?: SettledServerRequests;
   /** Answers to the proxy's own requests (legacy SSE: they arrive on the session's stream). */
   internalWaiters?: Map<string, (result: Record<string, unknown> | undefined) => void>;
   /** The proxy already listed the upstream's tools for this session (annotations). */

@@ -206,7 +206,7 @@ describe('outbound stage', () => {
       session: undefined,
       recorder: undefined,
       pending: new Map([['n:1', { method: 'tools/list', list: 'tools/list' as const }]]),
-      answerUpstream: (r) => answered.push(r),
+      answerUpstream: async (r) => answered.push(r) > 0,
     };
   }
 
@@ -339,7 +339,7 @@ describe('masking scope: every message is masked as the call it belongs to, or w
       session: undefined,
       recorder: undefined,
       pending: new Map(pending),
-      answerUpstream: () => undefined,
+      answerUpstream: async () => true,
       ...extra,
     } as OutboundContext;
   }

@@ -110,7 +110,10 @@ function upstreamPath(core: ProxyCore): string {
  * POSTs the proxy's answer to a blocked server→client request upstream (so the server does not
  * hang). One function per session (cached), none allocated per request.
  */
-function answererFor(core: ProxyCore, session: Session | undefined): (response: JsonRpcResponse) => void {
+function answererFor(
+  core: ProxyCore,
+  session: Session | undefined,
+): (response: JsonRpcResponse) => Promise<boolean> {
   if (session) {
     if (!session.answerUpstream) {
       session.answerUpstream = (response) =>
@@ -126,22 +129,26 @@ export function answerUpstream(
   sessionId: string | undefined,
   version: string | undefined,
   response: JsonRpcResponse,
-): void {
+): Promise<boolean> {
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     accept: 'application/json, text/event-stream',
   };
   if (sessionId) headers['mcp-session-id'] = sessionId;
   if (version) headers['mcp-protocol-version'] = version;
-  core.upstream
+  return core.upstream
     .request('POST', upstreamPath(core), headers, JSON.stringify(response))
-    .then((r) => discardUpstreamBody(r.body, core.upstream.bodyTimeoutMs))
-    .catch((err: unknown) =>
+    .then(async (r) => {
+      await discardUpstreamBody(r.body, core.upstream.bodyTimeoutMs);
+      return r.status >= 200 && r.status < 300;
+    })
+    .catch((err: unknown) => {
       core.logger.warn(
         { event: 'upstream-answer-failed', err: errorMessage(err) },
         'could not answer a blocked server request',
-      ),
-    );
+      );
+      return false;
+    });
 }
 
 function observe(core: ProxyCore, method: string, started: bigint, upstreamNs: bigint): void {

@@ -1,8 +1,10 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { CallToolResultSchema, McpError } from '@modelcontextprotocol/sdk/types.js';
+import { pino } from 'pino';
 import {
   ApprovalBroker,
   argumentsDigest,
@@ -69,6 +71,14 @@ function policy(issuer: string): PolicyDocument {
           approval: { approvers: [{ user: 'rita' }], timeout: '1m', mode: 'ticket' },
         },
         {
+          // A longer timeout, for what happens while nobody waits on a held call.
+          name: 'steps-need-approval',
+          subjects: [{ any: true }],
+          match: { tools: ['slow_steps'] },
+          action: 'approve',
+          approval: { approvers: [{ group: 'mcp-reviewers' }], timeout: '1m', mode: 'hold' },
+        },
+        {
           // Refuses outright what masking would hide from a reviewer (approval.maskedArguments: deny).
           name: 'greetings-refuse-masked',
           subjects: [{ any: true }],
@@ -89,16 +99,25 @@ let broker: ApprovalBroker;
 let dir: string;
 
 let metrics: Metrics;
+/** The broker's log events (its logger writes here, at info). */
+const logged: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
   store = new MemoryApprovalStore({ creator: 'system:serviceaccount:agents:github-mcp' });
   dir = mkdtempSync(join(tmpdir(), 'approvals-it-'));
   metrics = createMetrics({ defaultMetrics: false });
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line !== '') logged.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
   broker = new ApprovalBroker({
     store,
     pod: 'github-mcp-0',
     metrics,
-    logger: createLogger('approvals-it'),
+    logger: pino({ level: 'info' }, sink),
     trustedCreator: 'system:serviceaccount:agents:github-mcp',
   });
   await broker.start();
@@ -263,34 +282,7 @@ describe('hold mode', () => {
     await c.close();
   });
 
-  it('cancels the approval when the client drops the connection', async () => {
-    const headers = await openRawSession(h.mcpUrl, await h.token({ oid: 'user-8' }), '2025-06-18');
-    const before = new Set([...store.list()].map((a) => a.name));
-    const calls = toolCalls();
-    const abort = new AbortController();
-    const response = await fetch(h.mcpUrl, {
-      method: 'POST',
-      headers,
-      signal: abort.signal,
-      body: JSON.stringify({
-        jsonrpc: '2.0',
-        id: 9,
-        method: 'tools/call',
-        params: { name: 'delete_repo', arguments: { name: 'dropped' } },
-      }),
-    });
-    // The answer is an event stream from the start, with the approval's name in a comment.
-    expect(response.headers.get('content-type')).toBe('text/event-stream');
-    const reader = response.body!.getReader();
-    const first = new TextDecoder().decode((await reader.read()).value);
-    const a = await waitFor(() => created(before)[0], 'an approval');
-    expect(first).toContain(`waiting for approval ${a.name}`);
-    abort.abort();
-    await waitFor(() => (store.get(a.name)?.phase === 'Cancelled' ? true : undefined), 'phase Cancelled');
-    expect(toolCalls()).toBe(calls);
-  });
-
-  it('a client that leaves while the approval is still being created cancels it at once', async () => {
+  it('a client that leaves while the approval is still being created leaves it open for its repeat; it expires at expiresAt', async () => {
     const headers = await openRawSession(h.mcpUrl, await h.token({ oid: 'user-10' }), '2025-06-18');
     const before = new Set([...store.list()].map((a) => a.name));
     store.setCreateDelay(300);
@@ -311,17 +303,14 @@ describe('hold mode', () => {
       abort.abort();
       await response;
       const a = await waitFor(() => created(before)[0], 'the approval');
-      // Cancelled as soon as it exists, not left to expire (the rule's timeout is 2 s).
-      await waitFor(
-        () => (store.get(a.name)?.phase === 'Cancelled' ? true : undefined),
-        'phase Cancelled',
-        1000,
-      );
+      await leftOpen(a.name);
+      expect(store.get(a.name)).toMatchObject({ phase: 'Pending', holder: 'github-mcp-0' });
+      // Nobody repeated the call: this pod expires it on time (the rule's timeout is 2 s).
+      await waitFor(() => (store.get(a.name)?.phase === 'Expired' ? true : undefined), 'phase Expired');
     } finally {
       store.setCreateDelay(0);
     }
   });
-
   it('records the hold and its outcome in the session recording, masked', async () => {
     const read = (): { text: string; lines: Array<Record<string, unknown>> } => {
       const text = readdirSync(dir)
@@ -349,6 +338,123 @@ describe('hold mode', () => {
       decidedBy: 'rita',
     });
     expect(text).not.toContain('ops@example.com');
+  });
+});
+
+/** The broker logged that the hold of `name` ended with its approval left open, and why. */
+function leftOpen(name: string): Promise<Record<string, unknown>> {
+  return waitFor(
+    () => logged.find((l) => l['event'] === 'approval-left-open' && l['approval'] === name),
+    `approval ${name} left open`,
+  );
+}
+
+/**
+ * A held call whose connection the client drops (no notifications/cancelled: a network blip, a
+ * load balancer's idle cut, a crash): its approval and name, once the hold ended.
+ */
+async function dropHeld(
+  oid: string,
+  args: Record<string, unknown>,
+  tool = 'slow_steps',
+): Promise<StoredApproval> {
+  const headers = await openRawSession(h.mcpUrl, await h.token({ oid }), '2025-06-18');
+  const before = new Set([...store.list()].map((a) => a.name));
+  const abort = new AbortController();
+  const response = await fetch(h.mcpUrl, {
+    method: 'POST',
+    headers,
+    signal: abort.signal,
+    body: JSON.stringify({
+      jsonrpc: '2.0',
+      id: 9,
+      method: 'tools/call',
+      params: { name: tool, arguments: args },
+    }),
+  });
+  // The answer is an event stream from the start, with the approval's name in a comment.
+  expect(response.headers.get('content-type')).toBe('text/event-stream');
+  const reader = response.body!.getReader();
+  const first = new TextDecoder().decode((await reader.read()).value);
+  const a = await waitFor(() => created(before)[0], 'an approval');
+  expect(first).toContain(`waiting for approval ${a.name}`);
+  abort.abort();
+  const log = await leftOpen(a.name);
+  expect(String(log['reason'])).toContain('closed the connection');
+  return a;
+}
+
+describe('hold mode: a dropped connection is not a cancellation', () => {
+  it('the approval stays Pending, held by this pod; the repeat waits on it and runs the call once approved', async () => {
+    const calls = toolCalls();
+    const cancelled = await metric('mcp_warden_approvals_total', { outcome: 'cancelled' });
+    const a = await dropHeld('user-8', { steps: 1 });
+    expect(store.get(a.name)).toMatchObject({ phase: 'Pending', holder: 'github-mcp-0' });
+    expect(await metric('mcp_warden_approvals_total', { outcome: 'cancelled' })).toBe(cancelled);
+    expect(toolCalls()).toBe(calls);
+    // The repeat (a new connection and session of the same principal) waits on the same approval.
+    const count = [...store.list()].length;
+    const c = await client('user-8');
+    const progress: string[] = [];
+    const repeat = c.callTool({ name: 'slow_steps', arguments: { steps: 1 } }, CallToolResultSchema, {
+      onprogress: (p) => progress.push(String(p.message)),
+      timeout: 10_000,
+    });
+    await waitFor(() => (progress.length > 0 ? true : undefined), 'the repeat waiting');
+    expect(progress[0]).toContain(a.name);
+    expect([...store.list()]).toHaveLength(count);
+    store.decide(a.name, 'Approved', 'rita');
+    expect((await repeat).content).toEqual([{ type: 'text', text: 'done 1' }]);
+    expect(toolCalls()).toBe(calls + 1);
+    await waitFor(() => (store.get(a.name)?.phase === 'Executed' ? true : undefined), 'phase Executed');
+    await c.close();
+  });
+
+  it('approved while nobody waits: the phase says Approved, and the repeat runs the call at once, once', async () => {
+    const calls = toolCalls();
+    const a = await dropHeld('user-11', { steps: 2 });
+    store.decide(a.name, 'Approved', 'rita', 'fine');
+    // Written by this pod as soon as the verdict arrives (the sweeper would wait for its pass).
+    await waitFor(() => (store.get(a.name)?.phase === 'Approved' ? true : undefined), 'phase Approved');
+    expect(store.get(a.name)?.phase).toBe('Approved');
+    expect(toolCalls()).toBe(calls);
+    const c = await client('user-11');
+    const result = await c.callTool({ name: 'slow_steps', arguments: { steps: 2 } }, CallToolResultSchema, {
+      timeout: 10_000,
+    });
+    expect(result.content).toEqual([{ type: 'text', text: 'done 2' }]);
+    expect(toolCalls()).toBe(calls + 1);
+    expect(store.get(a.name)?.phase).toBe('Executed');
+    // Used: the next repeat asks anew.
+    const before = new Set([...store.list()].map((x) => x.name));
+    const abort = new AbortController();
+    const next = c
+      .callTool({ name: 'slow_steps', arguments: { steps: 2 } }, CallToolResultSchema, {
+        signal: abort.signal,
+        timeout: 10_000,
+      })
+      .catch((e: unknown) => e);
+    const again = await waitFor(() => created(before)[0], 'a new approval');
+    expect(again.name).not.toBe(a.name);
+    abort.abort();
+    await next;
+    await waitFor(() => (store.get(again.name)?.phase === 'Cancelled' ? true : undefined), 'phase Cancelled');
+    expect(toolCalls()).toBe(calls + 1);
+    await c.close();
+  });
+
+  it('nobody repeats the call: this pod writes Expired at expiresAt', async () => {
+    const expired = await metric('mcp_warden_approvals_total', { outcome: 'expired' });
+    const a = await dropHeld('user-12', { name: 'dropped' }, 'delete_repo');
+    expect(store.get(a.name)?.phase).toBe('Pending');
+    // The rule's timeout is 2 s; its expiry timer writes it (the sweeper leaves it alone).
+    const gone = await waitFor(
+      () => (store.get(a.name)?.phase === 'Expired' ? store.get(a.name) : undefined),
+      'phase Expired',
+      10_000,
+    );
+    expect(Date.parse(gone!.phaseTime!)).toBeGreaterThanOrEqual(Date.parse(a.spec.expiresAt));
+    expect(await metric('mcp_warden_approvals_total', { outcome: 'expired' })).toBe(expired + 1);
   });
 });
 

@@ -30,6 +30,8 @@ interface Evil {
   onGet?: (res: ServerResponse, last: string | undefined) => void;
   /** What a tools/call does with its SSE response. */
   onCall: (res: ServerResponse, id: unknown) => void;
+  /** Answers to these server request ids are refused once (503), as by an upstream restarting. */
+  refuseAnswerOnce: Set<unknown>;
   close(): Promise<void>;
 }
 
@@ -53,6 +55,7 @@ function startEvil(): Promise<Evil> {
     answers: [],
     gets: [],
     getStreams: [],
+    refuseAnswerOnce: new Set(),
     onCall: (res) => res.end(),
     close: async () => undefined,
   };
@@ -109,6 +112,10 @@ function startEvil(): Promise<Evil> {
       } else {
         // Notifications and the client's answers to the server's requests.
         if (msg.method === undefined) evil.answers.push(msg);
+        if (msg.method === undefined && evil.refuseAnswerOnce.delete(msg.id)) {
+          res.writeHead(503).end();
+          return;
+        }
         res.writeHead(202).end();
       }
     });
@@ -422,6 +429,80 @@ describe('resuming with Last-Event-ID after a release (raw HTTP, an upstream wit
     expect(again.events.filter(isRequest)).toEqual([]);
     await again.close();
     expect(approvals()).toBe(1);
+    await live.close();
+    evil.onGet = undefined;
+  });
+});
+
+describe('a held server request the upstream replays after the server got its outcome', () => {
+  /** A raw session whose GET stream carries `sampling(id)` after `<tag>0`, replayed on resume from there. */
+  async function deniedThenResumed(oid: string, tag: string, requestId: string) {
+    evil.onGet = (res, last) => {
+      if (last === undefined) res.write(ev(`${tag}0`, log('before')));
+      if (last === undefined || last === `${tag}0`) res.write(ev(`${tag}1`, sampling(requestId, 'deny me')));
+      if (last === `${tag}0`) res.write(ev(`${tag}2`, log('after')));
+    };
+    const token = await h.token({ oid });
+    const prefix = await idPrefix(h, token);
+    const s = await openRawSession(h.mcpUrl, token, '2025-06-18');
+    const get = (last?: string) =>
+      fetch(h.mcpUrl, {
+        headers: { ...s, accept: 'text/event-stream', ...(last ? { 'last-event-id': last } : {}) },
+      });
+    const mine = () => [...store.list()].filter((x) => x.spec.requester.principal.includes(oid));
+    const live = eventsOf(await get());
+    const a = await waitFor(() => mine()[0], 'the approval');
+    store.decide(a.name, 'Denied', 'rita', 'no sampling today');
+    const answered = () => evil.answers.filter((x) => x.id === requestId);
+    await waitFor(() => (answered().length > 0 ? true : undefined), "the server's answer");
+    /** Resume from before the request; resolves once the upstream's replay went through the proxy. */
+    const resume = async (): Promise<Array<{ id?: string; data: string }>> => {
+      const r = eventsOf(await get(`${prefix}${tag}0`));
+      await r.next((es) => es.some((e) => e.data.includes('"after"')));
+      await r.close();
+      return r.events;
+    };
+    return { a, mine, answered, resume, live };
+  }
+
+  it('denied (-31409 to the server): the replay is not held again, no new approval, and the server is not answered twice', async () => {
+    evil.answers.length = 0;
+    const { a, mine, answered, resume, live } = await deniedThenResumed('denied-1', 'dn', 's-denied');
+    expect(answered()).toEqual([
+      expect.objectContaining({ error: expect.objectContaining({ code: -31409 }) }),
+    ]);
+    for (let i = 0; i < 2; i++) {
+      const events = await resume();
+      // The client never sees the request; the stream goes on with what followed it.
+      expect(events.some((e) => e.data.includes('sampling/createMessage'))).toBe(false);
+      expect(events.some((e) => e.data.includes('"after"'))).toBe(true);
+    }
+    expect(mine().map((x) => x.name)).toEqual([a.name]);
+    // The server already had its answer (it accepted it): a second one would be a protocol error.
+    expect(answered()).toHaveLength(1);
+    await live.close();
+    evil.onGet = undefined;
+  });
+
+  it('when the first answer did not reach the server, the replay gets the same answer again, once', async () => {
+    evil.answers.length = 0;
+    evil.refuseAnswerOnce.add('s-lost');
+    const { a, mine, answered, resume, live } = await deniedThenResumed('denied-2', 'dl', 's-lost');
+    // Resume until the proxy has seen the refusal of its first answer and answered the replay
+    // again (a replay while the first answer is still on its way is dropped).
+    for (const end = Date.now() + 10_000; answered().length < 2; ) {
+      if (Date.now() > end) throw new Error('timed out waiting for the answer to be sent again');
+      await resume();
+    }
+    const [first, second] = answered();
+    expect(second).toEqual(first);
+    expect(second).toMatchObject({ id: 's-lost', error: { code: -31409 } });
+    // Accepted this time: later replays are dropped.
+    await waitFor(() => (answered().length === 2 ? true : undefined), 'the second answer');
+    await resume();
+    await resume();
+    expect(answered()).toHaveLength(2);
+    expect(mine().map((x) => x.name)).toEqual([a.name]);
     await live.close();
     evil.onGet = undefined;
   });
