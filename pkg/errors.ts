@@ -29,6 +29,8 @@ export const ErrorCodes = {
   config: 'ERR_CONFIG',
   recording: 'ERR_RECORDING',
   kube: 'ERR_KUBE',
+  /** The API server serves an older MCPApproval CRD: it drops fields the approval needs. */
+  crdOutdated: 'ERR_CRD_OUTDATED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

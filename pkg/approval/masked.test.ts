@@ -1,5 +1,6 @@
 import { createMasker } from '../mask/index.js';
 import type { MaskingRule } from '../policy/schema.js';
+import { canonicalJson } from './digest.js';
 import { codePoints, describeMasked, hiddenArguments, maskMarker } from './masked.js';
 
 /**
@@ -95,4 +96,83 @@ test('a marker cannot be forged by the arguments (a fresh nonce each time); char
   const forged = a.replacement.replace('{name}', 'email');
   expect(forged.match(b.pattern)).toBeNull();
   expect(codePoints('a😀b')).toBe(3);
+});
+
+test('a level whose shape a view does not keep counts whole: a member dropped from what reviewers see is counted', () => {
+  // A masked key renamed onto another member's name: reviewers see one member where the call has
+  // two, and `DROP TABLE` is in neither the view nor (before) the count.
+  const marker = maskMarker();
+  const mark = (name: string) => marker.replacement.replace('{name}', name);
+  const config = { 'to bob@example.com': 'x', '[masked:email]': 'DROP TABLE customers', keep: 'fine' };
+  const original = { name: 'widgets', config };
+  const shown = { name: 'widgets', config: { '[masked:email]': 'x', keep: 'fine' } };
+  const marked = {
+    name: 'widgets',
+    config: { [`to ${mark('email')}`]: 'x', '[masked:email]': 'DROP TABLE customers', keep: 'fine' },
+  };
+  const length = canonicalJson(config).length;
+  expect(hiddenArguments(original, shown, marked, marker.pattern)).toEqual({
+    count: 1,
+    length,
+    entries: [{ path: '$.config', detector: 'structure', length }],
+  });
+
+  // The same when the marked copy, or either copy's array or type, differs from the call.
+  const items = ['a', 'to ops@example.com'];
+  const markedItems = ['a', `to ${mark('email')}`];
+  const itemsLength = canonicalJson(items).length;
+  expect(
+    hiddenArguments({ items }, { items: ['to [masked:email]'] }, { items: markedItems }, marker.pattern),
+  ).toEqual({
+    count: 1,
+    length: itemsLength,
+    entries: [{ path: '$.items', detector: 'structure', length: itemsLength }],
+  });
+  expect(
+    hiddenArguments(
+      { items },
+      { items: { 0: 'a', 1: 'to [masked:email]' } },
+      { items: markedItems },
+      marker.pattern,
+    )?.entries,
+  ).toEqual([{ path: '$.items', detector: 'structure', length: itemsLength }]);
+  // A key the view renamed where the marked copy kept it (or renamed without a marker): whole.
+  expect(
+    hiddenArguments(
+      { a: 'x', b: 'y' },
+      { a: 'x', '[masked:b]': 'y' },
+      { a: 'x', b: 'y', c: 'z' },
+      marker.pattern,
+    )?.entries,
+  ).toEqual([{ path: '$', detector: 'structure', length: '{"a":"x","b":"y"}'.length }]);
+  expect(
+    hiddenArguments(
+      { a: 'x', b: 'y' },
+      { a: 'x', '[masked:b]': 'y' },
+      { a: 'x', '[masked:b]': 'y' },
+      marker.pattern,
+    )?.entries,
+  ).toEqual([{ path: '$', detector: 'structure', length: '{"a":"x","b":"y"}'.length }]);
+});
+
+test('masks a repeated kept piece cannot tell apart make one entry: no entry can be made to look small', () => {
+  // ` mid ` is kept after the key and also inside it: aligned on the first one, the key looked 29
+  // characters long and the email 1548.
+  const pem = `-----BEGIN PRIVATE KEY-----\nx mid y ${'A'.repeat(1500)}\n-----END PRIVATE KEY-----`;
+  const { shown, result } = hidden({ note: `pre ${pem} mid ops@example.com post` });
+  expect(shown).toEqual({ note: 'pre [masked:private-key] mid [masked:email] post' });
+  expect(result).toEqual({
+    count: 2,
+    length: pem.length + 'ops@example.com'.length,
+    entries: [{ path: '$.note', detector: 'private-key,email', length: pem.length + 15 }],
+  });
+  // Kept text that occurs once still tells the masks apart, around an ambiguous run too.
+  const { result: apart } = hidden({
+    note: `a ops@example.com b ${pem} mid x@example.com mid TCK-123456 end`,
+  });
+  expect(apart?.entries).toEqual([
+    { path: '$.note', detector: 'email', length: 15 },
+    { path: '$.note', detector: 'private-key,email,ticket', length: pem.length + 13 + 10 },
+  ]);
+  expect(apart?.count).toBe(4);
 });

@@ -45,8 +45,9 @@ class Collector {
   length = 0;
   readonly entries: MaskedArgument[] = [];
 
-  add(path: string, detector: string, length: number): void {
-    this.count++;
+  /** `values`: how many masks the entry covers (touching ones, or ones it cannot tell apart). */
+  add(path: string, detector: string, length: number, values = 1): void {
+    this.count += values;
     this.length += length;
     if (this.entries.length >= MaxMaskedArgumentEntries) return;
     this.entries.push({
@@ -88,6 +89,12 @@ function unique(names: string[]): string {
  * or per run of masks that touch (their names comma-separated). The kept text between markers is
  * found in the original in order; what lies between is hidden. When the kept text cannot be found
  * (a renamed key's `#2`), the whole original counts as hidden: never less than the truth.
+ *
+ * Kept text can occur more than once (` mid ` inside a masked private key and again after it), so
+ * where a mask ends may be unknowable: each kept piece is placed as early and as late as the rest
+ * allows, and a piece whose two places differ does not split the masks around it. They make one
+ * entry, every name listed, covering all they hide together (which is the same whatever the
+ * placement): a requester cannot move hidden length from one entry to another.
  */
 function fromText(c: Collector, path: string, text: string, marked: string, pattern: RegExp): void {
   const literals: string[] = [];
@@ -104,31 +111,46 @@ function fromText(c: Collector, path: string, text: string, marked: string, patt
     c.add(path, 'unknown', codePoints(text));
     return;
   }
-  const spans: Array<{ names: string[]; length: number }> = [];
-  let ok = text.startsWith(literals[0]!);
-  let pos = literals[0]!.length;
-  for (let i = 0; ok && i < names.length; ) {
-    // A run of masks with no kept text between them is one span: where one ends is unknowable.
-    const group = [names[i]!];
-    i++;
+  // A run of masks with no kept text between them is one group: where one ends is unknowable.
+  // Group k lies between kept[k] and kept[k + 1] (kept[0] the head, the last one the tail).
+  const groups: string[][] = [];
+  const kept: string[] = [literals[0]!];
+  for (let i = 0; i < names.length; ) {
+    const group = [names[i++]!];
     while (i < names.length && literals[i] === '') group.push(names[i++]!);
-    const next = literals[i]!;
-    let end: number;
-    if (i === names.length) {
-      end = text.length - next.length;
-      ok = end > pos && text.endsWith(next);
-    } else {
-      end = text.indexOf(next, pos + 1);
-      ok = end > pos;
-    }
-    if (ok) spans.push({ names: group, length: codePoints(text.slice(pos, end)) });
-    pos = end + next.length;
+    groups.push(group);
+    kept.push(literals[i]!);
   }
+  const n = groups.length;
+  // Where each kept piece starts: as early (lo) and as late (hi) as the others allow, each mask
+  // hiding at least one character.
+  const lo: number[] = [0];
+  let ok = text.startsWith(kept[0]!);
+  for (let k = 1; ok && k < n; k++) {
+    lo[k] = text.indexOf(kept[k]!, lo[k - 1]! + kept[k - 1]!.length + 1);
+    ok = lo[k]! >= 0;
+  }
+  lo[n] = text.length - kept[n]!.length;
+  ok = ok && lo[n]! > lo[n - 1]! + kept[n - 1]!.length && text.endsWith(kept[n]!);
   if (!ok) {
-    c.add(path, unique(names), codePoints(text));
+    c.add(path, unique(names), codePoints(text), names.length);
     return;
   }
-  for (const s of spans) c.add(path, unique(s.names), s.length);
+  const hi: number[] = [];
+  hi[n] = lo[n]!;
+  for (let k = n - 1; k >= 1; k--) hi[k] = text.lastIndexOf(kept[k]!, hi[k + 1]! - 1 - kept[k]!.length);
+  hi[0] = 0;
+  // One entry from each kept piece whose place is certain to the next: the text between, less the
+  // kept pieces of uncertain place inside it.
+  for (let a = 0; a < n; ) {
+    let b = a + 1;
+    let keptInside = 0;
+    while (b < n && hi[b] !== lo[b]) keptInside += codePoints(kept[b++]!);
+    const from = lo[a]! + kept[a]!.length;
+    const covered = groups.slice(a, b).flat();
+    c.add(path, unique(covered), codePoints(text.slice(from, lo[b])) - keptInside, covered.length);
+    a = b;
+  }
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -141,6 +163,28 @@ function scalarText(v: unknown): string | undefined {
   return undefined;
 }
 
+/** A part of `original` whose shape the views do not keep: all of it (its JSON text), named `structure`. */
+function whole(c: Collector, path: string, original: unknown): void {
+  const text = typeof original === 'string' ? original : (scalarText(original) ?? canonicalJson(original));
+  c.add(path, 'structure', codePoints(text));
+}
+
+/** Same JSON text (a view that copied what it did not change). */
+function sameJson(a: unknown, b: unknown): boolean {
+  return a === b || canonicalJson(a) === canonicalJson(b);
+}
+
+function isContainer(v: unknown): boolean {
+  return Array.isArray(v) || isObject(v);
+}
+
+/**
+ * Both views (`shown` as reviewers see it, `marked` as aligned here) must have the original's
+ * shape wherever they do not replace a value with text: the same members under the same keys,
+ * renamed in place only where a mask marked the name, and arrays of the same length. A level
+ * where either differs (a masked key renamed onto another member's name, which drops that member
+ * from what reviewers see) counts whole as hidden: a dropped member is never counted nowhere.
+ */
 function walk(
   c: Collector,
   path: string,
@@ -149,56 +193,76 @@ function walk(
   marked: unknown,
   pattern: RegExp,
 ): void {
-  if (marked === original) return; // the masker hands back what it did not change
+  if (marked === original) {
+    // The masker hands back what it did not change; what reviewers see must then be it too.
+    if (!sameJson(shown, original)) whole(c, path, original);
+    return;
+  }
   if (typeof original === 'string') {
-    if (typeof marked === 'string') {
-      if (marked !== original) fromText(c, path, original, marked, pattern);
-    } else c.add(path, 'unknown', codePoints(original));
+    if (typeof marked !== 'string' || isContainer(shown)) c.add(path, 'structure', codePoints(original));
+    else if (marked !== original) fromText(c, path, original, marked, pattern);
     return;
   }
   const scalar = scalarText(original);
   if (scalar !== undefined) {
     // A card number becomes a masked string; a JSON path makes a number 0 and a boolean false.
-    if (typeof marked === 'string') fromText(c, path, scalar, marked, pattern);
+    if (isContainer(shown) || isContainer(marked)) c.add(path, 'structure', codePoints(scalar));
+    else if (typeof marked === 'string') fromText(c, path, scalar, marked, pattern);
     else if (scalarText(marked) !== scalar) c.add(path, 'field', codePoints(scalar));
     return;
   }
   if (original === null || original === undefined) return;
   if (typeof marked === 'string') {
     // Replaced whole (a value under a password-like key, past the depth limit): its JSON text.
-    fromText(c, path, canonicalJson(original), marked, pattern);
+    if (typeof shown === 'string') fromText(c, path, canonicalJson(original), marked, pattern);
+    else whole(c, path, original);
     return;
   }
   if (Array.isArray(original)) {
-    if (!Array.isArray(marked) || marked.length !== original.length) {
-      c.add(path, 'unknown', codePoints(canonicalJson(original)));
+    if (
+      !Array.isArray(marked) ||
+      !Array.isArray(shown) ||
+      marked.length !== original.length ||
+      shown.length !== original.length
+    ) {
+      whole(c, path, original);
       return;
     }
-    for (let i = 0; i < original.length; i++) {
-      walk(c, `${path}[${i}]`, original[i], Array.isArray(shown) ? shown[i] : undefined, marked[i], pattern);
-    }
+    for (let i = 0; i < original.length; i++)
+      walk(c, `${path}[${i}]`, original[i], shown[i], marked[i], pattern);
     return;
   }
   if (!isObject(original)) return;
   const keys = Object.keys(original);
   const markedKeys = isObject(marked) ? Object.keys(marked) : [];
-  if (!isObject(marked) || markedKeys.length !== keys.length) {
-    c.add(path, 'unknown', codePoints(canonicalJson(original)));
+  const shownKeys = isObject(shown) ? Object.keys(shown) : [];
+  if (
+    !isObject(marked) ||
+    !isObject(shown) ||
+    markedKeys.length !== keys.length ||
+    shownKeys.length !== keys.length
+  ) {
+    whole(c, path, original);
     return;
   }
-  // Masked keys are renamed in place (docs/masking.md): the i-th key of each copy is the same member.
-  const shownKeys = isObject(shown) ? Object.keys(shown) : [];
+  // Masked keys are renamed in place (docs/masking.md): the i-th key of each copy is the same
+  // member. Checked before anything is counted: a key kept in one copy is kept in the other, and a
+  // renamed one carries a marker (the nonce: no original key has it).
+  for (let i = 0; i < keys.length; i++) {
+    const renamed = markedKeys[i] !== keys[i];
+    if (renamed !== (shownKeys[i] !== keys[i]) || (renamed && markedKeys[i]!.search(pattern) < 0)) {
+      whole(c, path, original);
+      return;
+    }
+  }
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     const markedKey = markedKeys[i]!;
+    const seen = shownKeys[i]!;
     // The path as reviewers read spec.arguments: a masked key as they see it, never as it was.
-    const seen = shownKeys.length === keys.length ? shownKeys[i]! : markedKey;
-    const child = keyPath(
-      path,
-      seen.replace(pattern, (_m, name: string) => `[masked:${name}]`),
-    );
+    const child = keyPath(path, seen);
     if (markedKey !== key) fromText(c, child, key, markedKey, pattern);
-    walk(c, child, original[key], isObject(shown) ? shown[seen] : undefined, marked[markedKey], pattern);
+    walk(c, child, original[key], shown[seen], marked[markedKey], pattern);
   }
 }
 

@@ -1,5 +1,6 @@
+import { canonicalJson } from '../approval/digest.js';
 import type { ApprovalChange, ApprovalStore, StoredApproval } from '../approval/types.js';
-import { errorMessage } from '../errors.js';
+import { ErrorCodes, errorMessage, WardenError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ApprovalPhase, MCPApprovalSpec } from '../policy/schema.js';
 import { jittered, pause } from './backoff.js';
@@ -228,6 +229,34 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
     }
   };
 
+  /**
+   * The API server dropped `spec.maskedArguments` from a created approval: it serves an MCPApproval
+   * CRD older than this sidecar (helm installs `crds/` once and never upgrades them), whose schema
+   * prunes the fields it does not know, `spec.decision.acknowledgeMaskedArguments` too. Nothing
+   * would then tell reviewers what masking hid, nor require them to acknowledge it: the approval is
+   * ended at once (Cancelled: the sidecar may write phases, not delete) and the call refused.
+   */
+  const refuseOutdated = async (a: StoredApproval): Promise<never> => {
+    const message =
+      'the MCPApproval CRD is outdated: the API server dropped spec.maskedArguments, so reviewers would not be told what masking hid in the arguments; apply the current CRDs (kubectl apply -f crds/ of this release) before upgrading the chart or the sidecar';
+    logger?.error({ event: 'approval-crd-outdated', approval: a.name }, message);
+    try {
+      await patchStatus(
+        a.name,
+        { phase: 'Cancelled', message: message.slice(0, 1024), lastTransitionTime: new Date().toISOString() },
+        undefined,
+      );
+    } catch (err) {
+      logger?.warn(
+        { event: 'approval-status-failed', approval: a.name, phase: 'Cancelled', err: errorMessage(err) },
+        'could not write an approval phase',
+      );
+    }
+    throw new WardenError(ErrorCodes.crdOutdated, `approval ${a.name}: ${message}`, {
+      details: { approval: a.name },
+    });
+  };
+
   return {
     async create(spec, labels) {
       const obj = await client.request<ApprovalObject>('POST', path, {
@@ -241,6 +270,12 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
       const a = toStored(obj);
       if (a === undefined) throw new KubeApiError(500, `create ${path}: the API server answered no object`);
       put(a);
+      if (
+        spec.maskedArguments !== undefined &&
+        canonicalJson(obj.spec?.maskedArguments) !== canonicalJson(spec.maskedArguments)
+      ) {
+        await refuseOutdated(a);
+      }
       return items.get(a.name) ?? a;
     },
     setPhase(name, phase, message, ifResourceVersion, options = {}) {

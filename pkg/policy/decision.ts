@@ -36,6 +36,11 @@ export interface ApprovalSettings {
    * masked (the approval's `spec.maskedArguments`); `deny` refuses it. Absent: `review`.
    */
   maskedArguments?: 'review' | 'deny';
+  /**
+   * `deny` set by another applicable approve rule than the deciding one (the strictest setting
+   * wins): that rule, for the refusal's reason.
+   */
+  maskedArgumentsDeniedBy?: { policy: string; rule: string };
 }
 
 /** A rule's `rateLimit`, as the data path counts it (see pkg/proxy/ratelimit.ts). */

@@ -120,6 +120,54 @@ describe('decision table within one policy', () => {
     expect(compilePolicies([doc]).decide(toolCall('x', alice)).approval?.maskedArguments).toBe('deny');
   });
 
+  test.each([
+    { review: 'a-review', deny: 'b-deny' },
+    { review: 'b-review', deny: 'a-deny' },
+  ])(
+    'approval.maskedArguments: the strictest applicable approve rule wins ($review, $deny)',
+    ({ review, deny }) => {
+      const approve = (name: string, maskedArguments: 'review' | 'deny', extra: Partial<PolicyRule> = {}) =>
+        rule(name, 'approve', {
+          approval: { approvers: [{ user: name }], maskedArguments },
+          match: { tools: ['t'] },
+          ...extra,
+        });
+      const engine = compilePolicies([
+        policy(review, [approve('r', 'review')]),
+        policy(deny, [approve('d', 'deny')]),
+      ]);
+      const d = engine.decide(toolCall('t', alice));
+      expect(d.enforced).toBe('approve');
+      // The deciding rule (first by policy name) still holds the call; only the strictness combines.
+      const first = [review, deny].sort()[0];
+      expect(d.policy).toBe(first);
+      expect(d.approval?.approvers).toEqual([{ user: first === review ? 'r' : 'd' }]);
+      expect(d.approval?.maskedArguments).toBe('deny');
+      if (first === review) expect(d.approval?.maskedArgumentsDeniedBy).toEqual({ policy: deny, rule: 'd' });
+      else expect(d.approval?.maskedArgumentsDeniedBy).toBeUndefined();
+      // The same object for every such call.
+      expect(engine.decide(toolCall('t', alice))).toBe(d);
+
+      // Only an applicable, enforce-mode approve rule makes it strict.
+      const notHere = compilePolicies([
+        policy(review, [approve('r', 'review')]),
+        policy(deny, [approve('d', 'deny', { match: { tools: ['u'] } })]),
+      ]);
+      expect(notHere.decide(toolCall('t', alice)).approval?.maskedArguments).toBe('review');
+      const audit: PolicyDocument = { ...policy(deny, [approve('d', 'deny')]) };
+      audit.spec = { ...audit.spec, mode: 'audit' };
+      const audited = compilePolicies([policy(review, [approve('r', 'review')]), audit]);
+      expect(audited.decide(toolCall('t', alice)).approval?.maskedArguments).toBe('review');
+      // A `when` that fails to evaluate counts as applying (fail closed).
+      const failing = compilePolicies([
+        policy(review, [approve('r', 'review')]),
+        policy(deny, [approve('d', 'deny', { match: { tools: ['t'], when: 'args.flag' } })]),
+      ]);
+      expect(failing.decide(toolCall('t', alice, { flag: 'yes' })).approval?.maskedArguments).toBe('deny');
+      expect(failing.decide(toolCall('t', alice, { flag: false })).approval?.maskedArguments).toBe('review');
+    },
+  );
+
   test('no policy at all denies every decided call', () => {
     const d = compilePolicies([]).decide(toolCall('t', alice));
     expect(d.enforced).toBe('deny');

@@ -444,6 +444,11 @@ function describeOutcome(r: CompiledRule, outcome: Outcome, ctx: CallContext, sc
   }
 }
 
+/** An enforce-mode approve rule that refuses calls whose arguments masking changes. */
+function isMaskedDeny(r: CompiledRule): boolean {
+  return !r.audit && r.action === 'approve' && r.approval?.maskedArguments === 'deny';
+}
+
 class Engine implements CompiledPolicyEngine {
   /** Rules sorted by (rank desc, ord asc): the first applicable one decides. */
   readonly #rules: CompiledRule[];
@@ -459,6 +464,12 @@ class Engine implements CompiledPolicyEngine {
   readonly #byIdentity = new WeakMap<Identity, CompiledRule[]>();
   /** Per identity: its rules that carry a `rateLimit` (usually none). */
   readonly #limitedByIdentity = new WeakMap<Identity, CompiledRule[]>();
+  /** Some enforce-mode approve rule says `approval.maskedArguments: deny` (most engines: none). */
+  readonly #hasMaskedDeny: boolean;
+  /** Per identity: its enforce-mode approve rules with `approval.maskedArguments: deny`. */
+  readonly #maskedDenyByIdentity = new WeakMap<Identity, CompiledRule[]>();
+  /** A decision made strict by another rule's `maskedArguments: deny` (no allocation per call). */
+  readonly #maskedDenyDecisions = new WeakMap<Decision, Map<CompiledRule, Decision>>();
 
   constructor(docs: PolicyDocument[]) {
     this.#docs = docs;
@@ -479,6 +490,7 @@ class Engine implements CompiledPolicyEngine {
     this.#rules = byName.sort((a, b) => b.rank - a.rank || a.ord - b.ord);
     this.#hasEnforce = docs.some((d) => d.spec.mode !== 'audit');
     this.#hasLimits = this.#declared.some((r) => r.limit !== undefined);
+    this.#hasMaskedDeny = this.#declared.some(isMaskedDeny);
   }
 
   decide(ctx: CallContext): Decision {
@@ -504,8 +516,15 @@ class Engine implements CompiledPolicyEngine {
   }
 
   #decide(ctx: CallContext, whenMode: WhenModeT): Decision {
-    const decision = this.#decideRules(ctx, whenMode);
-    if (decision.enforced === 'deny' || !this.#hasLimits) return decision;
+    let decision = this.#decideRules(ctx, whenMode);
+    if (decision.enforced === 'deny') return decision;
+    if (
+      decision.enforced === 'approve' &&
+      this.#hasMaskedDeny &&
+      decision.approval?.maskedArguments !== 'deny'
+    )
+      decision = this.#strictestMasked(ctx, decision, whenMode);
+    if (!this.#hasLimits) return decision;
     let limited = this.#limitedByIdentity.get(ctx.identity);
     if (limited === undefined) {
       limited = this.#rulesFor(ctx.identity, identityView(ctx.identity)).filter((r) => r.limit !== undefined);
@@ -523,6 +542,45 @@ class Engine implements CompiledPolicyEngine {
       if (outcome === MatchOutcome.matched || outcome === MatchOutcome.whenError) limits.push(r.limit!);
     }
     return limits.length === 0 ? decision : freeze({ ...decision, limits: freeze(limits) });
+  }
+
+  /**
+   * `approval.maskedArguments` of a held call: the strictest of every applicable enforce-mode
+   * approve rule, not only the deciding one's (the first by policy and rule name). Like rate limits,
+   * a second rule that also asks for approval, with `review`, must not be a way around a rule that
+   * refuses calls with masked arguments. A `when` that fails to evaluate counts as applying.
+   */
+  #strictestMasked(ctx: CallContext, decision: Decision, whenMode: WhenModeT): Decision {
+    let strict = this.#maskedDenyByIdentity.get(ctx.identity);
+    if (strict === undefined) {
+      strict = this.#rulesFor(ctx.identity, identityView(ctx.identity)).filter(isMaskedDeny);
+      this.#maskedDenyByIdentity.set(ctx.identity, strict);
+    }
+    if (strict.length === 0) return decision;
+    const view = identityView(ctx.identity);
+    const kind = methodTarget(ctx.method);
+    for (const r of strict) {
+      if (!applies(r, matchCall(r, ctx, kind, view, this.#scratch, whenMode))) continue;
+      let byRule = this.#maskedDenyDecisions.get(decision);
+      if (byRule === undefined) {
+        byRule = new Map();
+        this.#maskedDenyDecisions.set(decision, byRule);
+      }
+      let d = byRule.get(r);
+      if (d === undefined) {
+        d = freeze({
+          ...decision,
+          approval: freeze({
+            ...decision.approval!,
+            maskedArguments: 'deny' as const,
+            maskedArgumentsDeniedBy: freeze({ policy: r.policy, rule: r.name }),
+          }),
+        });
+        byRule.set(r, d);
+      }
+      return d;
+    }
+    return decision;
   }
 
   #decideRules(ctx: CallContext, whenMode: WhenModeT): Decision {

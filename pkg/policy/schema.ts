@@ -874,7 +874,7 @@ export const ApprovalSpecSchema = Obj(
                     "JSON path into the arguments, as spec.arguments shows them (a masked key appears masked), e.g. $.body or $.items[0]['x-token'].",
                 }),
                 detector: Str(
-                  'What masked it: the detector, pattern or masking rule name (field for a number or boolean a JSON path replaced), comma-separated when findings touch.',
+                  'What masked it: the detector, pattern or masking rule name (field for a number or boolean a JSON path replaced), comma-separated when findings touch or cannot be told apart; structure when the view reviewers see lost or changed part of the shape of the arguments (the whole part is counted).',
                   { maxLength: 256 },
                 ),
                 length: Count('Characters (Unicode code points) the mask hides.'),

@@ -257,12 +257,16 @@ function maskedRefusal(
   }
   if (hidden === undefined) return undefined;
   const what = hidden.entries.length > 0 ? describeMasked(hidden) : 'the masking failed';
+  // The rule that refuses: the deciding one, or another applicable approve rule saying deny.
+  const by = decision.approval?.maskedArgumentsDeniedBy;
+  const policy = by?.policy ?? decision.policy;
+  const rule = by?.rule ?? decision.rule;
   return {
     action: 'deny',
     enforced: 'deny',
-    policy: decision.policy,
-    ...(decision.rule !== undefined ? { rule: decision.rule } : {}),
-    reason: `the arguments hold values the policy masks (${what}); rule ${decision.rule ?? ''} refuses such calls instead of asking a reviewer who could not see them (approval.maskedArguments: deny)`,
+    policy,
+    ...(rule !== undefined ? { rule } : {}),
+    reason: `the arguments hold values the policy masks (${what}); rule ${rule ?? ''}${by !== undefined ? ` of policy ${policy}` : ''} refuses such calls instead of asking a reviewer who could not see them (approval.maskedArguments: deny)`,
     mode: 'enforce',
     maskedArguments: true,
   };
