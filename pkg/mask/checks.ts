@@ -207,8 +207,9 @@ for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+
 const schemePrefix = /^(bearer|basic|token) +/i;
 
 /**
- * Whether the value of a bare `token` member reads as a credential rather than an LLM's sampled
- * token (`" the"`, `"ing"`, `"<|endoftext|>"`) or a tokenizer's piece: one of
+ * Whether the value of a bare `token` member in a token record (an object with `logprob`,
+ * `top_logprobs`…: see `isTokenRecord`; elsewhere the value is masked whatever it is) reads as a
+ * credential rather than an LLM's sampled token (`" the"`, `"ing"`, `"<|endoftext|>"`): one of
  * - a one-time code: 6 ASCII digits or more and nothing else (`"482913"`);
  * - 16 characters or more of letters, digits and `+/=._~-%` (no space, no other character)
  *   holding a letter and a digit (`a1B2c3D4e5F6g7H8i9J0`, hex, base64, a JWT, `ghp_…`);

@@ -280,6 +280,11 @@ describe('built-in detectors', () => {
       ['secret_', 'secret_'.repeat(n / 7)],
       ['SSN', 'SSN '.repeat(n / 4)],
       ['token=', 'token='.repeat(n / 6)],
+      // Each `token=` in the value of the one before it (1.2 MB): one scan, not one per name
+      // (a refused value rescanned from inside took ~0.75 s here).
+      ['token= repeated', 'token='.repeat(2 * n)],
+      ['TOKEN= repeated', 'TOKEN='.repeat(2 * n)],
+      ['"token": " repeated', '"token": "'.repeat(n / 10)],
       ['access_token: "', 'access_token: "'.repeat(n / 15)],
       ['TOKEN=', 'AWS_SESSION_TOKEN='.repeat(n / 18)],
       ['nextPageToken=', 'nextPageToken='.repeat(n / 14)],

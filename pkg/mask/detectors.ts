@@ -1,7 +1,7 @@
+import { isRawNumber } from '../json.js';
 import {
   basicCredentials,
   cardValid,
-  credentialToken,
   digitCount,
   hasUpper,
   ibanPrefixLength,
@@ -120,23 +120,26 @@ interface CompiledPart extends RegexPart {
 }
 
 /**
- * Push the finding of a match, if it is one. Returns false when its value was refused (empty, or
- * `accept` said no): the scan then goes on inside the match, where another may start (the value
- * of `"token": "…` running to the end of its line can hold `access_token: …`).
+ * Push the finding of a (non-empty) match, if it is one, and return where the scan goes on: past
+ * the match; or, when its value was refused (empty, or `accept` said no), at the value, past the
+ * name (`Authorization: `): another match may start inside the refused value, never again inside
+ * the name. (A part whose value can hold its next name and is often refused would rescan each
+ * value once per name: `token` values are never refused, so `token=token=…` is one pass.)
  */
-function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number, out: Span[]): boolean {
+function record(m: RegExpExecArray, part: RegexPart, name: string, owner: number, out: Span[]): number {
   const text = m[0];
   const g = m.groups;
   const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3'] ?? g['v4']);
+  const end = m.index + text.length;
   if (v !== undefined) {
-    const end = m.index + text.length;
-    if (v.length === 0 || (part.accept !== undefined && !part.accept(v, g!))) return false;
+    if (v.length === 0 || (part.accept !== undefined && !part.accept(v, g!)))
+      return Math.max(end - v.length, m.index + 1);
     out.push({ start: end - v.length, end, name, owner });
   } else {
     const len = part.check === undefined ? text.length : part.check(text);
     if (len > 0) out.push({ start: m.index, end: m.index + len, name, owner });
   }
-  return true;
+  return end;
 }
 
 function regexFinder(
@@ -191,7 +194,7 @@ function regexFinder(
             if (at < from) continue;
             re.lastIndex = at;
             const m = re.exec(s);
-            if (m !== null && m[0].length > 0 && record(m, part, name, owner, out)) from = at + m[0].length;
+            if (m !== null && m[0].length > 0) from = record(m, part, name, owner, out);
           }
           continue;
         }
@@ -204,7 +207,7 @@ function regexFinder(
             if (at < from) continue;
             re.lastIndex = at;
             const m = re.exec(s);
-            if (m !== null && record(m, part, name, owner, out)) from = at + m[0].length;
+            if (m !== null) from = record(m, part, name, owner, out);
           }
           continue;
         }
@@ -220,10 +223,7 @@ function regexFinder(
             re.lastIndex = at;
             const m = re.exec(s);
             // The anchor is not empty and starts every match, so a match is never empty.
-            at = part.next(
-              s,
-              m !== null && record(m, part, name, owner, out) ? m.index + m[0].length : at + 1,
-            );
+            at = part.next(s, m !== null ? record(m, part, name, owner, out) : at + 1);
           }
           continue;
         }
@@ -232,7 +232,7 @@ function regexFinder(
         let m: RegExpExecArray | null = re.exec(s);
         while (m !== null) {
           if (m[0].length === 0) re.lastIndex++;
-          else if (!record(m, part, name, owner, out)) re.lastIndex = m.index + 1;
+          else re.lastIndex = record(m, part, name, owner, out);
           m = re.exec(s);
         }
       }
@@ -954,15 +954,6 @@ const cookieValue = `[^\\s"'\\\\;]{0,4096}`;
 // Pairs: wo/wd/ph, WO/WD/PH, cr/CR, ke/Ke/KE (also in token, Token, TOKEN) from the keywords; za
 // from authorization, ki from cookie, in any case; :/ from ://.
 
-/**
- * Before the `T` of `token` in text: a name character, or a word character and one space
- * (`Access Token:`), captured as `p`. Without it the name is `token` alone.
- */
-const tokenWordBefore = '(?<p>[A-Za-z0-9_.-] ?)?';
-/** A `token` name's value is a finding, unless the name is `token` alone and the value no credential. */
-function tokenValueAccepted(v: string, g: Readonly<Record<string, string | undefined>>): boolean {
-  return g['p'] !== undefined || credentialToken(v);
-}
 const passwordAssignment = regexFinder(
   'password-assignment',
   5,
@@ -988,23 +979,21 @@ const passwordAssignment = regexFinder(
       ),
     },
     // A name ending in `token` (`access_token=`, `refresh_token: `, `"idToken": "…"`,
-    // `AWS_SESSION_TOKEN=`, `X-Auth-Token:`, `Access Token:`), unless the word before it says it
-    // is no credential (`nextPageToken`, `progressToken`). `tokens`, `token_count`, `tokenizer`
-    // are other names. `token` alone (`"token": " the"` in an LLM's logprobs) names a credential
-    // only when its value reads as one (`credentialToken`). The match starts at `oken` (found by
-    // its `k`); the lookbehinds read the `T` and the word (`p`: a name character, or a word and
-    // one space, before it).
+    // `AWS_SESSION_TOKEN=`, `X-Auth-Token:`, `Access Token:`) or `token` alone (`token=…`,
+    // `"token": "…"`, whatever the value: the object around a `"token"` in JSON text is not
+    // read, so an LLM's logprobs carried as text lose their tokens), unless the word before it
+    // says it is no credential (`nextPageToken`, `progressToken`). `tokens`, `token_count`,
+    // `tokenizer` are other names. The match starts at `oken` (found by its `k`); the
+    // lookbehinds read the `T` and the word. No value is refused: a scan goes on past the match.
     {
       anchor: 'oken',
       at: (s) => around(s, lowerKs(s), 'o', 'en', -1),
-      re: new RegExp(`(?<=${tokenWordBefore}[Tt])(?<!${nonSecretTokenPrefix}[Tt])oken${assignedValue}`, 'g'),
-      accept: tokenValueAccepted,
+      re: new RegExp(`(?<=[Tt])(?<!${nonSecretTokenPrefix}[Tt])oken${assignedValue}`, 'g'),
     },
     {
       anchor: 'OKEN',
       at: (s) => around(s, upperKs(s), 'O', 'EN', -1),
-      re: new RegExp(`(?<=${tokenWordBefore}T)(?<!${nonSecretTokenPrefix}T)OKEN${assignedValue}`, 'g'),
-      accept: tokenValueAccepted,
+      re: new RegExp(`(?<=T)(?<!${nonSecretTokenPrefix}T)OKEN${assignedValue}`, 'g'),
     },
     // An Authorization header in text (a log line, `curl -H "Authorization: Bearer …"`, a JSON
     // document carried as text): the credential after the scheme, which stays readable. A
@@ -1294,10 +1283,61 @@ export function isSensitiveKey(key: string): boolean {
 }
 
 /**
- * Whether an object key is `token` alone, in any case. An LLM's logprobs (`{"token": " the",
- * "logprob": -0.3}`), a tokenizer's output and a Kubernetes token Secret all use it: the value
- * under it is masked whole only when it reads as a credential (see `credentialToken`).
+ * Whether an object key is `token` alone, in any case. A kubeconfig user, a Kubernetes token
+ * Secret, Vault and many APIs' `{id, token}` hold a credential under it, an LLM's logprobs
+ * (`{"token": " the", "logprob": -0.3}`) a sampled token: its value is masked whole unless its
+ * object is a token record (see `isTokenRecord`).
  */
 export function isTokenKey(key: string): boolean {
   return key.length === 5 && key.toLowerCase() === 'token';
+}
+
+/**
+ * The members that make an object holding `token` an LLM's or a tokenizer's token record, each
+ * with the JSON type it has there (a member of another type does not count: `{"token": …,
+ * "bytes": 1024}` is an upload, not OpenAI's UTF-8 bytes). Exact names, as the APIs write them.
+ * Not `id`, `token_id`, `tokenId` or `rank`: a credential API answers `{"id": 7, "token": "…"}`,
+ * and every format that has these also has one of the members below (Vertex AI's
+ * `{token, tokenId, logProbability}`, vLLM's `rank` beside `logprob`).
+ */
+export const tokenRecordMembers: ReadonlyMap<string, 'number' | 'array' | 'boolean'> = new Map([
+  // OpenAI chat and completions logprobs, Ollama, llama.cpp, vLLM, TGI.
+  ['logprob', 'number'],
+  ['top_logprobs', 'array'],
+  // OpenAI: the token's UTF-8 bytes.
+  ['bytes', 'array'],
+  // llama.cpp's `n_probs` with post-sampling probabilities.
+  ['prob', 'number'],
+  ['top_probs', 'array'],
+  ['probability', 'number'],
+  // Google Vertex AI / Gemini `logprobsResult`.
+  ['logProbability', 'number'],
+  // Cohere's `token_likelihoods`.
+  ['likelihood', 'number'],
+  // Text Generation Inference, Hugging Face tokenizers: a special token or not.
+  ['special', 'boolean'],
+] as const);
+
+/**
+ * Whether an object holding a `token` member is an LLM's or a tokenizer's token record: it has
+ * one of `tokenRecordMembers`, of its type (a number may be one kept as its text, pkg/json.ts).
+ *
+ * @example
+ * isTokenRecord({ token: ' the', logprob: -0.12 }); // true
+ * isTokenRecord({ id: 7, token: 'hunter2' }); // false
+ */
+export function isTokenRecord(obj: Readonly<Record<string, unknown>>): boolean {
+  for (const [name, type] of tokenRecordMembers) {
+    if (!Object.hasOwn(obj, name)) continue;
+    const v = obj[name];
+    if (
+      type === 'number'
+        ? typeof v === 'number' || isRawNumber(v)
+        : type === 'array'
+          ? Array.isArray(v)
+          : typeof v === 'boolean'
+    )
+      return true;
+  }
+  return false;
 }

@@ -8,7 +8,6 @@ import type { MaskingRule } from '../policy/schema.js';
 import {
   basicCredentials,
   cardValid,
-  credentialToken,
   digitCount,
   hasUpper,
   ibanPrefixLength,
@@ -143,14 +142,11 @@ const reference: Record<string, Part[]> = {
       ),
     },
     { re: /:\/\/[^/\s:@]{1,64}:(?<v>[^/\s@]{1,128})(?=@)/g },
-    // Since names ending in token, Authorization and Cookie headers are found; since `token`
-    // alone (no name character, or word and space, before it) only with a credential-like value,
-    // and the header names in any case.
-    {
-      re: new RegExp(`(?<![A-Za-z0-9_.-] ?)(?<!${deny})(?:[Tt]oken|TOKEN)${assigned}`, 'g'),
-      accept: (v) => credentialToken(v),
-    },
-    { re: new RegExp(`(?<=[A-Za-z0-9_.-] ?)(?<!${deny})(?:[Tt]oken|TOKEN)${assigned}`, 'g') },
+    // Since names ending in token (and `token` alone, whatever its value), Authorization and
+    // Cookie headers are found; since the header names in any case. `token` and `TOKEN` are
+    // two regexes, as in the detector: each scan goes on past its own matches only.
+    { re: new RegExp(`(?<!${deny})[Tt]oken${assigned}`, 'g') },
+    { re: new RegExp(`(?<!${deny})TOKEN${assigned}`, 'g') },
     {
       re: new RegExp(
         `(?<![A-Za-z0-9_])(?:proxy-)?authorization(?:\\\\{0,16}["'])?[ \\t]*[:=][ \\t]*(?:\\\\{0,16}["'])?` +
@@ -202,9 +198,9 @@ function referenceSpans(detector: string, s: string): Array<[number, number]> {
       const v = g === undefined ? undefined : (g['v'] ?? g['v2'] ?? g['v3'] ?? g['v4']);
       const end = m.index + m[0].length;
       if (v !== undefined) {
-        // A refused value: the scan goes on inside the match.
+        // A refused value: the scan goes on at the value, past the name.
         if (v.length > 0 && (accept === undefined || accept(v, g!))) out.push([end - v.length, end]);
-        else re.lastIndex = m.index + 1;
+        else re.lastIndex = Math.max(end - v.length, m.index + 1);
       } else {
         const len = check === undefined ? m[0].length : check(m[0]);
         if (len > 0) out.push([m.index, m.index + len]);

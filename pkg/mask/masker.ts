@@ -11,6 +11,7 @@ import {
   isKeyBody,
   isSensitiveKey,
   isTokenKey,
+  isTokenRecord,
   opensPrivateKey,
   type Span,
 } from './detectors.js';
@@ -115,7 +116,10 @@ const keySensitive = 2;
 const keyRaw = 4;
 /** `properties`, `patternProperties`, `$defs`, `definitions`: the value may map names to JSON Schemas. */
 const keySchemaMap = 8;
-/** `token` alone: a string under it is masked whole only when it reads as a credential. */
+/**
+ * `token` alone: its value is masked whole like a password's, unless the object holding it is an
+ * LLM's or a tokenizer's token record (`isTokenRecord`).
+ */
 const keyToken = 16;
 const keyOwnerShift = 5;
 /** Object keys up to this long are remembered per plan; at most `maxKnownKeys` of them. */
@@ -333,6 +337,17 @@ function looksLikeSchema(v: unknown): v is Record<string, unknown> {
   if (!isObject(v)) return false;
   for (const k of schemaMarkers) if (Object.hasOwn(v, k)) return true;
   return false;
+}
+
+/**
+ * `name`, or `name#2`, `name#3`... : the first that is not in `taken` (an object's own keys and
+ * the names given so far), which it is then added to.
+ */
+function uniqueName(taken: Set<string>, name: string): string {
+  let unique = name;
+  for (let n = 2; taken.has(unique); n++) unique = `${name}#${n}`;
+  taken.add(unique);
+  return unique;
 }
 
 /** Define an own member, even one named `__proto__` (JSON.parse makes those; `=` would set the prototype). */
@@ -1081,9 +1096,9 @@ export function createMasker(
   }
 
   /**
-   * A string under a `token` key alone: masked whole when a credential format is found in it or
-   * it reads as a credential (`credentialToken`); else masked as any string (an LLM's
-   * `{"token": " the"}` stays).
+   * A string under a `token` key alone in a token record (`isTokenRecord`): masked whole when a
+   * credential format is found in it or it reads as a credential (`credentialToken`); else masked
+   * as any string (an LLM's `{"token": " the", "logprob": -0.1}` stays).
    */
   function tokenValue(w: Walk, v: string): string {
     const plan = w.plan;
@@ -1198,8 +1213,14 @@ export function createMasker(
       } else if ((info & keyToken) !== 0 && inSchemaMap && looksLikeSchema(v)) {
         // A parameter named `token` is a credential parameter: its schema stays, its values are masked.
         next = secretSchema(w, v, depth + 1);
-      } else if ((info & keyToken) !== 0 && typeof v === 'string' && v !== '' && !isMasked(w, v)) {
-        next = tokenValue(w, v);
+      } else if ((info & keyToken) !== 0 && v !== null && v !== '' && !isMasked(w, v)) {
+        // `token` alone is a credential (a kubeconfig user, a token Secret, Vault, an API's
+        // `{id, token}`) unless its object is an LLM's or a tokenizer's token record, where a
+        // string is masked whole only when it reads as a credential and anything else is walked
+        // (a token id; TGI's `{"token": {"id": 464, "text": "The", "logprob": -0.1}}`).
+        if (isTokenRecord(obj) || (isObject(v) && isTokenRecord(v)))
+          next = typeof v === 'string' ? tokenValue(w, v) : walk(w, v, depth + 1);
+        else next = secretValue(w, v);
       } else {
         if ((info & keySchemaMap) !== 0 && isObject(v)) w.schemaMap = v;
         next = walk(w, v, depth + 1);
@@ -1255,14 +1276,19 @@ export function createMasker(
     return masked.length === 0 ? undefined : { end: i + masked.length, masked };
   }
 
-  /** Rebuild an object whose keys held findings, in order; a masked key that collides gets `#2`, `#3`... */
+  /**
+   * Rebuild an object whose keys held findings, in order. A masked key takes a name no member
+   * of the object has and no masked key took before it (`#2`, `#3`... when its replacement is
+   * taken): a member never overwrites another, whichever comes first
+   * (`{"home/bob@x.io/.bashrc": …, "home/[masked:email]/.bashrc": …}` keeps both).
+   */
   function renameKeys(obj: Record<string, unknown>, renames: Map<string, string>): Record<string, unknown> {
+    const keys = Object.keys(obj);
+    const taken = new Set(keys);
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(obj)) {
+    for (const key of keys) {
       const masked = renames.get(key);
-      let name = masked ?? key;
-      for (let n = 2; masked !== undefined && Object.hasOwn(out, name); n++) name = `${masked}#${n}`;
-      setOwn(out, name, obj[key]);
+      setOwn(out, masked === undefined ? key : uniqueName(taken, masked), obj[key]);
     }
     return out;
   }
@@ -1324,17 +1350,18 @@ export function createMasker(
     }
     if (others === undefined) return copy ?? m;
     const base = copy ?? m;
+    const keys = Object.keys(base);
+    // As in `renameKeys`: a renamed member takes a name no other member has or took.
+    const taken = new Set(keys);
     const out: Record<string, unknown> = {};
-    for (const key of Object.keys(base)) {
+    for (const key of keys) {
       const masked = others.get(key);
       if (masked === undefined) {
         setOwn(out, key, base[key]);
         continue;
       }
       for (const name of Object.keys(masked)) {
-        let unique = name;
-        for (let n = 2; name !== key && Object.hasOwn(out, unique); n++) unique = `${name}#${n}`;
-        setOwn(out, unique, masked[name]);
+        setOwn(out, name === key ? key : uniqueName(taken, name), masked[name]);
       }
     }
     return out;

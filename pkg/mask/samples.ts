@@ -94,6 +94,10 @@ export const positives: Record<string, string[]> = {
     `PROXY-AUTHORIZATION: Basic ${Buffer.from('svc:hunter2').toString('base64')}`,
     'COOKIE: session=8f14e45fceea167a',
     '"token": "a1B2c3D4e5F6g7H8i9J0"',
+    // `token` alone in text, whatever its value.
+    'token: hunter2',
+    'TOKEN=hunter2',
+    '"token": "shortpw123"',
   ],
 };
 
@@ -195,10 +199,6 @@ export const negatives: Record<string, string[]> = {
     'authorization_url: https://example.com/oauth/authorize',
     'Cookie: a small text file',
     'cookie_policy: strict',
-    '"token": " the", "logprob": -0.12',
-    'token: Hello',
-    '"token": "<|endoftext|>"',
-    'TOKEN=translatesAutoresizingMaskIntoConstraints',
     'COOKIE: a small text file',
     'AUTHORIZATION: required',
   ],
