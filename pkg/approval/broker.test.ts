@@ -1,5 +1,5 @@
 import { createLogger } from '../log.js';
-import { createMetrics } from '../metrics/catalogue.js';
+import { createMetrics, type Metrics } from '../metrics/catalogue.js';
 import { type ApprovalPhase, FinalApprovalPhases } from '../policy/schema.js';
 import { ApprovalBroker } from './broker.js';
 import { argumentsDigest, canonicalJson } from './digest.js';
@@ -897,6 +897,68 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
     expect(await h.outcome).toMatchObject({ kind: 'cancelled', leftOpen: true });
     await until('phase Approved', () => store.get(name)?.phase === 'Approved');
     await a.close();
+  });
+
+  it('the pending gauge and the outcome counts stay true for dropped holds: past their deadline, after a restart, approved while nobody waits', async () => {
+    const store = new MemoryApprovalStore({ creator: CREATOR });
+    let clock = Date.now();
+    const counted = (m: Metrics) => ({
+      pending: async () => (await m.approvalsPending.get()).values.reduce((n, v) => n + v.value, 0),
+      outcome: async (o: string) =>
+        (await m.approvals.get()).values
+          .filter((v) => v.labels['outcome'] === o)
+          .reduce((n, v) => n + v.value, 0),
+    });
+    const make = (pod: string) => {
+      const metrics = createMetrics({ defaultMetrics: false });
+      const b = new ApprovalBroker({
+        store,
+        pod,
+        server: SERVER,
+        metrics,
+        logger: createLogger('broker-test'),
+        trustedCreator: CREATOR,
+        now: () => clock,
+      });
+      return { b, m: counted(metrics) };
+    };
+    const a = make('pod-a');
+    // The connection drop is handled after the deadline (a busy event loop): Expired, nothing left pending.
+    const late = holdVia(a.b, { arguments: { name: 'late' } });
+    const lateName = await late.created();
+    clock = Date.parse(store.get(lateName)!.spec.expiresAt) + 1;
+    late.drop();
+    await late.outcome;
+    await until('phase Expired', () => store.get(lateName)?.phase === 'Expired');
+    expect(await a.m.pending()).toBe(0);
+    expect(await a.m.outcome('expired')).toBe(1);
+    // Approved while nobody waits, then run by the repeat: approved once, executed once.
+    clock = Date.now();
+    const h = holdVia(a.b);
+    const name = await h.created();
+    h.drop();
+    await h.outcome;
+    store.decide(name, 'Approved', 'rita');
+    await until('phase Approved', () => store.get(name)?.phase === 'Approved');
+    expect(await holdVia(a.b).outcome).toMatchObject({ kind: 'approved', name });
+    expect(await a.m.outcome('approved')).toBe(1);
+    expect(await a.m.outcome('executed')).toBe(1);
+    expect(await a.m.outcome('requested')).toBe(2);
+    expect(await a.m.pending()).toBe(0);
+    await a.b.close();
+    // A restart of the same pod after its left-open hold's deadline: Expired, nothing left pending.
+    const before = make('pod-r');
+    const cut = holdVia(before.b, { arguments: { name: 'cut' } });
+    const cutName = await cut.created();
+    await before.b.close();
+    cut.drop();
+    await cut.outcome;
+    clock = Date.parse(store.get(cutName)!.spec.expiresAt) + 1000;
+    const after = make('pod-r');
+    await after.b.start();
+    await until('phase Expired', () => store.get(cutName)?.phase === 'Expired');
+    expect(await after.m.pending()).toBe(0);
+    await after.b.close();
   });
 
   it('two replicas taking over at once: one holds the approval, the other hold ends taken over; the call runs once', async () => {

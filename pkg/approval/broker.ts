@@ -327,6 +327,10 @@ export class ApprovalBroker {
       });
       const gone = outcome.kind === 'approved' ? hooks.canRun?.() : undefined;
       if (gone !== undefined) outcome = { kind: 'cancelled', name: approval.name, reason: gone };
+      // A verdict whose phase was written while nobody waited (a dropped connection, a restart) was
+      // counted then: this run counts as `executed`, as a ticket's does.
+      const verdictRecorded =
+        outcome.kind === 'approved' && this.#o.store.get(approval.name)?.phase === 'Approved';
       if (outcome.kind === 'approved') {
         const claim = await this.#claimApproved(approval.name);
         if (claim !== undefined && 'takenOverBy' in claim) {
@@ -341,7 +345,7 @@ export class ApprovalBroker {
           return unavailable(claim.refused);
         }
       }
-      await this.#finishHold(outcome);
+      await this.#finishHold(outcome, verdictRecorded);
       return outcome;
     } finally {
       this.#o.metrics.approvalsPending.dec({ policy });
@@ -659,7 +663,7 @@ export class ApprovalBroker {
   }
 
   /** Write the phase that ends a hold (the approved call is then run by the caller). */
-  async #finishHold(outcome: ApprovalOutcome): Promise<void> {
+  async #finishHold(outcome: ApprovalOutcome, verdictRecorded = false): Promise<void> {
     if (outcome.kind === 'pending' || outcome.kind === 'unavailable' || outcome.kind === 'rate-limited')
       return;
     const a = this.#o.store.get(outcome.name);
@@ -668,7 +672,7 @@ export class ApprovalBroker {
     switch (outcome.kind) {
       case 'approved':
         // Executed was written by the claim.
-        this.#count(policy, 'approved');
+        this.#count(policy, verdictRecorded ? 'executed' : 'approved');
         break;
       case 'denied':
         this.#count(policy, 'denied');
@@ -796,7 +800,10 @@ export class ApprovalBroker {
         this.#expiry.set(a.name, t);
         return;
       }
-      this.#untrackUnheld(a.name, policy);
+      // Past expiresAt already when tracking began (a busy event loop, a restart after the
+      // deadline): no timer was stored, so the gauge is given back here.
+      if (this.#expiry.has(a.name)) this.#untrackUnheld(a.name, policy);
+      else this.#o.metrics.approvalsPending.dec({ policy });
       const current = this.#o.store.get(a.name);
       if (
         current !== undefined &&
@@ -973,7 +980,9 @@ export class ApprovalBroker {
         w.at !== undefined ? { transitionTime: new Date(w.at).toISOString() } : {},
       );
       if (result !== 'written') continue;
-      if (w.phase === 'Expired') this.#count(w.a.spec.policy, 'expired');
+      // Whoever writes a phase nobody waited for counts it (a repeat that runs an Approved one
+      // counts `executed`).
+      this.#count(w.a.spec.policy, w.phase.toLowerCase());
       this.#o.logger.info(
         { event: 'approval-swept', approval: w.a.name, phase: w.phase, holder: holderOf(w.a) },
         'wrote the phase of an approval its holder did not',
