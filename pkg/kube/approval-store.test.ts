@@ -1,8 +1,5 @@
-import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { KubeConfig } from '@kubernetes/client-node';
 import { ApprovalBroker } from '../approval/broker.js';
 import type { HeldCallInput } from '../approval/types.js';
 import { ErrorCodes, isWardenError } from '../errors.js';
@@ -10,7 +7,7 @@ import { createLogger } from '../log.js';
 import { createMetrics } from '../metrics/catalogue.js';
 import type { MCPApprovalSpec } from '../policy/schema.js';
 import { createKubeApprovalStore } from './approval-store.js';
-import { createKubeClient } from './client.js';
+import { listenLoopback, loopbackClient, stopLoopback } from './testing/loopback.js';
 
 /**
  * The approval store against a scripted API server on a real loopback socket, serving the
@@ -91,21 +88,16 @@ beforeEach(async () => {
       json(404, { kind: 'Status', code: 404, message: 'unscripted' });
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = await listenLoopback(server);
 });
 
 afterEach(async () => {
   for (const r of watches.splice(0)) r.destroy();
-  server.closeAllConnections();
-  server.close();
+  stopLoopback(server);
 });
 
 function client() {
-  const kc = new KubeConfig();
-  kc.loadFromClusterAndUser({ name: 'fake', server: base, skipTLSVerify: true }, { name: 'u' });
-  return createKubeClient(kc);
+  return loopbackClient(base);
 }
 
 /** A logger whose lines the test reads. */

@@ -1,12 +1,9 @@
-import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
-import { KubeConfig } from '@kubernetes/client-node';
 import { createLogger } from '../log.js';
 import type { PolicyEngine } from '../policy/decision.js';
-import { createKubeClient } from './client.js';
 import { createKubePolicySource, type PolicyObject } from './policy-source.js';
+import { listenLoopback, loopbackClient, stopLoopback } from './testing/loopback.js';
 
 /**
  * Watch protocol handling against a scripted API server on a real loopback socket: the cases a
@@ -101,21 +98,16 @@ beforeEach(async () => {
     if (hit.watch) open.push(res);
     next(req, res, hit);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = await listenLoopback(server);
 });
 
 afterEach(async () => {
   for (const r of open.splice(0)) r.destroy();
-  server.closeAllConnections();
-  server.close();
+  stopLoopback(server);
 });
 
 function client() {
-  const kc = new KubeConfig();
-  kc.loadFromClusterAndUser({ name: 'fake', server: base, skipTLSVerify: true }, { name: 'u' });
-  return createKubeClient(kc);
+  return loopbackClient(base);
 }
 
 function changes(source: { onChange(l: (e: PolicyEngine | undefined) => void): () => void }) {

@@ -1,15 +1,12 @@
-import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { TrustedIssuer } from '../identity/types.js';
 import type { PolicyEngine, PolicySource } from '../policy/decision.js';
-import { createKubeClient } from './client.js';
 import {
   awaitingServiceAccountIssuer,
   createServiceAccountIssuer,
   withServiceAccountIssuer,
 } from './sa-issuer.js';
+import { listenLoopback, loopbackClient, stopLoopback } from './testing/loopback.js';
 
 /** The API server's discovery + JWKS, served on loopback the way kube-apiserver serves them. */
 let server: Server;
@@ -33,20 +30,15 @@ beforeEach(async () => {
       else res.writeHead(200, { 'content-type': 'application/jwk-set+json' }).end(JSON.stringify({ keys }));
     } else res.writeHead(404).end();
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = await listenLoopback(server);
 });
 
 afterEach(() => {
-  server.closeAllConnections();
-  server.close();
+  stopLoopback(server);
 });
 
 function client() {
-  const kc = new KubeConfig();
-  kc.loadFromClusterAndUser({ name: 'fake', server: base, skipTLSVerify: true }, { name: 'u' });
-  return createKubeClient(kc);
+  return loopbackClient(base);
 }
 
 const PLACEHOLDER = 'https://kubernetes.default.svc.cluster.local';

@@ -1,10 +1,8 @@
-import { EventEmitter, once } from 'node:events';
+import { EventEmitter } from 'node:events';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
-import { createKubeClient } from './client.js';
 import type { PolicyObject } from './policy-source.js';
 import { createStatusReporter, podFieldManager } from './status-reporter.js';
+import { listenLoopback, loopbackClient, stopLoopback } from './testing/loopback.js';
 
 /**
  * What the reporter sends, checked on the wire (a recording API server on loopback): server-side
@@ -54,20 +52,15 @@ beforeEach(async () => {
       onPatch();
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  base = await listenLoopback(server);
 });
 
 afterEach(async () => {
-  server.closeAllConnections();
-  server.close();
+  stopLoopback(server);
 });
 
 function client() {
-  const kc = new KubeConfig();
-  kc.loadFromClusterAndUser({ name: 'fake', server: base, skipTLSVerify: true }, { name: 'u' });
-  return createKubeClient(kc);
+  return loopbackClient(base);
 }
 
 function waitPatches(n: number): Promise<void> {
