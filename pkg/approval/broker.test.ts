@@ -961,6 +961,176 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
     await after.b.close();
   });
 
+  describe('cancelOpen: the caller cancels an approval its dropped connection left open', () => {
+    let clock = Date.now();
+    const make = (store: ApprovalStore, pod = 'pod-a') => {
+      const metrics = createMetrics({ defaultMetrics: false });
+      const b = new ApprovalBroker({
+        store,
+        pod,
+        server: SERVER,
+        metrics,
+        logger: createLogger('broker-test'),
+        trustedCreator: CREATOR,
+        now: () => clock,
+      });
+      return {
+        b,
+        pending: async () => (await metrics.approvalsPending.get()).values.reduce((n, v) => n + v.value, 0),
+        outcome: async (o: string) =>
+          (await metrics.approvals.get()).values
+            .filter((v) => v.labels['outcome'] === o)
+            .reduce((n, v) => n + v.value, 0),
+      };
+    };
+    /** A hold through `b` whose connection closed: its approval's name, left open. */
+    const dropped = async (b: ApprovalBroker, over: Partial<HeldCallInput> = {}): Promise<string> => {
+      const h = holdVia(b, over);
+      const name = await h.created();
+      h.drop();
+      expect(await h.outcome).toMatchObject({ kind: 'cancelled', name, leftOpen: true });
+      return name;
+    };
+    beforeEach(() => {
+      clock = Date.now();
+    });
+
+    it('a pending approval becomes Cancelled, once: untracked, counted cancelled once, its watch ended', async () => {
+      const store = new MemoryApprovalStore({ creator: CREATOR });
+      const a = make(store);
+      const name = await dropped(a.b);
+      expect(await a.pending()).toBe(1);
+      let ended = 0;
+      const open = a.b.watchOpen(name, () => ended++);
+      expect(open).toBeDefined();
+      expect(await open!.cancel('the client cancelled the request')).toBe(true);
+      expect(store.get(name)?.phase).toBe('Cancelled');
+      expect(ended).toBe(1);
+      expect(await a.pending()).toBe(0);
+      expect(await a.outcome('cancelled')).toBe(1);
+      // Again, or a verdict after it: nothing more is written or counted.
+      expect(await a.b.cancelOpen(name, 'again')).toBe(false);
+      expect(await open!.cancel('again')).toBe(false);
+      store.decide(name, 'Approved', 'rita');
+      expect(store.get(name)?.phase).toBe('Cancelled');
+      expect(await a.outcome('cancelled')).toBe(1);
+      expect(await a.outcome('approved')).toBe(0);
+      expect(await a.pending()).toBe(0);
+      // The repeat asks anew.
+      const repeat = holdVia(a.b);
+      expect(await repeat.created()).not.toBe(name);
+      repeat.cancel('test over');
+      await repeat.outcome;
+      await a.b.close();
+    });
+
+    it('an approved, unused approval becomes Cancelled too: its repeat no longer runs it', async () => {
+      const store = new MemoryApprovalStore({ creator: CREATOR });
+      const a = make(store);
+      const name = await dropped(a.b);
+      store.decide(name, 'Approved', 'rita');
+      await until('phase Approved', () => store.get(name)?.phase === 'Approved');
+      expect(await a.b.cancelOpen(name, 'the client ended the session')).toBe(true);
+      expect(store.get(name)?.phase).toBe('Cancelled');
+      expect(await a.outcome('cancelled')).toBe(1);
+      expect(await a.pending()).toBe(0);
+      const repeat = holdVia(a.b);
+      expect(await repeat.created()).not.toBe(name);
+      repeat.cancel('test over');
+      expect(await repeat.outcome).toMatchObject({ kind: 'cancelled' });
+      await a.b.close();
+    });
+
+    it('an executed approval is never rewound: nothing is written or counted', async () => {
+      const store = new MemoryApprovalStore({ creator: CREATOR });
+      const a = make(store);
+      const name = await dropped(a.b);
+      let ended = 0;
+      const open = a.b.watchOpen(name, () => ended++);
+      store.decide(name, 'Approved', 'rita');
+      expect(await holdVia(a.b).outcome).toMatchObject({ kind: 'approved', name });
+      expect(store.get(name)?.phase).toBe('Executed');
+      expect(ended).toBe(1);
+      const version = store.get(name)?.resourceVersion;
+      expect(await open!.cancel('late')).toBe(false);
+      expect(await a.b.cancelOpen(name, 'late')).toBe(false);
+      expect(store.get(name)).toMatchObject({ phase: 'Executed', resourceVersion: version });
+      expect(await a.outcome('cancelled')).toBe(0);
+      expect(await a.outcome('executed')).toBe(1);
+      expect(await a.pending()).toBe(0);
+      await a.b.close();
+    });
+
+    it('taken over elsewhere: the old holder cancels nothing; the repeat keeps the approval and runs it', async () => {
+      const store = new MemoryApprovalStore({ creator: CREATOR });
+      const a = make(store, 'pod-a');
+      const b = make(store, 'pod-b');
+      const name = await dropped(a.b);
+      let ended = 0;
+      const open = a.b.watchOpen(name, () => ended++);
+      const repeat = holdVia(b.b);
+      expect(await repeat.created()).toBe(name);
+      await until('the takeover', () => store.get(name)?.holder === 'pod-b');
+      expect(ended).toBe(1);
+      expect(await open!.cancel('late')).toBe(false);
+      expect(await a.b.cancelOpen(name, 'late')).toBe(false);
+      expect(store.get(name)).toMatchObject({ phase: 'Pending', holder: 'pod-b' });
+      expect(await a.outcome('cancelled')).toBe(0);
+      expect(await a.pending()).toBe(0);
+      store.decide(name, 'Approved', 'rita');
+      expect(await repeat.outcome).toMatchObject({ kind: 'approved', name });
+      expect(store.get(name)?.phase).toBe('Executed');
+      await a.b.close();
+      await b.b.close();
+    });
+
+    it('taken over here by a repeat (another request id): the old handle cancels nothing, even once the repeat left it open too', async () => {
+      const store = new MemoryApprovalStore({ creator: CREATOR });
+      const a = make(store);
+      const name = await dropped(a.b);
+      let ended = 0;
+      const old = a.b.watchOpen(name, () => ended++);
+      const repeat = holdVia(a.b);
+      expect(await repeat.created()).toBe(name);
+      expect(ended).toBe(1);
+      // While the repeat waits on it, nothing but the repeat's own cancellation ends it.
+      expect(await old!.cancel('late')).toBe(false);
+      expect(await a.b.cancelOpen(name, 'late')).toBe(false);
+      expect(store.get(name)?.phase).toBe('Pending');
+      // The repeat's connection closes too: the new watch is the repeat's; the old one stays dead.
+      repeat.drop();
+      expect(await repeat.outcome).toMatchObject({ kind: 'cancelled', leftOpen: true });
+      const mine = a.b.watchOpen(name, () => undefined);
+      expect(await old!.cancel('late')).toBe(false);
+      expect(store.get(name)?.phase).toBe('Pending');
+      expect(await mine!.cancel('the client cancelled the request')).toBe(true);
+      expect(store.get(name)?.phase).toBe('Cancelled');
+      expect(await a.outcome('cancelled')).toBe(1);
+      expect(await a.pending()).toBe(0);
+      await a.b.close();
+    });
+
+    it('past its usable time, or final, an approval is not watched', async () => {
+      const store = new MemoryApprovalStore({ creator: CREATOR });
+      const a = make(store);
+      const name = await dropped(a.b);
+      store.decide(name, 'Approved', 'rita');
+      await until('phase Approved', () => store.get(name)?.phase === 'Approved');
+      // One timeout (1m) past expiresAt, an approved approval can no longer be used.
+      clock = Date.parse(store.get(name)!.spec.expiresAt) + 2 * 60_000;
+      let ended = 0;
+      expect(a.b.watchOpen(name, () => ended++)).toBeUndefined();
+      expect(ended).toBe(1);
+      const denied = await dropped(a.b, { arguments: { name: 'denied' } });
+      store.decide(denied, 'Denied', 'rita');
+      await until('phase Denied', () => store.get(denied)?.phase === 'Denied');
+      expect(a.b.watchOpen(denied, () => undefined)).toBeUndefined();
+      expect(await a.b.cancelOpen(denied, 'late')).toBe(false);
+      expect(store.get(denied)?.phase).toBe('Denied');
+      await a.b.close();
+    });
+  });
+
   it('two replicas taking over at once: one holds the approval, the other hold ends taken over; the call runs once', async () => {
     const store = new MemoryApprovalStore({ creator: CREATOR });
     const old = replica(store, 'pod-a');

@@ -68,6 +68,21 @@ export interface HoldHooks {
   canRun?(): string | undefined;
 }
 
+/**
+ * An approval left open by a dropped connection that the data path may still cancel for its
+ * caller (see {@link ApprovalBroker.watchOpen}): a `notifications/cancelled` that came late, the
+ * session deleted.
+ */
+export interface OpenApproval {
+  /**
+   * Cancel it ({@link ApprovalBroker.cancelOpen}) while this handle is still the approval's (no
+   * repeat took it over since); resolves true when it was cancelled.
+   */
+  cancel(reason: string): Promise<boolean>;
+  /** Stop watching it: its `onEnd` is not called, and the approval goes on as before. */
+  forget(): void;
+}
+
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 /** setTimeout's longest delay; later deadlines are reached in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -156,6 +171,8 @@ export class ApprovalBroker {
   #sweepTimer: NodeJS.Timeout | undefined;
   /** When this process first saw a verdict whose phase was not written yet (approval name → ms). */
   readonly #verdictSeen = new Map<string, number>();
+  /** Approvals left open by a dropped connection that the data path can still cancel (watchOpen). */
+  readonly #leftOpen = new Map<string, { onEnd: () => void; timer: NodeJS.Timeout | undefined }>();
 
   constructor(options: BrokerOptions) {
     this.#o = options;
@@ -206,6 +223,7 @@ export class ApprovalBroker {
     this.#unsubscribe();
     for (const t of this.#expiry.values()) clearTimeout(t);
     this.#expiry.clear();
+    for (const name of [...this.#leftOpen.keys()]) this.#endOpen(name);
     if (this.#sweepTimer !== undefined) clearTimeout(this.#sweepTimer);
     this.#sweepTimer = undefined;
   }
@@ -285,6 +303,11 @@ export class ApprovalBroker {
             takenOver(holder);
             return;
           }
+          // Cancelled for an earlier request of the call (cancelOpen) just as this repeat took it.
+          if (a.phase === 'Cancelled') {
+            settle({ kind: 'cancelled', name: approval.name, reason: 'the approval was cancelled' });
+            return;
+          }
           // A verdict counts only on an approval the webhook stamped as this data path's: without
           // the stamp nothing vouches for who decided (as for ticket grants). It waits, then expires.
           if (!this.#stamped(a)) return;
@@ -304,6 +327,9 @@ export class ApprovalBroker {
         // later one waits, as for a repeat.
         this.#waiters.get(approval.name)?.takeOver(me);
         this.#waiters.set(approval.name, waiter);
+        // A repeat waits on an approval an earlier request left open: that request's late
+        // cancellation no longer speaks for the approval (the repeat's own does).
+        this.#endOpen(approval.name);
         const arm = (): void => {
           const left = expiresAtMs - this.#now();
           if (left <= 0) {
@@ -350,6 +376,94 @@ export class ApprovalBroker {
     } finally {
       this.#o.metrics.approvalsPending.dec({ policy });
     }
+  }
+
+  /**
+   * Watch an approval a hold left open when its caller's connection closed (an outcome with
+   * `leftOpen`), so that the caller can still cancel it: returns a handle while this pod looks
+   * after it (not final, this pod its holder, no hold of this process waiting on it), else
+   * undefined. `onEnd` is called once when the handle no longer speaks for the approval: it became
+   * final or was deleted, a repeat took it over (here or through another replica), it is past its
+   * usable time (one timeout past `expiresAt`), it was watched anew, or the broker closed.
+   *
+   * @example
+   * const open = broker.watchOpen(outcome.name, () => cancellers.delete(key));
+   * if (open) cancellers.set(key, () => void open.cancel('the client cancelled the request'));
+   */
+  watchOpen(name: string, onEnd: () => void): OpenApproval | undefined {
+    const a = this.#lookedAfter(name);
+    if (this.#closed || a === undefined) return undefined;
+    this.#endOpen(name);
+    const entry: { onEnd: () => void; timer: NodeJS.Timeout | undefined } = { onEnd, timer: undefined };
+    this.#leftOpen.set(name, entry);
+    const usableUntil = Date.parse(a.spec.expiresAt) + ownTimeoutMs(a);
+    const arm = (): void => {
+      if (this.#leftOpen.get(name) !== entry) return;
+      const left = usableUntil - this.#now();
+      if (!(left > 0)) {
+        this.#endOpen(name);
+        return;
+      }
+      entry.timer = setTimeout(arm, Math.min(left, MAX_TIMER_MS));
+      entry.timer.unref();
+    };
+    arm();
+    if (this.#leftOpen.get(name) !== entry) return undefined;
+    return {
+      cancel: async (reason) => (this.#leftOpen.get(name) === entry ? this.cancelOpen(name, reason) : false),
+      forget: () => {
+        if (this.#leftOpen.get(name) !== entry) return;
+        clearTimeout(entry.timer);
+        this.#leftOpen.delete(name);
+      },
+    };
+  }
+
+  /**
+   * The caller cancels an approval its hold left open (a `notifications/cancelled` that came after
+   * the connection closed, the session deleted): `Cancelled` is written on the version read, only
+   * while this pod is its holder, no hold of this process waits on it (a repeat cancels through its
+   * own request), and it is not final. Executed is never rewound; an approved, unused approval is
+   * cancelled too (the caller said it does not want the call run). Resolves true when written: the
+   * approval is no longer tracked as pending here, and counts as `cancelled`, once.
+   */
+  async cancelOpen(name: string, reason: string): Promise<boolean> {
+    const a = this.#lookedAfter(name);
+    if (a === undefined) return false;
+    const me = this.#o.pod;
+    const result = await this.#write(
+      name,
+      'Cancelled',
+      reason,
+      (now) => holderOf(now) === me && !this.#waiters.has(name) && now.phase !== 'Executed',
+    );
+    if (result !== 'written') return false;
+    const policy = a.spec.policy;
+    this.#untrackUnheld(name, policy);
+    this.#endOpen(name);
+    this.#count(policy, 'cancelled');
+    this.#o.logger.info(
+      { event: 'approval-cancelled', approval: name, reason },
+      'the caller cancelled the call its approval was left open for',
+    );
+    return true;
+  }
+
+  /** An open approval this pod looks after with nobody here waiting on it. */
+  #lookedAfter(name: string): StoredApproval | undefined {
+    const a = this.#o.store.get(name);
+    if (a === undefined || FinalApprovalPhases.has(a.phase ?? '')) return undefined;
+    if (holderOf(a) !== this.#o.pod || this.#waiters.has(name)) return undefined;
+    return a;
+  }
+
+  /** The left-open watch of `name` ends (its `onEnd` called once). */
+  #endOpen(name: string): void {
+    const entry = this.#leftOpen.get(name);
+    if (entry === undefined) return;
+    clearTimeout(entry.timer);
+    this.#leftOpen.delete(name);
+    entry.onEnd();
   }
 
   /**
@@ -845,7 +959,15 @@ export class ApprovalBroker {
   }
 
   #onChange(change: ApprovalChange): void {
-    const waiter = this.#waiters.get(change.approval.name);
+    const name = change.approval.name;
+    if (
+      this.#leftOpen.has(name) &&
+      (change.deleted ||
+        FinalApprovalPhases.has(change.approval.phase ?? '') ||
+        holderOf(change.approval) !== this.#o.pod)
+    )
+      this.#endOpen(name);
+    const waiter = this.#waiters.get(name);
     if (waiter !== undefined) {
       waiter.onChange(change);
       return;

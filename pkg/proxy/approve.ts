@@ -11,6 +11,7 @@ import type { MaskedArguments } from '../policy/schema.js';
 import type { SessionRecorder } from '../record/types.js';
 import type { ProxyCore } from './core.js';
 import { applyRateLimits, rateLimitedResponse, requestInfo } from './decide.js';
+import { heldScope } from './held-calls.js';
 import { header } from './http.js';
 import type { InboundResult } from './inbound.js';
 import { record } from './outbound.js';
@@ -25,8 +26,10 @@ import { type RequestInfo, rememberPending, type Session } from './session.js';
  *   timing it out, and `notifications/progress` tells a client that sent a `progressToken` which
  *   approval it waits for. Approved: the call is forwarded and its answer relayed in the same
  *   stream. Denied, expired: a JSON-RPC error (`-31409`, `-31408`). The client cancelling the
- *   request (`notifications/cancelled`) cancels the approval; its connection closing does not:
- *   the approval stays open for the client's repeat of the call, which waits on it again.
+ *   request (`notifications/cancelled`) or deleting its session cancels the approval; its
+ *   connection closing does not: the approval stays open for the client's repeat of the call,
+ *   which waits on it again, and a `notifications/cancelled` naming the request, or the session's
+ *   `DELETE`, that comes later still cancels it (held-calls.ts).
  * - `ticket`, and `hold` where the request cannot be held alone (a batch, legacy HTTP+SSE): the
  *   client gets `-31403` naming the approval at once; the same call repeated after approval runs
  *   once.
@@ -280,15 +283,10 @@ export function recordOutcome(
   });
 }
 
-/** Who may cancel a held request: the same session (or, without one, the same principal) and id. */
-function heldKey(
-  ctx: { session: Session | undefined; identity: Identity },
-  id: JsonRpcRequest['id'],
-): string {
-  return `${ctx.session ? `s:${ctx.session.id}` : `p:${ctx.identity.principal}`}\0${idKey(id)}`;
-}
-
-/** `notifications/cancelled` for a request held for approval: the hold ends (Cancelled). */
+/**
+ * `notifications/cancelled` for a request held for approval: the hold ends (Cancelled); for one
+ * whose connection already closed, the approval it left open is cancelled (see keepCancellable).
+ */
 export function cancelHeld(
   core: ProxyCore,
   ctx: { session: Session | undefined; identity: Identity },
@@ -296,7 +294,34 @@ export function cancelHeld(
 ): void {
   const requestId = asObject(params)?.['requestId'];
   if (typeof requestId !== 'string' && typeof requestId !== 'number') return;
-  core.heldCalls.get(heldKey(ctx, requestId))?.();
+  core.heldCalls.cancel(heldScope(ctx), idKey(requestId), 'the client cancelled the request');
+}
+
+/**
+ * A hold whose connection closed left its approval open for the client's repeat: the client can
+ * still cancel it, by the same session (or principal) and request id, or by deleting the session,
+ * until the approval ends or a repeat takes it over (then the repeat's own request id does).
+ */
+function keepCancellable(
+  core: ProxyCore,
+  ctx: { session: Session | undefined; identity: Identity },
+  id: string,
+  name: string,
+): void {
+  const broker = core.options.approvals;
+  if (broker === undefined || ctx.session?.closed === true) return;
+  let remove: (() => void) | undefined;
+  let ended = false;
+  const open = broker.watchOpen(name, () => {
+    ended = true;
+    remove?.();
+  });
+  if (open === undefined) return;
+  remove = core.heldCalls.add(heldScope(ctx), id, {
+    cancel: (reason) => void open.cancel(reason),
+    leftOpen: { forget: () => open.forget() },
+  });
+  if (ended) remove();
 }
 
 /** Move an approved request into what is forwarded. */
@@ -382,10 +407,12 @@ export async function holdRequest(
       cancel('the client closed the connection without cancelling the request', true);
   };
   res.on('close', onClose);
-  // The MCP way to give up on a request: notifications/cancelled naming its id (heldKey).
-  const key = heldKey(ctx, held.msg.id);
-  const cancelByClient = (): void => cancel('the client cancelled the request', false);
-  core.heldCalls.set(key, cancelByClient);
+  // The MCP way to give up on a request: notifications/cancelled naming its id (cancelHeld); or
+  // deleting the session.
+  const id = idKey(held.msg.id);
+  const forgetHeld = core.heldCalls.add(heldScope(ctx), id, {
+    cancel: (reason) => cancel(reason, false),
+  });
   const opened = (name: string, expiresAt: string): void => {
     if (!stream || res.writableEnded) return;
     res.statusCode = 200;
@@ -435,9 +462,10 @@ export async function holdRequest(
     res.off('close', onClose);
     // Only this request's entry: a repeat with the same key (the same id, no session) that took
     // the hold over registered its own, and must stay cancellable.
-    if (core.heldCalls.get(key) === cancelByClient) core.heldCalls.delete(key);
+    forgetHeld();
   }
   const heldNs = process.hrtime.bigint() - startedAt;
+  if (outcome.kind === 'cancelled' && outcome.leftOpen === true) keepCancellable(core, ctx, id, outcome.name);
   recordOutcome(ctx, held, outcome);
   if (outcome.kind === 'approved') {
     release(ctx, decided, held.msg);

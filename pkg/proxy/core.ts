@@ -14,6 +14,7 @@ import type { PolicyEngine } from '../policy/decision.js';
 import type { MaskingRule } from '../policy/schema.js';
 import { statelessRecordingKey } from '../record/recorder.js';
 import type { SessionRecorder } from '../record/types.js';
+import { HeldCalls, heldScope } from './held-calls.js';
 import type { ProxyOptions } from './options.js';
 import { type ParamHeader, paramDeclarations } from './params.js';
 import { RateLimiter } from './ratelimit.js';
@@ -98,8 +99,11 @@ export class ProxyCore {
   publicUrl: string | undefined;
   /** Answers blocked server→client requests of exchanges without a session. */
   readonly answerWithoutSession: (response: JsonRpcResponse) => Promise<boolean>;
-  /** Cancels a request held for approval, by session (or principal) and id (approve.ts heldKey). */
-  readonly heldCalls = new Map<string, () => void>();
+  /**
+   * What cancels a request held for approval, or the approval its request left open when the
+   * connection closed, by session (or principal) and id (approve.ts heldScope).
+   */
+  readonly heldCalls = new HeldCalls();
   /** Last time the proxy listed tools itself for stateless traffic (ms). */
   annotationsFetchedAt = 0;
   readonly #maskers = new WeakMap<PolicyEngine, Masker | null>();
@@ -347,6 +351,9 @@ export class ProxyCore {
     this.metrics.sessionsActive.dec();
     this.events.emit('session-close', { session: session.id, principal: session.principal });
     this.logger.info({ event: 'session-close', session: session.id, reason }, 'session closed');
+    // Approvals this session's requests left open are no longer cancellable through it (its
+    // requests are refused from now on); they stay open for a repeat (DELETE cancelled them first).
+    this.heldCalls.end(heldScope({ session, identity: session.identity }));
     // Server requests held for approval can no longer reach this session's client.
     for (const hold of [...(session.serverHolds?.values() ?? [])]) hold.cancel('the session ended', true);
     if (session.clientSse && !session.clientSse.writableEnded) session.clientSse.end();

@@ -15,6 +15,7 @@ import { ensureToolAnnotations } from './annotations.js';
 import { holdable, holdRequest, resolveTickets } from './approve.js';
 import { ClientStream } from './client-stream.js';
 import { methodLabel, type ProxyCore } from './core.js';
+import { heldScope } from './held-calls.js';
 import { header, sendJson, sendRpcError } from './http.js';
 import { decideAll, headerMismatch, maskedForRecording, readMessages, refuse } from './inbound.js';
 import { type OutboundContext, record } from './outbound.js';
@@ -445,17 +446,27 @@ export async function handleDelete(
     try {
       text = (await readUpstreamBody(up.body, DISCARD_LIMIT, core.upstream.bodyTimeoutMs)).toString('utf8');
     } catch (err) {
-      if (up.status >= 200 && up.status < 300) await core.closeSession(session, 'ended');
+      if (up.status >= 200 && up.status < 300) await sessionDeleted(core, session);
       upstreamFailed(core, res, err, null);
       return;
     }
   } else {
     void discardUpstreamBody(up.body, core.upstream.bodyTimeoutMs);
   }
-  if (up.status >= 200 && up.status < 300) await core.closeSession(session, 'ended');
+  if (up.status >= 200 && up.status < 300) await sessionDeleted(core, session);
   res.statusCode = up.status;
   copyResponseHeaders(up, res);
   if (text.length > 0 && isJson(up)) res.end(text);
   else res.end();
   observe(core, 'DELETE', started, 0n);
+}
+
+/**
+ * The client ended its session (`DELETE`): it is done with it, so what its requests hold or left
+ * open for approval is cancelled (Cancelled), unlike a session that expires idle (a crashed
+ * client's repeat still finds its approvals open).
+ */
+async function sessionDeleted(core: ProxyCore, session: Session): Promise<void> {
+  core.heldCalls.end(heldScope({ session, identity: session.identity }), 'the client ended the session');
+  await core.closeSession(session, 'ended');
 }

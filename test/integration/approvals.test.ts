@@ -357,8 +357,9 @@ async function dropHeld(
   oid: string,
   args: Record<string, unknown>,
   tool = 'slow_steps',
+  session?: Record<string, string>,
 ): Promise<StoredApproval> {
-  const headers = await openRawSession(h.mcpUrl, await h.token({ oid }), '2025-06-18');
+  const headers = session ?? (await openRawSession(h.mcpUrl, await h.token({ oid }), '2025-06-18'));
   const before = new Set([...store.list()].map((a) => a.name));
   const abort = new AbortController();
   const response = await fetch(h.mcpUrl, {
@@ -456,6 +457,107 @@ describe('hold mode: a dropped connection is not a cancellation', () => {
     expect(Date.parse(gone!.phaseTime!)).toBeGreaterThanOrEqual(Date.parse(a.spec.expiresAt));
     expect(await metric('mcp_warden_approvals_total', { outcome: 'expired' })).toBe(expired + 1);
   });
+});
+
+describe('hold mode: the client can still cancel what its dropped connection left open', () => {
+  /** POST a `notifications/cancelled` naming request `requestId` in the session of `headers`. */
+  const cancelLater = async (headers: Record<string, string>, requestId: number): Promise<void> => {
+    const r = await fetch(h.mcpUrl, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        method: 'notifications/cancelled',
+        params: { requestId, reason: 'the user gave up' },
+      }),
+    });
+    await r.text();
+    expect(r.status).toBe(202);
+  };
+  const phase = (name: string, want: string) =>
+    waitFor(() => (store.get(name)?.phase === want ? true : undefined), `phase ${want}`);
+
+  it('a notifications/cancelled naming the request, after its connection closed, cancels the approval', async () => {
+    const calls = toolCalls();
+    const cancelled = await metric('mcp_warden_approvals_total', { outcome: 'cancelled' });
+    const headers = await openRawSession(h.mcpUrl, await h.token({ oid: 'user-20' }), '2025-06-18');
+    const a = await dropHeld('user-20', { steps: 20 }, 'slow_steps', headers);
+    expect(store.get(a.name)?.phase).toBe('Pending');
+    await cancelLater(headers, 9);
+    await phase(a.name, 'Cancelled');
+    expect(await metric('mcp_warden_approvals_total', { outcome: 'cancelled' })).toBe(cancelled + 1);
+    // A verdict after it runs nothing, and the repeat asks anew.
+    store.decide(a.name, 'Approved', 'rita');
+    const c = await client('user-20');
+    const before = new Set([...store.list()].map((x) => x.name));
+    const abort = new AbortController();
+    const repeat = c
+      .callTool({ name: 'slow_steps', arguments: { steps: 20 } }, CallToolResultSchema, {
+        signal: abort.signal,
+        timeout: 10_000,
+      })
+      .catch((e: unknown) => e);
+    const again = await waitFor(() => created(before)[0], 'a new approval');
+    expect(again.name).not.toBe(a.name);
+    abort.abort();
+    await repeat;
+    expect(toolCalls()).toBe(calls);
+    await c.close();
+  });
+
+  it('a late notifications/cancelled for the old request does not cancel the approval a repeat took over', async () => {
+    const calls = toolCalls();
+    const headers = await openRawSession(h.mcpUrl, await h.token({ oid: 'user-21' }), '2025-06-18');
+    const a = await dropHeld('user-21', { steps: 21 }, 'slow_steps', headers);
+    const c = await client('user-21');
+    const progress: string[] = [];
+    const repeat = c.callTool({ name: 'slow_steps', arguments: { steps: 21 } }, CallToolResultSchema, {
+      onprogress: (p) => progress.push(String(p.message)),
+      timeout: 10_000,
+    });
+    await waitFor(() => (progress.length > 0 ? true : undefined), 'the repeat waiting');
+    expect(progress[0]).toContain(a.name);
+    await cancelLater(headers, 9);
+    // The repeat's call is the one that counts now: approved, it runs.
+    store.decide(a.name, 'Approved', 'rita');
+    expect((await repeat).content).toEqual([{ type: 'text', text: 'done 21' }]);
+    expect(toolCalls()).toBe(calls + 1);
+    expect(store.get(a.name)?.phase).toBe('Executed');
+    await c.close();
+  });
+
+  it('deleting the session cancels the approvals its dropped requests left open, and its calls still held', async () => {
+    const calls = toolCalls();
+    const headers = await openRawSession(h.mcpUrl, await h.token({ oid: 'user-22' }), '2025-06-18');
+    const dropped = await dropHeld('user-22', { steps: 22 }, 'slow_steps', headers);
+    // A second call of the session, still held when the session is deleted.
+    const before = new Set([...store.list()].map((x) => x.name));
+    const stillHeld = await fetch(h.mcpUrl, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 10,
+        method: 'tools/call',
+        params: { name: 'slow_steps', arguments: { steps: 23 } },
+      }),
+    });
+    const held = await waitFor(() => created(before)[0], 'the second approval');
+    const gone = await fetch(h.mcpUrl, { method: 'DELETE', headers });
+    await gone.text();
+    expect(gone.status).toBe(200);
+    await phase(dropped.name, 'Cancelled');
+    await phase(held.name, 'Cancelled');
+    const answer = await stillHeld.text();
+    expect(answer).toContain('Approval cancelled: the client ended the session');
+    store.decide(dropped.name, 'Approved', 'rita');
+    store.decide(held.name, 'Approved', 'rita');
+    expect(toolCalls()).toBe(calls);
+  });
+
+  // A session that expires idle (the proxy forgets it after sessionIdleMs, checked once a minute)
+  // forgets its left-open approvals without cancelling them: there is no quick way to make the
+  // real proxy expire a session here, so that is covered by pkg/proxy/held-calls.test.ts.
 });
 
 describe('a rate limit on an approve rule counts approval requests', () => {
