@@ -1024,6 +1024,33 @@ describe('replicas of one MCP server: a hold outlives its pod, and nothing stays
       await a.b.close();
     });
 
+    it('a denial stands: a cancel that comes while its phase is being written changes nothing', async () => {
+      /** Denied phases take an API round trip to land (the version is checked then). */
+      class SlowDenied extends MemoryApprovalStore {
+        override async setPhase(
+          name: string,
+          phase: ApprovalPhase,
+          message: string,
+          ifVersion?: string,
+          options?: PhaseWriteOptions,
+        ): Promise<boolean> {
+          if (phase === 'Denied') await new Promise((r) => setTimeout(r, 50));
+          return super.setPhase(name, phase, message, ifVersion, options);
+        }
+      }
+      const store = new SlowDenied({ creator: CREATOR });
+      const a = make(store);
+      const name = await dropped(a.b);
+      const open = a.b.watchOpen(name, () => undefined);
+      store.decide(name, 'Denied', 'rita', 'no');
+      expect(await open!.cancel('the client ended the session')).toBe(false);
+      await until('phase Denied', () => store.get(name)?.phase === 'Denied');
+      expect(await a.outcome('denied')).toBe(1);
+      expect(await a.outcome('cancelled')).toBe(0);
+      expect(await a.pending()).toBe(0);
+      await a.b.close();
+    });
+
     it('an approved, unused approval becomes Cancelled too: its repeat no longer runs it', async () => {
       const store = new MemoryApprovalStore({ creator: CREATOR });
       const a = make(store);

@@ -435,7 +435,12 @@ export class ApprovalBroker {
       name,
       'Cancelled',
       reason,
-      (now) => holderOf(now) === me && !this.#waiters.has(name) && now.phase !== 'Executed',
+      // A reviewer's denial stands: its phase may be on its way (#onChange), and is not overwritten.
+      (now) =>
+        holderOf(now) === me &&
+        !this.#waiters.has(name) &&
+        now.phase !== 'Executed' &&
+        this.#decision(now)?.verdict !== 'Denied',
     );
     if (result !== 'written') return false;
     const policy = a.spec.policy;

@@ -396,7 +396,11 @@ export async function holdRequest(
   const cancelListeners: Array<(reason: string, leaveOpen: boolean) => void> = [];
   // The client may leave while the approval is still being created, before the broker listens.
   let cancelledWith: { reason: string; leaveOpen: boolean } | undefined;
+  // An explicit cancellation (notifications/cancelled, DELETE) after the connection closed, before
+  // the hold ended (the approval still being created): the approval left open is cancelled then.
+  let cancelAfterClose: string | undefined;
   const cancel = (reason: string, leaveOpen: boolean): void => {
+    if (cancelledWith?.leaveOpen === true && !leaveOpen) cancelAfterClose ??= reason;
     cancelledWith ??= { reason, leaveOpen };
     for (const l of cancelListeners) l(reason, leaveOpen);
   };
@@ -465,7 +469,10 @@ export async function holdRequest(
     forgetHeld();
   }
   const heldNs = process.hrtime.bigint() - startedAt;
-  if (outcome.kind === 'cancelled' && outcome.leftOpen === true) keepCancellable(core, ctx, id, outcome.name);
+  if (outcome.kind === 'cancelled' && outcome.leftOpen === true) {
+    if (cancelAfterClose !== undefined) void broker?.cancelOpen(outcome.name, cancelAfterClose);
+    else keepCancellable(core, ctx, id, outcome.name);
+  }
   recordOutcome(ctx, held, outcome);
   if (outcome.kind === 'approved') {
     release(ctx, decided, held.msg);

@@ -555,6 +555,52 @@ describe('hold mode: the client can still cancel what its dropped connection lef
     expect(toolCalls()).toBe(calls);
   });
 
+  // What the MCP SDK does on abort: the request's connection closes at once, then
+  // notifications/cancelled follows; here both come while the approval is still being created.
+  for (const [how, n, end] of [
+    ['a notifications/cancelled', 30, (headers: Record<string, string>) => cancelLater(headers, 11)],
+    [
+      'deleting the session',
+      31,
+      async (headers: Record<string, string>) => {
+        const r = await fetch(h.mcpUrl, { method: 'DELETE', headers });
+        await r.text();
+        expect(r.status).toBe(200);
+      },
+    ],
+  ] as const) {
+    it(`${how} after the connection closed, while the approval was still being created, cancels it`, async () => {
+      const oid = `user-${n}`;
+      const headers = await openRawSession(h.mcpUrl, await h.token({ oid }), '2025-06-18');
+      const before = new Set([...store.list()].map((a) => a.name));
+      store.setCreateDelay(400);
+      try {
+        const abort = new AbortController();
+        const response = fetch(h.mcpUrl, {
+          method: 'POST',
+          headers,
+          signal: abort.signal,
+          body: JSON.stringify({
+            jsonrpc: '2.0',
+            id: 11,
+            method: 'tools/call',
+            params: { name: 'slow_steps', arguments: { steps: n } },
+          }),
+        }).catch(() => undefined);
+        await new Promise((r) => setTimeout(r, 50));
+        abort.abort();
+        await response;
+        await new Promise((r) => setTimeout(r, 30));
+        expect(created(before)).toEqual([]); // still being created
+        await end(headers);
+        const a = await waitFor(() => created(before)[0], 'the approval');
+        await phase(a.name, 'Cancelled');
+      } finally {
+        store.setCreateDelay(0);
+      }
+    });
+  }
+
   // A session that expires idle (the proxy forgets it after sessionIdleMs, checked once a minute)
   // forgets its left-open approvals without cancelling them: there is no quick way to make the
   // real proxy expire a session here, so that is covered by pkg/proxy/held-calls.test.ts.
