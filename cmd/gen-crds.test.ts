@@ -1,7 +1,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { run } from './gen-crds.js';
+import { CRD_DIRS, run } from './gen-crds.js';
 
 async function quiet<T>(fn: () => Promise<T>): Promise<{ value: T; stderr: string }> {
   const err: string[] = [];
@@ -39,4 +39,23 @@ test('writes both CRDs; --check passes on fresh output and fails (exit 1) after 
 
 test('unknown arguments are a usage error', async () => {
   expect((await quiet(() => run(['--bogus']))).value).toBe(2);
+});
+
+test('by default writes the repository crds/ and the chart copy; --out repeats; --check covers every DIR', async () => {
+  expect(CRD_DIRS).toEqual(['crds', join('charts', 'mcp-warden', 'files', 'crds')]);
+  const root = await mkdtemp(join(tmpdir(), 'mcp-warden-crds-'));
+  const [a, b] = [join(root, 'crds'), join(root, 'chart', 'files', 'crds')];
+  try {
+    expect((await quiet(() => run(['--out', a, '--out', b]))).value).toBe(0);
+    for (const name of ['mcpwarden.io_mcppolicies.yaml', 'mcpwarden.io_mcpapprovals.yaml'])
+      expect(await readFile(join(b, name), 'utf8')).toBe(await readFile(join(a, name), 'utf8'));
+    expect((await quiet(() => run(['--out', a, '--out', b, '--check']))).value).toBe(0);
+    await writeFile(join(b, 'mcpwarden.io_mcpapprovals.yaml'), '# stale\n');
+    const drift = await quiet(() => run(['--out', a, '--out', b, '--check']));
+    expect(drift.value).toBe(1);
+    expect(drift.stderr).toContain(join(b, 'mcpwarden.io_mcpapprovals.yaml'));
+    expect(drift.stderr).not.toContain(join(a, 'mcpwarden.io_mcpapprovals.yaml'));
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });

@@ -171,7 +171,7 @@ describe('an API server serving an outdated MCPApproval CRD', () => {
           level: 'error',
           event: 'approval-crd-outdated',
           approval: 'github-mcp-0-1',
-          msg: expect.stringMatching(/apply the current CRDs \(kubectl apply -f crds\//),
+          msg: expect.stringMatching(/apply the current CRDs: helm upgrade .* or kubectl apply -f crds\//),
         }),
       );
     } finally {

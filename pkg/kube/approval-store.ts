@@ -231,14 +231,15 @@ export function createKubeApprovalStore(options: KubeApprovalStoreOptions): Appr
 
   /**
    * The API server dropped `spec.maskedArguments` from a created approval: it serves an MCPApproval
-   * CRD older than this sidecar (helm installs `crds/` once and never upgrades them), whose schema
+   * CRD older than this sidecar (not upgraded: crds.enabled=false, or a release installed by a chart with
+   * a `crds/` directory, which helm never upgrades), whose schema
    * prunes the fields it does not know, `spec.decision.acknowledgeMaskedArguments` too. Nothing
    * would then tell reviewers what masking hid, nor require them to acknowledge it: the approval is
    * ended at once (Cancelled: the sidecar may write phases, not delete) and the call refused.
    */
   const refuseOutdated = async (a: StoredApproval): Promise<never> => {
     const message =
-      'the MCPApproval CRD is outdated: the API server dropped spec.maskedArguments, so reviewers would not be told what masking hid in the arguments; apply the current CRDs (kubectl apply -f crds/ of this release) before upgrading the chart or the sidecar';
+      'the MCPApproval CRD is outdated: the API server dropped spec.maskedArguments, so reviewers would not be told what masking hid in the arguments; apply the current CRDs: helm upgrade to the chart of this release (it upgrades them unless crds.enabled=false), or kubectl apply -f crds/ of this release (see docs/approvals.md, "The MCPApproval object")';
     logger?.error({ event: 'approval-crd-outdated', approval: a.name }, message);
     try {
       await patchStatus(

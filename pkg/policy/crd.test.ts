@@ -7,14 +7,20 @@ import { approvalCrd, policyCrd, renderCrds } from './crd.js';
 import type { MCPApproval, PolicyDocument } from './schema.js';
 import { createAjv, toFieldPath, validateApproval, validatePolicySchema } from './validate.js';
 
-const crdsDir = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'crds');
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-test('the committed CRDs are exactly what the schema generates (run `make crds` after changing pkg/policy/schema.ts)', async () => {
-  for (const [name, text] of Object.entries(renderCrds())) {
-    const committed = await readFile(join(crdsDir, name), 'utf8');
-    expect(committed).toBe(text);
-  }
-});
+// The repository's crds/ (kubectl apply -f crds/) and the chart's copy (templates/crds.yaml).
+test.each(['crds', 'charts/mcp-warden/files/crds'])(
+  'the committed CRDs in %s are exactly what the schema generates (run `make crds` after changing pkg/policy/schema.ts)',
+  async (dir) => {
+    for (const [name, text] of Object.entries(renderCrds())) {
+      const committed = await readFile(join(root, dir, name), 'utf8').catch(
+        () => `(missing: ${dir}/${name})`,
+      );
+      expect(committed).toBe(text);
+    }
+  },
+);
 
 type Json = Record<string, unknown>;
 
@@ -284,7 +290,7 @@ describe('the TypeBox schema (ajv) and the generated CRD schema agree', () => {
   let crdValidate: ReturnType<typeof crdValidator>;
   beforeAll(async () => {
     crdValidate = crdValidator(
-      parse(await readFile(join(crdsDir, 'mcpwarden.io_mcppolicies.yaml'), 'utf8')) as Json,
+      parse(await readFile(join(root, 'crds', 'mcpwarden.io_mcppolicies.yaml'), 'utf8')) as Json,
     );
   });
 
@@ -359,7 +365,7 @@ describe('MCPApproval', () => {
   let crdValidate: ReturnType<typeof crdValidator>;
   beforeAll(async () => {
     crdValidate = crdValidator(
-      parse(await readFile(join(crdsDir, 'mcpwarden.io_mcpapprovals.yaml'), 'utf8')) as Json,
+      parse(await readFile(join(root, 'crds', 'mcpwarden.io_mcpapprovals.yaml'), 'utf8')) as Json,
     );
   });
 
