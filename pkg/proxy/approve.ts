@@ -42,11 +42,14 @@ export class HeldRequest {
   /**
    * `count`: counts the call in the metrics, when decideRequest left that for later (a rule with
    * rate limits: whether a limit refuses the call is known only when its approval is asked for).
+   * `prepared`: its arguments, already masked by decideRequest (`approval.maskedArguments: deny`
+   * checks them), in the scope the approval masks them in.
    */
   constructor(
     readonly msg: JsonRpcRequest,
     readonly decision: Decision,
     count?: (decision: Decision) => void,
+    readonly prepared?: HeldArguments,
   ) {
     this.#count = count;
   }
@@ -137,7 +140,7 @@ export function heldCallInput(
   from?: { direction: 'server-to-client'; scope: MaskScope },
 ): HeldCallInput {
   const { msg, decision } = held;
-  const { tool, args, masked, hidden } = heldArguments(core, ctx.engine, msg, from?.scope);
+  const { tool, args, masked, hidden } = held.prepared ?? heldArguments(core, ctx.engine, msg, from?.scope);
   const identity = ctx.identity;
   return {
     policy: decision.policy,

@@ -17,7 +17,7 @@ import {
 } from '../policy/call.js';
 import type { CallContext, Decision, Direction, ListMethod, PolicyEngine } from '../policy/decision.js';
 import type { SessionRecorder } from '../record/types.js';
-import { HeldRequest, heldArguments } from './approve.js';
+import { type HeldArguments, HeldRequest, heldArguments } from './approve.js';
 import { LIFECYCLE_METHODS, LIST_METHODS, methodLabel, type ProxyCore } from './core.js';
 import type { RequestInfo, Session } from './session.js';
 
@@ -214,20 +214,25 @@ export function decideRequest(
       return rateLimitedResponse(msg.id, limited);
   } else if (canHold && decision.enforced === 'approve' && decision.approval !== undefined) {
     const tool = ctx.tool ?? ctx.prompt;
-    const refused =
+    const checked =
       decision.approval.maskedArguments === 'deny' ? maskedRefusal(core, input, msg, decision) : undefined;
-    if (refused !== undefined) {
-      report(core, input, msg, tool, refused, direction);
-      return denialResponse(msg.id, refused);
+    if (checked !== undefined && 'refused' in checked) {
+      report(core, input, msg, tool, checked.refused, direction);
+      return denialResponse(msg.id, checked.refused);
     }
     if (decision.limits === undefined) {
       report(core, input, msg, tool, decision, direction);
-      return new HeldRequest(msg, decision);
+      return new HeldRequest(msg, decision, undefined, checked?.prepared);
     }
     // Its limits are checked when its approval is asked for: it is counted in the metrics then
     // (once, as refused by a limit or as held; approve.ts admitApproval), or at its outcome.
     report(core, input, msg, tool, decision, direction, false);
-    return new HeldRequest(msg, decision, (counted) => countDecision(core, msg, tool, counted));
+    return new HeldRequest(
+      msg,
+      decision,
+      (counted) => countDecision(core, msg, tool, counted),
+      checked?.prepared,
+    );
   } else {
     report(core, input, msg, ctx.tool ?? ctx.prompt, decision, direction);
   }
@@ -237,17 +242,20 @@ export function decideRequest(
 
 /**
  * `approval.maskedArguments: deny`: a call whose arguments the masking changes is refused rather
- * than held, since a reviewer could not see what the masks hide. Undefined when nothing is masked.
+ * than held, since a reviewer could not see what the masks hide. Otherwise the arguments it
+ * masked, which the hold uses as they are (`prepared`: masked once, not again for the approval).
  */
 function maskedRefusal(
   core: ProxyCore,
   input: DecideInput,
   msg: JsonRpcRequest,
   decision: Decision,
-): Decision | undefined {
-  let hidden: ReturnType<typeof heldArguments>['hidden'];
+): { refused: Decision } | { prepared: HeldArguments } {
+  let hidden: HeldArguments['hidden'];
   try {
-    hidden = heldArguments(core, input.engine, msg, input.maskScope).hidden;
+    const prepared = heldArguments(core, input.engine, msg, input.maskScope);
+    if (prepared.hidden === undefined) return { prepared };
+    hidden = prepared.hidden;
   } catch (err) {
     core.logger.error(
       { event: 'mask-failed', method: msg.method, err: (err as Error).message },
@@ -255,13 +263,12 @@ function maskedRefusal(
     );
     hidden = { count: 1, length: 0, entries: [] };
   }
-  if (hidden === undefined) return undefined;
   const what = hidden.entries.length > 0 ? describeMasked(hidden) : 'the masking failed';
   // The rule that refuses: the deciding one, or another applicable approve rule saying deny.
   const by = decision.approval?.maskedArgumentsDeniedBy;
   const policy = by?.policy ?? decision.policy;
   const rule = by?.rule ?? decision.rule;
-  return {
+  const refused: Decision = {
     action: 'deny',
     enforced: 'deny',
     policy,
@@ -270,6 +277,7 @@ function maskedRefusal(
     mode: 'enforce',
     maskedArguments: true,
   };
+  return { refused };
 }
 
 /**
