@@ -947,9 +947,8 @@ export class ApprovalBroker {
    * after (final, taken over by a repeat elsewhere, or waited on again by a repeat here).
    */
   #keepUnheld(name: string): void {
-    const a = this.#o.store.get(name);
-    if (a === undefined || FinalApprovalPhases.has(a.phase ?? '')) return;
-    if (holderOf(a) !== this.#o.pod || this.#waiters.has(name)) return;
+    const a = this.#lookedAfter(name);
+    if (a === undefined) return;
     this.#trackUnheld(a);
     // A verdict that came while the hold was ending reached no waiter: record it as one nobody waits on.
     this.#onChange({ approval: a, deleted: false });
